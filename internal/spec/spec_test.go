@@ -1,0 +1,149 @@
+package spec
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStarterParsesAndMatchesRepoSpec(t *testing.T) {
+	s, err := Parse(Starter, "starter.yaml")
+	if err != nil {
+		t.Fatalf("starter spec: %v", err)
+	}
+	if s.Fleet.Min != 2 || s.Fleet.Max != 12 || len(s.Fleet.Scaling) != 3 {
+		t.Fatalf("starter fleet = %+v", s.Fleet)
+	}
+	if got, want := s.Database.Name, "courses"; got != want {
+		t.Errorf("database.name = %q, want %q", got, want)
+	}
+	if got := s.AWS.AvailabilityZones; !reflect.DeepEqual(got, []string{"eu-west-1a", "eu-west-1b"}) {
+		t.Errorf("aws.availability_zones = %v", got)
+	}
+	repo, err := os.ReadFile("../../haven.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(repo) != string(Starter) {
+		t.Errorf("haven.yaml differs from internal/spec/starter.yaml; copy one onto the other")
+	}
+}
+
+func TestEmptySpecIsDefault(t *testing.T) {
+	for _, in := range []string{"", "# nothing\n", "~\n"} {
+		s, err := Parse([]byte(in), "")
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", in, err)
+		}
+		want := Default()
+		want.fillDerived()
+		if !reflect.DeepEqual(s, want) {
+			t.Errorf("Parse(%q) = %+v, want defaults", in, s)
+		}
+	}
+}
+
+func TestPartialMappingKeepsDefaults(t *testing.T) {
+	s, err := Parse([]byte("app:\n  health_check: {interval: 2s}\nfleet: {max: 20}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.App.HealthCheck.Interval.D(); got != 2*time.Second {
+		t.Errorf("interval = %v", got)
+	}
+	if got := s.App.HealthCheck.Path; got != "/healthz" {
+		t.Errorf("path lost its default: %q", got)
+	}
+	if s.Fleet.Max != 20 || s.Fleet.Min != 2 || s.App.Port != 8080 {
+		t.Errorf("fleet = %+v port=%d", s.Fleet, s.App.Port)
+	}
+}
+
+func TestInvalidSpecsNameTheField(t *testing.T) {
+	tests := []struct {
+		name, in, field, line, msg string
+	}{
+		{"max below min", "fleet:\n  min: 2\n  max: 1\n  desired: 1\n", "fleet.max", ":3:", "must be ≥ fleet.min (2), got 1"},
+		{"unknown field", "fleet:\n  mni: 2\n", "fleet.mni", ":2:", "unknown field"},
+		{"unknown top", "nmae: x\n", "nmae", ":1:", "unknown field"},
+		{"wrong type", "fleet:\n  max: ten\n", "fleet.max", ":2:", "must be a whole number"},
+		{"bad duration", "app:\n  health_check:\n    interval: fast\n", "app.health_check.interval", ":3:", "invalid duration"},
+		{"timeout >= interval", "app:\n  health_check: {interval: 1s, timeout: 2s}\n", "app.health_check.timeout", ":2:", "shorter than"},
+		{"bad algorithm", "load_balancer: {algorithm: random}\n", "load_balancer.algorithm", ":1:", "round_robin"},
+		{"bad cron", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"61 * * * *\", min: 1}\n", "fleet.scaling[0].cron", ":3:", "minute"},
+		{"secret in env", "app:\n  env:\n    DB_PASSWORD: hunter2\n", "app.env.DB_PASSWORD", ":3:", "credential"},
+		{"one zone", "zones: [a]\n", "zones", ":1:", "exactly two"},
+		{"bad matcher", "app: {health_check: {matcher: \"600\"}}\n", "app.health_check.matcher", ":1:", "200–499"},
+		{"bad yaml", "fleet: [\n", "", ":", "invalid YAML"},
+		{"list for map", "fleet: [1, 2]\n", "fleet", ":1:", "must be a mapping"},
+		{"bad durability", "database: {durability: maybe}\n", "database.durability", ":1:", "preferred"},
+		{"retention", "database: {backup_retention: 40d}\n", "database.backup_retention", ":1:", "1d to 35d"},
+		{"two docs", "name: a\n---\nname: b\n", "", ":", "more than one YAML document"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.in), "h.yaml")
+			var se *Error
+			if !errors.As(err, &se) {
+				t.Fatalf("err = %v, want *spec.Error", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.field) || !strings.Contains(msg, tt.msg) || !strings.Contains(msg, "h.yaml"+tt.line) {
+				t.Errorf("error %q does not contain field %q, line %q and %q", msg, tt.field, tt.line, tt.msg)
+			}
+		})
+	}
+}
+
+func TestDurationAndSize(t *testing.T) {
+	for in, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "500ms": 500 * time.Millisecond, "1h30m": 90 * time.Minute} {
+		d, err := ParseDuration(in)
+		if err != nil || d.D() != want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, d, err, want)
+		}
+	}
+	for in, want := range map[string]int64{"256MiB": 256 << 20, "1GiB": 1 << 30, "1024": 1024, "1.5GiB": 3 << 29} {
+		b, err := ParseByteSize(in)
+		if err != nil || int64(b) != want {
+			t.Errorf("ParseByteSize(%q) = %v, %v; want %d", in, b, err, want)
+		}
+	}
+	if _, err := ParseByteSize("-1"); err == nil {
+		t.Error("ParseByteSize(-1) succeeded")
+	}
+}
+
+func TestMatcher(t *testing.T) {
+	m, err := ParseMatcher("200,300-302")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for code, want := range map[int]bool{200: true, 201: false, 301: true, 303: false} {
+		if m.Match(code) != want {
+			t.Errorf("Match(%d) = %v", code, !want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(Starter)
+	f.Add([]byte("fleet: {min: 3, max: 2}\n"))
+	f.Add([]byte("app: {health_check: {interval: 7d}}\n"))
+	f.Add([]byte("a: &x [*x]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := Parse(data, "fuzz.yaml")
+		if err != nil {
+			var se *Error
+			if !errors.As(err, &se) || len(se.Problems) == 0 {
+				t.Fatalf("error is not a *spec.Error with problems: %v", err)
+			}
+			return
+		}
+		if ps := s.Validate(); len(ps) != 0 {
+			t.Fatalf("Parse accepted a spec that fails Validate: %v", ps)
+		}
+	})
+}
