@@ -1,0 +1,286 @@
+// Command courses is a small learning-management app (students, courses,
+// materials, grades) written to run as a stateless, failover-tolerant fleet.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "courses:", err)
+		os.Exit(1)
+	}
+}
+
+// run executes one command. It is what tests call.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := &cobra.Command{
+		Use:           "courses",
+		Short:         "A small LMS: students, courses, materials and grades",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	var sc serveConfig
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run migrations, then serve HTTP until SIGTERM",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := sc.Validate(); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), sc, newLogger(stdout), nil)
+		},
+	}
+	serve.Flags().StringVar(&sc.Listen, "listen", defaultListen(), "address to listen on (default from env HOST and PORT)")
+	serve.Flags().DurationVar(&sc.ShutdownTimeout, "shutdown-timeout", 25*time.Second, "how long to wait for in-flight requests on SIGTERM")
+	serve.Flags().DurationVar(&sc.StartupTimeout, "startup-timeout", 60*time.Second, "how long to keep retrying migrations while the database is unreachable")
+	serve.Flags().Int32Var(&sc.MaxConns, "max-conns", 8, "database pool size")
+	serve.Flags().DurationVar(&sc.RetryBudget, "retry-budget", 8*time.Second, "how long one request may retry across a database failover")
+
+	migrate := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending schema migrations and exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := newLogger(stderr)
+			db, err := openFromEnv(cmd.Context(), "", 2, 8*time.Second, log)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			applied, err := Migrate(cmd.Context(), db, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "applied %d migration(s); schema at version %d\n", len(applied), migrations[len(migrations)-1].version)
+			return nil
+		},
+	}
+
+	var seedCfg SeedConfig
+	seed := &cobra.Command{
+		Use:   "seed",
+		Short: "Fill the database with deterministic demo data",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := seedCfg.Validate(); err != nil {
+				return err
+			}
+			log := newLogger(stderr)
+			db, err := openFromEnv(cmd.Context(), "", 4, 8*time.Second, log)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			if _, err := Migrate(cmd.Context(), db, log); err != nil {
+				return err
+			}
+			seedCfg.Progress = stderr
+			res, err := Seed(cmd.Context(), db, seedCfg)
+			if err != nil {
+				return err
+			}
+			if res.Skipped {
+				fmt.Fprintln(stdout, "database already seeded; nothing done (use --force to replace all data)")
+				return nil
+			}
+			fmt.Fprintf(stdout, "seeded %d students, %d teachers, %d courses, %d enrolments, %d materials, %d grades in %s\n",
+				res.Students, res.Teachers, res.Courses, res.Enrolments, res.Materials, res.Grades, res.Took.Round(time.Millisecond))
+			fmt.Fprintf(stdout, "log in as student1@example.edu ... student%d@example.edu or teacher1@example.edu ... teacher%d@example.edu\n", res.Students, res.Teachers)
+			fmt.Fprintf(stdout, "demo password for every seeded user: %s\n", seedCfg.Password)
+			return nil
+		},
+	}
+	seed.Flags().IntVar(&seedCfg.Students, "students", 60000, "number of students")
+	seed.Flags().IntVar(&seedCfg.Courses, "courses", 500, "number of courses")
+	seed.Flags().IntVar(&seedCfg.Teachers, "teachers", 0, "number of teachers (default: one per 10 courses, at least 1)")
+	seed.Flags().IntVar(&seedCfg.PerStudent, "courses-per-student", 5, "average enrolments per student")
+	seed.Flags().StringVar(&seedCfg.Password, "password", "exam-week-2026", "demo password shared by all seeded users")
+	seed.Flags().BoolVar(&seedCfg.Force, "force", false, "delete all existing data and seed again")
+
+	ver := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(stdout, "courses", version)
+		},
+	}
+	root.AddCommand(serve, migrate, seed, ver)
+	return root.ExecuteContext(ctx)
+}
+
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, nil)).With("app", "courses")
+}
+
+// defaultListen is HOST:PORT from the environment, or 127.0.0.1:8080.
+func defaultListen() string {
+	host, port := os.Getenv("HOST"), os.Getenv("PORT")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	if port == "" {
+		port = "8080"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// serveConfig is the configuration of `courses serve`.
+type serveConfig struct {
+	// Listen is the TCP address. Default HOST:PORT from env, else 127.0.0.1:8080.
+	Listen string
+	// ConnString overrides the PG* env vars (tests). Default "": env.
+	ConnString string
+	// ShutdownTimeout bounds graceful shutdown. Default 25s.
+	ShutdownTimeout time.Duration
+	// StartupTimeout bounds how long migrations are retried at start. Default 60s.
+	StartupTimeout time.Duration
+	// MaxConns is the pool size. Default 8.
+	MaxConns int32
+	// RetryBudget is the per-operation failover retry budget. Default 8s.
+	RetryBudget time.Duration
+}
+
+// Validate checks the configuration.
+func (c *serveConfig) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("--listen: want host:port, got %q", c.Listen)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("--shutdown-timeout: must be > 0, got %s", c.ShutdownTimeout)
+	}
+	if c.StartupTimeout <= 0 {
+		return fmt.Errorf("--startup-timeout: must be > 0, got %s", c.StartupTimeout)
+	}
+	if c.MaxConns < 1 || c.MaxConns > 100 {
+		return fmt.Errorf("--max-conns: must be 1-100, got %d", c.MaxConns)
+	}
+	if c.RetryBudget <= 0 {
+		return fmt.Errorf("--retry-budget: must be > 0, got %s", c.RetryBudget)
+	}
+	return nil
+}
+
+// openFromEnv opens the pool from conn (or the PG* env vars when empty) and,
+// when COURSES_DB_SECRET_ID is set, takes credentials from Secrets Manager.
+func openFromEnv(ctx context.Context, conn string, maxConns int32, budget time.Duration, log *slog.Logger) (*DB, error) {
+	var creds CredentialProvider
+	if id := os.Getenv("COURSES_DB_SECRET_ID"); id != "" {
+		p, err := NewSecretsManagerProvider(ctx, id, log)
+		if err != nil {
+			return nil, err
+		}
+		creds = p
+	}
+	return OpenDB(ctx, DBConfig{ConnString: conn, MaxConns: maxConns, RetryBudget: budget, Credentials: creds, Logger: log})
+}
+
+// runServe runs migrations, serves until ctx is cancelled (SIGTERM/SIGINT),
+// then drains. ready, if set, is called with the bound address.
+func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(addr string)) error {
+	log = log.With("component", "serve")
+	// Resources must outlive the signal context during shutdown.
+	bg := context.WithoutCancel(ctx)
+	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	if err := migrateAtStartup(ctx, db, cfg.StartupTimeout, log); err != nil {
+		return err
+	}
+
+	srv, err := NewServer(ServerConfig{DB: db, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		// Longer than the load balancer's 60 s idle timeout, so the LB
+		// closes idle connections first and never reuses a closed one.
+		IdleTimeout: 75 * time.Second,
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return bg },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "version", version)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout)
+	srv.SetDraining()
+	sctx, cancel := context.WithTimeout(bg, cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve http: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// migrateAtStartup retries migrations until they succeed or the startup
+// timeout passes, so an instance that boots during a failover waits instead
+// of crash-looping.
+func migrateAtStartup(ctx context.Context, db *DB, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		_, err := Migrate(ctx, db, log)
+		if err == nil {
+			return nil
+		}
+		if classify(err) == classOther && !errors.Is(err, ErrDBUnavailable) {
+			return err
+		}
+		log.Warn("migrations failed, retrying", "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate at startup: gave up after %s: %w", timeout, err)
+		case <-time.After(backoff(attempt, 0)):
+		}
+	}
+}

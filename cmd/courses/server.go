@@ -1,0 +1,778 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+//go:embed web/templates/*.html
+var templateFS embed.FS
+
+//go:embed web/static
+var staticFS embed.FS
+
+const (
+	sessionCookie    = "courses_session"
+	loginCSRFCookie  = "courses_login_csrf"
+	csrfField        = "csrf_token"
+	csrfHeader       = "X-CSRF-Token"
+	maxFormBytes     = 64 << 10
+	defaultTTL       = 12 * time.Hour
+	requestIDHeader  = "X-Request-Id"
+	maxRequestIDLen  = 128
+	readyPingTimeout = 2 * time.Second
+)
+
+// dummyHash is compared against when the email is unknown, so a login for an
+// unknown user costs as much as one for a known user.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not-a-real-password"), bcrypt.DefaultCost)
+
+// Server is the HTTP side of the app. It keeps no per-user state in memory:
+// every session lives in the database, so any instance serves any user.
+type Server struct {
+	db       *DB
+	store    *Store
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	static   http.Handler
+	draining atomic.Bool
+}
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// DB is required.
+	DB *DB
+	// Logger receives the access log and diagnostics. Default slog.Default().
+	Logger *slog.Logger
+	// Clock drives session expiry. Default the system clock.
+	Clock Clock
+	// SessionTTL is how long a login lasts. Default 12h.
+	SessionTTL time.Duration
+}
+
+// NewServer builds the handler tree.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("new server: DB is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = defaultTTL
+	}
+	pages := map[string]*template.Template{}
+	funcs := template.FuncMap{
+		"kb": func(n int) string {
+			if n < 1024 {
+				return fmt.Sprintf("%d bytes", n)
+			}
+			return fmt.Sprintf("%.1f KB", float64(n)/1024)
+		},
+		"score": func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
+		"date":  func(t time.Time) string { return t.UTC().Format("2 Jan 2006") },
+	}
+	for _, name := range []string{"login", "courses", "course", "grades", "error"} {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "web/templates/layout.html", "web/templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("parse template %s: %w", name, err)
+		}
+		pages[name] = t
+	}
+	sub, err := fs.Sub(staticFS, "web/static")
+	if err != nil {
+		return nil, fmt.Errorf("open static files: %w", err)
+	}
+	return &Server{
+		db:     cfg.DB,
+		store:  &Store{db: cfg.DB, clock: cfg.Clock, ttl: cfg.SessionTTL},
+		log:    cfg.Logger.With("component", "http"),
+		pages:  pages,
+		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
+	}, nil
+}
+
+// SetDraining makes /readyz fail so the load balancer stops sending new
+// requests while in-flight ones finish.
+func (s *Server) SetDraining() { s.draining.Store(true) }
+
+// Handler returns the full handler with access logging and panic recovery.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		s.static.ServeHTTP(w, r)
+	})
+
+	mux.HandleFunc("GET /{$}", s.home)
+	mux.HandleFunc("GET /login", s.loginPage)
+	mux.HandleFunc("POST /login", s.loginSubmit)
+	mux.HandleFunc("POST /logout", s.withSession(true, s.logout))
+	mux.HandleFunc("GET /courses", s.withSession(false, s.coursesPage))
+	mux.HandleFunc("GET /courses/{id}", s.withSession(false, s.coursePage))
+	mux.HandleFunc("GET /courses/{id}/materials/{mid}/download", s.withSession(false, s.download))
+	mux.HandleFunc("POST /courses/{id}/grades", s.withSession(true, s.gradeSubmit))
+	mux.HandleFunc("GET /grades", s.withSession(false, s.gradesPage))
+
+	mux.HandleFunc("POST /api/login", s.apiLogin)
+	mux.HandleFunc("POST /api/logout", s.withAPISession(true, s.apiLogout))
+	mux.HandleFunc("GET /api/me", s.withAPISession(false, s.apiMe))
+	mux.HandleFunc("GET /api/courses", s.withAPISession(false, s.apiCourses))
+	mux.HandleFunc("GET /api/courses/{id}", s.withAPISession(false, s.apiCourse))
+	mux.HandleFunc("POST /api/courses/{id}/grades", s.withAPISession(true, s.apiPostGrade))
+	mux.HandleFunc("GET /api/grades", s.withAPISession(false, s.apiGrades))
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.renderError(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.")
+	})
+	return s.accessLog(s.recoverer(securityHeaders(mux)))
+}
+
+// ---- middleware ----
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+type ctxKey int
+
+const requestIDKey ctxKey = 1
+
+// accessLog writes one JSON line per request. It logs the path without the
+// query string and never logs headers, cookies or bodies.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(requestIDHeader)
+		if id == "" || len(id) > maxRequestIDLen {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		w.Header().Set(requestIDHeader, id)
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.Int64("bytes", rec.bytes),
+			slog.String("request_id", id),
+		)
+	})
+}
+
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(v), "request_id", requestID(r))
+				s.renderError(w, r, http.StatusInternalServerError, "Something went wrong", "Please try again. If it keeps happening, contact support.")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "same-origin")
+		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+func requestID(r *http.Request) string {
+	id, _ := r.Context().Value(requestIDKey).(string)
+	return id
+}
+
+// ---- sessions and CSRF ----
+
+type sessionHandler func(w http.ResponseWriter, r *http.Request, sess Session, token string)
+
+func sessionToken(r *http.Request) string {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
+
+// csrfOK compares the submitted token with the session's in constant time.
+func csrfOK(want, got string) bool {
+	if want == "" || got == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+}
+
+func submittedCSRF(r *http.Request) string {
+	if v := r.Header.Get(csrfHeader); v != "" {
+		return v
+	}
+	return r.PostFormValue(csrfField)
+}
+
+// withSession loads the session for page handlers; unauthenticated users are
+// sent to the login page. With checkCSRF, POSTs without the session's token
+// get 403.
+func (s *Server) withSession(checkCSRF bool, h sessionHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok := sessionToken(r)
+		if tok == "" {
+			if checkCSRF {
+				s.renderError(w, r, http.StatusForbidden, "Form expired", "Your session has ended. Please log in again.")
+				return
+			}
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		sess, err := s.store.SessionByToken(r.Context(), tok)
+		if errors.Is(err, ErrNotFound) {
+			clearCookie(w, sessionCookie)
+			if checkCSRF {
+				s.renderError(w, r, http.StatusForbidden, "Form expired", "Your session has ended. Please log in again.")
+				return
+			}
+			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			return
+		}
+		if err != nil {
+			s.dbError(w, r, err)
+			return
+		}
+		if checkCSRF {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+			if !csrfOK(sess.CSRFToken, submittedCSRF(r)) {
+				s.renderError(w, r, http.StatusForbidden, "Form expired", "This form was not accepted. Go back, reload the page and try again.")
+				return
+			}
+		}
+		w.Header().Set("Cache-Control", "private, no-store")
+		h(w, r, sess, tok)
+	}
+}
+
+// withAPISession is withSession for /api: JSON errors, 401 instead of redirect.
+func (s *Server) withAPISession(checkCSRF bool, h sessionHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "private, no-store")
+		tok := sessionToken(r)
+		if tok == "" {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not logged in"})
+			return
+		}
+		sess, err := s.store.SessionByToken(r.Context(), tok)
+		if errors.Is(err, ErrNotFound) {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not logged in"})
+			return
+		}
+		if err != nil {
+			s.apiDBError(w, r, err)
+			return
+		}
+		if checkCSRF && !csrfOK(sess.CSRFToken, r.Header.Get(csrfHeader)) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "missing or wrong " + csrfHeader + " header"})
+			return
+		}
+		h(w, r, sess, tok)
+	}
+}
+
+func (s *Server) setSessionCookie(w http.ResponseWriter, token string, sess Session) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     sessionCookie,
+		Value:    token,
+		Path:     "/",
+		Expires:  sess.ExpiresAt,
+		MaxAge:   int(time.Until(sess.ExpiresAt).Seconds()),
+		Secure:   true,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+}
+
+// authenticate checks an email and password. It returns ErrNotFound for any
+// mismatch, without saying which part was wrong.
+func (s *Server) authenticate(ctx context.Context, email, password string) (User, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	if email == "" || password == "" || len(password) > 72 {
+		return User{}, ErrNotFound
+	}
+	u, hash, err := s.store.UserByEmail(ctx, email)
+	if errors.Is(err, ErrNotFound) {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return User{}, ErrNotFound
+	}
+	if err != nil {
+		return User{}, err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
+		return User{}, ErrNotFound
+	}
+	return u, nil
+}
+
+// ---- error rendering ----
+
+// dbError shows a friendly page for a failed database operation and logs the
+// cause (never shown to the user).
+func (s *Server) dbError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		s.renderError(w, r, http.StatusNotFound, "Not found", "This page does not exist, or you do not have access to it.")
+	case errors.Is(err, ErrCommitUnknown):
+		s.log.Warn("request failed", "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		s.renderError(w, r, http.StatusServiceUnavailable, "Please check your change",
+			"The database switched over while saving. Your change may or may not have been saved: reload the page to check before trying again.")
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		w.WriteHeader(499)
+	default:
+		s.log.Warn("request failed", "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		w.Header().Set("Retry-After", "5")
+		s.renderError(w, r, http.StatusServiceUnavailable, "Temporarily unavailable",
+			"We could not reach the course database just now. Please try again in a few seconds.")
+	}
+}
+
+func (s *Server) apiDBError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "not found"})
+	case errors.Is(err, ErrCommitUnknown):
+		s.log.Warn("request failed", "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "commit outcome unknown: check before retrying"})
+	default:
+		s.log.Warn("request failed", "path", r.URL.Path, "request_id", requestID(r), "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "database temporarily unavailable, retry shortly"})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// ---- page rendering ----
+
+type pageData struct {
+	Title   string
+	Nav     string
+	User    *User
+	CSRF    string
+	Message string
+	Error   string
+	Data    any
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	var buf strings.Builder
+	if err := s.pages[name].ExecuteTemplate(&buf, "layout.html", d); err != nil {
+		s.log.Error("render template", "template", name, "request_id", requestID(r), "err", err)
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("Something went wrong. Please try again."))
+		return
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(buf.String()))
+}
+
+func (s *Server) renderError(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, status, "error", pageData{Title: title, Data: map[string]any{"Status": status, "Message": msg}})
+}
+
+func pathID(r *http.Request, name string) (int64, bool) {
+	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	return id, err == nil && id > 0
+}
+
+// ---- handlers: probes ----
+
+// healthz is shallow: the process is up and serving. It never touches the
+// database, so a database failover does not make the load balancer eject
+// every instance at once.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz is deep: it pings the database once (no retry) and fails while the
+// server drains.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("draining\n"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyPingTimeout)
+	defer cancel()
+	if err := s.db.Ping(ctx); err != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("database unreachable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// ---- handlers: pages ----
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	if sessionToken(r) != "" {
+		http.Redirect(w, r, "/courses", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	s.renderLogin(w, r, http.StatusOK, "", "")
+}
+
+// renderLogin sets a fresh pre-session CSRF cookie (double-submit) and
+// renders the form with the same value.
+func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, email, errMsg string) {
+	tok := randomToken()
+	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: tok, Path: "/login", MaxAge: 3600,
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, status, "login", pageData{Title: "Log in", CSRF: tok, Error: errMsg, Data: map[string]string{"Email": email}})
+}
+
+func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	c, err := r.Cookie(loginCSRFCookie)
+	if err != nil || !csrfOK(c.Value, r.PostFormValue(csrfField)) {
+		s.renderError(w, r, http.StatusForbidden, "Form expired", "This login form has expired. Go back, reload the page and try again.")
+		return
+	}
+	email := r.PostFormValue("email")
+	u, err := s.authenticate(r.Context(), email, r.PostFormValue("password"))
+	if errors.Is(err, ErrNotFound) {
+		s.renderLogin(w, r, http.StatusUnauthorized, email, "That email and password do not match. Check them and try again.")
+		return
+	}
+	if err != nil {
+		s.dbError(w, r, err)
+		return
+	}
+	tok, sess, err := s.store.CreateSession(r.Context(), u.ID)
+	if err != nil {
+		s.dbError(w, r, err)
+		return
+	}
+	clearCookie(w, loginCSRFCookie)
+	s.setSessionCookie(w, tok, sess)
+	http.Redirect(w, r, "/courses", http.StatusSeeOther)
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess Session, tok string) {
+	if err := s.store.DeleteSession(r.Context(), tok); err != nil {
+		s.dbError(w, r, err)
+		return
+	}
+	clearCookie(w, sessionCookie)
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+func (s *Server) coursesPage(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	cs, err := s.store.CoursesFor(r.Context(), sess.User)
+	if err != nil {
+		s.dbError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "courses", pageData{Title: "My courses", Nav: "courses", User: &sess.User, CSRF: sess.CSRFToken, Data: cs})
+}
+
+var gradeMessages = map[string]string{
+	"graded":       "Grade saved.",
+	"not-enrolled": "That student is not enrolled in this course.",
+	"invalid":      "Enter a student email, an assignment name (up to 100 characters) and a score from 0 to 100.",
+}
+
+func (s *Server) coursePage(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	id, ok := pathID(r, "id")
+	if !ok {
+		s.dbError(w, r, ErrNotFound)
+		return
+	}
+	d, err := s.store.Course(r.Context(), sess.User, id)
+	if err != nil {
+		s.dbError(w, r, err)
+		return
+	}
+	pd := pageData{Title: d.Course.Title, Nav: "courses", User: &sess.User, CSRF: sess.CSRFToken, Data: d}
+	if m := r.URL.Query().Get("msg"); m == "graded" {
+		pd.Message = gradeMessages[m]
+	} else if msg, ok := gradeMessages[m]; ok {
+		pd.Error = msg
+	}
+	s.render(w, r, http.StatusOK, "course", pd)
+}
+
+func (s *Server) download(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	cid, ok1 := pathID(r, "id")
+	mid, ok2 := pathID(r, "mid")
+	if !ok1 || !ok2 {
+		s.dbError(w, r, ErrNotFound)
+		return
+	}
+	m, err := s.store.Material(r.Context(), sess.User, cid, mid)
+	if err != nil {
+		s.dbError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", m.ContentType)
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": m.Filename}))
+	w.Header().Set("Content-Length", strconv.Itoa(len(m.Content)))
+	w.Header().Set("Cache-Control", "private, max-age=300")
+	_, _ = w.Write(m.Content)
+}
+
+// parseGrade validates a grade submission. It is pure.
+func parseGrade(email, assignment, score string) (string, string, float64, bool) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	assignment = strings.TrimSpace(assignment)
+	f, err := strconv.ParseFloat(strings.TrimSpace(score), 64)
+	if email == "" || !strings.Contains(email, "@") || assignment == "" || len(assignment) > 100 ||
+		err != nil || f != f || f < 0 || f > 100 {
+		return "", "", 0, false
+	}
+	return email, assignment, f, true
+}
+
+func (s *Server) gradeSubmit(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	id, ok := pathID(r, "id")
+	if !ok || !sess.User.IsTeacher() {
+		s.renderError(w, r, http.StatusForbidden, "Not allowed", "Only the course's teacher can post grades.")
+		return
+	}
+	back := fmt.Sprintf("/courses/%d?msg=", id)
+	email, assignment, score, ok := parseGrade(r.PostFormValue("student_email"), r.PostFormValue("assignment"), r.PostFormValue("score"))
+	if !ok {
+		http.Redirect(w, r, back+"invalid#grade", http.StatusSeeOther)
+		return
+	}
+	err := s.store.PostGrade(r.Context(), sess.User, id, email, assignment, score)
+	switch {
+	case errors.Is(err, ErrNotEnrolled):
+		http.Redirect(w, r, back+"not-enrolled#grade", http.StatusSeeOther)
+	case errors.Is(err, ErrNotFound):
+		s.renderError(w, r, http.StatusForbidden, "Not allowed", "Only the course's teacher can post grades.")
+	case err != nil:
+		s.dbError(w, r, err)
+	default:
+		http.Redirect(w, r, back+"graded#grade", http.StatusSeeOther)
+	}
+}
+
+func (s *Server) gradesPage(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	gs, err := s.store.GradesFor(r.Context(), sess.User)
+	if err != nil {
+		s.dbError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "grades", pageData{Title: "My grades", Nav: "grades", User: &sess.User, CSRF: sess.CSRFToken, Data: gs})
+}
+
+// ---- handlers: JSON API ----
+
+type meResponse struct {
+	User      User      `json:"user"`
+	CSRFToken string    `json:"csrf_token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// apiLogin accepts {"email","password"} as JSON. Requiring the JSON content
+// type is its CSRF defence: a cross-site form cannot send it without a CORS
+// preflight, which this server never grants.
+func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/json" {
+		writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send Content-Type: application/json"})
+		return
+	}
+	var in struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes)).Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be {\"email\": ..., \"password\": ...}"})
+		return
+	}
+	u, err := s.authenticate(r.Context(), in.Email, in.Password)
+	if errors.Is(err, ErrNotFound) {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "email and password do not match"})
+		return
+	}
+	if err != nil {
+		s.apiDBError(w, r, err)
+		return
+	}
+	tok, sess, err := s.store.CreateSession(r.Context(), u.ID)
+	if err != nil {
+		s.apiDBError(w, r, err)
+		return
+	}
+	s.setSessionCookie(w, tok, sess)
+	writeJSON(w, http.StatusOK, meResponse{User: u, CSRFToken: sess.CSRFToken, ExpiresAt: sess.ExpiresAt})
+}
+
+func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request, _ Session, tok string) {
+	if err := s.store.DeleteSession(r.Context(), tok); err != nil {
+		s.apiDBError(w, r, err)
+		return
+	}
+	clearCookie(w, sessionCookie)
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	writeJSON(w, http.StatusOK, meResponse{User: sess.User, CSRFToken: sess.CSRFToken, ExpiresAt: sess.ExpiresAt})
+}
+
+func (s *Server) apiCourses(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	cs, err := s.store.CoursesFor(r.Context(), sess.User)
+	if err != nil {
+		s.apiDBError(w, r, err)
+		return
+	}
+	if cs == nil {
+		cs = []Course{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"courses": cs})
+}
+
+func (s *Server) apiCourse(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	id, ok := pathID(r, "id")
+	if !ok {
+		s.apiDBError(w, r, ErrNotFound)
+		return
+	}
+	d, err := s.store.Course(r.Context(), sess.User, id)
+	if err != nil {
+		s.apiDBError(w, r, err)
+		return
+	}
+	if d.Materials == nil {
+		d.Materials = []Material{}
+	}
+	if d.Grades == nil {
+		d.Grades = []Grade{}
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+func (s *Server) apiGrades(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	gs, err := s.store.GradesFor(r.Context(), sess.User)
+	if err != nil {
+		s.apiDBError(w, r, err)
+		return
+	}
+	if gs == nil {
+		gs = []Grade{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"grades": gs})
+}
+
+func (s *Server) apiPostGrade(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
+	id, ok := pathID(r, "id")
+	if !ok || !sess.User.IsTeacher() {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "only the course's teacher can post grades"})
+		return
+	}
+	var in struct {
+		StudentEmail string  `json:"student_email"`
+		Assignment   string  `json:"assignment"`
+		Score        float64 `json:"score"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes)).Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be {\"student_email\", \"assignment\", \"score\"}"})
+		return
+	}
+	email, assignment, score, ok := parseGrade(in.StudentEmail, in.Assignment, strconv.FormatFloat(in.Score, 'f', -1, 64))
+	if !ok {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": gradeMessages["invalid"]})
+		return
+	}
+	err := s.store.PostGrade(r.Context(), sess.User, id, email, assignment, score)
+	switch {
+	case errors.Is(err, ErrNotEnrolled):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": ErrNotEnrolled.Error()})
+	case errors.Is(err, ErrNotFound):
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "only the course's teacher can post grades"})
+	case err != nil:
+		s.apiDBError(w, r, err)
+	default:
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	}
+}
