@@ -1,0 +1,228 @@
+# Every variable below is written by `haven aws tfvars` from haven.yaml,
+# except the ones marked "deployment": those describe the AWS account and
+# go in a separate tfvars file.
+
+variable "offline_plan" {
+  description = "Deployment: plan without AWS credentials (CI). Never true for apply."
+  type        = bool
+  default     = false
+}
+
+variable "name" {
+  description = "haven.yaml name."
+  type        = string
+  default     = "courses"
+}
+
+variable "region" {
+  description = "haven.yaml aws.region."
+  type        = string
+  default     = "eu-west-1"
+}
+
+variable "azs" {
+  description = "Availability Zones, one per haven zone."
+  type        = list(string)
+  default     = ["eu-west-1a", "eu-west-1b"]
+}
+
+variable "enable_nat_gateway" {
+  description = "Deployment: add one NAT gateway."
+  type        = bool
+  default     = false
+}
+
+variable "cloudfront_prefix_list_id" {
+  description = "Deployment: CloudFront origin-facing prefix list ID; restricts the ALB to CloudFront."
+  type        = string
+  default     = null
+}
+
+variable "certificate_arn" {
+  description = "Deployment: ACM certificate ARN for the ALB."
+  type        = string
+  default     = null
+}
+
+variable "domain_name" {
+  description = "Deployment: domain for a DNS-validated certificate when certificate_arn is null."
+  type        = string
+  default     = null
+}
+
+variable "route53_zone_id" {
+  description = "Deployment: hosted zone for the certificate validation record."
+  type        = string
+  default     = null
+}
+
+variable "alb_deletion_protection" {
+  description = "Deployment: ALB deletion protection."
+  type        = bool
+  default     = true
+}
+
+variable "app_port" {
+  description = "App port on each instance."
+  type        = number
+  default     = 8080
+}
+
+variable "health_check" {
+  description = "Target group health check (seconds)."
+  type = object({
+    path                = optional(string, "/")
+    interval            = optional(number, 30)
+    timeout             = optional(number, 5)
+    healthy_threshold   = optional(number, 5)
+    unhealthy_threshold = optional(number, 2)
+    matcher             = optional(string, "200")
+  })
+  default = {}
+}
+
+variable "deregistration_delay" {
+  description = "Target deregistration delay (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "slow_start" {
+  description = "Slow start (seconds, 0 = off)."
+  type        = number
+  default     = 0
+}
+
+variable "load_balancing_algorithm" {
+  description = "round_robin or least_outstanding_requests."
+  type        = string
+  default     = "round_robin"
+}
+
+variable "ami_id" {
+  description = "Deployment: AMI of the app instances (Amazon Linux 2023)."
+  type        = string
+}
+
+variable "instance_type" {
+  description = "haven.yaml aws.instance_type."
+  type        = string
+  default     = "t4g.small"
+}
+
+variable "artifacts_bucket" {
+  description = "Deployment: bucket holding the app binary."
+  type        = string
+}
+
+variable "artifact_key" {
+  description = "Deployment: key of the app binary."
+  type        = string
+}
+
+variable "app_command" {
+  description = "Arguments of the app binary."
+  type        = list(string)
+  default     = ["serve"]
+}
+
+variable "min_size" {
+  description = "haven.yaml fleet.min."
+  type        = number
+  default     = 2
+}
+
+variable "max_size" {
+  description = "haven.yaml fleet.max."
+  type        = number
+  default     = 12
+}
+
+variable "desired_capacity" {
+  description = "haven.yaml fleet.desired."
+  type        = number
+  default     = 2
+}
+
+variable "health_check_grace_period" {
+  description = "haven.yaml fleet.grace_period (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "target_tracking" {
+  description = "Target tracking policies."
+  type = list(object({
+    metric = string
+    target = number
+    warmup = optional(number, 300)
+  }))
+  default = [{ metric = "cpu", target = 50 }]
+}
+
+variable "scheduled_actions" {
+  description = "Scheduled actions."
+  type = list(object({
+    name             = string
+    recurrence       = string
+    time_zone        = optional(string)
+    min_size         = optional(number)
+    max_size         = optional(number)
+    desired_capacity = optional(number)
+  }))
+  default = []
+}
+
+variable "db_instance_class" {
+  description = "haven.yaml aws.db_instance_class."
+  type        = string
+  default     = "db.t4g.medium"
+}
+
+variable "db_multi_az" {
+  description = "haven.yaml database.multi_az."
+  type        = bool
+  default     = true
+}
+
+variable "db_backup_retention_period" {
+  description = "haven.yaml database.backup_retention (days)."
+  type        = number
+  default     = 7
+}
+
+variable "db_backup_window" {
+  description = "Backup window (UTC hh24:mi-hh24:mi)."
+  type        = string
+  default     = null
+}
+
+variable "db_deletion_protection" {
+  description = "Deployment: database deletion protection."
+  type        = bool
+  default     = true
+}
+
+variable "db_secret_rotation_days" {
+  description = "haven.yaml secrets.db.rotation (days)."
+  type        = number
+  default     = 7
+}
+
+variable "static_paths" {
+  description = "haven.yaml edge.static."
+  type        = list(string)
+  default     = ["/static/*", "/materials/*"]
+}
+
+variable "waf_web_acl_arn" {
+  description = "Deployment: WAFv2 web ACL (CLOUDFRONT scope)."
+  type        = string
+  default     = null
+}
+
+variable "alarm_email" {
+  description = "Deployment: e-mail subscribed to alarms."
+  type        = string
+  default     = null
+}

@@ -1,0 +1,65 @@
+data "aws_iam_policy_document" "app_assume" {
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ec2.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "app" {
+  name_prefix        = "${var.name}-app-"
+  assume_role_policy = data.aws_iam_policy_document.app_assume.json
+  tags               = local.common_tags
+}
+
+# Least privilege: the app reads its own DB secret (the RDS-managed master
+# secret), reads and writes objects under the materials prefix, and reads
+# its own binary. Nothing else.
+data "aws_iam_policy_document" "app" {
+  statement {
+    sid       = "ReadDatabaseSecret"
+    effect    = "Allow"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_db_instance.this.master_user_secret[0].secret_arn]
+  }
+
+  statement {
+    sid       = "ReadWriteMaterials"
+    effect    = "Allow"
+    actions   = ["s3:GetObject", "s3:PutObject"]
+    resources = ["${aws_s3_bucket.assets.arn}/${var.materials_prefix}*"]
+  }
+
+  statement {
+    sid       = "ReadAppArtifact"
+    effect    = "Allow"
+    actions   = ["s3:GetObject"]
+    resources = ["arn:aws:s3:::${var.artifacts_bucket}/${var.artifact_key}"]
+  }
+}
+
+resource "aws_iam_role_policy" "app" {
+  name   = "${var.name}-app"
+  role   = aws_iam_role.app.id
+  policy = data.aws_iam_policy_document.app.json
+}
+
+resource "aws_iam_role_policy_attachment" "ssm_core" {
+  role       = aws_iam_role.app.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy_attachment" "cloudwatch_agent" {
+  role       = aws_iam_role.app.name
+  policy_arn = "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"
+}
+
+resource "aws_iam_instance_profile" "app" {
+  name_prefix = "${var.name}-app-"
+  role        = aws_iam_role.app.name
+  tags        = local.common_tags
+}

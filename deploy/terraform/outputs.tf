@@ -1,0 +1,109 @@
+output "vpc_id" {
+  description = "ID of the VPC."
+  value       = aws_vpc.this.id
+}
+
+output "public_subnet_ids" {
+  description = "Public subnets (ALB), one per AZ."
+  value       = aws_subnet.public[*].id
+}
+
+output "app_subnet_ids" {
+  description = "Private app subnets (ASG), one per AZ."
+  value       = aws_subnet.app[*].id
+}
+
+output "db_subnet_ids" {
+  description = "Private DB subnets, one per AZ."
+  value       = aws_subnet.db[*].id
+}
+
+output "security_group_ids" {
+  description = "Security groups of the chain: alb, app, db, and the VPC endpoints."
+  value = {
+    alb       = aws_security_group.alb.id
+    app       = aws_security_group.app.id
+    db        = aws_security_group.db.id
+    endpoints = aws_security_group.endpoints.id
+  }
+}
+
+output "alb_dns_name" {
+  description = "DNS name of the ALB (point origin_domain_name here)."
+  value       = aws_lb.this.dns_name
+}
+
+output "alb_zone_id" {
+  description = "Route 53 zone ID of the ALB, for alias records."
+  value       = aws_lb.this.zone_id
+}
+
+output "alb_arn" {
+  description = "ARN of the ALB."
+  value       = aws_lb.this.arn
+}
+
+output "target_group_arn" {
+  description = "ARN of the app target group."
+  value       = aws_lb_target_group.app.arn
+}
+
+output "certificate_validation_records" {
+  description = "DNS records to create when the module requested the certificate and route53_zone_id is null."
+  value       = local.create_certificate ? aws_acm_certificate.this[0].domain_validation_options : []
+}
+
+output "cloudfront_domain_name" {
+  description = "Domain name of the CloudFront distribution."
+  value       = aws_cloudfront_distribution.this.domain_name
+}
+
+output "cloudfront_distribution_id" {
+  description = "ID of the CloudFront distribution."
+  value       = aws_cloudfront_distribution.this.id
+}
+
+output "assets_bucket" {
+  description = "Bucket for /static/* and /materials/* (reachable only through CloudFront)."
+  value       = aws_s3_bucket.assets.id
+}
+
+output "logs_bucket" {
+  description = "Bucket holding ALB access logs."
+  value       = aws_s3_bucket.logs.id
+}
+
+output "autoscaling_group_name" {
+  description = "Name of the app Auto Scaling group."
+  value       = aws_autoscaling_group.app.name
+}
+
+output "launch_template_id" {
+  description = "ID of the app launch template."
+  value       = aws_launch_template.app.id
+}
+
+output "instance_role_arn" {
+  description = "ARN of the app instance role."
+  value       = aws_iam_role.app.arn
+}
+
+output "db_endpoint" {
+  description = "Endpoint (host:port) of the database; the name survives failover."
+  value       = aws_db_instance.this.endpoint
+}
+
+output "db_address" {
+  description = "Host name of the database."
+  value       = aws_db_instance.this.address
+}
+
+output "db_master_secret_arn" {
+  description = "ARN of the RDS-managed Secrets Manager secret with the master credentials."
+  value       = aws_db_instance.this.master_user_secret[0].secret_arn
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic that receives every alarm."
+  value       = aws_sns_topic.alarms.arn
+}

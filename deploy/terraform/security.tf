@@ -1,0 +1,154 @@
+# Security groups are chained by reference: internet (or CloudFront) -> alb-sg
+# -> app-sg -> db-sg. No CIDR reaches the app or the database.
+
+resource "aws_security_group" "alb" {
+  name_prefix = "${var.name}-alb-sg-"
+  description = "ALB: HTTPS and the HTTP redirect from the internet or CloudFront"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.common_tags, { Name = "${var.name}-alb-sg" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "app" {
+  name_prefix = "${var.name}-app-sg-"
+  description = "App instances: the app port from alb-sg only"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.common_tags, { Name = "${var.name}-app-sg" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "db" {
+  name_prefix = "${var.name}-db-sg-"
+  description = "Database: PostgreSQL from app-sg only"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.common_tags, { Name = "${var.name}-db-sg" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_security_group" "endpoints" {
+  name_prefix = "${var.name}-vpce-sg-"
+  description = "Interface VPC endpoints: HTTPS from app-sg only"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.common_tags, { Name = "${var.name}-vpce-sg" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+locals {
+  alb_listener_ports = { https = 443, http = 80 }
+}
+
+# --- alb-sg ---------------------------------------------------------------
+
+resource "aws_vpc_security_group_ingress_rule" "alb_internet" {
+  for_each = var.cloudfront_prefix_list_id == null ? local.alb_listener_ports : {}
+
+  security_group_id = aws_security_group.alb.id
+  description       = "${upper(each.key)} from the internet"
+  ip_protocol       = "tcp"
+  from_port         = each.value
+  to_port           = each.value
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_cloudfront" {
+  for_each = var.cloudfront_prefix_list_id == null ? {} : local.alb_listener_ports
+
+  security_group_id = aws_security_group.alb.id
+  description       = "${upper(each.key)} from CloudFront origin-facing servers"
+  ip_protocol       = "tcp"
+  from_port         = each.value
+  to_port           = each.value
+  prefix_list_id    = var.cloudfront_prefix_list_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_app" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "To the app port on app-sg"
+  ip_protocol                  = "tcp"
+  from_port                    = var.app_port
+  to_port                      = var.app_port
+  referenced_security_group_id = aws_security_group.app.id
+}
+
+# --- app-sg ---------------------------------------------------------------
+
+resource "aws_vpc_security_group_ingress_rule" "app_from_alb" {
+  security_group_id            = aws_security_group.app.id
+  description                  = "App port from alb-sg"
+  ip_protocol                  = "tcp"
+  from_port                    = var.app_port
+  to_port                      = var.app_port
+  referenced_security_group_id = aws_security_group.alb.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "app_to_db" {
+  security_group_id            = aws_security_group.app.id
+  description                  = "PostgreSQL on db-sg"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.db.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "app_to_endpoints" {
+  security_group_id            = aws_security_group.app.id
+  description                  = "HTTPS to interface VPC endpoints"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.endpoints.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "app_to_s3" {
+  security_group_id = aws_security_group.app.id
+  description       = "HTTPS to S3 through the gateway endpoint"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = aws_vpc_endpoint.s3.prefix_list_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "app_https_nat" {
+  count = var.enable_nat_gateway ? 1 : 0
+
+  security_group_id = aws_security_group.app.id
+  description       = "HTTPS to the internet through the NAT gateway"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+# --- db-sg (no egress rules: the database starts no connections) -------------
+
+resource "aws_vpc_security_group_ingress_rule" "db_from_app" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "PostgreSQL from app-sg"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.app.id
+}
+
+# --- endpoints ---------------------------------------------------------------
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_from_app" {
+  security_group_id            = aws_security_group.endpoints.id
+  description                  = "HTTPS from app-sg"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.app.id
+}

@@ -1,0 +1,471 @@
+# ---------------------------------------------------------------------------
+# Identity and placement
+# ---------------------------------------------------------------------------
+
+variable "name" {
+  description = "Name of the deployment (haven.yaml `name`). Prefixes every resource name; lower-case letters, digits and hyphens, at most 20 characters."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name))
+    error_message = "name must start with a letter and contain only lower-case letters, digits and hyphens (at most 20 characters)."
+  }
+}
+
+variable "region" {
+  description = "AWS region (haven.yaml `aws.region`). Used for VPC endpoint service names; the provider is configured by the caller."
+  type        = string
+}
+
+variable "azs" {
+  description = "Availability Zone names, one per haven zone (haven.yaml `zones`), e.g. [\"eu-west-1a\", \"eu-west-1b\"]. Taken as a variable so planning needs no AWS API call."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.azs) >= 2 && length(var.azs) == length(distinct(var.azs))
+    error_message = "azs must list at least two distinct Availability Zones."
+  }
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# Network
+# ---------------------------------------------------------------------------
+
+variable "vpc_cidr" {
+  description = "IPv4 CIDR of the VPC. Subnets are /24s carved from it: public 0..n, app 10..n, db 20..n."
+  type        = string
+  default     = "10.42.0.0/16"
+}
+
+variable "enable_nat_gateway" {
+  description = "Create one NAT gateway (in the first AZ) for the app subnets. Off by default: VPC endpoints cover Secrets Manager, CloudWatch, SSM and S3."
+  type        = bool
+  default     = false
+}
+
+variable "interface_endpoints" {
+  description = "Services that get an interface VPC endpoint in the app subnets."
+  type        = list(string)
+  default     = ["secretsmanager", "logs", "monitoring", "ssm", "ssmmessages", "ec2messages"]
+}
+
+variable "cloudfront_prefix_list_id" {
+  description = "ID of the CloudFront origin-facing managed prefix list (com.amazonaws.global.cloudfront.origin-facing) in this region. When set, alb-sg admits 80/443 only from CloudFront; when null, from the internet."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------
+# Load balancer
+# ---------------------------------------------------------------------------
+
+variable "certificate_arn" {
+  description = "ARN of an existing ACM certificate for the HTTPS listener. When null, a DNS-validated certificate is requested for domain_name."
+  type        = string
+  default     = null
+}
+
+variable "domain_name" {
+  description = "Domain served by the ALB; used for the ACM certificate when certificate_arn is null."
+  type        = string
+  default     = null
+}
+
+variable "route53_zone_id" {
+  description = "Route 53 hosted zone for the DNS validation record of the requested certificate. When null, add the validation CNAME yourself."
+  type        = string
+  default     = null
+}
+
+variable "ssl_policy" {
+  description = "TLS policy of the HTTPS listener (TLS 1.2 and 1.3 only)."
+  type        = string
+  default     = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+}
+
+variable "alb_deletion_protection" {
+  description = "Enable deletion protection on the ALB."
+  type        = bool
+  default     = true
+}
+
+variable "alb_idle_timeout" {
+  description = "ALB idle timeout in seconds (AWS default 60)."
+  type        = number
+  default     = 60
+}
+
+variable "app_port" {
+  description = "Port the app listens on inside each instance (the target group port)."
+  type        = number
+
+  validation {
+    condition     = var.app_port >= 1 && var.app_port <= 65535
+    error_message = "app_port must be between 1 and 65535."
+  }
+}
+
+variable "health_check" {
+  description = "Target group health check (haven.yaml `app.health_check`), already clamped to AWS ranges by `haven aws tfvars`."
+  type = object({
+    path                = optional(string, "/")
+    interval            = optional(number, 30)
+    timeout             = optional(number, 5)
+    healthy_threshold   = optional(number, 5)
+    unhealthy_threshold = optional(number, 2)
+    matcher             = optional(string, "200")
+  })
+  default = {}
+
+  validation {
+    condition = (
+      var.health_check.interval >= 5 && var.health_check.interval <= 300 &&
+      var.health_check.timeout >= 2 && var.health_check.timeout <= 120 &&
+      var.health_check.timeout < var.health_check.interval &&
+      var.health_check.healthy_threshold >= 2 && var.health_check.healthy_threshold <= 10 &&
+      var.health_check.unhealthy_threshold >= 2 && var.health_check.unhealthy_threshold <= 10
+    )
+    error_message = "health_check: interval 5-300 s, timeout 2-120 s and below interval, thresholds 2-10."
+  }
+}
+
+variable "deregistration_delay" {
+  description = "Seconds a draining target keeps serving in-flight requests (0-3600, AWS default 300)."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.deregistration_delay >= 0 && var.deregistration_delay <= 3600
+    error_message = "deregistration_delay must be between 0 and 3600 seconds."
+  }
+}
+
+variable "slow_start" {
+  description = "Slow start ramp-up in seconds: 0 (off) or 30-900."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.slow_start == 0 || (var.slow_start >= 30 && var.slow_start <= 900)
+    error_message = "slow_start must be 0 or between 30 and 900 seconds."
+  }
+}
+
+variable "load_balancing_algorithm" {
+  description = "Target group routing algorithm: round_robin or least_outstanding_requests."
+  type        = string
+  default     = "round_robin"
+
+  validation {
+    condition     = contains(["round_robin", "least_outstanding_requests"], var.load_balancing_algorithm)
+    error_message = "load_balancing_algorithm must be round_robin or least_outstanding_requests."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Fleet
+# ---------------------------------------------------------------------------
+
+variable "ami_id" {
+  description = "AMI of the app instances (Amazon Linux 2023 for the instance type's architecture; it ships the AWS CLI used by user data)."
+  type        = string
+}
+
+variable "instance_type" {
+  description = "EC2 instance type (haven.yaml `aws.instance_type`)."
+  type        = string
+  default     = "t4g.small"
+}
+
+variable "root_volume_size" {
+  description = "Root EBS volume size in GiB (gp3, encrypted)."
+  type        = number
+  default     = 20
+}
+
+variable "root_device_name" {
+  description = "Root device name of the AMI."
+  type        = string
+  default     = "/dev/xvda"
+}
+
+variable "ebs_kms_key_arn" {
+  description = "KMS key for EBS encryption. Null uses the account's default EBS key."
+  type        = string
+  default     = null
+}
+
+variable "artifacts_bucket" {
+  description = "S3 bucket holding the app binary. The instance role may read only artifact_key in it."
+  type        = string
+}
+
+variable "artifact_key" {
+  description = "S3 key of the app binary in artifacts_bucket."
+  type        = string
+}
+
+variable "app_command" {
+  description = "Arguments passed to the app binary by its systemd unit (haven.yaml `app.command` without the program name)."
+  type        = list(string)
+  default     = ["serve"]
+}
+
+variable "app_environment" {
+  description = "Extra environment for the app. AWS endpoint overrides are refused so the SDK talks to real AWS."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition = alltrue([
+      for k in keys(var.app_environment) :
+      !startswith(k, "AWS_ENDPOINT_URL") && k != "AWS_EC2_METADATA_SERVICE_ENDPOINT" && k != "AWS_ACCESS_KEY_ID" && k != "AWS_SECRET_ACCESS_KEY"
+    ])
+    error_message = "app_environment must not set AWS endpoint overrides or static credentials."
+  }
+}
+
+variable "min_size" {
+  description = "ASG minimum size (haven.yaml `fleet.min`)."
+  type        = number
+}
+
+variable "max_size" {
+  description = "ASG maximum size (haven.yaml `fleet.max`)."
+  type        = number
+}
+
+variable "desired_capacity" {
+  description = "ASG desired capacity at creation (haven.yaml `fleet.desired`). Later changes are left to scaling."
+  type        = number
+}
+
+variable "health_check_grace_period" {
+  description = "Seconds after launch before ELB health checks can mark an instance unhealthy (haven.yaml `fleet.grace_period`)."
+  type        = number
+  default     = 300
+}
+
+variable "default_instance_warmup" {
+  description = "ASG default instance warmup in seconds; null uses each policy's own warmup."
+  type        = number
+  default     = null
+}
+
+variable "target_tracking" {
+  description = "Target tracking policies (haven.yaml `fleet.scaling[].target_tracking`). metric is cpu (ASGAverageCPUUtilization) or request_count (ALBRequestCountPerTarget); warmup in seconds."
+  type = list(object({
+    metric = string
+    target = number
+    warmup = optional(number, 300)
+  }))
+  default = [{ metric = "cpu", target = 50 }]
+
+  validation {
+    condition     = alltrue([for p in var.target_tracking : contains(["cpu", "request_count"], p.metric) && p.target > 0])
+    error_message = "target_tracking metric must be cpu or request_count, with a positive target."
+  }
+
+  validation {
+    condition     = length(var.target_tracking) == length(distinct([for p in var.target_tracking : p.metric]))
+    error_message = "target_tracking may hold at most one policy per metric."
+  }
+}
+
+variable "scheduled_actions" {
+  description = "Scheduled actions (haven.yaml `fleet.scaling[].scheduled`). recurrence is a 5-field cron; null sizes are left unchanged."
+  type = list(object({
+    name             = string
+    recurrence       = string
+    time_zone        = optional(string)
+    min_size         = optional(number)
+    max_size         = optional(number)
+    desired_capacity = optional(number)
+  }))
+  default = []
+}
+
+variable "instance_refresh_min_healthy_percentage" {
+  description = "Minimum healthy percentage during an instance refresh."
+  type        = number
+  default     = 90
+}
+
+# ---------------------------------------------------------------------------
+# Database
+# ---------------------------------------------------------------------------
+
+variable "db_instance_class" {
+  description = "RDS instance class (haven.yaml `aws.db_instance_class`)."
+  type        = string
+  default     = "db.t4g.medium"
+}
+
+variable "db_engine_version" {
+  description = "PostgreSQL major (or major.minor) version."
+  type        = string
+  default     = "15"
+}
+
+variable "db_name" {
+  description = "Name of the database created in the instance."
+  type        = string
+  default     = "app"
+}
+
+variable "db_username" {
+  description = "Master user name; its password is generated and rotated by RDS in Secrets Manager."
+  type        = string
+  default     = "app"
+}
+
+variable "db_allocated_storage" {
+  description = "Initial storage in GiB (gp3)."
+  type        = number
+  default     = 20
+}
+
+variable "db_max_allocated_storage" {
+  description = "Storage autoscaling ceiling in GiB."
+  type        = number
+  default     = 100
+}
+
+variable "db_multi_az" {
+  description = "Run a synchronous standby in a second AZ (haven.yaml `database.multi_az`)."
+  type        = bool
+  default     = true
+}
+
+variable "db_backup_retention_period" {
+  description = "Automated backup retention in days, 1-35 (haven.yaml `database.backup_retention`)."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_backup_retention_period >= 1 && var.db_backup_retention_period <= 35
+    error_message = "db_backup_retention_period must be between 1 and 35 days."
+  }
+}
+
+variable "db_backup_window" {
+  description = "Daily backup window in UTC, hh24:mi-hh24:mi, at least 30 minutes. Null lets RDS choose."
+  type        = string
+  default     = null
+}
+
+variable "db_deletion_protection" {
+  description = "Enable deletion protection on the database."
+  type        = bool
+  default     = true
+}
+
+variable "db_secret_rotation_days" {
+  description = "Rotation period in days of the RDS-managed master secret (haven.yaml `secrets.db.rotation`)."
+  type        = number
+  default     = 7
+}
+
+variable "db_kms_key_arn" {
+  description = "KMS key for RDS storage encryption. Null uses the aws/rds key."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------------------
+# Static content, edge
+# ---------------------------------------------------------------------------
+
+variable "origin_domain_name" {
+  description = "Host name CloudFront uses to reach the ALB over HTTPS. It must resolve to the ALB and be covered by the ALB certificate. Null uses the ALB DNS name (then the certificate must cover it)."
+  type        = string
+  default     = null
+}
+
+variable "cloudfront_aliases" {
+  description = "Alternate domain names of the distribution."
+  type        = list(string)
+  default     = []
+}
+
+variable "cloudfront_certificate_arn" {
+  description = "ACM certificate in us-east-1 for cloudfront_aliases. Null uses the *.cloudfront.net certificate."
+  type        = string
+  default     = null
+}
+
+variable "cloudfront_price_class" {
+  description = "CloudFront price class."
+  type        = string
+  default     = "PriceClass_100"
+}
+
+variable "waf_web_acl_arn" {
+  description = "ARN of a WAFv2 web ACL (scope CLOUDFRONT) to attach to the distribution. Null attaches none."
+  type        = string
+  default     = null
+}
+
+variable "static_paths" {
+  description = "Path patterns served from the S3 bucket through CloudFront (haven.yaml `edge.static`)."
+  type        = list(string)
+  default     = ["/static/*", "/materials/*"]
+}
+
+variable "materials_prefix" {
+  description = "Key prefix in the bucket that the app may read and write."
+  type        = string
+  default     = "materials/"
+}
+
+variable "log_retention_days" {
+  description = "Days to keep ALB access logs."
+  type        = number
+  default     = 90
+}
+
+# ---------------------------------------------------------------------------
+# Alarms
+# ---------------------------------------------------------------------------
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the alarm topic. Null subscribes nobody."
+  type        = string
+  default     = null
+}
+
+variable "alarm_5xx_rate_percent" {
+  description = "Alarm when 5xx responses exceed this percentage of requests."
+  type        = number
+  default     = 5
+}
+
+variable "alarm_p99_latency_seconds" {
+  description = "Alarm when the target p99 response time exceeds this many seconds."
+  type        = number
+  default     = 1
+}
+
+variable "alarm_db_cpu_percent" {
+  description = "Alarm when database CPU exceeds this percentage."
+  type        = number
+  default     = 80
+}
+
+variable "alarm_db_free_storage_bytes" {
+  description = "Alarm when database free storage falls below this many bytes."
+  type        = number
+  default     = 2147483648
+}
+
+variable "alarm_db_connections" {
+  description = "Alarm when database connections exceed this number."
+  type        = number
+  default     = 100
+}
