@@ -38,6 +38,7 @@ type Status struct {
 	Endpoints Endpoints  `json:"endpoints"`
 	Zones     []Zone     `json:"zones"`
 	Fleet     Fleet      `json:"fleet"`
+	LB        LB         `json:"load_balancer"`
 	Instances []Instance `json:"instances"`
 	Database  *Database  `json:"database,omitempty"`
 	Warnings  []string   `json:"warnings,omitempty"`
@@ -67,6 +68,20 @@ type Fleet struct {
 	InService       int    `json:"in_service"`
 	Healthy         int    `json:"healthy"`
 	HealthCheckType string `json:"health_check_type"`
+}
+
+// LB is the load balancer's target group settings and counters.
+type LB struct {
+	Algorithm          string `json:"algorithm"`
+	HealthCheckPath    string `json:"health_check_path"`
+	IntervalMS         int64  `json:"health_check_interval_ms"`
+	TimeoutMS          int64  `json:"health_check_timeout_ms"`
+	HealthyThreshold   int    `json:"healthy_threshold"`
+	UnhealthyThreshold int    `json:"unhealthy_threshold"`
+	Requests           int64  `json:"requests"`
+	Retries            int64  `json:"retries"`
+	Ejections          int64  `json:"ejections"`
+	Errors5xx          int64  `json:"errors_5xx"`
 }
 
 // Instance is one app instance and its load balancer target state.
