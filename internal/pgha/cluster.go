@@ -1,0 +1,470 @@
+package pgha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Clock is the time source of the control loop.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Endpoint is the stable address clients use; endpoint.Proxy implements it.
+type Endpoint interface {
+	// SetTarget forwards new connections to addr for epoch and closes every
+	// client connection of another epoch. addr "" means there is no primary.
+	SetTarget(epoch uint64, addr string)
+	// Pause closes every client connection and holds new ones until the next
+	// SetTarget.
+	Pause()
+}
+
+// Config configures a Cluster.
+type Config struct {
+	// Nodes are the database servers, one per zone. The first is the
+	// primary at first bootstrap. One node (single-AZ) or two (Multi-AZ).
+	Nodes []Node
+	// BinDir holds the PostgreSQL 15 binaries. Default DefaultBinDir.
+	BinDir string
+	// StateFile is where the controller persists State. Required.
+	StateFile string
+	// Durability is what happens when the standby is lost. Default
+	// DurabilityRequired.
+	Durability Durability
+	// AppAuth is the pg_hba method for application roles: "trust" or
+	// "scram-sha-256". Default "trust".
+	AppAuth string
+	// AppDatabase restricts application logins to one database. Default: all.
+	AppDatabase string
+	// AppNetworks may connect as application roles. Default DefaultAppNetworks.
+	AppNetworks []netip.Prefix
+	// ArchiveCommand, when set, turns on archive_mode=always with this
+	// command (the pgBackRest hook). Default: archiving off.
+	ArchiveCommand string
+	// Endpoint is repointed at every epoch change. Optional.
+	Endpoint Endpoint
+	// ProbeInterval is the time between probe rounds. Default 200ms.
+	ProbeInterval time.Duration
+	// ProbeTimeout bounds each probe (TCP connect, then SQL). Default 300ms.
+	ProbeTimeout time.Duration
+	// FailureThreshold is how many failed probes in a row make a node dead.
+	// Default 3.
+	FailureThreshold int
+	// StandbyLossTimeout is how long the standby may be disconnected from
+	// the primary before it counts as lost. Default 2s.
+	StandbyLossTimeout time.Duration
+	// Clock drives the loop. Default: the wall clock.
+	Clock Clock
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BinDir == "" {
+		c.BinDir = DefaultBinDir
+	}
+	if c.Durability == "" {
+		c.Durability = DurabilityRequired
+	}
+	if c.AppAuth == "" {
+		c.AppAuth = AuthTrust
+	}
+	if c.AppNetworks == nil {
+		c.AppNetworks = DefaultAppNetworks
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = 200 * time.Millisecond
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = 300 * time.Millisecond
+	}
+	if c.FailureThreshold == 0 {
+		c.FailureThreshold = 3
+	}
+	if c.StandbyLossTimeout == 0 {
+		c.StandbyLossTimeout = 2 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	if len(c.Nodes) < 1 || len(c.Nodes) > 2 {
+		return fmt.Errorf("database.nodes: must be 1 or 2 nodes, got %d", len(c.Nodes))
+	}
+	seen := map[string]bool{}
+	for _, n := range c.Nodes {
+		if err := n.Validate(); err != nil {
+			return fmt.Errorf("database.nodes: %w", err)
+		}
+		if seen[n.Name] {
+			return fmt.Errorf("database.nodes: duplicate name %q", n.Name)
+		}
+		seen[n.Name] = true
+	}
+	if len(c.Nodes) == 2 && c.Nodes[0].Zone == c.Nodes[1].Zone {
+		return fmt.Errorf("database.nodes: the two nodes must be in different zones, both are in %q", c.Nodes[0].Zone)
+	}
+	if !filepath.IsAbs(c.StateFile) {
+		return fmt.Errorf("database.state_file: must be an absolute path, got %q", c.StateFile)
+	}
+	switch c.Durability {
+	case "", DurabilityRequired, DurabilityPreferred:
+	default:
+		return fmt.Errorf("database.durability: must be required or preferred, got %q", c.Durability)
+	}
+	switch c.AppAuth {
+	case "", AuthTrust, AuthSCRAM:
+	default:
+		return fmt.Errorf("database.app_auth: must be trust or scram-sha-256, got %q", c.AppAuth)
+	}
+	if c.FailureThreshold < 0 || c.ProbeInterval < 0 || c.ProbeTimeout < 0 {
+		return errors.New("database.probe: intervals and thresholds must not be negative")
+	}
+	return nil
+}
+
+// NodeStatus is one node in Status.
+type NodeStatus struct {
+	Name       string `json:"name"`
+	Zone       string `json:"zone"`
+	Addr       string `json:"addr"`
+	Role       string `json:"role"` // primary, standby, rebuilding, down
+	Health     string `json:"health"`
+	Pid        int    `json:"pid,omitempty"`
+	InRecovery bool   `json:"in_recovery"`
+}
+
+// Status is a snapshot of the database tier.
+type Status struct {
+	State         State        `json:"state"`
+	EndpointEpoch uint64       `json:"endpoint_epoch"`
+	StandbySync   bool         `json:"standby_sync"`
+	Nodes         []NodeStatus `json:"nodes"`
+	LastPlan      string       `json:"last_plan,omitempty"`
+	LastError     string       `json:"last_error,omitempty"`
+}
+
+// ErrNotEligible is returned by Switchover when the target is not a
+// synchronous, eligible standby.
+var ErrNotEligible = errors.New("target is not an eligible synchronous standby")
+
+// Cluster is the database tier of the region: the servers, the failover
+// controller and the endpoint it repoints.
+type Cluster struct {
+	cfg   Config
+	log   *slog.Logger
+	nodes map[string]Node
+	inst  map[string]*instance
+	probe map[string]*prober
+
+	// mu serialises the control loop, Switchover and Status.
+	mu            sync.Mutex
+	state         State
+	endpointEpoch uint64
+	rebuilding    map[string]bool
+	missing       int // rounds the standby was absent from pg_stat_replication
+	lastObs       Observed
+	lastPlan      string
+	lastErr       string
+	failures      int // consecutive failed plans, for backoff
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	wake   chan struct{}
+}
+
+// New builds a Cluster from cfg (defaults filled in) and validates it.
+func New(cfg Config) (*Cluster, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	c := &Cluster{cfg: cfg, log: cfg.Logger.With("component", "pgha"), nodes: map[string]Node{},
+		inst: map[string]*instance{}, probe: map[string]*prober{}, rebuilding: map[string]bool{}, wake: make(chan struct{}, 1)}
+	for _, n := range cfg.Nodes {
+		in, err := newInstance(n, cfg.BinDir, c.log)
+		if err != nil {
+			return nil, err
+		}
+		c.nodes[n.Name], c.inst[n.Name] = n, in
+		c.probe[n.Name] = &prober{node: n, in: in, timeout: cfg.ProbeTimeout, threshold: cfg.FailureThreshold}
+	}
+	return c, nil
+}
+
+func (c *Cluster) runConfig(standby bool, primary string, syncStandby string) runConfig {
+	rc := runConfig{standby: standby, archiveCommand: c.cfg.ArchiveCommand, hba: c.hba()}
+	if standby {
+		rc.primaryConnInfo = replConnInfo(c.nodes[primary], "")
+	} else {
+		rc.syncStandbyNames = syncNames(syncStandby)
+	}
+	return rc
+}
+
+func (c *Cluster) hba() HBAConfig {
+	peers := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	for _, n := range c.cfg.Nodes {
+		peers = append(peers, netip.PrefixFrom(n.ListenAddr, n.ListenAddr.BitLen()))
+	}
+	return HBAConfig{AppAuth: c.cfg.AppAuth, AppDatabase: c.cfg.AppDatabase, AppNetworks: c.cfg.AppNetworks, ReplicationPeers: peers}
+}
+
+func (c *Cluster) standbyRunConfig(name, primary string) runConfig {
+	rc := c.runConfig(true, primary, "")
+	rc.primaryConnInfo = replConnInfo(c.nodes[primary], name)
+	return rc
+}
+
+func (c *Cluster) primaryRunConfig(s State) runConfig {
+	sync := ""
+	if s.SyncEnabled {
+		sync = s.Standby
+	}
+	return c.runConfig(false, "", sync)
+}
+
+// Start brings the database up: on first start it initialises the first
+// node as primary and builds the standby from it; afterwards it rediscovers
+// the roles from the persisted state (a node that is not the recorded
+// primary only ever comes back as a standby). Then it starts the controller.
+func (c *Cluster) Start(ctx context.Context) error {
+	st, ok, err := loadState(c.cfg.StateFile)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		st = State{Epoch: 1, Primary: c.cfg.Nodes[0].Name}
+		if len(c.cfg.Nodes) == 2 {
+			st.Standby = c.cfg.Nodes[1].Name
+		}
+	}
+	if _, known := c.nodes[st.Primary]; !known || (st.Standby != "" && c.nodes[st.Standby].Name == "") {
+		return fmt.Errorf("start database: state file %s names nodes %q/%q that are not configured", c.cfg.StateFile, st.Primary, st.Standby)
+	}
+	st.Durability = c.cfg.Durability
+	c.state = st
+
+	p := c.inst[st.Primary]
+	if !p.initialized() {
+		if ok {
+			return fmt.Errorf("start database: primary %s of epoch %d has no data directory %s", st.Primary, st.Epoch, p.node.DataDir)
+		}
+		if err := p.initdb(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.start(ctx, c.primaryRunConfig(st)); err != nil {
+		return fmt.Errorf("start primary: %w", err)
+	}
+	if err := p.exec(ctx, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN CREATE ROLE replicator WITH REPLICATION LOGIN; END IF; END$$`); err != nil {
+		return fmt.Errorf("create replication role: %w", err)
+	}
+	if err := saveState(c.cfg.StateFile, c.state); err != nil {
+		return err
+	}
+	c.repoint(c.state.Primary, c.state.Epoch)
+	if st.Standby != "" {
+		if err := c.rejoin(ctx, st.Standby, st.Primary, false); err != nil {
+			c.log.Warn("standby not started; the controller will retry", "node", st.Standby, "err", err)
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = cancel
+	c.wg.Add(1)
+	go c.loop(runCtx)
+	c.log.Info("database started", "epoch", st.Epoch, "primary", st.Primary, "standby", st.Standby, "durability", c.cfg.Durability)
+	return nil
+}
+
+// Stop stops the controller, then shuts every server down (fast shutdown,
+// SIGKILL of the process group when ctx ends first).
+func (c *Cluster) Stop(ctx context.Context) error {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	var errs []error
+	for _, in := range c.inst {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		errs = append(errs, in.stop(sctx))
+		cancel()
+	}
+	for _, p := range c.probe {
+		p.close()
+	}
+	return errors.Join(errs...)
+}
+
+// Kill SIGKILLs every server's process group at once (tests, emergencies).
+func (c *Cluster) Kill() {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	for _, in := range c.inst {
+		_ = in.kill()
+	}
+	c.wg.Wait()
+	for _, in := range c.inst {
+		_ = in.kill()
+	}
+}
+
+// Status returns a snapshot of the tier.
+func (c *Cluster) Status() Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := Status{State: c.state, EndpointEpoch: c.endpointEpoch, StandbySync: c.lastObs.StandbySync, LastPlan: c.lastPlan, LastError: c.lastErr}
+	for _, n := range c.cfg.Nodes {
+		o := c.lastObs.Nodes[n.Name]
+		ns := NodeStatus{Name: n.Name, Zone: n.Zone, Addr: n.Addr(), Health: o.Health.String(), Pid: c.inst[n.Name].pid(), InRecovery: o.InRecovery}
+		switch {
+		case c.rebuilding[n.Name]:
+			ns.Role = "rebuilding"
+		case !o.answering():
+			ns.Role = "down"
+		case o.InRecovery:
+			ns.Role = "standby"
+		default:
+			ns.Role = "primary"
+		}
+		st.Nodes = append(st.Nodes, ns)
+	}
+	return st
+}
+
+// Primary returns the current primary's node configuration.
+func (c *Cluster) Primary() Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[c.state.Primary]
+}
+
+// Bootstrap creates the application role (LOGIN, no password) and database
+// (owned by the role) on the primary if they do not exist.
+func (c *Cluster) Bootstrap(ctx context.Context, database, role string) error {
+	conn, err := c.inst[c.Primary().Name].connect(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap %s: %w", database, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", role).Scan(&n); err != nil {
+		return fmt.Errorf("bootstrap role %s: %w", role, err)
+	}
+	if n == 0 {
+		if _, err := conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{role}.Sanitize()+" LOGIN"); err != nil {
+			return fmt.Errorf("create role %s: %w", role, err)
+		}
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_database WHERE datname = $1", database).Scan(&n); err != nil {
+		return fmt.Errorf("bootstrap database %s: %w", database, err)
+	}
+	if n == 0 {
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{database}.Sanitize()+" OWNER "+pgx.Identifier{role}.Sanitize()); err != nil {
+			return fmt.Errorf("create database %s: %w", database, err)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) repoint(node string, epoch uint64) {
+	if c.cfg.Endpoint != nil {
+		addr := ""
+		if node != "" {
+			addr = c.nodes[node].Addr()
+		}
+		c.cfg.Endpoint.SetTarget(epoch, addr)
+	}
+	if node != "" {
+		c.endpointEpoch = epoch
+	} else {
+		c.endpointEpoch = 0
+	}
+	c.log.Info("endpoint repointed", "epoch", epoch, "primary", node)
+}
+
+// rejoin brings name back as a standby of primary: a plain restart when it
+// was a standby, pg_rewind when it was a primary, a fresh base backup when
+// those fail or fresh is set.
+func (c *Cluster) rejoin(ctx context.Context, name, primary string, fresh bool) error {
+	in, src := c.inst[name], c.inst[primary]
+	if err := in.kill(); err != nil {
+		return err
+	}
+	rc := c.standbyRunConfig(name, primary)
+	if !fresh && in.initialized() {
+		if in.hasStandbySignal() {
+			if err := in.start(ctx, rc); err == nil {
+				return nil
+			} else {
+				in.log.Warn("restart as standby failed, rebuilding", "err", err)
+			}
+		} else {
+			out, err := in.tool(ctx, "pg_rewind", "--target-pgdata="+in.node.DataDir, "--source-server="+src.node.AdminDSN(), "--progress")
+			if err == nil {
+				in.log.Info("pg_rewind done", "output", lastLines(out, 2))
+				if err := in.start(ctx, rc); err == nil {
+					return nil
+				} else {
+					in.log.Warn("start after pg_rewind failed, rebuilding", "err", err)
+				}
+			} else {
+				in.log.Warn("pg_rewind failed, rebuilding with a base backup", "err", err)
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := os.RemoveAll(in.node.DataDir); err != nil {
+		return fmt.Errorf("remove %s: %w", in.node.DataDir, err)
+	}
+	if err := in.prepareDirs(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(in.node.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := in.chown(in.node.DataDir); err != nil {
+		return err
+	}
+	if _, err := in.tool(ctx, "pg_basebackup", "-D", in.node.DataDir, "-d", src.node.AdminDSN(), "-X", "stream", "-c", "fast"); err != nil {
+		return fmt.Errorf("base backup %s from %s: %w", name, primary, err)
+	}
+	in.log.Info("base backup done", "from", primary)
+	return in.start(ctx, rc)
+}
+
+// dialCheck is the first probe layer: can the node's address be reached.
+func dialCheck(ctx context.Context, addr string) error {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}

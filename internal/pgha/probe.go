@@ -1,0 +1,114 @@
+package pgha
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// replRow is one row of the primary's pg_stat_replication.
+type replRow struct {
+	app, state, syncState string
+}
+
+// prober probes one node in layers, TCP connect then SQL over a kept admin
+// connection, each bounded by timeout, and turns consecutive failures into
+// a Health.
+type prober struct {
+	node      Node
+	in        *instance
+	timeout   time.Duration
+	threshold int
+
+	conn       *pgx.Conn
+	failures   int
+	inRecovery bool
+	repl       []replRow
+	lastErr    error
+}
+
+func (p *prober) close() {
+	if p.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		p.conn.Close(ctx)
+		cancel()
+		p.conn = nil
+	}
+}
+
+// reset forgets the history, e.g. after the node was fenced or restarted.
+func (p *prober) reset() {
+	p.close()
+	p.failures = 0
+	p.repl = nil
+}
+
+// run probes once and returns the node's observation.
+func (p *prober) run(ctx context.Context) NodeObs {
+	if !p.in.running() {
+		// The controller owns the process and saw it exit: dead now.
+		p.close()
+		p.failures = p.threshold
+		p.repl = nil
+		p.lastErr = fmt.Errorf("postmaster not running")
+		return NodeObs{Health: HealthDead, InRecovery: p.inRecovery}
+	}
+	start := time.Now()
+	err := p.query(ctx)
+	lat := time.Since(start)
+	if err != nil {
+		p.close()
+		p.failures++
+		p.repl = nil
+		p.lastErr = err
+		h := HealthSlow
+		if p.failures >= p.threshold {
+			h = HealthDead
+		}
+		return NodeObs{Health: h, InRecovery: p.inRecovery}
+	}
+	p.failures = 0
+	p.lastErr = nil
+	h := HealthUp
+	if lat > p.timeout/2 {
+		h = HealthSlow
+	}
+	return NodeObs{Health: h, InRecovery: p.inRecovery}
+}
+
+func (p *prober) query(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if err := dialCheck(ctx, p.node.Addr()); err != nil {
+		return fmt.Errorf("tcp probe: %w", err)
+	}
+	if p.conn == nil {
+		c, err := p.in.connect(ctx)
+		if err != nil {
+			return err
+		}
+		p.conn = c
+	}
+	if err := p.conn.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&p.inRecovery); err != nil {
+		return fmt.Errorf("sql probe: %w", err)
+	}
+	p.repl = p.repl[:0]
+	if p.inRecovery {
+		return nil
+	}
+	rows, err := p.conn.Query(ctx, "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, '') FROM pg_stat_replication")
+	if err != nil {
+		return fmt.Errorf("query pg_stat_replication: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r replRow
+		if err := rows.Scan(&r.app, &r.state, &r.syncState); err != nil {
+			return fmt.Errorf("scan pg_stat_replication: %w", err)
+		}
+		p.repl = append(p.repl, r)
+	}
+	return rows.Err()
+}

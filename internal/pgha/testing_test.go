@@ -1,0 +1,121 @@
+package pgha
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testLogger sends logs through t.Log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// freePort returns a port that was free on addr.
+func freePort(t *testing.T, addr netip.Addr) int {
+	t.Helper()
+	l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
+	if err != nil {
+		t.Fatalf("listen on %s: %v", addr, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testDir returns a temp dir the postgres user can traverse.
+func testDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	for p := d; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+// testNodes returns n node configs in zones a and b.
+func testNodes(t *testing.T, dir string, n int) []Node {
+	t.Helper()
+	var nodes []Node
+	for i, z := range []string{"a", "b"}[:n] {
+		addr := netip.AddrFrom4([4]byte{127, 0, byte(1 + i), 250})
+		name := "db-" + z
+		nodes = append(nodes, Node{
+			Name: name, Zone: z, ListenAddr: addr, Port: freePort(t, addr),
+			DataDir:   filepath.Join(dir, name, "data"),
+			SocketDir: filepath.Join(dir, name, "sock"),
+			LogFile:   filepath.Join(dir, name+".log"),
+		})
+	}
+	return nodes
+}
+
+// startTestCluster starts a cluster and registers cleanup that SIGKILLs
+// every process group it owns.
+func startTestCluster(t *testing.T, cfg Config) *Cluster {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Kill()
+		for _, n := range cfg.Nodes {
+			if t.Failed() {
+				b, _ := os.ReadFile(n.LogFile)
+				if len(b) > 3000 {
+					b = b[len(b)-3000:]
+				}
+				t.Logf("--- %s log tail ---\n%s", n.Name, b)
+			}
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("start cluster: %v", err)
+	}
+	return c
+}
+
+// waitFor polls cond until it is true or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func pidAlive(pid int) bool {
+	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	if err != nil {
+		return false
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	// A zombie is dead for our purposes.
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
