@@ -1,0 +1,517 @@
+package tfvars
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Vars are the variables of examples/courses (and of the module), named as
+// in Terraform. Marshal them with JSON for a terraform.tfvars.json file.
+type Vars struct {
+	Name                    string          `json:"name"`
+	Region                  string          `json:"region"`
+	AZs                     []string        `json:"azs"`
+	InstanceType            string          `json:"instance_type"`
+	DBInstanceClass         string          `json:"db_instance_class"`
+	AppPort                 int             `json:"app_port"`
+	AppCommand              []string        `json:"app_command,omitempty"`
+	HealthCheck             HealthCheckVars `json:"health_check"`
+	DeregistrationDelay     int             `json:"deregistration_delay"`
+	SlowStart               int             `json:"slow_start"`
+	LoadBalancingAlgorithm  string          `json:"load_balancing_algorithm"`
+	MinSize                 int             `json:"min_size"`
+	MaxSize                 int             `json:"max_size"`
+	DesiredCapacity         int             `json:"desired_capacity"`
+	HealthCheckGracePeriod  int             `json:"health_check_grace_period"`
+	TargetTracking          []TargetVars    `json:"target_tracking"`
+	ScheduledActions        []ScheduledVars `json:"scheduled_actions"`
+	DBMultiAZ               bool            `json:"db_multi_az"`
+	DBBackupRetentionPeriod int             `json:"db_backup_retention_period"`
+	DBBackupWindow          string          `json:"db_backup_window,omitempty"`
+	DBSecretRotationDays    int             `json:"db_secret_rotation_days,omitempty"`
+	StaticPaths             []string        `json:"static_paths,omitempty"`
+	AMIID                   string          `json:"ami_id,omitempty"`
+	ArtifactsBucket         string          `json:"artifacts_bucket,omitempty"`
+	ArtifactKey             string          `json:"artifact_key,omitempty"`
+	CertificateARN          string          `json:"certificate_arn,omitempty"`
+	DomainName              string          `json:"domain_name,omitempty"`
+}
+
+// HealthCheckVars is the module's health_check object; times in seconds.
+type HealthCheckVars struct {
+	Path               string `json:"path"`
+	Interval           int    `json:"interval"`
+	Timeout            int    `json:"timeout"`
+	HealthyThreshold   int    `json:"healthy_threshold"`
+	UnhealthyThreshold int    `json:"unhealthy_threshold"`
+	Matcher            string `json:"matcher"`
+}
+
+// TargetVars is one element of the module's target_tracking list.
+type TargetVars struct {
+	Metric string  `json:"metric"`
+	Target float64 `json:"target"`
+	Warmup int     `json:"warmup"`
+}
+
+// ScheduledVars is one element of the module's scheduled_actions list.
+type ScheduledVars struct {
+	Name            string  `json:"name"`
+	Recurrence      string  `json:"recurrence"`
+	TimeZone        *string `json:"time_zone,omitempty"`
+	MinSize         *int    `json:"min_size,omitempty"`
+	MaxSize         *int    `json:"max_size,omitempty"`
+	DesiredCapacity *int    `json:"desired_capacity,omitempty"`
+}
+
+// Warning records a value changed to fit AWS.
+type Warning struct {
+	// Field is the Input field path, e.g. "HealthCheck.Interval" or
+	// "TargetTracking[0].Warmup".
+	Field string
+	// Variable is the Terraform variable path, e.g. "health_check.interval".
+	Variable string
+	// From and To are the value given and the value written.
+	From, To string
+	// Reason says which AWS rule forced the change.
+	Reason string
+}
+
+// String renders the warning for a terminal.
+func (w Warning) String() string {
+	return fmt.Sprintf("%s: %s becomes %s in %s (%s)", w.Field, w.From, w.To, w.Variable, w.Reason)
+}
+
+// JSON renders vars as a terraform.tfvars.json document: keys sorted,
+// two-space indent, trailing newline. Equal Vars give equal bytes.
+func (v Vars) JSON() ([]byte, error) {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("marshal tfvars: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, fmt.Errorf("decode tfvars: %w", err)
+	}
+	out, err := json.MarshalIndent(tree, "", "  ") // maps marshal with sorted keys
+	if err != nil {
+		return nil, fmt.Errorf("marshal tfvars: %w", err)
+	}
+	return append(out, '\n'), nil
+}
+
+// AWS defaults and limits.
+const (
+	defaultInstanceType    = "t4g.small"
+	defaultDBInstanceClass = "db.t4g.medium"
+	defaultHealthPath      = "/"
+	defaultHealthInterval  = 30 * time.Second
+	defaultHealthTimeout   = 5 * time.Second
+	defaultHealthy         = 5
+	defaultUnhealthy       = 2
+	defaultMatcher         = "200"
+
+	day = 24 * time.Hour
+)
+
+var (
+	nameRe     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,19}$`)
+	regionRe   = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
+	actionRe   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	windowRe   = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
+	amiRe      = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
+	matcherRe  = regexp.MustCompile(`^[0-9]{3}(-[0-9]{3})?(,[0-9]{3}(-[0-9]{3})?)*$`)
+	metricName = map[string]bool{"cpu": true, "request_count": true}
+	algorithms = map[string]bool{"round_robin": true, "least_outstanding_requests": true}
+)
+
+// generator accumulates warnings and errors while mapping one Input.
+type generator struct {
+	warnings []Warning
+	errs     []error
+}
+
+func (g *generator) errorf(field, format string, args ...any) {
+	g.errs = append(g.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+}
+
+func (g *generator) warn(field, variable, from, to, reason string) {
+	g.warnings = append(g.warnings, Warning{Field: field, Variable: variable, From: from, To: to, Reason: reason})
+}
+
+// seconds converts d to whole seconds within [lo, hi] (hi < 0: no upper
+// bound), rounding up and clamping with a warning.
+func (g *generator) seconds(field, variable string, d time.Duration, lo, hi int) int {
+	if d < 0 {
+		g.errorf(field, "must not be negative, got %s", d)
+		return lo
+	}
+	s := int((d + time.Second - 1) / time.Second)
+	switch {
+	case s < lo:
+		g.warn(field, variable, d.String(), fmtSeconds(lo), fmt.Sprintf("AWS minimum is %s", fmtSeconds(lo)))
+		return lo
+	case hi >= 0 && s > hi:
+		g.warn(field, variable, d.String(), fmtSeconds(hi), fmt.Sprintf("AWS maximum is %s", fmtSeconds(hi)))
+		return hi
+	case time.Duration(s)*time.Second != d:
+		g.warn(field, variable, d.String(), fmtSeconds(s), "AWS takes whole seconds; rounded up")
+	}
+	return s
+}
+
+// count clamps n to [lo, hi] with a warning.
+func (g *generator) count(field, variable string, n, lo, hi int) int {
+	switch {
+	case n < lo:
+		g.warn(field, variable, strconv.Itoa(n), strconv.Itoa(lo), fmt.Sprintf("AWS allows %d–%d", lo, hi))
+		return lo
+	case n > hi:
+		g.warn(field, variable, strconv.Itoa(n), strconv.Itoa(hi), fmt.Sprintf("AWS allows %d–%d", lo, hi))
+		return hi
+	}
+	return n
+}
+
+// days converts d to whole days within [lo, hi], rounding up with a warning.
+func (g *generator) days(field, variable string, d time.Duration, lo, hi int, zeroReason string) int {
+	if d < 0 {
+		g.errorf(field, "must not be negative, got %s", d)
+		return lo
+	}
+	n := int((d + day - 1) / day)
+	switch {
+	case n < lo:
+		reason := fmt.Sprintf("AWS allows %d–%d days", lo, hi)
+		if d == 0 && zeroReason != "" {
+			reason = zeroReason
+		}
+		g.warn(field, variable, fmtDays(d), fmt.Sprintf("%dd", lo), reason)
+		return lo
+	case n > hi:
+		g.warn(field, variable, fmtDays(d), fmt.Sprintf("%dd", hi), fmt.Sprintf("AWS allows %d–%d days", lo, hi))
+		return hi
+	case time.Duration(n)*day != d:
+		g.warn(field, variable, fmtDays(d), fmt.Sprintf("%dd", n), "AWS takes whole days; rounded up")
+	}
+	return n
+}
+
+func fmtSeconds(s int) string { return (time.Duration(s) * time.Second).String() }
+
+func fmtDays(d time.Duration) string {
+	if d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
+}
+
+// Generate maps in onto the module's variables. Values outside the ranges
+// AWS accepts are clamped and reported as warnings; values that cannot be
+// mapped at all are errors, joined, each naming its Input field.
+func Generate(in Input) (Vars, []Warning, error) {
+	g := &generator{}
+	v := Vars{
+		Name:             in.Name,
+		Region:           in.Region,
+		AZs:              append([]string(nil), in.AZs...),
+		InstanceType:     in.InstanceType,
+		DBInstanceClass:  in.DBInstanceClass,
+		AppPort:          in.AppPort,
+		AppCommand:       append([]string(nil), in.AppCommand...),
+		MinSize:          in.Min,
+		MaxSize:          in.Max,
+		DesiredCapacity:  in.Desired,
+		DBMultiAZ:        in.MultiAZ,
+		TargetTracking:   []TargetVars{},
+		ScheduledActions: []ScheduledVars{},
+		StaticPaths:      append([]string(nil), in.StaticPaths...),
+	}
+
+	g.identity(in, &v)
+	g.healthCheck(in.HealthCheck, &v.HealthCheck)
+	g.targetGroup(in, &v)
+	g.fleet(in, &v)
+	g.database(in, &v)
+	g.deployment(in.Deployment, &v)
+
+	if len(g.errs) > 0 {
+		return Vars{}, g.warnings, fmt.Errorf("generate tfvars: %w", errors.Join(g.errs...))
+	}
+	return v, g.warnings, nil
+}
+
+func (g *generator) identity(in Input, v *Vars) {
+	if !nameRe.MatchString(in.Name) {
+		g.errorf("Name", "must be 1–20 lower-case letters, digits or hyphens starting with a letter, got %q", in.Name)
+	}
+	if !regionRe.MatchString(in.Region) {
+		g.errorf("Region", "must be an AWS region such as eu-west-1, got %q", in.Region)
+	}
+	if len(in.AZs) < 2 {
+		g.errorf("AZs", "must list at least two Availability Zones, got %d", len(in.AZs))
+	}
+	seen := map[string]bool{}
+	for i, az := range in.AZs {
+		if seen[az] {
+			g.errorf(fmt.Sprintf("AZs[%d]", i), "duplicate Availability Zone %q", az)
+		}
+		seen[az] = true
+		if in.Region != "" && (!strings.HasPrefix(az, in.Region) || len(az) == len(in.Region)) {
+			g.errorf(fmt.Sprintf("AZs[%d]", i), "must be an Availability Zone of %s (e.g. %sa), got %q", in.Region, in.Region, az)
+		}
+	}
+	if v.InstanceType == "" {
+		v.InstanceType = defaultInstanceType
+	}
+	if v.DBInstanceClass == "" {
+		v.DBInstanceClass = defaultDBInstanceClass
+	}
+	if !strings.HasPrefix(v.DBInstanceClass, "db.") {
+		g.errorf("DBInstanceClass", "must be an RDS class such as db.t4g.medium, got %q", v.DBInstanceClass)
+	}
+	if in.AppPort < 1 || in.AppPort > 65535 {
+		g.errorf("AppPort", "must be 1–65535, got %d", in.AppPort)
+	}
+	if len(v.AppCommand) == 0 {
+		v.AppCommand = nil
+	}
+	for i, p := range in.StaticPaths {
+		if !strings.HasPrefix(p, "/") {
+			g.errorf(fmt.Sprintf("StaticPaths[%d]", i), "must start with /, got %q", p)
+		}
+	}
+	if len(v.StaticPaths) == 0 {
+		v.StaticPaths = nil
+	}
+}
+
+func (g *generator) healthCheck(hc HealthCheck, out *HealthCheckVars) {
+	out.Path = hc.Path
+	if out.Path == "" {
+		out.Path = defaultHealthPath
+	}
+	if !strings.HasPrefix(out.Path, "/") || len(out.Path) > 1024 {
+		g.errorf("HealthCheck.Path", "must start with / and be at most 1024 characters, got %q", hc.Path)
+	}
+
+	interval, timeout := hc.Interval, hc.Timeout
+	if interval == 0 {
+		interval = defaultHealthInterval
+	}
+	if timeout == 0 {
+		timeout = defaultHealthTimeout
+	}
+	out.Interval = g.seconds("HealthCheck.Interval", "health_check.interval", interval, 5, 300)
+	out.Timeout = g.seconds("HealthCheck.Timeout", "health_check.timeout", timeout, 2, 120)
+	if out.Timeout >= out.Interval {
+		to := out.Interval - 1
+		g.warn("HealthCheck.Timeout", "health_check.timeout", fmtSeconds(out.Timeout), fmtSeconds(to),
+			fmt.Sprintf("AWS requires the timeout to be below the interval (%s)", fmtSeconds(out.Interval)))
+		out.Timeout = to
+	}
+
+	healthy, unhealthy := hc.Healthy, hc.Unhealthy
+	if healthy == 0 {
+		healthy = defaultHealthy
+	}
+	if unhealthy == 0 {
+		unhealthy = defaultUnhealthy
+	}
+	out.HealthyThreshold = g.count("HealthCheck.Healthy", "health_check.healthy_threshold", healthy, 2, 10)
+	out.UnhealthyThreshold = g.count("HealthCheck.Unhealthy", "health_check.unhealthy_threshold", unhealthy, 2, 10)
+
+	out.Matcher = hc.Matcher
+	if out.Matcher == "" {
+		out.Matcher = defaultMatcher
+	}
+	if err := checkMatcher(out.Matcher); err != nil {
+		g.errorf("HealthCheck.Matcher", "%v", err)
+	}
+}
+
+// checkMatcher accepts "200", "200,302" and "200-299" with codes in 200–499.
+func checkMatcher(m string) error {
+	if !matcherRe.MatchString(m) {
+		return fmt.Errorf("must be codes like 200, 200,302 or 200-299, got %q", m)
+	}
+	for _, part := range strings.Split(m, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, _ := strconv.Atoi(lo)
+		b := a
+		if isRange {
+			b, _ = strconv.Atoi(hi)
+		}
+		if a < 200 || b > 499 || a > b {
+			return fmt.Errorf("ALB success codes must lie within 200–499, got %q", m)
+		}
+	}
+	return nil
+}
+
+func (g *generator) targetGroup(in Input, v *Vars) {
+	v.DeregistrationDelay = g.seconds("DeregistrationDelay", "deregistration_delay", in.DeregistrationDelay, 0, 3600)
+
+	v.LoadBalancingAlgorithm = in.Algorithm
+	if v.LoadBalancingAlgorithm == "" {
+		v.LoadBalancingAlgorithm = "round_robin"
+	}
+	if !algorithms[v.LoadBalancingAlgorithm] {
+		g.errorf("Algorithm", "must be round_robin or least_outstanding_requests, got %q", in.Algorithm)
+	}
+
+	if in.SlowStart != 0 {
+		v.SlowStart = g.seconds("SlowStart", "slow_start", in.SlowStart, 30, 900)
+	}
+	if v.SlowStart != 0 && v.LoadBalancingAlgorithm == "least_outstanding_requests" {
+		g.warn("SlowStart", "slow_start", fmtSeconds(v.SlowStart), "0s",
+			"AWS does not combine slow start with least_outstanding_requests")
+		v.SlowStart = 0
+	}
+}
+
+func (g *generator) fleet(in Input, v *Vars) {
+	switch {
+	case in.Min < 0:
+		g.errorf("Min", "must be ≥ 0, got %d", in.Min)
+	case in.Max < 1:
+		g.errorf("Max", "must be ≥ 1, got %d", in.Max)
+	case in.Max < in.Min:
+		g.errorf("Max", "must be ≥ Min (%d), got %d", in.Min, in.Max)
+	case in.Desired < in.Min || in.Desired > in.Max:
+		g.errorf("Desired", "must lie within Min–Max (%d–%d), got %d", in.Min, in.Max, in.Desired)
+	}
+	v.HealthCheckGracePeriod = g.seconds("GracePeriod", "health_check_grace_period", in.GracePeriod, 0, -1)
+
+	seen := map[string]bool{}
+	for i, tt := range in.TargetTracking {
+		field := fmt.Sprintf("TargetTracking[%d]", i)
+		if !metricName[tt.Metric] {
+			g.errorf(field+".Metric", "must be cpu or request_count, got %q", tt.Metric)
+		}
+		if seen[tt.Metric] {
+			g.errorf(field+".Metric", "duplicate policy for metric %q", tt.Metric)
+		}
+		seen[tt.Metric] = true
+		if tt.Target <= 0 || (tt.Metric == "cpu" && tt.Target > 100) {
+			g.errorf(field+".Target", "must be > 0 (and ≤ 100 for cpu), got %g", tt.Target)
+		}
+		warmup := g.seconds(field+".Warmup", fmt.Sprintf("target_tracking[%d].warmup", i), tt.Warmup, 0, -1)
+		v.TargetTracking = append(v.TargetTracking, TargetVars{Metric: tt.Metric, Target: tt.Target, Warmup: warmup})
+	}
+
+	names := map[string]bool{}
+	for i, s := range in.Scheduled {
+		field := fmt.Sprintf("Scheduled[%d]", i)
+		if !actionRe.MatchString(s.Name) {
+			g.errorf(field+".Name", "must be letters, digits, - or _, got %q", s.Name)
+		}
+		if names[s.Name] {
+			g.errorf(field+".Name", "duplicate scheduled action %q", s.Name)
+		}
+		names[s.Name] = true
+		if err := checkCron(s.Cron); err != nil {
+			g.errorf(field+".Cron", "%v", err)
+		}
+		if s.TimeZone != "" {
+			if _, err := time.LoadLocation(s.TimeZone); err != nil {
+				g.errorf(field+".TimeZone", "must be an IANA time zone, got %q", s.TimeZone)
+			}
+		}
+		if s.Min == nil && s.Max == nil && s.Desired == nil {
+			g.errorf(field, "must set at least one of Min, Max, Desired")
+		}
+		for _, n := range []struct {
+			name string
+			p    *int
+		}{{"Min", s.Min}, {"Max", s.Max}, {"Desired", s.Desired}} {
+			if n.p != nil && *n.p < 0 {
+				g.errorf(field+"."+n.name, "must be ≥ 0, got %d", *n.p)
+			}
+		}
+		if s.Min != nil && s.Max != nil && *s.Min > *s.Max {
+			g.errorf(field+".Max", "must be ≥ Min (%d), got %d", *s.Min, *s.Max)
+		}
+		sv := ScheduledVars{Name: s.Name, Recurrence: s.Cron, MinSize: cloneInt(s.Min), MaxSize: cloneInt(s.Max), DesiredCapacity: cloneInt(s.Desired)}
+		if s.TimeZone != "" {
+			tz := s.TimeZone
+			sv.TimeZone = &tz
+		}
+		v.ScheduledActions = append(v.ScheduledActions, sv)
+	}
+}
+
+func cloneInt(p *int) *int {
+	if p == nil {
+		return nil
+	}
+	n := *p
+	return &n
+}
+
+// checkCron accepts the 5-field cron expressions that ASG recurrence takes.
+func checkCron(expr string) error {
+	fields := strings.Fields(expr)
+	if len(fields) != 5 {
+		return fmt.Errorf("must be a 5-field cron expression (minute hour day month weekday), got %q", expr)
+	}
+	for _, f := range fields {
+		if strings.Trim(f, "0123456789*/,-?LW#ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" {
+			return fmt.Errorf("has an invalid field %q in %q", f, expr)
+		}
+	}
+	return nil
+}
+
+func (g *generator) database(in Input, v *Vars) {
+	zeroReason := "AWS allows 1–35 days; 0 would turn backups off"
+	if in.MultiAZ {
+		zeroReason = "Multi-AZ requires backups; AWS allows 1–35 days"
+	}
+	v.DBBackupRetentionPeriod = g.days("BackupRetention", "db_backup_retention_period", in.BackupRetention, 1, 35, zeroReason)
+
+	if in.BackupWindow != "" {
+		m := windowRe.FindStringSubmatch(in.BackupWindow)
+		if m == nil {
+			g.errorf("BackupWindow", "must be hh:mm-hh:mm in UTC, got %q", in.BackupWindow)
+		} else {
+			start := atoi(m[1])*60 + atoi(m[2])
+			end := atoi(m[3])*60 + atoi(m[4])
+			if (end-start+24*60)%(24*60) < 30 {
+				g.errorf("BackupWindow", "must be at least 30 minutes long, got %q", in.BackupWindow)
+			}
+		}
+		v.DBBackupWindow = in.BackupWindow
+	}
+
+	if in.Rotation != 0 {
+		v.DBSecretRotationDays = g.days("Rotation", "db_secret_rotation_days", in.Rotation, 1, 1000, "")
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+func (g *generator) deployment(d Deployment, v *Vars) {
+	if d.AMI != "" && !amiRe.MatchString(d.AMI) {
+		g.errorf("Deployment.AMI", "must look like ami-0123456789abcdef0, got %q", d.AMI)
+	}
+	if (d.ArtifactsBucket == "") != (d.ArtifactKey == "") {
+		g.errorf("Deployment.ArtifactKey", "ArtifactsBucket and ArtifactKey must be set together")
+	}
+	if d.CertificateARN != "" && !strings.HasPrefix(d.CertificateARN, "arn:") {
+		g.errorf("Deployment.CertificateARN", "must be an ACM certificate ARN, got %q", d.CertificateARN)
+	}
+	v.AMIID = d.AMI
+	v.ArtifactsBucket = d.ArtifactsBucket
+	v.ArtifactKey = d.ArtifactKey
+	v.CertificateARN = d.CertificateARN
+	v.DomainName = d.DomainName
+}

@@ -1,0 +1,355 @@
+package tfvars
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func intp(n int) *int { return &n }
+
+// coursesInput mirrors the spec sketch in ARCHITECTURE.md: local timings that
+// are faster than AWS allows.
+func coursesInput() Input {
+	return Input{
+		Name:            "courses",
+		Region:          "eu-west-1",
+		AZs:             AZNames("eu-west-1", []string{"a", "b"}),
+		InstanceType:    "t4g.small",
+		DBInstanceClass: "db.t4g.medium",
+		AppPort:         8080,
+		AppCommand:      []string{"serve"},
+		HealthCheck: HealthCheck{
+			Path: "/healthz", Interval: time.Second, Timeout: 500 * time.Millisecond,
+			Healthy: 2, Unhealthy: 2,
+		},
+		Min: 2, Max: 12, Desired: 2,
+		GracePeriod:         10 * time.Second,
+		DeregistrationDelay: 5 * time.Second,
+		Algorithm:           "least_outstanding_requests",
+		TargetTracking: []TargetTracking{
+			{Metric: "cpu", Target: 50, Warmup: 10 * time.Second},
+			{Metric: "request_count", Target: 1000, Warmup: 10 * time.Second},
+		},
+		Scheduled: []Scheduled{
+			{Name: "exam-morning", Cron: "0 7 * * 1-5", TimeZone: "Europe/Dublin", Min: intp(6)},
+			{Name: "exam-evening", Cron: "0 19 * * 1-5", Min: intp(2), Max: intp(12)},
+		},
+		MultiAZ:         true,
+		BackupRetention: 7 * day,
+		BackupWindow:    "02:00-02:30",
+		Rotation:        7 * day,
+		StaticPaths:     []string{"/static/*", "/materials/*"},
+	}
+}
+
+func goldenCases() map[string]Input {
+	defaults := Input{
+		Name: "shop", Region: "us-east-1", AZs: []string{"us-east-1a", "us-east-1b", "us-east-1c"},
+		AppPort: 3000, Min: 1, Max: 3, Desired: 1, MultiAZ: true, BackupRetention: 14 * day,
+	}
+
+	clamped := coursesInput()
+	clamped.Algorithm = "round_robin"
+	clamped.HealthCheck = HealthCheck{Path: "/up", Interval: 10 * time.Minute, Timeout: 3 * time.Minute, Healthy: 1, Unhealthy: 20, Matcher: "200-299"}
+	clamped.DeregistrationDelay = 2 * time.Hour
+	clamped.SlowStart = 10 * time.Second
+	clamped.GracePeriod = 1500 * time.Millisecond
+	clamped.TargetTracking = []TargetTracking{{Metric: "cpu", Target: 40, Warmup: 2500 * time.Millisecond}}
+	clamped.BackupRetention = 0
+	clamped.Rotation = 12 * time.Hour
+	clamped.Deployment = Deployment{
+		AMI: "ami-0123456789abcdef0", ArtifactsBucket: "artifacts", ArtifactKey: "courses/v1/courses",
+		CertificateARN: "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+	}
+
+	timeoutAtInterval := defaults
+	timeoutAtInterval.HealthCheck = HealthCheck{Interval: 5 * time.Second, Timeout: 6 * time.Second}
+	timeoutAtInterval.BackupRetention = 90 * day
+
+	slowLOR := defaults
+	slowLOR.Algorithm = "least_outstanding_requests"
+	slowLOR.SlowStart = time.Minute
+
+	return map[string]Input{
+		"courses":             coursesInput(),
+		"aws-defaults":        defaults,
+		"clamped":             clamped,
+		"timeout-at-interval": timeoutAtInterval,
+		"slow-start-lor":      slowLOR,
+	}
+}
+
+func render(t *testing.T, in Input) []byte {
+	t.Helper()
+	vars, warnings, err := Generate(in)
+	if err != nil {
+		t.Fatalf("Generate: %v", err)
+	}
+	out, err := vars.JSON()
+	if err != nil {
+		t.Fatalf("JSON: %v", err)
+	}
+	var b bytes.Buffer
+	b.Write(out)
+	b.WriteString("-- warnings --\n")
+	for _, w := range warnings {
+		fmt.Fprintln(&b, w.String())
+	}
+	return b.Bytes()
+}
+
+func TestGolden(t *testing.T) {
+	for name, in := range goldenCases() {
+		t.Run(name, func(t *testing.T) {
+			got := render(t, in)
+			path := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("read golden (run go test ./internal/tfvars -update to create it): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("output differs from %s (rerun with -update if intended)\ngot:\n%s\nwant:\n%s", path, got, want)
+			}
+		})
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	in := coursesInput()
+	first := render(t, in)
+	for i := 0; i < 20; i++ {
+		if got := render(t, in); !bytes.Equal(got, first) {
+			t.Fatalf("run %d differs:\n%s\nvs\n%s", i, got, first)
+		}
+	}
+	// Keys are sorted at every level.
+	vars, _, _ := Generate(in)
+	out, _ := vars.JSON()
+	if !bytes.Contains(out, []byte("{\n  \"app_command\"")) {
+		t.Errorf("first key is not app_command; keys not sorted?\n%s", out)
+	}
+}
+
+// TestNumbersCarriedOrWarned is acceptance criterion 4 at the tfvars level:
+// every number of the input reaches the tfvars unchanged, or a warning names
+// the field that changed.
+func TestNumbersCarriedOrWarned(t *testing.T) {
+	for name, in := range goldenCases() {
+		t.Run(name, func(t *testing.T) {
+			vars, warnings, err := Generate(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			warned := map[string]bool{}
+			for _, w := range warnings {
+				warned[w.Field] = true
+			}
+			secs := func(d, def time.Duration) int {
+				if d == 0 {
+					d = def
+				}
+				return int(d / time.Second)
+			}
+			orDefault := func(n, def int) int {
+				if n == 0 {
+					return def
+				}
+				return n
+			}
+			type pair struct {
+				field     string
+				want, got any
+			}
+			pairs := []pair{
+				{"Min", in.Min, vars.MinSize},
+				{"Max", in.Max, vars.MaxSize},
+				{"Desired", in.Desired, vars.DesiredCapacity},
+				{"GracePeriod", secs(in.GracePeriod, 0), vars.HealthCheckGracePeriod},
+				{"HealthCheck.Interval", secs(in.HealthCheck.Interval, 30*time.Second), vars.HealthCheck.Interval},
+				{"HealthCheck.Timeout", secs(in.HealthCheck.Timeout, 5*time.Second), vars.HealthCheck.Timeout},
+				{"HealthCheck.Healthy", orDefault(in.HealthCheck.Healthy, 5), vars.HealthCheck.HealthyThreshold},
+				{"HealthCheck.Unhealthy", orDefault(in.HealthCheck.Unhealthy, 2), vars.HealthCheck.UnhealthyThreshold},
+				{"DeregistrationDelay", secs(in.DeregistrationDelay, 0), vars.DeregistrationDelay},
+				{"SlowStart", secs(in.SlowStart, 0), vars.SlowStart},
+				{"BackupRetention", int(in.BackupRetention / day), vars.DBBackupRetentionPeriod},
+				{"MultiAZ", in.MultiAZ, vars.DBMultiAZ},
+			}
+			if in.Rotation != 0 {
+				pairs = append(pairs, pair{"Rotation", int(in.Rotation / day), vars.DBSecretRotationDays})
+			}
+			if len(vars.TargetTracking) != len(in.TargetTracking) {
+				t.Fatalf("target tracking: got %d policies, want %d", len(vars.TargetTracking), len(in.TargetTracking))
+			}
+			for i, tt := range in.TargetTracking {
+				f := fmt.Sprintf("TargetTracking[%d]", i)
+				pairs = append(pairs,
+					pair{f + ".Metric", tt.Metric, vars.TargetTracking[i].Metric},
+					pair{f + ".Target", tt.Target, vars.TargetTracking[i].Target},
+					pair{f + ".Warmup", secs(tt.Warmup, 0), vars.TargetTracking[i].Warmup})
+			}
+			if len(vars.ScheduledActions) != len(in.Scheduled) {
+				t.Fatalf("scheduled: got %d actions, want %d", len(vars.ScheduledActions), len(in.Scheduled))
+			}
+			deref := func(p *int) any {
+				if p == nil {
+					return nil
+				}
+				return *p
+			}
+			for i, s := range in.Scheduled {
+				f := fmt.Sprintf("Scheduled[%d]", i)
+				sv := vars.ScheduledActions[i]
+				pairs = append(pairs,
+					pair{f + ".Cron", s.Cron, sv.Recurrence},
+					pair{f + ".Min", deref(s.Min), deref(sv.MinSize)},
+					pair{f + ".Max", deref(s.Max), deref(sv.MaxSize)},
+					pair{f + ".Desired", deref(s.Desired), deref(sv.DesiredCapacity)})
+			}
+			for _, p := range pairs {
+				if p.want != p.got && !warned[p.field] {
+					t.Errorf("%s: input %v became %v without a warning", p.field, p.want, p.got)
+				}
+				if p.want == p.got && warned[p.field] && !isRounding(p.field, warnings) {
+					t.Errorf("%s: warned although the value %v is unchanged", p.field, p.got)
+				}
+			}
+		})
+	}
+}
+
+// isRounding reports whether the warning on field is a rounding one (the
+// truncated input in the pair table can then equal the output).
+func isRounding(field string, ws []Warning) bool {
+	for _, w := range ws {
+		if w.Field == field && strings.Contains(w.Reason, "rounded up") {
+			return true
+		}
+	}
+	return false
+}
+
+func TestClampWarnings(t *testing.T) {
+	in := coursesInput()
+	_, warnings, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"HealthCheck.Interval": "5s",
+		"HealthCheck.Timeout":  "2s",
+	}
+	if len(warnings) != len(want) {
+		t.Fatalf("got %d warnings %v, want %d", len(warnings), warnings, len(want))
+	}
+	for _, w := range warnings {
+		if want[w.Field] != w.To {
+			t.Errorf("warning %v: want To %q", w, want[w.Field])
+		}
+	}
+}
+
+func TestErrorsNameTheField(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*Input)
+		field  string
+	}{
+		{"bad name", func(in *Input) { in.Name = "Courses_App" }, "Name"},
+		{"bad region", func(in *Input) { in.Region = "europe" }, "Region"},
+		{"one az", func(in *Input) { in.AZs = in.AZs[:1] }, "AZs"},
+		{"az of other region", func(in *Input) { in.AZs = []string{"eu-west-1a", "us-east-1b"} }, "AZs[1]"},
+		{"duplicate az", func(in *Input) { in.AZs = []string{"eu-west-1a", "eu-west-1a"} }, "AZs[1]"},
+		{"no port", func(in *Input) { in.AppPort = 0 }, "AppPort"},
+		{"max below min", func(in *Input) { in.Max = 1 }, "Max"},
+		{"desired above max", func(in *Input) { in.Desired = 13 }, "Desired"},
+		{"bad algorithm", func(in *Input) { in.Algorithm = "random" }, "Algorithm"},
+		{"bad metric", func(in *Input) { in.TargetTracking[0].Metric = "memory" }, "TargetTracking[0].Metric"},
+		{"cpu over 100", func(in *Input) { in.TargetTracking[0].Target = 150 }, "TargetTracking[0].Target"},
+		{"duplicate metric", func(in *Input) { in.TargetTracking[1].Metric = "cpu" }, "TargetTracking[1].Metric"},
+		{"cron fields", func(in *Input) { in.Scheduled[0].Cron = "0 7 * *" }, "Scheduled[0].Cron"},
+		{"bad tz", func(in *Input) { in.Scheduled[0].TimeZone = "Mars/Olympus" }, "Scheduled[0].TimeZone"},
+		{"no sizes", func(in *Input) { in.Scheduled[1].Min, in.Scheduled[1].Max = nil, nil }, "Scheduled[1]"},
+		{"duplicate action", func(in *Input) { in.Scheduled[1].Name = "exam-morning" }, "Scheduled[1].Name"},
+		{"matcher 500", func(in *Input) { in.HealthCheck.Matcher = "200-500" }, "HealthCheck.Matcher"},
+		{"matcher junk", func(in *Input) { in.HealthCheck.Matcher = "ok" }, "HealthCheck.Matcher"},
+		{"health path", func(in *Input) { in.HealthCheck.Path = "healthz" }, "HealthCheck.Path"},
+		{"window format", func(in *Input) { in.BackupWindow = "2am" }, "BackupWindow"},
+		{"window short", func(in *Input) { in.BackupWindow = "23:50-00:10" }, "BackupWindow"},
+		{"negative delay", func(in *Input) { in.DeregistrationDelay = -time.Second }, "DeregistrationDelay"},
+		{"db class", func(in *Input) { in.DBInstanceClass = "t4g.medium" }, "DBInstanceClass"},
+		{"ami", func(in *Input) { in.Deployment.AMI = "ubuntu" }, "Deployment.AMI"},
+		{"artifact half", func(in *Input) { in.Deployment.ArtifactsBucket = "b" }, "Deployment.ArtifactKey"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := coursesInput()
+			tt.mutate(&in)
+			_, _, err := Generate(in)
+			if err == nil {
+				t.Fatal("Generate succeeded, want an error")
+			}
+			if !strings.Contains(err.Error(), tt.field+": ") {
+				t.Errorf("error %q does not name %s", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestWindowAcrossMidnight(t *testing.T) {
+	in := coursesInput()
+	in.BackupWindow = "23:45-00:15"
+	if _, _, err := Generate(in); err != nil {
+		t.Fatalf("30-minute window across midnight rejected: %v", err)
+	}
+}
+
+func TestAZNames(t *testing.T) {
+	got := AZNames("eu-west-1", []string{"a", "eu-west-1b"})
+	want := []string{"eu-west-1a", "eu-west-1b"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("AZNames = %v, want %v", got, want)
+	}
+}
+
+// TestJSONShape checks the optional fields are left out rather than written
+// as empty values the module would misread.
+func TestJSONShape(t *testing.T) {
+	in := goldenCases()["aws-defaults"]
+	vars, _, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := vars.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ami_id", "db_backup_window", "db_secret_rotation_days", "app_command", "static_paths", "certificate_arn"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("%s present although unset", k)
+		}
+	}
+	for _, k := range []string{"target_tracking", "scheduled_actions"} {
+		if v, ok := m[k].([]any); !ok || len(v) != 0 {
+			t.Errorf("%s = %v, want [] (so the module default does not apply silently)", k, m[k])
+		}
+	}
+}

@@ -1,0 +1,134 @@
+// Package tfvars maps a haven deployment description onto the variables of
+// the deploy/terraform module, clamping values to the ranges AWS accepts.
+package tfvars
+
+import (
+	"strings"
+	"time"
+)
+
+// Input is what the AWS module needs from haven.yaml. The integrator fills it
+// from the spec; every zero value means "use the documented default".
+type Input struct {
+	// Name prefixes every AWS resource: lower-case letters, digits and
+	// hyphens, starting with a letter, at most 20 characters. Required.
+	Name string
+	// Region is the AWS region, e.g. "eu-west-1". Required.
+	Region string
+	// AZs are full Availability Zone names, at least two and distinct, each
+	// in Region. AZNames builds them from haven zone letters.
+	AZs []string
+	// InstanceType is the EC2 instance type. Default "t4g.small".
+	InstanceType string
+	// DBInstanceClass is the RDS instance class. Default "db.t4g.medium".
+	DBInstanceClass string
+	// AppPort is the port the app listens on inside an instance. Required.
+	AppPort int
+	// AppCommand holds the app's arguments after the program name
+	// (spec app.command[1:]). Empty leaves the module default ["serve"].
+	AppCommand []string
+
+	// HealthCheck is the target group health check.
+	HealthCheck HealthCheck
+
+	// Min, Max and Desired size the Auto Scaling group. 0 ≤ Min ≤ Desired ≤ Max, Max ≥ 1.
+	Min, Max, Desired int
+	// GracePeriod is the ASG health check grace period. 0 means none.
+	GracePeriod time.Duration
+	// DeregistrationDelay is the target group's draining time (AWS 0–3600 s).
+	DeregistrationDelay time.Duration
+	// SlowStart is the target group's slow start (AWS 0 or 30–900 s).
+	SlowStart time.Duration
+	// Algorithm is "round_robin" (default) or "least_outstanding_requests".
+	Algorithm string
+	// TargetTracking lists the target tracking policies, at most one per metric.
+	TargetTracking []TargetTracking
+	// Scheduled lists the scheduled actions.
+	Scheduled []Scheduled
+
+	// MultiAZ runs a synchronous standby in a second AZ.
+	MultiAZ bool
+	// BackupRetention is the automated backup retention (AWS 1–35 days,
+	// rounded up to whole days). 0 becomes 1 day with a warning.
+	BackupRetention time.Duration
+	// BackupWindow is the daily backup window in UTC, "hh:mm-hh:mm", at
+	// least 30 minutes. Empty lets RDS choose.
+	BackupWindow string
+	// Rotation is the DB secret rotation period (Secrets Manager 1–1000
+	// days, rounded up to whole days). 0 keeps the module default of 7 days.
+	Rotation time.Duration
+
+	// StaticPaths are the path patterns the edge serves from the bucket.
+	// Empty keeps the module default ["/static/*", "/materials/*"].
+	StaticPaths []string
+
+	// Deployment holds account-specific values that haven.yaml does not
+	// carry. Each one is written only when set.
+	Deployment Deployment
+}
+
+// HealthCheck is a target group health check. Zero fields take AWS defaults:
+// path "/", interval 30 s, timeout 5 s, healthy 5, unhealthy 2, matcher "200".
+type HealthCheck struct {
+	// Path is the HTTP path probed, starting with "/".
+	Path string
+	// Interval between probes (AWS 5–300 s).
+	Interval time.Duration
+	// Timeout of one probe (AWS 2–120 s, below Interval).
+	Timeout time.Duration
+	// Healthy is the number of passes before a target is healthy (AWS 2–10).
+	Healthy int
+	// Unhealthy is the number of failures before a target is unhealthy (AWS 2–10).
+	Unhealthy int
+	// Matcher is the success codes, e.g. "200", "200,302" or "200-299", within 200–499.
+	Matcher string
+}
+
+// TargetTracking is one target tracking policy.
+type TargetTracking struct {
+	// Metric is "cpu" (average CPU %) or "request_count" (requests per target).
+	Metric string
+	// Target is the value the policy holds the metric at; CPU in (0, 100].
+	Target float64
+	// Warmup is the instance warmup, rounded up to whole seconds.
+	Warmup time.Duration
+}
+
+// Scheduled is one scheduled action. Nil sizes are left unchanged.
+type Scheduled struct {
+	// Name identifies the action: letters, digits, '-' and '_'.
+	Name string
+	// Cron is a 5-field cron expression.
+	Cron string
+	// TimeZone is an IANA zone; empty means UTC.
+	TimeZone string
+	// Min, Max and Desired are the sizes set when the action fires.
+	Min, Max, Desired *int
+}
+
+// Deployment holds account-specific module inputs.
+type Deployment struct {
+	// AMI is the app instances' image (ami-…).
+	AMI string
+	// ArtifactsBucket and ArtifactKey locate the app binary in S3.
+	ArtifactsBucket, ArtifactKey string
+	// CertificateARN is an existing ACM certificate for the ALB.
+	CertificateARN string
+	// DomainName requests a DNS-validated certificate when CertificateARN is empty.
+	DomainName string
+}
+
+// AZNames turns haven zone names into Availability Zone names of region:
+// zone "a" in "eu-west-1" becomes "eu-west-1a". A zone that already starts
+// with the region is kept as is.
+func AZNames(region string, zones []string) []string {
+	out := make([]string, 0, len(zones))
+	for _, z := range zones {
+		if strings.HasPrefix(z, region) {
+			out = append(out, z)
+			continue
+		}
+		out = append(out, region+z)
+	}
+	return out
+}
