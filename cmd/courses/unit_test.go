@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want errClass
+	}{
+		{"nil", nil, classOther},
+		{"read only transaction", &pgconn.PgError{Code: "25006"}, classRoleChanged},
+		{"admin shutdown", &pgconn.PgError{Code: "57P01"}, classRoleChanged},
+		{"crash shutdown", &pgconn.PgError{Code: "57P02"}, classRoleChanged},
+		{"cannot connect now", &pgconn.PgError{Code: "57P03"}, classRoleChanged},
+		{"connection failure class 08", &pgconn.PgError{Code: "08006"}, classRoleChanged},
+		{"wrapped 08", fmt.Errorf("query: %w", &pgconn.PgError{Code: "08003"}), classRoleChanged},
+		{"bad password", &pgconn.PgError{Code: "28P01"}, classAuthFailed},
+		{"unique violation", &pgconn.PgError{Code: "23505"}, classOther},
+		{"syntax error", &pgconn.PgError{Code: "42601"}, classOther},
+		{"EOF", fmt.Errorf("read: %w", io.EOF), classRoleChanged},
+		{"unexpected EOF", io.ErrUnexpectedEOF, classRoleChanged},
+		{"reset", &net.OpError{Op: "read", Err: syscall.ECONNRESET}, classRoleChanged},
+		{"refused", &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}, classRoleChanged},
+		{"no rows", pgx.ErrNoRows, classOther},
+		{"caller cancelled", context.Canceled, classOther},
+		{"caller deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), classOther},
+		{"app error", errors.New("student is not enrolled"), classOther},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := classify(tt.err); got != tt.want {
+				t.Errorf("classify(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		n      int
+		jitter float64
+		want   time.Duration
+	}{
+		{0, 0, 50 * time.Millisecond},
+		{1, 0, 100 * time.Millisecond},
+		{3, 0, 400 * time.Millisecond},
+		{5, 0, time.Second},
+		{50, 0, time.Second},
+		{0, 0.999999, 25*time.Millisecond + 25}, // at most half removed
+		{50, 0.5, 750 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		if got := backoff(tt.n, tt.jitter); got != tt.want {
+			t.Errorf("backoff(%d, %v) = %v, want %v", tt.n, tt.jitter, got, tt.want)
+		}
+	}
+}
+
+func TestParseGrade(t *testing.T) {
+	tests := []struct {
+		email, assignment, score string
+		ok                       bool
+		wantScore                float64
+	}{
+		{" Student1@Example.edu ", "Essay 1", "87.5", true, 87.5},
+		{"student1@example.edu", "Essay 1", "0", true, 0},
+		{"student1@example.edu", "Essay 1", "100", true, 100},
+		{"student1@example.edu", "Essay 1", "100.5", false, 0},
+		{"student1@example.edu", "Essay 1", "-1", false, 0},
+		{"student1@example.edu", "Essay 1", "NaN", false, 0},
+		{"student1@example.edu", "Essay 1", "abc", false, 0},
+		{"student1@example.edu", "", "50", false, 0},
+		{"student1@example.edu", strings.Repeat("x", 101), "50", false, 0},
+		{"not-an-email", "Essay 1", "50", false, 0},
+	}
+	for _, tt := range tests {
+		email, _, score, ok := parseGrade(tt.email, tt.assignment, tt.score)
+		if ok != tt.ok || (ok && (score != tt.wantScore || email != strings.ToLower(strings.TrimSpace(tt.email)))) {
+			t.Errorf("parseGrade(%q, %q, %q) = %q, %v, %v; want ok=%v score=%v", tt.email, tt.assignment, tt.score, email, score, ok, tt.ok, tt.wantScore)
+		}
+	}
+}
+
+func TestParseSecret(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    DBCredentials
+		wantErr bool
+	}{
+		{"full", `{"username":"app","password":"s3cret-pw","host":"db.internal","port":5432,"dbname":"courses"}`,
+			DBCredentials{"app", "s3cret-pw", "db.internal", 5432, "courses"}, false},
+		{"string port", `{"username":"app","password":"s3cret-pw","port":"6432"}`, DBCredentials{Username: "app", Password: "s3cret-pw", Port: 6432}, false},
+		{"no password", `{"username":"app"}`, DBCredentials{}, true},
+		{"bad port", `{"username":"app","password":"s3cret-pw","port":70000}`, DBCredentials{}, true},
+		{"not json", `s3cret-pw`, DBCredentials{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseSecret(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret-pw") {
+				t.Errorf("error leaks the secret: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestCredentialsNeverLogged checks that neither slog nor %v print the password.
+func TestCredentialsNeverLogged(t *testing.T) {
+	c := DBCredentials{Username: "app", Password: "hunter2-very-secret", Host: "h", Port: 5432, DBName: "d"}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	log.Info("creds", "c", c)
+	log.Info("creds", slog.Any("c", &c))
+	fmt.Fprintf(&buf, "%v %+v %s", c, c, c)
+	if strings.Contains(buf.String(), "hunter2") {
+		t.Errorf("password leaked: %s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "app") {
+		t.Errorf("username missing from log: %s", buf.String())
+	}
+}
+
+func TestMakePDF(t *testing.T) {
+	pdf := makePDF("Biology (intro): Syllabus", []string{"line one", `back\slash`})
+	if !bytes.HasPrefix(pdf, []byte("%PDF-1.4\n")) || !bytes.HasSuffix(pdf, []byte("%%EOF\n")) {
+		t.Fatalf("not a PDF: %q", pdf)
+	}
+	// Every xref offset must point at "N 0 obj".
+	m := regexp.MustCompile(`startxref\n(\d+)\n`).FindSubmatch(pdf)
+	if m == nil {
+		t.Fatal("no startxref")
+	}
+	xref, _ := strconv.Atoi(string(m[1]))
+	if !bytes.HasPrefix(pdf[xref:], []byte("xref\n")) {
+		t.Fatalf("startxref %d does not point at xref", xref)
+	}
+	entries := regexp.MustCompile(`(\d{10}) 00000 n `).FindAllSubmatch(pdf[xref:], -1)
+	if len(entries) != 5 {
+		t.Fatalf("got %d xref entries, want 5", len(entries))
+	}
+	for i, e := range entries {
+		off, _ := strconv.Atoi(string(e[1]))
+		want := fmt.Sprintf("%d 0 obj", i+1)
+		if !bytes.HasPrefix(pdf[off:], []byte(want)) {
+			t.Errorf("xref entry %d points at %q, want %q", i+1, pdf[off:off+10], want)
+		}
+	}
+	if !bytes.Contains(pdf, []byte(`Biology \(intro\)`)) {
+		t.Errorf("parentheses not escaped")
+	}
+}
+
+func TestServeConfigValidate(t *testing.T) {
+	good := serveConfig{Listen: "127.0.1.3:8080", ShutdownTimeout: time.Second, StartupTimeout: time.Second, MaxConns: 8, RetryBudget: time.Second}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("valid config rejected: %v", err)
+	}
+	bad := good
+	bad.Listen = "8080"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "--listen") {
+		t.Errorf("want --listen error, got %v", err)
+	}
+	bad = good
+	bad.MaxConns = 0
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
+		t.Errorf("want --max-conns error, got %v", err)
+	}
+}
+
+func TestDefaultListen(t *testing.T) {
+	t.Setenv("HOST", "127.0.1.3")
+	t.Setenv("PORT", "9090")
+	if got, want := defaultListen(), "127.0.1.3:9090"; got != want {
+		t.Errorf("defaultListen() = %q, want %q", got, want)
+	}
+}
