@@ -1,0 +1,212 @@
+package lb
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+)
+
+// Algorithm names accepted in Config.Algorithm.
+const (
+	// RoundRobin gives every healthy target an equal share (weighted by slow start).
+	RoundRobin = "round_robin"
+	// LeastOutstandingRequests sends each request to the target with the fewest
+	// requests in flight (weighted by slow start).
+	LeastOutstandingRequests = "least_outstanding_requests"
+)
+
+// Defaults applied by Config.withDefaults; each Config field documents its own.
+const (
+	DefaultName                = "lb"
+	DefaultHTTPSAddr           = "127.0.0.1:0"
+	DefaultHealthPath          = "/"
+	DefaultHealthInterval      = time.Second
+	DefaultHealthTimeout       = 500 * time.Millisecond
+	DefaultHealthyThreshold    = 2
+	DefaultUnhealthyThreshold  = 2
+	DefaultMatcher             = "200"
+	DefaultDeregistrationDelay = 300 * time.Second
+	DefaultIdleTimeout         = 60 * time.Second
+	DefaultRetryBudget         = 5 * time.Second
+)
+
+// Config configures a load balancer. The zero value of every field except TLS
+// selects the documented default.
+type Config struct {
+	// Name identifies the load balancer in logs. Default "lb".
+	Name string
+	// HTTPSAddr is the TLS listener address. Default "127.0.0.1:0" (an ephemeral
+	// port; read it back with HTTPSURL or HTTPSAddr after Start).
+	HTTPSAddr string
+	// HTTPAddr, if set, is a plain-HTTP listener that redirects every request to
+	// the HTTPS listener with the same host, path and query: 301 for GET and HEAD,
+	// 308 for other methods. Default "" (no redirect listener).
+	HTTPAddr string
+	// TLS is the server TLS configuration; it must carry a certificate
+	// (Certificates or GetCertificate). Required.
+	TLS *tls.Config
+	// HealthCheck configures the active health checks.
+	HealthCheck HealthCheck
+	// Algorithm is RoundRobin or LeastOutstandingRequests. Default RoundRobin.
+	Algorithm string
+	// DeregistrationDelay is how long Deregister waits for in-flight requests to
+	// finish before cutting them. Default 300s (the ALB default).
+	DeregistrationDelay time.Duration
+	// SlowStart is the time over which a newly healthy target's share of traffic
+	// ramps up linearly. Default 0 (off).
+	SlowStart time.Duration
+	// IdleTimeout is how long a target may stay silent (no response headers, no
+	// body bytes) before the request fails with 504; it is also the idle timeout
+	// of client keep-alive connections. Default 60s.
+	IdleTimeout time.Duration
+	// RetryBudget bounds, from the arrival of a request, the time within which a
+	// failed attempt may be retried on another target. Default 5s.
+	RetryBudget time.Duration
+	// AccessLog, if set, receives one JSON object per request, one per line.
+	// Default nil (no access log).
+	AccessLog io.Writer
+	// Logger receives operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// Clock drives health-check intervals, deregistration delay, slow start and
+	// timestamps. Default: the real clock. Per-request timeouts (IdleTimeout,
+	// RetryBudget) use the real clock, since they measure socket activity.
+	Clock Clock
+}
+
+// HealthCheck configures active health checks: an HTTP GET to
+// http://<target addr><Path> every Interval (jittered by ±10%).
+type HealthCheck struct {
+	// Path is the request path. Default "/".
+	Path string
+	// Interval between two checks of one target. Default 1s.
+	Interval time.Duration
+	// Timeout of one check; must be shorter than Interval. Default 500ms.
+	Timeout time.Duration
+	// HealthyThreshold is the number of consecutive passed checks that make a
+	// target healthy. Default 2.
+	HealthyThreshold int
+	// UnhealthyThreshold is the number of consecutive failed checks that make a
+	// target unhealthy. Default 2.
+	UnhealthyThreshold int
+	// Matcher lists the status codes that pass: "200", "200-399", "200,204".
+	// Codes must be within 200-499, as on ALB. Default "200".
+	Matcher string
+}
+
+// Clock is the time source of the load balancer's control loops.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// withDefaults returns a copy of c with every unset field set to its default.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.HTTPSAddr == "" {
+		c.HTTPSAddr = DefaultHTTPSAddr
+	}
+	if c.HealthCheck.Path == "" {
+		c.HealthCheck.Path = DefaultHealthPath
+	}
+	if c.HealthCheck.Interval == 0 {
+		c.HealthCheck.Interval = DefaultHealthInterval
+	}
+	if c.HealthCheck.Timeout == 0 {
+		c.HealthCheck.Timeout = DefaultHealthTimeout
+	}
+	if c.HealthCheck.HealthyThreshold == 0 {
+		c.HealthCheck.HealthyThreshold = DefaultHealthyThreshold
+	}
+	if c.HealthCheck.UnhealthyThreshold == 0 {
+		c.HealthCheck.UnhealthyThreshold = DefaultUnhealthyThreshold
+	}
+	if c.HealthCheck.Matcher == "" {
+		c.HealthCheck.Matcher = DefaultMatcher
+	}
+	if c.Algorithm == "" {
+		c.Algorithm = RoundRobin
+	}
+	if c.DeregistrationDelay == 0 {
+		c.DeregistrationDelay = DefaultDeregistrationDelay
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.RetryBudget == 0 {
+		c.RetryBudget = DefaultRetryBudget
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	return c
+}
+
+// Validate reports every invalid field of c (after defaults are applied), each
+// error naming the field and what is allowed.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("load_balancer.%s: "+format, append([]any{field}, args...)...))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPSAddr); err != nil {
+		bad("https", "must be host:port, got %q", c.HTTPSAddr)
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			bad("http", "must be host:port or empty, got %q", c.HTTPAddr)
+		}
+	}
+	if c.TLS == nil || (len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil && c.TLS.GetConfigForClient == nil) {
+		bad("tls", "must carry a server certificate")
+	}
+	hc := c.HealthCheck
+	if hc.Path == "" || hc.Path[0] != '/' {
+		bad("health_check.path", "must start with /, got %q", hc.Path)
+	}
+	if hc.Interval < 0 {
+		bad("health_check.interval", "must be > 0, got %s", hc.Interval)
+	}
+	if hc.Timeout < 0 || hc.Timeout >= hc.Interval {
+		bad("health_check.timeout", "must be > 0 and < health_check.interval (%s), got %s", hc.Interval, hc.Timeout)
+	}
+	if hc.HealthyThreshold < 1 || hc.HealthyThreshold > 10 {
+		bad("health_check.healthy", "must be 1-10, got %d", hc.HealthyThreshold)
+	}
+	if hc.UnhealthyThreshold < 1 || hc.UnhealthyThreshold > 10 {
+		bad("health_check.unhealthy", "must be 1-10, got %d", hc.UnhealthyThreshold)
+	}
+	if _, err := parseMatcher(hc.Matcher); err != nil {
+		bad("health_check.matcher", "%v", err)
+	}
+	if c.Algorithm != RoundRobin && c.Algorithm != LeastOutstandingRequests {
+		bad("algorithm", "must be %q or %q, got %q", RoundRobin, LeastOutstandingRequests, c.Algorithm)
+	}
+	if c.DeregistrationDelay < 0 {
+		bad("deregistration_delay", "must be >= 0, got %s", c.DeregistrationDelay)
+	}
+	if c.SlowStart < 0 {
+		bad("slow_start", "must be >= 0 (0 = off), got %s", c.SlowStart)
+	}
+	if c.IdleTimeout < 0 {
+		bad("idle_timeout", "must be > 0, got %s", c.IdleTimeout)
+	}
+	if c.RetryBudget < 0 {
+		bad("retry_budget", "must be > 0, got %s", c.RetryBudget)
+	}
+	return errors.Join(errs...)
+}
