@@ -72,6 +72,10 @@ type DB struct {
 	budget time.Duration
 	creds  CredentialProvider
 	resets atomic.Int64
+	// lastReset is when the pool was last reset (UnixNano). An attempt that
+	// started before it needs no second reset: the reset already closed the
+	// idle connections, and in-use ones are destroyed on release.
+	lastReset atomic.Int64
 }
 
 // OpenDB builds the pool. It does not connect: connections are made lazily,
@@ -226,6 +230,7 @@ type attemptFunc func(ctx context.Context) (safeToRetry bool, err error)
 func (d *DB) retry(ctx context.Context, op string, fn attemptFunc) error {
 	deadline := d.clock.Now().Add(d.budget)
 	for attempt := 0; ; attempt++ {
+		started := d.clock.Now().UnixNano()
 		safe, err := fn(ctx)
 		if err == nil {
 			return nil
@@ -243,8 +248,7 @@ func (d *DB) retry(ctx context.Context, op string, fn attemptFunc) error {
 			}
 			d.creds.Invalidate()
 		}
-		d.resets.Add(1)
-		d.pool.Reset()
+		d.resetPool(started)
 		if !safe {
 			d.log.Warn("database role changed during commit; outcome unknown", "op", op, "err", err)
 			return fmt.Errorf("%s: %w: %w", op, ErrCommitUnknown, err)
@@ -260,6 +264,20 @@ func (d *DB) retry(ctx context.Context, op string, fn attemptFunc) error {
 			return fmt.Errorf("%s: %w", op, ctx.Err())
 		case <-d.clock.After(wait):
 		}
+	}
+}
+
+// resetPool closes every pooled connection unless another caller already did
+// so after this attempt started (avoids reset storms when many requests fail
+// at once during a failover).
+func (d *DB) resetPool(attemptStarted int64) {
+	last := d.lastReset.Load()
+	if last >= attemptStarted {
+		return
+	}
+	if d.lastReset.CompareAndSwap(last, d.clock.Now().UnixNano()) {
+		d.resets.Add(1)
+		d.pool.Reset()
 	}
 }
 

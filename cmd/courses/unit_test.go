@@ -199,3 +199,66 @@ func TestDefaultListen(t *testing.T) {
 		t.Errorf("defaultListen() = %q, want %q", got, want)
 	}
 }
+
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time { return c.now }
+func (c *fakeClock) After(d time.Duration) <-chan time.Time {
+	c.now = c.now.Add(d)
+	ch := make(chan time.Time, 1)
+	ch <- c.now
+	return ch
+}
+
+// TestResetPoolOncePerFailover checks that many requests failing together
+// reset the pool once, not once each.
+func TestResetPoolOncePerFailover(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	db, err := OpenDB(context.Background(), DBConfig{ConnString: "host=127.0.0.1 port=1 user=x dbname=x", Clock: clk, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	started := clk.Now().UnixNano()
+	clk.now = clk.now.Add(time.Millisecond)
+	for range 5 { // five requests that started together all fail
+		db.resetPool(started)
+	}
+	if got := db.Resets(); got != 1 {
+		t.Errorf("resets after 5 concurrent failures = %d, want 1", got)
+	}
+	clk.now = clk.now.Add(time.Second)
+	db.resetPool(clk.Now().UnixNano()) // a later attempt fails again
+	if got := db.Resets(); got != 2 {
+		t.Errorf("resets after a later failure = %d, want 2", got)
+	}
+}
+
+// TestRetryBudget checks, with a fake clock and a dead address, that a read
+// gives up with ErrDBUnavailable after the budget and not before.
+func TestRetryBudget(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	port := freePort(t) // nothing listens there
+	db, err := OpenDB(context.Background(), DBConfig{ConnString: fmt.Sprintf("host=127.0.0.1 port=%d user=x dbname=x sslmode=disable", port),
+		Clock: clk, Logger: testLogger(t), RetryBudget: 8 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := clk.Now()
+	calls := 0
+	err = db.Read(context.Background(), func(ctx context.Context, q Querier) error {
+		calls++
+		_, err := q.Exec(ctx, "SELECT 1")
+		return err
+	})
+	if !errors.Is(err, ErrDBUnavailable) {
+		t.Fatalf("err = %v, want ErrDBUnavailable", err)
+	}
+	if spent := clk.Now().Sub(start); spent > 8*time.Second || spent < 4*time.Second {
+		t.Errorf("waited %v of fake time, want within (4s, 8s]", spent)
+	}
+	if calls < 5 {
+		t.Errorf("attempts = %d, want several", calls)
+	}
+}
