@@ -389,15 +389,21 @@ func (g *Group) Add(pid int) error {
 	return nil
 }
 
-// Start starts cmd inside the group. With cgroup v2 the child is created directly
-// in the group (clone3 CLONE_INTO_CGROUP via SysProcAttr.UseCgroupFD), so it never
-// runs outside it. With v1 the pid is written to cgroup.procs right after
-// cmd.Start returns: there is a window of a few hundred microseconds in which the
-// new process (already exec'ed) runs unlimited; anything it forks in that window
-// stays outside the group. Apps do not fork that early in practice, and Kill also
-// signals the process group the fleet gives each instance.
+// Start starts cmd inside the group, so that the process and everything it
+// forks is in the group from its first instruction.
+//
+// With cgroup v2 the child is created directly in the group (clone3
+// CLONE_INTO_CGROUP via SysProcAttr.UseCgroupFD). With v1 the command is started
+// through a /bin/sh trampoline that blocks reading a pipe: the pid is written to
+// cgroup.procs, then the pipe is released and the shell execs the real program
+// (same pid). The program therefore sees $0 as cmd.Path rather than a custom
+// cmd.Args[0]. With a disabled Manager the command is started and its pid tracked.
 func (g *Group) Start(cmd *exec.Cmd) error {
-	if g.v2() {
+	if cmd.Err != nil {
+		return fmt.Errorf("start %s: %w", cmd.Path, cmd.Err)
+	}
+	switch {
+	case g.v2():
 		fd, err := syscall.Open(g.dirs[""], syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 		if err != nil {
 			return fmt.Errorf("open cgroup %s: %w", g.name, err)
@@ -412,14 +418,48 @@ func (g *Group) Start(cmd *exec.Cmd) error {
 			return fmt.Errorf("start %s in cgroup %s: %w", cmd.Path, g.name, err)
 		}
 		return nil
+	case g.m.Enabled():
+		return g.startV1(cmd)
+	default:
+		if err := cmd.Start(); err != nil {
+			return fmt.Errorf("start %s: %w", cmd.Path, err)
+		}
+		return g.Add(cmd.Process.Pid)
 	}
+}
+
+// shellPath is the trampoline shell for cgroup v1 starts.
+const shellPath = "/bin/sh"
+
+func (g *Group) startV1(cmd *exec.Cmd) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start %s in cgroup %s: %w", cmd.Path, g.name, err)
+	}
+	defer r.Close()
+	defer w.Close()
+	fd := 3 + len(cmd.ExtraFiles)
+	script := fmt.Sprintf(`read -r _ <&%[1]d || exit 125; exec %[1]d<&-; exec "$0" "$@"`, fd)
+	orig := cmd.Args
+	args := []string{"sh", "-c", script, cmd.Path}
+	if len(orig) > 1 {
+		args = append(args, orig[1:]...)
+	}
+	cmd.Path, cmd.Args = shellPath, args
+	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
+	defer func() { cmd.ExtraFiles = cmd.ExtraFiles[:len(cmd.ExtraFiles)-1] }()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", cmd.Path, err)
+		return fmt.Errorf("start %s in cgroup %s: %w", args[3], g.name, err)
 	}
 	if err := g.Add(cmd.Process.Pid); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		return fmt.Errorf("start %s in cgroup %s: %w", cmd.Path, g.name, err)
+		return fmt.Errorf("start %s in cgroup %s: %w", args[3], g.name, err)
+	}
+	if _, err := w.Write([]byte("go\n")); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return fmt.Errorf("start %s in cgroup %s: release trampoline: %w", args[3], g.name, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -152,6 +153,45 @@ func TestProcsAndKill(t *testing.T) {
 		if _, err := os.Stat(d); err == nil {
 			t.Errorf("%s still exists after Delete", d)
 		}
+	}
+}
+
+// TestStartForkInGroup checks there is no window: a child forked by the very
+// first instruction of the program is in the group too.
+func TestStartForkInGroup(t *testing.T) {
+	m := newTestManager(t)
+	g, err := m.Create("i-fork", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	cmd := exec.Command("sh", "-c", "sleep 60 & echo $$ $0 \"$1\" > "+out+"; wait", "zero", "one arg")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := g.Start(cmd); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	var procs []int
+	for range 200 {
+		procs, _ = g.Procs()
+		if len(procs) == 2 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(procs) != 2 || !slices.Contains(procs, cmd.Process.Pid) {
+		t.Fatalf("procs got %v, want sh %d and its child", procs, cmd.Process.Pid)
+	}
+	b, _ := os.ReadFile(out)
+	if got, want := strings.TrimSpace(string(b)), fmt.Sprintf("%d zero one arg", cmd.Process.Pid); got != want {
+		t.Errorf("program saw %q, want %q (same pid, args kept)", got, want)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Kill(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -578,12 +578,16 @@ func (f *Fleet) stopInstance(ctx context.Context, in *instance) {
 		case <-ctx.Done():
 		}
 	}
+	f.log.Debug("stop: process exited", "instance", in.id)
 	// Kill whatever is left: the leader if it ignored SIGTERM, and any children
 	// still in its process group or cgroup.
 	_ = syscall.Kill(-in.pid, syscall.SIGKILL)
 	<-in.exited
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	if err := killGroup(kctx, in.pid); err != nil {
+		f.log.Warn("process group outlived SIGKILL", "instance", in.id, "pgid", in.pid, "err", err)
+	}
 	if in.group != nil {
 		if err := in.group.Delete(kctx); err != nil {
 			f.log.Warn("delete cgroup failed", "instance", in.id, "err", err)
@@ -592,6 +596,7 @@ func (f *Fleet) stopInstance(ctx context.Context, in *instance) {
 	if in.logf != nil {
 		in.logf.Close()
 	}
+	f.log.Debug("stop: cleaned", "instance", in.id)
 	in.zone.Release(in.addr)
 	f.mu.Lock()
 	in.state = StateTerminated
@@ -599,4 +604,50 @@ func (f *Fleet) stopInstance(ctx context.Context, in *instance) {
 	f.mu.Unlock()
 	f.emit(f.event(EventTerminated, in, reason))
 	f.poke()
+}
+
+// killGroup SIGKILLs process group pgid until no live member is left (or ctx
+// ends). SIGKILL is asynchronous, and killed orphans stay zombies until init
+// reaps them; zombies do not count.
+func killGroup(ctx context.Context, pgid int) error {
+	for {
+		if err := syscall.Kill(-pgid, syscall.SIGKILL); errors.Is(err, syscall.ESRCH) || !groupAlive(pgid) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kill process group %d: %w", pgid, ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// groupAlive reports whether process group pgid has a member that is not a zombie.
+func groupAlive(pgid int) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return true
+	}
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+			return true
+		}
+	}
+	return false
 }
