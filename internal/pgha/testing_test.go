@@ -3,6 +3,7 @@ package pgha
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -27,7 +28,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 }
 
 // freePort returns a port that was free on addr.
-func freePort(t *testing.T, addr netip.Addr) int {
+func freePort(t testing.TB, addr netip.Addr) int {
 	t.Helper()
 	l, err := net.Listen("tcp", netip.AddrPortFrom(addr, 0).String())
 	if err != nil {
@@ -38,7 +39,7 @@ func freePort(t *testing.T, addr netip.Addr) int {
 }
 
 // testDir returns a temp dir the postgres user can traverse.
-func testDir(t *testing.T) string {
+func testDir(t testing.TB) string {
 	t.Helper()
 	d := t.TempDir()
 	for p := d; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
@@ -108,6 +109,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func pidAlive(pid int) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
