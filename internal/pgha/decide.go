@@ -200,7 +200,7 @@ func Decide(o Observed, s State) Plan {
 				reasons = append(reasons, "standby lost: rejoin it")
 			}
 		case !s.SyncEnabled && o.StandbyStreaming:
-			next.SyncEnabled = true
+			next.SyncEnabled, next.StandbyEligible = true, false
 			plan.Steps = append(plan.Steps,
 				Step{Kind: StepEnableSync, Node: s.Primary, SyncStandby: s.Standby},
 				Step{Kind: StepPersist, Node: s.Primary, State: next})
