@@ -258,7 +258,7 @@ func (d *DB) retry(ctx context.Context, op string, fn attemptFunc) error {
 			d.log.Warn("database retry budget spent", "op", op, "attempts", attempt+1, "class", class.String(), "err", err)
 			return fmt.Errorf("%s: %w: %w", op, ErrDBUnavailable, err)
 		}
-		d.log.Info("database error, retrying", "op", op, "attempt", attempt+1, "class", class.String(), "wait", wait, "err", err)
+		d.log.Info("database error, retrying", "op", op, "attempt", attempt+1, "class", class.String(), "wait", wait.String(), "err", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", op, ctx.Err())

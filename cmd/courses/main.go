@@ -247,7 +247,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout)
+	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout.String())
 	srv.SetDraining()
 	sctx, cancel := context.WithTimeout(bg, cfg.ShutdownTimeout)
 	defer cancel()

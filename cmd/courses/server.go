@@ -640,7 +640,26 @@ func (s *Server) gradesPage(w http.ResponseWriter, r *http.Request, sess Session
 		s.dbError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "grades", pageData{Title: "My grades", Nav: "grades", User: &sess.User, CSRF: sess.CSRFToken, Data: gs})
+	s.render(w, r, http.StatusOK, "grades", pageData{Title: "My grades", Nav: "grades", User: &sess.User, CSRF: sess.CSRFToken, Data: groupGrades(gs)})
+}
+
+// courseGrades is one course's grades, for the grades page.
+type courseGrades struct {
+	CourseID    int64
+	Code, Title string
+	Grades      []Grade
+}
+
+// groupGrades groups grades (sorted by course) per course. It is pure.
+func groupGrades(gs []Grade) []courseGrades {
+	var out []courseGrades
+	for _, g := range gs {
+		if len(out) == 0 || out[len(out)-1].CourseID != g.CourseID {
+			out = append(out, courseGrades{CourseID: g.CourseID, Code: g.CourseCode, Title: g.CourseTitle})
+		}
+		out[len(out)-1].Grades = append(out[len(out)-1].Grades, g)
+	}
+	return out
 }
 
 // ---- handlers: JSON API ----

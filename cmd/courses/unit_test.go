@@ -262,3 +262,18 @@ func TestRetryBudget(t *testing.T) {
 		t.Errorf("attempts = %d, want several", calls)
 	}
 }
+
+func TestGroupGrades(t *testing.T) {
+	in := []Grade{
+		{CourseID: 1, CourseCode: "A", Assignment: "Essay"},
+		{CourseID: 1, CourseCode: "A", Assignment: "Quiz"},
+		{CourseID: 2, CourseCode: "B", Assignment: "Quiz"},
+	}
+	got := groupGrades(in)
+	if len(got) != 2 || len(got[0].Grades) != 2 || len(got[1].Grades) != 1 || got[1].Code != "B" {
+		t.Errorf("groupGrades = %+v", got)
+	}
+	if got := groupGrades(nil); len(got) != 0 {
+		t.Errorf("groupGrades(nil) = %+v, want empty", got)
+	}
+}
