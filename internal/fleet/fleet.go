@@ -488,7 +488,11 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	// Own process group (stop and signal the whole tree); SIGKILL when the daemon dies.
+	// Own process group (stop and signal the whole tree); SIGKILL when the daemon
+	// dies. Pdeathsig fires when the forking OS thread exits; Go keeps its threads
+	// for the life of the process unless a goroutine exits while locked to one, so
+	// in practice this means "when the daemon dies". cgroup.Manager.Sweep at the
+	// next start reaps anything that still escaped.
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.WaitDelay = time.Second
