@@ -1,0 +1,291 @@
+// Package terraform_test validates and plans the AWS module offline with the
+// real hashicorp/aws provider and checks the planned architecture.
+package terraform_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/haven-platform/haven/internal/posture"
+	"github.com/haven-platform/haven/internal/tfvars"
+)
+
+const (
+	mirrorDir   = "/opt/tf-plugins"
+	providerDir = mirrorDir + "/registry.terraform.io/hashicorp/aws"
+	installHelp = `install Terraform >= 1.5 on PATH (https://developer.hashicorp.com/terraform/install) and mirror the AWS provider:
+  terraform providers mirror -platform=linux_amd64 /opt/tf-plugins   (run in deploy/terraform/examples/courses with network access)
+or set HAVEN_TF_MIRROR to an existing mirror directory`
+)
+
+// env is the shared state prepared once by TestMain.
+var env struct {
+	terraform string // path of the terraform binary
+	mirror    string // provider mirror
+	tmp       string // scratch root, removed at the end
+	cliConfig string // CLI config pointing at the mirror
+	example   string // copied examples/courses, initialised
+	setupErr  error
+}
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		if err := setup(); err != nil {
+			// Never skip: fail every test with the reason and the fix.
+			env.setupErr = err
+		}
+		defer func() {
+			if env.tmp != "" {
+				os.RemoveAll(env.tmp)
+			}
+		}()
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func setup() error {
+	tf, err := exec.LookPath("terraform")
+	if err != nil {
+		if _, serr := os.Stat("/usr/local/bin/terraform"); serr != nil {
+			return fmt.Errorf("terraform not found on PATH: %w\n%s", err, installHelp)
+		}
+		tf = "/usr/local/bin/terraform"
+	}
+	env.terraform = tf
+	env.mirror = mirrorDir
+	if m := os.Getenv("HAVEN_TF_MIRROR"); m != "" {
+		env.mirror = m
+	}
+	if _, err := os.Stat(filepath.Join(env.mirror, "registry.terraform.io/hashicorp/aws")); err != nil {
+		return fmt.Errorf("hashicorp/aws provider mirror missing at %s: %w\n%s", env.mirror, err, installHelp)
+	}
+
+	env.tmp, err = os.MkdirTemp("", "haven-terraform-test-")
+	if err != nil {
+		return fmt.Errorf("create temp dir: %w", err)
+	}
+	env.cliConfig = filepath.Join(env.tmp, "terraformrc")
+	cfg := fmt.Sprintf(`provider_installation {
+  filesystem_mirror {
+    path    = %q
+    include = ["registry.terraform.io/hashicorp/*"]
+  }
+  direct {
+    exclude = ["registry.terraform.io/*/*"]
+  }
+}
+`, env.mirror)
+	if err := os.WriteFile(env.cliConfig, []byte(cfg), 0o644); err != nil {
+		return fmt.Errorf("write CLI config: %w", err)
+	}
+	moduleCopy := filepath.Join(env.tmp, "module")
+	if err := copyModule(".", moduleCopy); err != nil {
+		return err
+	}
+	env.example = filepath.Join(moduleCopy, "examples", "courses")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := terraform(ctx, env.example, "init", "-input=false", "-no-color", "-backend=false"); err != nil {
+		return fmt.Errorf("terraform init against the mirror %s: %w\n%s\n%s", env.mirror, err, out, installHelp)
+	}
+	return nil
+}
+
+// copyModule copies the .tf files of the module tree, leaving the checkout clean.
+func copyModule(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			if d.Name() == ".terraform" || d.Name() == "testdata" {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if !strings.HasSuffix(path, ".tf") && !strings.HasSuffix(path, ".tftpl") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("copy module: %w", err)
+		}
+		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
+	})
+}
+
+// terraform runs the binary offline with mock credentials.
+func terraform(ctx context.Context, dir string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, env.terraform, args...)
+	cmd.Dir = dir
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "TF_") {
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	cmd.Env = append(cmd.Env,
+		"TF_CLI_CONFIG_FILE="+env.cliConfig,
+		"TF_IN_AUTOMATION=1",
+		"CHECKPOINT_DISABLE=1",
+		"AWS_ACCESS_KEY_ID=mock",
+		"AWS_SECRET_ACCESS_KEY=mock",
+		"AWS_EC2_METADATA_DISABLED=true",
+	)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		return append(stdout.Bytes(), stderr.Bytes()...), fmt.Errorf("terraform %s: %w", args[0], err)
+	}
+	return stdout.Bytes(), nil
+}
+
+func requireSetup(t *testing.T) {
+	t.Helper()
+	if env.setupErr != nil {
+		t.Fatalf("terraform test environment: %v", env.setupErr)
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
+
+func intp(n int) *int { return &n }
+
+// coursesInput is the courses deployment as the spec sketch describes it,
+// with local timings faster than AWS allows.
+func coursesInput() tfvars.Input {
+	return tfvars.Input{
+		Name:            "courses",
+		Region:          "eu-west-1",
+		AZs:             tfvars.AZNames("eu-west-1", []string{"a", "b"}),
+		InstanceType:    "t4g.small",
+		DBInstanceClass: "db.t4g.medium",
+		AppPort:         8080,
+		AppCommand:      []string{"serve"},
+		HealthCheck: tfvars.HealthCheck{
+			Path: "/healthz", Interval: time.Second, Timeout: 500 * time.Millisecond, Healthy: 2, Unhealthy: 2,
+		},
+		Min: 2, Max: 12, Desired: 2,
+		GracePeriod:         10 * time.Second,
+		DeregistrationDelay: 5 * time.Second,
+		Algorithm:           "least_outstanding_requests",
+		TargetTracking: []tfvars.TargetTracking{
+			{Metric: "cpu", Target: 50, Warmup: 10 * time.Second},
+			{Metric: "request_count", Target: 1000, Warmup: 20 * time.Second},
+		},
+		Scheduled: []tfvars.Scheduled{
+			{Name: "exam-morning", Cron: "0 7 * * 1-5", TimeZone: "Europe/Dublin", Min: intp(6)},
+			{Name: "exam-evening", Cron: "0 19 * * 1-5", Min: intp(2), Desired: intp(2)},
+		},
+		MultiAZ:         true,
+		BackupRetention: 7 * 24 * time.Hour,
+		BackupWindow:    "02:00-02:30",
+		Rotation:        7 * 24 * time.Hour,
+		StaticPaths:     []string{"/static/*", "/materials/*"},
+		Deployment: tfvars.Deployment{
+			AMI:             "ami-0123456789abcdef0",
+			ArtifactsBucket: "courses-artifacts",
+			ArtifactKey:     "courses/v1/courses",
+			CertificateARN:  "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+		},
+	}
+}
+
+func TestFmt(t *testing.T) {
+	requireSetup(t)
+	if out, err := terraform(ctx(t), ".", "fmt", "-check", "-recursive", "-diff", "-no-color"); err != nil {
+		t.Fatalf("terraform fmt -check: %v (run `terraform fmt -recursive deploy/terraform`)\n%s", err, out)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	requireSetup(t)
+	if out, err := terraform(ctx(t), env.example, "validate", "-no-color"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
+
+// planned is the example plan, produced once for the tests that read it.
+var planned struct {
+	once sync.Once
+	json []byte
+	vars tfvars.Vars
+	err  error
+}
+
+func examplePlan(t *testing.T) ([]byte, tfvars.Vars) {
+	t.Helper()
+	requireSetup(t)
+	planned.once.Do(func() {
+		vars, warnings, err := tfvars.Generate(coursesInput())
+		if err != nil {
+			planned.err = err
+			return
+		}
+		for _, w := range warnings {
+			t.Logf("tfvars warning: %s", w)
+		}
+		b, err := vars.JSON()
+		if err != nil {
+			planned.err = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(env.example, "terraform.tfvars.json"), b, 0o644); err != nil {
+			planned.err = err
+			return
+		}
+		if err := os.WriteFile(filepath.Join(env.example, "ci.auto.tfvars.json"), []byte(`{"offline_plan": true}`+"\n"), 0o644); err != nil {
+			planned.err = err
+			return
+		}
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		if out, err := terraform(c, env.example, "plan", "-input=false", "-no-color", "-lock=false", "-out=plan.bin"); err != nil {
+			planned.err = fmt.Errorf("%w\n%s", err, out)
+			return
+		}
+		out, err := terraform(c, env.example, "show", "-json", "plan.bin")
+		if err != nil {
+			planned.err = fmt.Errorf("%w\n%s", err, out)
+			return
+		}
+		planned.json, planned.vars = out, vars
+		if dst := os.Getenv("HAVEN_PLAN_JSON_OUT"); dst != "" {
+			_ = os.WriteFile(dst, out, 0o644) // for inspecting the plan by hand
+		}
+	})
+	if planned.err != nil {
+		t.Fatalf("plan examples/courses: %v", planned.err)
+	}
+	return planned.json, planned.vars
+}
+
+func TestAuditExamplePlan(t *testing.T) {
+	planJSON, _ := examplePlan(t)
+	findings, err := posture.Audit(planJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	posture.Render(&b, findings)
+	t.Logf("audit of the example plan:\n%s", b.String())
+	if posture.HasHigh(findings) {
+		t.Errorf("the example plan has high-severity findings")
+	}
+}
