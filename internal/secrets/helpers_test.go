@@ -184,3 +184,11 @@ func containsAny(hay string, needles ...string) string {
 	}
 	return ""
 }
+
+func secretsCreate(name, value string) *secretsmanager.CreateSecretInput {
+	return &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)}
+}
+
+func secretsGet(id string) *secretsmanager.GetSecretValueInput {
+	return &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)}
+}
