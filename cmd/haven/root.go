@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/haven-platform/haven/internal/api"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	stateDir string
+	specFile string
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "haven",
+		Short: "haven runs a highly available web app: locally as a real region, on AWS with Terraform",
+		Long: `haven runs the "highly available web app on AWS" reference architecture.
+
+  haven up        bring up the local region (two zones, load balancer, fleet, database)
+  haven status    show it
+  haven drill     prove a promise with numbers
+  haven down      stop it
+
+One haven.yaml drives both the local region and the Terraform module (haven aws tfvars).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "region state directory (env HAVEN_STATE_DIR; default ./.haven)")
+	root.AddCommand(
+		newInitCmd(),
+		newValidateCmd(g),
+		newUpCmd(g),
+		newDaemonCmd(g),
+		newDownCmd(g),
+		newStatusCmd(g),
+		newInstanceCmd(g),
+		newFleetCmd(g),
+		newDrillCmd(g),
+		newEventsCmd(g),
+	)
+	return root
+}
+
+// dir returns the absolute state directory from the flag, the environment or the default.
+func (g *globals) dir() string {
+	d := g.stateDir
+	if d == "" {
+		d = os.Getenv("HAVEN_STATE_DIR")
+	}
+	if d == "" {
+		d = ".haven"
+	}
+	if abs, err := filepath.Abs(d); err == nil {
+		d = abs
+	}
+	return d
+}
+
+func (g *globals) client() *api.Client { return api.NewClient(g.dir()) }
+
+func addSpecFlag(cmd *cobra.Command, g *globals) {
+	cmd.Flags().StringVarP(&g.specFile, "file", "f", "haven.yaml", "spec file")
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func errorf(code int, format string, a ...any) error {
+	return &exitError{code: code, msg: fmt.Sprintf(format, a...)}
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/haven-platform/haven/internal/api"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the region: endpoints, zones, fleet capacity, instances and their health",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), st)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "region %s: %s (pid %d, up %s)\n", st.Region, st.Phase, st.PID, time.Since(st.StartedAt).Round(time.Second))
+			if st.Error != "" {
+				fmt.Fprintf(w, "error: %s\n", st.Error)
+			}
+			fmt.Fprintf(w, "https %s   ca %s   database %s\n", st.Endpoints.HTTPS, st.Endpoints.CACert, st.Endpoints.Database)
+			fmt.Fprint(w, compactStatus(st))
+			if st.Database != nil {
+				fmt.Fprintf(w, "database epoch %d, primary %s\n", st.Database.Epoch, st.Database.Primary)
+				for _, n := range st.Database.Nodes {
+					fmt.Fprintf(w, "  %-8s zone %-2s %-16s %-8s %s\n", n.Name, n.Zone, n.Address, n.Role, n.State)
+				}
+			}
+			for _, warn := range st.Warnings {
+				fmt.Fprintf(w, "warning: %s\n", warn)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	return cmd
+}
+
+// compactStatus renders the fleet as a small table.
+func compactStatus(st api.Status) string {
+	var b strings.Builder
+	f := st.Fleet
+	fmt.Fprintf(&b, "fleet min %d desired %d max %d: %d in service, %d healthy (health check %s)\n", f.Min, f.Desired, f.Max, f.InService, f.Healthy, f.HealthCheckType)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  INSTANCE\tZONE\tADDRESS\tSTATE\tHEALTH\tIN-FLIGHT")
+	for _, in := range st.Instances {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\n", in.ID, in.AZ, in.Address, in.State, in.Health, in.InFlight)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+func newDownCmd(g *globals) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the region: drain and stop every instance, stop the database and the daemon",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c := g.client()
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				if errors.Is(err, api.ErrNotRunning) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "haven: no region is running in %s; nothing to stop\n", g.dir())
+					return nil
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "haven: stopping region %q (pid %d)...\n", st.Region, st.PID)
+			if err := c.Shutdown(cmd.Context()); err != nil {
+				return fmt.Errorf("stop region: %w", err)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if err := waitGone(ctx, st.PID); err != nil {
+				return fmt.Errorf("stop region: daemon pid %d still running after %s: %w", st.PID, timeout, err)
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "haven: region stopped")
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the daemon to exit")
+	return cmd
+}
+
+// waitGone waits until the process pid no longer exists.
+func waitGone(ctx context.Context, pid int) error {
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+			return nil
+		}
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if f := strings.Fields(string(data)); len(f) > 2 && f[2] == "Z" {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func newInstanceCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "instance", Short: "List app instances or send one a signal"}
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List instances",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), st.Instances)
+			}
+			fmt.Fprint(cmd.OutOrStdout(), compactStatus(st))
+			return nil
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	kill := &cobra.Command{
+		Use:   "signal ID SIGNAL",
+		Short: "Send KILL, STOP, CONT or TERM to an instance (a manual failure)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.client().SignalInstance(cmd.Context(), args[0], strings.ToUpper(args[1])); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "sent SIG%s to %s\n", strings.TrimPrefix(strings.ToUpper(args[1]), "SIG"), args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(list, kill)
+	return cmd
+}
+
+func newFleetCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "fleet", Short: "Change the fleet's capacity"}
+	var min, desired, max int
+	scale := &cobra.Command{
+		Use:   "scale",
+		Short: "Set min, desired and max capacity (flags left out keep their value)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var r api.CapacityRequest
+			if cmd.Flags().Changed("min") {
+				r.Min = &min
+			}
+			if cmd.Flags().Changed("desired") {
+				r.Desired = &desired
+			}
+			if cmd.Flags().Changed("max") {
+				r.Max = &max
+			}
+			return g.client().SetCapacity(cmd.Context(), r)
+		},
+	}
+	scale.Flags().IntVar(&min, "min", 0, "minimum capacity")
+	scale.Flags().IntVar(&desired, "desired", 0, "desired capacity")
+	scale.Flags().IntVar(&max, "max", 0, "maximum capacity")
+	cmd.AddCommand(scale)
+	return cmd
+}
+
+func newEventsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Show the region's event log",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ev, err := g.client().Events(cmd.Context(), 0)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), ev)
+			}
+			printEvents(cmd.OutOrStdout(), ev)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	return cmd
+}
+
+func printEvents(w io.Writer, ev []api.Event) {
+	for _, e := range ev {
+		fmt.Fprintf(w, "%s  %-8s %-14s %-22s %s\n", e.Time.Format("15:04:05.000"), e.Component, e.Kind, e.Subject, e.Message)
+	}
+}
