@@ -84,6 +84,9 @@ type logBuffer struct {
 func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.buf.Len() > 8<<20 { // bound memory in long fuzz runs
+		l.buf.Reset()
+	}
 	l.buf.Write(p)
 	return len(p), nil
 }
