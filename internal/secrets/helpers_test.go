@@ -31,7 +31,7 @@ type offsetClock struct {
 	off time.Duration
 }
 
-func (c *offsetClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.off) }
+func (c *offsetClock) Now() time.Time                         { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.off) }
 func (c *offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 func (c *offsetClock) Advance(d time.Duration) {
 	c.mu.Lock()

@@ -41,7 +41,11 @@ func (f *fakeRotator) record(step string) error {
 
 func (f *fakeRotator) setFail(step string) { f.mu.Lock(); f.failOn = step; f.mu.Unlock() }
 
-func (f *fakeRotator) Calls() []string { f.mu.Lock(); defer f.mu.Unlock(); return slices.Clone(f.calls) }
+func (f *fakeRotator) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
 
 func (f *fakeRotator) CreateSecret(ctx context.Context, in StepInput) (string, error) {
 	if err := f.record("createSecret"); err != nil {
