@@ -451,3 +451,6 @@ func (s *Server) currentCredentials() (iam.Credentials, error) {
 	s.log.Info("credentials refreshed", "access_key_id", c.AccessKeyID, "expiration", c.Expiration)
 	return c, nil
 }
+
+// Compile-time guard: *iam.Issuer issues the credentials served here.
+var _ CredentialIssuer = (*iam.Issuer)(nil)

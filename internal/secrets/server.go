@@ -436,3 +436,9 @@ func (s *Server) rotateSecret(ctx context.Context, in RotateSecretInput) (Rotate
 	out.VersionId = vid
 	return out, nil
 }
+
+// Compile-time guards: the iam types satisfy the interfaces this package consumes.
+var (
+	_ Authorizer    = (*iam.Policies)(nil)
+	_ iam.KeyLookup = (*iam.Issuer)(nil)
+)
