@@ -46,6 +46,8 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newFleetCmd(g),
 		newDrillCmd(g),
 		newEventsCmd(g),
+		newAWSCmd(g),
+		newAuditCmd(g),
 	)
 	return root
 }

@@ -4,14 +4,17 @@ locals {
   # endpoint override is set, so the SDK talks to real AWS (IMDSv2 for
   # credentials, regional endpoints through the VPC endpoints).
   app_environment = merge({
-    AWS_REGION   = var.region
-    PORT         = tostring(var.app_port)
-    DB_HOST      = aws_db_instance.this.address
-    DB_PORT      = tostring(aws_db_instance.this.port)
-    DB_NAME      = var.db_name
-    DB_SECRET_ID = aws_db_instance.this.master_user_secret[0].secret_arn
-    S3_BUCKET    = aws_s3_bucket.assets.id
-    S3_PREFIX    = var.materials_prefix
+    AWS_REGION = var.region
+    PORT       = tostring(var.app_port)
+    # The same names the app reads locally (libpq's PG* variables and the
+    # secret's id); only the values differ.
+    PGHOST               = aws_db_instance.this.address
+    PGPORT               = tostring(aws_db_instance.this.port)
+    PGDATABASE           = var.db_name
+    PGSSLMODE            = "require"
+    COURSES_DB_SECRET_ID = aws_db_instance.this.master_user_secret[0].secret_arn
+    S3_BUCKET            = aws_s3_bucket.assets.id
+    S3_PREFIX            = var.materials_prefix
   }, var.app_environment)
 
   systemd_unit = <<-UNIT

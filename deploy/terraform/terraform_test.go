@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/haven-platform/haven/internal/spec"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -167,44 +168,22 @@ func ctx(t *testing.T) context.Context {
 
 func intp(n int) *int { return &n }
 
-// coursesInput is the courses deployment as the spec sketch describes it,
-// with local timings faster than AWS allows.
+// coursesInput is the input generated from the repository's haven.yaml (the
+// spec `haven up` runs locally), plus the account-specific values a real
+// deployment adds.
 func coursesInput() tfvars.Input {
-	return tfvars.Input{
-		Name:            "courses",
-		Region:          "eu-west-1",
-		AZs:             tfvars.AZNames("eu-west-1", []string{"a", "b"}),
-		InstanceType:    "t4g.small",
-		DBInstanceClass: "db.t4g.medium",
-		AppPort:         8080,
-		AppCommand:      []string{"serve"},
-		HealthCheck: tfvars.HealthCheck{
-			Path: "/healthz", Interval: time.Second, Timeout: 500 * time.Millisecond, Healthy: 2, Unhealthy: 2,
-		},
-		Min: 2, Max: 12, Desired: 2,
-		GracePeriod:         10 * time.Second,
-		DeregistrationDelay: 5 * time.Second,
-		Algorithm:           "least_outstanding_requests",
-		TargetTracking: []tfvars.TargetTracking{
-			{Metric: "cpu", Target: 50, Warmup: 10 * time.Second},
-			{Metric: "request_count", Target: 1000, Warmup: 20 * time.Second},
-		},
-		Scheduled: []tfvars.Scheduled{
-			{Name: "exam-morning", Cron: "0 7 * * 1-5", TimeZone: "Europe/Dublin", Min: intp(6)},
-			{Name: "exam-evening", Cron: "0 19 * * 1-5", Min: intp(2), Desired: intp(2)},
-		},
-		MultiAZ:         true,
-		BackupRetention: 7 * 24 * time.Hour,
-		BackupWindow:    "02:00-02:30",
-		Rotation:        7 * 24 * time.Hour,
-		StaticPaths:     []string{"/static/*", "/materials/*"},
-		Deployment: tfvars.Deployment{
-			AMI:             "ami-0123456789abcdef0",
-			ArtifactsBucket: "courses-artifacts",
-			ArtifactKey:     "courses/v1/courses",
-			CertificateARN:  "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
-		},
+	s, err := spec.LoadFile("../../haven.yaml")
+	if err != nil {
+		panic(err)
 	}
+	in := tfvars.FromSpec(s)
+	in.Deployment = tfvars.Deployment{
+		AMI:             "ami-0123456789abcdef0",
+		ArtifactsBucket: "courses-artifacts",
+		ArtifactKey:     "courses/v1/courses",
+		CertificateARN:  "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+	}
+	return in
 }
 
 func TestFmt(t *testing.T) {

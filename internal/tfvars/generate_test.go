@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/haven-platform/haven/internal/spec"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,16 @@ func coursesInput() Input {
 	}
 }
 
+// repoSpecInput is the Input generated from the repository's haven.yaml, the
+// same file `haven up` uses.
+func repoSpecInput() Input {
+	s, err := spec.LoadFile("../../haven.yaml")
+	if err != nil {
+		panic(err)
+	}
+	return FromSpec(s)
+}
+
 func goldenCases() map[string]Input {
 	defaults := Input{
 		Name: "shop", Region: "us-east-1", AZs: []string{"us-east-1a", "us-east-1b", "us-east-1c"},
@@ -80,6 +91,7 @@ func goldenCases() map[string]Input {
 	slowLOR.SlowStart = time.Minute
 
 	return map[string]Input{
+		"haven-yaml":          repoSpecInput(),
 		"courses":             coursesInput(),
 		"aws-defaults":        defaults,
 		"clamped":             clamped,

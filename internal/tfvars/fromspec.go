@@ -1,0 +1,101 @@
+package tfvars
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/haven-platform/haven/internal/spec"
+)
+
+// FromSpec maps a validated spec onto the module's input. The same numbers
+// drive `haven up`, so what a team tests locally is what it deploys.
+func FromSpec(s spec.Spec) Input {
+	hc := s.App.HealthCheck
+	in := Input{
+		Name: s.Name, Region: s.AWS.Region, AZs: s.AWS.AvailabilityZones,
+		InstanceType: s.AWS.InstanceType, DBInstanceClass: s.AWS.DBInstanceClass,
+		AppPort: s.App.Port,
+		HealthCheck: HealthCheck{
+			Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D(),
+			Healthy: hc.Healthy, Unhealthy: hc.Unhealthy, Matcher: hc.Matcher,
+		},
+		Min: s.Fleet.Min, Max: s.Fleet.Max, Desired: s.Fleet.Desired, GracePeriod: s.Fleet.GracePeriod.D(),
+		DeregistrationDelay: s.LoadBalancer.DeregistrationDelay.D(), SlowStart: s.LoadBalancer.SlowStart.D(),
+		Algorithm: s.LoadBalancer.Algorithm,
+		MultiAZ:   s.Database.MultiAZ, BackupRetention: s.Database.BackupRetention.D(),
+		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(), StaticPaths: s.Edge.Static,
+	}
+	if len(in.AZs) == 0 {
+		in.AZs = AZNames(s.AWS.Region, s.Zones)
+	}
+	if len(s.App.Command) > 1 {
+		in.AppCommand = s.App.Command[1:]
+	}
+	for _, p := range s.Fleet.Scaling {
+		switch {
+		case p.TargetTracking != "":
+			in.TargetTracking = append(in.TargetTracking, TargetTracking{Metric: p.TargetTracking, Target: p.Target, Warmup: p.Warmup.D()})
+		case p.Scheduled != "":
+			in.Scheduled = append(in.Scheduled, Scheduled{Name: p.Scheduled, Cron: p.Cron, TimeZone: p.TimeZone, Min: p.Min, Max: p.Max, Desired: p.Desired})
+		}
+	}
+	return in
+}
+
+// specFields maps Input field paths onto the spec fields they come from.
+var specFields = map[string]string{
+	"Name": "name", "Region": "aws.region", "AZs": "aws.availability_zones",
+	"InstanceType": "aws.instance_type", "DBInstanceClass": "aws.db_instance_class",
+	"AppPort": "app.port", "AppCommand": "app.command",
+	"HealthCheck.Path": "app.health_check.path", "HealthCheck.Interval": "app.health_check.interval",
+	"HealthCheck.Timeout": "app.health_check.timeout", "HealthCheck.Healthy": "app.health_check.healthy",
+	"HealthCheck.Unhealthy": "app.health_check.unhealthy", "HealthCheck.Matcher": "app.health_check.matcher",
+	"Min": "fleet.min", "Max": "fleet.max", "Desired": "fleet.desired", "GracePeriod": "fleet.grace_period",
+	"DeregistrationDelay": "load_balancer.deregistration_delay", "SlowStart": "load_balancer.slow_start",
+	"Algorithm": "load_balancer.algorithm", "MultiAZ": "database.multi_az",
+	"BackupRetention": "database.backup_retention", "BackupWindow": "aws.backup_window",
+	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.static",
+}
+
+var indexed = regexp.MustCompile(`^(TargetTracking|Scheduled)\[(\d+)\]\.?(.*)$`)
+
+// SpecField names the spec field an Input field path (as in Warning.Field)
+// comes from, e.g. "HealthCheck.Interval" → "app.health_check.interval".
+// TargetTracking[i] and Scheduled[i] index the spec's fleet.scaling list.
+func SpecField(s spec.Spec, inputField string) string {
+	if f, ok := specFields[inputField]; ok {
+		return f
+	}
+	if m := indexed.FindStringSubmatch(inputField); m != nil {
+		want, n := m[1], 0
+		for i, p := range s.Fleet.Scaling {
+			if (want == "TargetTracking") != (p.TargetTracking != "") {
+				continue
+			}
+			if itoa(n) == m[2] {
+				sub := strings.ToLower(m[3])
+				if sub == "metric" {
+					sub = "target_tracking"
+				} else if sub == "name" {
+					sub = "scheduled"
+				} else if sub == "timezone" {
+					sub = "time_zone"
+				}
+				out := "fleet.scaling[" + itoa(i) + "]"
+				if sub != "" {
+					out += "." + sub
+				}
+				return out
+			}
+			n++
+		}
+	}
+	return inputField
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
