@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -331,6 +332,17 @@ func (c *Cluster) Kill() {
 	for _, in := range c.inst {
 		_ = in.kill()
 	}
+}
+
+// Signal sends sig to every process of node's server (postmaster and all
+// its children). It is the failure injector for drills: SIGKILL crashes the
+// server, SIGSTOP freezes it (a hung primary), SIGCONT thaws it.
+func (c *Cluster) Signal(node string, sig syscall.Signal) error {
+	in, ok := c.inst[node]
+	if !ok {
+		return fmt.Errorf("signal %s: no such node", node)
+	}
+	return in.signalAll(sig)
 }
 
 // Status returns a snapshot of the tier.

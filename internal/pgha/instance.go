@@ -350,9 +350,73 @@ func (in *instance) signal(sig syscall.Signal) error {
 	return nil
 }
 
-// kill fences the node: SIGKILL to the process group, then wait for the exit.
+// signalAll sends sig to every process of the server. PostgreSQL makes each
+// child (backend, walsender, ...) the leader of its own process group, so
+// signalling the postmaster's group is not enough: the postmaster is stopped
+// first (it cannot fork while we look), then every descendant and its group,
+// then the postmaster's group.
+func (in *instance) signalAll(sig syscall.Signal) error {
+	pid := in.pid()
+	if pid == 0 {
+		return nil
+	}
+	if sig == syscall.SIGKILL || sig == syscall.SIGSTOP {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	for _, k := range descendants(pid) {
+		_ = syscall.Kill(-k, sig)
+		_ = syscall.Kill(k, sig)
+	}
+	if err := syscall.Kill(-pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("signal %s group %d: %w", in.node.Name, pid, err)
+	}
+	return nil
+}
+
+// descendants lists the pids below pid, from /proc.
+func descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 2 {
+			continue
+		}
+		pp, _ := strconv.Atoi(f[1])
+		children[pp] = append(children[pp], p)
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// kill fences the node: SIGKILL to every process of the server, then wait
+// for the postmaster's exit.
 func (in *instance) kill() error {
-	if err := in.signal(syscall.SIGKILL); err != nil {
+	if err := in.signalAll(syscall.SIGKILL); err != nil {
 		return err
 	}
 	select {
@@ -369,7 +433,7 @@ func (in *instance) stop(ctx context.Context) error {
 	if pid == 0 {
 		return nil
 	}
-	_ = syscall.Kill(-pid, syscall.SIGCONT) // a frozen server cannot shut down
+	_ = in.signalAll(syscall.SIGCONT) // a frozen server cannot shut down
 	if err := syscall.Kill(pid, syscall.SIGINT); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("stop %s: %w", in.node.Name, err)
 	}

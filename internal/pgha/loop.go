@@ -75,8 +75,12 @@ func (c *Cluster) observe(ctx context.Context) Observed {
 	}
 	pr, sb := o.Nodes[c.state.Primary], o.Nodes[c.state.Standby]
 	found := false
-	for _, r := range c.probe[c.state.Primary].repl {
-		if r.app == c.state.Standby {
+	pp, sp := c.probe[c.state.Primary], c.probe[c.state.Standby]
+	for _, r := range pp.repl {
+		// The standby counts only when it streams the primary's timeline: a
+		// node still on an old timeline connects, is briefly listed as
+		// "sync", and is cut off again.
+		if r.app == c.state.Standby && sb.answering() && sb.InRecovery && sp.timeline != 0 && sp.timeline == pp.timeline {
 			found = true
 			o.StandbyStreaming = r.state == "streaming"
 			o.StandbySync = r.state == "streaming" && r.syncState == "sync"
@@ -169,6 +173,9 @@ func (c *Cluster) promote(ctx context.Context, node, syncStandby string) error {
 		"ALTER SYSTEM SET synchronous_standby_names = " + sqlLiteral(syncNames(syncStandby)),
 		"ALTER SYSTEM RESET primary_conninfo",
 		"SELECT pg_reload_conf()",
+		// pg_rewind reads the source's timeline from its control file,
+		// which a fast promotion updates only at the next checkpoint.
+		"CHECKPOINT",
 	} {
 		if _, err := conn.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("configure promoted %s: %w", node, err)

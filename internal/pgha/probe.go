@@ -3,6 +3,7 @@ package pgha
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,6 +26,7 @@ type prober struct {
 	conn       *pgx.Conn
 	failures   int
 	inRecovery bool
+	timeline   uint64 // primary: the timeline it writes; standby: the timeline it streams (0 = not streaming)
 	repl       []replRow
 	lastErr    error
 }
@@ -43,6 +45,7 @@ func (p *prober) reset() {
 	p.close()
 	p.failures = 0
 	p.repl = nil
+	p.timeline = 0
 }
 
 // run probes once and returns the node's observation.
@@ -96,8 +99,25 @@ func (p *prober) query(ctx context.Context) error {
 	}
 	p.repl = p.repl[:0]
 	if p.inRecovery {
+		var tli int32
+		if err := p.conn.QueryRow(ctx, "SELECT coalesce((SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'), 0)").Scan(&tli); err != nil {
+			return fmt.Errorf("query pg_stat_wal_receiver: %w", err)
+		}
+		p.timeline = uint64(tli)
 		return nil
 	}
+	var walfile string
+	if err := p.conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_current_wal_lsn())").Scan(&walfile); err != nil {
+		return fmt.Errorf("query timeline: %w", err)
+	}
+	if len(walfile) < 8 {
+		return fmt.Errorf("query timeline: bad wal file name %q", walfile)
+	}
+	tli, err := strconv.ParseUint(walfile[:8], 16, 32)
+	if err != nil {
+		return fmt.Errorf("parse timeline of %q: %w", walfile, err)
+	}
+	p.timeline = tli
 	rows, err := p.conn.Query(ctx, "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, '') FROM pg_stat_replication")
 	if err != nil {
 		return fmt.Errorf("query pg_stat_replication: %w", err)

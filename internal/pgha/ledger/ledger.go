@@ -1,0 +1,304 @@
+// Package ledger proves zero loss: writers record the outcome of every commit, and a checker compares that history with what a database holds.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Outcome is what a writer knows about one commit.
+type Outcome string
+
+const (
+	// OK: COMMIT was acknowledged. The row must survive any fault.
+	OK Outcome = "OK"
+	// Fail: the transaction certainly did not commit. The row must never appear.
+	Fail Outcome = "FAIL"
+	// Unknown: the connection was lost during COMMIT (or the wait for the
+	// synchronous standby was cancelled). The row may go either way.
+	Unknown Outcome = "UNKNOWN"
+)
+
+// Op is one recorded write.
+type Op struct {
+	ID      string
+	Writer  int
+	Outcome Outcome
+	Start   time.Time
+	End     time.Time
+	Err     string
+}
+
+// Config configures Writers.
+type Config struct {
+	// DSN is where the writers connect, normally the endpoint. Required.
+	DSN string
+	// Writers is the number of concurrent writers. Default 4.
+	Writers int
+	// Table holds the rows. Default "ledger".
+	Table string
+	// Interval is the pause between one writer's commits. Default 5ms.
+	Interval time.Duration
+	// OpTimeout bounds one transaction. Default 10s.
+	OpTimeout time.Duration
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Writers == 0 {
+		c.Writers = 4
+	}
+	if c.Table == "" {
+		c.Table = "ledger"
+	}
+	if c.Interval == 0 {
+		c.Interval = 5 * time.Millisecond
+	}
+	if c.OpTimeout == 0 {
+		c.OpTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Setup creates the ledger table if it does not exist.
+func Setup(ctx context.Context, dsn, table string) error {
+	if table == "" {
+		table = "ledger"
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to set up ledger: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+pgx.Identifier{table}.Sanitize()+
+		" (id text PRIMARY KEY, writer int NOT NULL, at timestamptz NOT NULL DEFAULT now())")
+	if err != nil {
+		return fmt.Errorf("create ledger table: %w", err)
+	}
+	return nil
+}
+
+// Writers commit rows concurrently and record every outcome.
+type Writers struct {
+	cfg    Config
+	log    *slog.Logger
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu  sync.Mutex
+	ops []Op
+	seq atomic.Int64
+}
+
+// Start launches the writers; they run until Stop.
+func Start(ctx context.Context, cfg Config) (*Writers, error) {
+	if cfg.DSN == "" {
+		return nil, errors.New("ledger.dsn: required")
+	}
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(ctx)
+	w := &Writers{cfg: cfg, log: cfg.Logger.With("component", "ledger"), cancel: cancel}
+	for i := 0; i < cfg.Writers; i++ {
+		w.wg.Add(1)
+		go w.writer(ctx, i)
+	}
+	return w, nil
+}
+
+// Stop stops the writers and returns the history.
+func (w *Writers) Stop() []Op {
+	w.cancel()
+	w.wg.Wait()
+	return w.Ops()
+}
+
+// Ops returns a copy of the history so far.
+func (w *Writers) Ops() []Op {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]Op(nil), w.ops...)
+}
+
+// Counts returns how many ops had each outcome so far.
+func (w *Writers) Counts() map[Outcome]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := map[Outcome]int{}
+	for _, op := range w.ops {
+		m[op.Outcome]++
+	}
+	return m
+}
+
+func (w *Writers) record(op Op) {
+	w.mu.Lock()
+	w.ops = append(w.ops, op)
+	w.mu.Unlock()
+}
+
+func (w *Writers) writer(ctx context.Context, id int) {
+	defer w.wg.Done()
+	var conn *pgx.Conn
+	var syncCancelled atomic.Bool
+	defer func() {
+		if conn != nil {
+			conn.Close(context.Background())
+		}
+	}()
+	insert := "INSERT INTO " + pgx.Identifier{w.cfg.Table}.Sanitize() + " (id, writer) VALUES ($1, $2)"
+	for ctx.Err() == nil {
+		if conn == nil {
+			cfg, err := pgx.ParseConfig(w.cfg.DSN)
+			if err != nil {
+				w.log.Error("parse dsn", "err", err)
+				return
+			}
+			cfg.ConnectTimeout = time.Second
+			cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+				if strings.Contains(n.Message, "synchronous replication") {
+					syncCancelled.Store(true)
+				}
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			conn, err = pgx.ConnectConfig(cctx, cfg)
+			cancel()
+			if err != nil {
+				conn = nil
+				sleep(ctx, 50*time.Millisecond)
+				continue
+			}
+		}
+		op := Op{ID: fmt.Sprintf("w%d-%07d", id, w.seq.Add(1)), Writer: id, Start: time.Now()}
+		syncCancelled.Store(false)
+		// A cancelled test context must not cancel a commit midway.
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.OpTimeout)
+		op.Outcome, op.Err = w.commit(octx, conn, insert, op.ID, id, &syncCancelled)
+		cancel()
+		op.End = time.Now()
+		w.record(op)
+		if op.Outcome != OK && (conn.IsClosed() || op.Outcome == Unknown) {
+			conn.Close(context.Background())
+			conn = nil
+		}
+		sleep(ctx, w.cfg.Interval)
+	}
+}
+
+// commit runs one transaction and classifies its outcome.
+func (w *Writers) commit(ctx context.Context, conn *pgx.Conn, insert, opID string, writer int, syncCancelled *atomic.Bool) (Outcome, string) {
+	if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+		return Fail, err.Error()
+	}
+	if _, err := conn.Exec(ctx, insert, opID, writer); err != nil {
+		return Fail, err.Error() // not committed: the server aborts it
+	}
+	tag, err := conn.Exec(ctx, "COMMIT")
+	switch {
+	case err == nil && syncCancelled.Load():
+		return Unknown, "commit acknowledged without synchronous replication"
+	case err == nil && tag.String() == "COMMIT":
+		return OK, ""
+	case err == nil:
+		return Fail, "commit answered " + tag.String()
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Severity == "ERROR" {
+		return Fail, err.Error()
+	}
+	return Unknown, err.Error()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// Breach is one violation of the ledger's contract.
+type Breach struct {
+	Op      Op
+	Problem string
+}
+
+// Report is the result of Check.
+type Report struct {
+	OK, Fail, Unknown int
+	// UnknownPresent counts UNKNOWN rows found in the database.
+	UnknownPresent int
+	// AcknowledgedLost counts OK rows missing from the database.
+	AcknowledgedLost int
+	// FailPresent counts FAIL rows found in the database.
+	FailPresent int
+	Breaches    []Breach
+}
+
+func (r Report) String() string {
+	return fmt.Sprintf("ok=%d fail=%d unknown=%d (present %d) acknowledged_lost=%d fail_present=%d",
+		r.OK, r.Fail, r.Unknown, r.UnknownPresent, r.AcknowledgedLost, r.FailPresent)
+}
+
+// Check compares ops with the rows in table at dsn: every OK row must be
+// present, no FAIL row may be.
+func Check(ctx context.Context, dsn, table string, ops []Op) (Report, error) {
+	if table == "" {
+		table = "ledger"
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return Report{}, fmt.Errorf("connect to check ledger: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, "SELECT id FROM "+pgx.Identifier{table}.Sanitize())
+	if err != nil {
+		return Report{}, fmt.Errorf("read ledger: %w", err)
+	}
+	present := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return Report{}, fmt.Errorf("scan ledger: %w", err)
+		}
+		present[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return Report{}, fmt.Errorf("read ledger: %w", err)
+	}
+	var r Report
+	for _, op := range ops {
+		switch op.Outcome {
+		case OK:
+			r.OK++
+			if !present[op.ID] {
+				r.AcknowledgedLost++
+				r.Breaches = append(r.Breaches, Breach{op, "acknowledged commit lost"})
+			}
+		case Fail:
+			r.Fail++
+			if present[op.ID] {
+				r.FailPresent++
+				r.Breaches = append(r.Breaches, Breach{op, "failed write is present"})
+			}
+		case Unknown:
+			r.Unknown++
+			if present[op.ID] {
+				r.UnknownPresent++
+			}
+		}
+	}
+	return r, nil
+}
