@@ -192,3 +192,50 @@ func TestFailoverKilledPrimaryLosesNoAcknowledgedWrite(t *testing.T) {
 func TestFailoverFrozenPrimaryIsFenced(t *testing.T) {
 	testFailover(t, "freeze", DurabilityPreferred)
 }
+
+func TestSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
+	c, ep, dsn := ledgerPair(t, DurabilityRequired)
+	ctx := context.Background()
+	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: 4, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop() })
+	waitFor(t, 20*time.Second, "50 acknowledged writes", func() bool { return w.Counts()[ledger.OK] >= 50 })
+
+	sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := c.Switchover(sctx, "b"); err != nil {
+		t.Fatalf("switchover: %v", err)
+	}
+	t.Logf("switchover took %v", time.Since(start).Round(time.Millisecond))
+	if epoch, _ := ep.Target(); epoch != 2 || c.Primary().Name != "db-b" {
+		t.Fatalf("after switchover endpoint epoch %d primary %s, want 2 db-b", epoch, c.Primary().Name)
+	}
+	waitFor(t, 60*time.Second, "db-a rejoined as synchronous standby", func() bool {
+		st := c.Status()
+		return st.State.StandbyEligible && st.StandbySync && st.State.Standby == "db-a"
+	})
+	n := w.Counts()[ledger.OK]
+	waitFor(t, 20*time.Second, "writes after the switchover", func() bool { return w.Counts()[ledger.OK] >= n+20 })
+	ops := w.Stop()
+	rep, err := ledger.Check(sctx, c.Primary().DSN("ledger", "ledger"), "", ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ledger: %s", rep)
+	for _, b := range rep.Breaches {
+		t.Errorf("breach: %s: %+v", b.Problem, b.Op)
+	}
+	if p, err := isPrimary(t, c.nodes["db-a"]); err != nil || p {
+		t.Errorf("db-a primary=%v err=%v after switchover, want standby", p, err)
+	}
+	// And back: the old primary is eligible again.
+	if err := c.Switchover(sctx, "a"); err != nil {
+		t.Fatalf("switch back: %v", err)
+	}
+	if got := c.Status().State; got.Primary != "db-a" || got.Epoch != 3 {
+		t.Errorf("after switch back state = %+v, want db-a at epoch 3", got)
+	}
+}
