@@ -1,0 +1,260 @@
+package backup
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// BackupInfo describes one backup in the repository.
+type BackupInfo struct {
+	// Label is pgBackRest's backup set label, e.g. "20250101-030000F".
+	Label string `json:"label"`
+	// Type is full, incr or diff.
+	Type Kind `json:"type"`
+	// Prior is the backup an incremental or differential one is based on.
+	Prior string `json:"prior,omitempty"`
+	// Start and Stop are when the backup started and finished (second
+	// granularity, as pgBackRest records them).
+	Start time.Time `json:"start"`
+	Stop  time.Time `json:"stop"`
+	// WALStart and WALStop are the first and last WAL segments the backup needs.
+	WALStart string `json:"wal_start"`
+	WALStop  string `json:"wal_stop"`
+	// Size is the database size; RepoSize what the backup takes in the
+	// repository (compressed, only changed files for incrementals).
+	Size     int64 `json:"size"`
+	RepoSize int64 `json:"repo_size"`
+}
+
+// Listing is the repository's content.
+type Listing struct {
+	Backups []BackupInfo `json:"backups"`
+	// WALMin and WALMax are the oldest and newest archived WAL segments.
+	WALMin string `json:"wal_min,omitempty"`
+	WALMax string `json:"wal_max,omitempty"`
+	// EarliestRestorable is the end of the oldest backup: no restore can
+	// target an earlier time.
+	EarliestRestorable time.Time `json:"earliest_restorable,omitempty"`
+	// LatestRestorable is the commit time of the newest commit in the
+	// archived WAL: the latest time a restore can target. Zero when the
+	// archive holds no commit after the first backup.
+	LatestRestorable time.Time `json:"latest_restorable,omitempty"`
+}
+
+// infoJSON is the subset of `pgbackrest info --output=json` used here.
+type infoJSON []struct {
+	Name    string `json:"name"`
+	Archive []struct {
+		ID  string `json:"id"`
+		Max string `json:"max"`
+		Min string `json:"min"`
+	} `json:"archive"`
+	Backup []struct {
+		Label   string  `json:"label"`
+		Type    string  `json:"type"`
+		Prior   *string `json:"prior"`
+		Archive struct {
+			Start string `json:"start"`
+			Stop  string `json:"stop"`
+		} `json:"archive"`
+		Info struct {
+			Size       int64 `json:"size"`
+			Repository struct {
+				Delta int64 `json:"delta"`
+			} `json:"repository"`
+		} `json:"info"`
+		Timestamp struct {
+			Start int64 `json:"start"`
+			Stop  int64 `json:"stop"`
+		} `json:"timestamp"`
+	} `json:"backup"`
+	Status struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"status"`
+}
+
+// parseInfo turns pgbackrest info JSON into a Listing (without LatestRestorable).
+func parseInfo(b []byte, stanza string) (Listing, error) {
+	var info infoJSON
+	if err := json.Unmarshal(b, &info); err != nil {
+		return Listing{}, fmt.Errorf("parse pgbackrest info: %w", err)
+	}
+	var l Listing
+	for _, s := range info {
+		if s.Name != stanza {
+			continue
+		}
+		for _, a := range s.Archive {
+			if a.Max > l.WALMax {
+				l.WALMax = a.Max
+			}
+			if a.Min != "" && (l.WALMin == "" || a.Min < l.WALMin) {
+				l.WALMin = a.Min
+			}
+		}
+		for _, bk := range s.Backup {
+			bi := BackupInfo{Label: bk.Label, Type: Kind(bk.Type), WALStart: bk.Archive.Start, WALStop: bk.Archive.Stop,
+				Start: time.Unix(bk.Timestamp.Start, 0).UTC(), Stop: time.Unix(bk.Timestamp.Stop, 0).UTC(),
+				Size: bk.Info.Size, RepoSize: bk.Info.Repository.Delta}
+			if bk.Prior != nil {
+				bi.Prior = *bk.Prior
+			}
+			l.Backups = append(l.Backups, bi)
+		}
+	}
+	sort.SliceStable(l.Backups, func(i, j int) bool { return l.Backups[i].Stop.Before(l.Backups[j].Stop) })
+	if len(l.Backups) > 0 {
+		// pgBackRest records whole seconds; the backup's consistent point is
+		// before Stop+1s.
+		l.EarliestRestorable = l.Backups[0].Stop.Add(time.Second)
+	}
+	return l, nil
+}
+
+func (m *Manager) info(ctx context.Context) (Listing, error) {
+	out, err := m.pgbackrest(ctx, nil, "--output=json", "info")
+	if err != nil {
+		return Listing{}, fmt.Errorf("list backups: %w", err)
+	}
+	return parseInfo(out, m.cfg.Stanza)
+}
+
+func (m *Manager) backups(ctx context.Context) ([]BackupInfo, error) {
+	l, err := m.info(ctx)
+	return l.Backups, err
+}
+
+// List returns the backups (oldest first) and the restorable window. The
+// latest restorable time is computed from the repository: the commit
+// timestamp of the newest commit record in the newest archived WAL segment
+// (read with archive-get and pg_waldump, cached per segment). A restore to
+// any time between EarliestRestorable and LatestRestorable reaches its
+// target; PostgreSQL refuses targets after the last archived commit.
+func (m *Manager) List(ctx context.Context) (Listing, error) {
+	l, err := m.info(ctx)
+	if err != nil {
+		return Listing{}, err
+	}
+	if l.WALMax == "" || len(l.Backups) == 0 {
+		return l, nil
+	}
+	seg := l.WALMax
+	for i := 0; i < 4 && seg != "" && seg >= l.WALMin; i++ {
+		t, ok, err := m.lastCommit(ctx, seg)
+		if err != nil {
+			return l, fmt.Errorf("latest restorable time: %w", err)
+		}
+		if ok {
+			if t.After(l.EarliestRestorable) {
+				l.LatestRestorable = t
+			}
+			break
+		}
+		seg = prevSegment(seg)
+	}
+	return l, nil
+}
+
+// walCache remembers the last commit time found in archived segments.
+type walCache struct {
+	mu sync.Mutex
+	m  map[string]walCommit
+}
+
+type walCommit struct {
+	t  time.Time
+	ok bool
+}
+
+// lastCommit returns the timestamp of the last commit record in the archived
+// segment seg; ok is false when the segment has none.
+func (m *Manager) lastCommit(ctx context.Context, seg string) (time.Time, bool, error) {
+	m.wal.mu.Lock()
+	if c, hit := m.wal.m[seg]; hit {
+		m.wal.mu.Unlock()
+		return c.t, c.ok, nil
+	}
+	m.wal.mu.Unlock()
+	pg1 := m.existingDataDir()
+	if pg1 == "" {
+		return time.Time{}, false, errors.New("no node has a data directory to read pg_control from")
+	}
+	dst := filepath.Join(m.cfg.Dir, "tmp", seg)
+	defer os.Remove(dst)
+	if _, err := m.pgbackrest(ctx, nil, "--pg1-path="+pg1, "archive-get", seg, dst); err != nil {
+		return time.Time{}, false, fmt.Errorf("fetch WAL segment %s: %w", seg, err)
+	}
+	cmd := m.command(ctx, filepath.Join(m.cfg.PGBinDir, "pg_waldump"), "--rmgr=Transaction", dst)
+	out, err := cmd.Output() // exits 1 at the end of valid WAL in a switched segment
+	if len(out) == 0 && err != nil && ctx.Err() != nil {
+		return time.Time{}, false, ctx.Err()
+	}
+	t, ok := lastCommitTime(string(out))
+	m.wal.mu.Lock()
+	if m.wal.m == nil {
+		m.wal.m = map[string]walCommit{}
+	}
+	m.wal.m[seg] = walCommit{t, ok}
+	m.wal.mu.Unlock()
+	return t, ok, nil
+}
+
+// existingDataDir is a node data directory holding pg_control (archive-get
+// reads it to check the database system identifier).
+func (m *Manager) existingDataDir() string {
+	for _, n := range m.cfg.Nodes {
+		if _, err := os.Stat(filepath.Join(n.DataDir, "global", "pg_control")); err == nil {
+			return n.DataDir
+		}
+	}
+	return ""
+}
+
+// commitRE matches pg_waldump's commit description, printed in TZ=UTC, e.g.
+// "desc: COMMIT 2025-01-01 03:00:00.123456 UTC".
+var commitRE = regexp.MustCompile(`desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC`)
+
+// lastCommitTime returns the last commit timestamp in pg_waldump output.
+func lastCommitTime(out string) (time.Time, bool) {
+	ms := commitRE.FindAllStringSubmatch(out, -1)
+	if len(ms) == 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse("2006-01-02 15:04:05.999999", ms[len(ms)-1][1])
+	if err != nil {
+		return time.Time{}, false
+	}
+	return t.UTC(), true
+}
+
+// prevSegment is the WAL segment before seg on the same timeline (16 MB
+// segments), or "" at the start.
+func prevSegment(seg string) string {
+	if len(seg) != 24 {
+		return ""
+	}
+	log, err1 := strconv.ParseUint(seg[8:16], 16, 32)
+	num, err2 := strconv.ParseUint(seg[16:24], 16, 32)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	if num == 0 {
+		if log == 0 {
+			return ""
+		}
+		log, num = log-1, 0xFF
+	} else {
+		num--
+	}
+	return fmt.Sprintf("%s%08X%08X", seg[:8], log, num)
+}
