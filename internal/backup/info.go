@@ -44,9 +44,10 @@ type Listing struct {
 	// EarliestRestorable is the end of the oldest backup: no restore can
 	// target an earlier time.
 	EarliestRestorable time.Time `json:"earliest_restorable,omitempty"`
-	// LatestRestorable is the commit time of the newest commit in the
-	// archived WAL: the latest time a restore can target. Zero when the
-	// archive holds no commit after the first backup.
+	// LatestRestorable is the latest time a restore can target: one
+	// microsecond before the newest commit in the archived WAL (recovery
+	// to T stops at the first commit after T, so a later commit must be
+	// archived). Zero when the archive holds no commit after the first backup.
 	LatestRestorable time.Time `json:"latest_restorable,omitempty"`
 }
 
@@ -135,11 +136,13 @@ func (m *Manager) backups(ctx context.Context) ([]BackupInfo, error) {
 }
 
 // List returns the backups (oldest first) and the restorable window. The
-// latest restorable time is computed from the repository: the commit
-// timestamp of the newest commit record in the newest archived WAL segment
-// (read with archive-get and pg_waldump, cached per segment). A restore to
-// any time between EarliestRestorable and LatestRestorable reaches its
-// target; PostgreSQL refuses targets after the last archived commit.
+// latest restorable time is computed from the repository: just before the
+// commit timestamp of the newest commit record in the newest archived WAL
+// segment (read with archive-get and pg_waldump, cached per segment). A
+// restore to any time between EarliestRestorable and LatestRestorable
+// reaches its target; PostgreSQL fails a recovery whose target is after the
+// last archived commit ("recovery ended before configured recovery target
+// was reached").
 func (m *Manager) List(ctx context.Context) (Listing, error) {
 	l, err := m.info(ctx)
 	if err != nil {
@@ -155,7 +158,11 @@ func (m *Manager) List(ctx context.Context) (Listing, error) {
 			return l, fmt.Errorf("latest restorable time: %w", err)
 		}
 		if ok {
-			if t.After(l.EarliestRestorable) {
+			// Recovery to T stops at the first commit after T, so the
+			// newest commit itself is not a reachable target: one
+			// microsecond before it is (and loses nothing but that commit,
+			// normally the archive ticker's empty marker).
+			if t = t.Add(-time.Microsecond); t.After(l.EarliestRestorable) {
 				l.LatestRestorable = t
 			}
 			break

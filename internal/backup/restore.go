@@ -208,7 +208,7 @@ func (m *Manager) Restore(ctx context.Context, opts RestoreOptions) (*RestoredSe
 	s.Backup, s.Target = set.Label, opts.TargetTime
 	if err := s.waitPromoted(ctx); err != nil {
 		_ = s.Stop(context.Background())
-		return nil, fmt.Errorf("recover restored server to %s: %w (log %s: %s)", pgTime(opts.TargetTime), err, opts.LogFile, tailFile(opts.LogFile, 4))
+		return nil, fmt.Errorf("recover restored server to %s: %w (log %s: %s)", pgTime(opts.TargetTime), err, opts.LogFile, fatalOrTail(opts.LogFile))
 	}
 	m.log.Info("restored to point in time", "target", pgTime(opts.TargetTime), "backup", set.Label, "data_dir", opts.DataDir,
 		"addr", netip.AddrPortFrom(opts.ListenAddr, uint16(opts.Port)).String(), "last_replayed", s.LastReplayed, "took", m.cfg.Clock.Now().Sub(start).Round(time.Millisecond).String())
@@ -315,6 +315,18 @@ func (s *RestoredServer) waitPromoted(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// fatalOrTail returns the last FATAL line of a server log, or its tail.
+func fatalOrTail(path string) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(string(b), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "FATAL:") {
+			return strings.TrimSpace(lines[i])
+		}
+	}
+	return tailFile(path, 4)
 }
 
 func tailFile(path string, n int) string {
