@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -39,15 +38,18 @@ func pgbench(ctx context.Context, b *testing.B, host string, port int, args ...s
 }
 
 // BenchmarkEndpointPgbench runs pgbench select-only and tpcb-like against
-// the primary directly and through the endpoint, interleaved, and reports
-// the endpoint's share of direct throughput. Run with
+// a single primary directly and through the endpoint, interleaved, and
+// reports the endpoint's share of direct throughput. Run with
 //
 //	go test -run '^$' -bench EndpointPgbench -benchtime 1x ./internal/pgha/
-func BenchmarkEndpointPgbench(b *testing.B) {
+func BenchmarkEndpointPgbench(b *testing.B) { benchEndpoint(b, 1) }
+
+// BenchmarkEndpointPgbenchSyncPair is the same against a primary with a
+// synchronous standby, as the region runs it.
+func BenchmarkEndpointPgbenchSyncPair(b *testing.B) { benchEndpoint(b, 2) }
+
+func benchEndpoint(b *testing.B, nodes int) {
 	dir := testDir(b)
-	addr := netip.MustParseAddr("127.0.1.250")
-	nodes := []Node{{Name: "db-a", Zone: "a", ListenAddr: addr, Port: freePort(b, addr),
-		DataDir: filepath.Join(dir, "db-a", "data"), SocketDir: filepath.Join(dir, "db-a", "sock"), LogFile: filepath.Join(dir, "db-a.log")}}
 	ep, err := endpoint.New(endpoint.Config{Listen: "127.0.0.1:0", Logger: discardLogger()})
 	if err != nil {
 		b.Fatal(err)
@@ -57,31 +59,29 @@ func BenchmarkEndpointPgbench(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ep.Stop(ctx)
-	c, err := New(Config{Nodes: nodes, StateFile: filepath.Join(dir, "state.json"), Endpoint: ep, Logger: discardLogger()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Kill()
-	if err := c.Start(ctx); err != nil {
-		b.Fatal(err)
+	cfg := Config{Nodes: testNodes(b, dir, nodes), StateFile: filepath.Join(dir, "state.json"), Endpoint: ep, Logger: discardLogger()}
+	c := startTestCluster(b, cfg)
+	if nodes == 2 {
+		waitEligible(b, c)
 	}
 	if err := c.Bootstrap(ctx, "bench", "bench"); err != nil {
 		b.Fatal(err)
 	}
-	pgbench(ctx, b, addr.String(), nodes[0].Port, "-i", "-q", "-s", "2")
+	primary := cfg.Nodes[0]
+	pgbench(ctx, b, primary.ListenAddr.String(), primary.Port, "-i", "-q", "-s", "2")
 	_, epPortStr, _ := strings.Cut(ep.Addr(), ":")
 	epPort, _ := strconv.Atoi(epPortStr)
 
-	dur := "5"
+	const rounds, dur = 2, "5"
 	modes := []struct {
 		name string
 		args []string
 	}{{"select-only", []string{"-S"}}, {"tpcb-like", nil}}
 	sum := map[string]float64{}
-	for round := 0; round < 2; round++ {
+	for round := 0; round < rounds; round++ {
 		for _, m := range modes {
 			args := append([]string{"-c", "4", "-j", "2", "-T", dur}, m.args...)
-			d := pgbench(ctx, b, addr.String(), nodes[0].Port, args...)
+			d := pgbench(ctx, b, primary.ListenAddr.String(), primary.Port, args...)
 			e := pgbench(ctx, b, "127.0.0.1", epPort, args...)
 			b.Logf("round %d %-11s direct %8.0f tps  endpoint %8.0f tps  ratio %.3f", round+1, m.name, d, e, e/d)
 			sum[m.name+"/direct"] += d
@@ -89,10 +89,10 @@ func BenchmarkEndpointPgbench(b *testing.B) {
 		}
 	}
 	for _, m := range modes {
-		d, e := sum[m.name+"/direct"]/2, sum[m.name+"/endpoint"]/2
+		d, e := sum[m.name+"/direct"]/rounds, sum[m.name+"/endpoint"]/rounds
 		b.ReportMetric(d, m.name+"-direct-tps")
 		b.ReportMetric(e, m.name+"-endpoint-tps")
 		b.ReportMetric(e/d, m.name+"-ratio")
-		fmt.Printf("%s: direct %.0f tps, endpoint %.0f tps, endpoint/direct %.3f\n", m.name, d, e, e/d)
+		fmt.Printf("nodes=%d %s: direct %.0f tps, endpoint %.0f tps, endpoint/direct %.3f\n", nodes, m.name, d, e, e/d)
 	}
 }

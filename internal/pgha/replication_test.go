@@ -19,7 +19,7 @@ func startPair(t *testing.T, cfg Config) *Cluster {
 	return c
 }
 
-func waitEligible(t *testing.T, c *Cluster) {
+func waitEligible(t testing.TB, c *Cluster) {
 	t.Helper()
 	waitFor(t, 60*time.Second, "standby synchronous and eligible", func() bool {
 		st := c.Status()

@@ -15,11 +15,11 @@ import (
 )
 
 // testLogger sends logs through t.Log.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
@@ -51,7 +51,7 @@ func testDir(t testing.TB) string {
 }
 
 // testNodes returns n node configs in zones a and b.
-func testNodes(t *testing.T, dir string, n int) []Node {
+func testNodes(t testing.TB, dir string, n int) []Node {
 	t.Helper()
 	var nodes []Node
 	for i, z := range []string{"a", "b"}[:n] {
@@ -69,7 +69,7 @@ func testNodes(t *testing.T, dir string, n int) []Node {
 
 // startTestCluster starts a cluster and registers cleanup that SIGKILLs
 // every process group it owns.
-func startTestCluster(t *testing.T, cfg Config) *Cluster {
+func startTestCluster(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
@@ -99,7 +99,7 @@ func startTestCluster(t *testing.T, cfg Config) *Cluster {
 }
 
 // waitFor polls cond until it is true or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
