@@ -85,8 +85,10 @@ func pickLeastOutstanding(cs []choice, start int) int {
 }
 
 // eligible returns the targets that may receive new requests, in routing order:
-// the healthy ones; if there are none, every unhealthy one (fail open, as ALB).
-// Initial and draining targets are never eligible.
+// the healthy ones; if there are none, every unhealthy one that has been
+// healthy before (fail open, as ALB). Initial and draining targets, and targets
+// that never passed their health checks, are never eligible: no target gets a
+// request before it has passed HealthyThreshold checks.
 func eligible(order []*target) (out []*target, failOpen bool) {
 	for _, t := range order {
 		if t.state == StateHealthy {
@@ -97,7 +99,7 @@ func eligible(order []*target) (out []*target, failOpen bool) {
 		return out, false
 	}
 	for _, t := range order {
-		if t.state == StateUnhealthy {
+		if t.state == StateUnhealthy && t.wasHealthy {
 			out = append(out, t)
 		}
 	}

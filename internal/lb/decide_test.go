@@ -177,7 +177,8 @@ func TestPickLeastOutstanding(t *testing.T) {
 }
 
 func TestEligible(t *testing.T) {
-	mk := func(id string, s State) *target { return &target{id: id, state: s} }
+	mk := func(id string, s State) *target { return &target{id: id, state: s, wasHealthy: s != StateInitial} }
+	never := &target{id: "n", state: StateUnhealthy}
 	ids := func(ts []*target) string {
 		var s []string
 		for _, t := range ts {
@@ -194,6 +195,8 @@ func TestEligible(t *testing.T) {
 		{"healthy only", []*target{mk("a", StateHealthy), mk("b", StateUnhealthy), mk("c", StateInitial), mk("d", StateDraining)}, "a", false},
 		{"fail open", []*target{mk("a", StateUnhealthy), mk("b", StateUnhealthy), mk("d", StateDraining)}, "a,b", true},
 		{"fail open never initial", []*target{mk("a", StateUnhealthy), mk("c", StateInitial)}, "a", true},
+		{"fail open never a never-healthy target", []*target{mk("a", StateUnhealthy), never}, "a", true},
+		{"never-healthy only", []*target{never}, "", false},
 		{"initial only", []*target{mk("c", StateInitial)}, "", false},
 		{"draining only", []*target{mk("d", StateDraining)}, "", false},
 		{"none", nil, "", false},

@@ -95,7 +95,7 @@ type backend struct {
 	events []string // "check-ok", "check-fail", "req" in arrival order
 }
 
-func newBackend(t *testing.T, id string, handler http.HandlerFunc) *backend {
+func newBackend(t testing.TB, id string, handler http.HandlerFunc) *backend {
 	t.Helper()
 	b := &backend{id: id}
 	b.healthy.Store(true)
@@ -132,7 +132,7 @@ func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
 
 // testWriter sends logs to t.Log until the test ends.
 type testWriter struct {
-	t    *testing.T
+	t    testing.TB
 	mu   sync.Mutex
 	done bool
 }
@@ -146,7 +146,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	w := &testWriter{t: t}
 	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -154,7 +154,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // testTLS returns a server config with a certificate for 127.0.0.1 and
 // localhost, and a client trusting it.
-func testTLS(t *testing.T) (*tls.Config, *tls.Config) {
+func testTLS(t testing.TB) (*tls.Config, *tls.Config) {
 	t.Helper()
 	c, err := ca.LoadOrCreate(t.TempDir())
 	if err != nil {
@@ -168,11 +168,11 @@ func testTLS(t *testing.T) (*tls.Config, *tls.Config) {
 }
 
 // testConfig has tight timings for tests.
-func testConfig(t *testing.T) Config {
+func testConfig(t testing.TB) Config {
 	return Config{
 		Name: t.Name(),
 		HealthCheck: HealthCheck{
-			Path: healthPath, Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond,
+			Path: healthPath, Interval: 150 * time.Millisecond, Timeout: 120 * time.Millisecond,
 			HealthyThreshold: 2, UnhealthyThreshold: 2,
 		},
 		DeregistrationDelay: 5 * time.Second,
@@ -182,7 +182,7 @@ func testConfig(t *testing.T) Config {
 
 // startLB starts a load balancer from testConfig modified by mod, and returns it
 // with an HTTPS client that trusts it.
-func startLB(t *testing.T, mod func(*Config)) (*LB, *http.Client) {
+func startLB(t testing.TB, mod func(*Config)) (*LB, *http.Client) {
 	t.Helper()
 	cfg := testConfig(t)
 	var clientTLS *tls.Config
@@ -209,7 +209,7 @@ func startLB(t *testing.T, mod func(*Config)) (*LB, *http.Client) {
 	return l, &http.Client{Transport: tr, Timeout: 15 * time.Second}
 }
 
-func register(t *testing.T, l *LB, id, zone, addr string) {
+func register(t testing.TB, l *LB, id, zone, addr string) {
 	t.Helper()
 	if err := l.Register(Target{ID: id, Zone: zone, Addr: addr}); err != nil {
 		t.Fatalf("Register %s: %v", id, err)
@@ -217,7 +217,7 @@ func register(t *testing.T, l *LB, id, zone, addr string) {
 }
 
 // waitState polls until target id is in state want, failing after 10s.
-func waitState(t *testing.T, l *LB, id string, want State) {
+func waitState(t testing.TB, l *LB, id string, want State) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -114,6 +114,7 @@ type target struct {
 	since      time.Time
 	health     healthCounters
 	upSince    time.Time // when it last became healthy
+	wasHealthy bool      // has passed HealthyThreshold checks at least once
 	slowStart  bool      // ramping since upSince
 	current    float64   // smooth round robin state
 	attempts   map[*attempt]struct{}
@@ -447,11 +448,11 @@ wait:
 	l.order = slices.DeleteFunc(l.order, func(x *target) bool { return x == t })
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	st.State, st.Reason, st.Since = StateUnused, "", l.clock.Now()
-	close(t.drainDone)
 	l.mu.Unlock()
 	t.transport.CloseIdleConnections()
 	l.log.Info("target deregistered", "target", t.id, "delay_expired", expired, "cut_requests", cut)
 	notify(hooks, st)
+	close(t.drainDone) // after the hooks, so Deregister's return follows them
 }
 
 // Targets returns a snapshot of every registered target (including draining
@@ -546,6 +547,7 @@ func (l *LB) becomeHealthyLocked(t *target) {
 	}
 	t.state, t.reason, t.since = StateHealthy, "", now
 	t.upSince = now
+	t.wasHealthy = true
 	// As on ALB, slow start does not apply when no other target is healthy.
 	t.slowStart = l.cfg.SlowStart > 0 && othersHealthy
 	t.current = 0
