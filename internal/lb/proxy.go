@@ -221,7 +221,7 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 	if body != nil {
 		out.Body, out.GetBody = body.reader(), body.getBody()
 		if body.buffered {
-			out.ContentLength = int64(len(body.buf))
+			out.ContentLength, out.TransferEncoding = int64(len(body.buf)), nil
 		}
 	}
 	resp, err := t.transport.RoundTrip(out)
