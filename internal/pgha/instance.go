@@ -192,8 +192,27 @@ func (in *instance) killStale() {
 		if syscall.Kill(pid, 0) != nil {
 			return
 		}
+		if isZombie(pid) {
+			// Orphans are reparented to PID 1, which may never reap them (a
+			// container init). A zombie holds nothing, but PostgreSQL's
+			// kill(pid, 0) check would take it for a live postmaster.
+			in.log.Warn("stale postmaster is a zombie; removing its postmaster.pid", "pid", pid)
+			_ = os.Remove(filepath.Join(in.node.DataDir, "postmaster.pid"))
+			return
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// isZombie reports whether pid has exited but was not reaped.
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
 
 // start launches the postmaster with rc and waits until it answers SELECT 1.
