@@ -59,9 +59,9 @@ type PITRReport struct {
 	Extra   []int64 `json:"extra,omitempty"`
 	// LagMedian and LagMax are how far the latest restorable time trailed
 	// the wall clock under continuous writes (sampled about every second).
-	LagMedian time.Duration `json:"lag_median_ns"`
-	LagMax    time.Duration `json:"lag_max_ns"`
-	LagSamples int          `json:"lag_samples"`
+	LagMedian  time.Duration `json:"lag_median_ns"`
+	LagMax     time.Duration `json:"lag_max_ns"`
+	LagSamples int           `json:"lag_samples"`
 	// RestoreTook is how long Restore took (restore plus recovery).
 	RestoreTook time.Duration `json:"restore_took_ns"`
 	// Pass is true when Missing and Extra are empty.

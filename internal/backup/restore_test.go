@@ -96,3 +96,23 @@ func TestPITRRestore(t *testing.T) {
 		t.Errorf("restored server archived into the live repository: %v", matches)
 	}
 }
+
+func TestClassify(t *testing.T) {
+	T := time.Date(2025, 1, 5, 3, 0, 0, 0, time.UTC)
+	ms := func(d int) time.Time { return T.Add(time.Duration(d) * time.Millisecond) }
+	rows := []ledgerRow{
+		{id: 1, stamp: ms(-10), ack: ms(-9)},               // must be restored
+		{id: 2, stamp: ms(-1), ack: ms(0)},                 // acknowledged exactly at T: must be restored
+		{id: 3, stamp: ms(-1), ack: ms(1)},                 // in flight at T
+		{id: 4, stamp: ms(1), ack: ms(2)},                  // must not be restored
+		{id: 5, stamp: ms(-5), ack: ms(-4), unknown: true}, // outcome unknown
+	}
+	rep := classify(PITRReport{}, rows, map[int64]bool{1: true, 2: true, 3: true}, T)
+	if !rep.Pass || rep.MustHave != 2 || rep.MustNotHave != 1 || rep.InFlight != 2 || rep.Committed != 4 {
+		t.Errorf("classify = %+v, want pass, 2 must-have, 1 must-not-have, 2 in flight, 4 committed", rep)
+	}
+	rep = classify(PITRReport{}, rows, map[int64]bool{2: true, 4: true}, T)
+	if rep.Pass || len(rep.Missing) != 1 || rep.Missing[0] != 1 || len(rep.Extra) != 1 || rep.Extra[0] != 4 {
+		t.Errorf("classify with row 1 lost and row 4 extra = %+v, want missing [1] extra [4]", rep)
+	}
+}
