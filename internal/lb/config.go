@@ -84,7 +84,8 @@ type HealthCheck struct {
 	Path string
 	// Interval between two checks of one target. Default 1s.
 	Interval time.Duration
-	// Timeout of one check; must be shorter than Interval. Default 500ms.
+	// Timeout of one check; must be shorter than Interval. Default 500ms, or
+	// 80% of Interval if that is shorter.
 	Timeout time.Duration
 	// HealthyThreshold is the number of consecutive passed checks that make a
 	// target healthy. Default 2.
@@ -123,7 +124,7 @@ func (c Config) withDefaults() Config {
 		c.HealthCheck.Interval = DefaultHealthInterval
 	}
 	if c.HealthCheck.Timeout == 0 {
-		c.HealthCheck.Timeout = DefaultHealthTimeout
+		c.HealthCheck.Timeout = min(DefaultHealthTimeout, c.HealthCheck.Interval*4/5)
 	}
 	if c.HealthCheck.HealthyThreshold == 0 {
 		c.HealthCheck.HealthyThreshold = DefaultHealthyThreshold

@@ -250,6 +250,9 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate = %v, want error naming %q", tt.name, err, tt.wantErr)
 		}
 	}
+	if got := (Config{HealthCheck: HealthCheck{Interval: 100 * time.Millisecond}}).withDefaults().HealthCheck.Timeout; got != 80*time.Millisecond {
+		t.Errorf("default timeout for a 100ms interval = %s, want 80ms", got)
+	}
 	d := Config{}.withDefaults()
 	if d.IdleTimeout != 60*time.Second || d.RetryBudget != 5*time.Second || d.DeregistrationDelay != 300*time.Second || d.Algorithm != RoundRobin || d.HTTPSAddr != "127.0.0.1:0" {
 		t.Errorf("defaults = %+v", d)

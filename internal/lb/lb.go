@@ -325,7 +325,8 @@ func (l *LB) OnChange(fn func(TargetStatus)) {
 }
 
 // Register adds a target in state initial. It gets no traffic until it passes
-// HealthCheck.HealthyThreshold consecutive health checks.
+// HealthCheck.HealthyThreshold consecutive health checks. Registering an ID
+// that is registered (or still draining) fails with ErrDuplicateTarget.
 func (l *LB) Register(t Target) error {
 	if t.ID == "" {
 		return errors.New("register target: empty ID")
@@ -517,7 +518,7 @@ func (l *LB) applyCheck(t *target, passed bool, reason string) {
 				cancelled++
 			}
 		}
-	case !passed && t.state != StateHealthy:
+	case !passed && t.state == StateUnhealthy:
 		t.reason = reason // keep the latest failure reason
 	}
 	var st TargetStatus

@@ -4,11 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -749,5 +752,60 @@ func TestRegisterErrors(t *testing.T) {
 	}
 	if err := l.Deregister(context.Background(), "missing"); !errors.Is(err, ErrUnknownTarget) {
 		t.Errorf("Deregister unknown = %v, want ErrUnknownTarget", err)
+	}
+}
+
+func TestStopLeavesNoGoroutines(t *testing.T) {
+	base := runtime.NumGoroutine()
+	func() {
+		cfg := testConfig(t)
+		var clientTLS *tls.Config
+		cfg.TLS, clientTLS = testTLS(t)
+		cfg.DeregistrationDelay = time.Hour
+		l, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+		srvs := []*httptest.Server{httptest.NewServer(mux), httptest.NewServer(mux)}
+		defer func() {
+			for _, s := range srvs {
+				s.Close()
+			}
+		}()
+		register(t, l, "a", "za", srvs[0].Listener.Addr().String()) // before Start
+		if err := l.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		register(t, l, "b", "zb", srvs[1].Listener.Addr().String())
+		waitState(t, l, "a", StateHealthy)
+		waitState(t, l, "b", StateHealthy)
+		tr := &http.Transport{TLSClientConfig: clientTLS}
+		c := &http.Client{Transport: tr}
+		for range 10 {
+			get(t, c, l.HTTPSURL()+"/")
+		}
+		tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := l.Stop(ctx); err != nil {
+			t.Fatalf("Stop: %v", err)
+		}
+		if err := l.Register(Target{ID: "c", Addr: "127.0.0.1:1"}); !errors.Is(err, ErrStopped) {
+			t.Errorf("Register after Stop = %v, want ErrStopped", err)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := runtime.NumGoroutine()
+		if n <= base {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Stop, %d before:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
