@@ -278,16 +278,27 @@ func (c *Cluster) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	primaryDown := false
 	if err := p.start(ctx, c.primaryRunConfig(st)); err != nil {
-		return fmt.Errorf("start primary: %w", err)
+		if !ok || st.Standby == "" || !st.StandbyEligible {
+			return fmt.Errorf("start primary: %w", err)
+		}
+		// The eligible standby has every acknowledged commit: start it as a
+		// standby and let the controller fail over to it.
+		c.log.Error("recorded primary does not start; failing over to the eligible standby", "primary", st.Primary, "err", err)
+		primaryDown = true
 	}
-	if err := p.exec(ctx, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN CREATE ROLE replicator WITH REPLICATION LOGIN; END IF; END$$`); err != nil {
-		return fmt.Errorf("create replication role: %w", err)
+	if !primaryDown {
+		if err := p.exec(ctx, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN CREATE ROLE replicator WITH REPLICATION LOGIN; END IF; END$$`); err != nil {
+			return fmt.Errorf("create replication role: %w", err)
+		}
 	}
 	if err := saveState(c.cfg.StateFile, c.state); err != nil {
 		return err
 	}
-	c.repoint(c.state.Primary, c.state.Epoch)
+	if !primaryDown {
+		c.repoint(c.state.Primary, c.state.Epoch)
+	}
 	if st.Standby != "" {
 		if err := c.rejoin(ctx, st.Standby, st.Primary, false); err != nil {
 			c.log.Warn("standby not started; the controller will retry", "node", st.Standby, "err", err)

@@ -124,3 +124,35 @@ func TestStandbyWithLostDataDirIsRebuilt(t *testing.T) {
 		t.Errorf("rebuilt standby row = %q, want 7", got)
 	}
 }
+
+func TestPrimaryThatCannotStartAfterRestartFailsOver(t *testing.T) {
+	dir := testDir(t)
+	cfg := Config{Nodes: testNodes(t, dir, 2), StateFile: filepath.Join(dir, "state.json")}
+	c := startTestCluster(t, cfg)
+	waitEligible(t, c)
+	if err := c.inst["db-a"].exec(context.Background(), "CREATE TABLE keep (v int); INSERT INTO keep VALUES (9)"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The primary's control file is lost: it cannot start, and pg_rewind
+	// cannot use it either, so it must come back from a base backup.
+	if err := os.Remove(filepath.Join(cfg.Nodes[0].DataDir, "global", "pg_control")); err != nil {
+		t.Fatal(err)
+	}
+	c2 := startTestCluster(t, cfg)
+	waitFor(t, 30*time.Second, "failover to db-b", func() bool {
+		st := c2.Status()
+		return st.State.Primary == "db-b" && st.State.Epoch == 2 && st.EndpointEpoch == 2
+	})
+	waitEligible(t, c2)
+	if got := queryString(t, c2, "db-b", "SELECT v::text FROM keep"); got != "9" {
+		t.Errorf("row on new primary = %q, want 9", got)
+	}
+	if got := queryString(t, c2, "db-a", "SELECT pg_is_in_recovery()::text"); got != "true" {
+		t.Errorf("db-a in recovery = %s, want true (rebuilt as standby)", got)
+	}
+}
