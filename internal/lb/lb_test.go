@@ -809,3 +809,63 @@ func TestStopLeavesNoGoroutines(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestUpgradeAndHTTP2(t *testing.T) {
+	l, c := startLB(t, nil)
+	echo := newBackend(t, "e", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			io.WriteString(w, r.Proto)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(brw, buf); err == nil {
+			conn.Write(buf)
+		}
+	})
+	register(t, l, "e", "za", echo.addr())
+	waitState(t, l, "e", StateHealthy)
+
+	req, _ := http.NewRequest(http.MethodGet, l.HTTPSURL()+"/ws", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "echo")
+	resp, err := (&http.Client{Transport: c.Transport}).Do(req) // no Timeout: it would hide the writable body
+	if err != nil {
+		t.Fatalf("upgrade request: %v", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade status = %d, want 101", resp.StatusCode)
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		t.Fatalf("101 body is not writable: %T %v", resp.Body, resp.Header)
+	}
+	if _, err := rwc.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(rwc, got); err != nil || string(got) != "ping" {
+		t.Errorf("echo over upgraded connection = %q, %v; want ping", got, err)
+	}
+	rwc.Close()
+
+	// HTTP/2 from the client; HTTP/1.1 to the target.
+	tr := c.Transport.(*http.Transport).Clone()
+	tr.ForceAttemptHTTP2 = true
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err = (&http.Client{Transport: tr}).Get(l.HTTPSURL() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Proto != "HTTP/2.0" || string(body) != "HTTP/1.1" {
+		t.Errorf("client proto %s, target saw %q; want HTTP/2.0 and HTTP/1.1", resp.Proto, body)
+	}
+}
