@@ -31,7 +31,6 @@ const (
 // Reason codes, as ALB reports them in DescribeTargetHealth.
 const (
 	ReasonInitialHealthChecking   = "Elb.InitialHealthChecking"
-	ReasonRegistrationInProgress  = "Elb.RegistrationInProgress"
 	ReasonResponseCodeMismatch    = "Target.ResponseCodeMismatch"
 	ReasonTimeout                 = "Target.Timeout"
 	ReasonFailedHealthChecks      = "Target.FailedHealthChecks"
