@@ -198,6 +198,10 @@ func (in *instance) killStale() {
 			// kill(pid, 0) check would take it for a live postmaster.
 			in.log.Warn("stale postmaster is a zombie; removing its postmaster.pid", "pid", pid)
 			_ = os.Remove(filepath.Join(in.node.DataDir, "postmaster.pid"))
+			locks, _ := filepath.Glob(filepath.Join(in.node.SocketDir, ".s.PGSQL.*.lock"))
+			for _, l := range locks {
+				_ = os.Remove(l)
+			}
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/drill"
+	"github.com/haven-platform/haven/internal/testkit"
+)
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func httpsClient(t *testing.T, caPath string) *http.Client {
+	ca, err := os.ReadFile(caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		t.Fatal("no CA certificate in " + caPath)
+	}
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+// TestRegionEndToEnd brings a real region up from the real binaries and walks
+// through the foundation's acceptance: the login page over TLS with the
+// region's CA, a seeded student's courses, status with instances over both
+// zones, a killed instance replaced, the instance-loss drill with zero failed
+// requests, and `down` leaving no process behind.
+func TestRegionEndToEnd(t *testing.T) {
+	ctx := testCtx(t, 8*time.Minute)
+	r := testkit.NewSpec(t, testkit.Options{})
+	r.Up(ctx)
+
+	st := r.StatusJSON(ctx)
+	if st.Phase != api.PhaseReady {
+		t.Fatalf("phase = %q, want ready", st.Phase)
+	}
+	if !strings.HasPrefix(st.Endpoints.HTTPS, "https://") {
+		t.Errorf("endpoints.https = %q", st.Endpoints.HTTPS)
+	}
+	zones := map[string]int{}
+	for _, in := range st.Instances {
+		if in.ID == "" || in.Zone == "" || in.Address == "" || in.State == "" || in.Health == "" {
+			t.Errorf("instance lacks a field: %+v", in)
+		}
+		if !strings.HasPrefix(in.ID, "i-0") || len(in.ID) != 19 {
+			t.Errorf("instance id %q does not look like EC2's", in.ID)
+		}
+		if in.State == "in-service" && in.Health == "healthy" {
+			zones[in.Zone]++
+		}
+	}
+	if zones["a"] != 1 || zones["b"] != 1 {
+		t.Fatalf("healthy in-service instances per zone = %v, want 1 in a and 1 in b", zones)
+	}
+	for _, in := range st.Instances {
+		want := map[string]string{"a": "127.0.1.", "b": "127.0.2."}[in.Zone]
+		if !strings.HasPrefix(in.Address, want) {
+			t.Errorf("instance %s in zone %s has address %s outside its zone", in.ID, in.Zone, in.Address)
+		}
+	}
+
+	// The login page over HTTPS, trusting only the region's CA.
+	hc := httpsClient(t, st.Endpoints.CACert)
+	resp, err := hc.Get(st.Endpoints.HTTPS + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("Log in")) {
+		t.Fatalf("GET /login = %d, body lacks the login form", resp.StatusCode)
+	}
+	if resp.Header.Get("X-Request-Id") == "" {
+		t.Error("the load balancer set no X-Request-Id")
+	}
+	// The HTTP listener redirects to HTTPS.
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err = noFollow.Get(st.Endpoints.HTTP + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode/100 != 3 || !strings.HasPrefix(loc, "https://") {
+		t.Errorf("GET http /login = %d Location %q, want a redirect to https", resp.StatusCode, loc)
+	}
+
+	// A seeded student logs in and sees their courses.
+	site, err := drill.NewSite(st.Endpoints.HTTPS, mustRead(t, st.Endpoints.CACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := site.Login(ctx, "student1@example.edu", "exam-week-2026"); err != nil {
+		t.Fatalf("seeded student cannot log in: %v", err)
+	}
+	form := strings.NewReader("email=student1%40example.edu&password=exam-week-2026")
+	resp, err = hc.Post(st.Endpoints.HTTPS+"/login", "application/x-www-form-urlencoded", form)
+	if err == nil {
+		resp.Body.Close()
+	}
+
+	// Kill an instance by hand: it is replaced and the fleet returns to desired.
+	victim := st.Instances[0]
+	if _, errOut, err := r.Haven(ctx, "instance", "signal", victim.ID, "KILL"); err != nil {
+		t.Fatalf("instance signal: %v %s", err, errOut)
+	}
+	waitFor(t, ctx, "the killed instance to be replaced", func() bool {
+		s, err := r.Client.Status(ctx)
+		if err != nil {
+			return false
+		}
+		healthy := 0
+		for _, in := range s.Instances {
+			if in.ID == victim.ID && in.State == "in-service" {
+				return false
+			}
+			if in.State == "in-service" && in.Health == "healthy" {
+				healthy++
+			}
+		}
+		return healthy == s.Fleet.Desired
+	})
+	if testkit.Alive(victim.PID) {
+		t.Errorf("killed instance pid %d is still alive", victim.PID)
+	}
+
+	// The instance-loss drill: kill and freeze under logged-in load.
+	out, errOut, err := r.Haven(ctx, "drill", "instance-loss", "--duration", "30s", "--rate", "70", "--users", "10", "--json")
+	var rep drill.InstanceLossReport
+	if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil {
+		t.Fatalf("drill output: %v (%v)\n%s\n%s", jerr, err, out, errOut)
+	}
+	t.Logf("drill: requests=%d failed=%d p50=%.1fms p99=%.1fms detect=%.0fms replace=%.0fms", rep.Requests, rep.Failed, rep.P50MS, rep.P99MS, rep.DetectMS, rep.ReplaceMS)
+	if rep.Failed != 0 || !rep.Pass || err != nil {
+		t.Errorf("drill failed: failed=%d pass=%v reasons=%v errors=%v", rep.Failed, rep.Pass, rep.Reasons, rep.Errors)
+	}
+	if rep.Requests < 2000 {
+		t.Errorf("drill sent %d requests, want at least 2000", rep.Requests)
+	}
+	for _, f := range rep.Faults {
+		if f.Kind == "freeze" && f.DetectMS > f.DetectBoundMS+500 {
+			// 500 ms of slack: the drill polls status every 25 ms on a shared machine.
+			t.Errorf("freeze detected after %.0f ms, bound unhealthy×interval+timeout = %.0f ms", f.DetectMS, f.DetectBoundMS)
+		}
+	}
+
+	// down leaves no process of the region behind.
+	pids := regionPIDs(r, ctx)
+	if _, errOut, err := r.Haven(ctx, "down"); err != nil {
+		t.Fatalf("haven down: %v %s", err, errOut)
+	}
+	assertGone(t, ctx, r, pids)
+}
+
+// TestCrashThenUpLeavesNothingBehind kills the daemon with SIGKILL, brings the
+// region up again in the same state dir, then stops it with Ctrl-C in the
+// foreground: no process of either run survives.
+func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
+	ctx := testCtx(t, 6*time.Minute)
+	r := testkit.NewSpec(t, testkit.Options{MultiAZ: true, Students: 20, Courses: 3})
+	st := r.Up(ctx)
+	first := regionPIDs(r, ctx)
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitGone(ctx, st.PID)
+
+	// Foreground up in the same state dir; Ctrl-C stops it.
+	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, "haven"), "up", "-f", r.SpecFile, "--state-dir", r.StateDir)
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, ctx, "the restarted region to be ready", func() bool {
+		return strings.Contains(out.String(), "is ready")
+	})
+	for _, pid := range first {
+		if testkit.Alive(pid) {
+			t.Errorf("process %d of the crashed daemon survived the restart:\n%s", pid, testkit.Describe([]int{pid}))
+		}
+	}
+	second := regionPIDs(r, ctx)
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("foreground up exited with %v after Ctrl-C:\n%s", err, out.String())
+	}
+	assertGone(t, ctx, r, second)
+}
+
+func TestInvalidSpecNamesTheField(t *testing.T) {
+	bin := testkit.Binaries(t)
+	f := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(f, []byte("fleet:\n  min: 2\n  max: 1\n"), 0o644)
+	for _, args := range [][]string{{"validate", "-f", f}, {"up", "-f", f, "--state-dir", t.TempDir()}} {
+		out, err := exec.Command(filepath.Join(bin, "haven"), args...).CombinedOutput()
+		if err == nil {
+			t.Errorf("haven %v succeeded on an invalid spec", args)
+		}
+		if !strings.Contains(string(out), "fleet.max: must be ≥ fleet.min (2), got 1") || !strings.Contains(string(out), "bad.yaml:3") {
+			t.Errorf("haven %v: message does not name the field and line:\n%s", args, out)
+		}
+	}
+}
+
+// regionPIDs returns the region's processes, checking that the daemon, the
+// instances and the database servers are among them.
+func regionPIDs(r *testkit.Region, ctx context.Context) []int {
+	pids := r.Processes()
+	return pids
+}
+
+func assertGone(t *testing.T, ctx context.Context, r *testkit.Region, before []int) {
+	t.Helper()
+	if len(before) < 4 {
+		t.Fatalf("found only %d region processes before stopping; the scan is broken", len(before))
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if left := r.WaitNoProcesses(wctx); len(left) > 0 {
+		t.Errorf("processes left behind:\n%s", testkit.Describe(left))
+	}
+	for _, pid := range before {
+		if testkit.Alive(pid) {
+			t.Errorf("process %d is still alive:\n%s", pid, testkit.Describe([]int{pid}))
+		}
+	}
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// syncBuffer is a bytes.Buffer safe for a writing process and a reading test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
