@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/lb"
 )
-
-type muxer = *http.ServeMux
 
 // balancer adapts the load balancer's target group to the fleet's Balancer.
 type balancer struct{ l *lb.LB }

@@ -70,7 +70,9 @@ type Region struct {
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
-	extraRoutes  []func(mux muxer)
+
+	dbx  dbExtras      // owned by db.go
+	secx secretsExtras // owned by secrets.go
 }
 
 // Run brings the region up, serves the daemon API on the state directory's
@@ -184,6 +186,12 @@ func (r *Region) start(ctx context.Context) error {
 	if err := r.startDatabase(ctx); err != nil {
 		return err
 	}
+	if err := r.startBackups(ctx); err != nil {
+		return err
+	}
+	if err := r.startSecrets(ctx); err != nil {
+		return err
+	}
 	if len(s.App.Release) > 0 {
 		if err := r.runRelease(ctx); err != nil {
 			return err
@@ -253,6 +261,7 @@ func (r *Region) startDatabase(ctx context.Context) error {
 	r.db, err = pgha.New(pgha.Config{
 		Nodes: nodes, StateFile: filepath.Join(r.opts.StateDir, "db", "controller.json"),
 		Durability: dur, AppDatabase: s.Database.Name, AppNetworks: nets,
+		AppAuth: r.appAuth(), ArchiveCommand: r.archiveCommand(),
 		Endpoint: r.dbProxy, Logger: r.opts.Logger.With("component", "pgha"),
 	})
 	if err != nil {
@@ -269,6 +278,9 @@ func (r *Region) startDatabase(ctx context.Context) error {
 	if err := r.db.Bootstrap(ctx, s.Database.Name, s.Database.User); err != nil {
 		return err
 	}
+	if err := r.bootstrapDBLogins(ctx); err != nil {
+		return err
+	}
 	r.say("database: endpoint %s → %s (epoch %d)", s.Database.Endpoint, r.db.Primary().Addr(), r.db.Status().State.Epoch)
 	return nil
 }
@@ -283,6 +295,9 @@ func (r *Region) appEnv() map[string]string {
 		"PGCONNECT_TIMEOUT": "3", "AWS_REGION": s.AWS.Region,
 	}
 	for k, v := range s.App.Env {
+		env[k] = v
+	}
+	for k, v := range r.secretsEnv() {
 		env[k] = v
 	}
 	return env
@@ -353,8 +368,10 @@ func (r *Region) startFleet(ctx context.Context) error {
 		LogDir:      filepath.Join(r.opts.StateDir, "logs", "instances"),
 		Balancer:    balancer{r.lb},
 		Cgroups:     r.cgroups,
+		EnvFunc:     r.instanceEnv,
 		OnEvent: func(e fleet.Event) {
 			r.events.Add("fleet", e.Type, e.Instance, "zone "+e.Zone+" "+e.Reason)
+			r.onFleetEvent(e)
 		},
 		Logger: r.opts.Logger.With("component", "fleet"),
 	})
@@ -402,6 +419,7 @@ func (r *Region) stop(ctx context.Context) error {
 	if r.lb != nil {
 		errs = append(errs, r.lb.Stop(ctx))
 	}
+	errs = append(errs, r.stopSecrets(ctx), r.stopBackups(ctx))
 	if r.db != nil {
 		errs = append(errs, r.db.Stop(ctx))
 	}

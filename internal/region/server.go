@@ -75,9 +75,8 @@ func (r *Region) routes() http.Handler {
 		}
 		reply(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	for _, h := range r.extraRoutes {
-		h(mux)
-	}
+	r.routesDB(mux)
+	r.routesSecrets(mux)
 	return mux
 }
 
