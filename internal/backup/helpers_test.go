@@ -101,6 +101,18 @@ func startEnv(t *testing.T, n int, ticker bool) *env {
 			for _, n := range e.nodes {
 				t.Logf("--- %s log tail ---\n%s", n.Name, tailFile(n.LogFile, 15))
 			}
+			logs, _ := filepath.Glob(filepath.Join(e.mgr.cfg.Dir, "log", "*.log"))
+			for _, n := range e.nodes {
+				logs = append(logs, n.LogFile)
+			}
+			for _, l := range logs {
+				b, _ := os.ReadFile(l)
+				for _, line := range strings.Split(string(b), "\n") {
+					if strings.Contains(line, "ERROR") || strings.Contains(line, "WARN") || strings.Contains(line, "archive") {
+						t.Logf("%s: %s", filepath.Base(l), line)
+					}
+				}
+			}
 		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -51,6 +51,9 @@ type PITRReport struct {
 	// InFlight counts rows stamped at or before T but acknowledged after T,
 	// plus rows whose outcome is unknown: either answer is correct.
 	InFlight int `json:"in_flight"`
+	// Unknown counts INSERTs cut off by the end of the write period: they
+	// may or may not have committed on the live server (no id, not checked).
+	Unknown int `json:"unknown"`
 	// Restored counts rows in the restored table.
 	Restored int `json:"restored"`
 	// Missing are MustHave rows absent from the restore; Extra are
@@ -121,6 +124,7 @@ func (m *Manager) PITRCheck(ctx context.Context, opts PITROptions) (PITRReport, 
 	defer stop()
 	var mu sync.Mutex
 	var rows []ledgerRow
+	var unknown int
 	var wg sync.WaitGroup
 	for w := 0; w < opts.Writers; w++ {
 		wg.Add(1)
@@ -146,18 +150,22 @@ func (m *Manager) PITRCheck(ctx context.Context, opts PITROptions) (PITRReport, 
 				r.ack = time.Now()
 				if err != nil {
 					if wctx.Err() != nil {
-						r.unknown = true
-					} else {
-						conn.Close(context.Background())
-						conn = nil
-						continue // not committed (or unknown without an id: nothing to check)
+						mu.Lock()
+						unknown++
+						mu.Unlock()
+						return
 					}
-				}
-				if r.id != 0 {
+					// Without an id the row cannot be checked either way.
 					mu.Lock()
-					rows = append(rows, r)
+					unknown++
 					mu.Unlock()
+					conn.Close(context.Background())
+					conn = nil
+					continue
 				}
+				mu.Lock()
+				rows = append(rows, r)
+				mu.Unlock()
 				time.Sleep(10 * time.Millisecond)
 			}
 		}()
@@ -177,7 +185,7 @@ func (m *Manager) PITRCheck(ctx context.Context, opts PITROptions) (PITRReport, 
 	if err := ctx.Err(); err != nil {
 		return rep, err
 	}
-	rep.Target = target
+	rep.Target, rep.Unknown = target, unknown
 	rep.LagSamples = len(lags)
 	if len(lags) > 0 {
 		slices.Sort(lags)

@@ -28,6 +28,11 @@ type ArchiveStatus struct {
 	LastArchivedAt  time.Time `json:"last_archived_at,omitempty"`
 	FailedCount     int64     `json:"failed_count"`
 	LastFailedWAL   string    `json:"last_failed_wal,omitempty"`
+	LastFailedAt    time.Time `json:"last_failed_at,omitempty"`
+	// Failing is true when the newest archive attempt failed (the last
+	// failure is newer than the last success). Failures before the stanza
+	// existed are normal and retried by PostgreSQL.
+	Failing bool `json:"failing"`
 	// LastError is the ticker's last error ("" after a good round).
 	LastError string `json:"last_error,omitempty"`
 }
@@ -139,13 +144,17 @@ func (m *Manager) ArchiveTicker(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			var wal, failed *string
-			var at *time.Time
-			if err := conn.QueryRow(cctx, "SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal FROM pg_stat_archiver").
-				Scan(&wal, &at, &st.FailedCount, &failed); err == nil {
-				st.LastArchivedWAL, st.LastFailedWAL, st.LastArchivedAt = deref(wal), deref(failed), time.Time{}
+			var at, failedAt *time.Time
+			if err := conn.QueryRow(cctx, "SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver").
+				Scan(&wal, &at, &st.FailedCount, &failed, &failedAt); err == nil {
+				st.LastArchivedWAL, st.LastFailedWAL, st.LastArchivedAt, st.LastFailedAt = deref(wal), deref(failed), time.Time{}, time.Time{}
 				if at != nil {
 					st.LastArchivedAt = at.UTC()
 				}
+				if failedAt != nil {
+					st.LastFailedAt = failedAt.UTC()
+				}
+				st.Failing = st.LastFailedAt.After(st.LastArchivedAt)
 			}
 			return nil
 		}()
