@@ -238,3 +238,223 @@ func (c *Client) Events(ctx context.Context, after int64) ([]Event, error) {
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	return c.do(ctx, method, path, in, out)
 }
+
+// DBStatus is the database tier in detail: `haven db status --json` prints it.
+type DBStatus struct {
+	// Endpoint is the stable address apps connect to.
+	Endpoint string `json:"endpoint"`
+	// AppUser and AppDatabase are the application's role and database.
+	AppUser     string `json:"app_user"`
+	AppDatabase string `json:"app_database"`
+	// AppAuth is how the app role authenticates: trust or scram-sha-256.
+	AppAuth string `json:"app_auth"`
+	// MultiAZ is true when a standby runs in the other zone.
+	MultiAZ bool `json:"multi_az"`
+	// Durability is preferred or required.
+	Durability string `json:"durability"`
+	// Epoch is the persisted epoch; EndpointEpoch the one the endpoint forwards for (0: none).
+	Epoch         int64  `json:"epoch"`
+	EndpointEpoch int64  `json:"endpoint_epoch"`
+	Primary       string `json:"primary"`
+	PrimaryZone   string `json:"primary_zone"`
+	Standby       string `json:"standby,omitempty"`
+	StandbyZone   string `json:"standby_zone,omitempty"`
+	// StandbyEligible: the standby holds every acknowledged commit and may be promoted.
+	StandbyEligible bool `json:"standby_eligible"`
+	// SyncEnabled: the primary's synchronous_standby_names names the standby.
+	SyncEnabled bool `json:"sync_enabled"`
+	// SyncState is the primary's pg_stat_replication sync_state for the
+	// standby (sync, async, potential) or "none" when it is not connected.
+	SyncState string `json:"sync_state"`
+	// ReplicationState is pg_stat_replication.state (streaming, catchup, ...) or "none".
+	ReplicationState string `json:"replication_state"`
+	// LagBytes is how far the standby's replay trails the primary's WAL
+	// position; LagSeconds is pg_stat_replication.replay_lag (0 when idle).
+	LagBytes   int64   `json:"lag_bytes"`
+	LagSeconds float64 `json:"lag_seconds"`
+	// Nodes are the servers.
+	Nodes []DBNodeStatus `json:"nodes"`
+	// LastPlan and LastError are the controller's most recent plan and failure.
+	LastPlan  string `json:"last_plan,omitempty"`
+	LastError string `json:"last_error,omitempty"`
+	// Backups is the backup tier's summary (nil when backups are off).
+	Backups *DBBackupSummary `json:"backups,omitempty"`
+	// Restores are the restored servers still running.
+	Restores []DBRestore `json:"restores,omitempty"`
+}
+
+// DBNodeStatus is one PostgreSQL server.
+type DBNodeStatus struct {
+	Name       string `json:"name"`
+	Zone       string `json:"zone"`
+	Address    string `json:"address"`
+	Role       string `json:"role"`   // primary, standby, rebuilding, down
+	Health     string `json:"health"` // up, slow, dead, unknown
+	PID        int    `json:"pid,omitempty"`
+	InRecovery bool   `json:"in_recovery"`
+}
+
+// DBBackupSummary is the backup tier at a glance.
+type DBBackupSummary struct {
+	Enabled bool   `json:"enabled"`
+	Reason  string `json:"reason,omitempty"` // why backups are off
+	Stanza  string `json:"stanza,omitempty"`
+	Repo    string `json:"repo,omitempty"`
+	// ArchiveFailing is true when PostgreSQL's archiver reports failures.
+	ArchiveFailing bool   `json:"archive_failing"`
+	LastArchived   string `json:"last_archived_wal,omitempty"`
+}
+
+// DBSwitchoverRequest asks for a planned switchover to the standby in ToZone.
+type DBSwitchoverRequest struct {
+	ToZone string `json:"to_zone,omitempty"` // default: the standby's zone
+}
+
+// DBSwitchoverResult is a finished switchover.
+type DBSwitchoverResult struct {
+	FromNode string  `json:"from_node"`
+	ToNode   string  `json:"to_node"`
+	ToZone   string  `json:"to_zone"`
+	Epoch    int64   `json:"epoch"`
+	TookMS   float64 `json:"took_ms"`
+}
+
+// Database fault kinds for DBFaultRequest.
+const (
+	DBFaultKill              = "kill"
+	DBFaultFreeze            = "freeze"
+	DBFaultThaw              = "thaw"
+	DBFaultStandbyLoss       = "standby-loss"
+	DBFaultControllerRestart = "controller-restart"
+)
+
+// DBFaultRequest injects a database fault (a drill's failpoint).
+type DBFaultRequest struct {
+	// Kind is kill, freeze, thaw, standby-loss or controller-restart.
+	Kind string `json:"kind"`
+	// Node defaults to the current primary (the standby for standby-loss).
+	Node string `json:"node,omitempty"`
+	// DelayMS, for controller-restart: the primary is killed, and the
+	// controller restarted this long after (0: at once), to land mid-failover.
+	DelayMS int `json:"delay_ms,omitempty"`
+}
+
+// DBFaultResult says what was done and when.
+type DBFaultResult struct {
+	Kind string    `json:"kind"`
+	Node string    `json:"node"`
+	Zone string    `json:"zone"`
+	PID  int       `json:"pid,omitempty"`
+	At   time.Time `json:"at"` // when the signal was sent
+	// Epoch is the epoch before the fault.
+	Epoch int64 `json:"epoch"`
+	// RestartedAt and RestartEpoch (controller-restart): when the new
+	// controller started and the persisted epoch it started from. An epoch
+	// equal to Epoch means the failover was interrupted before it persisted.
+	RestartedAt  time.Time `json:"restarted_at,omitempty"`
+	RestartEpoch int64     `json:"restart_epoch,omitempty"`
+}
+
+// DBBackupRequest takes a backup now.
+type DBBackupRequest struct {
+	Type string `json:"type,omitempty"` // full (default) or incr
+}
+
+// DBBackup is one backup in the repository.
+type DBBackup struct {
+	Label     string    `json:"label"`
+	Type      string    `json:"type"`
+	Prior     string    `json:"prior,omitempty"`
+	Start     time.Time `json:"start"`
+	Stop      time.Time `json:"stop"`
+	WALStart  string    `json:"wal_start"`
+	WALStop   string    `json:"wal_stop"`
+	SizeBytes int64     `json:"size_bytes"`
+	RepoBytes int64     `json:"repo_bytes"`
+}
+
+// DBBackupList is the repository and the restorable window.
+type DBBackupList struct {
+	Backups            []DBBackup `json:"backups"`
+	EarliestRestorable time.Time  `json:"earliest_restorable,omitempty"`
+	LatestRestorable   time.Time  `json:"latest_restorable,omitempty"`
+	// LatestRestorableLagSeconds is now minus LatestRestorable.
+	LatestRestorableLagSeconds float64 `json:"latest_restorable_lag_s,omitempty"`
+	WALMin                     string  `json:"wal_min,omitempty"`
+	WALMax                     string  `json:"wal_max,omitempty"`
+}
+
+// DBRestoreRequest restores the backups to a point in time into a new server.
+type DBRestoreRequest struct {
+	ToTime time.Time `json:"to_time"`
+	// Port for the new server on 127.0.0.1. Default: a free port.
+	Port int `json:"port,omitempty"`
+}
+
+// DBRestore is a restored server, running until `haven db restore-stop` or `haven down`.
+type DBRestore struct {
+	ID           string    `json:"id"`
+	Target       time.Time `json:"target"`
+	Backup       string    `json:"backup"`
+	Address      string    `json:"address"`
+	DSN          string    `json:"dsn"` // the app role and database, over TCP
+	DataDir      string    `json:"data_dir"`
+	LogFile      string    `json:"log_file"`
+	PID          int       `json:"pid,omitempty"`
+	LastReplayed time.Time `json:"last_replayed,omitempty"`
+	TookMS       float64   `json:"took_ms"`
+}
+
+// DBStatus returns the database tier's detailed status.
+func (c *Client) DBStatus(ctx context.Context) (DBStatus, error) {
+	var s DBStatus
+	err := c.do(ctx, http.MethodGet, "/v1/db/status", nil, &s)
+	return s, err
+}
+
+// DBSwitchover performs a planned switchover.
+func (c *Client) DBSwitchover(ctx context.Context, r DBSwitchoverRequest) (DBSwitchoverResult, error) {
+	var out DBSwitchoverResult
+	err := c.do(ctx, http.MethodPost, "/v1/db/switchover", r, &out)
+	return out, err
+}
+
+// DBFault injects a database fault.
+func (c *Client) DBFault(ctx context.Context, r DBFaultRequest) (DBFaultResult, error) {
+	var out DBFaultResult
+	err := c.do(ctx, http.MethodPost, "/v1/db/fault", r, &out)
+	return out, err
+}
+
+// DBBackup takes a backup now and returns it.
+func (c *Client) DBBackup(ctx context.Context, r DBBackupRequest) (DBBackup, error) {
+	var out DBBackup
+	err := c.do(ctx, http.MethodPost, "/v1/db/backups", r, &out)
+	return out, err
+}
+
+// DBBackups lists the backups and the restorable window.
+func (c *Client) DBBackups(ctx context.Context) (DBBackupList, error) {
+	var out DBBackupList
+	err := c.do(ctx, http.MethodGet, "/v1/db/backups", nil, &out)
+	return out, err
+}
+
+// DBRestore restores to a point in time into a new server and leaves it running.
+func (c *Client) DBRestore(ctx context.Context, r DBRestoreRequest) (DBRestore, error) {
+	var out DBRestore
+	err := c.do(ctx, http.MethodPost, "/v1/db/restore", r, &out)
+	return out, err
+}
+
+// DBRestores lists the restored servers still running.
+func (c *Client) DBRestores(ctx context.Context) ([]DBRestore, error) {
+	var out []DBRestore
+	err := c.do(ctx, http.MethodGet, "/v1/db/restores", nil, &out)
+	return out, err
+}
+
+// DBRestoreStop stops a restored server (its data directory is kept).
+func (c *Client) DBRestoreStop(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/db/restores/"+id, nil, nil)
+}
