@@ -60,6 +60,10 @@ type Region struct {
 	progress []string
 	warnings []string
 
+	// pgRoot holds what the postgres OS user must reach: database nodes and
+	// the backup repository. See postgresRoot.
+	pgRoot string
+
 	zones   []*zone.Zone
 	cgroups *cgroup.Manager
 	ca      *ca.CA
@@ -93,23 +97,22 @@ func Run(ctx context.Context, opts Options) error {
 	if err := os.MkdirAll(opts.StateDir, 0o711); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	if err := checkTraversable(opts.StateDir); err != nil {
-		return err
+	if err := os.Chmod(opts.StateDir, 0o711); err != nil {
+		return fmt.Errorf("create state dir: %w", err)
 	}
 	unlock, err := lockStateDir(opts.StateDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	for _, d := range []string{"logs/instances", "db", "ca"} {
+	for _, d := range []string{"logs/instances", "ca"} {
 		if err := os.MkdirAll(filepath.Join(opts.StateDir, d), 0o700); err != nil {
 			return fmt.Errorf("create state dir: %w", err)
 		}
 	}
-	for _, d := range []string{"", "db"} {
-		if err := os.Chmod(filepath.Join(opts.StateDir, d), 0o711); err != nil {
-			return fmt.Errorf("create state dir: %w", err)
-		}
+	pgRoot, err := postgresRoot(opts.StateDir)
+	if err != nil {
+		return err
 	}
 	evf, err := os.OpenFile(filepath.Join(opts.StateDir, "logs", "events.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -118,7 +121,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer evf.Close()
 	r := &Region{
 		opts: opts, spec: opts.Spec, log: opts.Logger.With("component", "region"),
-		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting,
+		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting, pgRoot: pgRoot,
 		shutdown: make(chan struct{}),
 	}
 	closeAPI, err := r.serveAPI()
@@ -234,7 +237,7 @@ func (r *Region) startDatabase(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		base := filepath.Join(r.opts.StateDir, "db")
+		base := filepath.Join(r.pgRoot, "db")
 		nodes = append(nodes, pgha.Node{
 			Name: "db_" + z.Name, Zone: z.Name, ListenAddr: addr, Port: int(ep.Port()) + 1,
 			DataDir:   filepath.Join(base, "db_"+z.Name, "data"),
@@ -259,7 +262,7 @@ func (r *Region) startDatabase(ctx context.Context) error {
 	}
 	nets = append(nets, netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()))
 	r.db, err = pgha.New(pgha.Config{
-		Nodes: nodes, StateFile: filepath.Join(r.opts.StateDir, "db", "controller.json"),
+		Nodes: nodes, StateFile: filepath.Join(r.pgRoot, "db", "controller.json"),
 		Durability: dur, AppDatabase: s.Database.Name, AppNetworks: nets,
 		AppAuth: r.appAuth(), ArchiveCommand: r.archiveCommand(),
 		Endpoint: r.dbProxy, Logger: r.opts.Logger.With("component", "pgha"),
@@ -466,19 +469,48 @@ func (r *Region) setFailed(err error) {
 	r.mu.Unlock()
 }
 
-// checkTraversable makes sure the postgres OS user can reach dir: every
-// ancestor must let others search it.
-func checkTraversable(dir string) error {
-	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return fmt.Errorf("check state dir: %w", err)
+// postgresRoot returns the directory for everything the postgres OS user must
+// reach (database nodes, the backup repository), creating it. PostgreSQL
+// refuses to run as root, so that user must be able to traverse every parent
+// directory. <state-dir>/pg is used when it can; when a parent is closed to
+// others (a checkout under /root, mode 0700), the data goes to
+// /var/lib/haven/<hash of the state dir> and <state-dir>/pg is a symlink to it.
+func postgresRoot(stateDir string) (string, error) {
+	link := filepath.Join(stateDir, "pg")
+	if target, err := os.Readlink(link); err == nil {
+		return target, os.MkdirAll(filepath.Join(target, "db"), 0o711)
+	}
+	dir := link
+	if !traversable(stateDir) {
+		sum := sha256.Sum256([]byte(stateDir))
+		dir = filepath.Join("/var/lib/haven", hex.EncodeToString(sum[:8]))
+		if err := os.MkdirAll("/var/lib/haven", 0o711); err != nil {
+			return "", fmt.Errorf("create %s for the database (the postgres user cannot enter %s): %w", dir, stateDir, err)
 		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("state dir %s: PostgreSQL runs as the postgres OS user, which cannot enter %s (mode %v); pick a --state-dir elsewhere (e.g. /var/lib/haven/NAME) or `chmod o+x %s`", dir, d, st.Mode().Perm(), d)
+		if err := os.Symlink(dir, link); err != nil && !os.IsExist(err) {
+			return "", fmt.Errorf("link %s: %w", link, err)
+		}
+	}
+	for _, d := range []string{dir, filepath.Join(dir, "db")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return "", fmt.Errorf("create %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// traversable reports whether others may search every directory from / to dir.
+func traversable(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return false
 		}
 		if d == "/" || d == "." {
-			return nil
+			return true
 		}
 	}
 }
