@@ -1,36 +1,991 @@
 package region
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/fleet"
+	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/imds"
+	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/secrets"
 )
 
 // secretsExtras holds the identity and secrets tier. secrets.go owns it.
-type secretsExtras struct{}
+type secretsExtras struct {
+	log      *slog.Logger
+	issuer   *iam.Issuer
+	policies *iam.Policies
+	server   *secrets.Server
+	sched    *secrets.Scheduler
+	started  bool
 
-// appAuth is the pg_hba method for the app's roles.
-func (r *Region) appAuth() string { return "trust" }
+	dbSecret    string // name
+	dbSecretARN string
+	appRole     string
 
-// bootstrapDBLogins creates the app's login roles once the database is up.
-func (r *Region) bootstrapDBLogins(ctx context.Context) error { return nil }
+	mu      sync.Mutex
+	imds    map[string]*metadataServer // by instance id
+	release *metadataServer
+}
 
-// startSecrets starts the secrets service before anything that needs a credential.
-func (r *Region) startSecrets(ctx context.Context) error { return nil }
+// metadataServer is one instance's IMDS endpoint and when it was started.
+type metadataServer struct {
+	srv     *imds.Server
+	started time.Time
+}
 
-func (r *Region) stopSecrets(ctx context.Context) error { return nil }
+// appAuth is the pg_hba method for the app's roles: SCRAM passwords only.
+func (r *Region) appAuth() string { return pgha.AuthSCRAM }
+
+// dbUsers are the two alternating login roles of the app's owner role.
+func (r *Region) dbUsers() [2]string {
+	u := r.spec.Database.User
+	return [2]string{u + "_a", u + "_b"}
+}
+
+// openSecrets builds the issuer, the policies and the secrets server (its
+// store and audit log) once; it does not listen yet.
+func (r *Region) openSecrets() error {
+	x := &r.secx
+	if x.server != nil {
+		return nil
+	}
+	x.log = r.opts.Logger.With("component", "secrets-tier")
+	x.imds = map[string]*metadataServer{}
+	x.dbSecret = r.spec.Name + "/db"
+	x.appRole = r.spec.Name + "-app"
+	var err error
+	x.issuer, err = iam.NewIssuer(iam.IssuerConfig{Logger: r.opts.Logger})
+	if err != nil {
+		return fmt.Errorf("start identity issuer: %w", err)
+	}
+	x.policies = iam.NewPolicies()
+	if err := x.policies.Set(x.issuer.OperatorRole(), iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
+		Sid: "Operator", Effect: iam.Allow, Action: iam.StringList{"secretsmanager:*"}, Resource: iam.StringList{"*"},
+	}}}); err != nil {
+		return err
+	}
+	dir := filepath.Join(r.opts.StateDir, "secrets")
+	x.server, err = secrets.New(secrets.Config{
+		Dir: dir, Region: r.spec.AWS.Region, Account: x.issuer.Account(),
+		Keys: x.issuer, Policies: x.policies, Addr: r.spec.Secrets.Listen, Logger: r.opts.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("open secrets store in %s: %w", dir, err)
+	}
+	x.server.Driver().Register(x.dbSecret, &pgRotator{r: r})
+	return nil
+}
+
+// bootstrapDBLogins creates the app's two alternating login roles (members of
+// the owner role, which owns the database and everything in it), the database
+// secret on first start, and makes the database agree with AWSCURRENT.
+func (r *Region) bootstrapDBLogins(ctx context.Context) error {
+	if err := r.openSecrets(); err != nil {
+		return err
+	}
+	x := &r.secx
+	owner := r.spec.Database.User
+	conn, err := r.adminConn(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap database logins: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	oid := pgx.Identifier{owner}.Sanitize()
+	// The owner role owns the database and the app's objects; nobody logs in as it.
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+oid+" NOLOGIN"); err != nil {
+		return fmt.Errorf("bootstrap database logins: owner role %s: %w", owner, err)
+	}
+	for _, u := range r.dbUsers() {
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", u).Scan(&n); err != nil {
+			return fmt.Errorf("bootstrap database logins: %w", err)
+		}
+		id := pgx.Identifier{u}.Sanitize()
+		stmts := []string{"GRANT " + oid + " TO " + id, "ALTER ROLE " + id + " SET role = " + quoteLiteral(owner)}
+		if n == 0 {
+			stmts = append([]string{"CREATE ROLE " + id + " LOGIN"}, stmts...)
+		}
+		for _, s := range stmts {
+			if _, err := conn.Exec(ctx, s); err != nil {
+				return fmt.Errorf("bootstrap database login %s: %w", u, err)
+			}
+		}
+	}
+	st := x.server.Store()
+	cur, err := st.GetSecretValue(secrets.GetSecretValueInput{SecretId: x.dbSecret})
+	var ae *secrets.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Code == secrets.CodeResourceNotFound:
+		sec := r.newDBSecret(r.dbUsers()[0], "")
+		if err := setRolePassword(ctx, conn, sec.Username, sec.Password); err != nil {
+			return err
+		}
+		val, err := json.Marshal(sec)
+		if err != nil {
+			return err
+		}
+		s := string(val)
+		out, err := st.CreateSecret(secrets.CreateSecretInput{
+			Name: x.dbSecret, SecretString: &s,
+			Description: "PostgreSQL login of the " + r.spec.Name + " app (alternating users, rotated by haven)",
+			Tags:        []secrets.Tag{{Key: "haven:rotation", Value: r.spec.Secrets.DB.Strategy}},
+		})
+		if err != nil {
+			return fmt.Errorf("create database secret: %w", err)
+		}
+		x.dbSecretARN = out.ARN
+		r.say("secrets: created %s (user %s)", x.dbSecret, sec.Username)
+	case err != nil:
+		return fmt.Errorf("read database secret: %w", err)
+	default:
+		x.dbSecretARN = cur.ARN
+		sec, err := parseDBSecret(*cur.SecretString)
+		if err != nil {
+			return fmt.Errorf("read database secret: %w", err)
+		}
+		// The database may have been restored or recreated: AWSCURRENT must log in.
+		if err := setRolePassword(ctx, conn, sec.Username, sec.Password); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startSecrets serves the Secrets Manager API, finishes or rolls back a
+// rotation a crash interrupted, starts the rotation schedule and the release
+// task's metadata endpoint.
+func (r *Region) startSecrets(ctx context.Context) error {
+	if err := r.openSecrets(); err != nil {
+		return err
+	}
+	x := &r.secx
+	if err := x.policies.Set(x.appRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
+		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
+		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
+		Resource: iam.StringList{x.dbSecretARN},
+	}}}); err != nil {
+		return err
+	}
+	if err := x.server.Start(ctx); err != nil {
+		return fmt.Errorf("start secrets API on %s: %w (set secrets.listen to a free address)", r.spec.Secrets.Listen, err)
+	}
+	x.started = true
+	r.say("secrets: Secrets Manager API at %s, database secret %s", x.server.Endpoint(), x.dbSecret)
+	if pending, err := r.pendingRotation(); err != nil {
+		return err
+	} else if pending {
+		if _, err := x.server.Driver().Rotate(ctx, x.dbSecret); err != nil {
+			x.log.Warn("resume interrupted rotation failed; rolling back", "secret", x.dbSecret, "err", err)
+			if _, cerr := x.server.Driver().Cancel(ctx, x.dbSecret); cerr != nil {
+				return fmt.Errorf("roll back interrupted rotation of %s: %w", x.dbSecret, cerr)
+			}
+			r.say("secrets: rolled back the interrupted rotation of %s (AWSCURRENT unchanged)", x.dbSecret)
+		} else {
+			r.say("secrets: finished the interrupted rotation of %s", x.dbSecret)
+		}
+	}
+	if every := r.spec.Secrets.DB.Rotation.D(); every > 0 {
+		x.sched = secrets.NewScheduler(secrets.SchedulerConfig{
+			Driver: x.server.Driver(), Every: map[string]time.Duration{x.dbSecret: every},
+			CheckInterval: min(max(every/4, 5*time.Second), time.Minute),
+		})
+		if err := x.sched.Start(ctx); err != nil {
+			return err
+		}
+	}
+	if len(r.spec.App.Release) > 0 {
+		srv, err := r.startMetadata(ctx, "release", r.spec.AWS.AvailabilityZones[0], "127.0.0.1", r.releaseCaller)
+		if err != nil {
+			return err
+		}
+		x.mu.Lock()
+		x.release = srv
+		x.mu.Unlock()
+	}
+	return nil
+}
+
+// pendingRotation reports whether the database secret has an AWSPENDING
+// version other than AWSCURRENT (a rotation that did not finish).
+func (r *Region) pendingRotation() (bool, error) {
+	out, err := r.secx.server.Store().ListSecretVersionIds(secrets.ListSecretVersionIdsInput{SecretId: r.secx.dbSecret})
+	if err != nil {
+		return false, fmt.Errorf("list versions of %s: %w", r.secx.dbSecret, err)
+	}
+	for _, v := range out.Versions {
+		if slices.Contains(v.VersionStages, secrets.StagePending) && !slices.Contains(v.VersionStages, secrets.StageCurrent) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (r *Region) stopSecrets(ctx context.Context) error {
+	x := &r.secx
+	var errs []error
+	if x.sched != nil {
+		errs = append(errs, x.sched.Stop(ctx))
+	}
+	x.mu.Lock()
+	servers := make([]*metadataServer, 0, len(x.imds)+1)
+	for id, s := range x.imds {
+		servers = append(servers, s)
+		delete(x.imds, id)
+	}
+	if x.release != nil {
+		servers = append(servers, x.release)
+		x.release = nil
+	}
+	x.mu.Unlock()
+	for _, s := range servers {
+		errs = append(errs, s.srv.Stop(ctx))
+	}
+	if x.server != nil {
+		errs = append(errs, x.server.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
 
 // secretsEnv is the non-secret environment every app process (release task
-// and instances) gets from the secrets tier, e.g. endpoint URLs.
-func (r *Region) secretsEnv() map[string]string { return nil }
+// and instances) gets from the secrets tier: endpoint URLs and the secret id.
+func (r *Region) secretsEnv() map[string]string {
+	x := &r.secx
+	if x.server == nil {
+		return nil
+	}
+	env := map[string]string{
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER": x.server.Endpoint(),
+		"COURSES_DB_SECRET_ID":             x.dbSecret,
+		"PGUSER":                           r.dbUsers()[0], // the secret's username wins
+	}
+	x.mu.Lock()
+	if x.release != nil {
+		env["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = x.release.srv.Endpoint()
+	}
+	x.mu.Unlock()
+	return env
+}
 
-// instanceEnv is the per-instance environment, e.g. its metadata endpoint.
-func (r *Region) instanceEnv(fleet.InstanceInfo) map[string]string { return nil }
+// instanceEnv starts the instance's own metadata endpoint on its own address
+// and points the SDK at it. The first instance also ends the release task's endpoint.
+func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
+	x := &r.secx
+	if x.issuer == nil {
+		return nil
+	}
+	x.mu.Lock()
+	rel := x.release
+	x.release = nil
+	x.mu.Unlock()
+	if rel != nil {
+		_ = rel.srv.Stop(context.Background())
+		x.issuer.RevokeInstance("release")
+	}
+	az := r.spec.AWS.Region + "a"
+	if info.Zone != nil {
+		az = info.Zone.AZ
+	}
+	id := info.ID
+	srv, err := r.startMetadata(context.Background(), id, az, info.Host, func(pid int) error { return r.instanceCaller(id, pid) })
+	if err != nil {
+		// The instance starts without identity and fails its health check; the
+		// fleet replaces it. Say why.
+		x.log.Error("start metadata endpoint", "instance", id, "err", err)
+		return map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://" + net.JoinHostPort(info.Host, "1")}
+	}
+	x.mu.Lock()
+	x.imds[id] = srv
+	x.mu.Unlock()
+	return map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT": srv.srv.Endpoint()}
+}
 
-// onFleetEvent lets the secrets tier follow instance lifecycles (an
-// instance's metadata endpoint lives and dies with it).
-func (r *Region) onFleetEvent(fleet.Event) {}
+// startMetadata starts a metadata endpoint on host that accepts only
+// connections whose peer process passes allow.
+func (r *Region) startMetadata(ctx context.Context, id, az, host string, allow func(pid int) error) (*metadataServer, error) {
+	x := &r.secx
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return nil, fmt.Errorf("listen for the metadata endpoint of %s on %s: %w", id, host, err)
+	}
+	g := &peerGuard{Listener: ln, allow: allow, log: x.log.With("instance", id)}
+	srv := imds.New(imds.Config{
+		Instance: imds.Instance{ID: id, AvailabilityZone: az, Region: r.spec.AWS.Region, Role: x.appRole, AccountID: x.issuer.Account(), PrivateIP: host},
+		Issuer:   x.issuer, Listener: g, Logger: r.opts.Logger,
+	})
+	if err := srv.Start(ctx); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return &metadataServer{srv: srv, started: time.Now()}, nil
+}
 
-// routesSecrets adds the secrets routes of the daemon API.
-func (r *Region) routesSecrets(mux *http.ServeMux) {}
+// onFleetEvent ends an instance's metadata endpoint and revokes its
+// credentials when it terminates.
+func (r *Region) onFleetEvent(e fleet.Event) {
+	x := &r.secx
+	if x.issuer == nil {
+		return
+	}
+	switch e.Type {
+	case fleet.EventTerminated:
+		r.dropMetadata(e.Instance)
+	case fleet.EventLaunchFailed:
+		// The failed launch's id is not in the event: drop endpoints of
+		// instances the fleet does not know that are older than any launch.
+		if r.fleet == nil {
+			return
+		}
+		known := map[string]bool{}
+		for _, in := range r.fleet.Instances() {
+			known[in.ID] = true
+		}
+		x.mu.Lock()
+		var stale []string
+		for id, s := range x.imds {
+			if !known[id] && time.Since(s.started) > 30*time.Second {
+				stale = append(stale, id)
+			}
+		}
+		x.mu.Unlock()
+		for _, id := range stale {
+			r.dropMetadata(id)
+		}
+	}
+}
+
+func (r *Region) dropMetadata(id string) {
+	x := &r.secx
+	x.mu.Lock()
+	s := x.imds[id]
+	delete(x.imds, id)
+	x.mu.Unlock()
+	if s != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Stop(ctx)
+	}
+	n := x.issuer.RevokeInstance(id)
+	x.log.Info("instance identity ended", "instance", id, "revoked", n)
+}
+
+// --- who may call a metadata endpoint ---------------------------------------
+
+// instanceCaller allows pid if it runs inside instance id: its process group
+// is led by a process the daemon started with HAVEN_INSTANCE_ID=id (every
+// instance runs in its own process group).
+func (r *Region) instanceCaller(id string, pid int) error {
+	leader, err := pgidOf(pid)
+	if err != nil {
+		return err
+	}
+	if pp, err := ppidOf(leader); err != nil || pp != os.Getpid() {
+		return fmt.Errorf("process %d (group %d) was not started by the region", pid, leader)
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", leader))
+	if err != nil {
+		return fmt.Errorf("read environment of %d: %w", leader, err)
+	}
+	if !envHas(env, "HAVEN_INSTANCE_ID="+id) {
+		return fmt.Errorf("process %d belongs to another instance or none", pid)
+	}
+	if r.fleet != nil {
+		for _, in := range r.fleet.Instances() {
+			if in.ID == id && in.PID != 0 && in.PID != leader {
+				return fmt.Errorf("process %d is not in instance %s's process group %d", pid, id, in.PID)
+			}
+		}
+	}
+	return nil
+}
+
+// releaseCaller allows the release task: a process group the daemon started
+// that is not an instance and runs the release command.
+func (r *Region) releaseCaller(pid int) error {
+	leader, err := pgidOf(pid)
+	if err != nil {
+		return err
+	}
+	if pp, err := ppidOf(leader); err != nil || pp != os.Getpid() {
+		return fmt.Errorf("process %d (group %d) was not started by the region", pid, leader)
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", leader))
+	if err != nil {
+		return fmt.Errorf("read environment of %d: %w", leader, err)
+	}
+	if bytes.Contains(env, []byte("HAVEN_INSTANCE_ID=")) {
+		return fmt.Errorf("process %d is an instance, not the release task", pid)
+	}
+	want, err := r.resolveCommand(r.spec.App.Release)
+	if err != nil {
+		return err
+	}
+	cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", leader))
+	if err != nil || string(cl) != strings.Join(want, "\x00")+"\x00" {
+		return fmt.Errorf("process %d is not the release task", pid)
+	}
+	return nil
+}
+
+// peerGuard is a listener that hands out only connections whose peer process
+// is allowed; others get a 403 and are closed.
+type peerGuard struct {
+	net.Listener
+	allow func(pid int) error
+	log   *slog.Logger
+}
+
+// Accept returns the next allowed connection.
+func (g *peerGuard) Accept() (net.Conn, error) {
+	for {
+		c, err := g.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		err = g.check(c)
+		if err == nil {
+			return c, nil
+		}
+		g.log.Warn("metadata request refused", "peer", c.RemoteAddr().String(), "reason", err.Error())
+		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+		msg := "this metadata endpoint serves only its own instance\n"
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
+		_ = c.Close()
+	}
+}
+
+func (g *peerGuard) check(c net.Conn) error {
+	peer, ok1 := c.RemoteAddr().(*net.TCPAddr)
+	local, ok2 := c.LocalAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return errors.New("not a TCP connection")
+	}
+	pids, err := PeerPIDs(peer.AddrPort(), local.AddrPort())
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := g.allow(pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// PeerPIDs returns the processes holding the client end of the local TCP
+// connection peer→local: the socket inode from /proc/net/tcp{,6}, then every
+// process with a file descriptor on it.
+func PeerPIDs(peer, local netip.AddrPort) ([]int, error) {
+	inode, err := socketInode(peer, local)
+	if err != nil {
+		return nil, err
+	}
+	target := "socket:[" + inode + "]"
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		fds, err := os.ReadDir("/proc/" + e.Name() + "/fd")
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if l, err := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); err == nil && l == target {
+				pids = append(pids, pid)
+				break
+			}
+		}
+	}
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("no local process holds the connection from %s", peer)
+	}
+	return pids, nil
+}
+
+// socketInode finds the inode of the socket whose local end is peer and
+// remote end is local.
+func socketInode(peer, local netip.AddrPort) (string, error) {
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n")[1:] {
+			fs := strings.Fields(line)
+			if len(fs) < 10 {
+				continue
+			}
+			l, err1 := parseProcAddr(fs[1])
+			rm, err2 := parseProcAddr(fs[2])
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			if sameEnd(l, peer) && sameEnd(rm, local) && fs[9] != "0" {
+				return fs[9], nil
+			}
+		}
+	}
+	return "", fmt.Errorf("connection from %s not found in /proc/net/tcp (not a local process)", peer)
+}
+
+func sameEnd(a, b netip.AddrPort) bool {
+	return a.Port() == b.Port() && a.Addr().Unmap() == b.Addr().Unmap()
+}
+
+// parseProcAddr decodes "0100007F:1F90" (IPv4) or the 32-hex-digit IPv6 form
+// of /proc/net/tcp: each 32-bit word in host (little-endian) byte order.
+func parseProcAddr(s string) (netip.AddrPort, error) {
+	h, p, ok := strings.Cut(s, ":")
+	if !ok {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	port, err := strconv.ParseUint(p, 16, 16)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if len(h) != 8 && len(h) != 32 {
+		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
+	}
+	raw := make([]byte, len(h)/2)
+	for i := range raw {
+		b, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
+		if err != nil {
+			return netip.AddrPort{}, err
+		}
+		raw[i] = byte(b)
+	}
+	for w := 0; w < len(raw); w += 4 {
+		raw[w], raw[w+1], raw[w+2], raw[w+3] = raw[w+3], raw[w+2], raw[w+1], raw[w]
+	}
+	a, _ := netip.AddrFromSlice(raw)
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+// envHas reports whether a NUL-separated environment holds exactly kv.
+func envHas(env []byte, kv string) bool {
+	for _, e := range bytes.Split(env, []byte{0}) {
+		if string(e) == kv {
+			return true
+		}
+	}
+	return false
+}
+
+func statFields(pid int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 3 {
+		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return f, nil // state, ppid, pgrp, ...
+}
+
+func ppidOf(pid int) (int, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(f[1])
+}
+
+func pgidOf(pid int) (int, error) {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(f[2])
+}
+
+// --- the database secret and its rotation ------------------------------------
+
+// dbSecret is the RDS-shaped secret value.
+type dbSecret struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	DBName   string `json:"dbname"`
+	Engine   string `json:"engine"`
+}
+
+func parseDBSecret(s string) (dbSecret, error) {
+	var d dbSecret
+	if err := json.Unmarshal([]byte(s), &d); err != nil {
+		return dbSecret{}, errors.New("secret value is not the database JSON") // never echo the value
+	}
+	if d.Username == "" || d.Password == "" {
+		return dbSecret{}, errors.New("secret value lacks username or password")
+	}
+	return d, nil
+}
+
+// newDBSecret returns a secret for user with a fresh random password and the
+// current endpoint.
+func (r *Region) newDBSecret(user, _ string) dbSecret {
+	ep, _ := netip.ParseAddrPort(r.spec.Database.Endpoint)
+	return dbSecret{Username: user, Password: newPassword(), Host: ep.Addr().String(), Port: int(ep.Port()), DBName: r.spec.Database.Name, Engine: "postgres"}
+}
+
+// newPassword returns 32 random characters from [A-Za-z0-9] (190 bits).
+func newPassword() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	out := make([]byte, 0, 32)
+	buf := make([]byte, 64)
+	for len(out) < 32 {
+		_, _ = rand.Read(buf) // never fails (Go 1.24+)
+		for _, b := range buf {
+			if int(b) < 248 && len(out) < 32 { // 248 = 4·62: no modulo bias
+				out = append(out, alphabet[int(b)%62])
+			}
+		}
+	}
+	return string(out)
+}
+
+// scramVerifier computes PostgreSQL's SCRAM-SHA-256 verifier for password, so
+// only the verifier (never the plaintext) reaches the server and its logs.
+// password must be ASCII without special characters (SASLprep is identity).
+func scramVerifier(password string) (string, error) {
+	const iter = 4096
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, 32)
+	if err != nil {
+		return "", fmt.Errorf("derive scram key: %w", err)
+	}
+	mac := func(key []byte, msg string) []byte {
+		h := hmac.New(sha256.New, key)
+		h.Write([]byte(msg))
+		return h.Sum(nil)
+	}
+	clientKey := mac(salted, "Client Key")
+	stored := sha256.Sum256(clientKey)
+	server := mac(salted, "Server Key")
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iter, b64(salt), b64(stored[:]), b64(server)), nil
+}
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// setRolePassword sets user's password to the SCRAM verifier of password.
+func setRolePassword(ctx context.Context, conn *pgx.Conn, user, password string) error {
+	v, err := scramVerifier(password)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" PASSWORD "+quoteLiteral(v)); err != nil {
+		return fmt.Errorf("set password of %s: %w", user, err)
+	}
+	return nil
+}
+
+// adminConn connects to the current primary as the superuser over its unix socket.
+func (r *Region) adminConn(ctx context.Context) (*pgx.Conn, error) {
+	if r.db == nil {
+		return nil, errors.New("the database is not running")
+	}
+	p := r.db.Primary()
+	cfg, err := pgx.ParseConfig(p.AdminDSN())
+	if err != nil {
+		return nil, err
+	}
+	cfg.ConnectTimeout = 5 * time.Second
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to primary %s: %w", p.Name, err)
+	}
+	return conn, nil
+}
+
+// testLogin logs in through the database endpoint as the secret says. It
+// returns loggedIn false with a reason when the server refuses the
+// credential, and an error when the login could not be tried.
+func (r *Region) testLogin(ctx context.Context, s dbSecret) (loggedIn bool, reason string, err error) {
+	ep := r.spec.Database.Endpoint
+	host, port, _ := net.SplitHostPort(ep)
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%s dbname=%s sslmode=disable", host, port, pgx.Identifier{s.DBName}.Sanitize()))
+	if err != nil {
+		return false, "", err
+	}
+	cfg.Database = s.DBName
+	cfg.User, cfg.Password = s.Username, s.Password
+	cfg.ConnectTimeout = 5 * time.Second
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000") {
+			return false, pe.Code + " " + pe.Message, nil
+		}
+		return false, "", fmt.Errorf("log in as %s through %s: %w", s.Username, ep, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var who string
+	if err := conn.QueryRow(ctx, "SELECT session_user").Scan(&who); err != nil {
+		return false, "", fmt.Errorf("query as %s: %w", s.Username, err)
+	}
+	if who != s.Username {
+		return false, "logged in as " + who, nil
+	}
+	return true, "", nil
+}
+
+// pgRotator rotates the database secret with alternating users: the new
+// password goes to the role that is NOT in AWSCURRENT, so AWSCURRENT keeps
+// working throughout.
+type pgRotator struct{ r *Region }
+
+var _ secrets.Rotator = (*pgRotator)(nil)
+
+func (p *pgRotator) CreateSecret(ctx context.Context, in secrets.StepInput) (string, error) {
+	cur, err := parseDBSecret(in.Current)
+	if err != nil {
+		return "", err
+	}
+	next := cur.Username
+	if p.r.spec.Secrets.DB.Strategy != "single_user" {
+		u := p.r.dbUsers()
+		next = u[0]
+		if cur.Username == u[0] {
+			next = u[1]
+		}
+	}
+	s := p.r.newDBSecret(next, "")
+	b, err := json.Marshal(s)
+	return string(b), err
+}
+
+func (p *pgRotator) SetSecret(ctx context.Context, in secrets.StepInput) error {
+	s, err := parseDBSecret(in.Pending)
+	if err != nil {
+		return err
+	}
+	conn, err := p.r.adminConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return setRolePassword(ctx, conn, s.Username, s.Password)
+}
+
+func (p *pgRotator) TestSecret(ctx context.Context, in secrets.StepInput) error {
+	s, err := parseDBSecret(in.Pending)
+	if err != nil {
+		return err
+	}
+	ok, reason, err := p.r.testLogin(ctx, s)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("pending credential of %s does not log in: %s", s.Username, reason)
+	}
+	return nil
+}
+
+func (p *pgRotator) FinishSecret(ctx context.Context, in secrets.StepInput) error { return nil }
+
+// --- daemon API ---------------------------------------------------------------
+
+// routesSecrets adds the secrets routes of the daemon API. The socket is 0600:
+// every route here is operator-only.
+func (r *Region) routesSecrets(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/secrets", func(w http.ResponseWriter, _ *http.Request) {
+		x := &r.secx
+		if !x.started {
+			replyErr(w, http.StatusServiceUnavailable, errors.New("the secrets service is not running yet"))
+			return
+		}
+		info := api.SecretsInfo{
+			Endpoint: x.server.Endpoint(), Region: r.spec.AWS.Region, DBSecret: x.dbSecret, DBSecretARN: x.dbSecretARN,
+			AppRole: x.appRole, RotationS: r.spec.Secrets.DB.Rotation.D().Seconds(), Strategy: r.spec.Secrets.DB.Strategy,
+			AuditLog: x.server.AuditPath(), Metadata: map[string]string{},
+		}
+		x.mu.Lock()
+		for id, s := range x.imds {
+			info.Metadata[id] = s.srv.Endpoint()
+		}
+		x.mu.Unlock()
+		reply(w, http.StatusOK, info)
+	})
+	mux.HandleFunc("POST /v1/secrets/operator-credentials", func(w http.ResponseWriter, req *http.Request) {
+		var in api.OperatorCredentialsRequest
+		if !decode(w, req, &in) {
+			return
+		}
+		x := &r.secx
+		if !x.started {
+			replyErr(w, http.StatusServiceUnavailable, errors.New("the secrets service is not running yet"))
+			return
+		}
+		ttl := time.Duration(in.TTLSeconds) * time.Second
+		if ttl == 0 {
+			ttl = 15 * time.Minute
+		}
+		if ttl < time.Second || ttl > 12*time.Hour {
+			replyErr(w, http.StatusBadRequest, fmt.Errorf("ttl_seconds: must be 1-43200, got %d", in.TTLSeconds))
+			return
+		}
+		c, err := x.issuer.IssueOperator(ttl)
+		if err != nil {
+			replyErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		reply(w, http.StatusOK, api.OperatorCredentials{
+			AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken,
+			Expiration: c.Expiration, Endpoint: x.server.Endpoint(), Region: r.spec.AWS.Region,
+		})
+	})
+	mux.HandleFunc("POST /v1/secrets/test-login", func(w http.ResponseWriter, req *http.Request) {
+		var in api.TestLoginRequest
+		if !decode(w, req, &in) {
+			return
+		}
+		x := &r.secx
+		if !x.started {
+			replyErr(w, http.StatusServiceUnavailable, errors.New("the secrets service is not running yet"))
+			return
+		}
+		if in.SecretID == "" {
+			in.SecretID = x.dbSecret
+		}
+		v, err := x.server.Store().GetSecretValue(secrets.GetSecretValueInput{SecretId: in.SecretID, VersionId: in.VersionID, VersionStage: in.VersionStage})
+		if err != nil {
+			replyErr(w, http.StatusNotFound, err)
+			return
+		}
+		if v.SecretString == nil {
+			replyErr(w, http.StatusBadRequest, errors.New("the secret version is binary, not a database login"))
+			return
+		}
+		s, err := parseDBSecret(*v.SecretString)
+		if err != nil {
+			replyErr(w, http.StatusBadRequest, err)
+			return
+		}
+		ok, reason, err := r.testLogin(req.Context(), s)
+		if err != nil {
+			replyErr(w, http.StatusBadGateway, err)
+			return
+		}
+		reply(w, http.StatusOK, api.TestLoginResult{VersionID: v.VersionId, Username: s.Username, LoggedIn: ok, Reason: reason})
+	})
+	mux.HandleFunc("POST /v1/instances/{id}/run", func(w http.ResponseWriter, req *http.Request) {
+		var in api.RunRequest
+		if !decode(w, req, &in) {
+			return
+		}
+		res, err := r.runOnInstance(req.Context(), req.PathValue("id"), in)
+		if err != nil {
+			replyErr(w, http.StatusBadRequest, err)
+			return
+		}
+		reply(w, http.StatusOK, res)
+	})
+}
+
+// runOnInstance runs a command in an instance's process group (so its
+// metadata endpoint serves it, as on the instance itself).
+func (r *Region) runOnInstance(ctx context.Context, id string, in api.RunRequest) (api.RunResult, error) {
+	if len(in.Argv) == 0 {
+		return api.RunResult{}, errors.New("argv: required")
+	}
+	if r.fleet == nil {
+		return api.RunResult{}, fmt.Errorf("instance %s: the fleet is not running", id)
+	}
+	pid := 0
+	for _, i := range r.fleet.Instances() {
+		if i.ID == id && i.State == "in-service" {
+			pid = i.PID
+		}
+	}
+	if pid == 0 {
+		return api.RunResult{}, fmt.Errorf("instance %s: not found or not in service", id)
+	}
+	timeout := time.Duration(in.TimeoutMS) * time.Millisecond
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c := exec.CommandContext(ctx, in.Argv[0], in.Argv[1:]...)
+	c.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range r.secretsEnv() {
+		if k != "AWS_EC2_METADATA_SERVICE_ENDPOINT" {
+			c.Env = append(c.Env, k+"="+v)
+		}
+	}
+	c.Env = append(c.Env, "AWS_REGION="+r.spec.AWS.Region, "AWS_DEFAULT_REGION="+r.spec.AWS.Region)
+	r.secx.mu.Lock()
+	if s := r.secx.imds[id]; s != nil {
+		c.Env = append(c.Env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+s.srv.Endpoint())
+	}
+	r.secx.mu.Unlock()
+	for k, v := range in.Env {
+		c.Env = append(c.Env, k+"="+v)
+	}
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: pid, Pdeathsig: syscall.SIGKILL}
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &limitedBuffer{b: &out}, &limitedBuffer{b: &errb}
+	err := c.Run()
+	res := api.RunResult{Stdout: out.String(), Stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		res.ExitCode = ee.ExitCode()
+	case err != nil:
+		return api.RunResult{}, fmt.Errorf("run %s on %s: %w", in.Argv[0], id, err)
+	}
+	r.events.Add("secrets", "run", id, "ran "+in.Argv[0])
+	return res, nil
+}
+
+// limitedBuffer keeps the first 1 MiB written to it.
+type limitedBuffer struct{ b *bytes.Buffer }
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := 1<<20 - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}

@@ -1,0 +1,110 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// SecretsInfo describes the identity and secrets tier (GET /v1/secrets).
+type SecretsInfo struct {
+	// Endpoint is the Secrets Manager API URL (AWS_ENDPOINT_URL_SECRETS_MANAGER).
+	Endpoint string `json:"endpoint"`
+	// Region is the SigV4 region requests must be signed for.
+	Region string `json:"region"`
+	// DBSecret is the database credential secret's name; DBSecretARN its ARN.
+	DBSecret    string `json:"db_secret"`
+	DBSecretARN string `json:"db_secret_arn"`
+	// AppRole is the instance profile role of the app fleet.
+	AppRole string `json:"app_role"`
+	// RotationS is the automatic rotation period in seconds (0: off).
+	RotationS float64 `json:"rotation_s"`
+	// Strategy is alternating_users or single_user.
+	Strategy string `json:"strategy"`
+	// AuditLog is the path of the audit trail.
+	AuditLog string `json:"audit_log"`
+	// Metadata maps instance ids to their metadata endpoint URL.
+	Metadata map[string]string `json:"metadata"`
+}
+
+// OperatorCredentialsRequest asks for operator credentials.
+type OperatorCredentialsRequest struct {
+	// TTLSeconds is their lifetime; 0 means 15 minutes. At most 12 hours.
+	TTLSeconds int `json:"ttl_seconds,omitempty"`
+}
+
+// OperatorCredentials are temporary credentials of the operator identity (the
+// CLI). They are handed out only over the daemon's 0600 unix socket and must
+// be kept in memory only.
+type OperatorCredentials struct {
+	AccessKeyID     string    `json:"access_key_id"`
+	SecretAccessKey string    `json:"secret_access_key"`
+	SessionToken    string    `json:"session_token"`
+	Expiration      time.Time `json:"expiration"`
+	Endpoint        string    `json:"endpoint"`
+	Region          string    `json:"region"`
+}
+
+// TestLoginRequest asks the daemon to log in to the database with one version
+// of a database secret. The password never leaves the daemon.
+type TestLoginRequest struct {
+	SecretID     string `json:"secret_id"`
+	VersionID    string `json:"version_id,omitempty"`
+	VersionStage string `json:"version_stage,omitempty"`
+}
+
+// TestLoginResult says whether the login worked.
+type TestLoginResult struct {
+	VersionID string `json:"version_id"`
+	Username  string `json:"username"`
+	LoggedIn  bool   `json:"logged_in"`
+	// Reason is why it failed, e.g. "28P01 password authentication failed".
+	Reason string `json:"reason,omitempty"`
+}
+
+// RunRequest runs a command inside an instance: in its process group (and so
+// with its identity), like SSM Run Command. Operator only.
+type RunRequest struct {
+	Argv []string `json:"argv"`
+	// Env is added to PATH and HOME of the daemon and the instance's own
+	// metadata and secrets settings.
+	Env map[string]string `json:"env,omitempty"`
+	// TimeoutMS bounds the run. Default 30000.
+	TimeoutMS int `json:"timeout_ms,omitempty"`
+}
+
+// RunResult is a finished command's output.
+type RunResult struct {
+	ExitCode int    `json:"exit_code"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+}
+
+// SecretsInfo returns the secrets tier's settings.
+func (c *Client) SecretsInfo(ctx context.Context) (SecretsInfo, error) {
+	var s SecretsInfo
+	err := c.do(ctx, http.MethodGet, "/v1/secrets", nil, &s)
+	return s, err
+}
+
+// OperatorCredentials returns fresh operator credentials for the Secrets Manager API.
+func (c *Client) OperatorCredentials(ctx context.Context, ttl time.Duration) (OperatorCredentials, error) {
+	var oc OperatorCredentials
+	err := c.do(ctx, http.MethodPost, "/v1/secrets/operator-credentials", OperatorCredentialsRequest{TTLSeconds: int(ttl / time.Second)}, &oc)
+	return oc, err
+}
+
+// TestLogin asks the daemon whether a secret version still logs in to the database.
+func (c *Client) TestLogin(ctx context.Context, r TestLoginRequest) (TestLoginResult, error) {
+	var res TestLoginResult
+	err := c.do(ctx, http.MethodPost, "/v1/secrets/test-login", r, &res)
+	return res, err
+}
+
+// RunOnInstance runs a command inside an instance and returns its output.
+func (c *Client) RunOnInstance(ctx context.Context, id string, r RunRequest) (RunResult, error) {
+	var res RunResult
+	err := c.do(ctx, http.MethodPost, "/v1/instances/"+url.PathEscape(id)+"/run", r, &res)
+	return res, err
+}
