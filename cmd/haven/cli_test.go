@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/haven-platform/haven/internal/spec"
+)
+
+// run executes the CLI in-process and returns stdout, stderr and the error.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRoot()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), errb.String(), err
+}
+
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
+func TestAuditPlanExitCodes(t *testing.T) {
+	good := filepath.Join("..", "..", "internal", "posture", "testdata", "good.json")
+	out, _, err := run(t, "audit", "plan", good, "--json")
+	if err != nil {
+		t.Fatalf("audit plan good.json: %v", err)
+	}
+	var findings []map[string]any
+	if err := json.Unmarshal([]byte(out), &findings); err != nil || len(findings) != 0 {
+		t.Fatalf("good plan: findings %v, err %v", findings, err)
+	}
+	bad, _ := filepath.Glob(filepath.Join("..", "..", "internal", "posture", "testdata", "HAVEN-AWS-*.json"))
+	if len(bad) == 0 {
+		t.Fatal("no rule fixtures found")
+	}
+	high := 0
+	for _, f := range bad {
+		out, _, err := run(t, "audit", "plan", f, "--json")
+		var fs []struct {
+			RuleID   string `json:"rule_id"`
+			Severity string `json:"severity"`
+		}
+		if jerr := json.Unmarshal([]byte(out), &fs); jerr != nil || len(fs) == 0 {
+			t.Errorf("%s: no findings (%v)", filepath.Base(f), jerr)
+			continue
+		}
+		wantHigh := false
+		for _, x := range fs {
+			if !strings.HasPrefix(filepath.Base(f), x.RuleID) {
+				t.Errorf("%s: unexpected rule %s fired", filepath.Base(f), x.RuleID)
+			}
+			wantHigh = wantHigh || x.Severity == "high"
+		}
+		if wantHigh {
+			high++
+			if exitCode(err) != 3 {
+				t.Errorf("%s: exit code %d, want 3 for a high-severity finding", filepath.Base(f), exitCode(err))
+			}
+		} else if err != nil {
+			t.Errorf("%s: %v without a high-severity finding", filepath.Base(f), err)
+		}
+	}
+	if high == 0 {
+		t.Error("no fixture produced a high-severity finding")
+	}
+}
+
+func TestTfvarsFromRepoSpecWarnsOnClamp(t *testing.T) {
+	dir := t.TempDir()
+	outFile := filepath.Join(dir, "terraform.tfvars.json")
+	out, _, err := run(t, "aws", "tfvars", "-f", filepath.Join("..", "..", "haven.yaml"), "-o", outFile, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Warnings []struct{ Field, From, To string } `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, w := range res.Warnings {
+		got[w.Field] = w.From + "→" + w.To
+	}
+	if got["app.health_check.interval"] != "1s→5s" {
+		t.Errorf("warnings = %v, want app.health_check.interval 1s→5s", got)
+	}
+	data, err := os.ReadFile(outFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vars map[string]any
+	if err := json.Unmarshal(data, &vars); err != nil {
+		t.Fatal(err)
+	}
+	if vars["min_size"] != 2.0 || vars["max_size"] != 12.0 {
+		t.Errorf("min_size=%v max_size=%v", vars["min_size"], vars["max_size"])
+	}
+}
+
+func TestInitWritesTheStarterSpec(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "haven.yaml")
+	if _, _, err := run(t, "init", "-f", f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := spec.LoadFile(f); err != nil {
+		t.Fatalf("init wrote an invalid spec: %v", err)
+	}
+	if _, _, err := run(t, "init", "-f", f); err == nil {
+		t.Error("init overwrote an existing file without --force")
+	}
+	if out, _, err := run(t, "validate", "-f", f, "--json"); err != nil || !strings.Contains(out, `"valid": true`) {
+		t.Errorf("validate --json: %v\n%s", err, out)
+	}
+}
+
+func TestStatusWithoutRegionSaysHowToStart(t *testing.T) {
+	_, _, err := run(t, "status", "--state-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "haven up") {
+		t.Errorf("status with no region: %v, want advice to run haven up", err)
+	}
+}
