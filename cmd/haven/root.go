@@ -45,9 +45,11 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newInstanceCmd(g),
 		newFleetCmd(g),
 		newDrillCmd(g),
+		newDBCmd(g),
 		newEventsCmd(g),
 		newAWSCmd(g),
 		newAuditCmd(g),
+		newSecretsCmd(g),
 	)
 	return root
 }

@@ -2,21 +2,552 @@ package region
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/backup"
+	"github.com/haven-platform/haven/internal/pgha"
 )
 
 // dbExtras holds the database tier's operator state beyond the cluster:
 // backups and their scheduler. db.go owns it.
-type dbExtras struct{}
+type dbExtras struct {
+	backups   *backup.Manager // nil when backups are off
+	backupOff string          // why backups are off
+	started   bool            // backups.Start succeeded
+
+	faultMu sync.Mutex // one fault or switchover at a time
+
+	mu       sync.Mutex
+	restores map[string]*restoredDB
+}
+
+// restoredDB is a server restored to a point in time, running until
+// `haven db restore-stop` or the region stops.
+type restoredDB struct {
+	info api.DBRestore
+	srv  *backup.RestoredServer
+}
+
+// dbNodes are the database nodes as startDatabase lays them out; only the
+// fields pgBackRest needs (paths, port) are exact, the address is a
+// placeholder until the zone allocates it.
+func (r *Region) dbNodes() ([]pgha.Node, error) {
+	ep, err := netip.ParseAddrPort(r.spec.Database.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("database.endpoint: %w", err)
+	}
+	zones := r.spec.Zones
+	if !r.spec.Database.MultiAZ && len(zones) > 1 {
+		zones = zones[:1]
+	}
+	base := filepath.Join(r.pgRoot, "db")
+	var nodes []pgha.Node
+	for _, z := range zones {
+		nodes = append(nodes, pgha.Node{
+			Name: "db_" + z, Zone: z, ListenAddr: netip.MustParseAddr("127.0.0.1"), Port: int(ep.Port()) + 1,
+			DataDir:   filepath.Join(base, "db_"+z, "data"),
+			SocketDir: filepath.Join(base, "db_"+z, "run"),
+		})
+	}
+	return nodes, nil
+}
 
 // archiveCommand is the WAL archive command every node runs (pgBackRest);
-// "" turns archiving off.
-func (r *Region) archiveCommand() string { return "" }
+// "" turns archiving off. It builds the backup manager, which must exist
+// before the database starts.
+func (r *Region) archiveCommand() string {
+	nodes, err := r.dbNodes()
+	if err == nil {
+		days := int(r.spec.Database.BackupRetention.D() / (24 * time.Hour))
+		r.dbx.backups, err = backup.New(backup.Config{
+			Dir:           filepath.Join(r.pgRoot, "backup"),
+			Stanza:        r.spec.Name,
+			Nodes:         nodes,
+			Primary:       func() pgha.Node { return r.db.Primary() },
+			RetentionDays: days,
+			Schedule:      backup.Schedule{Full: r.spec.Database.BackupSchedule},
+			Logger:        r.opts.Logger.With("component", "backup"),
+		})
+	}
+	if err != nil {
+		r.dbx.backups = nil
+		r.dbx.backupOff = err.Error()
+		r.warn("backups are off: " + err.Error())
+		return ""
+	}
+	return r.dbx.backups.ArchiveCommand()
+}
 
-// startBackups starts scheduled backups once the database is up.
-func (r *Region) startBackups(ctx context.Context) error { return nil }
+// startBackups starts scheduled backups once the database is up: it
+// creates the stanza, then the archive ticker and the scheduler run (the
+// first full backup starts at once, in the background).
+func (r *Region) startBackups(ctx context.Context) error {
+	m := r.dbx.backups
+	if m == nil {
+		return nil
+	}
+	if err := m.Start(ctx); err != nil {
+		// The region still serves; the status says why backups are off.
+		r.dbx.backupOff = "start backups: " + err.Error()
+		r.warn("backups are off: " + r.dbx.backupOff + "; see " + filepath.Join(r.pgRoot, "backup", "log"))
+		return nil
+	}
+	r.dbx.started = true
+	r.say("backups: pgBackRest stanza %s in %s; WAL archived from every node; full backups %q, retention %s",
+		m.Stanza(), filepath.Join(r.pgRoot, "backup", "repo"), r.spec.Database.BackupSchedule, r.spec.Database.BackupRetention)
+	return nil
+}
 
-func (r *Region) stopBackups(ctx context.Context) error { return nil }
+func (r *Region) stopBackups(ctx context.Context) error {
+	var errs []error
+	r.dbx.mu.Lock()
+	rs := r.dbx.restores
+	r.dbx.restores = nil
+	r.dbx.mu.Unlock()
+	for _, rd := range rs {
+		errs = append(errs, rd.srv.Stop(ctx))
+	}
+	if r.dbx.backups != nil && r.dbx.started {
+		errs = append(errs, r.dbx.backups.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
 
 // routesDB adds the database routes of the daemon API.
-func (r *Region) routesDB(mux *http.ServeMux) {}
+func (r *Region) routesDB(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/db/status", func(w http.ResponseWriter, req *http.Request) {
+		if !r.dbUp(w) {
+			return
+		}
+		reply(w, http.StatusOK, r.dbStatus(req.Context()))
+	})
+	mux.HandleFunc("POST /v1/db/switchover", func(w http.ResponseWriter, req *http.Request) {
+		var in api.DBSwitchoverRequest
+		if !r.dbUp(w) || !decode(w, req, &in) {
+			return
+		}
+		out, err := r.dbSwitchover(req.Context(), in)
+		if err != nil {
+			replyErr(w, http.StatusConflict, err)
+			return
+		}
+		reply(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/db/fault", func(w http.ResponseWriter, req *http.Request) {
+		var in api.DBFaultRequest
+		if !r.dbUp(w) || !decode(w, req, &in) {
+			return
+		}
+		out, err := r.dbFault(req.Context(), in)
+		if err != nil {
+			replyErr(w, http.StatusBadRequest, err)
+			return
+		}
+		reply(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/db/backups", func(w http.ResponseWriter, req *http.Request) {
+		var in api.DBBackupRequest
+		if !r.dbUp(w) || !decode(w, req, &in) || !r.backupsUp(w) {
+			return
+		}
+		kind := backup.Kind(in.Type)
+		switch kind {
+		case "":
+			kind = backup.Full
+		case backup.Full, backup.Incremental, backup.Differential:
+		default:
+			replyErr(w, http.StatusBadRequest, fmt.Errorf("backup type %q: must be full, incr or diff", in.Type))
+			return
+		}
+		r.events.Add("db", "backup-start", string(kind), "backup requested")
+		b, err := r.dbx.backups.Backup(req.Context(), kind, nil)
+		if err != nil {
+			replyErr(w, http.StatusInternalServerError, fmt.Errorf("%w; pgBackRest's log is in %s", err, filepath.Join(r.pgRoot, "backup", "log")))
+			return
+		}
+		r.events.Add("db", "backup-done", b.Label, string(b.Type)+" backup done")
+		reply(w, http.StatusOK, apiBackup(b))
+	})
+	mux.HandleFunc("GET /v1/db/backups", func(w http.ResponseWriter, req *http.Request) {
+		if !r.dbUp(w) || !r.backupsUp(w) {
+			return
+		}
+		l, err := r.dbx.backups.List(req.Context())
+		if err != nil {
+			replyErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		out := api.DBBackupList{EarliestRestorable: l.EarliestRestorable, LatestRestorable: l.LatestRestorable, WALMin: l.WALMin, WALMax: l.WALMax, Backups: []api.DBBackup{}}
+		for _, b := range l.Backups {
+			out.Backups = append(out.Backups, apiBackup(b))
+		}
+		if !l.LatestRestorable.IsZero() {
+			out.LatestRestorableLagSeconds = time.Since(l.LatestRestorable).Seconds()
+		}
+		reply(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/db/restore", func(w http.ResponseWriter, req *http.Request) {
+		var in api.DBRestoreRequest
+		if !r.dbUp(w) || !decode(w, req, &in) || !r.backupsUp(w) {
+			return
+		}
+		out, err := r.dbRestore(req.Context(), in)
+		if err != nil {
+			code := http.StatusInternalServerError
+			if errors.Is(err, backup.ErrNoBackup) || errors.Is(err, backup.ErrBeforeFirstBackup) || errors.Is(err, backup.ErrAfterLatestRestorable) {
+				code = http.StatusConflict
+			}
+			replyErr(w, code, err)
+			return
+		}
+		reply(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1/db/drill-login", func(w http.ResponseWriter, req *http.Request) {
+		if !r.dbUp(w) {
+			return
+		}
+		out, err := r.drillLogin(req.Context())
+		if err != nil {
+			replyErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		reply(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /v1/db/restores", func(w http.ResponseWriter, _ *http.Request) {
+		reply(w, http.StatusOK, r.restoreList())
+	})
+	mux.HandleFunc("DELETE /v1/db/restores/{id}", func(w http.ResponseWriter, req *http.Request) {
+		id := req.PathValue("id")
+		r.dbx.mu.Lock()
+		rd := r.dbx.restores[id]
+		delete(r.dbx.restores, id)
+		r.dbx.mu.Unlock()
+		if rd == nil {
+			replyErr(w, http.StatusNotFound, fmt.Errorf("restored server %q: not running; `haven db restores` lists them", id))
+			return
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), 15*time.Second)
+		defer cancel()
+		if err := rd.srv.Stop(ctx); err != nil {
+			replyErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		r.events.Add("db", "restore-stopped", id, "restored server stopped; data kept in "+rd.info.DataDir)
+		reply(w, http.StatusOK, map[string]string{"status": "stopped", "data_dir": rd.info.DataDir})
+	})
+}
+
+func (r *Region) dbUp(w http.ResponseWriter) bool {
+	if r.db == nil {
+		replyErr(w, http.StatusServiceUnavailable, errors.New("the database is not running (yet): `haven status` shows the region's phase"))
+		return false
+	}
+	return true
+}
+
+func (r *Region) backupsUp(w http.ResponseWriter) bool {
+	if r.dbx.backups == nil || !r.dbx.started {
+		why := r.dbx.backupOff
+		if why == "" {
+			why = "the region has not started them yet"
+		}
+		replyErr(w, http.StatusServiceUnavailable, fmt.Errorf("backups are off: %s", why))
+		return false
+	}
+	return true
+}
+
+func apiBackup(b backup.BackupInfo) api.DBBackup {
+	return api.DBBackup{Label: b.Label, Type: string(b.Type), Prior: b.Prior, Start: b.Start, Stop: b.Stop,
+		WALStart: b.WALStart, WALStop: b.WALStop, SizeBytes: b.Size, RepoBytes: b.RepoSize}
+}
+
+// dbStatus is the detailed view of the database tier.
+func (r *Region) dbStatus(ctx context.Context) api.DBStatus {
+	s := r.spec
+	ds := r.db.Status()
+	out := api.DBStatus{
+		Endpoint: s.Database.Endpoint, AppUser: s.Database.User, AppDatabase: s.Database.Name, AppAuth: r.appAuth(),
+		MultiAZ: s.Database.MultiAZ, Durability: string(ds.State.Durability),
+		Epoch: int64(ds.State.Epoch), EndpointEpoch: int64(ds.EndpointEpoch),
+		Primary: ds.State.Primary, Standby: ds.State.Standby,
+		StandbyEligible: ds.State.StandbyEligible, SyncEnabled: ds.State.SyncEnabled,
+		SyncState: "none", ReplicationState: "none", LastPlan: ds.LastPlan, LastError: ds.LastError,
+	}
+	var primary pgha.Node
+	for _, n := range ds.Nodes {
+		out.Nodes = append(out.Nodes, api.DBNodeStatus{Name: n.Name, Zone: n.Zone, Address: n.Addr, Role: n.Role, Health: n.Health, PID: n.Pid, InRecovery: n.InRecovery})
+		switch n.Name {
+		case ds.State.Primary:
+			out.PrimaryZone = n.Zone
+		case ds.State.Standby:
+			out.StandbyZone = n.Zone
+		}
+	}
+	primary = r.db.Primary()
+	if ds.State.Standby != "" {
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		if conn, err := pgx.Connect(qctx, primary.AdminDSN()); err == nil {
+			var state, sync string
+			var lagBytes, lagSec float64
+			err := conn.QueryRow(qctx, `SELECT coalesce(state, ''), coalesce(sync_state, ''),
+				coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::float8,
+				coalesce(extract(epoch FROM replay_lag), 0)::float8
+				FROM pg_stat_replication WHERE application_name = $1 ORDER BY backend_start DESC LIMIT 1`, ds.State.Standby).
+				Scan(&state, &sync, &lagBytes, &lagSec)
+			if err == nil {
+				out.ReplicationState, out.SyncState = state, sync
+				out.LagBytes, out.LagSeconds = int64(lagBytes), lagSec
+			}
+			conn.Close(context.WithoutCancel(qctx))
+		}
+	}
+	if m := r.dbx.backups; m != nil {
+		as := m.ArchiveStatus()
+		out.Backups = &api.DBBackupSummary{Enabled: r.dbx.started, Reason: r.dbx.backupOff, Stanza: m.Stanza(),
+			Repo: filepath.Join(r.pgRoot, "backup", "repo"), ArchiveFailing: as.Failing, LastArchived: as.LastArchivedWAL}
+	} else {
+		out.Backups = &api.DBBackupSummary{Reason: r.dbx.backupOff}
+	}
+	out.Restores = r.restoreList()
+	return out
+}
+
+// dbSwitchover makes the standby (in req.ToZone, default the standby's
+// zone) the primary, gracefully.
+func (r *Region) dbSwitchover(ctx context.Context, req api.DBSwitchoverRequest) (api.DBSwitchoverResult, error) {
+	r.dbx.faultMu.Lock()
+	defer r.dbx.faultMu.Unlock()
+	ds := r.db.Status()
+	zone := req.ToZone
+	if zone == "" {
+		for _, n := range ds.Nodes {
+			if n.Name == ds.State.Standby {
+				zone = n.Zone
+			}
+		}
+		if zone == "" {
+			return api.DBSwitchoverResult{}, errors.New("switchover: the database has no standby (database.multi_az is false)")
+		}
+	}
+	var to string
+	for _, n := range ds.Nodes {
+		if n.Zone == zone {
+			to = n.Name
+		}
+	}
+	res := api.DBSwitchoverResult{FromNode: ds.State.Primary, ToNode: to, ToZone: zone}
+	r.events.Add("db", "switchover-start", to, fmt.Sprintf("planned switchover %s → %s (zone %s)", ds.State.Primary, to, zone))
+	start := time.Now()
+	if err := r.db.Switchover(ctx, zone); err != nil {
+		if errors.Is(err, pgha.ErrNotEligible) {
+			err = fmt.Errorf("%w; the standby is not synchronous and caught up yet (`haven db status` shows sync_state and standby_eligible): retry when it is", err)
+		}
+		r.events.Add("db", "switchover-failed", to, err.Error())
+		return res, err
+	}
+	res.TookMS = float64(time.Since(start).Microseconds()) / 1000
+	res.Epoch = int64(r.db.Status().State.Epoch)
+	r.events.Add("db", "switchover-done", to, fmt.Sprintf("primary is %s (epoch %d) after %.0f ms", to, res.Epoch, res.TookMS))
+	return res, nil
+}
+
+// dbFault injects a fault through pgha's failpoints.
+func (r *Region) dbFault(ctx context.Context, req api.DBFaultRequest) (api.DBFaultResult, error) {
+	r.dbx.faultMu.Lock()
+	defer r.dbx.faultMu.Unlock()
+	ds := r.db.Status()
+	node := req.Node
+	if node == "" {
+		node = ds.State.Primary
+		if req.Kind == api.DBFaultStandbyLoss {
+			node = ds.State.Standby
+		}
+	}
+	var ns *pgha.NodeStatus
+	for i := range ds.Nodes {
+		if ds.Nodes[i].Name == node {
+			ns = &ds.Nodes[i]
+		}
+	}
+	if ns == nil {
+		return api.DBFaultResult{}, fmt.Errorf("db fault: no database node %q (nodes: %s)", node, nodeNames(ds.Nodes))
+	}
+	res := api.DBFaultResult{Kind: req.Kind, Node: node, Zone: ns.Zone, PID: ns.Pid, Epoch: int64(ds.State.Epoch)}
+	var sig syscall.Signal
+	switch req.Kind {
+	case api.DBFaultKill, api.DBFaultControllerRestart:
+		sig = syscall.SIGKILL
+	case api.DBFaultFreeze:
+		sig = syscall.SIGSTOP
+	case api.DBFaultThaw:
+		sig = syscall.SIGCONT
+	case api.DBFaultStandbyLoss:
+		if node == ds.State.Primary {
+			return res, fmt.Errorf("db fault standby-loss: %s is the primary; name the standby (%s) or leave node empty", node, ds.State.Standby)
+		}
+		sig = syscall.SIGKILL
+	default:
+		return res, fmt.Errorf("db fault kind %q: must be kill, freeze, thaw, standby-loss or controller-restart", req.Kind)
+	}
+	if req.Kind == api.DBFaultControllerRestart && node != ds.State.Primary {
+		return res, fmt.Errorf("db fault controller-restart: kills the primary (%s) mid-failover; %s is not it", ds.State.Primary, node)
+	}
+	res.At = time.Now()
+	if err := r.db.Signal(node, sig); err != nil {
+		return res, err
+	}
+	r.events.Add("drill", "db-fault", node, fmt.Sprintf("%s: sent %s to %s (zone %s, pid %d)", req.Kind, sig, node, ns.Zone, ns.Pid))
+	if req.Kind != api.DBFaultControllerRestart {
+		return res, nil
+	}
+	if req.DelayMS > 0 {
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(time.Duration(req.DelayMS) * time.Millisecond):
+		}
+	}
+	epoch, err := r.db.RestartController(ctx)
+	res.RestartedAt, res.RestartEpoch = time.Now(), int64(epoch)
+	if err != nil {
+		return res, err
+	}
+	r.events.Add("drill", "db-controller-restart", node, fmt.Sprintf("failover controller restarted %s after the kill, from persisted epoch %d",
+		res.RestartedAt.Sub(res.At).Round(time.Millisecond), epoch))
+	return res, nil
+}
+
+func nodeNames(ns []pgha.NodeStatus) string {
+	s := ""
+	for i, n := range ns {
+		if i > 0 {
+			s += ", "
+		}
+		s += n.Name
+	}
+	return s
+}
+
+// dbRestore restores the repository to req.ToTime into a new server under
+// the state dir and leaves it running.
+func (r *Region) dbRestore(ctx context.Context, req api.DBRestoreRequest) (api.DBRestore, error) {
+	if req.ToTime.IsZero() {
+		return api.DBRestore{}, errors.New("restore: to_time is required")
+	}
+	port := req.Port
+	if port == 0 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return api.DBRestore{}, fmt.Errorf("restore: pick a port: %w", err)
+		}
+		port = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	id := "r" + time.Now().UTC().Format("20060102t150405.000")
+	base := filepath.Join(r.pgRoot, "restores")
+	dir := filepath.Join(base, id)
+	for _, d := range []string{base, dir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return api.DBRestore{}, fmt.Errorf("restore: create %s: %w", d, err)
+		}
+		if err := os.Chmod(d, 0o711); err != nil {
+			return api.DBRestore{}, fmt.Errorf("restore: chmod %s: %w", d, err)
+		}
+	}
+	r.events.Add("db", "restore-start", id, "restoring to "+req.ToTime.UTC().Format(time.RFC3339Nano))
+	start := time.Now()
+	srv, err := r.dbx.backups.Restore(ctx, backup.RestoreOptions{
+		TargetTime: req.ToTime, DataDir: filepath.Join(dir, "data"),
+		ListenAddr: netip.MustParseAddr("127.0.0.1"), Port: port,
+	})
+	if err != nil {
+		r.events.Add("db", "restore-failed", id, err.Error())
+		return api.DBRestore{}, err
+	}
+	info := api.DBRestore{
+		ID: id, Target: srv.Target, Backup: srv.Backup,
+		Address: netip.AddrPortFrom(srv.ListenAddr, uint16(srv.Port)).String(),
+		DSN:     srv.DSN(r.spec.Database.User, r.spec.Database.Name),
+		DataDir: srv.DataDir, LogFile: srv.LogFile, PID: srv.Pid(), LastReplayed: srv.LastReplayed,
+		TookMS: float64(time.Since(start).Milliseconds()),
+	}
+	r.dbx.mu.Lock()
+	if r.dbx.restores == nil {
+		r.dbx.restores = map[string]*restoredDB{}
+	}
+	r.dbx.restores[id] = &restoredDB{info: info, srv: srv}
+	r.dbx.mu.Unlock()
+	r.events.Add("db", "restore-done", id, "restored server at "+info.Address+" (stop it with `haven db restore-stop "+id+"`)")
+	return info, nil
+}
+
+func (r *Region) restoreList() []api.DBRestore {
+	r.dbx.mu.Lock()
+	defer r.dbx.mu.Unlock()
+	out := []api.DBRestore{}
+	for _, rd := range r.dbx.restores {
+		in := rd.info
+		in.PID = rd.srv.Pid()
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// drillLogin creates (or re-keys) the drills' role, <user>_drill, with a
+// fresh random password, and lets it create tables in the app database's
+// public schema. Only the SCRAM verifier reaches the server.
+func (r *Region) drillLogin(ctx context.Context) (api.DBDrillLogin, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	s := r.spec.Database
+	user := s.User + "_drill"
+	p := r.db.Primary()
+	cfg, err := pgx.ParseConfig(p.AdminDSN())
+	if err != nil {
+		return api.DBDrillLogin{}, err
+	}
+	cfg.Database = s.Name
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return api.DBDrillLogin{}, fmt.Errorf("drill login: connect to primary %s: %w", p.Name, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	role := pgx.Identifier{user}.Sanitize()
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", user).Scan(&n); err != nil {
+		return api.DBDrillLogin{}, fmt.Errorf("drill login: %w", err)
+	}
+	if n == 0 {
+		if _, err := conn.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+			return api.DBDrillLogin{}, fmt.Errorf("drill login: create role %s: %w", user, err)
+		}
+	}
+	out := api.DBDrillLogin{User: user, Database: s.Name, Endpoint: s.Endpoint}
+	if r.appAuth() != pgha.AuthTrust {
+		out.Password = newPassword()
+		if err := setRolePassword(ctx, conn, user, out.Password); err != nil {
+			return api.DBDrillLogin{}, fmt.Errorf("drill login: %w", err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "GRANT USAGE, CREATE ON SCHEMA public TO "+role); err != nil {
+		return api.DBDrillLogin{}, fmt.Errorf("drill login: grant %s: %w", user, err)
+	}
+	r.events.Add("db", "drill-login", user, "drill role (re)keyed")
+	return out, nil
+}

@@ -1,0 +1,299 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/api"
+)
+
+// PITRConfig configures the point-in-time restore drill.
+type PITRConfig struct {
+	// Writers commit timestamped ledger rows through the endpoint. Default 4.
+	Writers int
+	// WriteFor is how long they write; T is picked half way. Default 20s.
+	WriteFor time.Duration
+	// CatchUpTimeout bounds the wait for the latest restorable time to pass T. Default 60s.
+	CatchUpTimeout time.Duration
+	// LagTarget is the most the latest restorable time may trail the wall
+	// clock under writes for the drill to pass. Default 10s.
+	LagTarget time.Duration
+	// Keep leaves the restored server running (stop it with `haven db restore-stop`).
+	Keep bool
+	// Progress receives human-readable progress lines (may be nil).
+	Progress io.Writer
+}
+
+// PITRReport is the drill's result.
+type PITRReport struct {
+	Drill  string    `json:"drill"`
+	Target time.Time `json:"target"`
+	Backup string    `json:"backup"`
+	// Committed counts acknowledged rows; MustHave those acknowledged at or
+	// before T; MustNotHave those stamped (inside the INSERT, before its
+	// COMMIT) after T; InFlight the rest, which may go either way; Unknown
+	// INSERTs whose outcome is unknown (no id, not checked).
+	Committed   int `json:"committed"`
+	MustHave    int `json:"must_have"`
+	MustNotHave int `json:"must_not_have"`
+	InFlight    int `json:"in_flight"`
+	Unknown     int `json:"unknown"`
+	Restored    int `json:"restored"`
+	// Missing are MustHave rows absent from the restore, Extra MustNotHave rows present.
+	Missing []int64 `json:"missing,omitempty"`
+	Extra   []int64 `json:"extra,omitempty"`
+	// LagMedianS and LagMaxS: how far the latest restorable time trailed the
+	// wall clock under continuous writes, sampled about every second.
+	LagMedianS float64 `json:"latest_restorable_lag_median_s"`
+	LagMaxS    float64 `json:"latest_restorable_lag_max_s"`
+	LagSamples int     `json:"lag_samples"`
+	// RestoreS is how long the restore took (repository restore + replay).
+	RestoreS  float64  `json:"restore_s"`
+	RestoreID string   `json:"restore_id"`
+	Address   string   `json:"restored_address"`
+	Pass      bool     `json:"pass"`
+	Reasons   []string `json:"reasons,omitempty"`
+}
+
+type pitrRow struct {
+	id         int64
+	stamp, ack time.Time
+}
+
+// PITR runs the point-in-time restore drill through the daemon: writers
+// commit timestamped rows through the endpoint while the latest restorable
+// time is sampled; T is picked half way; once the archive has passed T the
+// daemon restores to T into a new server, whose rows are compared with the
+// ledger: exactly the rows committed at or before T, to the granularity of
+// PostgreSQL's recovery target (the commit record's timestamp).
+func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, error) {
+	if cfg.Writers <= 0 {
+		cfg.Writers = 4
+	}
+	if cfg.WriteFor <= 0 {
+		cfg.WriteFor = 20 * time.Second
+	}
+	if cfg.CatchUpTimeout <= 0 {
+		cfg.CatchUpTimeout = 60 * time.Second
+	}
+	if cfg.LagTarget <= 0 {
+		cfg.LagTarget = 10 * time.Second
+	}
+	say := func(format string, a ...any) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, format+"\n", a...)
+		}
+	}
+	st, err := c.DBStatus(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("drill pitr: %w", err)
+	}
+	if st.Backups == nil || !st.Backups.Enabled {
+		reason := "unknown"
+		if st.Backups != nil {
+			reason = st.Backups.Reason
+		}
+		return nil, fmt.Errorf("drill pitr: backups are off (%s)", reason)
+	}
+	login, err := c.DBDrillLogin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("drill pitr: get a drill login: %w", err)
+	}
+	l, err := c.DBBackups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("drill pitr: %w", err)
+	}
+	if len(l.Backups) == 0 {
+		say("no backup yet: taking a full backup")
+		if _, err := c.DBBackup(ctx, api.DBBackupRequest{Type: "full"}); err != nil {
+			return nil, fmt.Errorf("drill pitr: first backup: %w", err)
+		}
+	}
+	dsn := endpointDSN(login)
+	table := "drill_pitr_" + strconv.FormatInt(time.Now().Unix(), 10)
+	ident := pgx.Identifier{table}.Sanitize()
+	setup, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("drill pitr: connect to the endpoint %s: %w", st.Endpoint, err)
+	}
+	_, err = setup.Exec(ctx, "CREATE TABLE "+ident+" (id bigserial PRIMARY KEY, writer int NOT NULL, stamp timestamptz NOT NULL)")
+	setup.Close(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("drill pitr: create ledger table: %w", err)
+	}
+	defer dropTable(dsn, table)
+
+	say("%d writers committing timestamped rows through %s for %s", cfg.Writers, st.Endpoint, cfg.WriteFor)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var mu sync.Mutex
+	var rows []pitrRow
+	unknown := 0
+	var wg sync.WaitGroup
+	for i := 0; i < cfg.Writers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var conn *pgx.Conn
+			defer func() {
+				if conn != nil {
+					conn.Close(context.Background())
+				}
+			}()
+			for wctx.Err() == nil {
+				if conn == nil {
+					cc, err := pgx.Connect(wctx, dsn)
+					if err != nil {
+						_ = sleepCtx(wctx, 50*time.Millisecond)
+						continue
+					}
+					conn = cc
+				}
+				var r pitrRow
+				// A cancelled drill must not cut a commit midway.
+				octx, cancel := context.WithTimeout(context.WithoutCancel(wctx), 10*time.Second)
+				err := conn.QueryRow(octx, "INSERT INTO "+ident+" (writer, stamp) VALUES ($1, clock_timestamp()) RETURNING id, stamp", i).Scan(&r.id, &r.stamp)
+				cancel()
+				r.ack = time.Now()
+				mu.Lock()
+				if err != nil {
+					unknown++
+				} else {
+					rows = append(rows, r)
+				}
+				mu.Unlock()
+				if err != nil {
+					conn.Close(context.Background())
+					conn = nil
+				}
+				_ = sleepCtx(wctx, 10*time.Millisecond)
+			}
+		}()
+	}
+	begin := time.Now()
+	target := begin.Add(cfg.WriteFor / 2).Truncate(time.Microsecond)
+	var lags []float64
+	for time.Since(begin) < cfg.WriteFor {
+		if l, err := c.DBBackups(ctx); err == nil && !l.LatestRestorable.IsZero() {
+			lags = append(lags, time.Since(l.LatestRestorable).Seconds())
+		}
+		if err := sleepCtx(ctx, time.Second); err != nil {
+			stop()
+			wg.Wait()
+			return nil, err
+		}
+	}
+	stop()
+	wg.Wait()
+	rep := &PITRReport{Drill: "pitr", Target: target, Unknown: unknown, LagSamples: len(lags)}
+	sort.Float64s(lags)
+	if len(lags) > 0 {
+		rep.LagMedianS, rep.LagMaxS = lags[len(lags)/2], lags[len(lags)-1]
+	}
+	say("wrote %d rows (%d unknown); latest restorable time trailed by median %.1f s, max %.1f s", len(rows), unknown, rep.LagMedianS, rep.LagMaxS)
+
+	say("waiting for the archive to pass T = %s", target.UTC().Format(time.RFC3339Nano))
+	deadline := time.Now().Add(cfg.CatchUpTimeout)
+	for {
+		l, err := c.DBBackups(ctx)
+		if err == nil && !l.LatestRestorable.Before(target) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("drill pitr: the archive did not reach T within %s (latest restorable %s, last error %v)", cfg.CatchUpTimeout, l.LatestRestorable.UTC().Format(time.RFC3339Nano), err)
+		}
+		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	say("restoring to T into a new server...")
+	t0 := time.Now()
+	res, err := c.DBRestore(ctx, api.DBRestoreRequest{ToTime: target})
+	if err != nil {
+		return nil, fmt.Errorf("drill pitr: restore to %s: %w", target.UTC().Format(time.RFC3339Nano), err)
+	}
+	rep.RestoreS = time.Since(t0).Seconds()
+	rep.RestoreID, rep.Address, rep.Backup = res.ID, res.Address, res.Backup
+	if !cfg.Keep {
+		defer func() { _ = c.DBRestoreStop(context.WithoutCancel(ctx), res.ID) }()
+	}
+	say("restored %s from backup %s in %.1f s at %s", res.ID, res.Backup, rep.RestoreS, res.Address)
+	got, err := readIDs(ctx, nodeDSN(login, res.Address), ident)
+	if err != nil {
+		return nil, fmt.Errorf("drill pitr: read the restored ledger at %s: %w", res.Address, err)
+	}
+	rep.Restored = len(got)
+	classifyPITR(rep, rows, got)
+	if rep.LagMaxS > cfg.LagTarget.Seconds() {
+		rep.Reasons = append(rep.Reasons, fmt.Sprintf("the latest restorable time trailed by up to %.1f s, more than %s", rep.LagMaxS, cfg.LagTarget))
+	}
+	if len(rep.Missing) > 0 {
+		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d rows committed before T are missing, e.g. id %d", len(rep.Missing), rep.Missing[0]))
+	}
+	if len(rep.Extra) > 0 {
+		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d rows written after T are present, e.g. id %d", len(rep.Extra), rep.Extra[0]))
+	}
+	if rep.MustHave == 0 || rep.MustNotHave == 0 {
+		rep.Reasons = append(rep.Reasons, fmt.Sprintf("T does not split the history (%d rows before, %d after): the check proves nothing", rep.MustHave, rep.MustNotHave))
+	}
+	rep.Pass = len(rep.Reasons) == 0
+	return rep, nil
+}
+
+// classifyPITR compares the ledger with the restored ids at rep.Target.
+func classifyPITR(rep *PITRReport, rows []pitrRow, got map[int64]bool) {
+	for _, r := range rows {
+		rep.Committed++
+		switch {
+		case !r.ack.After(rep.Target):
+			rep.MustHave++
+			if !got[r.id] && len(rep.Missing) < 100 {
+				rep.Missing = append(rep.Missing, r.id)
+			}
+		case r.stamp.After(rep.Target):
+			rep.MustNotHave++
+			if got[r.id] && len(rep.Extra) < 100 {
+				rep.Extra = append(rep.Extra, r.id)
+			}
+		default:
+			rep.InFlight++
+		}
+	}
+}
+
+func readIDs(ctx context.Context, dsn, ident string) (map[int64]bool, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, dsn)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rs, err := conn.Query(cctx, "SELECT id FROM "+ident)
+	if err != nil {
+		return nil, err
+	}
+	got := map[int64]bool{}
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			return nil, err
+		}
+		got[id] = true
+	}
+	if err := rs.Err(); err != nil {
+		return nil, err
+	}
+	if len(got) == 0 {
+		return got, errors.New("the restored table is empty")
+	}
+	return got, nil
+}
