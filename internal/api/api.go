@@ -458,3 +458,20 @@ func (c *Client) DBRestores(ctx context.Context) ([]DBRestore, error) {
 func (c *Client) DBRestoreStop(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/db/restores/"+id, nil, nil)
 }
+
+// DBDrillLogin is a login for drills: a dedicated role with a fresh random
+// password (set as a SCRAM verifier), allowed to create its own tables in
+// the app database. It is only ever sent over the daemon's 0600 socket.
+type DBDrillLogin struct {
+	User     string `json:"user"`
+	Password string `json:"password"`
+	Database string `json:"database"`
+	Endpoint string `json:"endpoint"`
+}
+
+// DBDrillLogin creates (or re-keys) the drill role and returns its login.
+func (c *Client) DBDrillLogin(ctx context.Context) (DBDrillLogin, error) {
+	var out DBDrillLogin
+	err := c.do(ctx, http.MethodPost, "/v1/db/drill-login", nil, &out)
+	return out, err
+}
