@@ -103,6 +103,6 @@ func newAuditCmd(g *globals) *cobra.Command {
 		},
 	}
 	plan.Flags().BoolVar(&asJSON, "json", false, "print findings as JSON")
-	cmd.AddCommand(plan)
+	cmd.AddCommand(plan, newAuditSecretsCmd(g))
 	return cmd
 }

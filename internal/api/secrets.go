@@ -24,6 +24,8 @@ type SecretsInfo struct {
 	Strategy string `json:"strategy"`
 	// AuditLog is the path of the audit trail.
 	AuditLog string `json:"audit_log"`
+	// SpecFile is the spec the region was started from (absolute when known).
+	SpecFile string `json:"spec_file,omitempty"`
 	// Metadata maps instance ids to their metadata endpoint URL.
 	Metadata map[string]string `json:"metadata"`
 }

@@ -73,7 +73,7 @@ var DefaultRules = []Rule{
 	{"private-key", regexp.MustCompile(`-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----`)},
 	{"postgres-url-password", regexp.MustCompile(`(?i)\bpostgres(?:ql)?://[^:/\s@"']+:([^@\s/"']+)@`)},
 	// key=value (ini, DSN, env, shell): an unquoted or quoted literal.
-	{"password-assignment", regexp.MustCompile(`(?i)\b(?:password|passwd|pwd|pgpassword|db_pass(?:word)?)["']?\s*=\s*("[^"\s]{6,}"|'[^'\s]{6,}'|[^\s"',;&{}<>()\[\]$]{6,})`)},
+	{"password-assignment", regexp.MustCompile(`(?i)\b(?:password|passwd|pgpassword|db_pass(?:word)?)["']?\s*=\s*("[^"\s]{6,}"|'[^'\s]{6,}'|[^\s"',;&{}<>()\[\]$]{6,})`)},
 	// key: value (YAML, JSON): quoted, or unquoted to the end of the line.
 	{"password-assignment", regexp.MustCompile(`(?im)\b(?:password|passwd|pgpassword|db_pass(?:word)?)["']?\s*:\s*("[^"\s]{6,}"|'[^'\s]{6,}'|[^\s"',;&{}<>()\[\]$#]{6,}[ \t]*$)`)},
 }
@@ -91,8 +91,8 @@ func placeholder(v string) bool {
 }
 
 // codeExpr matches program expressions such as c.Password or cfg.DB.Pass(),
-// which are assignments in code, not literal values.
-var codeExpr = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+(\(\))?$`)
+// or newPassword(), which are assignments in code, not literal values.
+var codeExpr = regexp.MustCompile(`^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$|^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\(.*\)$`)
 
 // Scanner looks for Literals and Rules.
 type Scanner struct {
@@ -164,6 +164,9 @@ func (s *Scanner) scan(where string, data []byte, patterns bool) []Finding {
 			val := string(data[vs:ve])
 			if r.Name != "private-key" && placeholder(val) {
 				continue
+			}
+			if ve < len(data) && (data[ve] == '(' || data[ve] == '.') {
+				continue // a call or selector in code, e.g. newPassword()
 			}
 			ls := bytes.LastIndexByte(data[:m[0]], '\n') + 1
 			le := bytes.IndexByte(data[m[1]:], '\n')

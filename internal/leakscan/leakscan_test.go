@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Fake credentials below are assembled at run time so this file itself holds none.
@@ -22,7 +23,8 @@ func TestScanBytes(t *testing.T) {
 		name, text string
 		want       []string // rules found, in order
 	}{
-		{"clean go code", "cc.Password = c.Password\nPassword: cfg.Password,\n", nil},
+		{"clean go code", "cc.Password = c.Password\nPassword: cfg.Password,\nout.Password = newPassword()\n", nil},
+		{"shell PWD", "PWD=/tmp/region\n", nil},
 		{"placeholder", "password=[redacted]\npassword: ${DB_PASSWORD}\n", nil},
 		{"live secret anywhere", "some log line " + live + " end\n", []string{"live-secret"}},
 		{"live secret in a word", "x" + live + "y", []string{"live-secret"}},
@@ -141,8 +143,15 @@ func TestScanGitAndProcess(t *testing.T) {
 	c.Env = []string{"APP_DB_PASS=" + live}
 	must(c.Start())
 	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
-	pf, err := s.ScanProcess(c.Process.Pid, "sleeper")
-	must(err)
+	// Until execve, /proc/<pid>/environ is the parent's: wait for the child's.
+	var pf []Finding
+	for i := 0; i < 100 && len(pf) == 0; i++ {
+		pf, err = s.ScanProcess(c.Process.Pid, "sleeper")
+		must(err)
+		if len(pf) == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	if len(pf) != 1 || !strings.HasSuffix(pf[0].Where, "environ") {
 		t.Fatalf("process findings = %v, want one in environ", pf)
 	}

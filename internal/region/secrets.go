@@ -840,6 +840,9 @@ func (r *Region) routesSecrets(mux *http.ServeMux) {
 			AppRole: x.appRole, RotationS: r.spec.Secrets.DB.Rotation.D().Seconds(), Strategy: r.spec.Secrets.DB.Strategy,
 			AuditLog: x.server.AuditPath(), Metadata: map[string]string{},
 		}
+		if r.opts.SpecFile != "" {
+			info.SpecFile, _ = filepath.Abs(r.opts.SpecFile)
+		}
 		x.mu.Lock()
 		for id, s := range x.imds {
 			info.Metadata[id] = s.srv.Endpoint()
