@@ -13,7 +13,7 @@ import (
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Prove a promise under load: lose an instance, fail the database over, ..."}
-	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g))
+	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g))
 	return cmd
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/drill"
 	"github.com/haven-platform/haven/internal/leakscan"
 	"github.com/haven-platform/haven/internal/secrets"
 )
@@ -399,4 +400,54 @@ func liveSecretValues(ctx context.Context, sm *secretsmanager.Client) ([]leaksca
 func isSecretField(k string) bool {
 	k = strings.ToLower(k)
 	return strings.Contains(k, "password") || strings.Contains(k, "secret") || strings.Contains(k, "token") || strings.Contains(k, "key")
+}
+
+func newSecretRotationCmd(g *globals) *cobra.Command {
+	var cfg drill.RotationConfig
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "secret-rotation",
+		Short: "Rotate the database secret N times under logged-in load; report failed requests, stale credentials and the audit trail",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			rep, err := drill.SecretRotation(cmd.Context(), g.client(), cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
+					return err
+				}
+			} else {
+				w := cmd.OutOrStdout()
+				verdict := "PASS"
+				if !rep.Pass {
+					verdict = "FAIL"
+				}
+				fmt.Fprintf(w, "secret-rotation drill: %s\n", verdict)
+				fmt.Fprintf(w, "  requests %d, failed %d, p50 %.1f ms, p99 %.1f ms over %.0f s at %d/s\n", rep.Requests, rep.Failed, rep.P50MS, rep.P99MS, rep.DurationS, rep.Rate)
+				fmt.Fprintf(w, "  rotations %d/%d completed; stale credentials refused: %v\n", rep.Completed, rep.Requested, rep.StaleRefused)
+				for _, s := range rep.Steps {
+					fmt.Fprintf(w, "  #%d %s user %s %.0f ms new-logs-in %v previous-logs-in %v %s\n", s.N, s.VersionID, s.Username, s.MS, s.NewLogsIn, s.PreviousLogsIn, s.Error)
+				}
+				fmt.Fprintf(w, "  audit: %d app fetches logged, %d GetSecretValue audited (ok %v)\n", rep.AppFetches, rep.AuditedGets, rep.AuditOK)
+				for _, r := range rep.Reasons {
+					fmt.Fprintf(w, "  reason: %s\n", r)
+				}
+			}
+			if !rep.Pass {
+				return errorf(2, "drill secret-rotation failed: %v", rep.Reasons)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVar(&cfg.Rotations, "rotations", 3, "how many rotations")
+	cmd.Flags().DurationVar(&cfg.Interval, "interval", 3*time.Second, "load time before, between and after rotations")
+	cmd.Flags().IntVar(&cfg.Rate, "rate", 30, "requests per second")
+	cmd.Flags().IntVar(&cfg.Users, "users", 10, "seeded students to log in")
+	cmd.Flags().StringVar(&cfg.Password, "password", "exam-week-2026", "the seeded users' demo password (courses seed --password)")
+	cmd.Flags().StringVar(&cfg.Secret, "secret", "", "secret to rotate (default: the database secret)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
 }
