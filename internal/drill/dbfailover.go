@@ -212,7 +212,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	}
 	rep := &DBFailoverReport{Drill: "db-failover", Fault: cfg.Fault, Durability: st.Durability, Rounds: cfg.Rounds, Writers: cfg.Writers}
 	say("waiting for a healthy pair (one primary, one streaming synchronous standby)")
-	if _, _, err := waitHealed(ctx, c, cfg.HealTimeout); err != nil {
+	if _, _, err := waitHealed(ctx, c, cfg.HealTimeout, nil); err != nil {
 		return nil, fmt.Errorf("drill db-failover: the database is not healthy before the drill: %w", err)
 	}
 
@@ -451,7 +451,20 @@ func runDBRound(ctx context.Context, c *api.Client, cfg DBFailoverConfig, login 
 			round.Problems = append(round.Problems, "thaw: "+err.Error())
 		}
 	}
-	after, _, err := waitHealed(ctx, c, cfg.HealTimeout-time.Since(res.At))
+	// Healed means healed from this fault: the standby was promoted (a new
+	// epoch), or, for standby-loss, the standby runs as a new process.
+	changed := func(st api.DBStatus) bool {
+		if cfg.Fault != api.DBFaultStandbyLoss {
+			return st.Epoch > res.Epoch
+		}
+		for _, n := range st.Nodes {
+			if n.Name == res.Node {
+				return n.PID != 0 && n.PID != res.PID
+			}
+		}
+		return false
+	}
+	after, _, err := waitHealed(ctx, c, cfg.HealTimeout-time.Since(res.At), changed)
 	round.HealMS = float64(time.Since(res.At).Microseconds()) / 1000
 	if err != nil {
 		round.Problems = append(round.Problems, "heal: "+err.Error())
@@ -517,14 +530,14 @@ func healthy(st api.DBStatus) bool {
 }
 
 // waitHealed polls the daemon until healthy; it returns the last status and how long it took.
-func waitHealed(ctx context.Context, c *api.Client, timeout time.Duration) (api.DBStatus, time.Duration, error) {
+func waitHealed(ctx context.Context, c *api.Client, timeout time.Duration, also func(api.DBStatus) bool) (api.DBStatus, time.Duration, error) {
 	start := time.Now()
 	deadline := start.Add(timeout)
 	var st api.DBStatus
 	var err error
 	for {
 		st, err = c.DBStatus(ctx)
-		if err == nil && healthy(st) {
+		if err == nil && healthy(st) && (also == nil || also(st)) {
 			return st, time.Since(start), nil
 		}
 		if time.Now().After(deadline) {
