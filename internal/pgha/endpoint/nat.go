@@ -1,0 +1,358 @@
+package endpoint
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// NATConfig configures a NAT endpoint.
+type NATConfig struct {
+	// Listen is the stable address clients connect to: an IPv4 literal and a
+	// non-zero port, e.g. "127.0.0.1:5432". Nothing listens on it: the kernel
+	// rewrites each new connection's destination. Required.
+	Listen string
+	// Table is the nftables table (family ip) the endpoint owns: letters,
+	// digits and '_', at most 32 characters, unique per region (see
+	// NATTableName). A table of that name left by a crashed daemon is
+	// replaced at Start. Required.
+	Table string
+	// Timeout bounds each nft command. Default 5s.
+	Timeout time.Duration
+	// NFT is the nft binary. Default "nft" from PATH.
+	NFT string
+	// Logger receives structured logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field.
+func (c NATConfig) Validate() error {
+	if c.Listen == "" {
+		return errors.New("endpoint.listen: required")
+	}
+	ap, err := netip.ParseAddrPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("endpoint.listen: %w", err)
+	}
+	if !ap.Addr().Is4() || ap.Port() == 0 {
+		return fmt.Errorf("endpoint.listen: the NAT endpoint needs an IPv4 address and a non-zero port, got %q", c.Listen)
+	}
+	if c.Table == "" || len(c.Table) > 32 {
+		return fmt.Errorf("endpoint.table: 1 to 32 characters required, got %q", c.Table)
+	}
+	for _, r := range c.Table {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return fmt.Errorf("endpoint.table: only letters, digits and '_' allowed, got %q", c.Table)
+		}
+	}
+	if c.Timeout < 0 {
+		return errors.New("endpoint.timeout: must not be negative")
+	}
+	return nil
+}
+
+// NATTableName returns a table name unique to key (for example the
+// region's state directory): "haven_" and 8 hex digits.
+func NATTableName(key string) string {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return fmt.Sprintf("haven_%08x", h.Sum32())
+}
+
+// NAT is the endpoint as nftables rules: the kernel forwards each new
+// connection to the current epoch's primary (DNAT in the output hook), so
+// the data path costs no more than a direct connection.
+//
+// Every connection is marked with the generation of the rules that
+// admitted it (conntrack mark); each SetTarget that changes the epoch or the
+// target, and each Pause, starts a new generation, and in the same atomic
+// nft transaction a rule answers every client packet of an older generation
+// with a TCP reset. So an old connection never reaches the old primary
+// again: it fails on its next use (or as soon as the old server closes it,
+// e.g. when fenced). With no primary, new connections are refused (reset)
+// at once; while paused, new connections' SYNs are dropped, so the client's
+// kernel retransmits them (after 1 s, then 3 s, ...) and they reach the new
+// primary after the next SetTarget.
+//
+// NAT covers locally generated traffic only (the output hook): right while
+// the zones are loopback address ranges on one host.
+type NAT struct {
+	cfg    NATConfig
+	log    *slog.Logger
+	listen netip.AddrPort
+	tag    uint32 // high 16 bits of every mark: this table's flows
+
+	mu      sync.Mutex
+	st      natState
+	started bool
+	err     error // last failed apply; nil once the kernel has the current rules
+}
+
+// natState is what the rules express.
+type natState struct {
+	Epoch  uint64
+	Target string // "" = no primary
+	Paused bool
+	Gen    uint16 // low 16 bits of the conntrack mark of admitted connections
+}
+
+// NewNAT returns a NAT endpoint for cfg with defaults filled in. It does
+// not touch the kernel until Start.
+func NewNAT(cfg NATConfig) (*NAT, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.NFT == "" {
+		cfg.NFT = "nft"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := fnv.New32a()
+	h.Write([]byte(cfg.Table))
+	return &NAT{
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "pgha.endpoint", "mode", "nat", "table", cfg.Table),
+		listen: netip.MustParseAddrPort(cfg.Listen),
+		tag:    (h.Sum32() & 0xffff) << 16,
+		// A random first generation: connections admitted by a previous
+		// daemon's table of the same name are of another generation.
+		st: natState{Gen: uint16(rand.N(0xffff)) + 1},
+	}, nil
+}
+
+// Start replaces any table of the same name with this endpoint's, in the
+// no-primary state (new connections refused).
+func (n *NAT) Start(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.st.Gen = nextGen(n.st.Gen)
+	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.listen, n.tag, n.st, true)
+	if err := n.nft(ctx, script); err != nil {
+		return fmt.Errorf("start nat endpoint %s: %w", n.cfg.Listen, err)
+	}
+	n.started = true
+	n.log.Info("endpoint listening", "addr", n.cfg.Listen)
+	return nil
+}
+
+// Stop deletes the table. Connections admitted earlier keep their
+// translation in conntrack; they end when their server does (the
+// controller stops the databases with the region).
+func (n *NAT) Stop(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return nil
+	}
+	if err := n.nft(ctx, "delete table ip "+n.cfg.Table+"\n"); err != nil {
+		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
+	}
+	n.started = false
+	return nil
+}
+
+// Addr is the endpoint's address.
+func (n *NAT) Addr() string { return n.cfg.Listen }
+
+// SetTarget makes addr ("ip:port"; "" = no primary) the primary for epoch
+// and resumes a paused endpoint. When the epoch or the target changes every
+// client connection is cut. Errors are logged and kept (see Err); on error
+// the endpoint falls back to refusing everything.
+func (n *NAT) SetTarget(epoch uint64, addr string) {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+	defer cancel()
+	if err := n.Repoint(ctx, epoch, addr); err != nil {
+		n.log.Error("repoint endpoint", "epoch", epoch, "target", addr, "err", err)
+	}
+}
+
+// Repoint is SetTarget that returns its error.
+func (n *NAT) Repoint(ctx context.Context, epoch uint64, addr string) error {
+	if addr != "" {
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil || !ap.Addr().Is4() {
+			n.mu.Lock()
+			defer n.mu.Unlock()
+			return n.failSafeLocked(ctx, fmt.Errorf("repoint to %q: target must be an IPv4 address and port", addr))
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	changed := epoch != n.st.Epoch || addr != n.st.Target
+	if !changed && !n.st.Paused && n.err == nil {
+		return nil
+	}
+	next := n.st
+	next.Epoch, next.Target, next.Paused = epoch, addr, false
+	if changed {
+		next.Gen = nextGen(next.Gen)
+	}
+	if err := n.applyLocked(ctx, next); err != nil {
+		return n.failSafeLocked(ctx, fmt.Errorf("repoint to %q for epoch %d: %w", addr, epoch, err))
+	}
+	n.log.Info("endpoint target", "epoch", epoch, "target", addr)
+	return nil
+}
+
+// Pause cuts every client connection and holds new ones (their SYNs are
+// dropped and retransmitted by the client) until the next SetTarget.
+func (n *NAT) Pause() {
+	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.Timeout)
+	defer cancel()
+	if err := n.PauseContext(ctx); err != nil {
+		n.log.Error("pause endpoint", "err", err)
+	}
+}
+
+// PauseContext is Pause that returns its error.
+func (n *NAT) PauseContext(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	next := n.st
+	next.Paused, next.Gen = true, nextGen(next.Gen)
+	if err := n.applyLocked(ctx, next); err != nil {
+		return n.failSafeLocked(ctx, fmt.Errorf("pause: %w", err))
+	}
+	n.log.Info("endpoint paused", "epoch", next.Epoch)
+	return nil
+}
+
+// Target returns the current epoch and primary address ("" when none).
+func (n *NAT) Target() (epoch uint64, addr string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.st.Epoch, n.st.Target
+}
+
+// Err is the last error applying rules, nil when the kernel holds the rules
+// of the last SetTarget or Pause.
+func (n *NAT) Err() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
+
+// applyLocked installs the rules for next in one nft transaction and, on
+// success, makes it the state.
+func (n *NAT) applyLocked(ctx context.Context, next natState) error {
+	if !n.started {
+		return errors.New("nat endpoint not started")
+	}
+	if err := n.nft(ctx, natRules(n.cfg.Table, n.listen, n.tag, next, false)); err != nil {
+		return err
+	}
+	n.st, n.err = next, nil
+	return nil
+}
+
+// failSafeLocked records cause and tries to leave the endpoint refusing
+// everything (no primary, a new generation), so that no connection keeps
+// reaching a node that may have been demoted.
+func (n *NAT) failSafeLocked(ctx context.Context, cause error) error {
+	n.err = cause
+	if !n.started {
+		return cause
+	}
+	safe := natState{Epoch: n.st.Epoch, Gen: nextGen(n.st.Gen)}
+	if err := n.nft(context.WithoutCancel(ctx), natRules(n.cfg.Table, n.listen, n.tag, safe, false)); err != nil {
+		return fmt.Errorf("%w (and refusing all connections failed too: %v)", cause, err)
+	}
+	n.st = safe
+	return cause
+}
+
+func (n *NAT) nft(ctx context.Context, script string) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	return runNFT(ctx, n.cfg.NFT, script)
+}
+
+func runNFT(ctx context.Context, bin, script string) error {
+	cmd := exec.CommandContext(ctx, bin, "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("run nft: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+func nextGen(g uint16) uint16 {
+	g++
+	if g == 0 {
+		g = 1
+	}
+	return g
+}
+
+// natRules is the nft script that sets table's chains to express st for
+// the endpoint listen. create declares the table and chains too. Connections
+// to listen are recognised by their original (pre-DNAT) destination.
+//
+//   - nat_out (nat, output, -100): a new connection's SYN gets the mark
+//     tag|gen and is sent to the target (only when there is one, unpaused);
+//   - filter_out (filter, output, 0): while paused, a new connection's SYN is
+//     dropped (the client retransmits it); any other packet from a client
+//     whose connection does not carry the current mark (older generation,
+//     or never admitted: no primary) is answered with a TCP reset.
+func natRules(table string, listen netip.AddrPort, tag uint32, st natState, create bool) string {
+	var b strings.Builder
+	if create {
+		fmt.Fprintf(&b, "table ip %s {\n", table)
+		b.WriteString("\tchain nat_out { type nat hook output priority -100; policy accept; }\n")
+		b.WriteString("\tchain filter_out { type filter hook output priority 0; policy accept; }\n")
+		b.WriteString("}\n")
+	}
+	fmt.Fprintf(&b, "flush chain ip %s nat_out\n", table)
+	fmt.Fprintf(&b, "flush chain ip %s filter_out\n", table)
+	mark := fmt.Sprintf("0x%08x", tag|uint32(st.Gen))
+	ours := fmt.Sprintf("meta l4proto tcp ct original ip daddr %s ct original proto-dst %d", listen.Addr(), listen.Port())
+	const syn = "tcp flags & (fin | syn | rst | ack) == syn"
+	if st.Target != "" && !st.Paused {
+		fmt.Fprintf(&b, "add rule ip %s nat_out ip daddr %s tcp dport %d %s ct mark set %s dnat to %s\n",
+			table, listen.Addr(), listen.Port(), syn, mark, st.Target)
+	}
+	if st.Paused {
+		fmt.Fprintf(&b, "add rule ip %s filter_out %s ct state new %s drop\n", table, ours, syn)
+	}
+	fmt.Fprintf(&b, "add rule ip %s filter_out %s ct direction original ct mark != %s reject with tcp reset\n", table, ours, mark)
+	return b.String()
+}
+
+// NATAvailable reports why a NAT endpoint cannot run here (nil when it
+// can): nft missing, or not allowed to create a nat chain (not root, no
+// nf_tables). The region falls back to the Proxy when it is not nil.
+func NATAvailable(ctx context.Context) error {
+	bin, err := exec.LookPath("nft")
+	if err != nil {
+		return fmt.Errorf("nat endpoint unavailable: %w (Debian package nftables)", err)
+	}
+	probe := fmt.Sprintf("haven_probe_%08x", rand.Uint32())
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	script := fmt.Sprintf("table ip %[1]s {\n\tchain nat_out { type nat hook output priority -100; policy accept; }\n\tchain filter_out { type filter hook output priority 0; policy accept; }\n}\n"+
+		"add rule ip %[1]s nat_out ip daddr 127.0.0.1 tcp dport 9 ct mark set 0x1 dnat to 127.0.0.1:9\n"+
+		"add rule ip %[1]s filter_out meta l4proto tcp ct original ip daddr 127.0.0.1 ct original proto-dst 9 ct direction original ct mark != 0x1 reject with tcp reset\n"+
+		"delete table ip %[1]s\n", probe)
+	if err := runNFT(ctx, bin, script); err != nil {
+		return fmt.Errorf("nat endpoint unavailable: %w", err)
+	}
+	return nil
+}
