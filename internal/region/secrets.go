@@ -804,8 +804,24 @@ func (p *pgRotator) SetSecret(ctx context.Context, in secrets.StepInput) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	return setRolePassword(ctx, conn, s.Username, s.Password)
+	if err := setRolePassword(ctx, conn, s.Username, s.Password); err != nil {
+		return err
+	}
+	if os.Getenv(FailpointEnv) == FailpointCrashAfterSetSecret {
+		// A crash drill: die like a power loss between setSecret and finishSecret.
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+	return nil
 }
+
+// FailpointEnv names the daemon's failpoint variable; the value
+// FailpointCrashAfterSetSecret SIGKILLs the daemon right after a rotation's
+// setSecret step, to prove a restart finishes or rolls the rotation back.
+const (
+	FailpointEnv                 = "HAVEN_FAILPOINT"
+	FailpointCrashAfterSetSecret = "secrets-crash-after-setsecret"
+)
 
 func (p *pgRotator) TestSecret(ctx context.Context, in secrets.StepInput) error {
 	s, err := parseDBSecret(in.Pending)
