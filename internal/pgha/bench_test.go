@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -38,8 +39,10 @@ func pgbench(ctx context.Context, b *testing.B, host string, port int, args ...s
 }
 
 // BenchmarkEndpointPgbench runs pgbench select-only and tpcb-like against
-// a single primary directly and through the endpoint, interleaved, and
-// reports the endpoint's share of direct throughput. Run with
+// a single primary directly, through the NAT endpoint (nftables DNAT) and
+// through the userspace Proxy, interleaved (three rounds, each in a rotated
+// order), and reports each endpoint's
+// share of direct throughput. Run with
 //
 //	go test -run '^$' -bench EndpointPgbench -benchtime 1x ./internal/pgha/
 func BenchmarkEndpointPgbench(b *testing.B) { benchEndpoint(b, 1) }
@@ -48,18 +51,45 @@ func BenchmarkEndpointPgbench(b *testing.B) { benchEndpoint(b, 1) }
 // synchronous standby, as the region runs it.
 func BenchmarkEndpointPgbenchSyncPair(b *testing.B) { benchEndpoint(b, 2) }
 
+// fanout repoints several endpoints at once, so one cluster drives both.
+type fanout []Endpoint
+
+func (f fanout) SetTarget(epoch uint64, addr string) {
+	for _, e := range f {
+		e.SetTarget(epoch, addr)
+	}
+}
+
+func (f fanout) Pause() {
+	for _, e := range f {
+		e.Pause()
+	}
+}
+
 func benchEndpoint(b *testing.B, nodes int) {
 	dir := testDir(b)
-	ep, err := endpoint.New(endpoint.Config{Listen: "127.0.0.1:0", Logger: discardLogger()})
+	ctx := context.Background()
+	proxy, err := endpoint.New(endpoint.Config{Listen: "127.0.0.1:0", Logger: discardLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx := context.Background()
-	if err := ep.Start(ctx); err != nil {
+	if err := proxy.Start(ctx); err != nil {
 		b.Fatal(err)
 	}
-	defer ep.Stop(ctx)
-	cfg := Config{Nodes: testNodes(b, dir, nodes), StateFile: filepath.Join(dir, "state.json"), Endpoint: ep, Logger: discardLogger()}
+	defer proxy.Stop(ctx)
+	if err := endpoint.NATAvailable(ctx); err != nil {
+		b.Fatal(err)
+	}
+	nat, err := endpoint.NewNAT(endpoint.NATConfig{Listen: "127.0.0.1:" + strconv.Itoa(freeBenchPort(b)),
+		Table: endpoint.NATTableName(dir), Logger: discardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := nat.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	defer nat.Stop(ctx)
+	cfg := Config{Nodes: testNodes(b, dir, nodes), StateFile: filepath.Join(dir, "state.json"), Endpoint: fanout{proxy, nat}, Logger: discardLogger()}
 	c := startTestCluster(b, cfg)
 	if nodes == 2 {
 		waitEligible(b, c)
@@ -69,10 +99,22 @@ func benchEndpoint(b *testing.B, nodes int) {
 	}
 	primary := cfg.Nodes[0]
 	pgbench(ctx, b, primary.ListenAddr.String(), primary.Port, "-i", "-q", "-s", "2")
-	_, epPortStr, _ := strings.Cut(ep.Addr(), ":")
-	epPort, _ := strconv.Atoi(epPortStr)
+	port := func(addr string) int {
+		_, p, _ := strings.Cut(addr, ":")
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	paths := []struct {
+		name string
+		host string
+		port int
+	}{
+		{"direct", primary.ListenAddr.String(), primary.Port},
+		{"nat", "127.0.0.1", port(nat.Addr())},
+		{"proxy", "127.0.0.1", port(proxy.Addr())},
+	}
 
-	const rounds, dur = 2, "5"
+	const rounds, dur = 3, "5"
 	modes := []struct {
 		name string
 		args []string
@@ -81,18 +123,37 @@ func benchEndpoint(b *testing.B, nodes int) {
 	for round := 0; round < rounds; round++ {
 		for _, m := range modes {
 			args := append([]string{"-c", "4", "-j", "2", "-T", dur}, m.args...)
-			d := pgbench(ctx, b, primary.ListenAddr.String(), primary.Port, args...)
-			e := pgbench(ctx, b, "127.0.0.1", epPort, args...)
-			b.Logf("round %d %-11s direct %8.0f tps  endpoint %8.0f tps  ratio %.3f", round+1, m.name, d, e, e/d)
-			sum[m.name+"/direct"] += d
-			sum[m.name+"/endpoint"] += e
+			tps := map[string]float64{}
+			for i := range paths { // rotate the order: no path always runs first
+				p := paths[(i+round)%len(paths)]
+				tps[p.name] = pgbench(ctx, b, p.host, p.port, args...)
+				sum[m.name+"/"+p.name] += tps[p.name]
+			}
+			b.Logf("round %d %-11s direct %8.0f tps  nat %8.0f tps (%.3f)  proxy %8.0f tps (%.3f)", round+1, m.name,
+				tps["direct"], tps["nat"], tps["nat"]/tps["direct"], tps["proxy"], tps["proxy"]/tps["direct"])
 		}
 	}
 	for _, m := range modes {
-		d, e := sum[m.name+"/direct"]/rounds, sum[m.name+"/endpoint"]/rounds
+		d := sum[m.name+"/direct"] / rounds
+		n := sum[m.name+"/nat"] / rounds
+		p := sum[m.name+"/proxy"] / rounds
 		b.ReportMetric(d, m.name+"-direct-tps")
-		b.ReportMetric(e, m.name+"-endpoint-tps")
-		b.ReportMetric(e/d, m.name+"-ratio")
-		fmt.Printf("nodes=%d %s: direct %.0f tps, endpoint %.0f tps, endpoint/direct %.3f\n", nodes, m.name, d, e, e/d)
+		b.ReportMetric(n, m.name+"-nat-tps")
+		b.ReportMetric(p, m.name+"-proxy-tps")
+		b.ReportMetric(n/d, m.name+"-nat-ratio")
+		b.ReportMetric(p/d, m.name+"-proxy-ratio")
+		fmt.Printf("nodes=%d %s: direct %.0f tps, nat %.0f tps (nat/direct %.3f), proxy %.0f tps (proxy/direct %.3f)\n",
+			nodes, m.name, d, n, n/d, p, p/d)
 	}
+}
+
+// freeBenchPort returns a loopback port nothing listens on at the moment.
+func freeBenchPort(b *testing.B) int {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
