@@ -345,7 +345,7 @@ type DBFaultResult struct {
 	Node string    `json:"node"`
 	Zone string    `json:"zone"`
 	PID  int       `json:"pid,omitempty"`
-	At   time.Time `json:"at"` // when the signal was sent
+	At   time.Time `json:"at"` // when every process of the server had the signal
 	// Epoch is the epoch before the fault.
 	Epoch int64 `json:"epoch"`
 	// RestartedAt and RestartEpoch (controller-restart): when the new

@@ -407,10 +407,12 @@ func (r *Region) dbFault(ctx context.Context, req api.DBFaultRequest) (api.DBFau
 	if req.Kind == api.DBFaultControllerRestart && node != ds.State.Primary {
 		return res, fmt.Errorf("db fault controller-restart: kills the primary (%s) mid-failover; %s is not it", ds.State.Primary, node)
 	}
-	res.At = time.Now()
 	if err := r.db.Signal(node, sig); err != nil {
 		return res, err
 	}
+	// The fault is in place once every process of the server has the
+	// signal: a commit can still slip in while they are being signalled.
+	res.At = time.Now()
 	r.events.Add("drill", "db-fault", node, fmt.Sprintf("%s: sent %s to %s (zone %s, pid %d)", req.Kind, sig, node, ns.Zone, ns.Pid))
 	if req.Kind != api.DBFaultControllerRestart {
 		return res, nil
