@@ -144,13 +144,19 @@ func (n *NAT) Start(ctx context.Context) error {
 		return fmt.Errorf("start nat endpoint %s: %w", n.cfg.Listen, err)
 	}
 	n.started = true
+	// Connections a crashed daemon's table admitted carry this table's tag
+	// but an older generation: the reject rule cuts them on their next
+	// packet; forgetting them makes that certain.
+	if err := flushConntrackMark(n.tag, 0xffff0000); err != nil {
+		n.log.Warn("forget connections of a previous run", "err", err)
+	}
 	n.log.Info("endpoint listening", "addr", n.cfg.Listen)
 	return nil
 }
 
-// Stop deletes the table. Connections admitted earlier keep their
-// translation in conntrack; they end when their server does (the
-// controller stops the databases with the region).
+// Stop deletes the table and makes the kernel forget the connections the
+// endpoint admitted (their conntrack entries): the next packet of each is
+// answered with a reset, as if the proxy had closed it.
 func (n *NAT) Stop(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -161,6 +167,9 @@ func (n *NAT) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
 	}
 	n.started = false
+	if err := flushConntrackMark(n.tag, 0xffff0000); err != nil {
+		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
+	}
 	return nil
 }
 

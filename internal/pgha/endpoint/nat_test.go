@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -294,6 +296,54 @@ func TestNATStartReplacesStaleTableAndStopRemovesIt(t *testing.T) {
 	}
 	if got := tables(t); strings.Contains(got, table) {
 		t.Errorf("table %s still there after Stop:\n%s", table, got)
+	}
+}
+
+// marked counts the conntrack entries carrying n's tag.
+func marked(t *testing.T, n *NAT) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/nf_conntrack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		_, rest, ok := strings.Cut(line, " mark=")
+		if !ok {
+			continue
+		}
+		v, _, _ := strings.Cut(rest, " ")
+		m, err := strconv.ParseUint(v, 10, 32)
+		if err == nil && uint32(m)&0xffff0000 == n.tag {
+			count++
+		}
+	}
+	return count
+}
+
+func TestNATStopCutsAdmittedConnections(t *testing.T) {
+	a := startBackend(t, "a", "127.0.1.76")
+	n := startNAT(t)
+	n.SetTarget(1, a.addr)
+	c1 := dial(t, n.Addr())
+	if _, err := roundTrip(c1, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if got := marked(t, n); got != 1 {
+		t.Errorf("conntrack entries with the endpoint's tag = %d, want 1", got)
+	}
+	before := a.received()
+	if err := n.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := marked(t, n); got != 0 {
+		t.Errorf("conntrack entries with the endpoint's tag after Stop = %d, want 0", got)
+	}
+	if _, err := roundTrip(c1, "y"); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("connection after Stop: err = %v, want ECONNRESET", err)
+	}
+	if got := a.received(); got != before {
+		t.Errorf("backend received %d lines after Stop, want 0", got-before)
 	}
 }
 
