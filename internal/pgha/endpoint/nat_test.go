@@ -92,8 +92,31 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// natTable names a test's table "haventest_<pid>_<n>", so that tables a
+// killed test run left behind can be recognised and removed (TestMain).
 func natTable(t *testing.T) string {
-	return NATTableName(fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano()))
+	tableSeq++
+	return fmt.Sprintf("haventest_%d_%d", os.Getpid(), tableSeq)
+}
+
+var tableSeq int
+
+// TestMain deletes the tables of test runs that died before their cleanup:
+// a leaked table would reset connections to its (ephemeral) port forever.
+func TestMain(m *testing.M) {
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			name, ok := strings.CutPrefix(line, "table ip haventest_")
+			if !ok {
+				continue
+			}
+			pid, _, _ := strings.Cut(name, "_")
+			if _, err := os.Stat("/proc/" + pid); err != nil {
+				_ = exec.Command("nft", "delete", "table", "ip", "haventest_"+name).Run()
+			}
+		}
+	}
+	os.Exit(m.Run())
 }
 
 func startNAT(t *testing.T) *NAT {
