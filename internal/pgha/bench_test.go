@@ -51,6 +51,8 @@ func BenchmarkEndpointPgbench(b *testing.B) { benchEndpoint(b, 1) }
 // synchronous standby, as the region runs it.
 func BenchmarkEndpointPgbenchSyncPair(b *testing.B) { benchEndpoint(b, 2) }
 
+var _ Endpoint = (*endpoint.NAT)(nil)
+
 // fanout repoints several endpoints at once, so one cluster drives both.
 type fanout []Endpoint
 

@@ -43,7 +43,7 @@ func (c NATConfig) Validate() error {
 	if err != nil {
 		return fmt.Errorf("endpoint.listen: %w", err)
 	}
-	if !ap.Addr().Is4() || ap.Port() == 0 {
+	if !ap.Addr().Is4() || ap.Addr().IsUnspecified() || ap.Port() == 0 {
 		return fmt.Errorf("endpoint.listen: the NAT endpoint needs an IPv4 address and a non-zero port, got %q", c.Listen)
 	}
 	if c.Table == "" || len(c.Table) > 32 {
@@ -138,7 +138,7 @@ func NewNAT(cfg NATConfig) (*NAT, error) {
 func (n *NAT) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.st.Gen = nextGen(n.st.Gen)
+	n.st = natState{Gen: nextGen(n.st.Gen)} // no primary until SetTarget
 	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.listen, n.tag, n.st, true)
 	if err := n.nft(ctx, script); err != nil {
 		return fmt.Errorf("start nat endpoint %s: %w", n.cfg.Listen, err)

@@ -291,6 +291,7 @@ func TestNATStartReplacesStaleTableAndStopRemovesIt(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", table).Run() })
 
+	var prev net.Conn        // admitted by the first run, which "crashes"
 	for i := 0; i < 2; i++ { // a restart replaces the table of the first run
 		n, err := NewNAT(cfg)
 		if err != nil {
@@ -306,11 +307,17 @@ func TestNATStartReplacesStaleTableAndStopRemovesIt(t *testing.T) {
 		if strings.Contains(string(out), "junk") {
 			t.Errorf("stale chain survived Start:\n%s", out)
 		}
+		if prev != nil {
+			if _, err := roundTrip(prev, "y"); !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("connection of the previous run after a restart: err = %v, want ECONNRESET", err)
+			}
+		}
 		n.SetTarget(1, a.addr)
 		c := dial(t, n.Addr())
 		if got, err := roundTrip(c, "x"); err != nil || got != "a:x" {
 			t.Errorf("run %d: reply = %q, %v; want a:x", i, got, err)
 		}
+		prev = c
 		if i == 1 {
 			if err := n.Stop(context.Background()); err != nil {
 				t.Fatal(err)
@@ -370,6 +377,27 @@ func TestNATStopCutsAdmittedConnections(t *testing.T) {
 	}
 }
 
+func TestNATStartAfterStopHasNoPrimary(t *testing.T) {
+	a := startBackend(t, "a", "127.0.1.77")
+	n := startNAT(t)
+	n.SetTarget(1, a.addr)
+	ctx := context.Background()
+	if err := n.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", n.Addr(), 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial after a restart, before SetTarget: err = %v, want ECONNREFUSED", err)
+	}
+	n.SetTarget(1, a.addr) // the same target as before Stop: applied again
+	c := dial(t, n.Addr())
+	if got, err := roundTrip(c, "x"); err != nil || got != "a:x" {
+		t.Errorf("reply = %q, %v; want a:x", got, err)
+	}
+}
+
 func TestNATBadTargetFailsSafe(t *testing.T) {
 	a := startBackend(t, "a", "127.0.1.75")
 	n := startNAT(t)
@@ -416,6 +444,7 @@ func TestNATConfigValidate(t *testing.T) {
 		{NATConfig{Listen: "127.0.0.1:0", Table: "haven_1"}, false},
 		{NATConfig{Listen: "localhost:5432", Table: "haven_1"}, false},
 		{NATConfig{Listen: "[::1]:5432", Table: "haven_1"}, false},
+		{NATConfig{Listen: "0.0.0.0:5432", Table: "haven_1"}, false},
 		{NATConfig{Listen: "127.0.0.1:5432", Table: ""}, false},
 		{NATConfig{Listen: "127.0.0.1:5432", Table: "haven-1"}, false},
 		{NATConfig{Listen: "127.0.0.1:5432", Table: "x; flush ruleset"}, false},
