@@ -388,7 +388,9 @@ func printRound(say func(string, ...any), r *DBRound) {
 	}
 	say("round %d: %s %s (zone %s): %s %s, epoch %d→%d, primary %s, healed in %.1f s; ledger ok %d fail %d unknown %d, lost %d, fail present %d%s",
 		r.Round, r.Fault, r.Node, r.Zone, label, rto, r.EpochFrom, r.EpochTo, r.Primary, r.HealMS/1000, r.OK, r.Fail, r.Unknown, r.Lost, r.FailInDB, extra)
-	if r.Web != nil {
+	if r.Web != nil && r.Web.Failed == 0 {
+		say("  web: %d requests through the load balancer, none failed", r.Web.Requests)
+	} else if r.Web != nil {
 		say("  web: %d requests, %d failed (first %+.0f ms, last %+.0f ms after the fault; %d outside the RTO window)",
 			r.Web.Requests, r.Web.Failed, r.Web.FirstFailMS, r.Web.LastFailMS, r.Web.OutsideWindow)
 	}
