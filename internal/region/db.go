@@ -185,7 +185,15 @@ func (r *Region) routesDB(mux *http.ServeMux) {
 		if !r.dbUp(w) || !r.backupsUp(w) {
 			return
 		}
+		// Right after a failover the newest archived segment named by the
+		// repository can be missing for a moment (List reads it to find the
+		// latest restorable time): retry briefly before giving up.
 		l, err := r.dbx.backups.List(req.Context())
+		for i := 0; err != nil && i < 5 && req.Context().Err() == nil; i++ {
+			r.log.Warn("list backups failed; retrying", "err", err)
+			time.Sleep(time.Second)
+			l, err = r.dbx.backups.List(req.Context())
+		}
 		if err != nil {
 			replyErr(w, http.StatusInternalServerError, err)
 			return
