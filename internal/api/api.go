@@ -86,14 +86,17 @@ type LB struct {
 
 // Instance is one app instance and its load balancer target state.
 type Instance struct {
-	ID         string    `json:"id"`
-	Zone       string    `json:"zone"`
-	AZ         string    `json:"az"`
-	Address    string    `json:"address"`
-	PID        int       `json:"pid"`
-	State      string    `json:"state"`
-	Health     string    `json:"health"`
-	InFlight   int       `json:"in_flight"`
+	ID       string `json:"id"`
+	Zone     string `json:"zone"`
+	AZ       string `json:"az"`
+	Address  string `json:"address"`
+	PID      int    `json:"pid"`
+	State    string `json:"state"`
+	Health   string `json:"health"`
+	InFlight int    `json:"in_flight"`
+	// Target is the load balancer's view of the instance: initial, healthy,
+	// unhealthy, draining, or "" when it is not registered.
+	Target     string    `json:"target"`
 	LaunchedAt time.Time `json:"launched_at"`
 }
 

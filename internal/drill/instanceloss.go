@@ -33,10 +33,13 @@ type FaultResult struct {
 	Instance string  `json:"instance"`
 	Zone     string  `json:"zone"`
 	AtMS     int64   `json:"at_ms"`     // since the drill started
-	DetectMS float64 `json:"detect_ms"` // fault → target out of service
+	DetectMS float64 `json:"detect_ms"` // fault → the LB stops routing to the target
 	// DetectBoundMS is unhealthy_threshold × interval + timeout: the most an
 	// active health check may take to notice a hung target.
 	DetectBoundMS float64 `json:"detect_bound_ms"`
+	// WithinBound reports DetectMS ≤ DetectBoundMS (for a kill, passive
+	// ejection is far faster than the bound).
+	WithinBound bool `json:"within_bound"`
 	ReplaceMS     float64 `json:"replace_ms"` // fault → a new instance in service, fleet at desired
 	Replacement   string  `json:"replacement,omitempty"`
 	Detected      bool    `json:"detected"`
@@ -134,6 +137,7 @@ func InstanceLoss(ctx context.Context, c *api.Client, cfg InstanceLossConfig) (*
 			return nil, err
 		}
 		fr.DetectBoundMS = bound
+		fr.WithinBound = fr.Detected && fr.DetectMS <= bound
 		victims = append(victims, fr.Instance)
 		rep.Faults = append(rep.Faults, *fr)
 	}
@@ -204,7 +208,8 @@ func injectInstanceFault(ctx context.Context, c *api.Client, kind string, skip [
 			healthyNew, healthy := 0, 0
 			newID := ""
 			for _, in := range st.Instances {
-				if in.ID == victim.ID && in.Health == "healthy" && in.State == "in-service" {
+				// Out of service: the load balancer no longer routes to it.
+				if in.ID == victim.ID && in.Target == "healthy" {
 					gone = false
 				}
 				if in.State == "in-service" && in.Health == "healthy" {

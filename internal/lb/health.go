@@ -105,11 +105,6 @@ func parseMatcher(s string) (matcher, error) {
 	}, nil
 }
 
-// jitter returns d scaled by a random factor in [0.9, 1.1).
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
-}
-
 // probe runs one health check against t and returns whether it passed and, if
 // not, the ALB reason code.
 func (l *LB) probe(ctx context.Context, t *target) (bool, string) {
@@ -136,8 +131,11 @@ func (l *LB) probe(ctx context.Context, t *target) (bool, string) {
 	return true, ""
 }
 
-// healthLoop checks t every jittered interval until ctx ends. The first check
-// runs after a short random delay so that targets registered together spread out.
+// healthLoop checks t once per interval until ctx ends: checks start on a
+// fixed cadence (a slow or timed-out check does not push the next one back),
+// so a hung target is marked unhealthy within unhealthy × interval + timeout.
+// The first check runs after a short random delay so that targets registered
+// together spread out.
 func (l *LB) healthLoop(ctx context.Context, t *target) {
 	defer l.wg.Done()
 	interval := l.cfg.HealthCheck.Interval
@@ -148,11 +146,12 @@ func (l *LB) healthLoop(ctx context.Context, t *target) {
 			return
 		case <-l.clock.After(wait):
 		}
+		start := l.clock.Now()
 		passed, reason := l.probe(ctx, t)
 		if ctx.Err() != nil {
 			return
 		}
 		l.applyCheck(t, passed, reason)
-		wait = jitter(interval)
+		wait = max(interval-l.clock.Now().Sub(start), 0)
 	}
 }

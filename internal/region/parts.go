@@ -172,9 +172,11 @@ func (r *Region) Status() api.Status {
 		st.LB.Requests, st.LB.Retries, st.LB.Ejections, st.LB.Errors5xx = int64(ls.Requests), int64(ls.Retries), int64(ls.Ejections), int64(ls.Responses5xx)
 	}
 	inflight := map[string]int64{}
+	targets := map[string]string{}
 	if r.lb != nil {
 		for _, t := range r.lb.Targets() {
 			inflight[t.ID] = t.InFlight
+			targets[t.ID] = string(t.State)
 		}
 	}
 	if r.fleet != nil {
@@ -183,7 +185,7 @@ func (r *Region) Status() api.Status {
 		for _, in := range r.fleet.Instances() {
 			ai := api.Instance{
 				ID: in.ID, Zone: in.Zone, AZ: in.AZ, Address: in.Address, PID: in.PID,
-				State: string(in.State), Health: string(in.Health), InFlight: int(inflight[in.ID]), LaunchedAt: in.LaunchedAt,
+				State: string(in.State), Health: string(in.Health), InFlight: int(inflight[in.ID]), Target: targets[in.ID], LaunchedAt: in.LaunchedAt,
 			}
 			st.Instances = append(st.Instances, ai)
 			if ai.State == "in-service" {

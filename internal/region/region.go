@@ -71,8 +71,8 @@ type Region struct {
 	dbProxy dbEndpoint
 	// dbEndpointKind is "nat" (kernel DNAT) or "proxy" (user space).
 	dbEndpointKind string
-	lb      *lb.LB
-	fleet   *fleet.Fleet
+	lb             *lb.LB
+	fleet          *fleet.Fleet
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
