@@ -724,8 +724,10 @@ func (wl *webLoad) endRound(fault time.Time, rtoMS float64) *WebWindow {
 	for k, v := range s.Errors {
 		wl.all.Errors[k] += v
 	}
+	// Percentiles over the whole run are those of the worst round.
 	wl.all.MaxMS = max(wl.all.MaxMS, s.MaxMS)
 	wl.all.P99MS = max(wl.all.P99MS, s.P99MS)
+	wl.all.P50MS = max(wl.all.P50MS, s.P50MS)
 	return out
 }
 
