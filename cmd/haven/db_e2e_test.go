@@ -80,6 +80,16 @@ func TestDatabaseEndToEnd(t *testing.T) {
 		t.Fatalf("after `haven db failover --to %s` (%s): primary %s epoch %d, want %s epoch %d", before.StandbyZone, strings.TrimSpace(out), after.Primary, after.Epoch, before.Standby, before.Epoch+1)
 	}
 
+	// Rotation keeps working across the failover: the new primary got the
+	// roles' passwords by replication, and a rotation now sets them there.
+	var rot drill.RotationReport
+	if err := json.Unmarshal([]byte(run("drill", "secret-rotation", "--rotations", "2", "--interval", "1s", "--json")), &rot); err != nil {
+		t.Fatalf("decode secret-rotation report: %v", err)
+	}
+	if !rot.Pass || rot.Failed != 0 || rot.Completed != 2 {
+		t.Fatalf("secret rotation after a switchover: pass %v, failed %d, completed %d of 2, reasons %v", rot.Pass, rot.Failed, rot.Completed, rot.Reasons)
+	}
+
 	// Backups: one on demand, listed with a restorable window, then PITR.
 	run("db", "backup", "--type", "full")
 	var l api.DBBackupList
