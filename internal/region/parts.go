@@ -163,6 +163,9 @@ func (r *Region) Status() api.Status {
 		st.Zones = append(st.Zones, api.Zone{Name: z.Name, AZ: z.AZ, CIDR: z.CIDR.String()})
 	}
 	st.Fleet = api.Fleet{Min: s.Fleet.Min, Desired: s.Fleet.Desired, Max: s.Fleet.Max, HealthCheckType: s.Fleet.HealthCheckType}
+	if r.secx.server != nil {
+		st.Endpoints.Secrets = r.secx.server.Endpoint()
+	}
 	if r.lb != nil {
 		st.Endpoints.HTTPS = r.lb.HTTPSURL()
 		if a := r.lb.HTTPAddr(); a != "" {
