@@ -713,7 +713,16 @@ func setRolePassword(ctx context.Context, conn *pgx.Conn, user, password string)
 	if err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" PASSWORD "+quoteLiteral(v)); err != nil {
+	// PostgreSQL echoes a failed statement to its log (log_min_error_statement
+	// = error): keep the verifier out of it for this statement only.
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL log_min_error_statement = panic"); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" PASSWORD "+quoteLiteral(v))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("set password of %s: %w", user, err)
 	}
 	return nil
