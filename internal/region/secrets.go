@@ -401,16 +401,9 @@ func (r *Region) dropMetadata(id string) {
 // is led by a process the daemon started with HAVEN_INSTANCE_ID=id (every
 // instance runs in its own process group).
 func (r *Region) instanceCaller(id string, pid int) error {
-	leader, err := pgidOf(pid)
+	leader, env, err := regionGroup(pid)
 	if err != nil {
 		return err
-	}
-	if pp, err := ppidOf(leader); err != nil || pp != os.Getpid() {
-		return fmt.Errorf("process %d (group %d) was not started by the region", pid, leader)
-	}
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", leader))
-	if err != nil {
-		return fmt.Errorf("read environment of %d: %w", leader, err)
 	}
 	if !envHas(env, "HAVEN_INSTANCE_ID="+id) {
 		return fmt.Errorf("process %d belongs to another instance or none", pid)
@@ -425,19 +418,29 @@ func (r *Region) instanceCaller(id string, pid int) error {
 	return nil
 }
 
+// regionGroup returns the leader of pid's process group and the leader's
+// environment, provided the daemon started the leader.
+func regionGroup(pid int) (leader int, env []byte, err error) {
+	leader, err = pgidOf(pid)
+	if err != nil {
+		return 0, nil, err
+	}
+	if pp, err := ppidOf(leader); err != nil || pp != os.Getpid() {
+		return 0, nil, fmt.Errorf("process %d (group %d) was not started by the region", pid, leader)
+	}
+	env, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", leader))
+	if err != nil {
+		return 0, nil, fmt.Errorf("read environment of %d: %w", leader, err)
+	}
+	return leader, env, nil
+}
+
 // releaseCaller allows the release task: a process group the daemon started
 // that is not an instance and runs the release command.
 func (r *Region) releaseCaller(pid int) error {
-	leader, err := pgidOf(pid)
+	leader, env, err := regionGroup(pid)
 	if err != nil {
 		return err
-	}
-	if pp, err := ppidOf(leader); err != nil || pp != os.Getpid() {
-		return fmt.Errorf("process %d (group %d) was not started by the region", pid, leader)
-	}
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", leader))
-	if err != nil {
-		return fmt.Errorf("read environment of %d: %w", leader, err)
 	}
 	if bytes.Contains(env, []byte("HAVEN_INSTANCE_ID=")) {
 		return fmt.Errorf("process %d is an instance, not the release task", pid)
