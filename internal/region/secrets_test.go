@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -96,13 +97,13 @@ func TestPeerGuardIdentifiesProcessGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	allowed := make(chan int, 1)
-	var allowGroup int
+	var allowGroup atomic.Int64 // set after the accept loop starts
 	g := &peerGuard{Listener: ln, log: slog.New(slog.DiscardHandler), allow: func(pid int) error {
 		pg, err := pgidOf(pid)
 		if err != nil {
 			return err
 		}
-		if pg != allowGroup {
+		if int64(pg) != allowGroup.Load() {
 			return os.ErrPermission
 		}
 		allowed <- pid
@@ -135,7 +136,7 @@ func TestPeerGuardIdentifiesProcessGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = leader.Process.Kill(); _ = leader.Wait() })
-	allowGroup = leader.Process.Pid
+	allowGroup.Store(int64(leader.Process.Pid))
 	c1.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: leader.Process.Pid}
 	if err := c1.Run(); err != nil {
 		t.Fatal(err)
