@@ -145,6 +145,7 @@ func (r *Region) warnInertScaling() {
 // Status is a snapshot of the whole region.
 func (r *Region) Status() api.Status {
 	s := r.spec
+	v := r.view()
 	r.mu.Lock()
 	st := api.Status{
 		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir,
@@ -159,33 +160,31 @@ func (r *Region) Status() api.Status {
 		IntervalMS: hc.Interval.D().Milliseconds(), TimeoutMS: hc.Timeout.D().Milliseconds(),
 		HealthyThreshold: hc.Healthy, UnhealthyThreshold: hc.Unhealthy,
 	}
-	for _, z := range r.zones {
+	for _, z := range v.zones {
 		st.Zones = append(st.Zones, api.Zone{Name: z.Name, AZ: z.AZ, CIDR: z.CIDR.String()})
 	}
 	st.Fleet = api.Fleet{Min: s.Fleet.Min, Desired: s.Fleet.Desired, Max: s.Fleet.Max, HealthCheckType: s.Fleet.HealthCheckType}
-	if r.secx.server != nil {
-		st.Endpoints.Secrets = r.secx.server.Endpoint()
-	}
-	if r.lb != nil {
-		st.Endpoints.HTTPS = r.lb.HTTPSURL()
-		if a := r.lb.HTTPAddr(); a != "" {
+	st.Endpoints.Secrets = v.secretsEndpoint
+	if v.lb != nil {
+		st.Endpoints.HTTPS = v.lb.HTTPSURL()
+		if a := v.lb.HTTPAddr(); a != "" {
 			st.Endpoints.HTTP = "http://" + a
 		}
-		ls := r.lb.Stats()
+		ls := v.lb.Stats()
 		st.LB.Requests, st.LB.Retries, st.LB.Ejections, st.LB.Errors5xx = int64(ls.Requests), int64(ls.Retries), int64(ls.Ejections), int64(ls.Responses5xx)
 	}
 	inflight := map[string]int64{}
 	targets := map[string]string{}
-	if r.lb != nil {
-		for _, t := range r.lb.Targets() {
+	if v.lb != nil {
+		for _, t := range v.lb.Targets() {
 			inflight[t.ID] = t.InFlight
 			targets[t.ID] = string(t.State)
 		}
 	}
-	if r.fleet != nil {
-		c := r.fleet.Capacity()
+	if v.fleet != nil {
+		c := v.fleet.Capacity()
 		st.Fleet.Min, st.Fleet.Desired, st.Fleet.Max = c.Min, c.Desired, c.Max
-		for _, in := range r.fleet.Instances() {
+		for _, in := range v.fleet.Instances() {
 			ai := api.Instance{
 				ID: in.ID, Zone: in.Zone, AZ: in.AZ, Address: in.Address, PID: in.PID,
 				State: string(in.State), Health: string(in.Health), InFlight: int(inflight[in.ID]), Target: targets[in.ID], LaunchedAt: in.LaunchedAt,
@@ -199,8 +198,8 @@ func (r *Region) Status() api.Status {
 			}
 		}
 	}
-	if r.db != nil {
-		ds := r.db.Status()
+	if v.db != nil {
+		ds := v.db.Status()
 		d := &api.Database{Endpoint: s.Database.Endpoint, Epoch: int64(ds.State.Epoch), Primary: ds.State.Primary}
 		for _, n := range ds.Nodes {
 			d.Nodes = append(d.Nodes, api.DBNode{Name: n.Name, Zone: n.Zone, Address: n.Addr, Role: n.Role, State: n.Health, PID: n.Pid})
@@ -211,17 +210,19 @@ func (r *Region) Status() api.Status {
 }
 
 func (r *Region) signalInstance(id string, sig syscall.Signal) error {
-	if r.fleet == nil {
+	f := r.view().fleet
+	if f == nil {
 		return fmt.Errorf("instance %s: the fleet is not running", id)
 	}
-	return r.fleet.Signal(id, sig)
+	return f.Signal(id, sig)
 }
 
 func (r *Region) setCapacity(c api.CapacityRequest) error {
-	if r.fleet == nil {
+	f := r.view().fleet
+	if f == nil {
 		return fmt.Errorf("set capacity: the fleet is not running")
 	}
-	cur := r.fleet.Capacity()
+	cur := f.Capacity()
 	if c.Min != nil {
 		cur.Min = *c.Min
 	}
@@ -231,5 +232,5 @@ func (r *Region) setCapacity(c api.CapacityRequest) error {
 	if c.Max != nil {
 		cur.Max = *c.Max
 	}
-	return r.fleet.SetCapacity(cur.Min, cur.Desired, cur.Max)
+	return f.SetCapacity(cur.Min, cur.Desired, cur.Max)
 }

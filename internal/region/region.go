@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -79,6 +80,37 @@ type Region struct {
 
 	dbx  dbExtras      // owned by db.go
 	secx secretsExtras // owned by secrets.go
+
+	// pub is what API handlers read while start() is still assigning the
+	// fields above: start publishes a copy after each tier comes up.
+	pub atomic.Pointer[published]
+}
+
+// published is the set of running tiers API handlers may use.
+type published struct {
+	zones           []*zone.Zone
+	lb              *lb.LB
+	fleet           *fleet.Fleet
+	db              *pgha.Cluster
+	secretsEndpoint string
+}
+
+// publish makes the tiers started so far visible to API handlers. Only the
+// goroutine running start calls it.
+func (r *Region) publish() {
+	p := &published{zones: r.zones, lb: r.lb, fleet: r.fleet, db: r.db}
+	if r.secx.server != nil {
+		p.secretsEndpoint = r.secx.server.Endpoint()
+	}
+	r.pub.Store(p)
+}
+
+// view returns the published tiers (never nil).
+func (r *Region) view() *published {
+	if p := r.pub.Load(); p != nil {
+		return p
+	}
+	return &published{}
 }
 
 // Run brings the region up, serves the daemon API on the state directory's
@@ -167,6 +199,7 @@ func (r *Region) start(ctx context.Context) error {
 	for i, z := range r.zones {
 		z.AZ = s.AWS.AvailabilityZones[i]
 	}
+	r.publish()
 	r.say("zones: %s", zoneList(r.zones))
 
 	// The region's cgroups are named for the region and its state dir, so two
@@ -191,12 +224,14 @@ func (r *Region) start(ctx context.Context) error {
 	if err := r.startDatabase(ctx); err != nil {
 		return err
 	}
+	r.publish()
 	if err := r.startBackups(ctx); err != nil {
 		return err
 	}
 	if err := r.startSecrets(ctx); err != nil {
 		return err
 	}
+	r.publish()
 	if len(s.App.Release) > 0 {
 		if err := r.runRelease(ctx); err != nil {
 			return err
@@ -205,9 +240,11 @@ func (r *Region) start(ctx context.Context) error {
 	if err := r.startLB(ctx); err != nil {
 		return err
 	}
+	r.publish()
 	if err := r.startFleet(ctx); err != nil {
 		return err
 	}
+	r.publish()
 	r.warnInertScaling()
 	return r.waitHealthy(ctx)
 }
