@@ -478,3 +478,9 @@ func (c *Client) DBDrillLogin(ctx context.Context) (DBDrillLogin, error) {
 	err := c.do(ctx, http.MethodPost, "/v1/db/drill-login", nil, &out)
 	return out, err
 }
+
+// DBDrillLogout clears the drill role's password: the login DBDrillLogin
+// returned stops working.
+func (c *Client) DBDrillLogout(ctx context.Context) error {
+	return c.do(ctx, http.MethodDelete, "/v1/db/drill-login", nil, nil)
+}

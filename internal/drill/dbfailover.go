@@ -210,6 +210,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	if err != nil {
 		return nil, fmt.Errorf("drill db-failover: get a drill login: %w", err)
 	}
+	defer endDrillLogin(c, say)
 	rep := &DBFailoverReport{Drill: "db-failover", Fault: cfg.Fault, Durability: st.Durability, Rounds: cfg.Rounds, Writers: cfg.Writers}
 	say("waiting for a healthy pair (one primary, one streaming synchronous standby)")
 	if _, _, err := waitHealed(ctx, c, cfg.HealTimeout, nil); err != nil {
@@ -618,6 +619,16 @@ func writeRefused(ctx context.Context, login api.DBDrillLogin, st api.DBStatus, 
 		return pe.Code + " " + pe.Message
 	}
 	return err.Error()
+}
+
+// endDrillLogin clears the drill login's password once the drill is done
+// with it (deferred before the table drop, so it runs after it).
+func endDrillLogin(c *api.Client, say func(string, ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.DBDrillLogout(ctx); err != nil {
+		say("warning: the drill login still works: %v", err)
+	}
 }
 
 func dropTable(dsn, table string) {

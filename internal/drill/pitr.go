@@ -107,6 +107,7 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 	if err != nil {
 		return nil, fmt.Errorf("drill pitr: get a drill login: %w", err)
 	}
+	defer endDrillLogin(c, say)
 	l, err := c.DBBackups(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("drill pitr: %w", err)

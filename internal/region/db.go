@@ -234,6 +234,16 @@ func (r *Region) routesDB(mux *http.ServeMux) {
 		}
 		reply(w, http.StatusOK, out)
 	})
+	mux.HandleFunc("DELETE /v1/db/drill-login", func(w http.ResponseWriter, req *http.Request) {
+		if !r.dbUp(w) {
+			return
+		}
+		if err := r.drillLogout(req.Context()); err != nil {
+			replyErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		reply(w, http.StatusOK, map[string]string{"status": "drill password cleared"})
+	})
 	mux.HandleFunc("GET /v1/db/restores", func(w http.ResponseWriter, _ *http.Request) {
 		reply(w, http.StatusOK, r.restoreList())
 	})
@@ -560,4 +570,21 @@ func (r *Region) drillLogin(ctx context.Context) (api.DBDrillLogin, error) {
 	}
 	r.events.Add("db", "drill-login", user, "drill role (re)keyed")
 	return out, nil
+}
+
+// drillLogout clears the drill role's password, so the login a drill was
+// handed stops working when the drill ends.
+func (r *Region) drillLogout(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := r.adminConn(ctx)
+	if err != nil {
+		return fmt.Errorf("drill logout: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	user := r.spec.Database.User + "_drill"
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" PASSWORD NULL"); err != nil {
+		return fmt.Errorf("drill logout: clear the password of %s: %w", user, err)
+	}
+	return nil
 }
