@@ -238,24 +238,30 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 func ms(d time.Duration) float64 { return math.Round(float64(d)/1e4) / 100 }
 
 // RunLoad issues journey steps at rate per second, spread over users, until
-// ctx is done. It never runs more than maxInFlight requests at once.
+// ctx is done. Requests are scheduled on a fixed timeline (the n-th at
+// start + n/rate), so a busy machine delays them but does not drop them.
+// It never runs more than maxInFlight requests at once.
 func RunLoad(ctx context.Context, s *Site, users []*User, rate int, rec *Recorder) {
 	const maxInFlight = 256
 	sem := make(chan struct{}, maxInFlight)
 	var wg sync.WaitGroup
 	interval := time.Second / time.Duration(rate)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	n := 0
-	for {
-		select {
-		case <-ctx.Done():
+	start := time.Now()
+	for n := 0; ; n++ {
+		if d := time.Until(start.Add(time.Duration(n) * interval)); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				wg.Wait()
+				return
+			case <-t.C:
+			}
+		} else if ctx.Err() != nil {
 			wg.Wait()
 			return
-		case <-tick.C:
 		}
 		u := users[n%len(users)]
-		n++
 		select {
 		case sem <- struct{}{}:
 		default:
@@ -268,9 +274,9 @@ func RunLoad(ctx context.Context, s *Site, users []*User, rate int, rec *Recorde
 			defer func() { <-sem }()
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
-			start := time.Now()
+			t0 := time.Now()
 			path, err := s.Step(rctx, u)
-			rec.Record(path, time.Since(start), err)
+			rec.Record(path, time.Since(t0), err)
 		}()
 	}
 }
