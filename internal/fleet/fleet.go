@@ -239,10 +239,14 @@ func (f *Fleet) Terminate(ctx context.Context, id string, decrementDesired bool)
 		f.capacity.Desired--
 	}
 	in.state, in.reason = StateDraining, "terminated by request"
+	ev := f.event(EventTerminate, in, in.reason)
 	f.stops.Add(1)
 	f.mu.Unlock()
+	// Record the terminate before waking the loop, so the events read in the
+	// order things happened (the loop may launch a replacement at once).
+	f.emit(ev)
 	f.poke()
-	f.stopInstance(ctx, in)
+	f.drainAndStop(ctx, in)
 	return ctx.Err()
 }
 
@@ -555,11 +559,17 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 // stopInstance drains and stops in (already marked draining or terminated by the
 // caller, which also did f.stops.Add(1)), then forgets it.
 func (f *Fleet) stopInstance(ctx context.Context, in *instance) {
-	defer f.stops.Done()
 	f.mu.Lock()
 	reason := in.reason
 	f.mu.Unlock()
 	f.emit(f.event(EventTerminate, in, reason))
+	f.drainAndStop(ctx, in)
+}
+
+// drainAndStop deregisters in, then SIGTERMs and, after StopTimeout, SIGKILLs
+// its process group. The caller has recorded the terminate event.
+func (f *Fleet) drainAndStop(ctx context.Context, in *instance) {
+	defer f.stops.Done()
 	if b := f.cfg.Balancer; b != nil {
 		if err := b.Deregister(ctx, in.id); err != nil {
 			f.log.Warn("deregister failed", "instance", in.id, "err", err)
@@ -604,6 +614,7 @@ func (f *Fleet) stopInstance(ctx context.Context, in *instance) {
 	in.zone.Release(in.addr)
 	f.mu.Lock()
 	in.state = StateTerminated
+	reason := in.reason
 	delete(f.insts, in.id)
 	f.mu.Unlock()
 	f.emit(f.event(EventTerminated, in, reason))
