@@ -39,11 +39,11 @@ type FaultResult struct {
 	DetectBoundMS float64 `json:"detect_bound_ms"`
 	// WithinBound reports DetectMS ≤ DetectBoundMS (for a kill, passive
 	// ejection is far faster than the bound).
-	WithinBound bool `json:"within_bound"`
-	ReplaceMS     float64 `json:"replace_ms"` // fault → a new instance in service, fleet at desired
-	Replacement   string  `json:"replacement,omitempty"`
-	Detected      bool    `json:"detected"`
-	Replaced      bool    `json:"replaced"`
+	WithinBound bool    `json:"within_bound"`
+	ReplaceMS   float64 `json:"replace_ms"` // fault → a new instance in service, fleet at desired
+	Replacement string  `json:"replacement,omitempty"`
+	Detected    bool    `json:"detected"`
+	Replaced    bool    `json:"replaced"`
 }
 
 // InstanceLossReport is the drill's result.
