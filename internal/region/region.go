@@ -158,7 +158,7 @@ func Run(ctx context.Context, opts Options) error {
 		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting, pgRoot: pgRoot,
 		shutdown: make(chan struct{}),
 	}
-	if killed := sweepLeftovers(opts.StateDir, pgRoot); len(killed) > 0 {
+	if killed := sweepLeftovers(pgRoot); len(killed) > 0 {
 		r.log.Warn("killed processes a previous daemon left behind", "pids", killed)
 	}
 	closeAPI, err := r.serveAPI()

@@ -4,22 +4,28 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
+	"os/user"
 	"strconv"
-	"strings"
 	"syscall"
 )
 
 // sweepLeftovers SIGKILLs what a crashed daemon of this state dir left
-// running outside its cgroups and process groups: any process whose command
-// line names the state dir or the postgres root (pgBackRest workers, for
-// example, which do not inherit Pdeathsig). haven's own processes — this
-// daemon and CLI invocations such as the `up` waiting for it — are spared;
-// the state dir's lock guarantees no other daemon is alive. It returns the
-// pids it killed.
-func sweepLeftovers(stateDir, pgRoot string) []int {
-	self, _ := os.Executable()
-	selfReal, _ := filepath.EvalSymlinks(self)
+// running outside its cgroups and process groups: processes of the postgres
+// OS user whose command line names the region's postgres root (pgBackRest
+// workers, for example, which do not inherit Pdeathsig, or a restored
+// server). Nothing else is touched — not a user's `tail -f` of a log in the
+// state dir, nor the `haven up` waiting for this daemon. The state dir's lock
+// guarantees no other daemon of this region is alive. It returns the pids it
+// killed.
+func sweepLeftovers(pgRoot string) []int {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil
+	}
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return nil
+	}
 	ents, _ := os.ReadDir("/proc")
 	var killed []int
 	for _, e := range ents {
@@ -27,18 +33,13 @@ func sweepLeftovers(stateDir, pgRoot string) []int {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
+		var st syscall.Stat_t
+		if syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st) != nil || int(st.Uid) != uid {
+			continue
+		}
 		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err != nil || len(cl) == 0 {
+		if err != nil || !bytes.Contains(cl, []byte(pgRoot)) {
 			continue
-		}
-		if !bytes.Contains(cl, []byte(stateDir)) && !bytes.Contains(cl, []byte(pgRoot)) {
-			continue
-		}
-		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
-			exe = strings.TrimSuffix(exe, " (deleted)")
-			if exe == self || exe == selfReal || filepath.Base(exe) == "haven" {
-				continue
-			}
 		}
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			killed = append(killed, pid)
