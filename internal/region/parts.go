@@ -140,6 +140,9 @@ func (r *Region) warnInertScaling() {
 			break
 		}
 	}
+	if r.spec.Edge.Listen != "" {
+		r.warn(fmt.Sprintf("edge.listen %s: the local edge cache is not built yet; use the load balancer's address", r.spec.Edge.Listen))
+	}
 }
 
 // Status is a snapshot of the whole region.
