@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/haven-platform/haven/internal/atomicfile"
 	"github.com/haven-platform/haven/internal/pgha"
 )
 
@@ -293,17 +294,8 @@ func (m *Manager) writeConfig() error {
 			return err
 		}
 	}
-	tmp := m.confPath + ".tmp"
-	if err := os.WriteFile(tmp, []byte(configText(m.cfg)), 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := m.chown(tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, m.confPath); err != nil {
-		return fmt.Errorf("install %s: %w", m.confPath, err)
-	}
-	return nil
+	// pgBackRest runs as postgres: the config is handed over before it is in place.
+	return atomicfile.WriteFile(m.confPath, []byte(configText(m.cfg)), 0o600, atomicfile.Options{Prepare: m.chown})
 }
 
 func (m *Manager) chown(path string) error {

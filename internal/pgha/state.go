@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/haven-platform/haven/internal/atomicfile"
 )
 
 // Durability says what the primary does when its synchronous standby is lost.
@@ -68,33 +70,8 @@ func saveState(path string, s State) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create state dir: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".pgha-state-*")
-	if err != nil {
-		return fmt.Errorf("create temp state: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("write state: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("fsync state: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename state: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open state dir: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync state dir: %w", err)
+	if err := atomicfile.WriteFile(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save controller state: %w", err)
 	}
 	return nil
 }

@@ -1,12 +1,12 @@
 package secrets
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/haven-platform/haven/internal/atomicfile"
 )
 
 // Failpoint injects failures at named points; production code passes nil.
@@ -22,60 +22,18 @@ const (
 	FailAfterTempWrite = "store/after-temp-write"
 )
 
-const tempMarker = ".tmp-"
+// tempMarker is in the name of every temp state file, so Open can sweep what a
+// crash left behind.
+const tempMarker = atomicfile.TempMarker
 
-// writeFileAtomic replaces path with data: write a temp file in the same directory,
-// fsync it, rename it over path, fsync the directory. Readers see the old or the new
-// content, never a mix.
-func writeFileAtomic(path string, data []byte, perm os.FileMode, fp Failpoint) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	suffix := make([]byte, 6)
-	if _, err := rand.Read(suffix); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := filepath.Join(dir, base+tempMarker+hex.EncodeToString(suffix))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	keepTemp := false
-	defer func() {
-		if err != nil && !keepTemp {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
+// writeFileAtomic replaces path with data (see atomicfile.WriteFile); fp may
+// abort the write after the temp file is synced, as a crash would.
+func writeFileAtomic(path string, data []byte, perm os.FileMode, fp Failpoint) error {
+	var o atomicfile.Options
 	if fp != nil {
-		if err := fp.Hit(FailAfterTempWrite); err != nil {
-			keepTemp = true // a crash would leave it behind too
-			return fmt.Errorf("write %s: %w", path, err)
-		}
+		o.BeforeRename = func() error { return fp.Hit(FailAfterTempWrite) }
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, data, perm, o)
 }
 
 // removeStaleTemps deletes temp files left by interrupted writes of path.
