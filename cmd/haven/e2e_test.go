@@ -287,3 +287,35 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestTwoRegionsSideBySide runs two regions at once, each with its own state
+// dir and ports: both serve, and stopping one leaves the other running.
+func TestTwoRegionsSideBySide(t *testing.T) {
+	ctx := testCtx(t, 6*time.Minute)
+	one := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2})
+	two := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2})
+	one.Up(ctx)
+	two.Up(ctx)
+	for i, r := range []*testkit.Region{one, two} {
+		st := r.StatusJSON(ctx)
+		if st.Fleet.Healthy != 2 || st.StateDir != r.StateDir {
+			t.Fatalf("region %d: %d healthy in %s, want 2 in %s", i+1, st.Fleet.Healthy, st.StateDir, r.StateDir)
+		}
+		resp, err := httpsClient(t, st.Endpoints.CACert).Get(st.Endpoints.HTTPS + "/login")
+		if err != nil {
+			t.Fatalf("region %d: %v", i+1, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("region %d: GET /login = %d", i+1, resp.StatusCode)
+		}
+	}
+	pids := one.Processes()
+	if _, errOut, err := one.Haven(ctx, "down"); err != nil {
+		t.Fatalf("down one: %v %s", err, errOut)
+	}
+	assertGone(t, ctx, one, pids)
+	if st := two.StatusJSON(ctx); st.Phase != api.PhaseReady || st.Fleet.Healthy != 2 {
+		t.Errorf("region two after region one went down: phase %s, %d healthy", st.Phase, st.Fleet.Healthy)
+	}
+}
