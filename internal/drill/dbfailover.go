@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"sync"
@@ -674,24 +673,12 @@ func startWebLoad(ctx context.Context, c *api.Client, cfg DBFailoverConfig, say 
 	if err != nil {
 		return nil, err
 	}
-	ca, err := os.ReadFile(st.Endpoints.CACert)
-	if err != nil {
-		return nil, fmt.Errorf("read region CA: %w", err)
-	}
-	site, err := NewSite(st.Endpoints.HTTPS, ca)
-	if err != nil {
-		return nil, err
-	}
 	say("web load: logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
-	wl := &webLoad{site: site, rate: cfg.Rate, ctx: ctx, errs: map[string]int{}}
-	for i := 1; i <= cfg.Users; i++ {
-		u, err := site.Login(ctx, fmt.Sprintf("student%d@example.edu", i), cfg.Password)
-		if err != nil {
-			site.Close()
-			return nil, fmt.Errorf("drill db-failover --with-web-load: %w", err)
-		}
-		wl.users = append(wl.users, u)
+	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Password)
+	if err != nil {
+		return nil, fmt.Errorf("drill db-failover --with-web-load: %w", err)
 	}
+	wl := &webLoad{site: site, users: users, rate: cfg.Rate, ctx: ctx, errs: map[string]int{}}
 	wl.all.Errors = map[string]int{}
 	say("web load: %d journey steps/s through the load balancer during every round", cfg.Rate)
 	return wl, nil

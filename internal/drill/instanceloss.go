@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
@@ -94,24 +93,12 @@ func InstanceLoss(ctx context.Context, c *api.Client, cfg InstanceLossConfig) (*
 	if st.Fleet.Desired < 2 {
 		return nil, fmt.Errorf("drill instance-loss: the fleet's desired capacity is %d; losing an instance needs at least 2 (haven fleet scale --desired 2)", st.Fleet.Desired)
 	}
-	ca, err := os.ReadFile(st.Endpoints.CACert)
+	say("logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
+	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Password)
 	if err != nil {
-		return nil, fmt.Errorf("read region CA: %w", err)
-	}
-	site, err := NewSite(st.Endpoints.HTTPS, ca)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("drill instance-loss: %w", err)
 	}
 	defer site.Close()
-	say("logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
-	var users []*User
-	for i := 1; i <= cfg.Users; i++ {
-		u, err := site.Login(ctx, fmt.Sprintf("student%d@example.edu", i), cfg.Password)
-		if err != nil {
-			return nil, fmt.Errorf("drill instance-loss: %w", err)
-		}
-		users = append(users, u)
-	}
 	bound := float64(st.LB.UnhealthyThreshold)*float64(st.LB.IntervalMS) + float64(st.LB.TimeoutMS)
 
 	rec := NewRecorder()

@@ -13,11 +13,14 @@ import (
 	"math"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/haven-platform/haven/internal/api"
 )
 
 // User is a logged-in virtual student walking through the course site.
@@ -49,6 +52,29 @@ func NewSite(baseURL string, caPEM []byte) (*Site, error) {
 		IdleConnTimeout:     30 * time.Second,
 	}
 	return &Site{BaseURL: strings.TrimRight(baseURL, "/"), transport: tr}, nil
+}
+
+// OpenSite trusts the region's CA (read from st) and logs the seeded students
+// student1..studentN in through the load balancer. On error nothing is left open.
+func OpenSite(ctx context.Context, st api.Status, n int, password string) (*Site, []*User, error) {
+	ca, err := os.ReadFile(st.Endpoints.CACert)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read region CA: %w", err)
+	}
+	site, err := NewSite(st.Endpoints.HTTPS, ca)
+	if err != nil {
+		return nil, nil, err
+	}
+	users := make([]*User, 0, n)
+	for i := 1; i <= n; i++ {
+		u, err := site.Login(ctx, fmt.Sprintf("student%d@example.edu", i), password)
+		if err != nil {
+			site.Close()
+			return nil, nil, err
+		}
+		users = append(users, u)
+	}
+	return site, users, nil
 }
 
 // Close releases idle connections.

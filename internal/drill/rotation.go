@@ -132,24 +132,12 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 		return nil, fmt.Errorf("drill secret-rotation: %s has no AWSCURRENT version", cfg.Secret)
 	}
 
-	ca, err := os.ReadFile(st.Endpoints.CACert)
+	say("logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
+	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Password)
 	if err != nil {
-		return nil, fmt.Errorf("read region CA: %w", err)
-	}
-	site, err := NewSite(st.Endpoints.HTTPS, ca)
-	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("drill secret-rotation: %w", err)
 	}
 	defer site.Close()
-	say("logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
-	var users []*User
-	for i := 1; i <= cfg.Users; i++ {
-		u, err := site.Login(ctx, fmt.Sprintf("student%d@example.edu", i), cfg.Password)
-		if err != nil {
-			return nil, fmt.Errorf("drill secret-rotation: %w", err)
-		}
-		users = append(users, u)
-	}
 
 	rep := &RotationReport{Drill: "secret-rotation", Rate: cfg.Rate, Users: cfg.Users, Secret: cfg.Secret, Requested: cfg.Rotations, StaleRefused: true}
 	windowStart := time.Now()
