@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -182,6 +183,21 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 	r := testkit.NewSpec(t, testkit.Options{MultiAZ: true, Students: 20, Courses: 3})
 	st := r.Up(ctx)
 	first := regionPIDs(r, ctx)
+	// Freeze every PostgreSQL process first: when the daemon dies its
+	// postmasters die with it, and their backends (each in a process group
+	// of its own) cannot then notice and exit by themselves, as busy ones
+	// would not in time. The restart must find and kill them.
+	frozen := 0
+	for _, pid := range first {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
+			if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+				frozen++
+			}
+		}
+	}
+	if frozen < 4 {
+		t.Fatalf("froze %d postgres processes, want at least two postmasters and their backends", frozen)
+	}
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -194,9 +210,17 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "the restarted region to be ready", func() bool {
-		return strings.Contains(out.String(), "is ready")
-	})
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for !strings.Contains(out.String(), "is ready") {
+		select {
+		case err := <-exited:
+			t.Fatalf("restarted region exited before it was ready (%v):\n%s\ndaemon log:\n%s", err, out.String(), r.Tail("daemon.log"))
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for the restarted region to be ready:\n%s\ndaemon log:\n%s", out.String(), r.Tail("daemon.log"))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	for _, pid := range first {
 		if testkit.Alive(pid) {
 			t.Errorf("process %d of the crashed daemon survived the restart:\n%s", pid, testkit.Describe([]int{pid}))
@@ -206,8 +230,13 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("foreground up exited with %v after Ctrl-C:\n%s", err, out.String())
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("foreground up exited with %v after Ctrl-C:\n%s", err, out.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("foreground up still running after Ctrl-C:\n%s", out.String())
 	}
 	assertGone(t, ctx, r, second)
 }

@@ -94,9 +94,11 @@ func upForeground(ctx context.Context, g *globals, s spec.Spec, dir string, stdo
 	}
 	defer logf.Close()
 	logger := slog.New(slog.NewJSONHandler(logf, nil))
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		done <- region.Run(ctx, region.Options{Spec: s, SpecFile: g.specFile, StateDir: dir, BinDir: binDir(), Logger: logger})
+		done <- region.Run(runCtx, region.Options{Spec: s, SpecFile: g.specFile, StateDir: dir, BinDir: binDir(), Logger: logger})
 	}()
 	fmt.Fprintf(stderr, "haven: bringing up region %q (state %s, log %s); Ctrl-C stops it\n", s.Name, dir, logf.Name())
 	w := newWatcher(g.client(), stderr)
@@ -117,6 +119,14 @@ func upForeground(ctx context.Context, g *globals, s spec.Spec, dir string, stdo
 			st, err := w.poll(ctx)
 			if err != nil {
 				continue
+			}
+			if st.Phase == api.PhaseFailed {
+				// Nothing will bring a failed start back: stop what did
+				// start, then say why.
+				fmt.Fprintln(stderr, "haven: the region failed to start; stopping what did start")
+				stop()
+				<-done
+				return fmt.Errorf("region failed to start: %s; the log %s has the details", st.Error, logf.Name())
 			}
 			if st.Phase == api.PhaseReady && !ready {
 				ready = true

@@ -264,7 +264,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		}
 	}
 	if _, known := c.nodes[st.Primary]; !known || (st.Standby != "" && c.nodes[st.Standby].Name == "") {
-		return fmt.Errorf("start database: state file %s names nodes %q/%q that are not configured", c.cfg.StateFile, st.Primary, st.Standby)
+		return fmt.Errorf("state file %s names nodes %q/%q that are not configured", c.cfg.StateFile, st.Primary, st.Standby)
 	}
 	st.Durability = c.cfg.Durability
 	c.state = st
@@ -272,7 +272,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	p := c.inst[st.Primary]
 	if !p.initialized() {
 		if ok {
-			return fmt.Errorf("start database: primary %s of epoch %d has no data directory %s", st.Primary, st.Epoch, p.node.DataDir)
+			return fmt.Errorf("primary %s of epoch %d has no data directory %s", st.Primary, st.Epoch, p.node.DataDir)
 		}
 		if err := p.initdb(ctx); err != nil {
 			return err
@@ -308,8 +308,40 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.cancel = cancel
 	c.wg.Add(1)
 	go c.loop(runCtx)
-	c.log.Info("database started", "epoch", st.Epoch, "primary", st.Primary, "standby", st.Standby, "durability", c.cfg.Durability)
+	if primaryDown {
+		// Callers bootstrap roles and databases on the primary right after
+		// Start: return once the controller has promoted the standby and
+		// repointed the endpoint, not while the failover is in flight.
+		if err := c.waitFailedOver(ctx, st.Epoch, 2*time.Minute); err != nil {
+			return fmt.Errorf("recorded primary %s does not start and the failover to %s did not finish: %w", st.Primary, st.Standby, err)
+		}
+	}
+	now := c.Status().State
+	c.log.Info("database started", "epoch", now.Epoch, "primary", now.Primary, "standby", now.Standby, "durability", c.cfg.Durability)
 	return nil
+}
+
+// waitFailedOver waits until the controller has moved past epoch and points
+// the endpoint at the new epoch's primary.
+func (c *Cluster) waitFailedOver(ctx context.Context, epoch uint64, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		st := c.Status()
+		if st.State.Epoch > epoch && st.EndpointEpoch == st.State.Epoch {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if st.LastError != "" {
+				return fmt.Errorf("%w (last controller error: %s)", ctx.Err(), st.LastError)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Stop stops the controller, then shuts every server down (fast shutdown,

@@ -61,6 +61,14 @@ func (in *instance) sysProcAttr() *syscall.SysProcAttr {
 	return a
 }
 
+// runUID is the OS user the server and its tools run as.
+func (in *instance) runUID() int {
+	if os.Geteuid() == 0 {
+		return in.uid
+	}
+	return os.Geteuid()
+}
+
 func (in *instance) env() []string {
 	return []string{"PATH=" + in.binDir + ":/usr/bin:/bin", "LC_ALL=C.UTF-8", "LANG=C.UTF-8", "HOME=" + in.node.DataDir, "PGAPPNAME=haven"}
 }
@@ -170,41 +178,38 @@ func (in *instance) hasStandbySignal() bool {
 	return err == nil
 }
 
-// killStale SIGKILLs a postmaster left behind by a previous controller (its
-// pid is in postmaster.pid and the process is still a postgres).
+// killStale SIGKILLs what a previous controller left running on this data
+// directory: the postmaster named in postmaster.pid, and every backend and
+// auxiliary process (see KillLeftovers: they outlive a killed postmaster for
+// a moment and hold its shared memory).
 func (in *instance) killStale() {
-	b, err := os.ReadFile(filepath.Join(in.node.DataDir, "postmaster.pid"))
-	if err != nil {
-		return
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	if err != nil || pid <= 1 {
-		return
-	}
-	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	if err != nil || !strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
-		return
-	}
-	in.log.Warn("killing stale postmaster", "pid", pid)
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for i := 0; i < 50; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
-		if isZombie(pid) {
-			// Orphans are reparented to PID 1, which may never reap them (a
-			// container init). A zombie holds nothing, but PostgreSQL's
-			// kill(pid, 0) check would take it for a live postmaster.
-			in.log.Warn("stale postmaster is a zombie; removing its postmaster.pid", "pid", pid)
-			_ = os.Remove(filepath.Join(in.node.DataDir, "postmaster.pid"))
-			locks, _ := filepath.Glob(filepath.Join(in.node.SocketDir, ".s.PGSQL.*.lock"))
-			for _, l := range locks {
-				_ = os.Remove(l)
+	pm := 0
+	if b, err := os.ReadFile(filepath.Join(in.node.DataDir, "postmaster.pid")); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])); err == nil && pid > 1 {
+			if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
+				pm = pid
+				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
-			return
 		}
-		time.Sleep(20 * time.Millisecond)
+	}
+	killed := KillLeftovers(in.node.DataDir, in.runUID(), 10*time.Second)
+	if pm != 0 {
+		waitExited([]int{pm}, 10*time.Second)
+	}
+	if pm == 0 && len(killed) == 0 {
+		return
+	}
+	in.log.Warn("killed processes a previous controller left on the data directory", "postmaster", pm, "pids", killed)
+	if pm != 0 && isZombie(pm) {
+		// Orphans are reparented to PID 1, which may never reap them (a
+		// container init). A zombie holds nothing, but PostgreSQL's
+		// kill(pid, 0) check would take it for a live postmaster.
+		in.log.Warn("stale postmaster is a zombie; removing its postmaster.pid", "pid", pm)
+		_ = os.Remove(filepath.Join(in.node.DataDir, "postmaster.pid"))
+		locks, _ := filepath.Glob(filepath.Join(in.node.SocketDir, ".s.PGSQL.*.lock"))
+		for _, l := range locks {
+			_ = os.Remove(l)
+		}
 	}
 }
 

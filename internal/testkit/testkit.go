@@ -173,7 +173,7 @@ func (r *Region) Up(ctx context.Context) api.Status {
 	r.t.Helper()
 	out, errOut, err := r.Haven(ctx, "up", "--detach")
 	if err != nil {
-		r.t.Fatalf("haven up --detach: %v\nstdout:\n%s\nstderr:\n%s\ndaemon log:\n%s", err, out, errOut, r.tail("daemon.log"))
+		r.t.Fatalf("haven up --detach: %v\nstdout:\n%s\nstderr:\n%s\ndaemon log:\n%s", err, out, errOut, r.Tail("daemon.log"))
 	}
 	st, err := r.Client.Status(ctx)
 	if err != nil {
@@ -196,7 +196,9 @@ func (r *Region) StatusJSON(ctx context.Context) api.Status {
 	return st
 }
 
-func (r *Region) tail(name string) string {
+// Tail returns the last 4000 bytes of a file in the state dir (a log, for a
+// failing test's message).
+func (r *Region) Tail(name string) string {
 	data, _ := os.ReadFile(filepath.Join(r.StateDir, name))
 	if len(data) > 4000 {
 		data = data[len(data)-4000:]
