@@ -187,15 +187,20 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 	// postmasters die with it, and their backends (each in a process group
 	// of its own) cannot then notice and exit by themselves, as busy ones
 	// would not in time. The restart must find and kill them.
-	frozen := 0
+	var frozen []int
+	t.Cleanup(func() { // a failed restart must not leave them frozen forever
+		for _, pid := range frozen {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	for _, pid := range first {
 		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
 			if syscall.Kill(pid, syscall.SIGSTOP) == nil {
-				frozen++
+				frozen = append(frozen, pid)
 			}
 		}
 	}
-	if frozen < 4 {
+	if len(frozen) < 4 {
 		t.Fatalf("froze %d postgres processes, want at least two postmasters and their backends", frozen)
 	}
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
