@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os/exec"
 	"strings"
@@ -94,6 +95,10 @@ type NAT struct {
 	mu      sync.Mutex
 	st      natState
 	started bool
+	// reserved holds the endpoint's port while the table exists, so that
+	// no other program can listen there and have its traffic taken over
+	// (and a program already there is an error, not silently hijacked).
+	reserved net.Listener
 	err     error // last failed apply; nil once the kernel has the current rules
 }
 
@@ -138,12 +143,32 @@ func NewNAT(cfg NATConfig) (*NAT, error) {
 func (n *NAT) Start(ctx context.Context) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.started {
+		return fmt.Errorf("start nat endpoint %s: already started", n.cfg.Listen)
+	}
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("%w: another program listens on %s; stop it or choose another database.endpoint", err, n.cfg.Listen)
+	}
 	n.st = natState{Gen: nextGen(n.st.Gen)} // no primary until SetTarget
 	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.listen, n.tag, n.st, true)
 	if err := n.nft(ctx, script); err != nil {
+		ln.Close()
 		return fmt.Errorf("start nat endpoint %s: %w", n.cfg.Listen, err)
 	}
-	n.started = true
+	n.started, n.reserved = true, ln
+	// The rules divert every connection before it reaches this socket; one
+	// that reaches it anyway (the table deleted by hand) is closed at once,
+	// so its client fails fast instead of waiting in the backlog.
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 	// Connections a crashed daemon's table admitted carry this table's tag
 	// but an older generation: the reject rule cuts them on their next
 	// packet; forgetting them makes that certain.
@@ -167,6 +192,7 @@ func (n *NAT) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
 	}
 	n.started = false
+	n.reserved.Close()
 	if err := flushConntrackMark(n.tag, 0xffff0000); err != nil {
 		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
 	}

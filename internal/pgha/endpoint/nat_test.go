@@ -221,12 +221,12 @@ func TestNATNoPrimaryRefusesAtOnce(t *testing.T) {
 	if _, err := net.DialTimeout("tcp", n.Addr(), 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial with no primary: err = %v, want ECONNREFUSED", err)
 	}
-	// A listener bound on the endpoint address itself changes nothing.
-	ln, err := net.Listen("tcp", n.Addr())
-	if err != nil {
-		t.Fatal(err)
+	// The endpoint holds a listener on its own address (the port
+	// reservation); it changes nothing: refused with no primary, forwarded
+	// with one.
+	if _, err := net.Listen("tcp", n.Addr()); err == nil {
+		t.Fatal("the endpoint's port is free while it runs")
 	}
-	defer ln.Close()
 	if _, err := net.DialTimeout("tcp", n.Addr(), 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Errorf("dial with no primary and a listener on the endpoint address: err = %v, want ECONNREFUSED", err)
 	}
@@ -322,11 +322,47 @@ func TestNATStartReplacesStaleTableAndStopRemovesIt(t *testing.T) {
 			if err := n.Stop(context.Background()); err != nil {
 				t.Fatal(err)
 			}
+		} else {
+			n.reserved.Close() // the crashed daemon's sockets close with it
 		}
 	}
 	if got := tables(t); strings.Contains(got, table) {
 		t.Errorf("table %s still there after Stop:\n%s", table, got)
 	}
+}
+
+// TestNATRefusesAPortAnotherProgramListensOn: the rules would take over
+// that program's traffic; Start says so instead, and leaves no table.
+func TestNATRefusesAPortAnotherProgramListensOn(t *testing.T) {
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	table := natTable(t)
+	t.Cleanup(func() { exec.Command("nft", "delete", "table", "ip", table).Run() })
+	n, err := NewNAT(NATConfig{Listen: other.Addr().String(), Table: table, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = n.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "another program listens on "+other.Addr().String()) {
+		t.Fatalf("Start on a port in use: err = %v, want it to name the port and the cause", err)
+	}
+	if got := tables(t); strings.Contains(got, table) {
+		t.Errorf("a failed Start left table %s:\n%s", table, got)
+	}
+	// The other program still gets its own connections.
+	c, err := net.Dial("tcp", other.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got, err := other.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Close()
 }
 
 // marked counts the conntrack entries carrying n's tag.
