@@ -99,7 +99,7 @@ type NAT struct {
 	// no other program can listen there and have its traffic taken over
 	// (and a program already there is an error, not silently hijacked).
 	reserved net.Listener
-	err     error // last failed apply; nil once the kernel has the current rules
+	err      error // last failed apply; nil once the kernel has the current rules
 }
 
 // natState is what the rules express.
