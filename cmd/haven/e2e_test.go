@@ -20,7 +20,10 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/drill"
+	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/region"
 	"github.com/haven-platform/haven/internal/testkit"
 )
 
@@ -351,5 +354,80 @@ func TestTwoRegionsSideBySide(t *testing.T) {
 	assertGone(t, ctx, one, pids)
 	if st := two.StatusJSON(ctx); st.Phase != api.PhaseReady || st.Fleet.Healthy != 2 {
 		t.Errorf("region two after region one went down: phase %s, %d healthy", st.Phase, st.Fleet.Healthy)
+	}
+}
+
+// TestCrashThenDownCleansUp: after the daemon is killed, `haven down` finds
+// no daemon but removes what the dead one left: the PostgreSQL backends that
+// outlived their postmaster, the instances' cgroups, and the endpoint's
+// nftables table, which would keep diverting the endpoint's port.
+func TestCrashThenDownCleansUp(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	r := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2})
+	st := r.Up(ctx)
+	table := endpoint.NATTableName(r.StateDir)
+	nat := endpoint.NATAvailable(ctx) == nil
+	if nat {
+		if err := exec.Command("nft", "list", "table", "ip", table).Run(); err != nil {
+			t.Fatalf("the region's endpoint table %s is missing while it runs: %v", table, err)
+		}
+	}
+	if roots, err := cgroup.Roots(region.CgroupPattern(r.StateDir)); err != nil || len(roots) != 1 {
+		t.Fatalf("cgroup roots of the running region = %v, %v; want one", roots, err)
+	}
+	var frozen []int
+	t.Cleanup(func() {
+		for _, pid := range frozen {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	for _, pid := range r.Processes() {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
+			if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+				frozen = append(frozen, pid)
+			}
+		}
+	}
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitGone(ctx, st.PID)
+	backends := 0
+	for _, pid := range frozen {
+		if testkit.Alive(pid) {
+			backends++
+		}
+	}
+	if backends == 0 {
+		t.Fatal("no postgres process outlived the daemon; the test needs some")
+	}
+
+	out, errOut, err := r.Haven(ctx, "down")
+	if err != nil {
+		t.Fatalf("haven down after the crash: %v\n%s%s", err, out, errOut)
+	}
+	if !strings.Contains(errOut, "died without stopping") || !strings.Contains(errOut, "database processes") {
+		t.Errorf("haven down does not say what it cleaned up:\n%s", errOut)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if left := r.WaitNoProcesses(wctx); len(left) > 0 {
+		t.Errorf("processes left behind after down:\n%s", testkit.Describe(left))
+	}
+	for _, pid := range frozen {
+		if testkit.Alive(pid) {
+			t.Errorf("postgres process %d outlived down", pid)
+		}
+	}
+	if nat {
+		if err := exec.Command("nft", "list", "table", "ip", table).Run(); err == nil {
+			t.Errorf("nftables table %s still there after down", table)
+		}
+	}
+	if roots, err := cgroup.Roots(region.CgroupPattern(r.StateDir)); err != nil || len(roots) != 0 {
+		t.Errorf("cgroup roots after down = %v, %v; want none", roots, err)
+	}
+	if _, errOut, err := r.Haven(ctx, "down"); err != nil || !strings.Contains(errOut, "nothing to stop") {
+		t.Errorf("second down: %v\n%s", err, errOut)
 	}
 }

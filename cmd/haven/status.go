@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/region"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -75,8 +76,7 @@ func newDownCmd(g *globals) *cobra.Command {
 			st, err := c.Status(cmd.Context())
 			if err != nil {
 				if errors.Is(err, api.ErrNotRunning) {
-					fmt.Fprintf(cmd.ErrOrStderr(), "haven: no region is running in %s; nothing to stop\n", g.dir())
-					return nil
+					return cleanUpAfterCrash(cmd.Context(), cmd.ErrOrStderr(), g.dir())
 				}
 				return err
 			}
@@ -95,6 +95,31 @@ func newDownCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long to wait for the daemon to exit")
 	return cmd
+}
+
+// cleanUpAfterCrash is `down` with no daemon running: a daemon that died
+// without stopping may have left processes, cgroups and the database
+// endpoint's nftables table; remove them.
+func cleanUpAfterCrash(ctx context.Context, w io.Writer, dir string) error {
+	l, err := region.CleanUp(ctx, dir, nil)
+	if err != nil {
+		return fmt.Errorf("no daemon is running in %s, and cleaning up after the last one failed: %w", dir, err)
+	}
+	if l.Empty() {
+		fmt.Fprintf(w, "haven: no region is running in %s; nothing to stop\n", dir)
+		return nil
+	}
+	fmt.Fprintf(w, "haven: no daemon is running in %s, but the last one died without stopping; removed what it left:\n", dir)
+	if len(l.Processes) > 0 {
+		fmt.Fprintf(w, "  %d database processes (killed: %v)\n", len(l.Processes), l.Processes)
+	}
+	if len(l.Cgroups) > 0 {
+		fmt.Fprintf(w, "  cgroups %s, with any instance still in them\n", strings.Join(l.Cgroups, ", "))
+	}
+	if l.Table != "" {
+		fmt.Fprintf(w, "  nftables table %s (the database endpoint's forwarding)\n", l.Table)
+	}
+	return nil
 }
 
 // waitGone waits until the process pid no longer exists.

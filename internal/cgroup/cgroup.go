@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,15 +78,10 @@ func NewManager(root string, logger *slog.Logger) (*Manager, error) {
 		logger = slog.Default()
 	}
 	logger = logger.With("component", "cgroup")
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	lay, err := detectSelf()
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup manager: %w", err)
 	}
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return nil, fmt.Errorf("create cgroup manager: %w", err)
-	}
-	lay := detect(parseMountinfo(bytes.NewReader(mi)), parseProcCgroup(bytes.NewReader(self)), readControllers)
 	m := &Manager{root: root, log: logger, layout: lay, rootDirs: map[string]string{}}
 	if err := m.setup(); err != nil {
 		m.log.Warn("cgroups not usable: instances run without CPU and memory limits", "reason", err)
@@ -99,6 +95,54 @@ func NewManager(root string, logger *slog.Logger) (*Manager, error) {
 	}
 	m.log.Debug("cgroups ready", "version", m.layout.Version, "dirs", m.rootDirs)
 	return m, nil
+}
+
+// detectSelf detects the layout of this process's cgroups.
+func detectSelf() (layout, error) {
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return layout{}, err
+	}
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return layout{}, err
+	}
+	return detect(parseMountinfo(bytes.NewReader(mi)), parseProcCgroup(bytes.NewReader(self)), readControllers), nil
+}
+
+// Roots lists the roots (names as given to NewManager) that exist next to
+// this process's own cgroup and match the glob pattern: the roots of a
+// daemon that died without removing them, for example.
+func Roots(pattern string) ([]string, error) {
+	lay, err := detectSelf()
+	if err != nil {
+		return nil, fmt.Errorf("find cgroups: %w", err)
+	}
+	var dirs []string
+	switch lay.Version {
+	case 2:
+		dirs = []string{lay.V2Dir}
+	case 1:
+		for _, d := range lay.V1Dirs {
+			dirs = append(dirs, d)
+		}
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, d := range dirs {
+		matches, err := filepath.Glob(filepath.Join(d, pattern))
+		if err != nil {
+			return nil, fmt.Errorf("find cgroups: %w", err)
+		}
+		for _, m := range matches {
+			if n := filepath.Base(m); !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 func readControllers(dir string) []string {

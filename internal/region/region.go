@@ -207,8 +207,7 @@ func (r *Region) start(ctx context.Context) error {
 
 	// The region's cgroups are named for the region and its state dir, so two
 	// regions never share one; sweeping them reaps what a crashed daemon left.
-	sum := sha256.Sum256([]byte(r.opts.StateDir))
-	r.cgroups, err = cgroup.NewManager("haven-"+s.Name+"-"+hex.EncodeToString(sum[:4]), r.opts.Logger.With("component", "cgroup"))
+	r.cgroups, err = cgroup.NewManager("haven-"+s.Name+"-"+stateDirTag(r.opts.StateDir), r.opts.Logger.With("component", "cgroup"))
 	if err != nil {
 		return fmt.Errorf("set up cgroups: %w", err)
 	}
@@ -587,7 +586,14 @@ func lockStateDir(dir string) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock state dir: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	// A daemon that was just killed may hold the lock a moment longer (its
+	// threads are still exiting): wait a little before calling it alive.
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	for deadline := time.Now().Add(3 * time.Second); errors.Is(err, syscall.EWOULDBLOCK) && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock state dir %s: another haven daemon is using it; stop it with `haven down --state-dir %s` or use another --state-dir", dir, dir)
 	}

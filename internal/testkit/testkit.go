@@ -283,15 +283,29 @@ func envHas(pid int, kv string) bool {
 }
 
 // Alive reports whether pid exists and is not a zombie.
+//
+// A killed multi-threaded process's main thread can turn zombie while its
+// other threads are still exiting and still hold its files (a flock, a
+// listening socket): the process counts as alive until every thread is
+// gone or a zombie.
 func Alive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return false
 	}
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+1:])
-	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[i+1:])
+		if len(f) > 0 && f[0] != "Z" && f[0] != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // WaitGone waits until pid has exited or ctx is done.

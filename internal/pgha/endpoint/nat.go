@@ -125,13 +125,11 @@ func NewNAT(cfg NATConfig) (*NAT, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := fnv.New32a()
-	h.Write([]byte(cfg.Table))
 	return &NAT{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "pgha.endpoint", "mode", "nat", "table", cfg.Table),
 		listen: netip.MustParseAddrPort(cfg.Listen),
-		tag:    (h.Sum32() & 0xffff) << 16,
+		tag:    tableTag(cfg.Table),
 		// A random first generation: connections admitted by a previous
 		// daemon's table of the same name are of another generation.
 		st: natState{Gen: uint16(rand.N(0xffff)) + 1},
@@ -152,11 +150,21 @@ func (n *NAT) Start(ctx context.Context) error {
 	}
 	n.st = natState{Gen: nextGen(n.st.Gen)} // no primary until SetTarget
 	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.listen, n.tag, n.st, true)
+	stale, err := n.staleTables(ctx)
+	if err != nil {
+		n.log.Warn("look for tables of crashed regions on this endpoint", "err", err)
+	}
+	for _, t := range stale {
+		script = "delete table ip " + t + "\n" + script
+	}
 	if err := n.nft(ctx, script); err != nil {
 		ln.Close()
 		return fmt.Errorf("start nat endpoint %s: %w", n.cfg.Listen, err)
 	}
 	n.started, n.reserved = true, ln
+	if len(stale) > 0 {
+		n.log.Warn("removed nftables tables a crashed region left on this endpoint address", "tables", stale)
+	}
 	// The rules divert every connection before it reaches this socket; one
 	// that reaches it anyway (the table deleted by hand) is closed at once,
 	// so its client fails fast instead of waiting in the backlog.
@@ -177,6 +185,67 @@ func (n *NAT) Start(ctx context.Context) error {
 	}
 	n.log.Info("endpoint listening", "addr", n.cfg.Listen)
 	return nil
+}
+
+// staleTables lists the other haven tables that divert this endpoint's
+// address: a region whose daemon was killed leaves its table behind, and it
+// would keep taking this endpoint's new connections to its dead primary
+// (and resetting the rest). Called with the port reserved: a live endpoint
+// holds its port, so a table for an address whose port we could reserve
+// has no live owner.
+func (n *NAT) staleTables(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, n.cfg.NFT, "list", "tables", "ip").Output()
+	if err != nil {
+		return nil, fmt.Errorf("nft list tables: %w", err)
+	}
+	sig := fmt.Sprintf("ct original ip daddr %s ct original proto-dst %d ", n.listen.Addr(), n.listen.Port())
+	var stale []string
+	for _, line := range strings.Split(string(out), "\n") {
+		name, ok := strings.CutPrefix(strings.TrimSpace(line), "table ip ")
+		if !ok || name == n.cfg.Table || !strings.HasPrefix(name, "haven_") {
+			continue
+		}
+		rules, err := exec.CommandContext(ctx, n.cfg.NFT, "list", "table", "ip", name).Output()
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		if strings.Contains(string(rules), sig) {
+			stale = append(stale, name)
+		}
+	}
+	return stale, nil
+}
+
+// RemoveNAT deletes the table a NAT endpoint left behind when its process
+// died without Stop, and makes the kernel forget the connections it
+// admitted. It reports whether there was such a table. Only call it when
+// the endpoint's owner is known to be dead (the state dir's lock is held).
+func RemoveNAT(ctx context.Context, table string) (bool, error) {
+	bin, err := exec.LookPath("nft")
+	if err != nil {
+		return false, nil // no nftables: no table either
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if exec.CommandContext(ctx, bin, "list", "table", "ip", table).Run() != nil {
+		return false, nil
+	}
+	if err := runNFT(ctx, bin, "delete table ip "+table+"\n"); err != nil {
+		return false, fmt.Errorf("remove nat endpoint table %s: %w", table, err)
+	}
+	if err := flushConntrackMark(tableTag(table), 0xffff0000); err != nil {
+		return true, fmt.Errorf("remove nat endpoint table %s: %w", table, err)
+	}
+	return true, nil
+}
+
+// tableTag is the high 16 bits of the conntrack marks of table's flows.
+func tableTag(table string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(table))
+	return (h.Sum32() & 0xffff) << 16
 }
 
 // Stop deletes the table and makes the kernel forget the connections the

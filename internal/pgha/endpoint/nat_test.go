@@ -532,3 +532,53 @@ func TestNextGenSkipsZero(t *testing.T) {
 		t.Errorf("nextGen(5) = %d, want 6", got)
 	}
 }
+
+// TestNATRemovesTheTableOfACrashedRegionOnTheSameAddress: a region whose
+// daemon was killed leaves its table; another region (another state dir,
+// another table name) on the same endpoint address must not have its
+// connections taken to the dead region's primary. A table on another
+// address is left alone.
+func TestNATRemovesTheTableOfACrashedRegionOnTheSameAddress(t *testing.T) {
+	a, b := startBackend(t, "a", "127.0.1.75"), startBackend(t, "b", "127.0.2.75")
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	crashed := fmt.Sprintf("haven_t%d_%d", os.Getpid(), 1)
+	other := fmt.Sprintf("haven_t%d_%d", os.Getpid(), 2)
+	mine := fmt.Sprintf("haven_t%d_%d", os.Getpid(), 3)
+	t.Cleanup(func() {
+		for _, tb := range []string{crashed, other, mine} {
+			exec.Command("nft", "delete", "table", "ip", tb).Run()
+		}
+	})
+	start := func(table, addr string) *NAT {
+		n, err := NewNAT(NATConfig{Listen: addr, Table: table, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	dead := start(crashed, listen)
+	dead.SetTarget(1, a.addr)
+	dead.reserved.Close() // the daemon is killed: its sockets close, its table stays
+	elsewhere := start(other, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+	elsewhere.SetTarget(1, a.addr)
+	defer elsewhere.Stop(context.Background())
+
+	n := start(mine, listen)
+	defer n.Stop(context.Background())
+	n.SetTarget(1, b.addr)
+	c := dial(t, n.Addr())
+	if got, err := roundTrip(c, "x"); err != nil || got != "b:x" {
+		t.Errorf("through the new region's endpoint: reply = %q, %v; want b:x", got, err)
+	}
+	got := tables(t)
+	if strings.Contains(got, crashed+"\n") {
+		t.Errorf("the crashed region's table %s is still there:\n%s", crashed, got)
+	}
+	if !strings.Contains(got, other+"\n") {
+		t.Errorf("the table %s of another address was removed:\n%s", other, got)
+	}
+}

@@ -1,0 +1,89 @@
+package region
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/pgha/endpoint"
+)
+
+// stateDirTag names what belongs to one state dir outside it (its cgroups).
+func stateDirTag(stateDir string) string {
+	sum := sha256.Sum256([]byte(stateDir))
+	return hex.EncodeToString(sum[:4])
+}
+
+// CgroupPattern matches the name of the cgroup root of stateDir's region.
+func CgroupPattern(stateDir string) string { return "haven-*-" + stateDirTag(stateDir) }
+
+// Leftovers is what CleanUp found and removed.
+type Leftovers struct {
+	Processes []int    `json:"processes,omitempty"` // killed (PostgreSQL servers and tools)
+	Table     string   `json:"nft_table,omitempty"` // the database endpoint's nftables table
+	Cgroups   []string `json:"cgroups,omitempty"`   // cgroup roots removed, with any process in them
+}
+
+// Empty reports whether nothing was left.
+func (l Leftovers) Empty() bool {
+	return len(l.Processes) == 0 && l.Table == "" && len(l.Cgroups) == 0
+}
+
+// CleanUp removes what a daemon of stateDir left behind when it died
+// without stopping (SIGKILL, a crash, the machine's OOM killer): PostgreSQL
+// processes working on its files, the cgroups of its instances with
+// whatever still runs in them, and the endpoint's nftables table, which
+// would otherwise keep diverting the endpoint's port on this host. It takes
+// the state dir's lock first, so it never touches a live daemon's region.
+// A state dir that does not exist has nothing to clean.
+func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftovers, error) {
+	var l Leftovers
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "haven.lock")); errors.Is(err, os.ErrNotExist) {
+		return l, nil
+	}
+	unlock, err := lockStateDir(stateDir)
+	if err != nil {
+		return l, err
+	}
+	defer unlock()
+	var errs []error
+	if target, err := os.Readlink(filepath.Join(stateDir, "pg")); err == nil {
+		l.Processes = sweepLeftovers(target)
+	} else if _, err := os.Stat(filepath.Join(stateDir, "pg")); err == nil {
+		l.Processes = sweepLeftovers(filepath.Join(stateDir, "pg"))
+	}
+	roots, err := cgroup.Roots(CgroupPattern(stateDir))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, root := range roots {
+		m, err := cgroup.NewManager(root, logger)
+		if err == nil {
+			err = m.Remove(ctx)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", root, err))
+			continue
+		}
+		l.Cgroups = append(l.Cgroups, root)
+	}
+	table := endpoint.NATTableName(stateDir)
+	if removed, err := endpoint.RemoveNAT(ctx, table); err != nil {
+		errs = append(errs, err)
+	} else if removed {
+		l.Table = table
+	}
+	for _, f := range []string{"haven.sock", "daemon.pid"} {
+		_ = os.Remove(filepath.Join(stateDir, f))
+	}
+	return l, errors.Join(errs...)
+}
