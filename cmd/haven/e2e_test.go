@@ -204,7 +204,7 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 		}
 	}
 	if len(frozen) < 4 {
-		t.Fatalf("froze %d postgres processes, want at least two postmasters and their backends", frozen)
+		t.Fatalf("froze %d postgres processes, want at least two postmasters and their backends", len(frozen))
 	}
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -372,7 +372,10 @@ func TestCrashThenDownCleansUp(t *testing.T) {
 			t.Fatalf("the region's endpoint table %s is missing while it runs: %v", table, err)
 		}
 	}
-	if roots, err := cgroup.Roots(region.CgroupPattern(r.StateDir)); err != nil || len(roots) != 1 {
+	// Without usable cgroups the region says so and runs without them; then
+	// there is no cgroup to clean up.
+	cgroups := !strings.Contains(strings.Join(st.Warnings, "\n"), "no usable cgroup")
+	if roots, err := cgroup.Roots(region.CgroupPattern(r.StateDir)); err != nil || (cgroups && len(roots) != 1) {
 		t.Fatalf("cgroup roots of the running region = %v, %v; want one", roots, err)
 	}
 	var frozen []int

@@ -102,6 +102,9 @@ func newDownCmd(g *globals) *cobra.Command {
 // endpoint's nftables table; remove them.
 func cleanUpAfterCrash(ctx context.Context, w io.Writer, dir string) error {
 	l, err := region.CleanUp(ctx, dir, nil)
+	if errors.Is(err, region.ErrStateDirLocked) {
+		return fmt.Errorf("a daemon holds %s but does not answer on its socket yet (it may be starting); run `haven status` in a moment, then `haven down` again", dir)
+	}
 	if err != nil {
 		return fmt.Errorf("no daemon is running in %s, and cleaning up after the last one failed: %w", dir, err)
 	}

@@ -312,7 +312,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		// Callers bootstrap roles and databases on the primary right after
 		// Start: return once the controller has promoted the standby and
 		// repointed the endpoint, not while the failover is in flight.
-		if err := c.waitFailedOver(ctx, st.Epoch, 2*time.Minute); err != nil {
+		if err := c.waitFailedOver(ctx, 2*time.Minute); err != nil {
 			return fmt.Errorf("recorded primary %s does not start and the failover to %s did not finish: %w", st.Primary, st.Standby, err)
 		}
 	}
@@ -321,16 +321,19 @@ func (c *Cluster) Start(ctx context.Context) error {
 	return nil
 }
 
-// waitFailedOver waits until the controller has moved past epoch and points
-// the endpoint at the new epoch's primary.
-func (c *Cluster) waitFailedOver(ctx context.Context, epoch uint64, limit time.Duration) error {
+// waitFailedOver waits until the controller points the endpoint at a
+// primary of the current epoch.
+func (c *Cluster) waitFailedOver(ctx context.Context, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
+		// Usually the standby is promoted (a new epoch); when it cannot be,
+		// the controller may start the old primary again in place (the same
+		// epoch). Either way: a primary the endpoint points at.
 		st := c.Status()
-		if st.State.Epoch > epoch && st.EndpointEpoch == st.State.Epoch {
+		if st.EndpointEpoch != 0 && st.EndpointEpoch == st.State.Epoch {
 			return nil
 		}
 		select {

@@ -178,38 +178,36 @@ func (in *instance) hasStandbySignal() bool {
 	return err == nil
 }
 
-// killStale SIGKILLs what a previous controller left running on this data
-// directory: the postmaster named in postmaster.pid, and every backend and
-// auxiliary process (see KillLeftovers: they outlive a killed postmaster for
-// a moment and hold its shared memory).
+// killStale SIGKILLs what an earlier server on this data directory left
+// running: its postmaster and every backend and auxiliary process (see
+// KillLeftovers: they can outlive a killed postmaster and hold its shared
+// memory). It runs before every start, when no server of this controller
+// runs on the data directory.
 func (in *instance) killStale() {
-	pm := 0
-	if b, err := os.ReadFile(filepath.Join(in.node.DataDir, "postmaster.pid")); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])); err == nil && pid > 1 {
-			if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && strings.HasPrefix(strings.TrimSpace(string(comm)), "postgres") {
-				pm = pid
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+	killed := killServer(in.node.DataDir, in.runUID(), 10*time.Second)
+	if len(killed) > 0 {
+		in.log.Warn("killed the processes of an earlier server on the data directory", "pids", killed)
 	}
-	killed := KillLeftovers(in.node.DataDir, in.runUID(), 10*time.Second)
-	if pm != 0 {
-		waitExited([]int{pm}, 10*time.Second)
-	}
-	if pm == 0 && len(killed) == 0 {
+	b, err := os.ReadFile(filepath.Join(in.node.DataDir, "postmaster.pid"))
+	if err != nil {
 		return
 	}
-	in.log.Warn("killed processes a previous controller left on the data directory", "postmaster", pm, "pids", killed)
-	if pm != 0 && isZombie(pm) {
-		// Orphans are reparented to PID 1, which may never reap them (a
-		// container init). A zombie holds nothing, but PostgreSQL's
-		// kill(pid, 0) check would take it for a live postmaster.
-		in.log.Warn("stale postmaster is a zombie; removing its postmaster.pid", "pid", pm)
-		_ = os.Remove(filepath.Join(in.node.DataDir, "postmaster.pid"))
-		locks, _ := filepath.Glob(filepath.Join(in.node.SocketDir, ".s.PGSQL.*.lock"))
-		for _, l := range locks {
-			_ = os.Remove(l)
-		}
+	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if err != nil || pm <= 1 || !isZombie(pm) {
+		return // PostgreSQL itself tells a stale lock file from a live server
+	}
+	var st syscall.Stat_t
+	if syscall.Stat(fmt.Sprintf("/proc/%d", pm), &st) != nil || int(st.Uid) != in.runUID() {
+		return
+	}
+	// Orphans are reparented to PID 1, which may never reap them (a
+	// container init). A zombie holds nothing, but PostgreSQL's kill(pid, 0)
+	// check would take it for a live postmaster.
+	in.log.Warn("the earlier postmaster is a zombie; removing its postmaster.pid", "pid", pm)
+	_ = os.Remove(filepath.Join(in.node.DataDir, "postmaster.pid"))
+	locks, _ := filepath.Glob(filepath.Join(in.node.SocketDir, ".s.PGSQL.*.lock"))
+	for _, l := range locks {
+		_ = os.Remove(l)
 	}
 }
 

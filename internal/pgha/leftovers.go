@@ -11,21 +11,37 @@ import (
 	"time"
 )
 
-// KillLeftovers SIGKILLs every process of the OS user uid that a crashed
-// controller left running on the PostgreSQL files under root: the postmasters (their command line names
-// a data directory under root), the tools they ran (pgBackRest, pg_rewind),
-// and every backend and auxiliary process (their working directory is the
-// data directory). PostgreSQL puts each backend in a process group of its
-// own, so killing the postmaster's group does not reach them, and while any
-// of them lives it keeps the old shared memory block attached: a new
-// postmaster then refuses to start ("pre-existing shared memory block is
-// still in use"). It waits, up to wait, until every killed process has
-// exited (a zombie counts: it has released its memory), and returns the
-// pids it killed.
+// KillLeftovers SIGKILLs what a controller that died without stopping left
+// running on the PostgreSQL files under root, as the OS user uid:
+//
+//   - servers: processes named postgres working under root. A backend's
+//     working directory is its data directory, and it is the only way to
+//     find one (backends rewrite their command line). PostgreSQL puts each
+//     backend in a process group of its own, so killing the postmaster's
+//     group does not reach them, and while any of them lives it keeps the
+//     old shared memory block attached: a new postmaster then refuses to
+//     start ("pre-existing shared memory block is still in use");
+//   - pgBackRest processes naming a path under root (archive-push workers
+//     do not inherit Pdeathsig).
+//
+// Nothing else is touched: not a user's shell, editor or `tail -f` in the
+// directory. Call it only when no server of this controller runs under
+// root (at daemon start, or after the daemon died). It waits, up to wait,
+// until every killed process has exited (a zombie counts: it has released
+// its memory), and returns the pids it killed.
 func KillLeftovers(root string, uid int, wait time.Duration) []int {
-	root = filepath.Clean(root)
+	return killAll(procsUnder(root, uid, false), wait)
+}
+
+// killServer SIGKILLs every postgres process of uid working in dataDir
+// itself: the processes of an earlier server on that data directory.
+func killServer(dataDir string, uid int, wait time.Duration) []int {
+	return killAll(procsUnder(dataDir, uid, true), wait)
+}
+
+func killAll(pids []int, wait time.Duration) []int {
 	var killed []int
-	for _, pid := range procsUnder(root, uid) {
+	for _, pid := range pids {
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
 			killed = append(killed, pid)
 		}
@@ -34,10 +50,16 @@ func KillLeftovers(root string, uid int, wait time.Duration) []int {
 	return killed
 }
 
-// procsUnder lists the processes of uid (other than this one) whose working
-// directory is root or below it, or whose command line names a path under
-// root.
-func procsUnder(root string, uid int) []int {
+// procsUnder lists the processes of uid (other than this one) that belong
+// to the PostgreSQL files at root: named postgres with their working
+// directory root (exact) or under it, or (not exact) named pgbackrest with
+// a path under root on their command line. The kernel reports working
+// directories with symbolic links resolved; root is compared both ways.
+func procsUnder(root string, uid int, exact bool) []int {
+	roots := []string{filepath.Clean(root)}
+	if r, err := filepath.EvalSymlinks(root); err == nil && r != roots[0] {
+		roots = append(roots, r)
+	}
 	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
 	var pids []int
@@ -50,22 +72,43 @@ func procsUnder(root string, uid int) []int {
 		if syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st) != nil || int(st.Uid) != uid {
 			continue
 		}
-		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && under(cwd, root) {
-			pids = append(pids, pid)
-			continue
-		}
-		cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 		if err != nil {
 			continue
 		}
-		for _, arg := range bytes.Split(cl, []byte{0}) {
-			if mentions(string(arg), root) {
+		switch strings.TrimSpace(string(comm)) {
+		case "postgres":
+			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && anyMatch(roots, func(r string) bool {
+				return cwd == r || (!exact && under(cwd, r))
+			}) {
 				pids = append(pids, pid)
-				break
+			}
+		case "pgbackrest":
+			if exact {
+				continue
+			}
+			cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if err != nil {
+				continue
+			}
+			for _, arg := range bytes.Split(cl, []byte{0}) {
+				if anyMatch(roots, func(r string) bool { return mentions(string(arg), r) }) {
+					pids = append(pids, pid)
+					break
+				}
 			}
 		}
 	}
 	return pids
+}
+
+func anyMatch(roots []string, f func(string) bool) bool {
+	for _, r := range roots {
+		if f(r) {
+			return true
+		}
+	}
+	return false
 }
 
 // under reports whether path is dir or inside it.
@@ -74,7 +117,7 @@ func under(path, dir string) bool {
 }
 
 // mentions reports whether a command-line argument names dir or a path in
-// it, alone or as the value of an option (--pg1-path=DIR/…, -D DIR).
+// it, alone or as the value of an option (--pg1-path=DIR/…).
 func mentions(arg, dir string) bool {
 	if under(arg, dir) {
 		return true

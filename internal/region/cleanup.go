@@ -41,7 +41,9 @@ func (l Leftovers) Empty() bool {
 // whatever still runs in them, and the endpoint's nftables table, which
 // would otherwise keep diverting the endpoint's port on this host. It takes
 // the state dir's lock first, so it never touches a live daemon's region.
-// A state dir that does not exist has nothing to clean.
+// A state dir that does not exist has nothing to clean. Cgroups are looked
+// for next to this process's own cgroup, where a daemon started from the
+// same session put them.
 func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftovers, error) {
 	var l Leftovers
 	if logger == nil {
@@ -67,6 +69,9 @@ func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftove
 	}
 	for _, root := range roots {
 		m, err := cgroup.NewManager(root, logger)
+		if err == nil && !m.Enabled() {
+			err = errors.New("cgroups are not usable from this process")
+		}
 		if err == nil {
 			err = m.Remove(ctx)
 		}

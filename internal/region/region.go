@@ -581,6 +581,9 @@ var (
 
 // lockStateDir takes an exclusive lock on the state directory, so two daemons
 // never share one.
+// ErrStateDirLocked means a live daemon holds the state dir.
+var ErrStateDirLocked = errors.New("another haven daemon is using it")
+
 func lockStateDir(dir string) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, "haven.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -595,7 +598,7 @@ func lockStateDir(dir string) (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock state dir %s: another haven daemon is using it; stop it with `haven down --state-dir %s` or use another --state-dir", dir, dir)
+		return nil, fmt.Errorf("lock state dir %s: %w; stop it with `haven down --state-dir %s` or use another --state-dir", dir, ErrStateDirLocked, dir)
 	}
 	return func() { f.Close() }, nil
 }

@@ -1,6 +1,7 @@
 package region
 
 import (
+	"os"
 	"os/user"
 	"strconv"
 	"time"
@@ -9,21 +10,23 @@ import (
 )
 
 // sweepLeftovers SIGKILLs what a crashed daemon of this state dir left
-// running outside its cgroups and process groups: processes of the postgres
-// OS user working in, or naming a path in, the region's postgres root —
-// PostgreSQL backends (each in a process group of its own), pgBackRest
-// workers (they do not inherit Pdeathsig), a restored server. Nothing else is
-// touched: not a user's shell or `tail -f` in the state dir, nor the `haven
-// up` waiting for this daemon. The state dir's lock guarantees no other
-// daemon of this region is alive. It returns the pids it killed.
+// running outside its cgroups and process groups, under the region's
+// postgres root (see pgha.KillLeftovers: PostgreSQL backends, each in a
+// process group of its own, and pgBackRest workers, which do not inherit
+// Pdeathsig). The servers run as the postgres OS user when the daemon is
+// root, as the daemon's own user otherwise. The state dir's lock
+// guarantees no other daemon of this region is alive. It returns the pids
+// it killed.
 func sweepLeftovers(pgRoot string) []int {
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil
-	}
-	uid, err := strconv.Atoi(u.Uid)
-	if err != nil {
-		return nil
+	uid := os.Geteuid()
+	if uid == 0 {
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			return nil
+		}
+		if uid, err = strconv.Atoi(u.Uid); err != nil {
+			return nil
+		}
 	}
 	return pgha.KillLeftovers(pgRoot, uid, 10*time.Second)
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -146,7 +147,10 @@ func (n *NAT) Start(ctx context.Context) error {
 	}
 	ln, err := net.Listen("tcp", n.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("%w: another program listens on %s; stop it or choose another database.endpoint", err, n.cfg.Listen)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("start nat endpoint: %w: another program listens on %s; stop it or choose another database.endpoint", err, n.cfg.Listen)
+		}
+		return fmt.Errorf("start nat endpoint: %w", err)
 	}
 	n.st = natState{Gen: nextGen(n.st.Gen)} // no primary until SetTarget
 	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.listen, n.tag, n.st, true)
@@ -155,7 +159,9 @@ func (n *NAT) Start(ctx context.Context) error {
 		n.log.Warn("look for tables of crashed regions on this endpoint", "err", err)
 	}
 	for _, t := range stale {
-		script = "delete table ip " + t + "\n" + script
+		// Declaring it first makes the delete succeed even if the table
+		// went away since it was listed.
+		script = "table ip " + t + "\ndelete table ip " + t + "\n" + script
 	}
 	if err := n.nft(ctx, script); err != nil {
 		ln.Close()
@@ -164,6 +170,11 @@ func (n *NAT) Start(ctx context.Context) error {
 	n.started, n.reserved = true, ln
 	if len(stale) > 0 {
 		n.log.Warn("removed nftables tables a crashed region left on this endpoint address", "tables", stale)
+		for _, t := range stale {
+			if err := flushConntrackMark(tableTag(t), 0xffff0000); err != nil {
+				n.log.Warn("forget connections of a removed table", "table", t, "err", err)
+			}
+		}
 	}
 	// The rules divert every connection before it reaches this socket; one
 	// that reaches it anyway (the table deleted by hand) is closed at once,
