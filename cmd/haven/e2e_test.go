@@ -190,19 +190,7 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 	// postmasters die with it, and their backends (each in a process group
 	// of its own) cannot then notice and exit by themselves, as busy ones
 	// would not in time. The restart must find and kill them.
-	var frozen []int
-	t.Cleanup(func() { // a failed restart must not leave them frozen forever
-		for _, pid := range frozen {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-	for _, pid := range first {
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
-			if syscall.Kill(pid, syscall.SIGSTOP) == nil {
-				frozen = append(frozen, pid)
-			}
-		}
-	}
+	frozen := freezePostgres(t, first)
 	if len(frozen) < 4 {
 		t.Fatalf("froze %d postgres processes, want at least two postmasters and their backends", len(frozen))
 	}
@@ -247,6 +235,26 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("foreground up still running after Ctrl-C:\n%s", out.String())
 	}
 	assertGone(t, ctx, r, second)
+}
+
+// freezePostgres SIGSTOPs the PostgreSQL processes among pids and returns
+// them; cleanup SIGKILLs them, so a failing test never leaves them frozen.
+func freezePostgres(t *testing.T, pids []int) []int {
+	t.Helper()
+	var frozen []int
+	t.Cleanup(func() {
+		for _, pid := range frozen {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	for _, pid := range pids {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
+			if syscall.Kill(pid, syscall.SIGSTOP) == nil {
+				frozen = append(frozen, pid)
+			}
+		}
+	}
+	return frozen
 }
 
 func TestInvalidSpecNamesTheField(t *testing.T) {
@@ -378,19 +386,7 @@ func TestCrashThenDownCleansUp(t *testing.T) {
 	if roots, err := cgroup.Roots(region.CgroupPattern(r.StateDir)); err != nil || (cgroups && len(roots) != 1) {
 		t.Fatalf("cgroup roots of the running region = %v, %v; want one", roots, err)
 	}
-	var frozen []int
-	t.Cleanup(func() {
-		for _, pid := range frozen {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	})
-	for _, pid := range r.Processes() {
-		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "postgres" {
-			if syscall.Kill(pid, syscall.SIGSTOP) == nil {
-				frozen = append(frozen, pid)
-			}
-		}
-	}
+	frozen := freezePostgres(t, r.Processes())
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
