@@ -145,6 +145,11 @@ secrets: {listen: 127.0.0.1:%d}
 		for _, pid := range r.Processes() {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+		// A daemon that died without stopping leaves its cgroups and its
+		// endpoint's nftables table; down with no daemon removes them.
+		if _, errOut, err := r.Haven(ctx, "down"); err != nil {
+			t.Logf("haven down at cleanup: %v\n%s", err, errOut)
+		}
 		if !t.Failed() {
 			os.RemoveAll(dir)
 		} else {
