@@ -293,17 +293,9 @@ func newDBFailoverDrillCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
-					return err
-				}
-			} else {
-				printDBFailover(cmd.OutOrStdout(), rep)
-			}
-			if !rep.Pass {
-				return errorf(2, "drill db-failover failed: %s", strings.Join(rep.Reasons, "; "))
-			}
-			return nil
+			res := drillResult{name: "db-failover", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; "),
+				header: fmt.Sprintf("db-failover drill (%s, %s mode, %d rounds, %d writers)", rep.Fault, rep.Durability, rep.Rounds, rep.Writers)}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printDBFailover(w, rep) })
 		},
 	}
 	f := cmd.Flags()
@@ -322,11 +314,6 @@ func newDBFailoverDrillCmd(g *globals) *cobra.Command {
 }
 
 func printDBFailover(w io.Writer, r *drill.DBFailoverReport) {
-	verdict := "PASS"
-	if !r.Pass {
-		verdict = "FAIL"
-	}
-	fmt.Fprintf(w, "db-failover drill (%s, %s mode, %d rounds, %d writers): %s\n", r.Fault, r.Durability, r.Rounds, r.Writers, verdict)
 	label := "RTO"
 	if r.Fault == api.DBFaultStandbyLoss {
 		label = "commit stall"
@@ -336,9 +323,6 @@ func printDBFailover(w io.Writer, r *drill.DBFailoverReport) {
 	fmt.Fprintf(w, "  final: %d writable primary (%s, epoch %d), synchronous standby streaming: %v\n", r.Primaries, r.FinalPrimary, r.FinalEpoch, r.SyncStandbyStreaming)
 	if r.Web != nil {
 		fmt.Fprintf(w, "  web: %d requests, %d failed, %d failures outside the RTO window\n", r.Web.Requests, r.Web.Failed, r.WebOutsideWindow)
-	}
-	for _, reason := range r.Reasons {
-		fmt.Fprintf(w, "  reason: %s\n", reason)
 	}
 }
 
@@ -354,29 +338,13 @@ func newPITRDrillCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
-					return err
-				}
-			} else {
-				verdict := "PASS"
-				if !rep.Pass {
-					verdict = "FAIL"
-				}
-				w := cmd.OutOrStdout()
-				fmt.Fprintf(w, "pitr drill: %s\n", verdict)
+			res := drillResult{name: "pitr", header: "pitr drill", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; ")}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) {
 				fmt.Fprintf(w, "  T = %s, restored from %s in %.1f s (%s)\n", rep.Target.UTC().Format(time.RFC3339Nano), rep.Backup, rep.RestoreS, rep.RestoreID)
 				fmt.Fprintf(w, "  committed %d: %d before T (missing %d), %d after T (present %d), %d in flight at T, %d unknown; restored %d rows\n",
 					rep.Committed, rep.MustHave, len(rep.Missing), rep.MustNotHave, len(rep.Extra), rep.InFlight, rep.Unknown, rep.Restored)
 				fmt.Fprintf(w, "  latest restorable time lag under writes: median %.1f s, max %.1f s (%d samples)\n", rep.LagMedianS, rep.LagMaxS, rep.LagSamples)
-				for _, r := range rep.Reasons {
-					fmt.Fprintf(w, "  reason: %s\n", r)
-				}
-			}
-			if !rep.Pass {
-				return errorf(2, "drill pitr failed: %s", strings.Join(rep.Reasons, "; "))
-			}
-			return nil
+			})
 		},
 	}
 	f := cmd.Flags()

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,17 +29,8 @@ func newInstanceLossCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
-					return err
-				}
-			} else {
-				printInstanceLoss(cmd.OutOrStdout(), rep)
-			}
-			if !rep.Pass {
-				return errorf(2, "drill instance-loss failed: %v", rep.Reasons)
-			}
-			return nil
+			res := drillResult{name: "instance-loss", header: "instance-loss drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printInstanceLoss(w, cmd.ErrOrStderr(), rep) })
 		},
 	}
 	cmd.Flags().DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to drive load")
@@ -52,12 +42,41 @@ func newInstanceLossCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printInstanceLoss(w io.Writer, r *drill.InstanceLossReport) {
-	verdict := "PASS"
-	if !r.Pass {
-		verdict = "FAIL"
+// drillResult is what finishDrill needs of a drill's report.
+type drillResult struct {
+	name    string   // instance-loss, db-failover, ...
+	header  string   // the text report's first line, before the verdict
+	pass    bool     // the report's verdict
+	reasons []string // why it failed
+	why     string   // the reasons as the exit message gives them
+}
+
+// finishDrill prints a drill's report, as JSON or as text (the header with
+// the verdict, the drill's own lines from body, then the reasons), and
+// fails with exit code 2 when the drill did not pass.
+func finishDrill(w io.Writer, asJSON bool, rep any, res drillResult, body func(io.Writer)) error {
+	if asJSON {
+		if err := writeJSON(w, rep); err != nil {
+			return err
+		}
+	} else {
+		verdict := "PASS"
+		if !res.pass {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "%s: %s\n", res.header, verdict)
+		body(w)
+		for _, r := range res.reasons {
+			fmt.Fprintf(w, "  reason: %s\n", r)
+		}
 	}
-	fmt.Fprintf(w, "instance-loss drill: %s\n", verdict)
+	if !res.pass {
+		return errorf(2, "drill %s failed: %s", res.name, res.why)
+	}
+	return nil
+}
+
+func printInstanceLoss(w, errw io.Writer, r *drill.InstanceLossReport) {
 	fmt.Fprintf(w, "  requests %d, failed %d, p50 %.1f ms, p99 %.1f ms, max %.1f ms over %.0f s at %d/s\n",
 		r.Requests, r.Failed, r.P50MS, r.P99MS, r.MaxMS, r.DurationS, r.Rate)
 	for _, f := range r.Faults {
@@ -65,10 +84,7 @@ func printInstanceLoss(w io.Writer, r *drill.InstanceLossReport) {
 			f.Kind, f.Instance, f.Zone, float64(f.AtMS)/1000, f.DetectMS, f.DetectBoundMS, f.Replacement, f.ReplaceMS)
 	}
 	fmt.Fprintf(w, "  fleet after: %d in service, %d healthy, desired %d\n", r.InService, r.HealthyEnd, r.Desired)
-	for _, reason := range r.Reasons {
-		fmt.Fprintf(w, "  reason: %s\n", reason)
-	}
 	for e, n := range r.Errors {
-		fmt.Fprintf(os.Stderr, "  error x%d: %s\n", n, e)
+		fmt.Fprintf(errw, "  error x%d: %s\n", n, e)
 	}
 }

@@ -415,31 +415,15 @@ func newSecretRotationCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
-					return err
-				}
-			} else {
-				w := cmd.OutOrStdout()
-				verdict := "PASS"
-				if !rep.Pass {
-					verdict = "FAIL"
-				}
-				fmt.Fprintf(w, "secret-rotation drill: %s\n", verdict)
+			res := drillResult{name: "secret-rotation", header: "secret-rotation drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) {
 				fmt.Fprintf(w, "  requests %d, failed %d, p50 %.1f ms, p99 %.1f ms over %.0f s at %d/s\n", rep.Requests, rep.Failed, rep.P50MS, rep.P99MS, rep.DurationS, rep.Rate)
 				fmt.Fprintf(w, "  rotations %d/%d completed; stale credentials refused: %v\n", rep.Completed, rep.Requested, rep.StaleRefused)
 				for _, s := range rep.Steps {
 					fmt.Fprintf(w, "  #%d %s user %s %.0f ms new-logs-in %v previous-logs-in %v %s\n", s.N, s.VersionID, s.Username, s.MS, s.NewLogsIn, s.PreviousLogsIn, s.Error)
 				}
 				fmt.Fprintf(w, "  audit: %d app fetches logged, %d GetSecretValue audited (ok %v)\n", rep.AppFetches, rep.AuditedGets, rep.AuditOK)
-				for _, r := range rep.Reasons {
-					fmt.Fprintf(w, "  reason: %s\n", r)
-				}
-			}
-			if !rep.Pass {
-				return errorf(2, "drill secret-rotation failed: %v", rep.Reasons)
-			}
-			return nil
+			})
 		},
 	}
 	cmd.Flags().IntVar(&cfg.Rotations, "rotations", 3, "how many rotations")
