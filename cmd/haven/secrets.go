@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/spf13/cobra"
@@ -37,7 +36,7 @@ func newSecretsCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			sm, info, err := operatorSecrets(ctx, g.client())
+			sm, info, err := drill.OperatorSecrets(ctx, g.client(), 15*time.Minute)
 			if err != nil {
 				return err
 			}
@@ -85,7 +84,7 @@ func newSecretsCmd(g *globals) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			sm, _, err := operatorSecrets(ctx, g.client())
+			sm, _, err := drill.OperatorSecrets(ctx, g.client(), 15*time.Minute)
 			if err != nil {
 				return err
 			}
@@ -153,25 +152,6 @@ func stagesSummary(m map[string][]string) string {
 	}
 	slices.Sort(parts)
 	return strings.Join(parts, " ")
-}
-
-// operatorSecrets returns a Secrets Manager client signed with operator
-// credentials fetched from the daemon; they stay in this process's memory.
-func operatorSecrets(ctx context.Context, c *api.Client) (*secretsmanager.Client, api.SecretsInfo, error) {
-	info, err := c.SecretsInfo(ctx)
-	if err != nil {
-		return nil, api.SecretsInfo{}, err
-	}
-	oc, err := c.OperatorCredentials(ctx, 15*time.Minute)
-	if err != nil {
-		return nil, api.SecretsInfo{}, fmt.Errorf("get operator credentials: %w", err)
-	}
-	cfg := aws.Config{
-		Region:      oc.Region,
-		Credentials: credentials.NewStaticCredentialsProvider(oc.AccessKeyID, oc.SecretAccessKey, oc.SessionToken),
-	}
-	sm := secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(oc.Endpoint) })
-	return sm, info, nil
 }
 
 // SecretsScan is the result of `haven audit secrets`.
@@ -248,7 +228,7 @@ func scanSecrets(ctx context.Context, g *globals, repo string, diag io.Writer) (
 	if err != nil {
 		return nil, err
 	}
-	sm, info, err := operatorSecrets(ctx, c)
+	sm, info, err := drill.OperatorSecrets(ctx, c, 15*time.Minute)
 	if err != nil {
 		return nil, err
 	}

@@ -85,12 +85,9 @@ func binDir() string {
 }
 
 func upForeground(ctx context.Context, g *globals, s spec.Spec, dir string, stdout, stderr io.Writer) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create state dir %s: %w", dir, err)
-	}
-	logf, err := os.OpenFile(filepath.Join(dir, "daemon.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	logf, err := openDaemonLog(dir)
 	if err != nil {
-		return fmt.Errorf("open daemon log: %w", err)
+		return err
 	}
 	defer logf.Close()
 	logger := slog.New(slog.NewJSONHandler(logf, nil))
@@ -144,16 +141,26 @@ func upForeground(ctx context.Context, g *globals, s spec.Spec, dir string, stdo
 	}
 }
 
-func upDetached(ctx context.Context, g *globals, dir string, timeout time.Duration, stdout, stderr io.Writer) error {
+// openDaemonLog creates the state dir if needed and opens its daemon.log
+// for appending.
+func openDaemonLog(dir string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create state dir %s: %w", dir, err)
+		return nil, fmt.Errorf("create state dir %s: %w", dir, err)
 	}
-	logPath := filepath.Join(dir, "daemon.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(filepath.Join(dir, "daemon.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("open daemon log: %w", err)
+		return nil, fmt.Errorf("open daemon log: %w", err)
+	}
+	return f, nil
+}
+
+func upDetached(ctx context.Context, g *globals, dir string, timeout time.Duration, stdout, stderr io.Writer) error {
+	logf, err := openDaemonLog(dir)
+	if err != nil {
+		return err
 	}
 	defer logf.Close()
+	logPath := logf.Name()
 	exe, err := os.Executable()
 	if err != nil {
 		return err

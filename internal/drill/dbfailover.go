@@ -271,16 +271,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 				}
 			}
 		}
-		for _, op := range ops[checked:] {
-			switch op.Outcome {
-			case ledger.OK:
-				round.OK++
-			case ledger.Fail:
-				round.Fail++
-			case ledger.Unknown:
-				round.Unknown++
-			}
-		}
+		round.OK, round.Fail, round.Unknown = tally(ops[checked:])
 		checked = len(ops)
 		rep.AcknowledgedLost = max(rep.AcknowledgedLost, round.Lost) // cumulative check: the last round's count covers all
 		rep.FailPresent = max(rep.FailPresent, round.FailInDB)
@@ -293,16 +284,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	}
 	stopped = true
 	ops := w.Stop()
-	for _, op := range ops {
-		switch op.Outcome {
-		case ledger.OK:
-			rep.OK++
-		case ledger.Fail:
-			rep.Fail++
-		case ledger.Unknown:
-			rep.Unknown++
-		}
-	}
+	rep.OK, rep.Fail, rep.Unknown = tally(ops)
 	// Final check with the complete history and the final state.
 	end, err := c.DBStatus(ctx)
 	if err != nil {
@@ -641,6 +623,21 @@ func dropTable(dsn, table string) {
 	_, _ = conn.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{table}.Sanitize())
 }
 
+// tally counts the ledger's operations by outcome.
+func tally(ops []ledger.Op) (ok, fail, unknown int) {
+	for _, op := range ops {
+		switch op.Outcome {
+		case ledger.OK:
+			ok++
+		case ledger.Fail:
+			fail++
+		case ledger.Unknown:
+			unknown++
+		}
+	}
+	return ok, fail, unknown
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -665,7 +662,6 @@ type webLoad struct {
 	done   chan struct{}
 	rec    *Recorder
 	all    Summary
-	errs   map[string]int
 }
 
 func startWebLoad(ctx context.Context, c *api.Client, cfg DBFailoverConfig, say func(string, ...any)) (*webLoad, error) {
@@ -678,7 +674,7 @@ func startWebLoad(ctx context.Context, c *api.Client, cfg DBFailoverConfig, say 
 	if err != nil {
 		return nil, fmt.Errorf("drill db-failover --with-web-load: %w", err)
 	}
-	wl := &webLoad{site: site, users: users, rate: cfg.Rate, ctx: ctx, errs: map[string]int{}}
+	wl := &webLoad{site: site, users: users, rate: cfg.Rate, ctx: ctx}
 	wl.all.Errors = map[string]int{}
 	say("web load: %d journey steps/s through the load balancer during every round", cfg.Rate)
 	return wl, nil

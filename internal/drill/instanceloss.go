@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
@@ -172,7 +173,7 @@ func injectInstanceFault(ctx context.Context, c *api.Client, kind string, skip [
 	for i := range st.Instances {
 		in := &st.Instances[i]
 		before[in.ID] = true
-		if victim == nil && in.State == "in-service" && in.Health == "healthy" && !contains(skip, in.ID) {
+		if victim == nil && in.State == "in-service" && in.Health == "healthy" && !slices.Contains(skip, in.ID) {
 			victim = in
 		}
 	}
@@ -226,24 +227,10 @@ func injectInstanceFault(ctx context.Context, c *api.Client, kind string, skip [
 	return fr, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 func sleepUntil(ctx context.Context, t time.Time) error {
 	d := time.Until(t)
 	if d <= 0 {
 		return nil
 	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
+	return sleepCtx(ctx, d)
 }

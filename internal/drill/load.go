@@ -17,7 +17,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
@@ -192,7 +191,6 @@ type Recorder struct {
 	failed    int64
 	errs      map[string]int
 	failures  []Failure
-	requests  atomic.Int64
 }
 
 // Failure is one failed request, kept for the report.
@@ -207,7 +205,6 @@ func NewRecorder() *Recorder { return &Recorder{errs: map[string]int{}} }
 
 // Record adds one request's outcome.
 func (r *Recorder) Record(path string, d time.Duration, err error) {
-	r.requests.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.latencies = append(r.latencies, d)

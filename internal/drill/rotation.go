@@ -108,21 +108,13 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 	if st.Phase != api.PhaseReady {
 		return nil, fmt.Errorf("drill secret-rotation: region is %s, not ready; wait for `haven status` to say ready", st.Phase)
 	}
-	info, err := c.SecretsInfo(ctx)
+	sm, info, err := OperatorSecrets(ctx, c, time.Hour)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("drill secret-rotation: %w", err)
 	}
 	if cfg.Secret == "" {
 		cfg.Secret = info.DBSecret
 	}
-	oc, err := c.OperatorCredentials(ctx, time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("drill secret-rotation: operator credentials: %w", err)
-	}
-	sm := secretsmanager.NewFromConfig(aws.Config{
-		Region:      oc.Region,
-		Credentials: credentials.NewStaticCredentialsProvider(oc.AccessKeyID, oc.SecretAccessKey, oc.SessionToken),
-	}, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(oc.Endpoint) })
 	desc, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String(cfg.Secret)})
 	if err != nil {
 		return nil, fmt.Errorf("drill secret-rotation: describe %s: %w", cfg.Secret, err)
@@ -154,7 +146,7 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 		return c.TestLogin(ctx, api.TestLoginRequest{SecretID: cfg.Secret, VersionID: vid})
 	}
 	for n := 1; n <= cfg.Rotations; n++ {
-		if err := rotationSleep(ctx, cfg.Interval); err != nil {
+		if err := sleepCtx(ctx, cfg.Interval); err != nil {
 			stop()
 			return nil, err
 		}
@@ -199,7 +191,7 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 			n, step.VersionID, step.Username, step.MS, step.NewLogsIn, step.PreviousLogsIn, step.StaleLogsIn != nil && !*step.StaleLogsIn)
 		rep.Steps = append(rep.Steps, step)
 	}
-	_ = rotationSleep(ctx, cfg.Interval)
+	_ = sleepCtx(ctx, cfg.Interval)
 	stop()
 	rep.DurationS = time.Since(windowStart).Seconds()
 	rep.Summary = rec.Summary()
@@ -261,13 +253,23 @@ func currentVersion(m map[string][]string) string {
 	return ""
 }
 
-func rotationSleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
+// OperatorSecrets returns a Secrets Manager client signed with operator
+// credentials valid for ttl, fetched from the daemon (they stay in this
+// process's memory), and the region's secrets settings.
+func OperatorSecrets(ctx context.Context, c *api.Client, ttl time.Duration) (*secretsmanager.Client, api.SecretsInfo, error) {
+	info, err := c.SecretsInfo(ctx)
+	if err != nil {
+		return nil, api.SecretsInfo{}, err
 	}
+	oc, err := c.OperatorCredentials(ctx, ttl)
+	if err != nil {
+		return nil, api.SecretsInfo{}, fmt.Errorf("get operator credentials: %w", err)
+	}
+	sm := secretsmanager.NewFromConfig(aws.Config{
+		Region:      oc.Region,
+		Credentials: credentials.NewStaticCredentialsProvider(oc.AccessKeyID, oc.SecretAccessKey, oc.SessionToken),
+	}, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(oc.Endpoint) })
+	return sm, info, nil
 }
 
 // countAppFetches counts the courses app's "fetched database credentials"

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -77,7 +76,6 @@ type instance struct {
 	zone       *zone.Zone
 	addr       netip.Addr
 	port       int
-	cmd        *exec.Cmd
 	pid        int
 	group      *cgroup.Group
 	logf       *os.File
@@ -501,7 +499,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.WaitDelay = time.Second
 
-	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, cmd: cmd,
+	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port,
 		exited: make(chan struct{}), state: StatePending, health: HealthInitial}
 	if f.cfg.LogDir != "" {
 		in.logPath = filepath.Join(f.cfg.LogDir, id+".log")
