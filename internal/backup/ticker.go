@@ -133,20 +133,26 @@ func (m *Manager) ArchiveTicker(ctx context.Context) {
 				return err
 			}
 			lastLSN = lsn
+			now := m.cfg.Clock.Now()
+			// Query first, then lock: ArchiveStatus (every db status call)
+			// must not wait on the database.
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			var wal, failed *string
+			var at, failedAt *time.Time
+			var failedCount int64
+			qerr := conn.QueryRow(cctx, "SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver").
+				Scan(&wal, &at, &failedCount, &failed, &failedAt)
 			m.ticker.mu.Lock()
 			defer m.ticker.mu.Unlock()
 			st := &m.ticker.st
 			st.Primary, st.LastError = n.Name, ""
 			if switched {
 				st.Switches++
-				st.LastSwitch, st.LastSegment = m.cfg.Clock.Now(), seg
+				st.LastSwitch, st.LastSegment = now, seg
 			}
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			var wal, failed *string
-			var at, failedAt *time.Time
-			if err := conn.QueryRow(cctx, "SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver").
-				Scan(&wal, &at, &st.FailedCount, &failed, &failedAt); err == nil {
+			if qerr == nil {
+				st.FailedCount = failedCount
 				st.LastArchivedWAL, st.LastFailedWAL, st.LastArchivedAt, st.LastFailedAt = deref(wal), deref(failed), time.Time{}, time.Time{}
 				if at != nil {
 					st.LastArchivedAt = at.UTC()

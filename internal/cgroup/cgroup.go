@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -188,7 +189,7 @@ func (m *Manager) setup() error {
 func enableV2(dir string) error {
 	ctrls := readControllers(dir)
 	want := "+cpu +memory"
-	if has(ctrls, "pids") {
+	if slices.Contains(ctrls, "pids") {
 		want += " +pids"
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte(want), 0); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"path"
+	"slices"
 	"strings"
 )
 
@@ -127,7 +128,7 @@ func detect(mounts []mount, self map[string]string, controllersOf func(dir strin
 		}
 		dir := hostPath(m, self[""])
 		ctrls := controllersOf(dir)
-		if has(ctrls, "cpu") && has(ctrls, "memory") {
+		if slices.Contains(ctrls, "cpu") && slices.Contains(ctrls, "memory") {
 			return layout{Version: 2, V2Dir: dir}
 		}
 		reasons = append(reasons, "cgroup2 at "+m.Point+" lacks cpu or memory controllers (has "+strings.Join(ctrls, " ")+")")
@@ -138,7 +139,7 @@ func detect(mounts []mount, self map[string]string, controllersOf func(dir strin
 			continue
 		}
 		for _, c := range m.Controllers {
-			if has(v1Wanted, c) {
+			if slices.Contains(v1Wanted, c) {
 				if _, dup := dirs[c]; !dup {
 					dirs[c] = hostPath(m, self[c])
 				}
@@ -150,13 +151,4 @@ func detect(mounts []mount, self map[string]string, controllersOf func(dir strin
 	}
 	reasons = append(reasons, "no cgroup v1 cpu and memory hierarchies mounted")
 	return layout{Reason: strings.Join(reasons, "; ")}
-}
-
-func has(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -273,7 +274,7 @@ func (s *Scanner) ScanGit(ctx context.Context, repo string) ([]Finding, error) {
 		if rel == "" {
 			continue
 		}
-		fixture := contains(strings.Split(rel, "/"), "testdata") || strings.HasSuffix(rel, "_test.go")
+		fixture := slices.Contains(strings.Split(rel, "/"), "testdata") || strings.HasSuffix(rel, "_test.go")
 		f, err := s.scanFile(filepath.Join(repo, rel), !fixture)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -284,15 +285,6 @@ func (s *Scanner) ScanGit(ctx context.Context, repo string) ([]Finding, error) {
 		out = append(out, f...)
 	}
 	return out, nil
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // ScanProcess scans a process's environment and command line

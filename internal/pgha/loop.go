@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"strings"
 	"time"
 )
 
@@ -170,7 +169,7 @@ func (c *Cluster) promote(ctx context.Context, node, syncStandby string) error {
 		return errors.New("pg_promote: not promoted within 15s")
 	}
 	for _, sql := range []string{
-		"ALTER SYSTEM SET synchronous_standby_names = " + sqlLiteral(syncNames(syncStandby)),
+		"ALTER SYSTEM SET synchronous_standby_names = " + quoteLiteral(syncNames(syncStandby)),
 		"ALTER SYSTEM RESET primary_conninfo",
 		"SELECT pg_reload_conf()",
 		// pg_rewind reads the source's timeline from its control file,
@@ -194,7 +193,7 @@ func (c *Cluster) setSync(ctx context.Context, node, standby string) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	for _, sql := range []string{
-		"ALTER SYSTEM SET synchronous_standby_names = " + sqlLiteral(syncNames(standby)),
+		"ALTER SYSTEM SET synchronous_standby_names = " + quoteLiteral(syncNames(standby)),
 		"SELECT pg_reload_conf()",
 	} {
 		if _, err := conn.Exec(ctx, sql); err != nil {
@@ -235,8 +234,4 @@ func (c *Cluster) startRejoin(ctx context.Context, node string, fresh bool) {
 		default:
 		}
 	}()
-}
-
-func sqlLiteral(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }

@@ -28,7 +28,6 @@ type prober struct {
 	inRecovery bool
 	timeline   uint64 // primary: the timeline it writes; standby: the timeline it streams (0 = not streaming)
 	repl       []replRow
-	lastErr    error
 }
 
 func (p *prober) close() {
@@ -55,7 +54,6 @@ func (p *prober) run(ctx context.Context) NodeObs {
 		p.close()
 		p.failures = p.threshold
 		p.repl = nil
-		p.lastErr = fmt.Errorf("postmaster not running")
 		return NodeObs{Health: HealthDead, InRecovery: p.inRecovery}
 	}
 	start := time.Now()
@@ -65,7 +63,6 @@ func (p *prober) run(ctx context.Context) NodeObs {
 		p.close()
 		p.failures++
 		p.repl = nil
-		p.lastErr = err
 		h := HealthSlow
 		if p.failures >= p.threshold {
 			h = HealthDead
@@ -73,7 +70,6 @@ func (p *prober) run(ctx context.Context) NodeObs {
 		return NodeObs{Health: h, InRecovery: p.inRecovery}
 	}
 	p.failures = 0
-	p.lastErr = nil
 	h := HealthUp
 	if lat > p.timeout/2 {
 		h = HealthSlow

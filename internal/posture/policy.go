@@ -2,6 +2,7 @@ package posture
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 )
 
@@ -81,22 +82,13 @@ func documentStatements(values map[string]any) []statement {
 			st.Effect = "Allow"
 		}
 		for _, p := range blocks(b["principals"]) {
-			if str(p["type"]) == "*" || (str(p["type"]) == "AWS" && contains(strings_(p["identifiers"]), "*")) {
+			if str(p["type"]) == "*" || (str(p["type"]) == "AWS" && slices.Contains(strings_(p["identifiers"]), "*")) {
 				st.PublicPrincipal = true
 			}
 		}
 		out = append(out, st)
 	}
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // resourceStarActions are actions that accept only Resource "*", because
@@ -143,7 +135,7 @@ func wildcardProblems(st statement) []string {
 	if len(st.NotActions) > 0 {
 		probs = append(probs, "NotAction with Allow grants every other action")
 	}
-	if contains(st.Resources, "*") {
+	if slices.Contains(st.Resources, "*") {
 		allowed := len(st.Actions) > 0
 		for _, a := range st.Actions {
 			if _, ok := resourceStarActions[a]; !ok {

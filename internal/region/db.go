@@ -41,47 +41,21 @@ type restoredDB struct {
 	srv  *backup.RestoredServer
 }
 
-// dbNodes are the database nodes as startDatabase lays them out; only the
-// fields pgBackRest needs (paths, port) are exact, the address is a
-// placeholder until the zone allocates it.
-func (r *Region) dbNodes() ([]pgha.Node, error) {
-	ep, err := netip.ParseAddrPort(r.spec.Database.Endpoint)
-	if err != nil {
-		return nil, fmt.Errorf("database.endpoint: %w", err)
-	}
-	zones := r.spec.Zones
-	if !r.spec.Database.MultiAZ && len(zones) > 1 {
-		zones = zones[:1]
-	}
-	base := filepath.Join(r.pgRoot, "db")
-	var nodes []pgha.Node
-	for _, z := range zones {
-		nodes = append(nodes, pgha.Node{
-			Name: "db_" + z, Zone: z, ListenAddr: netip.MustParseAddr("127.0.0.1"), Port: int(ep.Port()) + 1,
-			DataDir:   filepath.Join(base, "db_"+z, "data"),
-			SocketDir: filepath.Join(base, "db_"+z, "run"),
-		})
-	}
-	return nodes, nil
-}
-
 // archiveCommand is the WAL archive command every node runs (pgBackRest);
 // "" turns archiving off. It builds the backup manager, which must exist
 // before the database starts.
-func (r *Region) archiveCommand() string {
-	nodes, err := r.dbNodes()
-	if err == nil {
-		days := int(r.spec.Database.BackupRetention.D() / (24 * time.Hour))
-		r.dbx.backups, err = backup.New(backup.Config{
-			Dir:           filepath.Join(r.pgRoot, "backup"),
-			Stanza:        r.spec.Name,
-			Nodes:         nodes,
-			Primary:       func() pgha.Node { return r.db.Primary() },
-			RetentionDays: days,
-			Schedule:      backup.Schedule{Full: r.spec.Database.BackupSchedule},
-			Logger:        r.opts.Logger.With("component", "backup"),
-		})
-	}
+func (r *Region) archiveCommand(nodes []pgha.Node) string {
+	days := int(r.spec.Database.BackupRetention.D() / (24 * time.Hour))
+	var err error
+	r.dbx.backups, err = backup.New(backup.Config{
+		Dir:           filepath.Join(r.pgRoot, "backup"),
+		Stanza:        r.spec.Name,
+		Nodes:         nodes,
+		Primary:       func() pgha.Node { return r.db.Primary() },
+		RetentionDays: days,
+		Schedule:      backup.Schedule{Full: r.spec.Database.BackupSchedule},
+		Logger:        r.opts.Logger.With("component", "backup"),
+	})
 	if err != nil {
 		r.dbx.backups = nil
 		r.dbx.backupOff = err.Error()

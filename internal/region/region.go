@@ -315,7 +315,7 @@ func (r *Region) startDatabase(ctx context.Context) error {
 	r.db, err = pgha.New(pgha.Config{
 		Nodes: nodes, StateFile: filepath.Join(r.pgRoot, "db", "controller.json"),
 		Durability: dur, AppDatabase: s.Database.Name, AppNetworks: nets,
-		AppAuth: r.appAuth(), ArchiveCommand: r.archiveCommand(),
+		AppAuth: r.appAuth(), ArchiveCommand: r.archiveCommand(nodes),
 		Endpoint: r.dbProxy, Logger: r.opts.Logger.With("component", "pgha"),
 	})
 	if err != nil {

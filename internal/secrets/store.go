@@ -366,15 +366,6 @@ func (s *Store) sameValue(sec *secret, v *version, str *string, bin []byte) bool
 
 // CreateSecret creates a secret, with a first version labelled AWSCURRENT when a value is given.
 func (s *Store) CreateSecret(in CreateSecretInput) (CreateSecretOutput, error) {
-	if !nameRE.MatchString(in.Name) {
-		return CreateSecretOutput{}, apiErr(CodeInvalidParameter, "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!")
-	}
-	if err := validateValue(in.SecretString, in.SecretBinary, false); err != nil {
-		return CreateSecretOutput{}, err
-	}
-	if err := validateToken(in.ClientRequestToken); err != nil {
-		return CreateSecretOutput{}, err
-	}
 	arn, err := s.newARN(in.Name)
 	if err != nil {
 		return CreateSecretOutput{}, apiErr(CodeInternalError, "generate ARN: %v", err)

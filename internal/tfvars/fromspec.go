@@ -2,6 +2,7 @@ package tfvars
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/haven-platform/haven/internal/spec"
@@ -72,7 +73,7 @@ func SpecField(s spec.Spec, inputField string) string {
 			if (want == "TargetTracking") != (p.TargetTracking != "") {
 				continue
 			}
-			if itoa(n) == m[2] {
+			if strconv.Itoa(n) == m[2] {
 				sub := strings.ToLower(m[3])
 				if sub == "metric" {
 					sub = "target_tracking"
@@ -81,7 +82,7 @@ func SpecField(s spec.Spec, inputField string) string {
 				} else if sub == "timezone" {
 					sub = "time_zone"
 				}
-				out := "fleet.scaling[" + itoa(i) + "]"
+				out := "fleet.scaling[" + strconv.Itoa(i) + "]"
 				if sub != "" {
 					out += "." + sub
 				}
@@ -91,11 +92,4 @@ func SpecField(s spec.Spec, inputField string) string {
 		}
 	}
 	return inputField
-}
-
-func itoa(n int) string {
-	if n < 10 {
-		return string(rune('0' + n))
-	}
-	return itoa(n/10) + string(rune('0'+n%10))
 }
