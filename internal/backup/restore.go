@@ -208,7 +208,8 @@ func (m *Manager) Restore(ctx context.Context, opts RestoreOptions) (*RestoredSe
 	s.Backup, s.Target = set.Label, opts.TargetTime
 	if err := s.waitPromoted(ctx); err != nil {
 		_ = s.Stop(context.Background())
-		return nil, fmt.Errorf("recover restored server to %s: %w (log %s: %s)", pgTime(opts.TargetTime), err, opts.LogFile, fatalOrTail(opts.LogFile))
+		fatal := fatalOrTail(opts.LogFile)
+		return nil, fmt.Errorf("recover restored server to %s: %w (log %s: %s)%s", pgTime(opts.TargetTime), err, opts.LogFile, fatal, recoveryHint(fatal))
 	}
 	m.log.Info("restored to point in time", "target", pgTime(opts.TargetTime), "backup", set.Label, "data_dir", opts.DataDir,
 		"addr", netip.AddrPortFrom(opts.ListenAddr, uint16(opts.Port)).String(), "last_replayed", s.LastReplayed, "took", m.cfg.Clock.Now().Sub(start).Round(time.Millisecond).String())
@@ -315,6 +316,18 @@ func (s *RestoredServer) waitPromoted(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// recoveryHint says what to do about a recovery that stopped short of its
+// target. Seen right after a burst of failovers: a segment of a short-lived
+// timeline reaches the archive a little after newer segments do, so the
+// latest restorable time (read from the newest segment) runs ahead of a
+// gap for a while.
+func recoveryHint(fatal string) string {
+	if !strings.Contains(fatal, "recovery ended before configured recovery target was reached") {
+		return ""
+	}
+	return "; the archive holds no continuous WAL up to the target yet (a segment is still missing, e.g. right after several failovers): try again in a minute, or choose an earlier time"
 }
 
 // fatalOrTail returns the last FATAL line of a server log, or its tail.
