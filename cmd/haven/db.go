@@ -171,6 +171,10 @@ func newDBBackupsCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(w, "no backups yet: the first full backup runs when the region starts; `haven db backup` takes one now")
 				return nil
 			}
+			if l.WALChainEnd != "" && l.WALChainEnd != l.WALMax {
+				fmt.Fprintf(w, "the archived WAL is continuous only up to %s (newest archived segment %s): the latest restorable time stops there until the missing segment arrives, usually within seconds (a short-lived timeline's last segment after failovers)\n",
+					l.WALChainEnd, l.WALMax)
+			}
 			if l.LatestRestorable.IsZero() {
 				fmt.Fprintf(w, "restorable from %s; no commit archived after it yet (the archive ticker switches WAL every few seconds once there are writes)\n",
 					l.EarliestRestorable.UTC().Format(time.RFC3339Nano))

@@ -385,6 +385,10 @@ type DBBackupList struct {
 	LatestRestorableLagSeconds float64 `json:"latest_restorable_lag_s,omitempty"`
 	WALMin                     string  `json:"wal_min,omitempty"`
 	WALMax                     string  `json:"wal_max,omitempty"`
+	// WALChainEnd is the last segment of the continuous WAL a restore from
+	// the newest backup replays (along the timeline history). It equals
+	// WALMax unless a segment is missing in between.
+	WALChainEnd string `json:"wal_chain_end,omitempty"`
 }
 
 // DBRestoreRequest restores the backups to a point in time into a new server.

@@ -60,6 +60,11 @@ func TestArchiveAcrossFailover(t *testing.T) {
 	if !strings.HasPrefix(l.WALMax, "00000002") {
 		t.Errorf("newest archived segment %s, want one on timeline 2 (archived by the new primary)", l.WALMax)
 	}
+	// The restore chain follows the history from the timeline 1 backup
+	// into timeline 2 (the PITR check restored to a time on it).
+	if !strings.HasPrefix(l.ChainEnd, "00000002") {
+		t.Errorf("restore chain ends at %s, want a segment on timeline 2", l.ChainEnd)
+	}
 	// Archiving from the new primary is healthy: its newest attempt
 	// succeeded (failures from before the stanza existed, or a retried
 	// push around the promotion, are allowed) and it is on timeline 2.

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -49,6 +48,14 @@ type Listing struct {
 	// to T stops at the first commit after T, so a later commit must be
 	// archived). Zero when the archive holds no commit after the first backup.
 	LatestRestorable time.Time `json:"latest_restorable,omitempty"`
+	// ChainEnd is the last segment of the continuous chain of archived WAL
+	// a restore from the newest backup replays; LatestRestorable comes from
+	// it. It is behind WALMax while a segment is still missing (right after
+	// failovers a short-lived timeline's last segment can reach the archive
+	// after newer ones do).
+	ChainEnd string `json:"chain_end,omitempty"`
+
+	archiveID string // the archive id holding WALMax, e.g. "15-1"
 }
 
 // infoJSON is the subset of `pgbackrest info --output=json` used here.
@@ -97,7 +104,7 @@ func parseInfo(b []byte, stanza string) (Listing, error) {
 		}
 		for _, a := range s.Archive {
 			if a.Max > l.WALMax {
-				l.WALMax = a.Max
+				l.WALMax, l.archiveID = a.Max, a.ID
 			}
 			if a.Min != "" && (l.WALMin == "" || a.Min < l.WALMin) {
 				l.WALMin = a.Min
@@ -136,13 +143,14 @@ func (m *Manager) backups(ctx context.Context) ([]BackupInfo, error) {
 }
 
 // List returns the backups (oldest first) and the restorable window. The
-// latest restorable time is computed from the repository: just before the
-// commit timestamp of the newest commit record in the newest archived WAL
-// segment (read with archive-get and pg_waldump, cached per segment). A
-// restore to any time between EarliestRestorable and LatestRestorable
-// reaches its target; PostgreSQL fails a recovery whose target is after the
-// last archived commit ("recovery ended before configured recovery target
-// was reached").
+// latest restorable time is just before the newest commit a restore from the
+// newest backup can replay: the archive is walked from that backup's first
+// segment along the timeline history, as recovery reads it, up to the first
+// missing segment, and the commit timestamps of the chain's last segments
+// are read with archive-get and pg_waldump (cached). A restore to any time
+// between EarliestRestorable and LatestRestorable reaches its target;
+// PostgreSQL fails a recovery whose target is after the last commit it can
+// replay ("recovery ended before configured recovery target was reached").
 func (m *Manager) List(ctx context.Context) (Listing, error) {
 	l, err := m.info(ctx)
 	if err != nil {
@@ -151,8 +159,20 @@ func (m *Manager) List(ctx context.Context) (Listing, error) {
 	if l.WALMax == "" || len(l.Backups) == 0 {
 		return l, nil
 	}
-	seg := l.WALMax
-	for i := 0; i < 4 && seg != "" && seg >= l.WALMin; i++ {
+	newest := l.Backups[len(l.Backups)-1]
+	chain, ok, err := m.archiveChainEnd(ctx, l.archiveID, newest.WALStart)
+	if err != nil {
+		return l, fmt.Errorf("latest restorable time: %w", err)
+	}
+	if !ok {
+		return l, nil
+	}
+	l.ChainEnd = resolveSeg(chain.tles, chain.end)
+	// The newest commit is normally in the chain's last segment (the
+	// archive ticker commits a marker before each switch); look a few
+	// segments back in case the last ones hold none.
+	for i := uint64(0); i < 4 && i <= chain.end-chain.start; i++ {
+		seg := resolveSeg(chain.tles, chain.end-i)
 		t, ok, err := m.lastCommit(ctx, seg)
 		if err != nil {
 			return l, fmt.Errorf("latest restorable time: %w", err)
@@ -167,16 +187,19 @@ func (m *Manager) List(ctx context.Context) (Listing, error) {
 			}
 			break
 		}
-		seg = prevSegment(seg)
 	}
 	return l, nil
 }
 
 // walCache remembers the last commit time found in archived segments.
 type walCache struct {
-	mu sync.Mutex
-	m  map[string]walCommit
+	mu        sync.Mutex
+	m         map[string]walCommit
+	histories map[string]string
+	chain     verifiedChain
 }
+
+var errNoDataDir = errors.New("no node has a data directory to read pg_control from")
 
 type walCommit struct {
 	t  time.Time
@@ -194,7 +217,7 @@ func (m *Manager) lastCommit(ctx context.Context, seg string) (time.Time, bool, 
 	m.wal.mu.Unlock()
 	pg1 := m.existingDataDir()
 	if pg1 == "" {
-		return time.Time{}, false, errors.New("no node has a data directory to read pg_control from")
+		return time.Time{}, false, errNoDataDir
 	}
 	dst := filepath.Join(m.cfg.Dir, "tmp", seg)
 	defer os.Remove(dst)
@@ -242,26 +265,4 @@ func lastCommitTime(out string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t.UTC(), true
-}
-
-// prevSegment is the WAL segment before seg on the same timeline (16 MB
-// segments), or "" at the start.
-func prevSegment(seg string) string {
-	if len(seg) != 24 {
-		return ""
-	}
-	log, err1 := strconv.ParseUint(seg[8:16], 16, 32)
-	num, err2 := strconv.ParseUint(seg[16:24], 16, 32)
-	if err1 != nil || err2 != nil {
-		return ""
-	}
-	if num == 0 {
-		if log == 0 {
-			return ""
-		}
-		log, num = log-1, 0xFF
-	} else {
-		num--
-	}
-	return fmt.Sprintf("%s%08X%08X", seg[:8], log, num)
 }

@@ -59,19 +59,6 @@ rmgr: Transaction len (rec/tot):     34/    34, tx:        737, lsn: 0/03000078,
 	}
 }
 
-func TestPrevSegment(t *testing.T) {
-	for in, want := range map[string]string{
-		"000000010000000000000005": "000000010000000000000004",
-		"000000020000000100000000": "0000000200000000000000FF",
-		"000000010000000000000000": "",
-		"bad":                      "",
-	} {
-		if got := prevSegment(in); got != want {
-			t.Errorf("prevSegment(%s) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestConfigText(t *testing.T) {
 	c := Config{Dir: "/state/backup", Stanza: "courses", Nodes: []pgha.Node{
 		{Name: "db-a", Zone: "a", DataDir: "/a/data", ListenAddr: netip.MustParseAddr("127.0.1.10"), Port: 5432, SocketDir: "/a/sock"},

@@ -319,15 +319,15 @@ func (s *RestoredServer) waitPromoted(ctx context.Context) error {
 }
 
 // recoveryHint says what to do about a recovery that stopped short of its
-// target. Seen right after a burst of failovers: a segment of a short-lived
-// timeline reaches the archive a little after newer segments do, so the
-// latest restorable time (read from the newest segment) runs ahead of a
-// gap for a while.
+// target. The latest restorable time stops at the first gap after the
+// newest backup, so this is a gap before it (a target served by an older
+// backup while archiving was broken), or a segment removed from the
+// repository by hand.
 func recoveryHint(fatal string) string {
 	if !strings.Contains(fatal, "recovery ended before configured recovery target was reached") {
 		return ""
 	}
-	return "; the archive holds no continuous WAL up to the target yet (a segment is still missing, e.g. right after several failovers): try again in a minute, or choose an earlier time"
+	return "; the archive holds no continuous WAL from the backup up to the target (a segment is missing): check `haven db backups` and choose a time the archive covers"
 }
 
 // fatalOrTail returns the last FATAL line of a server log, or its tail.
