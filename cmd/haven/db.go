@@ -171,8 +171,12 @@ func newDBBackupsCmd(g *globals) *cobra.Command {
 				fmt.Fprintln(w, "no backups yet: the first full backup runs when the region starts; `haven db backup` takes one now")
 				return nil
 			}
+			if l.WALChainProblem != "" {
+				fmt.Fprintf(w, "no restorable window: %s\n", l.WALChainProblem)
+				return nil
+			}
 			if l.WALChainEnd != "" && l.WALChainEnd != l.WALMax {
-				fmt.Fprintf(w, "the archived WAL is continuous only up to %s (newest archived segment %s): the latest restorable time stops there until the missing segment arrives, usually within seconds (a short-lived timeline's last segment after failovers)\n",
+				fmt.Fprintf(w, "the archived WAL is continuous only up to %s (newest archived segment %s): the latest restorable time stops there until the missing segment arrives (right after failovers, a short-lived timeline's last segment can arrive seconds late; if it does not, check the archiver with `haven db status`)\n",
 					l.WALChainEnd, l.WALMax)
 			}
 			if l.LatestRestorable.IsZero() {

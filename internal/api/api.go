@@ -389,6 +389,9 @@ type DBBackupList struct {
 	// the newest backup replays (along the timeline history). It equals
 	// WALMax unless a segment is missing in between.
 	WALChainEnd string `json:"wal_chain_end,omitempty"`
+	// WALChainProblem says why nothing is restorable from the newest
+	// backup although WAL is archived.
+	WALChainProblem string `json:"wal_chain_problem,omitempty"`
 }
 
 // DBRestoreRequest restores the backups to a point in time into a new server.

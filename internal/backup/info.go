@@ -32,6 +32,9 @@ type BackupInfo struct {
 	// repository (compressed, only changed files for incrementals).
 	Size     int64 `json:"size"`
 	RepoSize int64 `json:"repo_size"`
+
+	dbID    int    // the repository's database id, whose archive it needs
+	lsnStop uint64 // where the backup became consistent
 }
 
 // Listing is the repository's content.
@@ -48,6 +51,10 @@ type Listing struct {
 	// to T stops at the first commit after T, so a later commit must be
 	// archived). Zero when the archive holds no commit after the first backup.
 	LatestRestorable time.Time `json:"latest_restorable,omitempty"`
+	// ChainProblem says why there is no latest restorable time although
+	// WAL is archived: the newest backup's first segment is missing, or the
+	// newest timeline does not descend from the backup's.
+	ChainProblem string `json:"chain_problem,omitempty"`
 	// ChainEnd is the last segment of the continuous chain of archived WAL
 	// a restore from the newest backup replays; LatestRestorable comes from
 	// it. It is behind WALMax while a segment is still missing (right after
@@ -55,16 +62,17 @@ type Listing struct {
 	// after newer ones do).
 	ChainEnd string `json:"chain_end,omitempty"`
 
-	archiveID string // the archive id holding WALMax, e.g. "15-1"
+	archiveID string // the newest backup's archive id, e.g. "15-1"
 }
 
 // infoJSON is the subset of `pgbackrest info --output=json` used here.
 type infoJSON []struct {
 	Name    string `json:"name"`
 	Archive []struct {
-		ID  string `json:"id"`
-		Max string `json:"max"`
-		Min string `json:"min"`
+		ID       string     `json:"id"`
+		Max      string     `json:"max"`
+		Min      string     `json:"min"`
+		Database databaseID `json:"database"`
 	} `json:"archive"`
 	Backup []struct {
 		Label   string  `json:"label"`
@@ -74,6 +82,10 @@ type infoJSON []struct {
 			Start string `json:"start"`
 			Stop  string `json:"stop"`
 		} `json:"archive"`
+		Database databaseID `json:"database"`
+		LSN      struct {
+			Stop string `json:"stop"`
+		} `json:"lsn"`
 		Info struct {
 			Size       int64 `json:"size"`
 			Repository struct {
@@ -91,6 +103,12 @@ type infoJSON []struct {
 	} `json:"status"`
 }
 
+// databaseID is the repository's number for one database system (a new one
+// after a stanza upgrade).
+type databaseID struct {
+	ID int `json:"id"`
+}
+
 // parseInfo turns pgbackrest info JSON into a Listing (without LatestRestorable).
 func parseInfo(b []byte, stanza string) (Listing, error) {
 	var info infoJSON
@@ -98,24 +116,32 @@ func parseInfo(b []byte, stanza string) (Listing, error) {
 		return Listing{}, fmt.Errorf("parse pgbackrest info: %w", err)
 	}
 	var l Listing
+	archiveIDs := map[int]string{} // database id → archive id with the newest segment
+	archiveMax := map[int]string{}
 	for _, s := range info {
 		if s.Name != stanza {
 			continue
 		}
 		for _, a := range s.Archive {
 			if a.Max > l.WALMax {
-				l.WALMax, l.archiveID = a.Max, a.ID
+				l.WALMax = a.Max
 			}
 			if a.Min != "" && (l.WALMin == "" || a.Min < l.WALMin) {
 				l.WALMin = a.Min
+			}
+			if a.Max >= archiveMax[a.Database.ID] {
+				archiveIDs[a.Database.ID], archiveMax[a.Database.ID] = a.ID, a.Max
 			}
 		}
 		for _, bk := range s.Backup {
 			bi := BackupInfo{Label: bk.Label, Type: Kind(bk.Type), WALStart: bk.Archive.Start, WALStop: bk.Archive.Stop,
 				Start: time.Unix(bk.Timestamp.Start, 0).UTC(), Stop: time.Unix(bk.Timestamp.Stop, 0).UTC(),
-				Size: bk.Info.Size, RepoSize: bk.Info.Repository.Delta}
+				Size: bk.Info.Size, RepoSize: bk.Info.Repository.Delta, dbID: bk.Database.ID}
 			if bk.Prior != nil {
 				bi.Prior = *bk.Prior
+			}
+			if lsn, ok := parseLSN(bk.LSN.Stop); ok {
+				bi.lsnStop = lsn
 			}
 			l.Backups = append(l.Backups, bi)
 		}
@@ -125,6 +151,7 @@ func parseInfo(b []byte, stanza string) (Listing, error) {
 		// pgBackRest records whole seconds; the backup's consistent point is
 		// before Stop+1s.
 		l.EarliestRestorable = l.Backups[0].Stop.Add(time.Second)
+		l.archiveID = archiveIDs[l.Backups[len(l.Backups)-1].dbID]
 	}
 	return l, nil
 }
@@ -160,11 +187,12 @@ func (m *Manager) List(ctx context.Context) (Listing, error) {
 		return l, nil
 	}
 	newest := l.Backups[len(l.Backups)-1]
-	chain, ok, err := m.archiveChainEnd(ctx, l.archiveID, newest.WALStart)
+	chain, problem, err := m.archiveChain(ctx, l.archiveID, newest)
 	if err != nil {
 		return l, fmt.Errorf("latest restorable time: %w", err)
 	}
-	if !ok {
+	if problem != "" {
+		l.ChainProblem = problem
 		return l, nil
 	}
 	l.ChainEnd = resolveSeg(chain.tles, chain.end)
@@ -215,15 +243,11 @@ func (m *Manager) lastCommit(ctx context.Context, seg string) (time.Time, bool, 
 		return c.t, c.ok, nil
 	}
 	m.wal.mu.Unlock()
-	pg1 := m.existingDataDir()
-	if pg1 == "" {
-		return time.Time{}, false, errNoDataDir
-	}
-	dst := filepath.Join(m.cfg.Dir, "tmp", seg)
-	defer os.Remove(dst)
-	if _, err := m.pgbackrest(ctx, nil, "--pg1-path="+pg1, "archive-get", seg, dst); err != nil {
+	dst, cleanup, err := m.fetchWAL(ctx, seg)
+	if err != nil {
 		return time.Time{}, false, fmt.Errorf("fetch WAL segment %s: %w", seg, err)
 	}
+	defer cleanup()
 	cmd := m.command(ctx, filepath.Join(m.cfg.PGBinDir, "pg_waldump"), "--rmgr=Transaction", dst)
 	out, err := cmd.Output() // exits 1 at the end of valid WAL in a switched segment
 	if len(out) == 0 && err != nil && ctx.Err() != nil {

@@ -10,9 +10,12 @@ import (
 )
 
 func TestParseInfo(t *testing.T) {
-	in := `[{"archive":[{"database":{"id":1,"repo-key":1},"id":"15-1","max":"000000020000000000000009","min":"000000010000000000000001"}],
+	// Two archives: the newest backup's database (id 1, "15-1") has the
+	// older segment names; the other one sorts higher but is not its.
+	in := `[{"archive":[{"database":{"id":1,"repo-key":1},"id":"15-1","max":"000000020000000000000009","min":"000000010000000000000001"},
+	  {"database":{"id":2,"repo-key":1},"id":"16-2","max":"00000005000000000000000A","min":"000000050000000000000001"}],
 	"backup":[
-	 {"archive":{"start":"000000010000000000000006","stop":"000000010000000000000006"},"info":{"size":200,"delta":20,"repository":{"size":30,"delta":3}},"label":"20250105-030000F_20250105-040000I","prior":"20250105-030000F","timestamp":{"start":1736049600,"stop":1736049602},"type":"incr"},
+	 {"archive":{"start":"000000010000000000000006","stop":"000000010000000000000006"},"database":{"id":1,"repo-key":1},"lsn":{"start":"0/6000028","stop":"0/6000138"},"info":{"size":200,"delta":20,"repository":{"size":30,"delta":3}},"label":"20250105-030000F_20250105-040000I","prior":"20250105-030000F","timestamp":{"start":1736049600,"stop":1736049602},"type":"incr"},
 	 {"archive":{"start":"000000010000000000000003","stop":"000000010000000000000003"},"info":{"size":100,"delta":100,"repository":{"size":10,"delta":10}},"label":"20250105-030000F","prior":null,"timestamp":{"start":1736046000,"stop":1736046005},"type":"full"}],
 	"name":"courses","status":{"code":0,"message":"ok"}},
 	{"name":"other","backup":[{"label":"x","type":"full"}],"archive":[]}]`
@@ -23,7 +26,10 @@ func TestParseInfo(t *testing.T) {
 	if len(l.Backups) != 2 || l.Backups[0].Label != "20250105-030000F" || l.Backups[1].Prior != "20250105-030000F" || l.Backups[1].Type != Incremental {
 		t.Fatalf("backups = %+v, want full then incr, oldest first", l.Backups)
 	}
-	if l.WALMax != "000000020000000000000009" || l.WALMin != "000000010000000000000001" {
+	if l.archiveID != "15-1" || l.Backups[1].dbID != 1 || l.Backups[1].lsnStop != 0x6000138 {
+		t.Errorf("archive id %q, newest backup's database %d and end LSN %#x; want 15-1, 1, 0x6000138", l.archiveID, l.Backups[1].dbID, l.Backups[1].lsnStop)
+	}
+	if l.WALMax != "00000005000000000000000A" || l.WALMin != "000000010000000000000001" {
 		t.Errorf("wal = %s..%s", l.WALMin, l.WALMax)
 	}
 	if want := time.Unix(1736046006, 0).UTC(); !l.EarliestRestorable.Equal(want) {

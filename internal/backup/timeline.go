@@ -43,17 +43,29 @@ func parseSegName(name string) (tli uint32, segno uint64, ok bool) {
 	return uint32(t), id*walSegmentsPerID + seg, true
 }
 
-// tlEntry is one timeline of a history and the first segment recovery reads
-// from it: the segment holding the LSN where the timeline branched off its
-// parent (0 for the first timeline).
+// tlEntry is one timeline of a history: the first segment recovery reads
+// from it, the one holding the LSN where the timeline branched off its
+// parent (0 for the first timeline), and the LSN where its child branched
+// off it (0 for the newest timeline, which has not ended).
 type tlEntry struct {
 	tli   uint32
 	begin uint64
+	end   uint64
 }
 
-// historyRE matches a timeline history line: parent timeline, switchpoint
-// LSN, and a free-text reason.
-var historyRE = regexp.MustCompile(`^\s*(\d+)\s+([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})`)
+// parseLSN reads an LSN as PostgreSQL prints it, e.g. "0/9AE9F30".
+func parseLSN(s string) (uint64, bool) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, false
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return h<<32 | l, true
+}
 
 // expectedTimelines turns the history file of timeline tli into the
 // timelines recovery follows, newest first, as PostgreSQL's
@@ -68,23 +80,43 @@ func expectedTimelines(tli uint32, history string) ([]tlEntry, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		m := historyRE.FindStringSubmatch(line)
-		if m == nil {
+		f := strings.Fields(line)
+		var (
+			parent uint64
+			err    error
+			lsn    uint64
+			ok     bool
+		)
+		if len(f) >= 2 {
+			parent, err = strconv.ParseUint(f[0], 10, 32)
+			lsn, ok = parseLSN(f[1])
+		}
+		if len(f) < 2 || err != nil || !ok {
 			return nil, fmt.Errorf("timeline %d history, line %d: cannot parse %q", tli, i+1, line)
 		}
-		parent, _ := strconv.ParseUint(m[1], 10, 32)
-		hi, _ := strconv.ParseUint(m[2], 16, 32)
-		lo, _ := strconv.ParseUint(m[3], 16, 32)
 		if len(out) > 0 && uint32(parent) <= out[0].tli {
 			return nil, fmt.Errorf("timeline %d history, line %d: timeline %d does not follow %d", tli, i+1, parent, out[0].tli)
 		}
-		out = append([]tlEntry{{uint32(parent), begin}}, out...)
-		begin = (hi<<32 | lo) / (16 << 20)
+		if len(out) > 0 && lsn < out[0].end {
+			return nil, fmt.Errorf("timeline %d history, line %d: switchpoint %s is before the previous one", tli, i+1, f[1])
+		}
+		out = append([]tlEntry{{uint32(parent), begin, lsn}}, out...)
+		begin = lsn / (16 << 20)
 	}
 	if len(out) > 0 && tli <= out[0].tli {
 		return nil, fmt.Errorf("timeline %d history: its parent %d is not older", tli, out[0].tli)
 	}
-	return append([]tlEntry{{tli, begin}}, out...), nil
+	return append([]tlEntry{{tli, begin, 0}}, out...), nil
+}
+
+// descends reports whether recovery along tles can start from a backup
+// taken on timeline tli that became consistent at LSN stop: tli must be on
+// the history and, unless it is the newest timeline, must have ended after
+// stop (else PostgreSQL refuses: "requested timeline is not a child of this
+// server's history"). stop 0 (unknown) checks only the timeline.
+func descends(tles []tlEntry, tli uint32, stop uint64) bool {
+	i := slices.IndexFunc(tles, func(e tlEntry) bool { return e.tli == tli })
+	return i == 0 || (i > 0 && tles[i].end >= stop)
 }
 
 // resolveSeg is the file recovery reads for segment segno when it follows
@@ -161,30 +193,33 @@ func (c verifiedChain) resumeFrom(archiveID string, tles []tlEntry, start uint64
 		return 0, false
 	}
 	extra := len(tles) - len(c.tles)
-	if !slices.Equal(tles[extra:], c.tles) {
+	// The same timelines with the same beginnings (the newest one's end
+	// is set once a child branches off it).
+	if !slices.EqualFunc(tles[extra:], c.tles, func(a, b tlEntry) bool { return a.tli == b.tli && a.begin == b.begin }) {
 		return 0, false
 	}
 	end := c.end
-	if extra > 0 {
-		b := tles[extra-1].begin
-		if b <= start {
+	for _, e := range tles[:extra] {
+		if e.begin <= start {
 			return 0, false
 		}
-		end = min(end, b-1)
+		end = min(end, e.begin-1)
 	}
 	return end, true
 }
 
-// archiveChainEnd returns the continuous chain of archived segments
-// recovery reads from the backup starting at segment walStart, following
-// the newest timeline whose history is archived (PostgreSQL probes
-// timelines after the backup's one by one and stops at the first without a
-// history file). ok is false when the archive lacks even the first segment.
-func (m *Manager) archiveChainEnd(ctx context.Context, archiveID, walStart string) (verifiedChain, bool, error) {
+// archiveChain returns the continuous chain of archived segments recovery
+// reads from backup b, following the newest timeline whose history is
+// archived (PostgreSQL probes timelines after the backup's one by one and
+// stops at the first without a history file). problem says why there is no
+// chain: the backup's first segment is missing, or the newest timeline does
+// not descend from the backup (recovery would refuse it: "requested
+// timeline is not a child of this server's history").
+func (m *Manager) archiveChain(ctx context.Context, archiveID string, b BackupInfo) (chain verifiedChain, problem string, err error) {
 	var none verifiedChain
-	tli, start, ok := parseSegName(walStart)
+	tli, start, ok := parseSegName(b.WALStart)
 	if !ok {
-		return none, false, fmt.Errorf("backup starts at WAL %q: not a segment name", walStart)
+		return none, "", fmt.Errorf("backup %s starts at WAL %q: not a segment name", b.Label, b.WALStart)
 	}
 	dir := path.Join("archive", m.cfg.Stanza, archiveID)
 	ls := func(sub string, recurse bool) (repoListing, error) {
@@ -200,7 +235,7 @@ func (m *Manager) archiveChainEnd(ctx context.Context, archiveID, walStart strin
 	}
 	top, err := ls("", false)
 	if err != nil {
-		return none, false, err
+		return none, "", err
 	}
 	newest := tli
 	for top.histories[newest+1] {
@@ -210,11 +245,14 @@ func (m *Manager) archiveChainEnd(ctx context.Context, archiveID, walStart strin
 	if newest != tli {
 		h, err := m.history(ctx, newest)
 		if err != nil {
-			return none, false, err
+			return none, "", err
 		}
 		if tles, err = expectedTimelines(newest, h); err != nil {
-			return none, false, err
+			return none, "", err
 		}
+	}
+	if !descends(tles, tli, b.lsnStop) {
+		return none, fmt.Sprintf("backup %s is on timeline %d, which the newest archived timeline %d does not descend from at the backup's end (a standby promoted before it had replayed the backup): take a new backup", b.Label, tli, newest), nil
 	}
 
 	m.wal.mu.Lock()
@@ -230,7 +268,7 @@ func (m *Manager) archiveChainEnd(ctx context.Context, archiveID, walStart strin
 	if !found {
 		all, err := ls("", true)
 		if err != nil {
-			return none, false, err
+			return none, "", err
 		}
 		archived = func(name string) (bool, error) { return all.segments[name], nil }
 	} else {
@@ -238,6 +276,7 @@ func (m *Manager) archiveChainEnd(ctx context.Context, archiveID, walStart strin
 		archived = func(name string) (bool, error) {
 			d, hit := dirs[name[:16]]
 			if !hit {
+				var err error
 				if d, err = ls(name[:16], false); err != nil {
 					return false, err
 				}
@@ -250,7 +289,7 @@ func (m *Manager) archiveChainEnd(ctx context.Context, archiveID, walStart strin
 		name := resolveSeg(tles, segno)
 		ok, err := archived(name)
 		if err != nil {
-			return none, false, err
+			return none, "", err
 		}
 		if !ok {
 			break
@@ -258,14 +297,14 @@ func (m *Manager) archiveChainEnd(ctx context.Context, archiveID, walStart strin
 		last, found = name, true
 	}
 	if !found {
-		return none, false, nil
+		return none, fmt.Sprintf("the archive lacks %s, the first WAL segment of backup %s: take a new backup", resolveSeg(tles, start), b.Label), nil
 	}
 	_, end, _ := parseSegName(last)
 	c := verifiedChain{archiveID: archiveID, tles: tles, start: start, end: end}
 	m.wal.mu.Lock()
 	m.wal.chain = c
 	m.wal.mu.Unlock()
-	return c, true, nil
+	return c, "", nil
 }
 
 // history returns the archived history file of timeline tli (cached:
@@ -278,15 +317,11 @@ func (m *Manager) history(ctx context.Context, tli uint32) (string, error) {
 	if hit {
 		return h, nil
 	}
-	pg1 := m.existingDataDir()
-	if pg1 == "" {
-		return "", errNoDataDir
-	}
-	dst := filepath.Join(m.cfg.Dir, "tmp", name)
-	defer os.Remove(dst)
-	if _, err := m.pgbackrest(ctx, nil, "--pg1-path="+pg1, "archive-get", name, dst); err != nil {
+	dst, cleanup, err := m.fetchWAL(ctx, name)
+	if err != nil {
 		return "", fmt.Errorf("fetch timeline history %s: %w", name, err)
 	}
+	defer cleanup()
 	b, err := os.ReadFile(dst)
 	if err != nil {
 		return "", fmt.Errorf("read timeline history %s: %w", name, err)
@@ -298,4 +333,29 @@ func (m *Manager) history(ctx context.Context, tli uint32) (string, error) {
 	m.wal.histories[name] = string(b)
 	m.wal.mu.Unlock()
 	return string(b), nil
+}
+
+// fetchWAL copies an archived WAL file (a segment or a timeline history)
+// into a fresh temporary directory, so concurrent calls never share a file;
+// cleanup removes it.
+func (m *Manager) fetchWAL(ctx context.Context, name string) (path string, cleanup func(), err error) {
+	pg1 := m.existingDataDir()
+	if pg1 == "" {
+		return "", nil, errNoDataDir
+	}
+	dir, err := os.MkdirTemp(filepath.Join(m.cfg.Dir, "tmp"), "get-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { os.RemoveAll(dir) }
+	if err := m.chown(dir); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	dst := filepath.Join(dir, name)
+	if _, err := m.pgbackrest(ctx, nil, "--pg1-path="+pg1, "archive-get", name, dst); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return dst, cleanup, nil
 }

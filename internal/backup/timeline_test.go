@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,7 +47,7 @@ func TestExpectedTimelines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []tlEntry{{4, 0x12}, {3, 0x10}, {2, 8}, {1, 0}}
+	want := []tlEntry{{4, 0x12, 0}, {3, 0x10, 0x12FF0000}, {2, 8, 0x10000000}, {1, 0, 0x8123456}}
 	if len(got) != len(want) {
 		t.Fatalf("expectedTimelines = %v, want %v", got, want)
 	}
@@ -55,17 +56,20 @@ func TestExpectedTimelines(t *testing.T) {
 			t.Errorf("expectedTimelines[%d] = %v, want %v", i, got[i], want[i])
 		}
 	}
-	if got, err := expectedTimelines(1, ""); err != nil || len(got) != 1 || got[0] != (tlEntry{1, 0}) {
+	if got, err := expectedTimelines(1, ""); err != nil || len(got) != 1 || got[0] != (tlEntry{1, 0, 0}) {
 		t.Errorf("expectedTimelines(1, \"\") = %v, %v; want [{1 0}]", got, err)
 	}
 	// A history above 4 GB of WAL: the log id counts.
-	if got, err := expectedTimelines(2, "1\t1/2000000\tx\n"); err != nil || got[0] != (tlEntry{2, 0x102}) {
+	if got, err := expectedTimelines(2, "1\t1/2000000\tx\n"); err != nil || got[0] != (tlEntry{2, 0x102, 0}) || got[1].end != 0x1_0200_0000 {
 		t.Errorf("expectedTimelines(2, 1/2000000) = %v, %v; want timeline 2 from segment 0x102", got, err)
 	}
 	for name, bad := range map[string]string{
 		"garbage":          "hello\n",
 		"parents go back":  "2\t0/8000000\tx\n1\t0/9000000\tx\n",
 		"parent not older": "4\t0/8000000\tx\n",
+		"switch goes back": "1\t0/9000000\tx\n2\t0/8000000\tx\n",
+		"no LSN":           "1\tx\n",
+		"one field":        "1\n",
 	} {
 		if _, err := expectedTimelines(3, bad); err == nil {
 			t.Errorf("%s: expectedTimelines accepted %q", name, bad)
@@ -74,7 +78,7 @@ func TestExpectedTimelines(t *testing.T) {
 }
 
 func TestResolveSeg(t *testing.T) {
-	tles := []tlEntry{{3, 0x10}, {2, 8}, {1, 0}}
+	tles := []tlEntry{{3, 0x10, 0}, {2, 8, 0x10000000}, {1, 0, 0x8000000}}
 	for segno, want := range map[uint64]string{
 		1:    "000000010000000000000001",
 		7:    "000000010000000000000007",
@@ -85,6 +89,27 @@ func TestResolveSeg(t *testing.T) {
 	} {
 		if got := resolveSeg(tles, segno); got != want {
 			t.Errorf("resolveSeg(%#x) = %s, want %s", segno, got, want)
+		}
+	}
+}
+
+func TestDescends(t *testing.T) {
+	tles := []tlEntry{{3, 0x10, 0}, {2, 8, 0x10000000}, {1, 0, 0x8000000}}
+	for _, c := range []struct {
+		name string
+		tli  uint32
+		stop uint64
+		want bool
+	}{
+		{"a backup on the newest timeline", 3, 0x12000000, true},
+		{"a backup that ended before its timeline did", 2, 0x9000000, true},
+		{"a backup that ended at the switch", 1, 0x8000000, true},
+		{"a backup that ended after its timeline did", 1, 0x8000100, false},
+		{"a timeline not on the history", 4, 0x12000000, false},
+		{"an unknown end", 2, 0, true},
+	} {
+		if got := descends(tles, c.tli, c.stop); got != c.want {
+			t.Errorf("%s: descends(timeline %d, %#x) = %v, want %v", c.name, c.tli, c.stop, got, c.want)
 		}
 	}
 }
@@ -118,8 +143,9 @@ func TestParseRepoLs(t *testing.T) {
 }
 
 func TestResumeFrom(t *testing.T) {
-	tl2 := []tlEntry{{2, 8}, {1, 0}}
-	tl3 := []tlEntry{{3, 0x10}, {2, 8}, {1, 0}}
+	tl2 := []tlEntry{{2, 8, 0}, {1, 0, 0x8000000}}
+	tl3 := []tlEntry{{3, 0x10, 0}, {2, 8, 0x10000000}, {1, 0, 0x8000000}}
+	tl3late := []tlEntry{{3, 0x20, 0}, {2, 8, 0x20000000}, {1, 0, 0x8000000}}
 	c := verifiedChain{archiveID: "15-1", tles: tl2, start: 2, end: 0x14}
 	for _, tc := range []struct {
 		name      string
@@ -135,8 +161,9 @@ func TestResumeFrom(t *testing.T) {
 		{"an older backup", "15-1", tl2, 1, 0, false},
 		{"another archive id", "16-2", tl2, 2, 0, false},
 		{"a new timeline: valid up to its start", "15-1", tl3, 2, 0xF, true},
-		{"a different history", "15-1", []tlEntry{{3, 0x10}, {2, 9}, {1, 0}}, 2, 0, false},
-		{"fewer timelines", "15-1", []tlEntry{{1, 0}}, 2, 0, false},
+		{"a new timeline after the chain", "15-1", tl3late, 2, 0x14, true},
+		{"a different history", "15-1", []tlEntry{{3, 0x10, 0}, {2, 9, 0x10000000}, {1, 0, 0x9000000}}, 2, 0, false},
+		{"fewer timelines", "15-1", []tlEntry{{1, 0, 0}}, 2, 0, false},
 	} {
 		got, ok := c.resumeFrom(tc.archiveID, tc.tles, tc.start)
 		if got != tc.want || ok != tc.ok {
@@ -242,5 +269,27 @@ func TestLatestRestorableStopsAtAGap(t *testing.T) {
 	}
 	if l2.ChainEnd < segs[4] || !l2.LatestRestorable.After(l.LatestRestorable) {
 		t.Errorf("after the segment came back: chain end %s, latest restorable %s; want at least %s and after %s", l2.ChainEnd, l2.LatestRestorable, segs[4], l.LatestRestorable)
+	}
+
+	// Without the backup's first segment nothing is restorable, and List
+	// says why (a fresh walk: forget the verified chain, as a restarted
+	// daemon would).
+	first := l2.Backups[len(l2.Backups)-1].WALStart
+	matches, _ = filepath.Glob(filepath.Join(e.mgr.cfg.RepoPath, "archive", "test", "*", first[:16], first+"-*"))
+	if len(matches) != 1 {
+		t.Fatalf("archived copies of %s: %v, want one", first, matches)
+	}
+	if err := os.Rename(matches[0], hidden); err != nil {
+		t.Fatal(err)
+	}
+	e.mgr.wal.mu.Lock()
+	e.mgr.wal.chain = verifiedChain{}
+	e.mgr.wal.mu.Unlock()
+	l3, err := e.mgr.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !l3.LatestRestorable.IsZero() || l3.ChainEnd != "" || !strings.Contains(l3.ChainProblem, "lacks "+first) {
+		t.Errorf("without %s: latest restorable %s, chain end %q, problem %q; want none, and the missing segment named", first, l3.LatestRestorable, l3.ChainEnd, l3.ChainProblem)
 	}
 }

@@ -172,7 +172,7 @@ func (r *Region) routesDB(mux *http.ServeMux) {
 			replyErr(w, http.StatusInternalServerError, err)
 			return
 		}
-		out := api.DBBackupList{EarliestRestorable: l.EarliestRestorable, LatestRestorable: l.LatestRestorable, WALMin: l.WALMin, WALMax: l.WALMax, WALChainEnd: l.ChainEnd, Backups: []api.DBBackup{}}
+		out := api.DBBackupList{EarliestRestorable: l.EarliestRestorable, LatestRestorable: l.LatestRestorable, WALMin: l.WALMin, WALMax: l.WALMax, WALChainEnd: l.ChainEnd, WALChainProblem: l.ChainProblem, Backups: []api.DBBackup{}}
 		for _, b := range l.Backups {
 			out.Backups = append(out.Backups, apiBackup(b))
 		}
