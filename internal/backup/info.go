@@ -116,8 +116,8 @@ func parseInfo(b []byte, stanza string) (Listing, error) {
 		return Listing{}, fmt.Errorf("parse pgbackrest info: %w", err)
 	}
 	var l Listing
-	archiveIDs := map[int]string{} // database id → archive id with the newest segment
-	archiveMax := map[int]string{}
+	type archive struct{ id, max string }
+	archives := map[int]archive{} // database id → its archive id with the newest segment
 	for _, s := range info {
 		if s.Name != stanza {
 			continue
@@ -129,8 +129,8 @@ func parseInfo(b []byte, stanza string) (Listing, error) {
 			if a.Min != "" && (l.WALMin == "" || a.Min < l.WALMin) {
 				l.WALMin = a.Min
 			}
-			if a.Max >= archiveMax[a.Database.ID] {
-				archiveIDs[a.Database.ID], archiveMax[a.Database.ID] = a.ID, a.Max
+			if a.Max >= archives[a.Database.ID].max {
+				archives[a.Database.ID] = archive{a.ID, a.Max}
 			}
 		}
 		for _, bk := range s.Backup {
@@ -151,7 +151,7 @@ func parseInfo(b []byte, stanza string) (Listing, error) {
 		// pgBackRest records whole seconds; the backup's consistent point is
 		// before Stop+1s.
 		l.EarliestRestorable = l.Backups[0].Stop.Add(time.Second)
-		l.archiveID = archiveIDs[l.Backups[len(l.Backups)-1].dbID]
+		l.archiveID = archives[l.Backups[len(l.Backups)-1].dbID].id
 	}
 	return l, nil
 }
