@@ -5,6 +5,10 @@ package terraform_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"github.com/haven-platform/haven/internal/spec"
 	"io/fs"
@@ -178,13 +182,33 @@ func coursesInput() tfvars.Input {
 	}
 	in := tfvars.FromSpec(s)
 	in.Deployment = tfvars.Deployment{
-		AMI:             "ami-0123456789abcdef0",
-		ArtifactsBucket: "courses-artifacts",
-		ArtifactKey:     "courses/v1/courses",
-		CertificateARN:  "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+		AMI:                      "ami-0123456789abcdef0",
+		ArtifactsBucket:          "courses-artifacts",
+		ArtifactKey:              "courses/v1/courses",
+		DBLoginsArtifactKey:      "haven/v1/rds-logins.zip",
+		CertificateARN:           "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+		OriginDomainName:         "origin.courses.example.edu",
+		CloudFrontAliases:        []string{"courses.example.edu"},
+		CloudFrontCertificateARN: "arn:aws:acm:us-east-1:123456789012:certificate/11111111-1111-1111-1111-111111111111",
+		CloudFrontPrefixListID:   "pl-4fa04526",
+		SigningPublicKey:         signingPublicKey(),
 	}
 	return in
 }
+
+// signingPublicKey is the PEM public half of an RSA key generated once per
+// test run; the private half is never written anywhere.
+var signingPublicKey = sync.OnceValue(func() string {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+})
 
 func TestFmt(t *testing.T) {
 	requireSetup(t)
