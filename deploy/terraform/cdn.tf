@@ -113,9 +113,10 @@ resource "aws_cloudfront_distribution" "this" {
   # Viewers need TLS 1.2 or later. The *.cloudfront.net certificate would
   # force TLSv1, so the module requires a certificate of yours.
   viewer_certificate {
-    acm_certificate_arn      = var.cloudfront_certificate_arn
-    ssl_support_method       = "sni-only"
-    minimum_protocol_version = "TLSv1.2_2021"
+    cloudfront_default_certificate = false
+    acm_certificate_arn            = var.cloudfront_certificate_arn
+    ssl_support_method             = "sni-only"
+    minimum_protocol_version       = "TLSv1.2_2021"
   }
 
   tags = local.common_tags
