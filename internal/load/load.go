@@ -453,4 +453,3 @@ func fmtMS(f float64) string {
 	}
 	return fmt.Sprintf("%.0fms", f)
 }
-

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/haven-platform/haven/internal/report"
 )
 
 // site is a test site with a login and items behind it. It counts what it
@@ -360,11 +362,43 @@ func TestLogInFailsAsAWhole(t *testing.T) {
 	_, srv := newSite(t)
 	_, err := LogIn(context.Background(), 3, http.DefaultTransport, time.Second, func(ctx context.Context, c *http.Client, i int) error {
 		if i == 2 {
-			return login(srv.URL + "/nowhere")(ctx, c, i)
+			return login(srv.URL+"/nowhere")(ctx, c, i)
 		}
 		return login(srv.URL)(ctx, c, i)
 	})
 	if err == nil || !strings.Contains(err.Error(), "log in user 2") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestResultReport(t *testing.T) {
+	s, srv := newSite(t)
+	s.failItem = 0
+	j := browse(t, srv, 3, 10)
+	res, err := Run(context.Background(), Config{
+		Profile: Spike(20, 60, time.Second, time.Second, time.Second),
+		Journey: j,
+		Logger:  quiet(),
+		Observe: func(context.Context) Fleet { return Fleet{InService: 2, AvgCPU: math.NaN()} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := res.Report("spike", 500)
+	if len(rep.Charts) != 5 || len(rep.Events) != 2 || rep.Events[0].At != 1 {
+		t.Fatalf("report: %d charts, events %+v", len(rep.Charts), rep.Events)
+	}
+	if n := len(rep.Charts[0].Series[1].Points); n != 3 || rep.Charts[0].Series[1].Points[1].Y != 60 {
+		t.Fatalf("sent series: %+v", rep.Charts[0].Series[1].Points)
+	}
+	if rep.Charts[1].Thresholds[0].Value != 500 {
+		t.Fatal("no SLO line on the latency chart")
+	}
+	var b bytes.Buffer
+	if err := report.Render(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "503: ") || strings.Count(b.String(), `<svg class="chart"`) != 5 {
+		t.Fatal("rendered report lacks the error breakdown or a chart")
 	}
 }

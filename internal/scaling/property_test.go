@@ -37,7 +37,7 @@ func randomWorld(r *rand.Rand, withSchedule bool) world {
 		LastChange:       now.Add(-time.Duration(r.IntN(30)) * period),
 		ScheduledThrough: now.Add(-time.Duration(r.IntN(300)) * time.Second),
 	}
-	w.cfg.Tolerance = []float64{0, 0.05, 0.1, 0.2}[r.IntN(4)]
+	w.cfg.Tolerance = []float64{-1, 0.05, 0.1, 0.2}[r.IntN(4)] // -1: no tolerance band
 	w.cfg.ScaleOutDatapoints = 1 + r.IntN(4)
 	w.cfg.ScaleInDatapoints = w.cfg.ScaleOutDatapoints + r.IntN(15)
 	w.obs = Observed{Warming: r.IntN(3) * r.IntN(2), Datapoints: map[Metric][]Datapoint{}}
