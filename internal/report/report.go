@@ -131,6 +131,14 @@ func Render(w io.Writer, r Report) error {
 	return nil
 }
 
+// ChartSVG renders one chart on its own, as an SVG element followed by its
+// legend, for pages that embed charts (the web console). id must be unique
+// in the page; events are marked as in a report.
+func ChartSVG(id string, c Chart, events []Event) template.HTML {
+	x0, x1 := xDomain(Report{Charts: []Chart{c}, Events: events})
+	return template.HTML(chartSVGWithID(id, c, events, x0, x1))
+}
+
 type eventRow struct {
 	N     int
 	At    string
@@ -189,6 +197,10 @@ const (
 )
 
 func chartSVG(idx int, c Chart, events []Event, x0, x1 float64) string {
+	return chartSVGWithID(fmt.Sprintf("chart-%d", idx), c, events, x0, x1)
+}
+
+func chartSVGWithID(id string, c Chart, events []Event, x0, x1 float64) string {
 	yMax := 0.0
 	yMin := 0.0
 	for _, s := range c.Series {
@@ -208,7 +220,7 @@ func chartSVG(idx int, c Chart, events []Event, x0, x1 float64) string {
 	sx := func(x float64) float64 { return marginL + (x-x0)/(x1-x0)*pw }
 	sy := func(y float64) float64 { return marginT + ph - (y-y0)/(y1-y0)*ph }
 
-	id := fmt.Sprintf("chart-%d", idx)
+	id = esc(id)
 	var b strings.Builder
 	desc := describe(c, events)
 	fmt.Fprintf(&b, `<svg class="chart" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-labelledby="%s-title %s-desc" xmlns="http://www.w3.org/2000/svg">`, width, height, width, height, id, id)

@@ -171,3 +171,11 @@ func TestEmptyReportRenders(t *testing.T) {
 		t.Fatal("empty chart not rendered")
 	}
 }
+
+func TestChartSVGStandsAlone(t *testing.T) {
+	r := sample()
+	svg := string(ChartSVG("live-rps", r.Charts[0], r.Events[:2]))
+	if !strings.HasPrefix(svg, `<svg class="chart"`) || !strings.Contains(svg, `id="live-rps-title"`) || strings.Count(svg, `<g class="event">`) != 2 || strings.Count(svg, `class="series"`) != 2 {
+		t.Fatalf("chart fragment: %.300s", svg)
+	}
+}

@@ -107,7 +107,7 @@ func (l *Loop) Start(ctx context.Context) error {
 	if l.done != nil {
 		return errors.New("start scaling loop: already started")
 	}
-	ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	ctx, l.cancel = context.WithCancel(ctx)
 	l.done = make(chan struct{})
 	go l.run(ctx, l.done)
 	return nil
@@ -171,20 +171,20 @@ func (l *Loop) safeTick(ctx context.Context) {
 // the Actuator failed: the same decision is made again next time).
 func (l *Loop) Tick(ctx context.Context) (Decision, error) {
 	now := l.cfg.Clock.Now()
-	cap, obs, err := l.cfg.Source.Observe(ctx, now)
+	held, obs, err := l.cfg.Source.Observe(ctx, now)
 	if err != nil {
 		l.fail(err)
 		return Decision{}, fmt.Errorf("observe fleet: %w", err)
 	}
 	l.mu.Lock()
 	st := l.state
-	if !l.known || cap != st.Capacity {
+	if !l.known || held != st.Capacity {
 		// First sight, or changed by hand: a new capacity starts a new
 		// scale-in run.
-		if !l.known || cap.Desired != st.Desired {
+		if !l.known || held.Desired != st.Desired {
 			st.LastChange = now
 		}
-		st.Capacity = cap
+		st.Capacity = held
 	}
 	l.mu.Unlock()
 

@@ -286,6 +286,29 @@ func TestLoopRunsOnTheClockAndBacksOffOnFailure(t *testing.T) {
 	}
 }
 
+func TestLoopStopsWithItsContext(t *testing.T) {
+	clk := clock.NewFake(t0)
+	src := countingSource{calls: make(chan time.Time, 10)}
+	loop, err := NewLoop(LoopConfig{Scaling: Config{}, Source: src, Actuator: &failingActuator{}, Clock: clk, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := loop.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-src.calls
+	cancel()
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopCancel()
+	if err := loop.Stop(stopCtx); err != nil {
+		t.Fatalf("the loop did not end with its context: %v", err)
+	}
+	if err := loop.Start(context.Background()); err == nil {
+		t.Fatal("a loop started twice")
+	}
+}
+
 func TestNewLoopRejectsBadConfig(t *testing.T) {
 	_, err := NewLoop(LoopConfig{Scaling: Config{Policies: []Policy{{Name: "c", Metric: CPUUtilization, Target: 150}}}})
 	if err == nil || !strings.Contains(err.Error(), "policies[0].target") || !strings.Contains(err.Error(), "source: must be set") {
