@@ -658,7 +658,7 @@ func TestNoAWSQueriesAtPlanTime(t *testing.T) {
 }
 
 func TestEdge(t *testing.T) {
-	p, vars := loadPlan(t)
+	p, _ := loadPlan(t)
 	cf := p.get(mod + "aws_cloudfront_distribution.this")
 	def := first(cf["default_cache_behavior"])
 	eq(t, "default viewer policy", def["viewer_protocol_policy"], "redirect-to-https")
@@ -679,7 +679,6 @@ func TestEdge(t *testing.T) {
 			eq(t, "origin TLS", strs(c["origin_ssl_protocols"]), []string{"TLSv1.2"})
 		}
 	}
-	_ = vars
 }
 
 // TestOriginNameOnTheCertificate: CloudFront reaches the ALB by

@@ -98,3 +98,36 @@ func TestModuleReadmeListsEveryInput(t *testing.T) {
 		}
 	}
 }
+
+// TestDocumentedDeployUsesRealOutputs: the deploy steps in docs/aws.md
+// (uploading the static files, invalidating them, storing the signing key)
+// read outputs that examples/courses declares.
+func TestDocumentedDeployUsesRealOutputs(t *testing.T) {
+	b, err := os.ReadFile("../../docs/aws.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	if !strings.Contains(doc, "aws s3 sync cmd/courses/web/static") {
+		t.Error("docs/aws.md does not upload the static files (aws s3 sync cmd/courses/web/static …)")
+	}
+	outs, err := os.ReadFile("examples/courses/outputs.tf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := regexp.MustCompile(`terraform output -raw ([a-z0-9_]+)`).FindAllStringSubmatch(doc, -1)
+	var names []string
+	for _, m := range used {
+		names = append(names, m[1])
+	}
+	for _, want := range []string{"assets_bucket", "cloudfront_distribution_id", "signing_key_secret_arn"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("docs/aws.md never reads output %s", want)
+		}
+	}
+	for _, n := range names {
+		if !strings.Contains(string(outs), `output "`+n+`"`) {
+			t.Errorf("docs/aws.md reads output %s, which examples/courses does not declare", n)
+		}
+	}
+}
