@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/versity/versitygw/auth"
+	"github.com/versity/versitygw/s3err"
 
 	"github.com/haven-platform/haven/internal/atomicfile"
 	"github.com/haven-platform/haven/internal/clock"
@@ -262,7 +263,12 @@ func validBucketPolicy(b Bucket, gw *gatewayIAM) error {
 		return nil
 	}
 	if err := auth.ValidatePolicyDocument(b.Policy, b.Name, gw); err != nil {
-		return fmt.Errorf("%v; write it as for aws s3api put-bucket-policy, with principals naming roles listed under objstore.roles", err)
+		why := err.Error()
+		var se s3err.S3Error
+		if errors.As(err, &se) {
+			why = se.BaseError().Description
+		}
+		return fmt.Errorf("%s; write it as for aws s3api put-bucket-policy, with resources in this bucket and principals naming roles listed under objstore.roles", why)
 	}
 	p, err := auth.ParsePolicyDocument(b.Policy)
 	if err != nil {

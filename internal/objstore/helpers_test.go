@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -76,7 +77,9 @@ func must(t testing.TB, err error) {
 	}
 }
 
-func policy(stmts ...iam.Statement) iam.Policy { return iam.Policy{Version: "2012-10-17", Statement: stmts} }
+func policy(stmts ...iam.Statement) iam.Policy {
+	return iam.Policy{Version: "2012-10-17", Statement: stmts}
+}
 
 func allowS3(actions []string, resources ...string) iam.Statement {
 	return iam.Statement{Effect: iam.Allow, Action: actions, Resource: resources}
@@ -146,16 +149,31 @@ func startStore(t testing.TB, cfg Config) *store {
 		if err := st.proc.Stop(context.Background()); err != nil {
 			t.Errorf("stop store: %v", err)
 		}
+		checkRaces(t, dir)
 	})
 	st.client = st.proc.Client()
 	t.Cleanup(st.client.Close)
-	var err error
-	st.iss, err = iam.NewIssuer(iam.IssuerConfig{Account: testAccount, TTL: time.Hour, Logger: testLogger(t)})
-	must(t, err)
+	st.iss = mustIssuer(t)
 	st.app = st.issue(appRole, "i-0aaaaaaaaaaaaaaa1")
 	st.edge = st.issue(edgeRole, "edge")
 	st.nobody = st.issue("nobody", "i-0bbbbbbbbbbbbbbb2")
 	return st
+}
+
+// checkRaces fails the test if the store process (this test binary, built
+// with -race when the tests are) reported a data race in its log.
+func checkRaces(t testing.TB, dir string) {
+	b, _ := os.ReadFile(filepath.Join(dir, LogFile))
+	if i := bytes.Index(b, []byte("WARNING: DATA RACE")); i >= 0 {
+		end := min(len(b), i+6000)
+		t.Errorf("the store process reported a data race:\n%s", b[i:end])
+	}
+}
+
+func mustIssuer(t testing.TB) *iam.Issuer {
+	iss, err := iam.NewIssuer(iam.IssuerConfig{Account: testAccount, TTL: time.Hour, Logger: testLogger(t)})
+	must(t, err)
+	return iss
 }
 
 func testProcess(t testing.TB, dir string) *Process {

@@ -43,9 +43,14 @@ type limitedBackend struct {
 	rejected func()        // counts a refusal
 }
 
-func (b *limitedBackend) tooLarge(size int64) error {
+// tooLarge counts a refusal and reads what is left of body (up to
+// drainLimit), so the client gets to read the error.
+func (b *limitedBackend) tooLarge(size int64, body io.Reader) error {
 	if b.rejected != nil {
 		b.rejected()
+	}
+	if body != nil {
+		_, _ = io.CopyN(io.Discard, body, drainLimit)
 	}
 	return s3err.GetEntityTooLargeErr(size, b.max.Load())
 }
@@ -53,7 +58,7 @@ func (b *limitedBackend) tooLarge(size int64) error {
 // PutObject refuses a body larger than the limit (PUT and POST uploads).
 func (b *limitedBackend) PutObject(ctx context.Context, in s3response.PutObjectInput) (s3response.PutObjectOutput, error) {
 	if in.ContentLength != nil && *in.ContentLength > b.max.Load() {
-		return s3response.PutObjectOutput{}, b.tooLarge(*in.ContentLength)
+		return s3response.PutObjectOutput{}, b.tooLarge(*in.ContentLength, in.Body)
 	}
 	return b.Backend.PutObject(ctx, in)
 }
@@ -61,7 +66,7 @@ func (b *limitedBackend) PutObject(ctx context.Context, in s3response.PutObjectI
 // UploadPart refuses a part larger than the limit.
 func (b *limitedBackend) UploadPart(ctx context.Context, in *s3.UploadPartInput) (*s3.UploadPartOutput, error) {
 	if in.ContentLength != nil && *in.ContentLength > b.max.Load() {
-		return nil, b.tooLarge(*in.ContentLength)
+		return nil, b.tooLarge(*in.ContentLength, in.Body)
 	}
 	return b.Backend.UploadPart(ctx, in)
 }
@@ -96,7 +101,7 @@ func (b *limitedBackend) CompleteMultipartUpload(ctx context.Context, in *s3.Com
 			marker = strconv.Itoa(res.NextPartNumberMarker)
 		}
 		if total > b.max.Load() {
-			return s3response.CompleteMultipartUploadResult{}, "", b.tooLarge(total)
+			return s3response.CompleteMultipartUploadResult{}, "", b.tooLarge(total, nil)
 		}
 	}
 	return b.Backend.CompleteMultipartUpload(ctx, in)

@@ -331,6 +331,8 @@ func (s *server) reload(ctx context.Context) error {
 	s.max.Store(next.MaxUploadBytes)
 	s.live.Store(&next)
 	s.gen.Add(1)
+	s.scan(ctx)
+	s.publish()
 	s.log.Info("configuration reloaded", "buckets", next.bucketNames(), "max_upload_bytes", next.MaxUploadBytes)
 	return nil
 }
