@@ -119,13 +119,14 @@ func (g *gatewayIAM) account(c iam.Credentials) auth.Account {
 func roleARN(account, role string) string { return "arn:aws:iam::" + account + ":role/" + role }
 
 // configOwned are the actions that would change what the configuration owns
-// (the buckets and their policies); they are denied to every caller, so a
-// change is made in the spec, not lost at the next start.
+// (the buckets, their policies and CORS rules); they are denied to every
+// caller, so a change is made in the spec, not lost at the next start.
 var configOwned = map[auth.Action]bool{
 	auth.CreateBucketAction:       true,
 	auth.DeleteBucketAction:       true,
 	auth.PutBucketPolicyAction:    true,
 	auth.DeleteBucketPolicyAction: true,
+	auth.PutBucketCorsAction:      true,
 }
 
 // decision mirrors versitygw's unexported policyDecision values (NoMatch,

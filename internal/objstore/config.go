@@ -3,6 +3,7 @@ package objstore
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,6 +116,78 @@ type Bucket struct {
 	// the AWS module. Default: no bucket policy, so only identity policies
 	// grant access.
 	Policy json.RawMessage `json:"policy,omitempty"`
+	// CORS are the bucket's CORS rules, as for PutBucketCors, so a browser
+	// page on another origin may call the bucket (a presigned PUT from
+	// fetch, say; a plain form POST needs none). Default: none.
+	CORS []CORSRule `json:"cors,omitempty"`
+}
+
+// CORSRule is one bucket CORS rule (S3's CORSRule).
+type CORSRule struct {
+	// AllowedOrigins are the origins allowed, e.g. "https://courses.example.edu"
+	// or "*"; at least one. Required.
+	AllowedOrigins []string `json:"allowedOrigins"`
+	// AllowedMethods are among GET, HEAD, PUT, POST and DELETE; at least one.
+	// Required.
+	AllowedMethods []string `json:"allowedMethods"`
+	// AllowedHeaders are the request headers a preflight may ask for ("*"
+	// for any). Default: none.
+	AllowedHeaders []string `json:"allowedHeaders,omitempty"`
+	// ExposeHeaders are the response headers the page may read (e.g. ETag).
+	// Default: none.
+	ExposeHeaders []string `json:"exposeHeaders,omitempty"`
+	// MaxAgeSeconds is how long a browser may cache the preflight. Default:
+	// not sent.
+	MaxAgeSeconds int32 `json:"maxAgeSeconds,omitempty"`
+}
+
+// corsXML is the bucket's CORS configuration as PutBucketCors takes it, or
+// nil when it has none. It is validated by versitygw's own rules.
+func (b Bucket) corsXML() ([]byte, error) {
+	if len(b.CORS) == 0 {
+		return nil, nil
+	}
+	var cc auth.CORSConfiguration
+	for _, r := range b.CORS {
+		rule := auth.CORSRule{}
+		for _, o := range r.AllowedOrigins {
+			rule.AllowedOrigins = append(rule.AllowedOrigins, auth.CORSOrigin(o))
+		}
+		for _, m := range r.AllowedMethods {
+			rule.AllowedMethods = append(rule.AllowedMethods, auth.CORSHTTPMethod(m))
+		}
+		for _, h := range r.AllowedHeaders {
+			rule.AllowedHeaders = append(rule.AllowedHeaders, auth.CORSHeader(h))
+		}
+		for _, h := range r.ExposeHeaders {
+			rule.ExposeHeaders = append(rule.ExposeHeaders, auth.CORSHeader(h))
+		}
+		if r.MaxAgeSeconds != 0 {
+			rule.MaxAgeSeconds = &r.MaxAgeSeconds
+		}
+		cc.Rules = append(cc.Rules, rule)
+	}
+	if err := cc.Validate(); err != nil {
+		return nil, s3Reason(err, "each rule needs allowedOrigins and allowedMethods (GET, HEAD, PUT, POST or DELETE) and valid header names")
+	}
+	out, err := xml.Marshal(struct {
+		XMLName xml.Name `xml:"CORSConfiguration"`
+		auth.CORSConfiguration
+	}{CORSConfiguration: cc})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// s3Reason turns a versitygw error into "description; hint".
+func s3Reason(err error, hint string) error {
+	why := err.Error()
+	var se s3err.S3Error
+	if errors.As(err, &se) {
+		why = se.BaseError().Description
+	}
+	return fmt.Errorf("%s; %s", why, hint)
 }
 
 // Duration is a time.Duration that reads and writes JSON as "1h30m".
@@ -234,6 +307,9 @@ func (c Config) Validate() error {
 		if err := validBucketPolicy(b, gw); err != nil {
 			add("%s.policy: %v", field, err)
 		}
+		if _, err := b.corsXML(); err != nil {
+			add("%s.cors: %v", field, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -263,12 +339,7 @@ func validBucketPolicy(b Bucket, gw *gatewayIAM) error {
 		return nil
 	}
 	if err := auth.ValidatePolicyDocument(b.Policy, b.Name, gw); err != nil {
-		why := err.Error()
-		var se s3err.S3Error
-		if errors.As(err, &se) {
-			why = se.BaseError().Description
-		}
-		return fmt.Errorf("%s; write it as for aws s3api put-bucket-policy, with resources in this bucket and principals naming roles listed under objstore.roles", why)
+		return s3Reason(err, "write it as for aws s3api put-bucket-policy, with resources in this bucket and principals naming roles listed under objstore.roles")
 	}
 	p, err := auth.ParsePolicyDocument(b.Policy)
 	if err != nil {

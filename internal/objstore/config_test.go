@@ -87,6 +87,10 @@ func TestConfigValidate(t *testing.T) {
 		{"abort days", func(c *Config) { c.AbortIncompleteMultipartUploadDays = -2 }, "objstore.abortIncompleteMultipartUploadDays: must be ≥ 1, or -1"},
 		{"role policy", func(c *Config) { c.Roles[appRole][0].Statement[0].Effect = "Maybe" }, "objstore.roles.courses-app[0].statement[0].Effect: must be Allow or Deny"},
 		{"role name", func(c *Config) { c.Roles["bad role"] = nil }, "objstore.roles.bad role: not a valid IAM role name"},
+		{"cors without origins", func(c *Config) { c.Buckets[1].CORS = []CORSRule{{AllowedMethods: []string{"PUT"}}} }, "objstore.buckets[1].cors:"},
+		{"cors method", func(c *Config) {
+			c.Buckets[1].CORS = []CORSRule{{AllowedOrigins: []string{"*"}, AllowedMethods: []string{"PATCH"}}}
+		}, "objstore.buckets[1].cors:"},
 		{"interval", func(c *Config) { c.ScanInterval = Duration(time.Microsecond) }, "objstore.scanInterval: must be ≥ 1ms"},
 	} {
 		c := valid()

@@ -103,7 +103,8 @@ func baseConfig(t testing.TB) Config {
 					{"Sid": "NoSecrets", "Effect": "Deny", "Principal": {"AWS": "` + roleARN(testAccount, appRole) + `"},
 					 "Action": "s3:GetObject", "Resource": "arn:aws:s3:::materials/secret/*"}
 				]}`)},
-			{Name: "uploads"},
+			{Name: "uploads", CORS: []CORSRule{{AllowedOrigins: []string{"https://courses.example.edu"}, AllowedMethods: []string{"PUT", "GET"},
+				AllowedHeaders: []string{"*"}, ExposeHeaders: []string{"ETag"}, MaxAgeSeconds: 600}}},
 		},
 		Roles: map[string][]iam.Policy{
 			appRole: {policy(
@@ -193,12 +194,13 @@ func (st *store) issue(role, instance string) iam.Credentials {
 	return c
 }
 
-// s3 returns an AWS SDK client signing with c.
+// s3 returns an AWS SDK client signing with c. It does not set UsePathStyle:
+// for an IP endpoint the SDK addresses buckets by path by itself, as it does
+// for an app configured by AWS_ENDPOINT_URL_S3 alone.
 func (st *store) s3(c iam.Credentials) *s3.Client {
 	return s3.New(s3.Options{
 		Region:           testRegion,
 		BaseEndpoint:     aws.String(st.url),
-		UsePathStyle:     true,
 		Credentials:      credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken),
 		RetryMaxAttempts: 1,
 	})

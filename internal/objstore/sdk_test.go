@@ -128,3 +128,66 @@ func TestSDKAuthorisation(t *testing.T) {
 		t.Errorf("status credentials %d, want 2 (app and edge; nobody was revoked, the other never registered)", s.Credentials)
 	}
 }
+
+// TestBrowserUpload is the teacher's upload as a browser page makes it: the
+// app presigns a PUT (AWS SDK for Go), the page on the app's origin sends a
+// CORS preflight and then the PUT straight to the store.
+func TestBrowserUpload(t *testing.T) {
+	st := startStore(t, baseConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const origin = "https://courses.example.edu"
+	presigned, err := s3.NewPresignClient(st.s3(st.app)).PresignPutObject(ctx,
+		&s3.PutObjectInput{Bucket: aws.String("uploads"), Key: aws.String("course-1/week1.pdf"), ContentType: aws.String("application/pdf")},
+		s3.WithPresignExpires(10*time.Minute))
+	must(t, err)
+
+	preflight := func(from string) *http.Response {
+		req, err := http.NewRequestWithContext(ctx, http.MethodOptions, presigned.URL, nil)
+		must(t, err)
+		req.Header.Set("Origin", from)
+		req.Header.Set("Access-Control-Request-Method", "PUT")
+		req.Header.Set("Access-Control-Request-Headers", "content-type")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := preflight(origin); resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != origin ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Methods"), "PUT") {
+		t.Fatalf("preflight from the app's origin: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := preflight("https://evil.example"); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("preflight from another origin: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, presigned.URL, strings.NewReader("%PDF-1.7 week 1"))
+	must(t, err)
+	req.Header = presigned.SignedHeader.Clone()
+	req.Header.Set("Origin", origin)
+	resp, err := http.DefaultClient.Do(req)
+	must(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != origin || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "ETag") {
+		t.Fatalf("presigned PUT from the page: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	out, err := st.s3(st.app).HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("uploads"), Key: aws.String("course-1/week1.pdf")})
+	must(t, err)
+	if *out.ContentLength != int64(len("%PDF-1.7 week 1")) || *out.ContentType != "application/pdf" {
+		t.Fatalf("uploaded object: %d bytes, %s", *out.ContentLength, *out.ContentType)
+	}
+	// The presigned URL is bound to its key: another key is refused.
+	other := strings.Replace(presigned.URL, "week1.pdf", "week2.pdf", 1)
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, other, strings.NewReader("x"))
+	req.Header = presigned.SignedHeader.Clone()
+	resp, err = http.DefaultClient.Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("presigned URL reused for another key: %d", resp.StatusCode)
+	}
+	// The store's CORS rules are the configuration's.
+	_, err = st.s3(st.app).DeleteBucketCors(ctx, &s3.DeleteBucketCorsInput{Bucket: aws.String("uploads")})
+	wantCode(t, "delete bucket cors", err, "AccessDenied")
+}

@@ -265,7 +265,7 @@ func randomRoot() (middlewares.RootUserConfig, error) {
 }
 
 // applyBuckets creates the configured buckets that are missing and sets each
-// one's policy (removing it when the configuration has none).
+// one's CORS rules and policy (removing them when the configuration has none).
 func (s *server) applyBuckets(ctx context.Context, cfg Config) error {
 	acl, err := json.Marshal(auth.ACL{Owner: bucketOwner})
 	if err != nil {
@@ -284,6 +284,17 @@ func (s *server) applyBuckets(ctx context.Context, cfg Config) error {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 			s.log.Info("bucket created", "bucket", name)
+		}
+		cors, err := b.corsXML()
+		if err != nil {
+			return fmt.Errorf("bucket %s: cors: %w", name, err)
+		}
+		if cors == nil {
+			if err := s.be.DeleteBucketCors(ctx, name); err != nil && !isCode(err, "NoSuchCORSConfiguration") {
+				return fmt.Errorf("remove CORS rules of bucket %s: %w", name, err)
+			}
+		} else if err := s.be.PutBucketCors(ctx, name, cors); err != nil {
+			return fmt.Errorf("set CORS rules of bucket %s: %w", name, err)
 		}
 		pol := bytes.TrimSpace(b.Policy)
 		if len(pol) == 0 || string(pol) == "null" {
