@@ -11,6 +11,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/iam"
 )
 
 // TestSDKAuthorisation drives the store with the AWS SDK for Go under each
@@ -92,6 +95,13 @@ func TestSDKAuthorisation(t *testing.T) {
 	noToken := st.app
 	noToken.SessionToken = ""
 	wantCode(t, "no token", put(st.s3(noToken), "uploads", "w", "w"), "InvalidToken")
+	// Expired credentials: an issuer whose clock ran two hours ago, with a one-hour TTL.
+	past, err := iam.NewIssuer(iam.IssuerConfig{Account: testAccount, TTL: time.Hour, Clock: clock.NewFake(time.Now().Add(-2 * time.Hour)), Logger: testLogger(t)})
+	must(t, err)
+	old, err := past.Issue(appRole, "i-0fffffffffffffff6")
+	must(t, err)
+	must(t, st.client.PutCredentials(ctx, old))
+	wantCode(t, "expired credentials", put(st.s3(old), "uploads", "e", "e"), "ExpiredToken")
 	// Unsigned requests are anonymous: AccessDenied.
 	for _, req := range []struct{ method, path string }{{"GET", "/materials/course-1/intro.pdf"}, {"PUT", "/uploads/anon"}, {"GET", "/materials?list-type=2"}} {
 		r, err := http.NewRequestWithContext(ctx, req.method, st.url+req.path, bytes.NewReader(nil))
@@ -125,7 +135,7 @@ func TestSDKAuthorisation(t *testing.T) {
 		t.Errorf("uploads status %+v", u)
 	}
 	if s.Credentials != 2 {
-		t.Errorf("status credentials %d, want 2 (app and edge; nobody was revoked, the other never registered)", s.Credentials)
+		t.Errorf("status credentials %d, want 2 (app and edge; nobody was revoked, one expired, one never registered)", s.Credentials)
 	}
 }
 
