@@ -152,7 +152,7 @@ func New(cfg Config) (*Engine, error) {
 	} else if fi, err := os.Stat(cfg.StateDir); err != nil || !fi.IsDir() {
 		errs = append(errs, fmt.Errorf("state_dir: %s must be an existing directory", cfg.StateDir))
 	}
-	var names []string
+	names := []string{}
 	for n, a := range cfg.Actions {
 		if a == nil {
 			errs = append(errs, fmt.Errorf("actions.%s: is nil", n))
@@ -194,11 +194,11 @@ func New(cfg Config) (*Engine, error) {
 	}
 	slices.SortFunc(e.defs, func(a, b Definition) int { return strings.Compare(a.Name, b.Name) })
 
-	st, err := load(cfg.StateDir, cfg.Region)
+	st, fresh, err := load(cfg.StateDir, cfg.Region)
 	if err != nil {
 		return nil, fmt.Errorf("new alarm engine: %w", err)
 	}
-	e.st = st
+	e.st, e.dirty = st, fresh // a fresh file claims the state dir for the region
 	now := e.clk.Now().UTC()
 	keep := map[string]bool{}
 	for _, d := range e.defs {
@@ -529,9 +529,9 @@ func (e *Engine) attempt(ctx context.Context, d Delivery) (ok bool) {
 	e.dirty = true
 	e.saveLocked()
 	e.publishLocked()
-	if err == nil {
-		e.poke() // the next notification of the queue may go now
-	}
+	// The delivery loop recomputes: the queue's next notification may go
+	// now, or this one's retry needs a timer.
+	e.poke()
 	return err == nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/haven-platform/haven/internal/atomicfile"
@@ -89,9 +88,9 @@ type fileState struct {
 	Outbox  []*Delivery             `json:"outbox"`
 }
 
-// load reads the state file, or returns an empty state when there is none.
-// Temp files a crash left behind are removed.
-func load(dir, region string) (*fileState, error) {
+// load reads the state file, or returns an empty state (fresh) when there
+// is none. Temp files a crash left behind are removed.
+func load(dir, region string) (st *fileState, fresh bool, err error) {
 	path := filepath.Join(dir, StateFile)
 	if left, _ := filepath.Glob(path + atomicfile.TempMarker + "*"); len(left) > 0 {
 		for _, l := range left {
@@ -100,26 +99,25 @@ func load(dir, region string) (*fileState, error) {
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &fileState{Version: stateVersion, Region: region, Alarms: map[string]*alarmRecord{}}, nil
+		return &fileState{Version: stateVersion, Region: region, Alarms: map[string]*alarmRecord{}}, true, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read alarm state: %w", err)
+		return nil, false, fmt.Errorf("read alarm state: %w", err)
 	}
-	var st fileState
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	if err := dec.Decode(&st); err != nil {
-		return nil, fmt.Errorf("read alarm state %s: %w: the file is damaged; move it aside to start with fresh alarm states (its undelivered notifications would be lost)", path, err)
+	st = &fileState{}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, false, fmt.Errorf("read alarm state %s: %w: the file is damaged; move it aside to start with fresh alarm states (its undelivered notifications would be lost)", path, err)
 	}
 	if st.Version != stateVersion {
-		return nil, fmt.Errorf("read alarm state %s: version %d, this haven reads version %d", path, st.Version, stateVersion)
+		return nil, false, fmt.Errorf("read alarm state %s: version %d, this haven reads version %d", path, st.Version, stateVersion)
 	}
 	if st.Region != region {
-		return nil, fmt.Errorf("read alarm state %s: it belongs to region %q, not %q: give each region its own state dir", path, st.Region, region)
+		return nil, false, fmt.Errorf("read alarm state %s: it belongs to region %q, not %q: give each region its own state dir", path, st.Region, region)
 	}
 	if st.Alarms == nil {
 		st.Alarms = map[string]*alarmRecord{}
 	}
-	return &st, nil
+	return st, false, nil
 }
 
 func (st *fileState) save(dir string, opts atomicfile.Options) error {

@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 )
+
+var tableRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,79}$`)
 
 // ServiceNow incident states (the incident table's state field).
 const (
@@ -81,6 +84,9 @@ func NewServiceNow(cfg ServiceNowConfig) (*ServiceNow, error) {
 	}
 	if cfg.Table == "" {
 		cfg.Table = "incident"
+	}
+	if !tableRE.MatchString(cfg.Table) {
+		return nil, fmt.Errorf("servicenow.table: must be a table name such as incident, got %q", cfg.Table)
 	}
 	if cfg.Impact == "" {
 		cfg.Impact = "2"
@@ -156,9 +162,14 @@ func (s *ServiceNow) Notify(ctx context.Context, n Notification) (string, error)
 	}
 }
 
-func (s *ServiceNow) tableURL(extra string) string {
+// tableURL is the table's URL, with "/<sys_id>" when sysID is set.
+func (s *ServiceNow) tableURL(sysID string, q url.Values) string {
 	u := *s.base
-	u.Path += "/api/now/table/" + url.PathEscape(s.cfg.Table) + extra
+	u.Path += "/api/now/table/" + s.cfg.Table
+	if sysID != "" {
+		u.Path += "/" + sysID
+	}
+	u.RawQuery = q.Encode()
 	return u.String()
 }
 
@@ -173,7 +184,7 @@ func (s *ServiceNow) openIncidents(ctx context.Context, cred Credential, correla
 	var out struct {
 		Result []snRecord `json:"result"`
 	}
-	if err := s.do(ctx, cred, http.MethodGet, s.tableURL("?"+q.Encode()), nil, http.StatusOK, &out); err != nil {
+	if err := s.do(ctx, cred, http.MethodGet, s.tableURL("", q), nil, http.StatusOK, &out); err != nil {
 		return nil, fmt.Errorf("look up incidents of %s: %w", correlationID, err)
 	}
 	return out.Result, nil
@@ -201,14 +212,14 @@ func (s *ServiceNow) create(ctx context.Context, cred Credential, n Notification
 	var out struct {
 		Result snRecord `json:"result"`
 	}
-	if err := s.do(ctx, cred, http.MethodPost, s.tableURL(""), body, http.StatusCreated, &out); err != nil {
+	if err := s.do(ctx, cred, http.MethodPost, s.tableURL("", nil), body, http.StatusCreated, &out); err != nil {
 		return snRecord{}, fmt.Errorf("open incident for %s: %w", n.CorrelationID, err)
 	}
 	return out.Result, nil
 }
 
 func (s *ServiceNow) patch(ctx context.Context, cred Credential, sysID string, fields map[string]string) error {
-	return s.do(ctx, cred, http.MethodPatch, s.tableURL("/"+url.PathEscape(sysID)), fields, http.StatusOK, nil)
+	return s.do(ctx, cred, http.MethodPatch, s.tableURL(sysID, nil), fields, http.StatusOK, nil)
 }
 
 func (s *ServiceNow) do(ctx context.Context, cred Credential, method, u string, body any, want int, out any) error {
