@@ -108,7 +108,7 @@ func DefaultDefinitions(p Params) ([]Definition, error) {
 			// The controller publishes 0 every probe; no datapoint means no
 			// failover was seen.
 			TreatMissingData: NotBreaching,
-			AWS:              &AWSParity{Instead: "RDS publishes no failover metric: on AWS a failover is an RDS event of category \"failover\" (RDS-EVENT-0049, Multi-AZ failover completed), which an aws_db_event_subscription delivers to the alarm topic"},
+			AWS:              &AWSParity{Instead: "RDS publishes no failover metric: on AWS a failover is an RDS event of category \"failover\", which an aws_db_event_subscription delivers to the alarm topic"},
 		},
 		{
 			Name:        AlarmReplicaLag,

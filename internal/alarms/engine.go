@@ -260,6 +260,9 @@ func (e *Engine) Stop(ctx context.Context) error {
 	cancel()
 	select {
 	case <-done:
+		e.runMu.Lock()
+		e.cancel, e.done = nil, nil // Start may run it again
+		e.runMu.Unlock()
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop alarm engine: %w", ctx.Err())

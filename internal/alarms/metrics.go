@@ -140,7 +140,7 @@ var metrics = []MetricInfo{
 		AWS:  &AWSMetric{Namespace: nsRDS, Name: "DatabaseConnections"}},
 	{Name: MetricDatabaseFailovers, Unit: UnitCount, Tier: "db",
 		Help:      "failovers and switchovers completed: every probe a sample of the number completed since the last one (0 when none), so Sum over a period counts them",
-		LocalOnly: "RDS publishes no failover metric: it emits the RDS event category \"failover\" (RDS-EVENT-0049, Multi-AZ failover completed), which an aws_db_event_subscription sends to the alarm topic"},
+		LocalOnly: "RDS publishes no failover metric: it emits the RDS event category \"failover\", which an aws_db_event_subscription sends to the alarm topic"},
 	{Name: MetricReplicaLag, Unit: UnitSeconds, Tier: "db",
 		Help:      "seconds the synchronous standby's replay trails the primary (pg_stat_replication replay_lag), sampled every probe; no sample while no standby streams",
 		LocalOnly: "a Multi-AZ DB instance's standby is not visible to CloudWatch: RDS's ReplicaLag metric exists only for read replicas"},

@@ -48,11 +48,13 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 // Notify posts n. Any 2xx status acknowledges it. The request carries the
 // header Idempotency-Key: n.IdempotencyKey.
 func (w *Webhook) Notify(ctx context.Context, n Notification) (string, error) {
-	body, err := json.Marshal(n)
-	if err != nil {
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false) // "OK -> ALARM", not "OK -\u003e ALARM"
+	if err := enc.Encode(n); err != nil {
 		return "", fmt.Errorf("encode notification: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, &body)
 	if err != nil {
 		return "", fmt.Errorf("post webhook: %w", err)
 	}
