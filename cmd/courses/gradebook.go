@@ -80,7 +80,7 @@ type Gradebook struct {
 	Assignments []AssignmentStat `json:"assignments"`
 	Rows        []GradebookRow   `json:"rows"`
 	Summary     GradebookSummary `json:"summary"`
-	// Search is the normalised search text ("" for everyone).
+	// Search is the search text as typed, trimmed ("" for everyone).
 	Search string `json:"search"`
 	// Matches is the number of students matching Search.
 	Matches int `json:"matches"`
@@ -93,9 +93,10 @@ type Gradebook struct {
 	Last  int `json:"last"`
 }
 
-// normSearch trims, lowercases and bounds the search text. It is pure.
+// normSearch trims and bounds the search text. It is pure. The search is
+// case-insensitive; the text keeps its case for the page to show it back.
 func normSearch(q string) string {
-	q = strings.ToLower(strings.TrimSpace(q))
+	q = strings.TrimSpace(q)
 	for len(q) > maxSearchLen {
 		_, size := utf8.DecodeLastRuneInString(q)
 		q = q[:len(q)-size]
@@ -217,7 +218,8 @@ func (s *Store) Gradebook(ctx context.Context, teacher User, courseID int64, sea
 
 		const match = `FROM enrolments e JOIN users u ON u.id = e.student_id
 			WHERE e.course_id = $1 AND ($2 = '' OR strpos(lower(u.name), $2) > 0 OR strpos(u.email, $2) > 0)`
-		if err := q.QueryRow(ctx, `SELECT count(*) `+match, courseID, search).Scan(&gb.Matches); err != nil {
+		needle := strings.ToLower(search)
+		if err := q.QueryRow(ctx, `SELECT count(*) `+match, courseID, needle).Scan(&gb.Matches); err != nil {
 			return err
 		}
 		limit, offset := gb.Matches, 0
@@ -228,7 +230,7 @@ func (s *Store) Gradebook(ctx context.Context, teacher User, courseID int64, sea
 			limit, offset = perPage, (gb.Page-1)*perPage
 		}
 		rows, err = q.Query(ctx, `SELECT u.id, u.email, u.name, u.role `+match+`
-			ORDER BY u.name, u.id LIMIT $3 OFFSET $4`, courseID, search, limit, offset)
+			ORDER BY u.name, u.id LIMIT $3 OFFSET $4`, courseID, needle, limit, offset)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -39,6 +40,10 @@ type SeedConfig struct {
 	Force bool
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
+
+	// hashCost is the bcrypt cost; 0 means bcrypt.DefaultCost. Tests lower
+	// it, since bcrypt under the race detector is slow on purpose.
+	hashCost int
 }
 
 // DefaultLargeCourse is the size of the seed's large course.
@@ -113,7 +118,7 @@ func Seed(ctx context.Context, db *DB, cfg SeedConfig) (SeedResult, error) {
 	}
 	// One hash for everyone: the password is shared, and bcrypt is slow on
 	// purpose.
-	hash, err := bcrypt.GenerateFromPassword([]byte(cfg.Password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(cfg.Password), cmp.Or(cfg.hashCost, bcrypt.DefaultCost))
 	if err != nil {
 		return SeedResult{}, fmt.Errorf("hash password: %w", err)
 	}
