@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image/png"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
@@ -466,6 +467,21 @@ func TestPagesKeepInputAndIdentity(t *testing.T) {
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Form expired") || !strings.Contains(page, "Signed in as ") ||
 			!strings.Contains(page, `href="/courses"`) {
 			t.Errorf("form expired: %d, navigation or user missing:\n%s", resp.StatusCode, page)
+		}
+		// A panic's 500 page too.
+		s, err := NewServer(ServerConfig{DB: db, Logger: testLogger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := s.recoverer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			withSessionContext(r, &Session{User: User{ID: 9, Email: "teacher9@example.edu", Name: "Dr. Nine", Role: "teacher"}, CSRFToken: "tok"})
+			panic("boom")
+		}))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/courses", nil))
+		if body := rec.Body.String(); rec.Code != http.StatusInternalServerError || !strings.Contains(body, "Signed in as Dr. Nine") ||
+			!strings.Contains(body, `action="/logout"`) || strings.Contains(body, "boom") {
+			t.Errorf("panic page: %d, want 500 with the navigation and the user, and no panic text:\n%s", rec.Code, body)
 		}
 		// Anonymous: the navigation offers the login page.
 		anon := newClient(t, hs.URL)

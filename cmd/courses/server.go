@@ -254,6 +254,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 
 func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, &sessionBox{}))
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -290,16 +291,28 @@ type sessionHandler func(w http.ResponseWriter, r *http.Request, sess Session, t
 
 type sessionKey struct{}
 
-// sessionFrom returns the request's session once withSession (or notFound)
-// has loaded it, so error pages can keep the navigation and the signed-in
-// user.
+// sessionBox carries the request's session, once known, to whoever renders
+// the response: recoverer puts an empty box in the context before routing,
+// and withSession fills it. Error pages read it, so they keep the navigation
+// and the signed-in user, even after a panic.
+type sessionBox struct{ sess *Session }
+
+// sessionFrom returns the request's session, or nil before withSession (or
+// notFound) has loaded one.
 func sessionFrom(r *http.Request) *Session {
-	sess, _ := r.Context().Value(sessionKey{}).(*Session)
-	return sess
+	if b, _ := r.Context().Value(sessionKey{}).(*sessionBox); b != nil {
+		return b.sess
+	}
+	return nil
 }
 
+// withSessionContext records the session for the rest of the request.
 func withSessionContext(r *http.Request, sess *Session) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess))
+	if b, _ := r.Context().Value(sessionKey{}).(*sessionBox); b != nil {
+		b.sess = sess
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), sessionKey{}, &sessionBox{sess}))
 }
 
 func sessionToken(r *http.Request) string {
