@@ -199,6 +199,24 @@ func TestServeConfigValidate(t *testing.T) {
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
 		t.Errorf("want --max-conns error, got %v", err)
 	}
+	for flag, mut := range map[string]func(*serveConfig){
+		"--trusted-proxies":     func(c *serveConfig) { c.TrustedProxies = "10.0.0.1" },
+		"--proxy-hops":          func(c *serveConfig) { c.ProxyHops = -1 },
+		"--login-window":        func(c *serveConfig) { c.Throttle.Window = time.Millisecond },
+		"--login-account-limit": func(c *serveConfig) { c.Throttle.AccountLimit = -3 },
+	} {
+		bad = good
+		mut(&bad)
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("want %s error, got %v", flag, err)
+		}
+	}
+	// Defaults fill in before validation; the trusted list is parsed.
+	ok := good
+	ok.TrustedProxies, ok.ProxyHops = "10.0.0.0/8", 2
+	if err := ok.Validate(); err != nil || ok.Throttle.AccountLimit != DefaultAccountLimit || ok.clientIP.Hops != 2 || len(ok.clientIP.TrustedProxies) != 1 {
+		t.Errorf("Validate = %v, config %+v", err, ok)
+	}
 }
 
 func TestDefaultListen(t *testing.T) {
