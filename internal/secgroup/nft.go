@@ -48,6 +48,14 @@ type Input struct {
 //     connection gets a reset, anything else ICMP administratively
 //     prohibited. A blocked path fails at once and never looks like a
 //     network partition, which drops.
+//   - A new connection to an endpoint's address (a TCP endpoint that the
+//     router forwards to a member, DNAT) is checked before it is forwarded
+//     (prerouting, ahead of DNAT): its source must be the peer of an
+//     ingress rule that goes Through that endpoint, or it is refused from
+//     the endpoint's own address. Refused after forwarding, the reset
+//     would come from the target's address, which the client never dialled,
+//     and the client would hang. Once forwarded, the connection is checked
+//     again like any other.
 func Compile(in Input) (string, error) {
 	if !validTable(in.Table) {
 		return "", fmt.Errorf("compile security groups: table: letters, digits and '_', starting with a letter, at most 64 characters, got %q", in.Table)
@@ -141,9 +149,9 @@ func Compile(in Input) (string, error) {
 			fmt.Fprintf(&b, "\t\t%s accept comment %s\n", strings.Join(m, " "), comment(g.Name, "ingress", r))
 		}
 	}
-	b.WriteString(`		jump sg_deny
-	}
-
+	b.WriteString("\t\tjump sg_deny\n\t}\n")
+	writeEndpointChecks(&b, in)
+	b.WriteString(`
 	chain sg_deny {
 		meta l4proto tcp counter reject with tcp reset
 		counter reject with icmpx type admin-prohibited
@@ -151,6 +159,43 @@ func Compile(in Input) (string, error) {
 }
 `)
 	return b.String(), nil
+}
+
+// writeEndpointChecks writes the pre-forwarding check of each endpoint:
+// chain endpoints dispatches on the endpoint's address and port to chain
+// epN (endpoints by name), which lets through the sources of the ingress
+// rules that go Through the endpoint and refuses the rest.
+func writeEndpointChecks(b *strings.Builder, in Input) {
+	if len(in.Endpoints) == 0 {
+		return
+	}
+	names := make([]string, 0, len(in.Endpoints))
+	for n := range in.Endpoints {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	b.WriteString("\n\tchain endpoints {\n\t\ttype filter hook prerouting priority -150; policy accept;\n\t\tct state established,related accept\n")
+	for i, n := range names {
+		ep := in.Endpoints[n]
+		fmt.Fprintf(b, "\t\tip daddr %s tcp dport %d jump ep%d comment %q\n", ep.Addr(), ep.Port(), i, "endpoint "+n)
+	}
+	b.WriteString("\t}\n")
+	for i, n := range names {
+		fmt.Fprintf(b, "\n\tchain ep%d {\n", i)
+		for _, g := range in.Groups {
+			for _, r := range g.Ingress {
+				if r.Through != n {
+					continue
+				}
+				m := "meta l4proto " + string(r.protocol())
+				if p := peer(r, "saddr", in.Host); p != "" {
+					m = p + " " + m
+				}
+				fmt.Fprintf(b, "\t\t%s return comment %s\n", m, comment(g.Name, "ingress", r))
+			}
+		}
+		b.WriteString("\t\tjump sg_deny\n\t}\n")
+	}
 }
 
 // setName is the nftables set of a group's members: "g_" and the name
