@@ -383,7 +383,11 @@ func (v *VPC) build(ctx context.Context) error {
 	if err := hh.RouteAdd(&netlink.Route{LinkIndex: hlink.Attrs().Index, Dst: ipNet(v.plan.Region()), Gw: gw.AsSlice(), Src: v.HostAddr().AsSlice()}); err != nil {
 		return fmt.Errorf("route %s via %s on the host: %w", v.plan.Region(), gw, err)
 	}
-	return v.applyLocked(ctx, v.routerScript(), v.portScript(), v.endpointScript(), v.sgScriptMust(), v.faultScript())
+	sg, err := v.sgScript()
+	if err != nil {
+		return err
+	}
+	return v.applyLocked(ctx, v.routerScript(), v.portScript(), v.endpointScript(), sg, v.faultScript())
 }
 
 // AddNode creates a node: its namespace, an address in each subnet it
@@ -419,7 +423,11 @@ func (v *VPC) AddNode(ctx context.Context, spec NodeSpec) (*Node, error) {
 		return nil, fmt.Errorf("add node %s: %w", spec.Name, err)
 	}
 	v.nodes[n.Name] = n
-	if err := v.applyLocked(ctx, v.portScript(), v.sgScriptMust()); err != nil {
+	sg, err := v.sgScript()
+	if err == nil {
+		err = v.applyLocked(ctx, v.portScript(), sg)
+	}
+	if err != nil {
 		delete(v.nodes, n.Name)
 		v.unplumb(context.WithoutCancel(ctx), n)
 		v.releaseAddrs(n)
@@ -626,7 +634,10 @@ func (v *VPC) RemoveNode(ctx context.Context, name string) error {
 		return fmt.Errorf("remove node %s: no such node", name)
 	}
 	delete(v.nodes, name)
-	err := v.applyLocked(ctx, v.portScript(), v.sgScriptMust())
+	sg, err := v.sgScript()
+	if err == nil {
+		err = v.applyLocked(ctx, v.portScript(), sg)
+	}
 	if uerr := v.unplumb(ctx, n); uerr != nil {
 		err = errors.Join(err, uerr)
 	}
@@ -797,9 +808,8 @@ func (v *VPC) endpointScript() string {
 
 func (v *VPC) faultScript() string { return faultRules(tableName(v.prefix, "faults"), v.faults) }
 
-// sgScriptMust compiles the groups; New validated them and AddNode the
-// memberships, so an error here is a bug.
-func (v *VPC) sgScriptMust() string {
+// sgScript compiles the groups for the current members.
+func (v *VPC) sgScript() (string, error) {
 	members := map[string][]netip.Addr{}
 	for _, n := range v.nodes {
 		for _, g := range n.Groups {
@@ -810,17 +820,13 @@ func (v *VPC) sgScriptMust() string {
 	for name, e := range v.endpoints {
 		eps[name] = e.vip
 	}
-	s, err := secgroup.Compile(secgroup.Input{
+	return secgroup.Compile(secgroup.Input{
 		Table:     tableName(v.prefix, "sg"),
 		Groups:    v.cfg.Groups,
 		Members:   members,
 		Endpoints: eps,
 		Host:      v.HostAddr(),
 	})
-	if err != nil {
-		panic(fmt.Sprintf("vpc: compile security groups: %v", err))
-	}
-	return s
 }
 
 // applyLocked runs the scripts as one nft transaction inside the router.

@@ -1,4 +1,4 @@
-// Package zone models a local availability zone: a named address range that hands out instance addresses.
+// Package zone models a local availability zone, the one place that knows addresses: a zone's ranges (loopback, or its subnets in the region's VPC plan from 198.18.0.0/15), the addresses it hands out, and the lease that keeps two regions' ranges apart.
 package zone
 
 import (
