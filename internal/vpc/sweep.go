@@ -111,9 +111,12 @@ func Sweep(ctx context.Context, cfg SweepConfig) (Swept, error) {
 		sw.Links = append(sw.Links, l.Attrs().Name)
 	}
 
-	tables, err := hostTables(ctx, cfg.NFT, prefix+"_")
-	if err != nil {
-		errs = append(errs, err)
+	var tables [][2]string
+	if os.Geteuid() == 0 { // without root, nothing can have created one, nor list them
+		tables, err = hostTables(ctx, cfg.NFT, prefix+"_")
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, t := range tables {
 		if out, err := exec.CommandContext(ctx, cfg.NFT, "delete", "table", t[0], t[1]).CombinedOutput(); err != nil {

@@ -86,7 +86,9 @@ type Config struct {
 
 // Attach places a node in one zone's subnet of one tier.
 type Attach struct {
+	// Zone is the zone's name. Required.
 	Zone string
+	// Tier is the subnet's tier in the zone. Required.
 	Tier zone.Tier
 }
 
@@ -158,6 +160,11 @@ type VPC struct {
 	endpoints map[string]*endpointState
 	faults    map[string]Fault
 }
+
+var _ interface {
+	Start(context.Context) error
+	Stop(context.Context) error
+} = (*VPC)(nil)
 
 // New checks cfg and returns a VPC that touches nothing until Start.
 func New(cfg Config) (*VPC, error) {
