@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 		helperDial()
 	case "build":
 		helperBuild()
+	case "available":
+		fmt.Println(Available())
+		os.Exit(0)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", helperEnv, os.Getenv(helperEnv))
 		os.Exit(2)

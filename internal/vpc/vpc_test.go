@@ -623,6 +623,14 @@ func TestTwoRegions(t *testing.T) {
 	}
 }
 
+// TestAvailable: as root, with nft installed, a VPC can be built.
+func TestAvailable(t *testing.T) {
+	requireRoot(t)
+	if err := Available(); err != nil {
+		t.Errorf("Available as root: %v", err)
+	}
+}
+
 // TestNotRootFails runs this package's tests as an unprivileged user: they
 // must fail, saying why, not skip.
 func TestNotRootFails(t *testing.T) {
@@ -651,5 +659,12 @@ func TestNotRootFails(t *testing.T) {
 	}
 	if !strings.Contains(string(out), rootMessage) || !strings.Contains(string(out), "--- FAIL: TestSecurityGroupPaths") || strings.Contains(string(out), "SKIP") {
 		t.Errorf("as uid 65534: want a FAIL naming the reason, got:\n%s", out)
+	}
+	// Available says why, for the region's fallback to loopback.
+	cmd = exec.Command(bin)
+	cmd.Dir, cmd.Env, cmd.SysProcAttr = dir, []string{"PATH=" + os.Getenv("PATH"), helperEnv + "=available"}, &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err = cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "network namespaces unavailable: haven runs as uid 65534") {
+		t.Errorf("Available as uid 65534: %v\n%s", err, out)
 	}
 }

@@ -255,10 +255,12 @@ func (z *Zone) Allocated() int {
 	return n
 }
 
-// Cmd returns a command prepared to run inside the zone. Today zones share the
-// host network (loopback ranges), so this is exec.CommandContext; when zones move
-// into network namespaces this is where the process is placed in the namespace.
-// Callers may set SysProcAttr fields afterwards but must keep any already set.
+// Cmd returns a command prepared to run inside the zone. On loopback ranges
+// zones share the host network, so this is exec.CommandContext. In a VPC a
+// process belongs to a node, not to the whole zone: it is started in the
+// node's namespace with vpc.Namespace.Start (package vpc, which imports
+// this one). Callers may set SysProcAttr fields afterwards but must keep
+// any already set.
 func (z *Zone) Cmd(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, name, args...)
 }
