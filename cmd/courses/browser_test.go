@@ -35,10 +35,15 @@ import (
 // It needs Chromium. Without it the test fails, and says how to install it:
 // a browser test that skips itself is a test nobody runs.
 
-// findChromium returns the Chromium binary: $COURSES_CHROMIUM, or the first
-// of the usual names on PATH.
+// findChromium returns the Chromium binary: $HAVEN_CHROMIUM (the variable
+// internal/headless reads, so one setting serves every browser test), or the
+// first of the usual names on PATH. The app imports nothing from internal/,
+// so this is its own copy of that rule.
 func findChromium() (string, error) {
-	if p := os.Getenv("COURSES_CHROMIUM"); p != "" {
+	if p := os.Getenv("HAVEN_CHROMIUM"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("find chromium: HAVEN_CHROMIUM=%s: %w", p, err)
+		}
 		return p, nil
 	}
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome-stable", "google-chrome"} {
@@ -47,8 +52,8 @@ func findChromium() (string, error) {
 		}
 	}
 	return "", errors.New("find chromium: no chromium, chromium-browser or google-chrome on PATH; " +
-		"the browser test needs it: install Debian's package (apt-get update && apt-get install -y chromium; " +
-		"scripts/setup does this), or set COURSES_CHROMIUM to the browser's path")
+		"the browser test needs it: install Debian's chromium (apt-get update && apt-get install -y chromium, " +
+		"which scripts/setup does), or set HAVEN_CHROMIUM to a Chromium or Chrome binary")
 }
 
 // artifactsDir is where the screenshots go; it is emptied first.
@@ -220,6 +225,7 @@ func TestBrowserTeacherGradebook(t *testing.T) {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("force-color-profile", "srgb"),
 		chromedp.IgnoreCertErrors, // httptest's certificate
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
