@@ -265,6 +265,7 @@ func (s *Spec) Validate() []Problem {
 	if !windowRE.MatchString(s.AWS.BackupWindow) {
 		add("aws.backup_window", "must be hh:mm-hh:mm in UTC, e.g. 03:00-04:00, got %q", s.AWS.BackupWindow)
 	}
+	ps = append(ps, s.validateAWSOperations()...)
 	return ps
 }
 
