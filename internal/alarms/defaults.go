@@ -108,7 +108,8 @@ func DefaultDefinitions(p Params) ([]Definition, error) {
 			// The controller publishes 0 every probe; no datapoint means no
 			// failover was seen.
 			TreatMissingData: NotBreaching,
-			AWS:              &AWSParity{Instead: "RDS publishes no failover metric: on AWS a failover is an RDS event of category \"failover\", which an aws_db_event_subscription delivers to the alarm topic"},
+			AWS: &AWSParity{Instead: "RDS publishes no failover metric: on AWS a failover is an RDS event of category \"failover\", which the module's aws_db_event_subscription delivers to the alarm topic",
+				EventCategories: []string{"failover"}},
 		},
 		{
 			Name:        AlarmReplicaLag,
@@ -117,7 +118,8 @@ func DefaultDefinitions(p Params) ([]Definition, error) {
 			EvaluationPeriods: 3, Threshold: p.ReplicaLagSeconds, Comparison: GreaterThanThreshold,
 			// No standby streaming: INSUFFICIENT_DATA, not a guess.
 			TreatMissingData: Missing,
-			AWS:              &AWSParity{Instead: "a Multi-AZ DB instance's standby is invisible to CloudWatch (ReplicaLag exists only for read replicas); RDS keeps it synchronous and reports trouble through the \"availability\" and \"failure\" event categories"},
+			AWS: &AWSParity{Instead: "a Multi-AZ DB instance's standby is invisible to CloudWatch (ReplicaLag exists only for read replicas); RDS keeps it synchronous and reports trouble through the \"availability\" and \"failure\" event categories, which the module's aws_db_event_subscription delivers to the alarm topic",
+				EventCategories: []string{"availability", "failure"}},
 		},
 		{
 			Name:        AlarmDBConns,

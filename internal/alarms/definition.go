@@ -206,6 +206,10 @@ type AWSParity struct {
 	// Instead says, when Resource is "", what stands for the alarm on AWS
 	// and why there is no CloudWatch alarm.
 	Instead string `json:"instead,omitempty"`
+	// EventCategories, when Resource is "", are the RDS event categories
+	// the module's aws_db_event_subscription sends to the alarm topic in the
+	// alarm's place.
+	EventCategories []string `json:"event_categories,omitempty"`
 }
 
 // WithDefaults returns d with its defaults filled in.

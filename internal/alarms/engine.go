@@ -592,6 +592,7 @@ func cloneDef(d Definition) Definition {
 	d.InsufficientDataActions = slices.Clone(d.InsufficientDataActions)
 	if d.AWS != nil {
 		a := *d.AWS
+		a.EventCategories = slices.Clone(a.EventCategories)
 		d.AWS = &a
 	}
 	return d

@@ -2,8 +2,10 @@ package alarms
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,13 +19,33 @@ var awsOnly = map[string]string{
 	"db_free_storage": "RDS allocated storage runs out; the local data directories share the host's disk",
 }
 
-func readTF(t *testing.T, name string) string {
+// parityFiles are the module's files the parity test reads: the alarms,
+// the variables that set their thresholds, and the database's event
+// subscription that stands for the local-only alarms. (The reader handles
+// the HCL these use; other files use heredocs.)
+var parityFiles = []string{"alarms.tf", "variables.tf", "database.tf"}
+
+// readModule returns the parity files of the Terraform module by name.
+func readModule(t *testing.T) map[string]string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "terraform", name))
-	if err != nil {
-		t.Fatalf("read the Terraform module's %s: %v", name, err)
+	files := map[string]string{}
+	for _, name := range parityFiles {
+		b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "terraform", name))
+		if err != nil {
+			t.Fatalf("read the Terraform module's %s: %v", name, err)
+		}
+		files[name] = string(b)
 	}
-	return string(b)
+	return files
+}
+
+func with(files map[string]string, name, content string) map[string]string {
+	out := map[string]string{}
+	for k, v := range files {
+		out[k] = v
+	}
+	out[name] = content
+	return out
 }
 
 // TestParityWithAlarmsTF compares the default alarms with the Terraform
@@ -33,7 +55,7 @@ func TestParityWithAlarmsTF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	problems, err := checkParity(defs, readTF(t, "alarms.tf"), readTF(t, "variables.tf"))
+	problems, err := checkParity(defs, readModule(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +67,8 @@ func TestParityWithAlarmsTF(t *testing.T) {
 // TestParityCheckCatchesDrift proves the parity check can fail: each edit
 // of alarms.tf or of a definition is a drift it must report.
 func TestParityCheckCatchesDrift(t *testing.T) {
-	tf, vars := readTF(t, "alarms.tf"), readTF(t, "variables.tf")
+	files := readModule(t)
+	tf := files["alarms.tf"]
 	fresh := func() []Definition {
 		defs, err := DefaultDefinitions(Params{FleetMin: 2, Actions: []string{"topic"}})
 		if err != nil {
@@ -98,10 +121,15 @@ func TestParityCheckCatchesDrift(t *testing.T) {
 		{"a local alarm without its AWS side", func() []Definition { d := fresh(); find(d, AlarmDBConns).AWS.Resource = ""; return d }, tf, "db_connections"},
 		{"ok actions", func() []Definition { d := fresh(); find(d, AlarmFleetAtMax).OKActions = nil; return d }, tf, "ok_actions"},
 		{"heredoc", fresh, tf + "\nlocals {\n  x = <<EOT\nhi\nEOT\n}\n", "heredoc"},
+		{"an event category AWS does not subscribe", func() []Definition {
+			d := fresh()
+			find(d, AlarmDBFailover).AWS.EventCategories = []string{"failover", "recovery"}
+			return d
+		}, tf, "recovery"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			problems, err := checkParity(c.defs(), c.tf, vars)
+			problems, err := checkParity(c.defs(), with(files, "alarms.tf", c.tf))
 			all := strings.Join(problems, "\n")
 			if err != nil {
 				all += err.Error()
@@ -113,25 +141,40 @@ func TestParityCheckCatchesDrift(t *testing.T) {
 	}
 }
 
-// checkParity returns every difference between defs and alarms.tf. An error
-// means the files could not be read as expected.
-func checkParity(defs []Definition, alarmsTF, variablesTF string) ([]string, error) {
-	root, err := parseTF(alarmsTF)
-	if err != nil {
-		return nil, fmt.Errorf("parse alarms.tf: %w", err)
-	}
-	varRoot, err := parseTF(variablesTF)
-	if err != nil {
-		return nil, fmt.Errorf("parse variables.tf: %w", err)
-	}
+// checkParity returns every difference between defs and the module's files
+// (by name: alarms.tf, variables.tf, ...). An error means a file could not
+// be read as expected.
+func checkParity(defs []Definition, files map[string]string) ([]string, error) {
 	vars := map[string]*tfBlock{}
-	for _, b := range varRoot.children("variable") {
-		vars[b.Labels[0]] = b
-	}
 	tfAlarms := map[string]*tfBlock{}
-	for _, b := range root.children("resource") {
-		if len(b.Labels) == 2 && b.Labels[0] == "aws_cloudwatch_metric_alarm" {
-			tfAlarms[b.Labels[1]] = b
+	subscribed := map[string]bool{} // RDS event categories sent to the alarm topic
+	names := slices.Sorted(maps.Keys(files))
+	for _, name := range names {
+		root, err := parseTF(files[name])
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", name, err)
+		}
+		for _, b := range root.children("variable") {
+			vars[b.Labels[0]] = b
+		}
+		for _, b := range root.children("resource") {
+			if len(b.Labels) != 2 {
+				continue
+			}
+			switch b.Labels[0] {
+			case "aws_cloudwatch_metric_alarm":
+				if name != "alarms.tf" {
+					return nil, fmt.Errorf("%s line %d: alarm %s is outside alarms.tf", name, b.Line, b.Labels[1])
+				}
+				tfAlarms[b.Labels[1]] = b
+			case "aws_db_event_subscription":
+				if b.Attrs["sns_topic"].Src != "aws_sns_topic.alarms.arn" {
+					continue
+				}
+				for _, m := range regexp.MustCompile(`"([^"]+)"`).FindAllStringSubmatch(b.Attrs["event_categories"].Src, -1) {
+					subscribed[m[1]] = true
+				}
+			}
 		}
 	}
 	var problems []string
@@ -147,6 +190,11 @@ func checkParity(defs []Definition, alarmsTF, variablesTF string) ([]string, err
 		if d.AWS.Resource == "" {
 			if d.AWS.Instead == "" {
 				bad("%s: no alarms.tf resource and no word on what stands for it on AWS", d.Name)
+			}
+			for _, c := range d.AWS.EventCategories {
+				if !subscribed[c] {
+					bad("%s: stands on AWS for the RDS event category %q, which no aws_db_event_subscription sends to aws_sns_topic.alarms", d.Name, c)
+				}
 			}
 			for res, b := range tfAlarms {
 				if s, _ := b.Attrs["alarm_name"].str(); s == "${var.name}-"+d.Name {
