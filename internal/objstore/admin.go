@@ -42,11 +42,17 @@ type Health struct {
 // Credential is one temporary credential as registered over the control
 // socket: haven's iam.Credentials with JSON names.
 type Credential struct {
-	AccessKeyID     string        `json:"accessKeyId"`
-	SecretAccessKey string        `json:"secretAccessKey"`
-	SessionToken    string        `json:"sessionToken"`
-	Expiration      time.Time     `json:"expiration"`
-	Principal       iam.Principal `json:"principal"`
+	// AccessKeyID is the temporary access key id (ASIA…). Required.
+	AccessKeyID string `json:"accessKeyId"`
+	// SecretAccessKey is its secret; it stays in the store's memory. Required.
+	SecretAccessKey string `json:"secretAccessKey"`
+	// SessionToken must accompany every request signed with the key. Required.
+	SessionToken string `json:"sessionToken"`
+	// Expiration is when the store stops accepting the key. Required.
+	Expiration time.Time `json:"expiration"`
+	// Principal is the role (and instance) the key acts as; its account must
+	// be the store's. Required.
+	Principal iam.Principal `json:"principal"`
 }
 
 // CredentialOf converts haven's credentials for the control socket.
@@ -174,7 +180,8 @@ func writeError(w http.ResponseWriter, status int, err error) {
 	writeJSON(w, status, map[string]string{"error": err.Error()})
 }
 
-// apiError is an error answered by the control socket.
+// apiError is an error answered by the control socket: its HTTP status and
+// the server's message.
 type apiError struct {
 	Status  int
 	Message string

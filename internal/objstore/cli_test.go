@@ -150,8 +150,9 @@ func TestAWSCLI(t *testing.T) {
 		t.Fatalf("list with a wrong secret: %v\n%s", err, out)
 	}
 
+	done := time.Now()
 	s := st.waitStatus("the CLI's requests", func(s Status) bool {
-		return s.RequestsFor("CompleteMultipartUpload", "OK") == 1 && s.RequestsFor("UploadPart", "OK") == 7
+		return s.RequestsFor("CompleteMultipartUpload", "OK") == 1 && s.RequestsFor("UploadPart", "OK") == 7 && s.Scanned.After(done)
 	})
 	if b, _ := s.Bucket("uploads"); b.IncompleteUploads != 0 {
 		t.Errorf("uploads has %d incomplete uploads after the CLI finished", b.IncompleteUploads)

@@ -132,6 +132,25 @@ type store struct {
 	url    string
 
 	app, edge, nobody iam.Credentials
+
+	mu     sync.Mutex
+	issued []iam.Credentials // every credential registered, for checkNoSecrets
+}
+
+// checkNoSecrets fails the test if the store's log holds a secret key or a
+// session token of any credential it was given.
+func (st *store) checkNoSecrets() {
+	b, _ := os.ReadFile(filepath.Join(st.dir, LogFile))
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if len(b) == 0 {
+		st.t.Errorf("the store wrote no log at all")
+	}
+	for _, c := range st.issued {
+		if bytes.Contains(b, []byte(c.SecretAccessKey)) || bytes.Contains(b, []byte(c.SessionToken)) {
+			st.t.Errorf("the store's log holds a secret of %s", c.AccessKeyID)
+		}
+	}
 }
 
 // startStore writes cfg to a fresh state directory, runs the store as a
@@ -151,6 +170,7 @@ func startStore(t testing.TB, cfg Config) *store {
 			t.Errorf("stop store: %v", err)
 		}
 		checkRaces(t, dir)
+		st.checkNoSecrets()
 	})
 	st.client = st.proc.Client()
 	t.Cleanup(st.client.Close)
@@ -191,6 +211,9 @@ func (st *store) issue(role, instance string) iam.Credentials {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	must(st.t, st.client.PutCredentials(ctx, c))
+	st.mu.Lock()
+	st.issued = append(st.issued, c)
+	st.mu.Unlock()
 	return c
 }
 

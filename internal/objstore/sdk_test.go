@@ -127,7 +127,11 @@ func TestSDKAuthorisation(t *testing.T) {
 	if s.RequestsFor("PutObject", "InvalidToken") != 2 || s.RequestsFor("PutObject", "SignatureDoesNotMatch") != 1 {
 		t.Errorf("status requests: %+v", s.Requests)
 	}
-	s = st.waitStatus("the objects", func(s Status) bool { b, _ := s.Bucket("materials"); return b.Objects == 2 })
+	s = st.waitStatus("the objects", func(s Status) bool {
+		m, _ := s.Bucket("materials")
+		u, _ := s.Bucket("uploads")
+		return m.Objects == 2 && u.Objects == 0 && s.Scanned.After(s.Started)
+	})
 	if b, _ := s.Bucket("materials"); b.Bytes != int64(len("intro")+len("answers")) || !b.Policy {
 		t.Errorf("materials status %+v", b)
 	}

@@ -36,10 +36,10 @@ type Status struct {
 	Published time.Time `json:"published"`
 	// Buckets are the configured buckets, by name, as of Scanned.
 	Buckets []BucketStatus `json:"buckets"`
-	// Scanned is when the objects were last counted; ScanError says why the
-	// last count failed, if it did.
-	Scanned   time.Time `json:"scanned"`
-	ScanError string    `json:"scanError,omitempty"`
+	// Scanned is when the objects were last counted.
+	Scanned time.Time `json:"scanned"`
+	// ScanError says why the last count failed, if it did.
+	ScanError string `json:"scanError,omitempty"`
 	// Requests counts requests by S3 operation ("GetObject", "ListObjectsV2",
 	// "Unknown" when versitygw refused it before routing) and outcome ("OK" or
 	// the S3 error code), sorted by action then outcome.
@@ -58,10 +58,12 @@ type Status struct {
 
 // BucketStatus is one bucket's contents.
 type BucketStatus struct {
+	// Name is the bucket's name.
 	Name string `json:"name"`
-	// Objects and Bytes count the bucket's objects and their sizes.
+	// Objects counts the bucket's objects.
 	Objects int64 `json:"objects"`
-	Bytes   int64 `json:"bytes"`
+	// Bytes is the sum of their sizes.
+	Bytes int64 `json:"bytes"`
 	// IncompleteUploads counts multipart uploads not yet completed or aborted.
 	IncompleteUploads int `json:"incompleteUploads"`
 	// Policy is true when the bucket has a bucket policy.
@@ -70,9 +72,12 @@ type BucketStatus struct {
 
 // RequestCount is how many requests for one action ended with one outcome.
 type RequestCount struct {
-	Action  string `json:"action"`
+	// Action is the S3 operation, e.g. "GetObject".
+	Action string `json:"action"`
+	// Outcome is "OK" or the S3 error code, e.g. "AccessDenied".
 	Outcome string `json:"outcome"`
-	Count   int64  `json:"count"`
+	// Count is how many requests ended so since the store started.
+	Count int64 `json:"count"`
 }
 
 // RequestsFor returns the count for action and outcome in the snapshot.
