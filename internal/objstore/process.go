@@ -67,12 +67,24 @@ func (p *Process) PID() int {
 	return p.pid
 }
 
+// Validate checks that Dir holds a valid configuration (write it with
+// WriteConfig), so Start fails here rather than in the child.
+func (p *Process) Validate() error {
+	if p.Dir == "" {
+		return errors.New("objstore process: Dir is required")
+	}
+	if _, err := LoadConfig(p.Dir); err != nil {
+		return fmt.Errorf("objstore process: %w", err)
+	}
+	return nil
+}
+
 // Start launches the store and waits until it serves. It fails if a store
 // already serves Dir (adopt it instead), or if the child exits first; the
 // error then carries the end of its log.
 func (p *Process) Start(ctx context.Context) error {
-	if p.Dir == "" {
-		return errors.New("start object store process: Dir is required")
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("start object store: %w", err)
 	}
 	if running, pid := p.running(); running {
 		return fmt.Errorf("start object store process: a store already serves %s (pid %d): adopt it or stop it", p.Dir, pid)
@@ -284,3 +296,10 @@ func (p *Process) waitGone(ctx context.Context, pid int, exited <-chan struct{},
 		}
 	}
 }
+
+// Compile-time guard: Process has haven's component lifecycle.
+var _ interface {
+	Validate() error
+	Start(context.Context) error
+	Stop(context.Context) error
+} = (*Process)(nil)

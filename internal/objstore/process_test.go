@@ -163,6 +163,11 @@ func TestProcessStartFailure(t *testing.T) {
 		t.Fatal("a failed start left a store running")
 	}
 	_ = blocker
+	// Without a configuration nothing is started at all.
+	empty := testProcess(t, t.TempDir())
+	if err := empty.Start(context.Background()); err == nil || !strings.Contains(err.Error(), ConfigFile) || empty.PID() != 0 {
+		t.Fatalf("Start without config.json: %v (pid %d)", err, empty.PID())
+	}
 }
 
 // TestReload: a new configuration is applied by POST /v1/reload and by
