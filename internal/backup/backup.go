@@ -21,7 +21,9 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/atomicfile"
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // DefaultBinary is where the Debian pgbackrest package installs the tool.
@@ -29,17 +31,6 @@ const DefaultBinary = "/usr/bin/pgbackrest"
 
 // ErrNotInstalled is returned when pgBackRest is missing.
 var ErrNotInstalled = errors.New("pgbackrest not found: run `apt-get install -y pgbackrest`")
-
-// Clock is the time source of the scheduler and the archive ticker.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Kind is a pgBackRest backup type.
 type Kind string
@@ -51,11 +42,11 @@ const (
 	Differential Kind = "diff"
 )
 
-// Schedule says when backups run. Times are evaluated in UTC.
+// Schedule says when backups run.
 type Schedule struct {
-	// Full is a 5-field cron expression (minute hour day-of-month month
-	// day-of-week) for full backups. Default "0 3 * * 0" (Sunday 03:00 UTC).
-	Full string
+	// Full is when full backups run, in the cron's own time zone (the
+	// spec's is UTC). Default "0 3 * * 0" (Sunday 03:00 UTC).
+	Full spec.Cron
 	// IncrementalEvery is the time between incremental backups (an
 	// incremental runs when the newest backup is at least this old).
 	// Default 1h; negative disables incrementals.
@@ -97,7 +88,7 @@ type Config struct {
 	// PGBinDir holds the PostgreSQL 15 binaries. Default pgha.DefaultBinDir.
 	PGBinDir string
 	// Clock drives the scheduler and the ticker. Default: the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -109,8 +100,8 @@ func (c *Config) setDefaults() {
 	if c.RetentionDays == 0 {
 		c.RetentionDays = 7
 	}
-	if c.Schedule.Full == "" {
-		c.Schedule.Full = "0 3 * * 0"
+	if c.Schedule.Full.IsZero() {
+		c.Schedule.Full = spec.MustCron("0 3 * * 0")
 	}
 	if c.Schedule.IncrementalEvery == 0 {
 		c.Schedule.IncrementalEvery = time.Hour
@@ -131,7 +122,7 @@ func (c *Config) setDefaults() {
 		c.PGBinDir = pgha.DefaultBinDir
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -163,11 +154,6 @@ func (c *Config) Validate() error {
 	case "", "zst", "lz4", "gz", "bz2", "none":
 	default:
 		return fmt.Errorf("backup.compress_type: must be zst, lz4, gz, bz2 or none, got %q", c.CompressType)
-	}
-	if c.Schedule.Full != "" {
-		if _, err := ParseCron(c.Schedule.Full); err != nil {
-			return fmt.Errorf("backup.schedule.full: %w", err)
-		}
 	}
 	return nil
 }

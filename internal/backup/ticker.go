@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/pgha"
 )
 
 // ArchiveStatus reports the WAL archive ticker and PostgreSQL's archiver on

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
@@ -54,7 +55,7 @@ type Capacity struct {
 type Fleet struct {
 	cfg   Config
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
 
 	mu         sync.Mutex
 	capacity   Capacity

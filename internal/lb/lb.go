@@ -15,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Sentinel errors callers may branch on.
@@ -76,8 +79,8 @@ type counters struct {
 type LB struct {
 	cfg         Config
 	log         *slog.Logger
-	clock       Clock
-	match       matcher
+	clock       clock.Clock
+	match       spec.Matcher
 	proxy       *httputil.ReverseProxy
 	checkClient *http.Client
 	stats       counters
@@ -137,12 +140,11 @@ func New(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("new load balancer: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	m, _ := parseMatcher(cfg.HealthCheck.Matcher) // validated above
 	l := &LB{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "lb", "lb", cfg.Name),
 		clock:   cfg.Clock,
-		match:   m,
+		match:   cfg.HealthCheck.Matcher,
 		quit:    make(chan struct{}),
 		targets: map[string]*target{},
 		checkClient: &http.Client{

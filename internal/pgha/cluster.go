@@ -14,18 +14,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
-
-// Clock is the time source of the control loop.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Endpoint is the stable address clients use; endpoint.Proxy implements it.
 type Endpoint interface {
@@ -72,7 +63,7 @@ type Config struct {
 	// the primary before it counts as lost. Default 2s.
 	StandbyLossTimeout time.Duration
 	// Clock drives the loop. Default: the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -103,7 +94,7 @@ func (c *Config) setDefaults() {
 		c.StandbyLossTimeout = 2 * time.Second
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

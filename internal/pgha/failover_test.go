@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/pgha/ledger"
-	"github.com/jackc/pgx/v5"
+	"github.com/haven-platform/haven/internal/testkit"
 )
 
 // ledgerPair starts a pair behind an endpoint, bootstraps the ledger
@@ -19,7 +21,7 @@ import (
 func ledgerPair(t *testing.T, d Durability) (*Cluster, *endpoint.Proxy, string) {
 	t.Helper()
 	ctx := context.Background()
-	ep, err := endpoint.New(endpoint.Config{Listen: "127.0.0.1:0", Logger: testLogger(t)})
+	ep, err := endpoint.New(endpoint.Config{Listen: "127.0.0.1:0", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func isPrimary(t *testing.T, n Node) (bool, error) {
 func testFailover(t *testing.T, fault string, d Durability) {
 	c, _, dsn := ledgerPair(t, d)
 	ctx := context.Background()
-	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: 4, Logger: testLogger(t)})
+	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: 4, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +198,7 @@ func TestFailoverFrozenPrimaryIsFenced(t *testing.T) {
 func TestSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
 	c, ep, dsn := ledgerPair(t, DurabilityRequired)
 	ctx := context.Background()
-	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: 4, Logger: testLogger(t)})
+	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: 4, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

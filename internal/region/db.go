@@ -54,7 +54,7 @@ func (r *Region) archiveCommand(nodes []pgha.Node) string {
 		Primary:       func() pgha.Node { return r.db.Primary() },
 		RetentionDays: days,
 		Schedule:      backup.Schedule{Full: r.spec.Database.BackupSchedule},
-		Logger:        r.opts.Logger.With("component", "backup"),
+		Logger:        r.opts.Logger,
 	})
 	if err != nil {
 		r.dbx.backups = nil

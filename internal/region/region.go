@@ -207,7 +207,7 @@ func (r *Region) start(ctx context.Context) error {
 
 	// The region's cgroups are named for the region and its state dir, so two
 	// regions never share one; sweeping them reaps what a crashed daemon left.
-	r.cgroups, err = cgroup.NewManager("haven-"+s.Name+"-"+stateDirTag(r.opts.StateDir), r.opts.Logger.With("component", "cgroup"))
+	r.cgroups, err = cgroup.NewManager("haven-"+s.Name+"-"+stateDirTag(r.opts.StateDir), r.opts.Logger)
 	if err != nil {
 		return fmt.Errorf("set up cgroups: %w", err)
 	}
@@ -288,7 +288,7 @@ func (r *Region) startDatabase(ctx context.Context) error {
 	}
 	// The kernel forwards endpoint traffic (nftables DNAT) when it can: a
 	// user-space hop costs about half of the database's throughput on loopback.
-	epLog := r.opts.Logger.With("component", "db-endpoint")
+	epLog := r.opts.Logger // the endpoint names its own component
 	if natErr := endpoint.NATAvailable(ctx); natErr == nil {
 		r.dbProxy, err = endpoint.NewNAT(endpoint.NATConfig{Listen: s.Database.Endpoint, Table: endpoint.NATTableName(r.opts.StateDir), Logger: epLog})
 		r.dbEndpointKind = "nat"
@@ -316,7 +316,7 @@ func (r *Region) startDatabase(ctx context.Context) error {
 		Nodes: nodes, StateFile: filepath.Join(r.pgRoot, "db", "controller.json"),
 		Durability: dur, AppDatabase: s.Database.Name, AppNetworks: nets,
 		AppAuth: r.appAuth(), ArchiveCommand: r.archiveCommand(nodes),
-		Endpoint: r.dbProxy, Logger: r.opts.Logger.With("component", "pgha"),
+		Endpoint: r.dbProxy, Logger: r.opts.Logger,
 	})
 	if err != nil {
 		return err
@@ -385,7 +385,7 @@ func (r *Region) startLB(ctx context.Context) error {
 		},
 		Algorithm: s.LoadBalancer.Algorithm, DeregistrationDelay: s.LoadBalancer.DeregistrationDelay.D(),
 		SlowStart: s.LoadBalancer.SlowStart.D(), IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
-		AccessLog: accessLog, Logger: r.opts.Logger.With("component", "lb"),
+		AccessLog: accessLog, Logger: r.opts.Logger,
 	})
 	if err != nil {
 		accessLog.Close()
@@ -427,7 +427,7 @@ func (r *Region) startFleet(ctx context.Context) error {
 			r.events.Add("fleet", e.Type, e.Instance, "zone "+e.Zone+" "+e.Reason)
 			r.onFleetEvent(e)
 		},
-		Logger: r.opts.Logger.With("component", "fleet"),
+		Logger: r.opts.Logger,
 	})
 	if err != nil {
 		return err

@@ -16,21 +16,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
-
-// Clock is the time source of the secrets service; tests inject a fake one.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
-// SystemClock returns the wall clock.
-func SystemClock() Clock { return systemClock{} }
 
 // File names inside the state directory.
 const (
@@ -80,7 +68,7 @@ type StoreConfig struct {
 	// Account is the account id in ARNs. Required.
 	Account string
 	// Clock is the time source. Default the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Failpoint injects failures in tests. Default none.
 	Failpoint Failpoint
 	// Logger receives events (never secret values). Default slog.Default().
@@ -102,7 +90,7 @@ type Store struct {
 // left by an interrupted write are removed; the last complete state is used.
 func OpenStore(cfg StoreConfig) (*Store, error) {
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = clock.Real
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
