@@ -941,6 +941,28 @@ func (r *Region) routesSecrets(mux *http.ServeMux) {
 		}
 		reply(w, http.StatusOK, api.TestLoginResult{VersionID: v.VersionId, Username: s.Username, LoggedIn: ok, Reason: reason})
 	})
+	mux.HandleFunc("GET /v1/secrets/audit", func(w http.ResponseWriter, req *http.Request) {
+		x := &r.secx
+		if !x.started {
+			replyErr(w, http.StatusServiceUnavailable, errors.New("the secrets service is not running yet"))
+			return
+		}
+		q, err := api.ParseAuditQuery(req.URL.Query())
+		if err != nil {
+			replyErr(w, http.StatusBadRequest, err)
+			return
+		}
+		recs, err := secrets.ReadAuditFile(x.server.AuditPath(), secrets.AuditFilter{Since: q.Since, Action: q.Action, Principal: q.Principal, SecretARN: q.Secret, FailedOnly: q.Failed})
+		if err != nil {
+			replyErr(w, http.StatusInternalServerError, fmt.Errorf("read audit trail: %w", err))
+			return
+		}
+		out := make([]api.AuditRecord, 0, len(recs))
+		for _, r := range recs {
+			out = append(out, api.AuditRecord(r))
+		}
+		reply(w, http.StatusOK, out)
+	})
 	mux.HandleFunc("POST /v1/instances/{id}/run", func(w http.ResponseWriter, req *http.Request) {
 		var in api.RunRequest
 		if !decode(w, req, &in) {
