@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -118,11 +119,6 @@ type DBNode struct {
 	PID     int    `json:"pid,omitempty"`
 }
 
-// SignalRequest asks the daemon to send a signal to an instance (a drill's failpoint).
-type SignalRequest struct {
-	Signal string `json:"signal"` // KILL, STOP, CONT or TERM
-}
-
 // CapacityRequest sets the fleet's capacity; nil fields are left as they are.
 type CapacityRequest struct {
 	Min     *int `json:"min,omitempty"`
@@ -220,9 +216,54 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/shutdown", nil, nil)
 }
 
-// SignalInstance sends a signal to an instance's processes.
+// FaultRequest injects one of the failpoint catalogue's external
+// scenarios (POST /v1/faults): the one way drills inject faults.
+type FaultRequest struct {
+	// Scenario is a name from the catalogue, e.g. db-kill or instance-freeze
+	// (`haven faults` lists them).
+	Scenario string `json:"scenario"`
+	// Target is the instance id (instance-*) or the database node (db-*;
+	// default the primary, the standby for db-standby-loss).
+	Target string `json:"target,omitempty"`
+	// DelayMS, for db-controller-restart: the primary is killed, and the
+	// controller restarted this long after (0: at once), to land mid-failover.
+	DelayMS int `json:"delay_ms,omitempty"`
+}
+
+// FaultResult says what was done and when.
+type FaultResult struct {
+	Scenario string    `json:"scenario"`
+	Target   string    `json:"target"`
+	Zone     string    `json:"zone,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+	At       time.Time `json:"at"`
+	// Epoch is the database's epoch before the fault (db-*).
+	Epoch int64 `json:"epoch,omitempty"`
+	// RestartedAt and RestartEpoch (db-controller-restart): when the new
+	// controller started and the persisted epoch it started from.
+	RestartedAt  time.Time `json:"restarted_at,omitempty"`
+	RestartEpoch int64     `json:"restart_epoch,omitempty"`
+}
+
+// Fault injects a named fault.
+func (c *Client) Fault(ctx context.Context, r FaultRequest) (FaultResult, error) {
+	var out FaultResult
+	err := c.do(ctx, http.MethodPost, "/v1/faults", r, &out)
+	return out, err
+}
+
+// instanceFaults maps signal names to the instance scenarios.
+var instanceFaults = map[string]string{"KILL": "instance-kill", "STOP": "instance-freeze", "CONT": "instance-thaw", "TERM": "instance-term"}
+
+// SignalInstance sends KILL, STOP, CONT or TERM to an instance's processes
+// (the instance-* fault scenarios).
 func (c *Client) SignalInstance(ctx context.Context, id, sig string) error {
-	return c.do(ctx, http.MethodPost, "/v1/instances/"+id+"/signal", SignalRequest{Signal: sig}, nil)
+	name, ok := instanceFaults[strings.TrimPrefix(strings.ToUpper(sig), "SIG")]
+	if !ok {
+		return fmt.Errorf("signal %q: must be one of KILL, STOP, CONT, TERM", sig)
+	}
+	_, err := c.Fault(ctx, FaultRequest{Scenario: name, Target: id})
+	return err
 }
 
 // SetCapacity changes the fleet's capacity.
@@ -331,7 +372,8 @@ const (
 	DBFaultControllerRestart = "controller-restart"
 )
 
-// DBFaultRequest injects a database fault (a drill's failpoint).
+// DBFaultRequest injects a database fault: the db-<Kind> scenario of the
+// failpoint catalogue, through POST /v1/faults.
 type DBFaultRequest struct {
 	// Kind is kill, freeze, thaw, standby-loss or controller-restart.
 	Kind string `json:"kind"`
@@ -429,11 +471,11 @@ func (c *Client) DBSwitchover(ctx context.Context, r DBSwitchoverRequest) (DBSwi
 	return out, err
 }
 
-// DBFault injects a database fault.
+// DBFault injects a database fault (the db-<kind> fault scenario).
 func (c *Client) DBFault(ctx context.Context, r DBFaultRequest) (DBFaultResult, error) {
-	var out DBFaultResult
-	err := c.do(ctx, http.MethodPost, "/v1/db/fault", r, &out)
-	return out, err
+	res, err := c.Fault(ctx, FaultRequest{Scenario: "db-" + r.Kind, Target: r.Node, DelayMS: r.DelayMS})
+	return DBFaultResult{Kind: r.Kind, Node: res.Target, Zone: res.Zone, PID: res.PID, At: res.At, Epoch: res.Epoch,
+		RestartedAt: res.RestartedAt, RestartEpoch: res.RestartEpoch}, err
 }
 
 // DBBackup takes a backup now and returns it.

@@ -11,10 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/backup"
@@ -116,18 +113,6 @@ func (r *Region) routesDB(mux *http.ServeMux) {
 		out, err := r.dbSwitchover(req.Context(), in)
 		if err != nil {
 			replyErr(w, http.StatusConflict, err)
-			return
-		}
-		reply(w, http.StatusOK, out)
-	})
-	mux.HandleFunc("POST /v1/db/fault", func(w http.ResponseWriter, req *http.Request) {
-		var in api.DBFaultRequest
-		if !r.dbUp(w) || !decode(w, req, &in) {
-			return
-		}
-		out, err := r.dbFault(req.Context(), in)
-		if err != nil {
-			replyErr(w, http.StatusBadRequest, err)
 			return
 		}
 		reply(w, http.StatusOK, out)
@@ -279,7 +264,6 @@ func (r *Region) dbStatus(ctx context.Context) api.DBStatus {
 		StandbyEligible: ds.State.StandbyEligible, SyncEnabled: ds.State.SyncEnabled,
 		SyncState: "none", ReplicationState: "none", LastPlan: ds.LastPlan, LastError: ds.LastError,
 	}
-	var primary pgha.Node
 	for _, n := range ds.Nodes {
 		out.Nodes = append(out.Nodes, api.DBNodeStatus{Name: n.Name, Zone: n.Zone, Address: n.Addr, Role: n.Role, Health: n.Health, PID: n.Pid, InRecovery: n.InRecovery})
 		switch n.Name {
@@ -289,24 +273,9 @@ func (r *Region) dbStatus(ctx context.Context) api.DBStatus {
 			out.StandbyZone = n.Zone
 		}
 	}
-	primary = r.db.Primary()
-	if ds.State.Standby != "" {
-		qctx, cancel := context.WithTimeout(ctx, time.Second)
-		defer cancel()
-		if conn, err := pgx.Connect(qctx, primary.AdminDSN()); err == nil {
-			var state, sync string
-			var lagBytes, lagSec float64
-			err := conn.QueryRow(qctx, `SELECT coalesce(state, ''), coalesce(sync_state, ''),
-				coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::float8,
-				coalesce(extract(epoch FROM replay_lag), 0)::float8
-				FROM pg_stat_replication WHERE application_name = $1 ORDER BY backend_start DESC LIMIT 1`, ds.State.Standby).
-				Scan(&state, &sync, &lagBytes, &lagSec)
-			if err == nil {
-				out.ReplicationState, out.SyncState = state, sync
-				out.LagBytes, out.LagSeconds = int64(lagBytes), lagSec
-			}
-			conn.Close(context.WithoutCancel(qctx))
-		}
+	if rep, err := r.db.Replication(ctx); err == nil {
+		out.ReplicationState, out.SyncState = rep.State, rep.Sync
+		out.LagBytes, out.LagSeconds = rep.LagBytes, rep.LagSeconds
 	}
 	if m := r.dbx.backups; m != nil {
 		as := m.ArchiveStatus()
@@ -356,85 +325,6 @@ func (r *Region) dbSwitchover(ctx context.Context, req api.DBSwitchoverRequest) 
 	res.Epoch = int64(r.db.Status().State.Epoch)
 	r.events.Add("db", "switchover-done", to, fmt.Sprintf("primary is %s (epoch %d) after %.0f ms", to, res.Epoch, res.TookMS))
 	return res, nil
-}
-
-// dbFault injects a fault through pgha's failpoints.
-func (r *Region) dbFault(ctx context.Context, req api.DBFaultRequest) (api.DBFaultResult, error) {
-	r.dbx.faultMu.Lock()
-	defer r.dbx.faultMu.Unlock()
-	ds := r.db.Status()
-	node := req.Node
-	if node == "" {
-		node = ds.State.Primary
-		if req.Kind == api.DBFaultStandbyLoss {
-			node = ds.State.Standby
-		}
-	}
-	var ns *pgha.NodeStatus
-	for i := range ds.Nodes {
-		if ds.Nodes[i].Name == node {
-			ns = &ds.Nodes[i]
-		}
-	}
-	if ns == nil {
-		return api.DBFaultResult{}, fmt.Errorf("db fault: no database node %q (nodes: %s)", node, nodeNames(ds.Nodes))
-	}
-	res := api.DBFaultResult{Kind: req.Kind, Node: node, Zone: ns.Zone, PID: ns.Pid, Epoch: int64(ds.State.Epoch)}
-	var sig syscall.Signal
-	switch req.Kind {
-	case api.DBFaultKill, api.DBFaultControllerRestart:
-		sig = syscall.SIGKILL
-	case api.DBFaultFreeze:
-		sig = syscall.SIGSTOP
-	case api.DBFaultThaw:
-		sig = syscall.SIGCONT
-	case api.DBFaultStandbyLoss:
-		if node == ds.State.Primary {
-			return res, fmt.Errorf("db fault standby-loss: %s is the primary; name the standby (%s) or leave node empty", node, ds.State.Standby)
-		}
-		sig = syscall.SIGKILL
-	default:
-		return res, fmt.Errorf("db fault kind %q: must be kill, freeze, thaw, standby-loss or controller-restart", req.Kind)
-	}
-	if req.Kind == api.DBFaultControllerRestart && node != ds.State.Primary {
-		return res, fmt.Errorf("db fault controller-restart: kills the primary (%s) mid-failover; %s is not it", ds.State.Primary, node)
-	}
-	if err := r.db.Signal(node, sig); err != nil {
-		return res, err
-	}
-	// The fault is in place once every process of the server has the
-	// signal: a commit can still slip in while they are being signalled.
-	res.At = time.Now()
-	r.events.Add("drill", "db-fault", node, fmt.Sprintf("%s: sent %s to %s (zone %s, pid %d)", req.Kind, sig, node, ns.Zone, ns.Pid))
-	if req.Kind != api.DBFaultControllerRestart {
-		return res, nil
-	}
-	if req.DelayMS > 0 {
-		select {
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-time.After(time.Duration(req.DelayMS) * time.Millisecond):
-		}
-	}
-	epoch, err := r.db.RestartController(ctx)
-	res.RestartedAt, res.RestartEpoch = time.Now(), int64(epoch)
-	if err != nil {
-		return res, err
-	}
-	r.events.Add("drill", "db-controller-restart", node, fmt.Sprintf("failover controller restarted %s after the kill, from persisted epoch %d",
-		res.RestartedAt.Sub(res.At).Round(time.Millisecond), epoch))
-	return res, nil
-}
-
-func nodeNames(ns []pgha.NodeStatus) string {
-	s := ""
-	for i, n := range ns {
-		if i > 0 {
-			s += ", "
-		}
-		s += n.Name
-	}
-	return s
 }
 
 // dbRestore restores the repository to req.ToTime into a new server under
@@ -510,39 +400,14 @@ func (r *Region) drillLogin(ctx context.Context) (api.DBDrillLogin, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	s := r.spec.Database
-	user := s.User + "_drill"
-	p := r.db.Primary()
-	cfg, err := pgx.ParseConfig(p.AdminDSN())
-	if err != nil {
-		return api.DBDrillLogin{}, err
+	out := api.DBDrillLogin{User: s.User + "_drill", Database: s.Name, Endpoint: s.Endpoint}
+	if r.appAuth() != pgha.AuthTrust {
+		out.Password = pgha.NewPassword()
 	}
-	cfg.Database = s.Name
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return api.DBDrillLogin{}, fmt.Errorf("drill login: connect to primary %s: %w", p.Name, err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	role := pgx.Identifier{user}.Sanitize()
-	var n int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", user).Scan(&n); err != nil {
+	if err := r.db.EnsureWorkRole(ctx, s.Name, out.User, out.Password); err != nil {
 		return api.DBDrillLogin{}, fmt.Errorf("drill login: %w", err)
 	}
-	if n == 0 {
-		if _, err := conn.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
-			return api.DBDrillLogin{}, fmt.Errorf("drill login: create role %s: %w", user, err)
-		}
-	}
-	out := api.DBDrillLogin{User: user, Database: s.Name, Endpoint: s.Endpoint}
-	if r.appAuth() != pgha.AuthTrust {
-		out.Password = newPassword()
-		if err := setRolePassword(ctx, conn, user, out.Password); err != nil {
-			return api.DBDrillLogin{}, fmt.Errorf("drill login: %w", err)
-		}
-	}
-	if _, err := conn.Exec(ctx, "GRANT USAGE, CREATE ON SCHEMA public TO "+role); err != nil {
-		return api.DBDrillLogin{}, fmt.Errorf("drill login: grant %s: %w", user, err)
-	}
-	r.events.Add("db", "drill-login", user, "drill role (re)keyed")
+	r.events.Add("db", "drill-login", out.User, "drill role (re)keyed")
 	return out, nil
 }
 
@@ -551,14 +416,8 @@ func (r *Region) drillLogin(ctx context.Context) (api.DBDrillLogin, error) {
 func (r *Region) drillLogout(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	conn, err := r.adminConn(ctx)
-	if err != nil {
+	if err := r.db.ClearPassword(ctx, r.spec.Database.User+"_drill"); err != nil {
 		return fmt.Errorf("drill logout: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	user := r.spec.Database.User + "_drill"
-	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" PASSWORD NULL"); err != nil {
-		return fmt.Errorf("drill logout: clear the password of %s: %w", user, err)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/events"
+	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/pgha"
@@ -77,6 +78,9 @@ type Region struct {
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+
+	// failpoints are the code points HAVEN_FAILPOINT armed (none normally).
+	failpoints *failpoint.Set
 
 	dbx  dbExtras      // owned by db.go
 	secx secretsExtras // owned by secrets.go
@@ -144,6 +148,10 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("create state dir: %w", err)
 		}
 	}
+	fps, err := failpoint.Parse(os.Getenv(failpoint.Env))
+	if err != nil {
+		return err
+	}
 	pgRoot, err := postgresRoot(opts.StateDir)
 	if err != nil {
 		return err
@@ -156,7 +164,10 @@ func Run(ctx context.Context, opts Options) error {
 	r := &Region{
 		opts: opts, spec: opts.Spec, log: opts.Logger.With("component", "region"),
 		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting, pgRoot: pgRoot,
-		shutdown: make(chan struct{}),
+		shutdown: make(chan struct{}), failpoints: fps,
+	}
+	if armed := fps.Armed(); len(armed) > 0 {
+		r.log.Warn("failpoints armed", "points", armed)
 	}
 	if killed := sweepLeftovers(pgRoot); len(killed) > 0 {
 		r.log.Warn("killed processes a previous daemon left behind", "pids", killed)

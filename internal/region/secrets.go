@@ -3,11 +3,6 @@ package region
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/pbkdf2"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,20 +14,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/imds"
+	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/proc"
 	"github.com/haven-platform/haven/internal/secrets"
 )
 
@@ -94,7 +88,7 @@ func (r *Region) openSecrets() error {
 	dir := filepath.Join(r.opts.StateDir, "secrets")
 	x.server, err = secrets.New(secrets.Config{
 		Dir: dir, Region: r.spec.AWS.Region, Account: x.issuer.Account(),
-		Keys: x.issuer, Policies: x.policies, Addr: r.spec.Secrets.Listen, Logger: r.opts.Logger,
+		Keys: x.issuer, Policies: x.policies, Addr: r.spec.Secrets.Listen, Logger: r.opts.Logger, Failpoint: r.failpoints,
 	})
 	if err != nil {
 		return fmt.Errorf("open secrets store in %s: %w", dir, err)
@@ -111,32 +105,9 @@ func (r *Region) bootstrapDBLogins(ctx context.Context) error {
 		return err
 	}
 	x := &r.secx
-	owner := r.spec.Database.User
-	conn, err := r.adminConn(ctx)
-	if err != nil {
+	users := r.dbUsers()
+	if err := r.db.EnsureLoginRoles(ctx, r.spec.Database.User, users[:]); err != nil {
 		return fmt.Errorf("bootstrap database logins: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	oid := pgx.Identifier{owner}.Sanitize()
-	// The owner role owns the database and the app's objects; nobody logs in as it.
-	if _, err := conn.Exec(ctx, "ALTER ROLE "+oid+" NOLOGIN"); err != nil {
-		return fmt.Errorf("bootstrap database logins: owner role %s: %w", owner, err)
-	}
-	for _, u := range r.dbUsers() {
-		var n int
-		if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_roles WHERE rolname = $1", u).Scan(&n); err != nil {
-			return fmt.Errorf("bootstrap database logins: %w", err)
-		}
-		id := pgx.Identifier{u}.Sanitize()
-		stmts := []string{"GRANT " + oid + " TO " + id, "ALTER ROLE " + id + " SET role = " + quoteLiteral(owner)}
-		if n == 0 {
-			stmts = append([]string{"CREATE ROLE " + id + " LOGIN"}, stmts...)
-		}
-		for _, s := range stmts {
-			if _, err := conn.Exec(ctx, s); err != nil {
-				return fmt.Errorf("bootstrap database login %s: %w", u, err)
-			}
-		}
 	}
 	st := x.server.Store()
 	cur, err := st.GetSecretValue(secrets.GetSecretValueInput{SecretId: x.dbSecret})
@@ -144,7 +115,7 @@ func (r *Region) bootstrapDBLogins(ctx context.Context) error {
 	switch {
 	case errors.As(err, &ae) && ae.Code == secrets.CodeResourceNotFound:
 		sec := r.newDBSecret(r.dbUsers()[0], "")
-		if err := setRolePassword(ctx, conn, sec.Username, sec.Password); err != nil {
+		if err := r.db.SetPassword(ctx, sec.Username, sec.Password); err != nil {
 			return err
 		}
 		val, err := json.Marshal(sec)
@@ -171,7 +142,7 @@ func (r *Region) bootstrapDBLogins(ctx context.Context) error {
 			return fmt.Errorf("read database secret: %w", err)
 		}
 		// The database may have been restored or recreated: AWSCURRENT must log in.
-		if err := setRolePassword(ctx, conn, sec.Username, sec.Password); err != nil {
+		if err := r.db.SetPassword(ctx, sec.Username, sec.Password); err != nil {
 			return err
 		}
 	}
@@ -334,7 +305,7 @@ func (r *Region) startMetadata(ctx context.Context, id, az, host string, allow f
 	if err != nil {
 		return nil, fmt.Errorf("listen for the metadata endpoint of %s on %s: %w", id, host, err)
 	}
-	g := &peerGuard{Listener: ln, allow: allow, log: x.log.With("instance", id)}
+	g := &peercred.Guard{Listener: ln, Allow: allow, Log: x.log.With("instance", id)}
 	srv := imds.New(imds.Config{
 		Instance: imds.Instance{ID: id, AvailabilityZone: az, Region: r.spec.AWS.Region, Role: x.appRole, AccountID: x.issuer.Account(), PrivateIP: host},
 		Issuer:   x.issuer, Listener: g, Logger: r.opts.Logger,
@@ -401,11 +372,11 @@ func (r *Region) dropMetadata(id string) {
 // is led by a process the daemon started with HAVEN_INSTANCE_ID=id (every
 // instance runs in its own process group).
 func (r *Region) instanceCaller(id string, pid int) error {
-	leader, env, err := regionGroup(pid)
+	leader, env, err := peercred.Started(pid)
 	if err != nil {
 		return err
 	}
-	if !envHas(env, "HAVEN_INSTANCE_ID="+id) {
+	if !peercred.HasEnv(env, "HAVEN_INSTANCE_ID="+id) {
 		return fmt.Errorf("process %d belongs to another instance or none", pid)
 	}
 	if r.fleet != nil {
@@ -418,225 +389,25 @@ func (r *Region) instanceCaller(id string, pid int) error {
 	return nil
 }
 
-// regionGroup returns the leader of pid's process group and the leader's
-// environment, provided the daemon started the leader.
-func regionGroup(pid int) (leader int, env []byte, err error) {
-	leader, err = pgidOf(pid)
-	if err != nil {
-		return 0, nil, err
-	}
-	if pp, err := ppidOf(leader); err != nil || pp != os.Getpid() {
-		return 0, nil, fmt.Errorf("process %d (group %d) was not started by the region", pid, leader)
-	}
-	env, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", leader))
-	if err != nil {
-		return 0, nil, fmt.Errorf("read environment of %d: %w", leader, err)
-	}
-	return leader, env, nil
-}
-
 // releaseCaller allows the release task: a process group the daemon started
 // that is not an instance and runs the release command.
 func (r *Region) releaseCaller(pid int) error {
-	leader, env, err := regionGroup(pid)
+	leader, env, err := peercred.Started(pid)
 	if err != nil {
 		return err
 	}
-	if bytes.Contains(env, []byte("HAVEN_INSTANCE_ID=")) {
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HAVEN_INSTANCE_ID=") }) {
 		return fmt.Errorf("process %d is an instance, not the release task", pid)
 	}
 	want, err := r.resolveCommand(r.spec.App.Release)
 	if err != nil {
 		return err
 	}
-	cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", leader))
-	if err != nil || string(cl) != strings.Join(want, "\x00")+"\x00" {
+	cl, err := proc.Cmdline(leader)
+	if err != nil || !slices.Equal(cl, want) {
 		return fmt.Errorf("process %d is not the release task", pid)
 	}
 	return nil
-}
-
-// peerGuard is a listener that hands out only connections whose peer process
-// is allowed; others get a 403 and are closed.
-type peerGuard struct {
-	net.Listener
-	allow func(pid int) error
-	log   *slog.Logger
-}
-
-// Accept returns the next allowed connection.
-func (g *peerGuard) Accept() (net.Conn, error) {
-	for {
-		c, err := g.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		err = g.check(c)
-		if err == nil {
-			return c, nil
-		}
-		g.log.Warn("metadata request refused", "peer", c.RemoteAddr().String(), "reason", err.Error())
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		msg := "this metadata endpoint serves only its own instance\n"
-		_, _ = fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
-		_ = c.Close()
-	}
-}
-
-func (g *peerGuard) check(c net.Conn) error {
-	peer, ok1 := c.RemoteAddr().(*net.TCPAddr)
-	local, ok2 := c.LocalAddr().(*net.TCPAddr)
-	if !ok1 || !ok2 {
-		return errors.New("not a TCP connection")
-	}
-	pids, err := PeerPIDs(peer.AddrPort(), local.AddrPort())
-	if err != nil {
-		return err
-	}
-	for _, pid := range pids {
-		if err := g.allow(pid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// PeerPIDs returns the processes holding the client end of the local TCP
-// connection peer→local: the socket inode from /proc/net/tcp{,6}, then every
-// process with a file descriptor on it.
-func PeerPIDs(peer, local netip.AddrPort) ([]int, error) {
-	inode, err := socketInode(peer, local)
-	if err != nil {
-		return nil, err
-	}
-	target := "socket:[" + inode + "]"
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, err
-	}
-	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		fds, err := os.ReadDir("/proc/" + e.Name() + "/fd")
-		if err != nil {
-			continue
-		}
-		for _, fd := range fds {
-			if l, err := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); err == nil && l == target {
-				pids = append(pids, pid)
-				break
-			}
-		}
-	}
-	if len(pids) == 0 {
-		return nil, fmt.Errorf("no local process holds the connection from %s", peer)
-	}
-	return pids, nil
-}
-
-// socketInode finds the inode of the socket whose local end is peer and
-// remote end is local.
-func socketInode(peer, local netip.AddrPort) (string, error) {
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n")[1:] {
-			fs := strings.Fields(line)
-			if len(fs) < 10 {
-				continue
-			}
-			l, err1 := parseProcAddr(fs[1])
-			rm, err2 := parseProcAddr(fs[2])
-			if err1 != nil || err2 != nil {
-				continue
-			}
-			if sameEnd(l, peer) && sameEnd(rm, local) && fs[9] != "0" {
-				return fs[9], nil
-			}
-		}
-	}
-	return "", fmt.Errorf("connection from %s not found in /proc/net/tcp (not a local process)", peer)
-}
-
-func sameEnd(a, b netip.AddrPort) bool {
-	return a.Port() == b.Port() && a.Addr().Unmap() == b.Addr().Unmap()
-}
-
-// parseProcAddr decodes "0100007F:1F90" (IPv4) or the 32-hex-digit IPv6 form
-// of /proc/net/tcp: each 32-bit word in host (little-endian) byte order.
-func parseProcAddr(s string) (netip.AddrPort, error) {
-	h, p, ok := strings.Cut(s, ":")
-	if !ok {
-		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
-	}
-	port, err := strconv.ParseUint(p, 16, 16)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	if len(h) != 8 && len(h) != 32 {
-		return netip.AddrPort{}, fmt.Errorf("bad address %q", s)
-	}
-	raw := make([]byte, len(h)/2)
-	for i := range raw {
-		b, err := strconv.ParseUint(h[2*i:2*i+2], 16, 8)
-		if err != nil {
-			return netip.AddrPort{}, err
-		}
-		raw[i] = byte(b)
-	}
-	for w := 0; w < len(raw); w += 4 {
-		raw[w], raw[w+1], raw[w+2], raw[w+3] = raw[w+3], raw[w+2], raw[w+1], raw[w]
-	}
-	a, _ := netip.AddrFromSlice(raw)
-	return netip.AddrPortFrom(a, uint16(port)), nil
-}
-
-// envHas reports whether a NUL-separated environment holds exactly kv.
-func envHas(env []byte, kv string) bool {
-	for _, e := range bytes.Split(env, []byte{0}) {
-		if string(e) == kv {
-			return true
-		}
-	}
-	return false
-}
-
-func statFields(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 3 {
-		return nil, fmt.Errorf("parse /proc/%d/stat", pid)
-	}
-	return f, nil // state, ppid, pgrp, ...
-}
-
-func ppidOf(pid int) (int, error) {
-	f, err := statFields(pid)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(f[1])
-}
-
-func pgidOf(pid int) (int, error) {
-	f, err := statFields(pid)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(f[2])
 }
 
 // --- the database secret and its rotation ------------------------------------
@@ -666,119 +437,12 @@ func parseDBSecret(s string) (dbSecret, error) {
 // current endpoint.
 func (r *Region) newDBSecret(user, _ string) dbSecret {
 	ep, _ := netip.ParseAddrPort(r.spec.Database.Endpoint)
-	return dbSecret{Username: user, Password: newPassword(), Host: ep.Addr().String(), Port: int(ep.Port()), DBName: r.spec.Database.Name, Engine: "postgres"}
+	return dbSecret{Username: user, Password: pgha.NewPassword(), Host: ep.Addr().String(), Port: int(ep.Port()), DBName: r.spec.Database.Name, Engine: "postgres"}
 }
 
-// newPassword returns 32 random characters from [A-Za-z0-9] (190 bits).
-func newPassword() string {
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-	out := make([]byte, 0, 32)
-	buf := make([]byte, 64)
-	for len(out) < 32 {
-		_, _ = rand.Read(buf) // never fails (Go 1.24+)
-		for _, b := range buf {
-			if int(b) < 248 && len(out) < 32 { // 248 = 4·62: no modulo bias
-				out = append(out, alphabet[int(b)%62])
-			}
-		}
-	}
-	return string(out)
-}
-
-// scramVerifier computes PostgreSQL's SCRAM-SHA-256 verifier for password, so
-// only the verifier (never the plaintext) reaches the server and its logs.
-// password must be ASCII without special characters (SASLprep is identity).
-func scramVerifier(password string) (string, error) {
-	const iter = 4096
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	salted, err := pbkdf2.Key(sha256.New, password, salt, iter, 32)
-	if err != nil {
-		return "", fmt.Errorf("derive scram key: %w", err)
-	}
-	mac := func(key []byte, msg string) []byte {
-		h := hmac.New(sha256.New, key)
-		h.Write([]byte(msg))
-		return h.Sum(nil)
-	}
-	clientKey := mac(salted, "Client Key")
-	stored := sha256.Sum256(clientKey)
-	server := mac(salted, "Server Key")
-	b64 := base64.StdEncoding.EncodeToString
-	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iter, b64(salt), b64(stored[:]), b64(server)), nil
-}
-
-func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
-
-// setRolePassword sets user's password to the SCRAM verifier of password.
-func setRolePassword(ctx context.Context, conn *pgx.Conn, user, password string) error {
-	v, err := scramVerifier(password)
-	if err != nil {
-		return err
-	}
-	// PostgreSQL echoes a failed statement to its log (log_min_error_statement
-	// = error): keep the verifier out of it for this statement only.
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL log_min_error_statement = panic"); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "ALTER ROLE "+pgx.Identifier{user}.Sanitize()+" PASSWORD "+quoteLiteral(v))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("set password of %s: %w", user, err)
-	}
-	return nil
-}
-
-// adminConn connects to the current primary as the superuser over its unix socket.
-func (r *Region) adminConn(ctx context.Context) (*pgx.Conn, error) {
-	if r.db == nil {
-		return nil, errors.New("the database is not running")
-	}
-	p := r.db.Primary()
-	cfg, err := pgx.ParseConfig(p.AdminDSN())
-	if err != nil {
-		return nil, err
-	}
-	cfg.ConnectTimeout = 5 * time.Second
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to primary %s: %w", p.Name, err)
-	}
-	return conn, nil
-}
-
-// testLogin logs in through the database endpoint as the secret says. It
-// returns loggedIn false with a reason when the server refuses the
-// credential, and an error when the login could not be tried.
+// testLogin logs in through the database endpoint as the secret says.
 func (r *Region) testLogin(ctx context.Context, s dbSecret) (loggedIn bool, reason string, err error) {
-	ep := r.spec.Database.Endpoint
-	host, port, _ := net.SplitHostPort(ep)
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%s dbname=%s sslmode=disable", host, port, pgx.Identifier{s.DBName}.Sanitize()))
-	if err != nil {
-		return false, "", err
-	}
-	cfg.Database = s.DBName
-	cfg.User, cfg.Password = s.Username, s.Password
-	cfg.ConnectTimeout = 5 * time.Second
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		var pe *pgconn.PgError
-		if errors.As(err, &pe) && (pe.Code == "28P01" || pe.Code == "28000") {
-			return false, pe.Code + " " + pe.Message, nil
-		}
-		return false, "", fmt.Errorf("log in as %s through %s: %w", s.Username, ep, err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	var who string
-	if err := conn.QueryRow(ctx, "SELECT session_user").Scan(&who); err != nil {
-		return false, "", fmt.Errorf("query as %s: %w", s.Username, err)
-	}
-	if who != s.Username {
-		return false, "logged in as " + who, nil
-	}
-	return true, "", nil
+	return pgha.TestLogin(ctx, r.spec.Database.Endpoint, s.DBName, s.Username, s.Password)
 }
 
 // pgRotator rotates the database secret with alternating users: the new
@@ -811,29 +475,12 @@ func (p *pgRotator) SetSecret(ctx context.Context, in secrets.StepInput) error {
 	if err != nil {
 		return err
 	}
-	conn, err := p.r.adminConn(ctx)
-	if err != nil {
+	if err := p.r.db.SetPassword(ctx, s.Username, s.Password); err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if err := setRolePassword(ctx, conn, s.Username, s.Password); err != nil {
-		return err
-	}
-	if os.Getenv(FailpointEnv) == FailpointCrashAfterSetSecret {
-		// A crash drill: die like a power loss between setSecret and finishSecret.
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {}
-	}
-	return nil
+	// A crash drill dies here like a power loss, between setSecret and finishSecret.
+	return p.r.failpoints.Hit(failpoint.SecretsCrashAfterSetSecret)
 }
-
-// FailpointEnv names the daemon's failpoint variable; the value
-// FailpointCrashAfterSetSecret SIGKILLs the daemon right after a rotation's
-// setSecret step, to prove a restart finishes or rolls the rotation back.
-const (
-	FailpointEnv                 = "HAVEN_FAILPOINT"
-	FailpointCrashAfterSetSecret = "secrets-crash-after-setsecret"
-)
 
 func (p *pgRotator) TestSecret(ctx context.Context, in secrets.StepInput) error {
 	s, err := parseDBSecret(in.Pending)

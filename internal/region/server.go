@@ -1,6 +1,7 @@
 package region
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/failpoint"
 )
 
 // serveAPI listens on the state directory's unix socket (mode 0600: only the
@@ -46,23 +49,20 @@ func (r *Region) routes() http.Handler {
 		after, _ := strconv.ParseInt(req.URL.Query().Get("after"), 10, 64)
 		reply(w, http.StatusOK, r.events.Since(after))
 	})
-	mux.HandleFunc("POST /v1/instances/{id}/signal", func(w http.ResponseWriter, req *http.Request) {
-		var in api.SignalRequest
+	mux.HandleFunc("GET /v1/faults", func(w http.ResponseWriter, _ *http.Request) {
+		reply(w, http.StatusOK, failpoint.Catalog)
+	})
+	mux.HandleFunc("POST /v1/faults", func(w http.ResponseWriter, req *http.Request) {
+		var in api.FaultRequest
 		if !decode(w, req, &in) {
 			return
 		}
-		sig, ok := signals[strings.TrimPrefix(strings.ToUpper(in.Signal), "SIG")]
-		if !ok {
-			replyErr(w, http.StatusBadRequest, fmt.Errorf("signal %q: must be one of KILL, STOP, CONT, TERM", in.Signal))
+		out, err := r.inject(req.Context(), in)
+		if err != nil {
+			replyErr(w, http.StatusBadRequest, err)
 			return
 		}
-		id := req.PathValue("id")
-		if err := r.signalInstance(id, sig); err != nil {
-			replyErr(w, http.StatusNotFound, err)
-			return
-		}
-		r.events.Add("drill", "signal", id, "sent SIG"+strings.TrimPrefix(strings.ToUpper(in.Signal), "SIG"))
-		reply(w, http.StatusOK, map[string]string{"status": "sent"})
+		reply(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST /v1/fleet/capacity", func(w http.ResponseWriter, req *http.Request) {
 		var in api.CapacityRequest
@@ -80,7 +80,38 @@ func (r *Region) routes() http.Handler {
 	return mux
 }
 
-var signals = map[string]syscall.Signal{"KILL": syscall.SIGKILL, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT, "TERM": syscall.SIGTERM}
+// instanceSignals are the signals of the instance-* fault scenarios.
+var instanceSignals = map[string]syscall.Signal{
+	failpoint.InstanceKill: syscall.SIGKILL, failpoint.InstanceFreeze: syscall.SIGSTOP,
+	failpoint.InstanceThaw: syscall.SIGCONT, failpoint.InstanceTerm: syscall.SIGTERM,
+}
+
+// inject injects one external scenario of the failpoint catalogue.
+func (r *Region) inject(ctx context.Context, in api.FaultRequest) (api.FaultResult, error) {
+	sc, ok := failpoint.Lookup(in.Scenario)
+	if !ok || sc.Kind != failpoint.External {
+		return api.FaultResult{}, fmt.Errorf("fault %q: unknown; the scenarios are %s", in.Scenario, strings.Join(failpoint.Names(failpoint.External), ", "))
+	}
+	if sig, ok := instanceSignals[in.Scenario]; ok {
+		if err := r.signalInstance(in.Target, sig); err != nil {
+			return api.FaultResult{}, &api.Error{Message: err.Error(), Status: http.StatusNotFound}
+		}
+		r.events.Add("drill", "fault", in.Target, fmt.Sprintf("%s: sent %s to %s", in.Scenario, sig, in.Target))
+		return api.FaultResult{Scenario: in.Scenario, Target: in.Target, At: time.Now()}, nil
+	}
+	db := r.view().db
+	if db == nil {
+		return api.FaultResult{}, &api.Error{Message: "the database is not running (yet): `haven status` shows the region's phase", Status: http.StatusServiceUnavailable}
+	}
+	res, err := db.Inject(ctx, in.Scenario, in.Target, time.Duration(in.DelayMS)*time.Millisecond)
+	out := api.FaultResult{Scenario: in.Scenario, Target: res.Node, Zone: res.Zone, PID: res.PID, At: res.At, Epoch: int64(res.Epoch),
+		RestartedAt: res.RestartedAt, RestartEpoch: int64(res.RestartEpoch)}
+	if err != nil {
+		return out, err
+	}
+	r.events.Add("drill", "fault", res.Node, fmt.Sprintf("%s on %s (zone %s, pid %d)", in.Scenario, res.Node, res.Zone, res.PID))
+	return out, nil
+}
 
 func decode(w http.ResponseWriter, req *http.Request, v any) bool {
 	dec := json.NewDecoder(http.MaxBytesReader(w, req.Body, 1<<20))
