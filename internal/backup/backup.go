@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -167,7 +168,7 @@ type Manager struct {
 
 	mu      sync.Mutex // serialises backups and expiry
 	wal     walCache
-	ticker  tickerStats
+	ticker  atomic.Pointer[ArchiveStatus] // published by the archive ticker
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started bool
