@@ -10,8 +10,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -134,6 +136,59 @@ type Event struct {
 	Kind      string    `json:"kind"`
 	Subject   string    `json:"subject,omitempty"`
 	Message   string    `json:"message"`
+	// Attrs are the event's facts, e.g. a failover's epoch, old_primary,
+	// new_primary and rto_ms.
+	Attrs map[string]any `json:"attrs,omitempty"`
+}
+
+// EventQuery selects events (GET /v1/events); zero fields match everything.
+type EventQuery struct {
+	// After keeps events with a sequence number above it (for --follow).
+	After int64
+	// Since keeps events at or after this time.
+	Since time.Time
+	// Component keeps events of this component (db, fleet, lb, secrets, ...).
+	Component string
+}
+
+// Values encodes q as query parameters.
+func (q EventQuery) Values() url.Values {
+	v := url.Values{}
+	if q.After > 0 {
+		v.Set("after", strconv.FormatInt(q.After, 10))
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Component != "" {
+		v.Set("component", q.Component)
+	}
+	return v
+}
+
+// ParseEventQuery decodes the route's query parameters.
+func ParseEventQuery(v url.Values) (EventQuery, error) {
+	q := EventQuery{Component: v.Get("component")}
+	if s := v.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return q, fmt.Errorf("after: must be a sequence number, got %q", s)
+		}
+		q.After = n
+	}
+	if s := v.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return q, fmt.Errorf("since: must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", s)
+		}
+		q.Since = t
+	}
+	return q, nil
+}
+
+// Match reports whether e is selected by q.
+func (q EventQuery) Match(e Event) bool {
+	return e.Seq > q.After && (q.Since.IsZero() || !e.Time.Before(q.Since)) && (q.Component == "" || e.Component == q.Component)
 }
 
 // Error is the API's error body.
@@ -271,10 +326,14 @@ func (c *Client) SetCapacity(ctx context.Context, r CapacityRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/fleet/capacity", r, nil)
 }
 
-// Events returns the events after seq.
-func (c *Client) Events(ctx context.Context, after int64) ([]Event, error) {
+// Events returns the events q selects.
+func (c *Client) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	var ev []Event
-	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/events?after=%d", after), nil, &ev)
+	path := "/v1/events"
+	if e := q.Values().Encode(); e != "" {
+		path += "?" + e
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &ev)
 	return ev, err
 }
 

@@ -92,6 +92,9 @@ type Config struct {
 	Clock clock.Clock
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
+	// OnEvent, when set, is told of every backup (scheduled or asked for)
+	// and expiry. Default: none.
+	OnEvent func(Event)
 }
 
 func (c *Config) setDefaults() {
@@ -417,8 +420,11 @@ func (m *Manager) Backup(ctx context.Context, kind Kind, onProgress func(Progres
 	if onLine != nil {
 		args = append(args, "--log-level-console=detail")
 	}
+	m.emit(Event{Kind: "backup-started", Message: string(kind) + " backup of " + m.cfg.Stanza + " started", Attrs: map[string]any{"type": string(kind)}})
 	if _, err := m.pgbackrest(ctx, onLine, append(args, "backup")...); err != nil {
-		return BackupInfo{}, fmt.Errorf("%s backup of %s: %w", kind, m.cfg.Stanza, err)
+		err = fmt.Errorf("%s backup of %s: %w", kind, m.cfg.Stanza, err)
+		m.emit(Event{Kind: "backup-failed", Message: err.Error(), Attrs: map[string]any{"type": string(kind)}})
+		return BackupInfo{}, err
 	}
 	backups, err := m.backups(ctx)
 	if err != nil {
@@ -428,6 +434,9 @@ func (m *Manager) Backup(ctx context.Context, kind Kind, onProgress func(Progres
 		return BackupInfo{}, errors.New("backup: pgbackrest reported success but the repository lists no backup")
 	}
 	b := backups[len(backups)-1]
+	took := m.cfg.Clock.Now().Sub(start)
+	m.emit(Event{Kind: "backup-done", Label: b.Label, Message: fmt.Sprintf("%s backup %s done in %s", b.Type, b.Label, took.Round(time.Millisecond)),
+		Attrs: map[string]any{"type": string(b.Type), "size_bytes": b.Size, "repo_bytes": b.RepoSize, "took_ms": took.Milliseconds()}})
 	m.log.Info("backup done", "label", b.Label, "type", b.Type, "size", b.Size, "repo_size", b.RepoSize, "took", m.cfg.Clock.Now().Sub(start).Round(time.Millisecond).String())
 	return b, nil
 }
@@ -439,6 +448,7 @@ func (m *Manager) Expire(ctx context.Context) error {
 	if _, err := m.pgbackrest(ctx, nil, "expire"); err != nil {
 		return fmt.Errorf("expire backups of %s: %w", m.cfg.Stanza, err)
 	}
+	m.emit(Event{Kind: "expired", Message: fmt.Sprintf("backups older than %d days expired", m.cfg.RetentionDays)})
 	return nil
 }
 
@@ -472,5 +482,23 @@ func (m *Manager) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop backups: %w", ctx.Err())
+	}
+}
+
+// Event is something the backup tier did (Config.OnEvent).
+type Event struct {
+	// Kind is backup-started, backup-done, backup-failed or expired.
+	Kind string
+	// Label is the backup's label (when known).
+	Label string
+	// Message says it in a sentence.
+	Message string
+	// Attrs are the facts: type, size_bytes, took_ms.
+	Attrs map[string]any
+}
+
+func (m *Manager) emit(e Event) {
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(e)
 	}
 }

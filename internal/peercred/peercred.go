@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/haven-platform/haven/internal/proc"
@@ -90,3 +91,40 @@ func Started(pid int) (leader int, env []string, err error) {
 
 // HasEnv reports whether env holds exactly kv ("KEY=value").
 func HasEnv(env []string, kv string) bool { return slices.Contains(env, kv) }
+
+// InstanceCaller allows the processes of one instance: its process group
+// is led by a process this daemon started with HAVEN_INSTANCE_ID=id, and,
+// when leader returns a pid (the instance's, 0 when unknown), that process.
+func InstanceCaller(id string, leader func() int) func(pid int) error {
+	return func(pid int) error {
+		l, env, err := Started(pid)
+		if err != nil {
+			return err
+		}
+		if !HasEnv(env, "HAVEN_INSTANCE_ID="+id) {
+			return fmt.Errorf("process %d belongs to another instance or none", pid)
+		}
+		if want := leader(); want != 0 && want != l {
+			return fmt.Errorf("process %d is not in instance %s's process group %d", pid, id, want)
+		}
+		return nil
+	}
+}
+
+// TaskCaller allows a one-off task this daemon started: a process group
+// that is no instance and whose leader runs exactly argv.
+func TaskCaller(argv []string) func(pid int) error {
+	return func(pid int) error {
+		l, env, err := Started(pid)
+		if err != nil {
+			return err
+		}
+		if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "HAVEN_INSTANCE_ID=") }) {
+			return fmt.Errorf("process %d is an instance, not the task", pid)
+		}
+		if cl, err := proc.Cmdline(l); err != nil || !slices.Equal(cl, argv) {
+			return fmt.Errorf("process %d is not the task", pid)
+		}
+		return nil
+	}
+}
