@@ -71,6 +71,9 @@ type env struct {
 // creates the stanza. The archive ticker runs when ticker is set.
 func startEnv(t *testing.T, n int, ticker bool) *env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and pgBackRest: skipped with -short (scripts/test runs it)")
+	}
 	dir := testDir(t)
 	e := &env{dir: dir, nodes: testNodes(t, dir, n)}
 	mgr, err := New(Config{Dir: filepath.Join(dir, "state", "backup"), Stanza: "test", Nodes: e.nodes,

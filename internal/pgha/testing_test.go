@@ -60,6 +60,9 @@ func testNodes(t testing.TB, dir string, n int) []Node {
 // every process group it owns.
 func startTestCluster(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL: skipped with -short (scripts/test runs it)")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(t)
 	}
