@@ -279,17 +279,15 @@ func scanSecrets(ctx context.Context, g *globals, repo string, diag io.Writer) (
 		res.Skipped = append(res.Skipped, "repository: neither the spec's directory nor the current one is in a git repository (use --repo)")
 	}
 
-	// The state dir (logs included), except the sealed store, its root key and
-	// the region CA's private key: key material kept at rest by design, 0600.
+	// The state dir (logs included), except the files the daemon names as
+	// key material kept at rest by design, 0600 (the sealed store, its root
+	// key, the region CA's private key).
 	res.Scanned.StateDir = g.dir()
 	if err := add(s.ScanTree(ctx, g.dir(), func(rel string) (bool, string) {
-		switch {
-		case rel == "secrets/secrets.json" || strings.HasPrefix(rel, "secrets/secrets.json."):
-			return true, "sealed secret store (AES-256-GCM)"
-		case rel == "secrets/root.key":
-			return true, "secrets root key (the local KMS key)"
-		case rel == "ca/ca-key.pem":
-			return true, "region CA private key (the local ACM key)"
+		for pattern, what := range info.AtRest { // the daemon says which files hold keys by design
+			if ok, _ := filepath.Match(pattern, rel); ok {
+				return true, what
+			}
 		}
 		return false, ""
 	})); err != nil {

@@ -29,6 +29,10 @@ type SecretsInfo struct {
 	SpecFile string `json:"spec_file,omitempty"`
 	// Metadata maps instance ids to their metadata endpoint URL.
 	Metadata map[string]string `json:"metadata"`
+	// AtRest are the files under the state dir that hold key material or
+	// sealed data by design (0600), by path relative to the state dir, with
+	// what each is: a plaintext scan skips them.
+	AtRest map[string]string `json:"at_rest"`
 }
 
 // OperatorCredentialsRequest asks for operator credentials.

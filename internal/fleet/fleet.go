@@ -23,6 +23,7 @@ import (
 
 	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/proc"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
@@ -668,28 +669,8 @@ func killGroup(ctx context.Context, pgid int) error {
 
 // groupAlive reports whether process group pgid has a member that is not a zombie.
 func groupAlive(pgid int) bool {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return true
-	}
-	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+	for _, pid := range proc.Group(pgid) {
+		if proc.Alive(pid) {
 			return true
 		}
 	}

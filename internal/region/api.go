@@ -14,6 +14,7 @@ import (
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/api/routes"
 	"github.com/haven-platform/haven/internal/backup"
+	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/pgha"
@@ -92,6 +93,14 @@ func (s secretsTier) Info() api.SecretsInfo {
 		AuditLog: s.v.secrets.AuditPath(), Metadata: s.v.imds.List(),
 	}
 	delete(info.Metadata, "release")
+	info.AtRest = map[string]string{filepath.Join("ca", ca.KeyFile): "region CA private key (the local ACM key)"}
+	for _, k := range secrets.KeyFiles {
+		rel, err := filepath.Rel(s.r.opts.StateDir, filepath.Join(s.r.cfg.Secrets.Dir, k.Name))
+		if err == nil {
+			info.AtRest[rel] = k.What
+			info.AtRest[rel+".*"] = k.What + ", a temp copy of a write in progress"
+		}
+	}
 	if s.r.opts.SpecFile != "" {
 		info.SpecFile, _ = filepath.Abs(s.r.opts.SpecFile)
 	}

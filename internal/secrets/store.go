@@ -27,6 +27,22 @@ const (
 	AuditFile   = "audit.log"
 )
 
+// KeyFile is a file the secrets service keeps at rest on purpose: key
+// material or sealed data, mode 0600.
+type KeyFile struct {
+	// Name is the file's name in the service's directory.
+	Name string
+	// What it is, for a scanner that skips it.
+	What string
+}
+
+// KeyFiles are the files a plaintext scan of the service's directory must
+// skip: they hold keys or ciphertext by design, never a secret in the clear.
+var KeyFiles = []KeyFile{
+	{StateFile, "sealed secret store (AES-256-GCM)"},
+	{RootKeyFile, "secrets root key (the local KMS key)"},
+}
+
 // maxVersions is how many versions a secret keeps; the oldest unlabelled ones go first.
 const maxVersions = 100
 
