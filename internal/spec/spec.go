@@ -205,6 +205,16 @@ type AWS struct {
 	DBInstanceClass string `yaml:"db_instance_class" json:"db_instance_class"`
 	// BackupWindow is RDS's daily backup window (UTC). Default: 03:00-04:00.
 	BackupWindow string `yaml:"backup_window" json:"backup_window"`
+	// MaintenanceWindow is RDS's weekly maintenance window (UTC),
+	// "ddd:hh:mm-ddd:hh:mm", at least 30 minutes and clear of the backup
+	// window: minor upgrades and pending changes land only here, so keep it
+	// out of exam hours. Local region: no maintenance. Default: sun:04:00-sun:05:00.
+	MaintenanceWindow string `yaml:"maintenance_window" json:"maintenance_window"`
+	// LogRetention is how long AWS keeps logs: the CloudWatch log groups
+	// (RDS, the db-logins function) and the logs bucket (ALB access logs,
+	// VPC flow logs). 1d–3650d; rounded up to a value CloudWatch Logs
+	// accepts. Default: 90d.
+	LogRetention Duration `yaml:"log_retention" json:"log_retention"`
 }
 
 // Default returns the spec with every default filled in.
@@ -232,6 +242,7 @@ func Default() Spec {
 		},
 		Secrets: Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
 		Edge:    Edge{Static: []string{"/static/*", "/materials/*"}, DefaultTTL: Duration(24 * 3600e9)},
-		AWS:     AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00"},
+		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
+			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
 	}
 }
