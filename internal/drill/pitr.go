@@ -50,7 +50,10 @@ type PITRReport struct {
 	Missing []string `json:"missing,omitempty"`
 	Extra   []string `json:"extra,omitempty"`
 	// LagMedianS and LagMaxS: how far the latest restorable time trailed the
-	// wall clock under continuous writes, sampled about every second.
+	// wall clock under continuous writes, sampled about every second once the
+	// writers have run for a quarter of the write period (at least 5 s):
+	// before that the lag is the idle time before the drill, since an idle
+	// primary archives nothing new.
 	LagMedianS float64 `json:"latest_restorable_lag_median_s"`
 	LagMaxS    float64 `json:"latest_restorable_lag_max_s"`
 	LagSamples int     `json:"lag_samples"`
@@ -129,8 +132,9 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 	begin := time.Now()
 	target := begin.Add(cfg.WriteFor / 2).Truncate(time.Microsecond)
 	var lags []float64
+	warm := min(max(cfg.WriteFor/4, 5*time.Second), cfg.WriteFor/2)
 	for time.Since(begin) < cfg.WriteFor {
-		if l, err := c.DBBackups(ctx); err == nil && !l.LatestRestorable.IsZero() {
+		if l, err := c.DBBackups(ctx); err == nil && !l.LatestRestorable.IsZero() && time.Since(begin) >= warm {
 			lags = append(lags, time.Since(l.LatestRestorable).Seconds())
 		}
 		if err := sleepCtx(ctx, time.Second); err != nil {
