@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/haven-platform/haven/internal/api/routes"
@@ -243,18 +244,11 @@ func (r *Region) openSecrets(context.Context) error {
 	return nil
 }
 
-// closeSecrets stops the rotation schedule, every metadata endpoint and the
-// Secrets Manager API.
+// closeSecrets stops every metadata endpoint still running (the fleet's
+// stop has ended its instances' already) and the Secrets Manager API, and
+// closes its audit log.
 func (r *Region) closeSecrets(ctx context.Context) error {
-	var errs []error
-	if r.t.sched != nil {
-		errs = append(errs, r.t.sched.Stop(ctx))
-	}
-	errs = append(errs, r.t.imds.StopAll(ctx))
-	if r.t.secUp {
-		errs = append(errs, r.t.secrets.Stop(ctx))
-	}
-	return errors.Join(errs...)
+	return errors.Join(r.t.imds.StopAll(ctx), r.t.secrets.Stop(ctx))
 }
 
 // bootstrapCredential creates the app's two alternating login roles and,
@@ -340,7 +334,13 @@ func (r *Region) startSecrets(ctx context.Context) error {
 	return nil
 }
 
-func (r *Region) stopSecrets(context.Context) error { return nil } // closeSecrets stops the API
+// stopSecrets stops the rotation schedule (closeSecrets stops the API).
+func (r *Region) stopSecrets(ctx context.Context) error {
+	if r.t.sched == nil {
+		return nil
+	}
+	return r.t.sched.Stop(ctx)
+}
 
 // appEnv is the whole environment of an app process: the daemon's PATH and
 // HOME, the spec's non-secret settings, the Secrets Manager endpoint.
@@ -359,7 +359,7 @@ func (r *Region) runRelease(ctx context.Context) error {
 	if len(r.cfg.Release) == 0 {
 		return nil
 	}
-	r.say("release: running %s", joinArgs(r.spec.App.Release))
+	r.say("release: running %s", strings.Join(r.spec.App.Release, " "))
 	md, err := r.t.imds.Start(ctx, "release", r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release))
 	if err != nil {
 		return err
@@ -527,17 +527,6 @@ func (r *Region) waitHealthy(ctx context.Context) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func joinArgs(a []string) string {
-	out := ""
-	for i, s := range a {
-		if i > 0 {
-			out += " "
-		}
-		out += s
-	}
-	return out
 }
 
 var (
