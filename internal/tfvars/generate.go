@@ -149,7 +149,6 @@ var (
 	strategies = map[string]bool{"alternating_users": true, "single_user": true}
 	// logRetentionDays are the retention periods CloudWatch Logs accepts.
 	logRetentionDays = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
-	matcherRe        = regexp.MustCompile(`^[0-9]{3}(-[0-9]{3})?(,[0-9]{3}(-[0-9]{3})?)*$`)
 	metricName       = map[string]bool{"cpu": true, "request_count": true}
 	algorithms       = map[string]bool{"round_robin": true, "least_outstanding_requests": true}
 )
@@ -350,32 +349,10 @@ func (g *generator) healthCheck(hc HealthCheck, out *HealthCheckVars) {
 	out.HealthyThreshold = g.count("HealthCheck.Healthy", "health_check.healthy_threshold", healthy, 2, 10)
 	out.UnhealthyThreshold = g.count("HealthCheck.Unhealthy", "health_check.unhealthy_threshold", unhealthy, 2, 10)
 
-	out.Matcher = hc.Matcher
-	if out.Matcher == "" {
+	out.Matcher = hc.Matcher.String()
+	if hc.Matcher.IsZero() {
 		out.Matcher = defaultMatcher
 	}
-	if err := checkMatcher(out.Matcher); err != nil {
-		g.errorf("HealthCheck.Matcher", "%v", err)
-	}
-}
-
-// checkMatcher accepts "200", "200,302" and "200-299" with codes in 200–499.
-func checkMatcher(m string) error {
-	if !matcherRe.MatchString(m) {
-		return fmt.Errorf("must be codes like 200, 200,302 or 200-299, got %q", m)
-	}
-	for _, part := range strings.Split(m, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, _ := strconv.Atoi(lo)
-		b := a
-		if isRange {
-			b, _ = strconv.Atoi(hi)
-		}
-		if a < 200 || b > 499 || a > b {
-			return fmt.Errorf("ALB success codes must lie within 200–499, got %q", m)
-		}
-	}
-	return nil
 }
 
 func (g *generator) targetGroup(in Input, v *Vars) {
@@ -439,8 +416,8 @@ func (g *generator) fleet(in Input, v *Vars) {
 			g.errorf(field+".Name", "duplicate scheduled action %q", s.Name)
 		}
 		names[s.Name] = true
-		if err := checkCron(s.Cron); err != nil {
-			g.errorf(field+".Cron", "%v", err)
+		if s.Cron.IsZero() {
+			g.errorf(field+".Cron", "is required: a cron expression such as \"0 7 * * 1-5\"")
 		}
 		if s.TimeZone != "" {
 			if _, err := time.LoadLocation(s.TimeZone); err != nil {
@@ -461,7 +438,7 @@ func (g *generator) fleet(in Input, v *Vars) {
 		if s.Min != nil && s.Max != nil && *s.Min > *s.Max {
 			g.errorf(field+".Max", "must be ≥ Min (%d), got %d", *s.Min, *s.Max)
 		}
-		sv := ScheduledVars{Name: s.Name, Recurrence: s.Cron, MinSize: cloneInt(s.Min), MaxSize: cloneInt(s.Max), DesiredCapacity: cloneInt(s.Desired)}
+		sv := ScheduledVars{Name: s.Name, Recurrence: s.Cron.Fields(), MinSize: cloneInt(s.Min), MaxSize: cloneInt(s.Max), DesiredCapacity: cloneInt(s.Desired)}
 		if s.TimeZone != "" {
 			tz := s.TimeZone
 			sv.TimeZone = &tz
@@ -476,20 +453,6 @@ func cloneInt(p *int) *int {
 	}
 	n := *p
 	return &n
-}
-
-// checkCron accepts the 5-field cron expressions that ASG recurrence takes.
-func checkCron(expr string) error {
-	fields := strings.Fields(expr)
-	if len(fields) != 5 {
-		return fmt.Errorf("must be a 5-field cron expression (minute hour day month weekday), got %q", expr)
-	}
-	for _, f := range fields {
-		if strings.Trim(f, "0123456789*/,-?LW#ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" {
-			return fmt.Errorf("has an invalid field %q in %q", f, expr)
-		}
-	}
-	return nil
 }
 
 func (g *generator) database(in Input, v *Vars) {

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/haven-platform/haven/internal/spec"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -41,8 +42,8 @@ func coursesInput() Input {
 			{Metric: "request_count", Target: 1000, Warmup: 10 * time.Second},
 		},
 		Scheduled: []Scheduled{
-			{Name: "exam-morning", Cron: "0 7 * * 1-5", TimeZone: "Europe/Dublin", Min: intp(6)},
-			{Name: "exam-evening", Cron: "0 19 * * 1-5", Min: intp(2), Max: intp(12)},
+			{Name: "exam-morning", Cron: spec.MustCron("0 7 * * 1-5"), TimeZone: "Europe/Dublin", Min: intp(6)},
+			{Name: "exam-evening", Cron: spec.MustCron("0 19 * * 1-5"), Min: intp(2), Max: intp(12)},
 		},
 		MultiAZ:           true,
 		BackupRetention:   7 * day,
@@ -80,7 +81,7 @@ func goldenCases() map[string]Input {
 
 	clamped := coursesInput()
 	clamped.Algorithm = "round_robin"
-	clamped.HealthCheck = HealthCheck{Path: "/up", Interval: 10 * time.Minute, Timeout: 3 * time.Minute, Healthy: 1, Unhealthy: 20, Matcher: "200-299"}
+	clamped.HealthCheck = HealthCheck{Path: "/up", Interval: 10 * time.Minute, Timeout: 3 * time.Minute, Healthy: 1, Unhealthy: 20, Matcher: spec.MustMatcher("200-299")}
 	clamped.DeregistrationDelay = 2 * time.Hour
 	clamped.SlowStart = 10 * time.Second
 	clamped.GracePeriod = 1500 * time.Millisecond
@@ -248,7 +249,7 @@ func TestNumbersCarriedOrWarned(t *testing.T) {
 				f := fmt.Sprintf("Scheduled[%d]", i)
 				sv := vars.ScheduledActions[i]
 				pairs = append(pairs,
-					pair{f + ".Cron", s.Cron, sv.Recurrence},
+					pair{f + ".Cron", s.Cron.Fields(), sv.Recurrence},
 					pair{f + ".Min", deref(s.Min), deref(sv.MinSize)},
 					pair{f + ".Max", deref(s.Max), deref(sv.MaxSize)},
 					pair{f + ".Desired", deref(s.Desired), deref(sv.DesiredCapacity)})
@@ -314,12 +315,10 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad metric", func(in *Input) { in.TargetTracking[0].Metric = "memory" }, "TargetTracking[0].Metric"},
 		{"cpu over 100", func(in *Input) { in.TargetTracking[0].Target = 150 }, "TargetTracking[0].Target"},
 		{"duplicate metric", func(in *Input) { in.TargetTracking[1].Metric = "cpu" }, "TargetTracking[1].Metric"},
-		{"cron fields", func(in *Input) { in.Scheduled[0].Cron = "0 7 * *" }, "Scheduled[0].Cron"},
+		{"no cron", func(in *Input) { in.Scheduled[0].Cron = spec.Cron{} }, "Scheduled[0].Cron"},
 		{"bad tz", func(in *Input) { in.Scheduled[0].TimeZone = "Mars/Olympus" }, "Scheduled[0].TimeZone"},
 		{"no sizes", func(in *Input) { in.Scheduled[1].Min, in.Scheduled[1].Max = nil, nil }, "Scheduled[1]"},
 		{"duplicate action", func(in *Input) { in.Scheduled[1].Name = "exam-morning" }, "Scheduled[1].Name"},
-		{"matcher 500", func(in *Input) { in.HealthCheck.Matcher = "200-500" }, "HealthCheck.Matcher"},
-		{"matcher junk", func(in *Input) { in.HealthCheck.Matcher = "ok" }, "HealthCheck.Matcher"},
 		{"health path", func(in *Input) { in.HealthCheck.Path = "healthz" }, "HealthCheck.Path"},
 		{"window format", func(in *Input) { in.BackupWindow = "2am" }, "BackupWindow"},
 		{"window short", func(in *Input) { in.BackupWindow = "23:50-00:10" }, "BackupWindow"},

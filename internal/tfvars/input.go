@@ -5,6 +5,8 @@ package tfvars
 import (
 	"strings"
 	"time"
+
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Input is what the AWS module needs from haven.yaml. The integrator fills it
@@ -91,8 +93,9 @@ type HealthCheck struct {
 	Healthy int
 	// Unhealthy is the number of failures before a target is unhealthy (AWS 2–10).
 	Unhealthy int
-	// Matcher is the success codes, e.g. "200", "200,302" or "200-299", within 200–499.
-	Matcher string
+	// Matcher is the success codes, e.g. "200", "200,302" or "200-299", within
+	// 200–499, parsed by the spec. Zero means "200".
+	Matcher spec.Matcher
 }
 
 // TargetTracking is one target tracking policy.
@@ -109,8 +112,9 @@ type TargetTracking struct {
 type Scheduled struct {
 	// Name identifies the action: letters, digits, '-' and '_'.
 	Name string
-	// Cron is a 5-field cron expression.
-	Cron string
+	// Cron is the schedule, parsed by the spec; a descriptor such as @daily
+	// is written out as five fields, as AWS takes them. Required.
+	Cron spec.Cron
 	// TimeZone is an IANA zone; empty means UTC.
 	TimeZone string
 	// Min, Max and Desired are the sizes set when the action fires.
