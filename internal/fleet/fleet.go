@@ -40,9 +40,9 @@ type InstanceStatus struct {
 	// Subnet is the range the address is in: the zone's app subnet.
 	Subnet string `json:"subnet"`
 	Port   int    `json:"port"`
-	PID     int    `json:"pid"`
-	State   State  `json:"state"`
-	Health  Health `json:"health"`
+	PID    int    `json:"pid"`
+	State  State  `json:"state"`
+	Health Health `json:"health"`
 	// LaunchedAt is when the process started.
 	LaunchedAt time.Time `json:"launched_at"`
 	// LogPath is the instance's stdout/stderr file ("" when discarded).
@@ -71,7 +71,7 @@ type Fleet struct {
 	insts      map[string]*instance
 	impaired   map[string]bool // zones nothing is launched into (ImpairZone)
 	failures   int             // consecutive launch failures
-	nextLaunch time.Time // launches wait until then after failures
+	nextLaunch time.Time       // launches wait until then after failures
 	running    bool
 	cancel     context.CancelFunc // cancels the loop
 	bgCancel   context.CancelFunc // cancels background stops (forces SIGKILL)
@@ -82,13 +82,13 @@ type Fleet struct {
 }
 
 type instance struct {
-	id         string
-	zoneIdx    int
-	zone       *zone.Zone
-	addr       netip.Addr
-	port       int
-	pid        int
-	group      *cgroup.Group
+	id      string
+	zoneIdx int
+	zone    *zone.Zone
+	addr    netip.Addr
+	port    int
+	pid     int
+	group   *cgroup.Group
 	// start starts a process inside the instance's network (Network), or
 	// on the host's.
 	start      func(*exec.Cmd) error
