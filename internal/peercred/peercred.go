@@ -4,13 +4,11 @@ package peercred
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/haven-platform/haven/internal/proc"
 )
@@ -19,37 +17,6 @@ import (
 // connection peer→local.
 func PeerPIDs(peer, local netip.AddrPort) ([]int, error) {
 	return proc.SocketHolders(peer, local)
-}
-
-// Guard is a listener that hands out only connections whose every peer
-// process passes Allow; the others get a 403 and are closed. It identifies
-// callers by /proc, which works without network namespaces; with them, the
-// namespace a connection comes from identifies the caller instead.
-type Guard struct {
-	net.Listener
-	// Allow returns nil when process pid may call.
-	Allow func(pid int) error
-	// Log receives refusals. Required.
-	Log *slog.Logger
-}
-
-// Accept returns the next allowed connection.
-func (g *Guard) Accept() (net.Conn, error) {
-	for {
-		c, err := g.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		err = g.check(c)
-		if err == nil {
-			return c, nil
-		}
-		g.Log.Warn("request refused", "peer", c.RemoteAddr().String(), "reason", err.Error())
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		msg := "this endpoint serves only its own instance\n"
-		_, _ = fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
-		_ = c.Close()
-	}
 }
 
 func (g *Guard) check(c net.Conn) error {
