@@ -80,6 +80,9 @@ type Task struct {
 	Log *os.File
 	// Progress, when set, is told an output line at most every 2 s.
 	Progress func(line string)
+	// Start starts the task's process where it runs (inside a network
+	// namespace: vpc.Namespace.Start). Default exec.Cmd.Start.
+	Start func(*exec.Cmd) error
 }
 
 // RunTask runs t in its own process group (killed with it when ctx ends)
@@ -94,7 +97,11 @@ func RunTask(ctx context.Context, t Task) error {
 		return err
 	}
 	c.Stdout, c.Stderr = pw, pw
-	if err := c.Start(); err != nil {
+	start := t.Start
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	if err := start(c); err != nil {
 		pw.Close()
 		pr.Close()
 		return fmt.Errorf("start %s: %w", t.Command[0], err)
