@@ -120,10 +120,10 @@ type LB struct {
 
 // Instance is one app instance and its load balancer target state.
 type Instance struct {
-	ID       string `json:"id"`
-	Zone     string `json:"zone"`
-	AZ       string `json:"az"`
-	Address  string `json:"address"`
+	ID      string `json:"id"`
+	Zone    string `json:"zone"`
+	AZ      string `json:"az"`
+	Address string `json:"address"`
 	// Subnet is the zone's range the address is in.
 	Subnet   string `json:"subnet"`
 	PID      int    `json:"pid"`
