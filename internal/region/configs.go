@@ -176,11 +176,17 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	}
 	c.RestoresDir = filepath.Join(l.PGRoot, "restores")
 
-	// Identity and secrets.
+	// Identity and secrets. The database secret holds the endpoint as the
+	// apps reach it: in a VPC its address there (the daemon reaches it
+	// too, through the host's link).
+	dbEndpointForApps := s.Database.Endpoint
+	if c.Network.VPC {
+		dbEndpointForApps = c.Network.DBEndpoint.String()
+	}
 	c.Secrets = secrets.Config{Dir: filepath.Join(l.StateDir, "secrets"), Region: s.AWS.Region, Addr: s.Secrets.Listen}
 	c.AppRole = s.Name + "-app"
 	c.DBSecret = dbsecret.Config{
-		Name: s.Name + "/db", Owner: s.Database.User, Database: s.Database.Name, Endpoint: s.Database.Endpoint,
+		Name: s.Name + "/db", Owner: s.Database.User, Database: s.Database.Name, Endpoint: dbEndpointForApps,
 		Strategy:    s.Secrets.DB.Strategy,
 		Description: "PostgreSQL login of the " + s.Name + " app (alternating users, rotated by haven)",
 	}
