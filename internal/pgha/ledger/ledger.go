@@ -127,6 +127,9 @@ func (w *Writers) Stop() []Op {
 	return w.Ops()
 }
 
+// Table is the table the writers write to.
+func (w *Writers) Table() string { return w.cfg.Table }
+
 // Ops returns a copy of the history so far.
 func (w *Writers) Ops() []Op {
 	w.mu.Lock()
