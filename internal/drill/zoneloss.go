@@ -535,27 +535,51 @@ func runZoneRound(ctx context.Context, c *api.Client, cfg ZoneLossConfig, direct
 	restore := rres.At
 	round.RestoreAtMS = msf(restore.Sub(fault))
 	say("round %d: zone %s restored %.1f s after the fault", i, zone, round.RestoreAtMS/1000)
-	rejoined := func(d api.DBStatus) bool { return d.Standby == before.Primary }
-	after, took, err := waitHealed(ctx, c, cfg.HealTimeout, rejoined)
-	round.HealedMS = msf(took)
-	if err != nil {
-		round.Problems = append(round.Problems, "heal: "+err.Error())
-	} else {
-		round.Healed = true
+	// Both at once, each timed from the restore: the old primary back as a
+	// synchronous standby, and the fleet balanced across every zone.
+	var after api.DBStatus
+	var fs api.Status
+	for {
+		now := time.Now()
+		if !round.Healed {
+			if d, err := c.DBStatus(ctx); err == nil {
+				after = d
+				if healthy(d) && d.Standby == before.Primary {
+					round.Healed, round.HealedMS = true, msf(now.Sub(restore))
+				}
+			}
+		}
+		if !round.Rebalanced {
+			if s, err := c.Status(ctx); err == nil {
+				fs = s
+				if balancedFleet(s) {
+					round.Rebalanced, round.RebalancedMS = true, msf(now.Sub(restore))
+				}
+			}
+		}
+		if round.Healed && round.Rebalanced {
+			break
+		}
+		if now.After(restore.Add(cfg.HealTimeout)) {
+			if !round.Healed {
+				round.Problems = append(round.Problems, fmt.Sprintf("heal: within %s of the restore, no streaming synchronous standby %s: primary %s, standby %s (eligible %v, sync %s, replication %s), last error %q",
+					cfg.HealTimeout, before.Primary, after.Primary, after.Standby, after.StandbyEligible, after.SyncState, after.ReplicationState, after.LastError))
+			}
+			if !round.Rebalanced {
+				round.Problems = append(round.Problems, fmt.Sprintf("rebalance: within %s of the restore, %d instances (desired %d), per zone %v", cfg.HealTimeout, len(fs.Instances), fs.Fleet.Desired, zoneCounts(fs)))
+			}
+			break
+		}
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return nil, nil, err
+		}
 	}
+	round.ZoneCounts = zoneCounts(fs)
 	round.EpochTo, round.PrimaryAfter = after.Epoch, after.Primary
 	if round.Healed && (after.Epoch != before.Epoch+1 || after.PrimaryZone == zone) {
 		round.Problems = append(round.Problems, fmt.Sprintf("after losing zone %s the primary is %s at epoch %d (from %d); want the standby promoted once", zone, after.Primary, after.Epoch, before.Epoch))
 	}
 	round.Rejoin = rejoinKind(ctx, c, restore, before.Primary)
-	fs, took, err := waitFleet(ctx, c, cfg.HealTimeout-time.Since(restore), balancedFleet)
-	round.RebalancedMS = msf(took)
-	round.ZoneCounts = zoneCounts(fs)
-	if err != nil {
-		round.Problems = append(round.Problems, "rebalance: "+err.Error())
-	} else {
-		round.Rebalanced = true
-	}
 
 	// Web: every failure of the round must end within the window after
 	// the fault (none before it, none during the restore).
