@@ -256,9 +256,32 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 // (secgroup.WithLocal: replication between database nodes, the host
 // through the database endpoint).
 func securityGroups(s spec.Spec) ([]secgroup.Group, error) {
-	groups := secgroup.WithLocal(secgroup.Seed(uint16(s.App.Port)))
+	groups := secgroup.Seed(uint16(s.App.Port))
+	for _, sg := range s.SecurityGroups {
+		for i := range groups {
+			if groups[i].Name != sg.Name {
+				continue
+			}
+			for _, r := range sg.Ingress {
+				groups[i].Ingress = append(groups[i].Ingress, specRule(r))
+			}
+			for _, r := range sg.Egress {
+				groups[i].Egress = append(groups[i].Egress, specRule(r))
+			}
+		}
+	}
+	groups = secgroup.WithLocal(groups)
 	if err := secgroup.Validate(groups, []string{secgroup.DBEndpoint}); err != nil {
 		return nil, fmt.Errorf("security_groups: %w", err)
 	}
 	return groups, nil
+}
+
+// specRule is a spec's security group rule in secgroup's model.
+func specRule(r spec.SecurityGroupRule) secgroup.Rule {
+	out := secgroup.Rule{Description: r.Description, Protocol: secgroup.Protocol(r.Protocol), FromPort: uint16(r.Port), ToPort: uint16(r.ToPort), Group: r.Group}
+	if r.CIDR != "" {
+		out.CIDR, _ = netip.ParsePrefix(r.CIDR) // validated by the spec
+	}
+	return out
 }

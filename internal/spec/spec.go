@@ -21,6 +21,10 @@ type Spec struct {
 	Secrets Secrets `yaml:"secrets" json:"secrets"`
 	// Edge is the caching reverse proxy in front of the load balancer (CloudFront on AWS).
 	Edge Edge `yaml:"edge" json:"edge"`
+	// SecurityGroups adds rules to the seed's security groups (alb-sg,
+	// app-sg, db-sg, vpce-sg), enforced locally by nftables and exported to
+	// the Terraform module. Default: none, the seed's chain alone.
+	SecurityGroups []SecurityGroup `yaml:"security_groups" json:"security_groups,omitempty"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
 }

@@ -69,6 +69,7 @@ func (s *Spec) Validate() []Problem {
 	s.Database.validate(&ps)
 	s.Secrets.validate(&ps)
 	s.Edge.validate(&ps)
+	s.validateSecurityGroups(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
 	ps = append(ps, s.validateAWSOperations()...)
 	return ps

@@ -31,6 +31,18 @@ func FromSpec(s spec.Spec) Input {
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
 	}
+	for _, g := range s.SecurityGroups {
+		for _, d := range []struct {
+			dir   string
+			rules []spec.SecurityGroupRule
+		}{{"ingress", g.Ingress}, {"egress", g.Egress}} {
+			dir := d.dir
+			for _, r := range d.rules {
+				in.SecurityGroupRules = append(in.SecurityGroupRules, SecurityGroupRule{Group: g.Name, Direction: dir, Protocol: r.Protocol,
+					FromPort: r.Port, ToPort: r.ToPort, PeerGroup: r.Group, CIDR: r.CIDR, Description: r.Description})
+			}
+		}
+	}
 	if len(s.App.Command) > 1 {
 		in.AppCommand = s.App.Command[1:]
 	}
@@ -60,6 +72,7 @@ var specFields = map[string]string{
 	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.static",
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
 	"LogRetention": "aws.log_retention",
+	"SecurityGroupRules": "security_groups",
 }
 
 var indexed = regexp.MustCompile(`^(TargetTracking|Scheduled)\[(\d+)\]\.?(.*)$`)

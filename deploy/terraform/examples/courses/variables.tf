@@ -275,3 +275,18 @@ variable "alarm_email" {
   type        = string
   default     = null
 }
+
+variable "extra_security_group_rules" {
+  description = "haven.yaml security_groups: rules added to the seed's security groups."
+  type = list(object({
+    group       = string
+    direction   = string
+    protocol    = string
+    from_port   = number
+    to_port     = number
+    peer_group  = optional(string)
+    cidr_ipv4   = optional(string)
+    description = string
+  }))
+  default = []
+}
