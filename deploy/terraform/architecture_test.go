@@ -890,8 +890,8 @@ func TestExtraSecurityGroupRules(t *testing.T) {
 	}
 	want := map[string]map[string]any{
 		mod + `aws_vpc_security_group_ingress_rule.extra["app-sg ingress tcp 9100-9100 10.20.0.0/16"]`: {"ip_protocol": "tcp", "from_port": 9100.0, "to_port": 9100.0, "cidr_ipv4": "10.20.0.0/16", "description": "Metrics from the monitoring network"},
-		mod + `aws_vpc_security_group_egress_rule.extra["app-sg egress udp 8125-8125 vpce-sg"]`:      {"ip_protocol": "udp", "from_port": 8125.0, "to_port": 8125.0, "cidr_ipv4": nil, "description": "StatsD to an interface endpoint"},
-		mod + `aws_vpc_security_group_ingress_rule.extra["db-sg ingress tcp 5432-5432 alb-sg"]`:      {"ip_protocol": "tcp", "from_port": 5432.0, "to_port": 5432.0, "cidr_ipv4": nil, "description": "Example: a second client group"},
+		mod + `aws_vpc_security_group_egress_rule.extra["app-sg egress udp 8125-8125 vpce-sg"]`:        {"ip_protocol": "udp", "from_port": 8125.0, "to_port": 8125.0, "cidr_ipv4": nil, "description": "StatsD to an interface endpoint"},
+		mod + `aws_vpc_security_group_ingress_rule.extra["db-sg ingress tcp 5432-5432 alb-sg"]`:        {"ip_protocol": "tcp", "from_port": 5432.0, "to_port": 5432.0, "cidr_ipv4": nil, "description": "Example: a second client group"},
 	}
 	for addr, attrs := range want {
 		v := p.get(addr)

@@ -71,7 +71,7 @@ var specFields = map[string]string{
 	"BackupRetention": "database.backup_retention", "BackupWindow": "aws.backup_window",
 	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.static",
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
-	"LogRetention": "aws.log_retention",
+	"LogRetention":       "aws.log_retention",
 	"SecurityGroupRules": "security_groups",
 }
 
