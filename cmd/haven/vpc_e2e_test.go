@@ -299,7 +299,7 @@ for p in instance-id local-ipv4 placement/availability-zone; do curl -s -m 3 -H 
 // instance's address (its metadata port and its app port), and from
 // inside the instance's namespace, against 169.254.169.254:80: 40
 // goroutines opening and closing connections as fast as they can, at
-// nice 10.
+// nice 19.
 //
 // It asserts that the flood's 90th percentile is within 100 ms of the
 // 90th percentile of the samples without it, and that the flood really
@@ -311,7 +311,10 @@ for p in instance-id local-ipv4 placement/availability-zone; do curl -s -m 3 -H 
 // is refused by the router and never reaches the namespace; and the
 // baseline is measured on the same machine, just before and just after,
 // so the background load moves both sides of the comparison. What is
-// left is CPU contention, which nice 10 keeps from starving the daemon.
+// left is CPU contention between the flooder and the daemon, which is the
+// scheduler's business, not the endpoint's: at nice 19 the flooder takes
+// the CPU the daemon leaves, and the test asserts it still opened
+// thousands of connections.
 func metadataFlood(t *testing.T, ctx context.Context, r *testkit.Region, in api.Instance) {
 	ns := vpc.NodeNamespace(r.StateDir, in.ID)
 	sample := func(n int) []time.Duration {
@@ -338,7 +341,8 @@ func metadataFlood(t *testing.T, ctx context.Context, r *testkit.Region, in api.
 		t.Fatalf("copy the test binary for the flood: %v", err)
 	}
 	start := func(run func(*exec.Cmd) error, targets ...string) (*exec.Cmd, *bufio.Scanner) {
-		cmd := exec.Command(bin, "-test.run=^$")
+		// nice runs it at 19 from its first thread on.
+		cmd := exec.Command("nice", "-n", "19", bin, "-test.run=^$")
 		cmd.Env = append(os.Environ(), floodEnv+"="+strings.Join(targets, ","))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}, Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		out, err := cmd.StdoutPipe()
@@ -349,7 +353,6 @@ func metadataFlood(t *testing.T, ctx context.Context, r *testkit.Region, in api.
 			t.Fatalf("start the flood: %v", err)
 		}
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		_ = syscall.Setpriority(syscall.PRIO_PROCESS, cmd.Process.Pid, 10)
 		return cmd, bufio.NewScanner(out)
 	}
 	hostFlood, hostOut := start((*exec.Cmd).Start, net.JoinHostPort(in.Address, "80"), net.JoinHostPort(in.Address, strconv.Itoa(r.Ports.App)))
