@@ -63,8 +63,11 @@ func NewEndpoints(cfg EndpointsConfig) *Endpoints {
 
 // Start starts the endpoint of instance id (in availability zone az) on
 // host, answering only connections whose peer processes pass allow, and
-// returns its URL. An id that has one already gets an error.
-func (e *Endpoints) Start(ctx context.Context, id, az, host string, allow func(pid int) error) (string, error) {
+// returns its URL. candidates, when not nil, lists the instance's
+// processes: a caller is looked for among them alone (peercred.Guard's
+// Candidates), not in every process. An id that has one already gets an
+// error.
+func (e *Endpoints) Start(ctx context.Context, id, az, host string, allow func(pid int) error, candidates func() []int) (string, error) {
 	e.mu.Lock()
 	_, dup := e.byID[id]
 	e.mu.Unlock()
@@ -75,7 +78,7 @@ func (e *Endpoints) Start(ctx context.Context, id, az, host string, allow func(p
 	if err != nil {
 		return "", fmt.Errorf("listen for the metadata endpoint of %s on %s: %w", id, host, err)
 	}
-	g := &peercred.Guard{Listener: ln, Allow: allow, Log: e.log.With("instance", id)}
+	g := &peercred.Guard{Listener: ln, Allow: allow, Candidates: candidates, Log: e.log.With("instance", id)}
 	srv := New(Config{
 		Instance: Instance{ID: id, AvailabilityZone: az, Region: e.cfg.Region, Role: e.cfg.Role, AccountID: e.cfg.Account, PrivateIP: host},
 		Issuer:   e.cfg.Issuer, Listener: g, Clock: e.cfg.Clock, Logger: e.cfg.Logger,

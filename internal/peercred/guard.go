@@ -41,6 +41,13 @@ type Guard struct {
 	net.Listener
 	// Allow returns nil when process pid may call. Required.
 	Allow func(pid int) error
+	// Candidates, when set, lists the only processes that may call (an
+	// instance's process group): the connection's socket is looked for
+	// among their files alone, which costs a few directory reads instead of
+	// a scan of every process. When it returns nil (the instance's process
+	// is not known yet), every process is scanned. Default nil: every
+	// process is scanned.
+	Candidates func() []int
 	// Log receives refusals. Required.
 	Log *slog.Logger
 	// Concurrency is how many connections are identified at once.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/haven-platform/haven/internal/proc"
@@ -25,9 +26,32 @@ func (g *Guard) check(c net.Conn) error {
 	if !ok1 || !ok2 {
 		return errors.New("not a TCP connection")
 	}
-	pids, err := PeerPIDs(peer.AddrPort(), local.AddrPort())
-	if err != nil {
-		return err
+	var pids []int
+	var candidates []int
+	if g.Candidates != nil {
+		candidates = g.Candidates()
+	}
+	if candidates != nil {
+		// Look for the socket among the candidates' files only: a few
+		// processes, not every process's every descriptor.
+		_, inode, err := SocketOwner(peer.AddrPort(), local.AddrPort())
+		if err != nil {
+			return err
+		}
+		target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+		for _, pid := range candidates {
+			if holds(pid, target) {
+				pids = append(pids, pid)
+			}
+		}
+		if len(pids) == 0 {
+			return errors.New("no process of the instance holds the connection")
+		}
+	} else {
+		var err error
+		if pids, err = PeerPIDs(peer.AddrPort(), local.AddrPort()); err != nil {
+			return err
+		}
 	}
 	for _, pid := range pids {
 		if err := g.Allow(pid); err != nil {
@@ -35,6 +59,33 @@ func (g *Guard) check(c net.Conn) error {
 		}
 	}
 	return nil
+}
+
+// holds reports whether process pid has a file descriptor on target
+// ("socket:[inode]").
+func holds(pid int, target string) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(dir + "/" + fd.Name()); err == nil && l == target {
+			return true
+		}
+	}
+	return false
+}
+
+// InstanceProcesses lists the processes of the instance whose process
+// group leader returns (none while it returns 0): a Guard's Candidates.
+func InstanceProcesses(leader func() int) func() []int {
+	return func() []int {
+		if l := leader(); l > 0 {
+			return proc.Group(l)
+		}
+		return nil
+	}
 }
 
 // Started returns the leader of pid's process group and the leader's

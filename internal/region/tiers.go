@@ -417,7 +417,7 @@ func (r *Region) runRelease(ctx context.Context) error {
 		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(z.Name))
 		start = node.Start
 	} else {
-		md, err := r.t.imds.Start(ctx, releaseNode, r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release))
+		md, err := r.t.imds.Start(ctx, releaseNode, r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release), nil)
 		if err != nil {
 			return err
 		}
@@ -534,7 +534,7 @@ func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
 		}
 		return 0
 	}
-	md, err := r.t.imds.Start(context.Background(), id, az, info.Host, peercred.InstanceCaller(id, leader))
+	md, err := r.t.imds.Start(context.Background(), id, az, info.Host, peercred.InstanceCaller(id, leader), peercred.InstanceProcesses(leader))
 	if err != nil {
 		// The instance starts without identity and fails its health check; the
 		// fleet replaces it. Say why.
