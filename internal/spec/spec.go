@@ -7,7 +7,9 @@ type Spec struct {
 	// digits and dashes, 1–32 characters. Default: "courses".
 	Name string `yaml:"name" json:"name"`
 	// Zones lists the two availability zones by suffix. Default: [a, b].
-	// Locally, zone i owns the address range 127.0.(i+1).0/24.
+	// Locally, as root, each zone has a public, an app and a db subnet of
+	// the region's range of 198.18.0.0/15 (docs/vpc.md); without root,
+	// zone i owns the loopback range 127.0.(i+1).0/24.
 	Zones []string `yaml:"zones" json:"zones"`
 	// App is the launch template: what every instance runs.
 	App App `yaml:"app" json:"app"`
