@@ -70,11 +70,11 @@ func TestGuardFloodDoesNotDelayTheAllowedCaller(t *testing.T) {
 	var logMu sync.Mutex
 	g := &Guard{Listener: ln, Log: slog.New(slog.NewTextHandler(lockedWriter{&logs, &logMu}, nil)),
 		Candidates: func() []int { return []int{os.Getpid()} }, Allow: func(pid int) error {
-		if pid != os.Getpid() {
-			return errors.New("not the instance")
-		}
-		return nil
-	}}
+			if pid != os.Getpid() {
+				return errors.New("not the instance")
+			}
+			return nil
+		}}
 	t.Cleanup(func() { g.Close() })
 	go func() {
 		for {
