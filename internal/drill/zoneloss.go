@@ -226,13 +226,19 @@ func ZoneLoss(ctx context.Context, c *api.Client, cfg ZoneLossConfig) (*ZoneLoss
 
 	epDSN := endpointDSN(login)
 	stamp := strconv.FormatInt(time.Now().Unix(), 10)
-	table, inZoneTable := "drill_zone_ledger_"+stamp, "drill_zone_inzone_"+stamp
-	for _, t := range []string{table, inZoneTable} {
-		if err := ledger.Setup(ctx, epDSN, t); err != nil {
-			return nil, fmt.Errorf("drill zone-loss: %w (is the endpoint %s reachable?)", err, db.Endpoint)
-		}
-		defer dropTable(epDSN, t)
+	table := "drill_zone_ledger_" + stamp
+	if err := ledger.Setup(ctx, epDSN, table); err != nil {
+		return nil, fmt.Errorf("drill zone-loss: %w (is the endpoint %s reachable?)", err, db.Endpoint)
 	}
+	defer dropTable(epDSN, table)
+	// The writer inside the zone gets a table per round: each round's
+	// writers number their rows from 1 again.
+	inZoneTables := map[string][]ledger.Op{}
+	defer func() {
+		for t := range inZoneTables {
+			dropTable(epDSN, t)
+		}
+	}()
 	w, err := ledger.Start(ctx, ledger.Config{DSN: epDSN, Writers: cfg.Writers, Table: table, Interval: cfg.Interval,
 		OpTimeout: 30 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -252,13 +258,17 @@ func ZoneLoss(ctx context.Context, c *api.Client, cfg ZoneLossConfig) (*ZoneLoss
 	defer web.close()
 
 	var rtos []float64
-	var inZoneOps []ledger.Op
 	for i := 1; i <= cfg.Rounds; i++ {
+		inZoneTable := fmt.Sprintf("drill_zone_inzone_%s_r%d", stamp, i)
+		if err := ledger.Setup(ctx, epDSN, inZoneTable); err != nil {
+			return nil, fmt.Errorf("drill zone-loss: %w", err)
+		}
+		inZoneTables[inZoneTable] = nil
 		round, ops, err := runZoneRound(ctx, c, cfg, direct, login, w, web, inZoneTable, i, say)
 		if err != nil {
 			return nil, fmt.Errorf("drill zone-loss round %d: %w", i, err)
 		}
-		inZoneOps = append(inZoneOps, ops...)
+		inZoneTables[inZoneTable] = ops
 		if round.Recovered {
 			rtos = append(rtos, round.WriteRTOMS)
 		}
@@ -289,14 +299,17 @@ func ZoneLoss(ctx context.Context, c *api.Client, cfg ZoneLossConfig) (*ZoneLoss
 	} else {
 		rep.AcknowledgedLost, rep.FailPresent = lr.AcknowledgedLost, lr.FailPresent
 	}
-	if len(inZoneOps) > 0 {
+	for t, ops := range inZoneTables {
+		if len(ops) == 0 {
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		lr, err := checkLedger(cctx, direct, login, end.Primary, nodeAddr(end, end.Primary), inZoneTable, inZoneOps)
+		lr, err := checkLedger(cctx, direct, login, end.Primary, nodeAddr(end, end.Primary), t, ops)
 		cancel()
 		if err != nil {
 			rep.Reasons = append(rep.Reasons, "final check of the in-zone writer: "+err.Error())
 		} else if lr.AcknowledgedLost > 0 {
-			rep.Reasons = append(rep.Reasons, fmt.Sprintf("the writer inside the partitioned zone lost %d acknowledged writes", lr.AcknowledgedLost))
+			rep.Reasons = append(rep.Reasons, fmt.Sprintf("the writer inside the partitioned zone lost %d acknowledged writes (%s)", lr.AcknowledgedLost, t))
 		}
 	}
 	rep.Primaries = countWritable(ctx, direct, login, end)
