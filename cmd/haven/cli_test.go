@@ -137,3 +137,43 @@ func TestStatusWithoutRegionSaysHowToStart(t *testing.T) {
 		t.Errorf("status with no region: %v, want advice to run haven up", err)
 	}
 }
+
+// TestValidateWarnsWhatAWSRefuses: a name valid locally (up to 32
+// characters) but over AWS's 20 is valid, with a warning naming the field
+// and the limit; the JSON says it does not deploy to AWS.
+func TestValidateWarnsWhatAWSRefuses(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "haven.yaml")
+	name := "exam-week-courses-platform" // 26 characters
+	if err := os.WriteFile(f, []byte("name: "+name+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := run(t, "validate", "-f", f)
+	if err != nil {
+		t.Fatalf("validate: %v (the spec is valid locally)", err)
+	}
+	if !strings.Contains(stderr, "name: valid locally, but will not deploy to AWS") || !strings.Contains(stderr, "at most 20 characters") {
+		t.Errorf("stderr %q does not warn about the name and AWS's limit", stderr)
+	}
+	out, _, err := run(t, "validate", "-f", f, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Valid    bool `json:"valid"`
+		Deploys  bool `json:"deploys_to_aws"`
+		Problems []struct {
+			Field, Message string
+		} `json:"aws_problems"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Valid || res.Deploys || len(res.Problems) != 1 || res.Problems[0].Field != "name" {
+		t.Errorf("validate --json = %+v, want valid, not deployable, one problem on name", res)
+	}
+	// The repository's spec deploys: no warning.
+	_, stderr, err = run(t, "validate", "-f", filepath.Join("..", "..", "haven.yaml"))
+	if err != nil || strings.Contains(stderr, "will not deploy") {
+		t.Errorf("validate haven.yaml: %v, stderr %q", err, stderr)
+	}
+}

@@ -130,7 +130,7 @@ resource "aws_autoscaling_group" "app" {
   vpc_zone_identifier = aws_subnet.app[*].id
   target_group_arns   = [aws_lb_target_group.app.arn]
 
-  health_check_type         = "ELB"
+  health_check_type         = var.health_check_type
   health_check_grace_period = var.health_check_grace_period
   default_instance_warmup   = var.default_instance_warmup
   capacity_rebalance        = true

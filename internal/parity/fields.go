@@ -151,7 +151,7 @@ var Fields = []Field{
 	{
 		Path: "app.release", Kind: NotOnAWS, Capability: "release task",
 		Allowed: "a command, like `app.command`",
-		Reason:  "the module runs no release task; run it once from your deploy pipeline against the new database before the fleet takes traffic (for the sample app: `courses migrate`, never the local demo seed)",
+		Reason:  "the module runs no release task; run it from your deploy pipeline before the fleet takes traffic (the sample app's release only seeds local demo data, and `courses serve` migrates at startup)",
 		Example: "app: {release: [courses, migrate]}",
 	},
 	{

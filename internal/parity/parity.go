@@ -281,6 +281,16 @@ func Value(s spec.Spec, path string) string {
 	return strings.Join(parts, ", ")
 }
 
+// Values returns the Go values at path in s: one for a plain path, one per
+// list element for a path with "[]".
+func Values(s spec.Spec, path string) []any {
+	var out []any
+	for _, v := range values(&s, path) {
+		out = append(out, v.Interface())
+	}
+	return out
+}
+
 // Show formats a spec value in haven.yaml's notation.
 func Show(v any) string {
 	b, err := json.Marshal(v)
