@@ -2,7 +2,12 @@ package parity
 
 // This file is the one place that decides what each haven.yaml field means
 // locally and on AWS. Adding a field to internal/spec without a row here
-// fails TestEveryLeafClassified, with the row to add.
+// fails TestEveryLeafClassified, with the row to add. After an edit, run
+//
+//	go generate ./internal/parity
+//
+// to rewrite the tables in docs/spec.md and docs/aws.md
+// (TestDocsTablesMatch fails until you do).
 
 // Capabilities are the rows of the parity table in docs/aws.md, in order.
 var Capabilities = []Capability{
@@ -38,12 +43,12 @@ var Capabilities = []Capability{
 	},
 	{
 		Name:  "target tracking",
-		Local: "validated; capacity stays at desired unless changed with `haven fleet scale` (internal/scaling holds the decision, not wired into the region yet)",
+		Local: "validated; capacity stays at desired unless changed with `haven fleet scale` (internal/scaling holds the decision, not wired into the region)",
 		AWS:   "`aws_autoscaling_policy` TargetTrackingScaling on `ASGAverageCPUUtilization` or `ALBRequestCountPerTarget`",
 	},
 	{
 		Name:  "scheduled actions",
-		Local: "validated; no action runs locally yet",
+		Local: "validated; no action runs",
 		AWS:   "`aws_autoscaling_schedule` (recurrence, time zone, sizes; an unset size stays unchanged)",
 	},
 	{
@@ -84,28 +89,28 @@ var Capabilities = []Capability{
 	},
 	{
 		Name:  "edge",
-		Local: "not built yet: the app serves /static/* and /materials/* itself through the load balancer",
+		Local: "no edge: the app serves /static/* and /materials/* itself through the load balancer",
 		AWS:   "`aws_cloudfront_distribution`: static paths from the S3 bucket through Origin Access Control, signed URLs for /materials/*, everything else from the ALB uncached",
 	},
 	{
 		Name:  "object store",
-		Local: "not wired into the region yet (internal/objstore runs an S3-compatible server on its own)",
+		Local: "internal/objstore runs an S3-compatible server on its own; the region does not start it",
 		AWS:   "`aws_s3_bucket.assets`: public access blocked, read only by CloudFront",
 	},
 	{
 		Name:  "security groups",
-		Local: "not enforced yet: tiers reach each other over loopback (internal/secgroup translates the groups to nftables, not applied by the region yet)",
+		Local: "not enforced: tiers reach each other over loopback (internal/secgroup translates the groups to nftables; the region does not apply them)",
 		AWS:   "`alb-sg → app-sg → db-sg` by security group reference",
 	},
 	{
 		Name:  "alarms",
-		Local: "not wired into the region yet (internal/alarms evaluates CloudWatch-style alarms on its own)",
+		Local: "internal/alarms evaluates CloudWatch-style alarms on its own; the region does not run it",
 		AWS:   "`aws_cloudwatch_metric_alarm` and RDS event subscription → SNS topic",
 	},
 	{
 		Name:       "logs",
 		LocalBuilt: true,
-		Local:      "JSON logs under the state dir, kept until `haven down` removes the region",
+		Local:      "logs under the state dir's `logs/`, with no retention period",
 		AWS:        "CloudWatch log groups (`retention_in_days`) and the logs bucket's lifecycle (ALB access logs, VPC flow logs)",
 	},
 }
@@ -117,12 +122,14 @@ var Fields = []Field{
 	{
 		Path: "name", Kind: Exported, Capability: "region and zones",
 		Allowed:  "lowercase letters, digits and dashes, starting with a letter, 1–32 characters (AWS: at most 20, no `--`, not ending in `-`)",
+		Local:    "names the state, the cgroups, the processes and the database secret",
 		Variable: "name", AWS: "prefixes every resource name; at most 20 characters, else `haven aws tfvars` refuses it and `haven validate` warns",
 		Example: "name: shop", Want: `"shop"`,
 	},
 	{
 		Path: "zones", Kind: Exported, Capability: "region and zones",
 		Allowed:  "two single letters",
+		Local:    "two zones, each owning a /24 of loopback addresses (zone i: 127.0.(i+1).0/24) where its instances and database node listen",
 		Variable: "azs", AWS: "`aws.region` + each letter, unless `aws.availability_zones` names them",
 		Example: "zones: [a, c]", Want: `["eu-west-1a","eu-west-1c"]`,
 	},
@@ -157,18 +164,21 @@ var Fields = []Field{
 	{
 		Path: "app.health_check.path", Kind: Exported, Capability: "health checks",
 		Allowed:  "starts with `/`",
+		Local:    "each target is probed with GET at this path",
 		Variable: "health_check.path", AWS: "at most 1024 characters",
 		Example: "app: {health_check: {path: /up}}", Want: `"/up"`,
 	},
 	{
 		Path: "app.health_check.interval", Kind: Exported, Capability: "health checks",
 		Allowed:  "100ms–300s",
+		Local:    "time between probes of one target",
 		Variable: "health_check.interval", AWS: "5–300 s; shorter is clamped to 5 s, fractions rounded up (warning)",
 		Example: "app: {health_check: {interval: 10s, timeout: 3s}}", Want: `10`,
 	},
 	{
 		Path: "app.health_check.timeout", Kind: Exported, Capability: "health checks",
 		Allowed:  "10ms and up, shorter than the interval",
+		Local:    "a probe slower than this fails",
 		Variable: "health_check.timeout", AWS: "2–120 s and below the interval; clamped (warning)",
 		Example: "app: {health_check: {interval: 10s, timeout: 3s}}", Want: `3`,
 	},
@@ -189,6 +199,7 @@ var Fields = []Field{
 	{
 		Path: "app.health_check.matcher", Kind: Exported, Capability: "health checks",
 		Allowed:  "codes within 200–499: `200`, `200-299`, `200,302`",
+		Local:    "the status codes that pass a probe",
 		Variable: "health_check.matcher", AWS: "the same codes",
 		Example: "app: {health_check: {matcher: '200-299'}}", Want: `"200-299"`,
 	},
@@ -210,18 +221,21 @@ var Fields = []Field{
 	{
 		Path: "fleet.min", Kind: Exported, Capability: "auto scaling group",
 		Allowed:  "0 ≤ min ≤ desired ≤ max",
+		Local:    "the fleet never runs fewer; lost instances are replaced",
 		Variable: "min_size", AWS: "`aws_autoscaling_group.min_size`",
 		Example: "fleet: {min: 1, desired: 1}", Want: `1`,
 	},
 	{
 		Path: "fleet.max", Kind: Exported, Capability: "auto scaling group",
 		Allowed:  "1–100, at least min",
+		Local:    "the fleet never runs more",
 		Variable: "max_size", AWS: "`aws_autoscaling_group.max_size`",
 		Example: "fleet: {max: 20}", Want: `20`,
 	},
 	{
 		Path: "fleet.desired", Kind: Exported, Capability: "auto scaling group",
 		Allowed:  "between min and max",
+		Local:    "instances launched at start and kept by replacement",
 		Variable: "desired_capacity", AWS: "the starting capacity; scaling owns it afterwards",
 		Example: "fleet: {desired: 3}", Want: `3`,
 	},
@@ -320,6 +334,7 @@ var Fields = []Field{
 	{
 		Path: "load_balancer.algorithm", Kind: Exported, Capability: "load balancer",
 		Allowed:  "`round_robin`, `least_outstanding_requests`",
+		Local:    "round robin, or least outstanding requests",
 		Variable: "load_balancing_algorithm", AWS: "`load_balancing_algorithm_type`",
 		Example: "load_balancer: {algorithm: least_outstanding_requests}", Want: `"least_outstanding_requests"`,
 	},
@@ -348,12 +363,14 @@ var Fields = []Field{
 	{
 		Path: "database.engine", Kind: Fixed, Capability: "database",
 		Allowed: "`postgres`",
+		Local:   "Debian's PostgreSQL",
 		AWS:     "`aws_db_instance.engine = postgres`",
 		Example: "database: {engine: mysql}",
 	},
 	{
 		Path: "database.version", Kind: Fixed, Capability: "database",
 		Allowed: "15",
+		Local:   "Debian's PostgreSQL 15",
 		AWS:     "`db_engine_version = 15` (module default)",
 		Example: "database: {version: 16}",
 	},

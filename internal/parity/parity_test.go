@@ -2,6 +2,8 @@ package parity
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,7 +55,8 @@ and pick its Kind:
 	           (the variable's JSON value for Example); map it in internal/tfvars (Input, FromSpec, Generate, Vars) and the module.
 	LocalOnly: it has no AWS meaning by design. Set Reason.
 	NotOnAWS:  AWS cannot do it yet. Set Reason: the warning haven aws tfvars prints when the spec sets it.
-	Fixed:     the spec accepts only what the module builds. Set AWS.`,
+	Fixed:     the spec accepts only what the module builds. Set AWS.
+Then run: go generate ./internal/parity   (rewrites the tables in docs/spec.md and docs/aws.md)`,
 		l.Path, l.GoPath, l.Type, l.Path, top)
 }
 
@@ -199,5 +202,42 @@ func TestLocalWarnings(t *testing.T) {
 	ws := LocalWarnings(s)
 	if len(ws) != 1 || !strings.Contains(ws[0], "fleet.scaling[].scheduled") || !strings.Contains(ws[0], "scheduled actions is not acted on locally yet") {
 		t.Errorf("warnings %q, want one about scheduled actions", ws)
+	}
+}
+
+// TestDocsTablesMatch: the tables in docs/spec.md and docs/aws.md are the
+// ones the classification renders today.
+func TestDocsTablesMatch(t *testing.T) {
+	for _, s := range Sections {
+		b, err := os.ReadFile(filepath.Join("..", "..", s.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Generated(string(b), s.Name)
+		if err != nil {
+			t.Fatalf("%s: %v", s.File, err)
+		}
+		if want := s.Render(); got != want {
+			t.Errorf("%s: the %s table differs from internal/parity/fields.go; run `go generate ./internal/parity`\ngot:\n%s\nwant:\n%s", s.File, s.Name, got, want)
+		}
+	}
+}
+
+// TestTablesCoverEveryFieldAndCapability: each field is a row of the field
+// table, and each capability a row of the parity table naming its fields.
+func TestTablesCoverEveryFieldAndCapability(t *testing.T) {
+	ft, pt := FieldTable(), ParityTable()
+	for _, f := range Fields {
+		if !strings.Contains(ft, "| `"+f.Path+"` |") {
+			t.Errorf("field table lacks %s", f.Path)
+		}
+		if !strings.Contains(pt, "`"+f.Path+"`") {
+			t.Errorf("parity table lacks %s", f.Path)
+		}
+	}
+	for _, c := range Capabilities {
+		if !strings.Contains(pt, "\n| "+c.Name+" |") {
+			t.Errorf("parity table lacks %s", c.Name)
+		}
 	}
 }
