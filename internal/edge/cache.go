@@ -46,7 +46,7 @@ func (e *Edge) serveCached(w http.ResponseWriter, r *http.Request, rq *request) 
 		switch freshness(age, old.ttl, old.swr, old.noStale) {
 		case stateFresh:
 			e.stats.hits.Add(1)
-			e.serveEntry(w, r, old, xHit, age)
+			e.serveEntry(w, r, old, outHit, age)
 			return
 		case stateStaleWhileRevalidate:
 			e.stats.hits.Add(1)
@@ -54,14 +54,14 @@ func (e *Edge) serveCached(w http.ResponseWriter, r *http.Request, rq *request) 
 			if !now.Before(old.failedUntil) {
 				e.revalidateInBackground(r, rq, old)
 			}
-			e.serveEntry(w, r, old, xHit, age)
+			e.serveEntry(w, r, old, outHit, age)
 			return
 		}
 		if now.Before(old.failedUntil) && staleOnError(age, old.ttl, old.sie, old.noStale) {
 			// The origin failed within the error caching TTL: do not ask again yet.
 			e.stats.staleServed.Add(1)
 			e.stats.staleIfError.Add(1)
-			e.serveEntry(w, r, old, xHit, age)
+			e.serveEntry(w, r, old, outHit, age)
 			return
 		}
 	}
@@ -83,16 +83,16 @@ func (e *Edge) serveCached(w http.ResponseWriter, r *http.Request, rq *request) 
 	case res.stale:
 		e.stats.staleServed.Add(1)
 		e.stats.staleIfError.Add(1)
-		e.serveEntry(w, r, res.ent, xHit, res.ent.age(now))
+		e.serveEntry(w, r, res.ent, outHit, res.ent.age(now))
 	case joined:
 		e.stats.hits.Add(1)
-		e.serveEntry(w, r, res.ent, xHit, res.ent.age(now))
+		e.serveEntry(w, r, res.ent, outHit, res.ent.age(now))
 	case res.refreshed:
 		e.stats.refreshHits.Add(1)
-		e.serveEntry(w, r, res.ent, xRefreshHit, res.ent.age(now))
+		e.serveEntry(w, r, res.ent, outRefreshHit, res.ent.age(now))
 	default:
 		e.stats.misses.Add(1)
-		e.serveEntry(w, r, res.ent, xMiss, res.ent.age(now))
+		e.serveEntry(w, r, res.ent, outMiss, res.ent.age(now))
 	}
 }
 

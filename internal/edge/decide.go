@@ -446,11 +446,16 @@ func digits(s string) bool {
 	return true
 }
 
+var dotDecoder = strings.NewReplacer("%2e", ".", "%2f", "/", "%5c", "/", "\\", "/")
+
 // dotSegment reports whether a path has a "." or ".." segment, raw or
 // percent-encoded. The edge refuses such paths: a pattern-matched behaviour
 // could otherwise reach an object outside it on an origin that resolves them.
 func dotSegment(rawPath string) bool {
-	s := strings.NewReplacer("%2e", ".", "%2f", "/", "%5c", "/", "\\", "/").Replace(strings.ToLower(rawPath))
+	if !strings.Contains(rawPath, "/.") && !strings.ContainsAny(rawPath, "%\\") {
+		return false // a dot segment needs "/." unless something is encoded
+	}
+	s := dotDecoder.Replace(strings.ToLower(rawPath))
 	for seg := range strings.SplitSeq(s, "/") {
 		if seg == "." || seg == ".." {
 			return true

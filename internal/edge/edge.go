@@ -528,6 +528,13 @@ var notForwardedOnFetch = map[string]bool{"Host": true, "Accept-Encoding": true,
 	"Via": true, "Authorization": true, "X-Amz-Date": true, "X-Amz-Security-Token": true,
 	"X-Amz-Content-Sha256": true}
 
+// alwaysForwarded are viewer headers a forwarded (uncached) request keeps
+// whatever its policies say: range and conditional requests, and the
+// description of a body. CloudFront forwards them too.
+var alwaysForwarded = map[string]bool{"Range": true, "If-Range": true, "If-Match": true,
+	"If-None-Match": true, "If-Modified-Since": true, "If-Unmodified-Since": true,
+	"Content-Type": true, "Content-Encoding": true, "Content-Language": true, "Content-Md5": true}
+
 // forwardedHeaders builds the headers of an origin request: the viewer
 // headers the behaviour forwards, its cookies, X-Forwarded-For with the
 // viewer's address appended, and Via.
@@ -538,7 +545,7 @@ func (e *Edge) forwardedHeaders(r *http.Request, rq *request, fetch bool) http.H
 		if (fetch && notForwardedOnFetch[name]) || name == "Cookie" || name == "X-Forwarded-For" || name == "Via" {
 			continue
 		}
-		if b.forwardHeader(name) {
+		if b.forwardHeader(name) || (!fetch && alwaysForwarded[name]) {
 			h[name] = slices.Clone(vals)
 		}
 	}

@@ -12,13 +12,22 @@ import (
 	"time"
 )
 
+// outcome is how a response was served; it picks the X-Cache value.
+type outcome int
+
+const (
+	outHit outcome = iota
+	outRefreshHit
+	outMiss
+)
+
 // X-Cache values, as CloudFront's with the edge's name.
 var (
-	xHit        = []string{"Hit from haven-edge"}
-	xRefreshHit = []string{"RefreshHit from haven-edge"}
-	xMiss       = []string{"Miss from haven-edge"}
-	xError      = []string{"Error from haven-edge"}
-	xVia        = []string{viaValue}
+	xCache = [...][]string{outHit: {"Hit from haven-edge"}, outRefreshHit: {"RefreshHit from haven-edge"},
+		outMiss: {"Miss from haven-edge"}}
+	xMiss  = xCache[outMiss]
+	xError = []string{"Error from haven-edge"}
+	xVia   = []string{viaValue}
 )
 
 // textEscaper escapes text content of XML and HTML bodies.
@@ -32,17 +41,22 @@ var gzipWriters = sync.Pool{New: func() any {
 // serveEntry writes a cached object: its stored headers, X-Cache, Via and
 // Age, and for 200 objects conditional requests (304) and the byte ranges
 // CloudFront honours (206, 416), through net/http's ServeContent.
-func (e *Edge) serveEntry(w http.ResponseWriter, r *http.Request, ent *entry, xcache []string, age time.Duration) {
+// Age is sent for objects served from the cache, and on a miss only when the
+// origin's response already had an age.
+func (e *Edge) serveEntry(w http.ResponseWriter, r *http.Request, ent *entry, out outcome, age time.Duration) {
 	h := w.Header()
 	for k, v := range ent.header {
 		h[k] = v
 	}
 	if ent.status >= 400 {
-		xcache = xError
+		h["X-Cache"] = xError
+	} else {
+		h["X-Cache"] = xCache[out]
 	}
-	h["X-Cache"] = xcache
 	h["Via"] = xVia
-	h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+	if out != outMiss || age >= time.Second {
+		h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+	}
 	if ent.status == http.StatusOK {
 		if rg := r.Header.Get("Range"); rg != "" && !rangeHonoured(rg, int64(len(ent.body))) {
 			r.Header.Del("Range") // CloudFront answers 200 with the whole object

@@ -135,9 +135,11 @@ func signedCookies(r *http.Request) (signedParams, error) {
 	return sp, nil
 }
 
+var cfBase64 = strings.NewReplacer("-", "+", "_", "=", "~", "/")
+
 // decodeCF decodes CloudFront's URL-safe base64.
 func decodeCF(s string) ([]byte, error) {
-	s = strings.NewReplacer("-", "+", "_", "=", "~", "/").Replace(s)
+	s = cfBase64.Replace(s)
 	return base64.StdEncoding.DecodeString(s)
 }
 
