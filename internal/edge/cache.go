@@ -309,6 +309,7 @@ func (e *Edge) newEntry(rq *request, resp *http.Response, body []byte, now time.
 		}
 		e.stats.compressed.Add(1)
 	}
+	ent.lengthValue = []string{strconv.Itoa(len(ent.body))}
 	return ent
 }
 

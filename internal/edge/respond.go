@@ -28,6 +28,8 @@ var (
 	xMiss  = xCache[outMiss]
 	xError = []string{"Error from haven-edge"}
 	xVia   = []string{viaValue}
+
+	xAcceptRanges = []string{"bytes"}
 )
 
 // textEscaper escapes text content of XML and HTML bodies.
@@ -57,12 +59,22 @@ func (e *Edge) serveEntry(w http.ResponseWriter, r *http.Request, ent *entry, ou
 	if out != outMiss || age >= time.Second {
 		h["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	}
+	if _, ok := h["Content-Type"]; !ok && ent.status == http.StatusOK {
+		h["Content-Type"] = nil // no sniffing: the origin sent none
+	}
+	if ent.status == http.StatusOK && plainGet(r) {
+		// The common case, without ServeContent's work: the whole object.
+		h["Accept-Ranges"] = xAcceptRanges
+		h["Content-Length"] = ent.lengthValue
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(ent.body)
+		}
+		return
+	}
 	if ent.status == http.StatusOK {
 		if rg := r.Header.Get("Range"); rg != "" && !rangeHonoured(rg, int64(len(ent.body))) {
 			r.Header.Del("Range") // CloudFront answers 200 with the whole object
-		}
-		if _, ok := h["Content-Type"]; !ok {
-			h["Content-Type"] = nil // no sniffing: the origin sent none
 		}
 		http.ServeContent(w, r, "", ent.modTime, bytes.NewReader(ent.body))
 		return
@@ -74,6 +86,13 @@ func (e *Edge) serveEntry(w http.ResponseWriter, r *http.Request, ent *entry, ou
 	if r.Method != http.MethodHead && bodyAllowed(ent.status) {
 		_, _ = w.Write(ent.body)
 	}
+}
+
+// plainGet reports a request with no range or conditional header.
+func plainGet(r *http.Request) bool {
+	h := r.Header
+	return len(h["Range"]) == 0 && len(h["If-None-Match"]) == 0 && len(h["If-Modified-Since"]) == 0 &&
+		len(h["If-Match"]) == 0 && len(h["If-Unmodified-Since"]) == 0 && len(h["If-Range"]) == 0
 }
 
 func bodyAllowed(status int) bool {

@@ -21,6 +21,8 @@ type entry struct {
 	status int
 	header http.Header
 	body   []byte
+	// lengthValue is len(body) as a Content-Length value.
+	lengthValue []string
 	// originETag and lastModified are the origin's validators, sent back
 	// when the entry is revalidated; modTime is lastModified parsed.
 	originETag, lastModified string
