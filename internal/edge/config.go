@@ -85,8 +85,8 @@ type Config struct {
 	// (CloudFront: managed by AWS).
 	CacheBytes int64
 	// MaxObjectBytes is the largest object the edge caches; larger ones are
-	// streamed through uncached. Default 32 MiB (CloudFront caches files of up
-	// to 50 GB).
+	// streamed through uncached. Default 32 MiB (CloudFront: its developer
+	// guide gives 30 GB as the largest response it serves).
 	MaxObjectBytes int64
 	// MaxRequestBytes bounds the request line and headers together; larger
 	// requests get 413. Default 20480 (CloudFront's limit).

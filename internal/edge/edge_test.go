@@ -869,3 +869,30 @@ func TestStopCancelsBackgroundWork(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOriginTimeout: an origin that sends no headers within ResponseTimeout
+// gets 504; one that stalls in its body abandons the fill (502) and nothing
+// is stored.
+func TestOriginTimeout(t *testing.T) {
+	stall, open := gate(t)
+	defer open()
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "body") {
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "12345")
+			w.(http.Flusher).Flush()
+		}
+		<-stall
+	})
+	e, _ := newTestEdge(t, o, func(c *Config) { c.ResponseTimeout = 50 * time.Millisecond })
+	w := get(e, "/static/slow")
+	want(t, w, 504, errorX, "")
+	if !strings.Contains(w.Body.String(), "did not answer in time") {
+		t.Errorf("504 body %q", w.Body)
+	}
+	want(t, get(e, "/static/slow-body"), 502, errorX, "")
+	want(t, get(e, "/other"), 504, errorX, "") // uncached behaviour
+	if s := e.Stats(); s.Objects != 0 || s.OriginErrors < 3 {
+		t.Errorf("stats = %+v", s)
+	}
+}
