@@ -108,6 +108,15 @@ func newTestServer(t *testing.T, db *DB) (*Server, *httptest.Server) {
 	return s, hs
 }
 
+// newHTTPTestServer serves s on a loopback port until the test ends and
+// returns its base URL.
+func newHTTPTestServer(t *testing.T, s *Server) string {
+	t.Helper()
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(hs.Close)
+	return hs.URL
+}
+
 func TestMigrateConcurrent(t *testing.T) {
 	pg := startPG(t)
 	log := testLogger(t)
@@ -243,14 +252,15 @@ func TestLoginFlowAndCSRF(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("login without CSRF token: %d, want 403", resp.StatusCode)
 	}
-	// Wrong token: 403.
-	resp, _ = c.postForm("/login", url.Values{"email": {"student1@example.edu"}, "password": {testPassword}, "csrf_token": {tok + "x"}})
-	if resp.StatusCode != http.StatusForbidden {
-		t.Errorf("login with wrong CSRF token: %d, want 403", resp.StatusCode)
+	// Wrong token: 403, and a fresh form that keeps the email and says why.
+	resp, page = c.postForm("/login", url.Values{"email": {"student1@example.edu"}, "password": {testPassword}, "csrf_token": {tok + "x"}})
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, `value="student1@example.edu"`) || !strings.Contains(page, "form had expired") {
+		t.Errorf("login with wrong CSRF token: %d, want 403 and the form again with the email kept\n%s", resp.StatusCode, page)
 	}
 	if _, ok := c.cookies[sessionCookie]; ok {
 		t.Fatal("session cookie set without CSRF token")
 	}
+	tok = formToken(t, page) // the fresh form's token matches the fresh cookie
 	// Wrong password: 401 and the form again.
 	resp, page = c.postForm("/login", url.Values{"email": {"student1@example.edu"}, "password": {"wrong-password"}, "csrf_token": {tok}})
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(page, "do not match") {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,6 +61,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	serve.Flags().DurationVar(&sc.StartupTimeout, "startup-timeout", 60*time.Second, "how long to keep retrying migrations while the database is unreachable")
 	serve.Flags().Int32Var(&sc.MaxConns, "max-conns", 8, "database pool size")
 	serve.Flags().DurationVar(&sc.RetryBudget, "retry-budget", 8*time.Second, "how long one request may retry across a database failover")
+	serve.Flags().IntVar(&sc.Throttle.AccountLimit, "login-account-limit", DefaultAccountLimit, "password checks per account per --login-window before logins to it pause")
+	serve.Flags().IntVar(&sc.Throttle.ClientLimit, "login-client-limit", DefaultClientLimit, "failed password checks per client address per --login-window before logins from it pause")
+	serve.Flags().DurationVar(&sc.Throttle.Window, "login-window", DefaultThrottleWindow, "the login throttle's window")
+	serve.Flags().StringVar(&sc.TrustedProxies, "trusted-proxies", strings.Join(defaultTrustedProxies, ","), "peer networks (CIDRs) whose X-Forwarded-For is believed")
+	serve.Flags().IntVar(&sc.ProxyHops, "proxy-hops", 1, "proxies that append to X-Forwarded-For: 1 for the load balancer, 2 with the edge in front; 0 ignores the header")
 
 	migrate := &cobra.Command{
 		Use:   "migrate",
@@ -111,6 +117,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stdout, "seeded %d students, %d teachers, %d courses, %d enrolments, %d materials, %d grades in %s\n",
 				res.Students, res.Teachers, res.Courses, res.Enrolments, res.Materials, res.Grades, res.Took.Round(time.Millisecond))
 			fmt.Fprintf(stdout, "log in as student1@example.edu ... student%d@example.edu or teacher1@example.edu ... teacher%d@example.edu\n", res.Students, res.Teachers)
+			if res.LargeCourse > 0 {
+				fmt.Fprintf(stdout, "course 1 has %d students: log in as teacher1@example.edu and open /courses/1/gradebook\n", res.LargeCourse)
+			}
 			fmt.Fprintf(stdout, "demo password for every seeded user: %s\n", seedCfg.Password)
 			return nil
 		},
@@ -119,6 +128,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	seed.Flags().IntVar(&seedCfg.Courses, "courses", 500, "number of courses")
 	seed.Flags().IntVar(&seedCfg.Teachers, "teachers", 0, "number of teachers (default: one per 10 courses, at least 1)")
 	seed.Flags().IntVar(&seedCfg.PerStudent, "courses-per-student", 5, "average enrolments per student")
+	seed.Flags().IntVar(&seedCfg.LargeCourse, "large-course", DefaultLargeCourse, "students in course 1 (student1..studentN, capped at --students), for a gradebook at size; -1 for none")
 	seed.Flags().StringVar(&seedCfg.Password, "password", "exam-week-2026", "demo password shared by all seeded users")
 	seed.Flags().BoolVar(&seedCfg.Force, "force", false, "delete all existing data and seed again")
 
@@ -164,6 +174,16 @@ type serveConfig struct {
 	MaxConns int32
 	// RetryBudget is the per-operation failover retry budget. Default 8s.
 	RetryBudget time.Duration
+	// Throttle is the login rate limit. Defaults: see ThrottlePolicy.
+	Throttle ThrottlePolicy
+	// TrustedProxies is a comma-separated CIDR list of the peers whose
+	// X-Forwarded-For is believed. Default: loopback and private ranges.
+	TrustedProxies string
+	// ProxyHops is how many of our proxies append to X-Forwarded-For.
+	// Default 1 (the load balancer).
+	ProxyHops int
+
+	clientIP ClientIPConfig
 }
 
 // Validate checks the configuration.
@@ -183,6 +203,18 @@ func (c *serveConfig) Validate() error {
 	if c.RetryBudget <= 0 {
 		return fmt.Errorf("--retry-budget: must be > 0, got %s", c.RetryBudget)
 	}
+	c.Throttle.setDefaults()
+	if err := c.Throttle.Validate(); err != nil {
+		return err
+	}
+	if c.ProxyHops < 0 || c.ProxyHops > 5 {
+		return fmt.Errorf("--proxy-hops: must be 0-5, got %d", c.ProxyHops)
+	}
+	trusted, err := ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	c.clientIP = ClientIPConfig{TrustedProxies: trusted, Hops: c.ProxyHops}
 	return nil
 }
 
@@ -216,7 +248,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return err
 	}
 
-	srv, err := NewServer(ServerConfig{DB: db, Logger: log})
+	srv, err := NewServer(ServerConfig{DB: db, Logger: log, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP})
 	if err != nil {
 		return err
 	}

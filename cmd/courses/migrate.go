@@ -17,6 +17,11 @@ type migration struct {
 }
 
 // migrations are applied in order, each in its own transaction. Append only.
+//
+// Every migration after the first is expand-only: it adds tables, columns
+// with defaults, or indexes, and never drops, renames or retypes anything, so
+// an older app version running side by side during a rolling deploy keeps
+// working. TestMigrationsExpandOnly holds this.
 var migrations = []migration{
 	{1, "initial schema", `
 CREATE TABLE users (
@@ -76,6 +81,18 @@ CREATE TABLE app_meta (
 	key   text PRIMARY KEY,
 	value text NOT NULL
 );
+`},
+	// The login throttle's counters (throttle.go). A new table: an older app
+	// version ignores it (and does not throttle).
+	{2, "login throttle", `
+CREATE TABLE login_throttle (
+	scope        text NOT NULL,
+	key          text NOT NULL,
+	attempts     integer NOT NULL,
+	window_start timestamptz NOT NULL,
+	PRIMARY KEY (scope, key)
+);
+CREATE INDEX login_throttle_window_idx ON login_throttle (window_start);
 `},
 }
 

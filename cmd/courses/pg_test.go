@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 const pgBin = "/usr/lib/postgresql/15/bin"
@@ -136,7 +138,7 @@ func seededDB(t *testing.T, p *testPG, log *slog.Logger) *DB {
 	if _, err := Migrate(ctx, db, log); err != nil {
 		t.Fatal(err)
 	}
-	cfg := SeedConfig{Students: 50, Courses: 5, Password: testPassword, Progress: io.Discard}
+	cfg := SeedConfig{Students: 50, Courses: 5, Password: testPassword, hashCost: bcrypt.MinCost, Progress: io.Discard}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,11 @@ type SeedConfig struct {
 	Teachers int
 	// PerStudent is the average number of enrolments per student (default 5).
 	PerStudent int
+	// LargeCourse is how many students course 1 has: student1..studentN,
+	// and no one else, so a teacher (teacher1) can try the gradebook at a
+	// real class size. Capped at Students. Default 651 (DefaultLargeCourse);
+	// negative: course 1 is like every other.
+	LargeCourse int
 	// Password is shared by every seeded user; it is hashed once.
 	Password string
 	// Force replaces existing data; without it an already-seeded database is
@@ -34,7 +40,14 @@ type SeedConfig struct {
 	Force bool
 	// Progress receives progress lines; nil discards them.
 	Progress io.Writer
+
+	// hashCost is the bcrypt cost; 0 means bcrypt.DefaultCost. Tests lower
+	// it, since bcrypt under the race detector is slow on purpose.
+	hashCost int
 }
+
+// DefaultLargeCourse is the size of the seed's large course.
+const DefaultLargeCourse = 651
 
 // Validate checks the configuration and fills defaults.
 func (c *SeedConfig) Validate() error {
@@ -56,6 +69,9 @@ func (c *SeedConfig) Validate() error {
 	if c.PerStudent < 1 {
 		return fmt.Errorf("--courses-per-student: must be ≥ 1, got %d", c.PerStudent)
 	}
+	if c.LargeCourse == 0 {
+		c.LargeCourse = DefaultLargeCourse
+	}
 	if len(c.Password) < 8 || len(c.Password) > 72 {
 		return errors.New("--password: must be 8-72 bytes")
 	}
@@ -66,7 +82,10 @@ func (c *SeedConfig) Validate() error {
 type SeedResult struct {
 	Skipped                                                    bool
 	Students, Teachers, Courses, Enrolments, Materials, Grades int
-	Took                                                       time.Duration
+	// LargeCourse is the number of students in course 1 when it is the
+	// large course (0 otherwise).
+	LargeCourse int
+	Took        time.Duration
 }
 
 var (
@@ -99,7 +118,7 @@ func Seed(ctx context.Context, db *DB, cfg SeedConfig) (SeedResult, error) {
 	}
 	// One hash for everyone: the password is shared, and bcrypt is slow on
 	// purpose.
-	hash, err := bcrypt.GenerateFromPassword([]byte(cfg.Password), bcrypt.DefaultCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(cfg.Password), cmp.Or(cfg.hashCost, bcrypt.DefaultCost))
 	if err != nil {
 		return SeedResult{}, fmt.Errorf("hash password: %w", err)
 	}
@@ -130,7 +149,7 @@ func Seed(ctx context.Context, db *DB, cfg SeedConfig) (SeedResult, error) {
 	}
 	if cfg.Force {
 		fmt.Fprintln(progress, "seed: --force: deleting existing data")
-		if _, err := tx.Exec(ctx, `TRUNCATE grades, materials, enrolments, sessions, courses, users RESTART IDENTITY CASCADE;
+		if _, err := tx.Exec(ctx, `TRUNCATE grades, materials, enrolments, sessions, courses, users, login_throttle RESTART IDENTITY CASCADE;
 			DELETE FROM app_meta WHERE key = 'seeded'`); err != nil {
 			return SeedResult{}, fmt.Errorf("clear data: %w", err)
 		}
@@ -185,6 +204,16 @@ func Seed(ctx context.Context, db *DB, cfg SeedConfig) (SeedResult, error) {
 	fmt.Fprintf(progress, "seed: courses %d/%d\n", cfg.Courses, cfg.Courses)
 
 	// Enrolments (and their grades, generated alongside and copied after).
+	// With a large course, students 1..large take course 1 plus random
+	// others, and everyone else picks from courses 2 and up.
+	large := 0
+	if cfg.LargeCourse > 0 {
+		large = min(cfg.LargeCourse, cfg.Students)
+		if cfg.Courses == 1 {
+			large = cfg.Students
+		}
+		res.LargeCourse = large
+	}
 	type grade struct {
 		course, student int64
 		assignment      string
@@ -206,8 +235,16 @@ func Seed(ctx context.Context, db *DB, cfg SeedConfig) (SeedResult, error) {
 				}
 				want := min(cfg.Courses, max(1, cfg.PerStudent-1+r.IntN(3)))
 				picked = picked[:0]
+				lo := 1 // random picks come from courses lo..Courses
+				if large > 0 {
+					if student <= large {
+						picked = append(picked, 1)
+					}
+					lo = 2
+					want = min(want, cfg.Courses-1+len(picked))
+				}
 				for len(picked) < want {
-					c := int64(1 + r.IntN(cfg.Courses))
+					c := int64(lo + r.IntN(cfg.Courses-lo+1))
 					dup := false
 					for _, p := range picked {
 						dup = dup || p == c
@@ -222,6 +259,9 @@ func Seed(ctx context.Context, db *DB, cfg SeedConfig) (SeedResult, error) {
 			k++
 			res.Enrolments++
 			graded := r.IntN(4)
+			if c == 1 && large > 0 {
+				graded = 3 + r.IntN(3) // the large course is further into its term
+			}
 			for a := 0; a < graded; a++ {
 				score := float64(int(40 + r.NormFloat64()*12 + 35)) // mostly 50-95
 				score = min(100, max(0, score))

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -44,6 +45,13 @@ const (
 // unknown user costs as much as one for a known user.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not-a-real-password"), bcrypt.DefaultCost)
 
+// hstsValue is the Strict-Transport-Security header. TLS ends at the load
+// balancer, so the app sees plain HTTP, but browsers only ever reach it over
+// HTTPS; they ignore the header on a plain-HTTP response, so it is sent on
+// every one. It has no includeSubDomains: the app cannot know that every
+// sibling host of its domain serves HTTPS.
+const hstsValue = "max-age=31536000"
+
 // Server is the HTTP side of the app. It keeps no per-user state in memory:
 // every session lives in the database, so any instance serves any user.
 type Server struct {
@@ -52,7 +60,13 @@ type Server struct {
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	static   http.Handler
+	favicon  []byte
+	throttle ThrottlePolicy
+	clientIP ClientIPConfig
 	draining atomic.Bool
+	// passwordChecks counts bcrypt comparisons (tests assert that a
+	// throttled login costs none).
+	passwordChecks atomic.Int64
 }
 
 // ServerConfig configures a Server.
@@ -61,10 +75,17 @@ type ServerConfig struct {
 	DB *DB
 	// Logger receives the access log and diagnostics. Default slog.Default().
 	Logger *slog.Logger
-	// Clock drives session expiry. Default the system clock.
+	// Clock drives session expiry and the login throttle's windows.
+	// Default the system clock.
 	Clock Clock
 	// SessionTTL is how long a login lasts. Default 12h.
 	SessionTTL time.Duration
+	// Throttle limits password guessing. Defaults: see ThrottlePolicy.
+	Throttle ThrottlePolicy
+	// ClientIP says how to find a client's address behind the load
+	// balancer. Default: X-Forwarded-For from private and loopback peers,
+	// one hop.
+	ClientIP *ClientIPConfig
 }
 
 // NewServer builds the handler tree.
@@ -81,6 +102,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = defaultTTL
 	}
+	cfg.Throttle.setDefaults()
+	if err := cfg.Throttle.Validate(); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	if cfg.ClientIP == nil {
+		trusted, err := ParseTrustedProxies(strings.Join(defaultTrustedProxies, ","))
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientIP = &ClientIPConfig{TrustedProxies: trusted, Hops: 1}
+	}
 	pages := map[string]*template.Template{}
 	funcs := template.FuncMap{
 		"kb": func(n int) string {
@@ -90,9 +122,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			return fmt.Sprintf("%.1f KB", float64(n)/1024)
 		},
 		"score": func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) },
+		"avg":   func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 		"date":  func(t time.Time) string { return t.UTC().Format("2 Jan 2006") },
+		"inc":   func(n int) int { return n + 1 },
+		"dec":   func(n int) int { return n - 1 },
 	}
-	for _, name := range []string{"login", "courses", "course", "grades", "error"} {
+	for _, name := range []string{"login", "courses", "course", "grades", "error", "gradebook", "grade_edit", "logout"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "web/templates/layout.html", "web/templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse template %s: %w", name, err)
@@ -104,11 +139,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, fmt.Errorf("open static files: %w", err)
 	}
 	return &Server{
-		db:     cfg.DB,
-		store:  &Store{db: cfg.DB, clock: cfg.Clock, ttl: cfg.SessionTTL},
-		log:    cfg.Logger.With("component", "http"),
-		pages:  pages,
-		static: http.StripPrefix("/static/", http.FileServerFS(sub)),
+		db:       cfg.DB,
+		store:    &Store{db: cfg.DB, clock: cfg.Clock, ttl: cfg.SessionTTL},
+		log:      cfg.Logger.With("component", "http"),
+		pages:    pages,
+		static:   http.StripPrefix("/static/", http.FileServerFS(sub)),
+		favicon:  faviconICO(),
+		throttle: cfg.Throttle,
+		clientIP: *cfg.ClientIP,
 	}, nil
 }
 
@@ -125,15 +163,21 @@ func (s *Server) Handler() http.Handler {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		s.static.ServeHTTP(w, r)
 	})
+	mux.HandleFunc("GET /favicon.ico", s.faviconHandler)
 
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.loginSubmit)
+	mux.HandleFunc("GET /logout", s.withSession(false, s.logoutPage))
 	mux.HandleFunc("POST /logout", s.withSession(true, s.logout))
 	mux.HandleFunc("GET /courses", s.withSession(false, s.coursesPage))
 	mux.HandleFunc("GET /courses/{id}", s.withSession(false, s.coursePage))
 	mux.HandleFunc("GET /courses/{id}/materials/{mid}/download", s.withSession(false, s.download))
 	mux.HandleFunc("POST /courses/{id}/grades", s.withSession(true, s.gradeSubmit))
+	mux.HandleFunc("GET /courses/{id}/gradebook", s.withSession(false, s.gradebookPage))
+	mux.HandleFunc("GET /courses/{id}/gradebook.csv", s.withSession(false, s.gradebookCSV))
+	mux.HandleFunc("GET /courses/{id}/gradebook/edit", s.withSession(false, s.gradeEditPage))
+	mux.HandleFunc("POST /courses/{id}/gradebook/edit", s.withSession(true, s.gradeEditSubmit))
 	mux.HandleFunc("GET /grades", s.withSession(false, s.gradesPage))
 
 	mux.HandleFunc("POST /api/login", s.apiLogin)
@@ -146,9 +190,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.renderError(w, r, http.StatusNotFound, "Page not found", "There is no page at this address.")
-	})
+	mux.HandleFunc("/", s.notFound)
 	return s.accessLog(s.recoverer(securityHeaders(mux)))
 }
 
@@ -212,6 +254,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 
 func (s *Server) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(context.WithValue(r.Context(), sessionKey{}, &sessionBox{}))
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
@@ -232,6 +275,7 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+		h.Set("Strict-Transport-Security", hstsValue)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -244,6 +288,32 @@ func requestID(r *http.Request) string {
 // ---- sessions and CSRF ----
 
 type sessionHandler func(w http.ResponseWriter, r *http.Request, sess Session, token string)
+
+type sessionKey struct{}
+
+// sessionBox carries the request's session, once known, to whoever renders
+// the response: recoverer puts an empty box in the context before routing,
+// and withSession fills it. Error pages read it, so they keep the navigation
+// and the signed-in user, even after a panic.
+type sessionBox struct{ sess *Session }
+
+// sessionFrom returns the request's session, or nil before withSession (or
+// notFound) has loaded one.
+func sessionFrom(r *http.Request) *Session {
+	if b, _ := r.Context().Value(sessionKey{}).(*sessionBox); b != nil {
+		return b.sess
+	}
+	return nil
+}
+
+// withSessionContext records the session for the rest of the request.
+func withSessionContext(r *http.Request, sess *Session) *http.Request {
+	if b, _ := r.Context().Value(sessionKey{}).(*sessionBox); b != nil {
+		b.sess = sess
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), sessionKey{}, &sessionBox{sess}))
+}
 
 func sessionToken(r *http.Request) string {
 	c, err := r.Cookie(sessionCookie)
@@ -268,6 +338,26 @@ func submittedCSRF(r *http.Request) string {
 	return r.PostFormValue(csrfField)
 }
 
+// toLogin sends a user without a live session to the login page. A page they
+// asked for (a GET) goes along as ?next=, so they land on it after logging
+// in; msg says why they are there.
+func toLogin(w http.ResponseWriter, r *http.Request, msg string) {
+	q := url.Values{}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if next := safeNext(r.URL.RequestURI()); next != "" && next != "/courses" {
+			q.Set("next", next)
+		}
+	}
+	if msg != "" {
+		q.Set("msg", msg)
+	}
+	target := "/login"
+	if len(q) > 0 {
+		target += "?" + q.Encode()
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
 // withSession loads the session for page handlers; unauthenticated users are
 // sent to the login page. With checkCSRF, POSTs without the session's token
 // get 403.
@@ -276,30 +366,31 @@ func (s *Server) withSession(checkCSRF bool, h sessionHandler) http.HandlerFunc 
 		tok := sessionToken(r)
 		if tok == "" {
 			if checkCSRF {
-				s.renderError(w, r, http.StatusForbidden, "Form expired", "Your session has ended. Please log in again.")
+				s.renderError(w, r, http.StatusForbidden, "Form expired", "You are not logged in, so this form was not accepted. Log in, then try again.")
 				return
 			}
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			toLogin(w, r, "")
 			return
 		}
 		sess, err := s.store.SessionByToken(r.Context(), tok)
 		if errors.Is(err, ErrNotFound) {
-			clearCookie(w, sessionCookie)
+			clearCookie(w, sessionCookie, "/")
 			if checkCSRF {
-				s.renderError(w, r, http.StatusForbidden, "Form expired", "Your session has ended. Please log in again.")
+				s.renderError(w, r, http.StatusForbidden, "Form expired", "Your session has ended, so this form was not accepted. Log in again, then try again.")
 				return
 			}
-			http.Redirect(w, r, "/login", http.StatusSeeOther)
+			toLogin(w, r, "session-ended")
 			return
 		}
 		if err != nil {
 			s.dbError(w, r, err)
 			return
 		}
+		r = withSessionContext(r, &sess)
 		if checkCSRF {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if !csrfOK(sess.CSRFToken, submittedCSRF(r)) {
-				s.renderError(w, r, http.StatusForbidden, "Form expired", "This form was not accepted. Go back, reload the page and try again.")
+				s.renderError(w, r, http.StatusForbidden, "Form expired", "This form was not accepted: it was older than your current login. Go back, reload the page and try again.")
 				return
 			}
 		}
@@ -347,29 +438,11 @@ func (s *Server) setSessionCookie(w http.ResponseWriter, token string, sess Sess
 	})
 }
 
-func clearCookie(w http.ResponseWriter, name string) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-}
-
-// authenticate checks an email and password. It returns ErrNotFound for any
-// mismatch, without saying which part was wrong.
-func (s *Server) authenticate(ctx context.Context, email, password string) (User, error) {
-	email = strings.ToLower(strings.TrimSpace(email))
-	if email == "" || password == "" || len(password) > 72 {
-		return User{}, ErrNotFound
-	}
-	u, hash, err := s.store.UserByEmail(ctx, email)
-	if errors.Is(err, ErrNotFound) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
-		return User{}, ErrNotFound
-	}
-	if err != nil {
-		return User{}, err
-	}
-	if bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) != nil {
-		return User{}, ErrNotFound
-	}
-	return u, nil
+// clearCookie deletes a cookie. path must be the Path it was set with: a
+// browser keeps cookies per (name, domain, path), so clearing with another
+// path leaves the original in place.
+func clearCookie(w http.ResponseWriter, name, path string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: path, MaxAge: -1, Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 }
 
 // ---- error rendering ----
@@ -417,6 +490,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// notFound is the 404 page for any unknown path. It looks the session up
+// (briefly: a 404 must not wait out a failover) so the page keeps the
+// navigation and the signed-in user.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	if tok := sessionToken(r); tok != "" {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		sess, err := s.store.SessionByToken(ctx, tok)
+		cancel()
+		if err == nil {
+			r = withSessionContext(r, &sess)
+			w.Header().Set("Cache-Control", "private, no-store")
+		}
+	}
+	s.renderError(w, r, http.StatusNotFound, "Page not found", "There is no page at this address. It may have moved, or the link may be mistyped.")
+}
+
 // ---- page rendering ----
 
 type pageData struct {
@@ -429,7 +518,15 @@ type pageData struct {
 	Data    any
 }
 
+// render executes a page. The signed-in user and their CSRF token come from
+// the request's session when the handler did not set them, so every page,
+// error pages included, keeps the navigation and says who is signed in.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) {
+	if d.User == nil {
+		if sess := sessionFrom(r); sess != nil {
+			d.User, d.CSRF = &sess.User, sess.CSRFToken
+		}
+	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	var buf strings.Builder
 	if err := s.pages[name].ExecuteTemplate(&buf, "layout.html", d); err != nil {
@@ -493,69 +590,20 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
-	s.renderLogin(w, r, http.StatusOK, "", "")
-}
-
-// renderLogin sets a fresh pre-session CSRF cookie (double-submit) and
-// renders the form with the same value.
-func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int, email, errMsg string) {
-	tok := randomToken()
-	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: tok, Path: "/login", MaxAge: 3600,
-		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	w.Header().Set("Cache-Control", "no-store")
-	s.render(w, r, status, "login", pageData{Title: "Log in", CSRF: tok, Error: errMsg, Data: map[string]string{"Email": email}})
-}
-
-func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	c, err := r.Cookie(loginCSRFCookie)
-	if err != nil || !csrfOK(c.Value, r.PostFormValue(csrfField)) {
-		s.renderError(w, r, http.StatusForbidden, "Form expired", "This login form has expired. Go back, reload the page and try again.")
-		return
-	}
-	email := r.PostFormValue("email")
-	u, err := s.authenticate(r.Context(), email, r.PostFormValue("password"))
-	if errors.Is(err, ErrNotFound) {
-		s.renderLogin(w, r, http.StatusUnauthorized, email, "That email and password do not match. Check them and try again.")
-		return
-	}
-	if err != nil {
-		s.dbError(w, r, err)
-		return
-	}
-	tok, sess, err := s.store.CreateSession(r.Context(), u.ID)
-	if err != nil {
-		s.dbError(w, r, err)
-		return
-	}
-	clearCookie(w, loginCSRFCookie)
-	s.setSessionCookie(w, tok, sess)
-	http.Redirect(w, r, "/courses", http.StatusSeeOther)
-}
-
-func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess Session, tok string) {
-	if err := s.store.DeleteSession(r.Context(), tok); err != nil {
-		s.dbError(w, r, err)
-		return
-	}
-	clearCookie(w, sessionCookie)
-	http.Redirect(w, r, "/login", http.StatusSeeOther)
-}
-
 func (s *Server) coursesPage(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
 	cs, err := s.store.CoursesFor(r.Context(), sess.User)
 	if err != nil {
 		s.dbError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "courses", pageData{Title: "My courses", Nav: "courses", User: &sess.User, CSRF: sess.CSRFToken, Data: cs})
+	s.render(w, r, http.StatusOK, "courses", pageData{Title: "My courses", Nav: "courses", Data: cs})
 }
 
-var gradeMessages = map[string]string{
-	"graded":       "Grade saved.",
-	"not-enrolled": "That student is not enrolled in this course.",
-	"invalid":      "Enter a student email, an assignment name (up to 100 characters) and a score from 0 to 100.",
+// coursePageData is the course page: the course, and for its teacher the
+// grade form as last submitted.
+type coursePageData struct {
+	CourseDetail
+	Form *form
 }
 
 func (s *Server) coursePage(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
@@ -564,18 +612,23 @@ func (s *Server) coursePage(w http.ResponseWriter, r *http.Request, sess Session
 		s.dbError(w, r, ErrNotFound)
 		return
 	}
+	pd := pageData{}
+	if r.URL.Query().Get("msg") == "graded" {
+		pd.Message = "Grade saved."
+	}
+	s.renderCourse(w, r, sess, id, http.StatusOK, newForm(), pd)
+}
+
+// renderCourse renders the course page with the grade form f (empty, or as
+// submitted with its errors).
+func (s *Server) renderCourse(w http.ResponseWriter, r *http.Request, sess Session, id int64, status int, f *form, pd pageData) {
 	d, err := s.store.Course(r.Context(), sess.User, id)
 	if err != nil {
 		s.dbError(w, r, err)
 		return
 	}
-	pd := pageData{Title: d.Course.Title, Nav: "courses", User: &sess.User, CSRF: sess.CSRFToken, Data: d}
-	if m := r.URL.Query().Get("msg"); m == "graded" {
-		pd.Message = gradeMessages[m]
-	} else if msg, ok := gradeMessages[m]; ok {
-		pd.Error = msg
-	}
-	s.render(w, r, http.StatusOK, "course", pd)
+	pd.Title, pd.Nav, pd.Data = d.Course.Title, "courses", coursePageData{CourseDetail: d, Form: f}
+	s.render(w, r, status, "course", pd)
 }
 
 func (s *Server) download(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
@@ -597,16 +650,50 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, sess Session, 
 	_, _ = w.Write(m.Content)
 }
 
-// parseGrade validates a grade submission. It is pure.
-func parseGrade(email, assignment, score string) (string, string, float64, bool) {
-	email = strings.ToLower(strings.TrimSpace(email))
-	assignment = strings.TrimSpace(assignment)
-	f, err := strconv.ParseFloat(strings.TrimSpace(score), 64)
-	if email == "" || !strings.Contains(email, "@") || assignment == "" || len(assignment) > 100 ||
-		err != nil || f != f || f < 0 || f > 100 {
-		return "", "", 0, false
+// gradeInput is a valid grade submission.
+type gradeInput struct {
+	Email      string
+	Assignment string
+	Score      float64
+}
+
+// Grade form messages: what is wrong and what to enter instead.
+const (
+	msgGradeEmail      = "Enter the student's email address, for example student12@example.edu."
+	msgGradeAssignment = "Enter the assignment's name, up to 100 characters, for example Essay 1."
+	msgGradeScore      = "Enter a score from 0 to 100, for example 87.5."
+)
+
+// validateGrade checks a grade submission field by field. It is pure. The
+// form keeps the values as typed, so a rejected form shows them again.
+func validateGrade(email, assignment, score string) (gradeInput, *form) {
+	f := newForm()
+	f.Set("student_email", email)
+	f.Set("assignment", assignment)
+	f.Set("score", score)
+	in := gradeInput{Email: normEmail(email), Assignment: strings.TrimSpace(assignment)}
+	if in.Email == "" || !strings.Contains(in.Email, "@") || len(in.Email) > 254 {
+		f.Fail("student_email", msgGradeEmail)
 	}
-	return email, assignment, f, true
+	if in.Assignment == "" || len(in.Assignment) > 100 {
+		f.Fail("assignment", msgGradeAssignment)
+	}
+	v, ok := parseScore(score)
+	if !ok {
+		f.Fail("score", msgGradeScore)
+	}
+	in.Score = v
+	return in, f
+}
+
+// parseScore parses a score from 0 to 100. It is pure. The column is
+// numeric(5,1), so PostgreSQL keeps one decimal.
+func parseScore(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || f != f || f < 0 || f > 100 {
+		return 0, false
+	}
+	return f, true
 }
 
 func (s *Server) gradeSubmit(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
@@ -615,22 +702,22 @@ func (s *Server) gradeSubmit(w http.ResponseWriter, r *http.Request, sess Sessio
 		s.renderError(w, r, http.StatusForbidden, "Not allowed", "Only the course's teacher can post grades.")
 		return
 	}
-	back := fmt.Sprintf("/courses/%d?msg=", id)
-	email, assignment, score, ok := parseGrade(r.PostFormValue("student_email"), r.PostFormValue("assignment"), r.PostFormValue("score"))
-	if !ok {
-		http.Redirect(w, r, back+"invalid#grade", http.StatusSeeOther)
+	in, f := validateGrade(r.PostFormValue("student_email"), r.PostFormValue("assignment"), r.PostFormValue("score"))
+	if !f.OK() {
+		s.renderCourse(w, r, sess, id, http.StatusUnprocessableEntity, f, pageData{})
 		return
 	}
-	err := s.store.PostGrade(r.Context(), sess.User, id, email, assignment, score)
+	err := s.store.PostGrade(r.Context(), sess.User, id, studentRef{Email: in.Email}, in.Assignment, in.Score)
 	switch {
 	case errors.Is(err, ErrNotEnrolled):
-		http.Redirect(w, r, back+"not-enrolled#grade", http.StatusSeeOther)
+		f.Fail("student_email", "No student with this email is enrolled in this course. Check the address against the class list.")
+		s.renderCourse(w, r, sess, id, http.StatusUnprocessableEntity, f, pageData{})
 	case errors.Is(err, ErrNotFound):
 		s.renderError(w, r, http.StatusForbidden, "Not allowed", "Only the course's teacher can post grades.")
 	case err != nil:
 		s.dbError(w, r, err)
 	default:
-		http.Redirect(w, r, back+"graded#grade", http.StatusSeeOther)
+		http.Redirect(w, r, fmt.Sprintf("/courses/%d?msg=graded#grade", id), http.StatusSeeOther)
 	}
 }
 
@@ -640,7 +727,7 @@ func (s *Server) gradesPage(w http.ResponseWriter, r *http.Request, sess Session
 		s.dbError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "grades", pageData{Title: "My grades", Nav: "grades", User: &sess.User, CSRF: sess.CSRFToken, Data: groupGrades(gs)})
+	s.render(w, r, http.StatusOK, "grades", pageData{Title: "My grades", Nav: "grades", Data: groupGrades(gs)})
 }
 
 // courseGrades is one course's grades, for the grades page.
@@ -663,57 +750,6 @@ func groupGrades(gs []Grade) []courseGrades {
 }
 
 // ---- handlers: JSON API ----
-
-type meResponse struct {
-	User      User      `json:"user"`
-	CSRFToken string    `json:"csrf_token"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
-// apiLogin accepts {"email","password"} as JSON. Requiring the JSON content
-// type is its CSRF defence: a cross-site form cannot send it without a CORS
-// preflight, which this server never grants.
-func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store")
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if ct != "application/json" {
-		writeJSON(w, http.StatusUnsupportedMediaType, map[string]string{"error": "send Content-Type: application/json"})
-		return
-	}
-	var in struct {
-		Email    string `json:"email"`
-		Password string `json:"password"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes)).Decode(&in); err != nil {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be {\"email\": ..., \"password\": ...}"})
-		return
-	}
-	u, err := s.authenticate(r.Context(), in.Email, in.Password)
-	if errors.Is(err, ErrNotFound) {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "email and password do not match"})
-		return
-	}
-	if err != nil {
-		s.apiDBError(w, r, err)
-		return
-	}
-	tok, sess, err := s.store.CreateSession(r.Context(), u.ID)
-	if err != nil {
-		s.apiDBError(w, r, err)
-		return
-	}
-	s.setSessionCookie(w, tok, sess)
-	writeJSON(w, http.StatusOK, meResponse{User: u, CSRFToken: sess.CSRFToken, ExpiresAt: sess.ExpiresAt})
-}
-
-func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request, _ Session, tok string) {
-	if err := s.store.DeleteSession(r.Context(), tok); err != nil {
-		s.apiDBError(w, r, err)
-		return
-	}
-	clearCookie(w, sessionCookie)
-	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
-}
 
 func (s *Server) apiMe(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
 	writeJSON(w, http.StatusOK, meResponse{User: sess.User, CSRFToken: sess.CSRFToken, ExpiresAt: sess.ExpiresAt})
@@ -778,12 +814,12 @@ func (s *Server) apiPostGrade(w http.ResponseWriter, r *http.Request, sess Sessi
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be {\"student_email\", \"assignment\", \"score\"}"})
 		return
 	}
-	email, assignment, score, ok := parseGrade(in.StudentEmail, in.Assignment, strconv.FormatFloat(in.Score, 'f', -1, 64))
-	if !ok {
-		writeJSON(w, http.StatusBadRequest, map[string]string{"error": gradeMessages["invalid"]})
+	gi, f := validateGrade(in.StudentEmail, in.Assignment, strconv.FormatFloat(in.Score, 'f', -1, 64))
+	if !f.OK() {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid grade", "fields": f.Errors})
 		return
 	}
-	err := s.store.PostGrade(r.Context(), sess.User, id, email, assignment, score)
+	err := s.store.PostGrade(r.Context(), sess.User, id, studentRef{Email: gi.Email}, gi.Assignment, gi.Score)
 	switch {
 	case errors.Is(err, ErrNotEnrolled):
 		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": ErrNotEnrolled.Error()})

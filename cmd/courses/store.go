@@ -101,7 +101,9 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (User, string, er
 
 // CreateSession stores a new session and returns its cookie token. Only the
 // token's SHA-256 is stored, so a database dump does not yield live sessions.
-func (s *Store) CreateSession(ctx context.Context, userID int64) (token string, sess Session, err error) {
+// When the login was a password check counted by ReserveLogin, release gives
+// its attempt back in the same transaction; SSO logins pass nil.
+func (s *Store) CreateSession(ctx context.Context, userID int64, release *loginReservation) (token string, sess Session, err error) {
 	token = randomToken()
 	csrf := randomToken()
 	exp := s.clock.Now().Add(s.ttl)
@@ -112,8 +114,13 @@ func (s *Store) CreateSession(ctx context.Context, userID int64) (token string, 
 			VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO NOTHING`, hashToken(token), userID, csrf, exp); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND expires_at < now()`, userID)
-		return err
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND expires_at < now()`, userID); err != nil {
+			return err
+		}
+		if release != nil {
+			return releaseLogin(ctx, tx, release)
+		}
+		return nil
 	})
 	if err != nil {
 		return "", Session{}, fmt.Errorf("create session: %w", err)
@@ -320,9 +327,16 @@ func (s *Store) GradesFor(ctx context.Context, u User) ([]Grade, error) {
 // ErrNotEnrolled is returned when grading a student who is not in the course.
 var ErrNotEnrolled = errors.New("student is not enrolled in this course")
 
+// studentRef names a student by email (the course page's form) or by id
+// (the gradebook).
+type studentRef struct {
+	ID    int64
+	Email string
+}
+
 // PostGrade records (or replaces) a grade. Only the course's teacher may.
 // It is an upsert keyed by (course, student, assignment), so it is idempotent.
-func (s *Store) PostGrade(ctx context.Context, teacher User, courseID int64, studentEmail, assignment string, score float64) error {
+func (s *Store) PostGrade(ctx context.Context, teacher User, courseID int64, student studentRef, assignment string, score float64) error {
 	err := s.db.WriteIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		var ok bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1 AND teacher_id = $2)`, courseID, teacher.ID).Scan(&ok); err != nil {
@@ -332,8 +346,14 @@ func (s *Store) PostGrade(ctx context.Context, teacher User, courseID int64, stu
 			return ErrNotFound
 		}
 		var studentID int64
-		err := tx.QueryRow(ctx, `SELECT u.id FROM users u JOIN enrolments e ON e.student_id = u.id AND e.course_id = $1
-			WHERE u.email = $2`, courseID, studentEmail).Scan(&studentID)
+		var err error
+		if student.Email != "" {
+			err = tx.QueryRow(ctx, `SELECT u.id FROM users u JOIN enrolments e ON e.student_id = u.id AND e.course_id = $1
+				WHERE u.email = $2`, courseID, student.Email).Scan(&studentID)
+		} else {
+			err = tx.QueryRow(ctx, `SELECT student_id FROM enrolments WHERE course_id = $1 AND student_id = $2`,
+				courseID, student.ID).Scan(&studentID)
+		}
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotEnrolled
 		}

@@ -74,27 +74,36 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-func TestParseGrade(t *testing.T) {
+func TestValidateGrade(t *testing.T) {
 	tests := []struct {
 		email, assignment, score string
-		ok                       bool
+		bad                      string // the first field that fails, "" when valid
 		wantScore                float64
 	}{
-		{" Student1@Example.edu ", "Essay 1", "87.5", true, 87.5},
-		{"student1@example.edu", "Essay 1", "0", true, 0},
-		{"student1@example.edu", "Essay 1", "100", true, 100},
-		{"student1@example.edu", "Essay 1", "100.5", false, 0},
-		{"student1@example.edu", "Essay 1", "-1", false, 0},
-		{"student1@example.edu", "Essay 1", "NaN", false, 0},
-		{"student1@example.edu", "Essay 1", "abc", false, 0},
-		{"student1@example.edu", "", "50", false, 0},
-		{"student1@example.edu", strings.Repeat("x", 101), "50", false, 0},
-		{"not-an-email", "Essay 1", "50", false, 0},
+		{" Student1@Example.edu ", "Essay 1", "87.5", "", 87.5},
+		{"student1@example.edu", "Essay 1", "0", "", 0},
+		{"student1@example.edu", "Essay 1", "100", "", 100},
+		{"student1@example.edu", "Essay 1", "100.5", "score", 0},
+		{"student1@example.edu", "Essay 1", "-1", "score", 0},
+		{"student1@example.edu", "Essay 1", "NaN", "score", 0},
+		{"student1@example.edu", "Essay 1", "abc", "score", 0},
+		{"student1@example.edu", "", "50", "assignment", 0},
+		{"student1@example.edu", strings.Repeat("x", 101), "50", "assignment", 0},
+		{"not-an-email", "Essay 1", "50", "student_email", 0},
+		{"not-an-email", "", "x", "student_email", 0},
 	}
 	for _, tt := range tests {
-		email, _, score, ok := parseGrade(tt.email, tt.assignment, tt.score)
-		if ok != tt.ok || (ok && (score != tt.wantScore || email != strings.ToLower(strings.TrimSpace(tt.email)))) {
-			t.Errorf("parseGrade(%q, %q, %q) = %q, %v, %v; want ok=%v score=%v", tt.email, tt.assignment, tt.score, email, score, ok, tt.ok, tt.wantScore)
+		in, f := validateGrade(tt.email, tt.assignment, tt.score)
+		if f.Focus() != tt.bad {
+			t.Errorf("validateGrade(%q, %q, %q): first error on %q (%v), want %q", tt.email, tt.assignment, tt.score, f.Focus(), f.Errors, tt.bad)
+			continue
+		}
+		if tt.bad == "" && (in.Score != tt.wantScore || in.Email != strings.ToLower(strings.TrimSpace(tt.email))) {
+			t.Errorf("validateGrade(%q, %q, %q) = %+v, want score %v", tt.email, tt.assignment, tt.score, in, tt.wantScore)
+		}
+		// The form keeps what was typed, to show it again.
+		if f.Get("student_email") != tt.email || f.Get("assignment") != tt.assignment || f.Get("score") != tt.score {
+			t.Errorf("validateGrade(%q, %q, %q) kept %v, want the input as typed", tt.email, tt.assignment, tt.score, f.Values)
 		}
 	}
 }
@@ -189,6 +198,24 @@ func TestServeConfigValidate(t *testing.T) {
 	bad.MaxConns = 0
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "--max-conns") {
 		t.Errorf("want --max-conns error, got %v", err)
+	}
+	for flag, mut := range map[string]func(*serveConfig){
+		"--trusted-proxies":     func(c *serveConfig) { c.TrustedProxies = "10.0.0.1" },
+		"--proxy-hops":          func(c *serveConfig) { c.ProxyHops = -1 },
+		"--login-window":        func(c *serveConfig) { c.Throttle.Window = time.Millisecond },
+		"--login-account-limit": func(c *serveConfig) { c.Throttle.AccountLimit = -3 },
+	} {
+		bad = good
+		mut(&bad)
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), flag) {
+			t.Errorf("want %s error, got %v", flag, err)
+		}
+	}
+	// Defaults fill in before validation; the trusted list is parsed.
+	ok := good
+	ok.TrustedProxies, ok.ProxyHops = "10.0.0.0/8", 2
+	if err := ok.Validate(); err != nil || ok.Throttle.AccountLimit != DefaultAccountLimit || ok.clientIP.Hops != 2 || len(ok.clientIP.TrustedProxies) != 1 {
+		t.Errorf("Validate = %v, config %+v", err, ok)
 	}
 }
 

@@ -291,12 +291,19 @@ func newDBRestoreStopCmd(g *globals) *cobra.Command {
 
 func newDBFailoverDrillCmd(g *globals) *cobra.Command {
 	var cfg drill.DBFailoverConfig
+	var wf workloadFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "db-failover",
 		Short: "Fail the database primary (or standby) round after round under ledger writers; report RTO and prove zero acknowledged writes lost",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Progress = cmd.ErrOrStderr()
+			if cfg.WithWebLoad {
+				var err error
+				if cfg.Workload, err = wf.build(); err != nil {
+					return err
+				}
+			}
 			rep, err := drill.DBFailover(cmd.Context(), g.client(), cfg)
 			if err != nil {
 				return err
@@ -316,7 +323,7 @@ func newDBFailoverDrillCmd(g *globals) *cobra.Command {
 	f.BoolVar(&cfg.WithWebLoad, "with-web-load", false, "also drive logged-in journeys through the load balancer and report when they failed")
 	f.IntVar(&cfg.Rate, "rate", 20, "web requests per second (--with-web-load)")
 	f.IntVar(&cfg.Users, "users", 10, "seeded students to log in (--with-web-load)")
-	f.StringVar(&cfg.Password, "password", "exam-week-2026", "the seeded users' demo password (--with-web-load)")
+	wf.add(f)
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

@@ -18,6 +18,7 @@ func newDrillCmd(g *globals) *cobra.Command {
 
 func newInstanceLossCmd(g *globals) *cobra.Command {
 	var cfg drill.InstanceLossConfig
+	var wf workloadFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "instance-loss",
@@ -25,6 +26,10 @@ func newInstanceLossCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var progress io.Writer = cmd.ErrOrStderr()
 			cfg.Progress = progress
+			var err error
+			if cfg.Workload, err = wf.build(); err != nil {
+				return err
+			}
 			rep, err := drill.InstanceLoss(cmd.Context(), g.client(), cfg)
 			if err != nil {
 				return err
@@ -36,7 +41,7 @@ func newInstanceLossCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&cfg.Duration, "duration", 60*time.Second, "how long to drive load")
 	cmd.Flags().IntVar(&cfg.Rate, "rate", 50, "requests per second")
 	cmd.Flags().IntVar(&cfg.Users, "users", 20, "seeded students to log in")
-	cmd.Flags().StringVar(&cfg.Password, "password", "exam-week-2026", "the seeded users' demo password (courses seed --password)")
+	wf.add(cmd.Flags())
 	cmd.Flags().DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", 90*time.Second, "how long to wait for a replacement")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

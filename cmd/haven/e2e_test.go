@@ -25,6 +25,7 @@ import (
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/region"
 	"github.com/haven-platform/haven/internal/testkit"
+	"github.com/haven-platform/haven/internal/workload/courses"
 )
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
@@ -111,11 +112,11 @@ func TestRegionEndToEnd(t *testing.T) {
 	}
 
 	// A seeded student logs in and sees their courses.
-	site, err := drill.NewSite(st.Endpoints.HTTPS, mustRead(t, st.Endpoints.CACert))
+	site, err := drill.NewSite(st.Endpoints.HTTPS, mustRead(t, st.Endpoints.CACert), courses.Workload{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := site.Login(ctx, "student1@example.edu", "exam-week-2026"); err != nil {
+	if _, err := site.Login(ctx, 1); err != nil {
 		t.Fatalf("seeded student cannot log in: %v", err)
 	}
 	form := strings.NewReader("email=student1%40example.edu&password=exam-week-2026")

@@ -22,7 +22,6 @@ import (
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
 	"github.com/haven-platform/haven/internal/leakscan"
-	"github.com/haven-platform/haven/internal/secrets"
 )
 
 func newSecretsCmd(g *globals) *cobra.Command {
@@ -103,18 +102,15 @@ func newSecretsCmd(g *globals) *cobra.Command {
 		Short: "Read the audit trail: every Secrets Manager call with principal, action, secret, version and result",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f := secrets.AuditFilter{Action: action, FailedOnly: failedOnly}
+			q := api.AuditQuery{Action: action, Failed: failedOnly}
 			if since > 0 {
-				f.Since = time.Now().Add(-since)
+				q.Since = time.Now().Add(-since)
 			}
-			recs, err := secrets.ReadAuditFile(filepath.Join(g.dir(), "secrets", secrets.AuditFile), f)
+			recs, err := g.client().SecretsAudit(cmd.Context(), q)
 			if err != nil {
 				return fmt.Errorf("read audit trail: %w", err)
 			}
 			if auditJSON {
-				if recs == nil {
-					recs = []secrets.AuditRecord{}
-				}
 				return writeJSON(cmd.OutOrStdout(), recs)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -283,17 +279,15 @@ func scanSecrets(ctx context.Context, g *globals, repo string, diag io.Writer) (
 		res.Skipped = append(res.Skipped, "repository: neither the spec's directory nor the current one is in a git repository (use --repo)")
 	}
 
-	// The state dir (logs included), except the sealed store, its root key and
-	// the region CA's private key: key material kept at rest by design, 0600.
+	// The state dir (logs included), except the files the daemon names as
+	// key material kept at rest by design, 0600 (the sealed store, its root
+	// key, the region CA's private key).
 	res.Scanned.StateDir = g.dir()
 	if err := add(s.ScanTree(ctx, g.dir(), func(rel string) (bool, string) {
-		switch {
-		case rel == "secrets/secrets.json" || strings.HasPrefix(rel, "secrets/secrets.json."):
-			return true, "sealed secret store (AES-256-GCM)"
-		case rel == "secrets/root.key":
-			return true, "secrets root key (the local KMS key)"
-		case rel == "ca/ca-key.pem":
-			return true, "region CA private key (the local ACM key)"
+		for pattern, what := range info.AtRest { // the daemon says which files hold keys by design
+			if ok, _ := filepath.Match(pattern, rel); ok {
+				return true, what
+			}
 		}
 		return false, ""
 	})); err != nil {
@@ -384,6 +378,7 @@ func isSecretField(k string) bool {
 
 func newSecretRotationCmd(g *globals) *cobra.Command {
 	var cfg drill.RotationConfig
+	var wf workloadFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "secret-rotation",
@@ -391,6 +386,10 @@ func newSecretRotationCmd(g *globals) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Progress = cmd.ErrOrStderr()
+			var err error
+			if cfg.Workload, err = wf.build(); err != nil {
+				return err
+			}
 			rep, err := drill.SecretRotation(cmd.Context(), g.client(), cfg)
 			if err != nil {
 				return err
@@ -410,7 +409,7 @@ func newSecretRotationCmd(g *globals) *cobra.Command {
 	cmd.Flags().DurationVar(&cfg.Interval, "interval", 3*time.Second, "load time before, between and after rotations")
 	cmd.Flags().IntVar(&cfg.Rate, "rate", 30, "requests per second")
 	cmd.Flags().IntVar(&cfg.Users, "users", 10, "seeded students to log in")
-	cmd.Flags().StringVar(&cfg.Password, "password", "exam-week-2026", "the seeded users' demo password (courses seed --password)")
+	wf.add(cmd.Flags())
 	cmd.Flags().StringVar(&cfg.Secret, "secret", "", "secret to rotate (default: the database secret)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd

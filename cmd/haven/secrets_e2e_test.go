@@ -18,8 +18,8 @@ import (
 
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
+	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/leakscan"
-	"github.com/haven-platform/haven/internal/region"
 	"github.com/haven-platform/haven/internal/testkit"
 )
 
@@ -192,14 +192,14 @@ func TestSecretsIdentityAndRotation(t *testing.T) {
 		if _, errOut, err := r.Haven(ctx, "down"); err != nil {
 			t.Fatalf("down: %v %s", err, errOut)
 		}
-		t.Setenv(region.FailpointEnv, region.FailpointCrashAfterSetSecret)
+		t.Setenv(failpoint.Env, failpoint.SecretsCrashAfterSetSecret)
 		st := r.Up(ctx)
 		_, _, rerr := r.Haven(ctx, "secrets", "rotate", info.DBSecret)
 		if rerr == nil {
 			t.Fatal("rotate succeeded although the daemon was to crash after setSecret")
 		}
 		testkit.WaitGone(ctx, st.PID)
-		os.Unsetenv(region.FailpointEnv)
+		os.Unsetenv(failpoint.Env)
 		for _, pid := range r.Processes() { // instances die with the daemon (Pdeathsig); be sure
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}

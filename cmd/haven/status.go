@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/proc"
 	"github.com/haven-platform/haven/internal/region"
 )
 
@@ -125,23 +126,16 @@ func cleanUpAfterCrash(ctx context.Context, w io.Writer, dir string) error {
 	return nil
 }
 
-// waitGone waits until the process pid no longer exists.
+// waitGone waits until the process pid no longer exists (a zombie counts as gone).
 func waitGone(ctx context.Context, pid int) error {
-	for {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
-			return nil
-		}
-		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if f := strings.Fields(string(data)); len(f) > 2 && f[2] == "Z" {
-				return nil
-			}
-		}
+	for proc.Alive(pid) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 func newInstanceCmd(g *globals) *cobra.Command {
@@ -207,28 +201,59 @@ func newFleetCmd(g *globals) *cobra.Command {
 }
 
 func newEventsCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, follow bool
+	var since time.Duration
+	var component string
 	cmd := &cobra.Command{
 		Use:   "events",
-		Short: "Show the region's event log",
+		Short: "Show the region's event log: launches, health, failovers with their epoch and RTO, fences, rejoins, rotations, backups",
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ev, err := g.client().Events(cmd.Context(), 0)
-			if err != nil {
-				return err
+			q := api.EventQuery{Component: component}
+			if since > 0 {
+				q.Since = time.Now().Add(-since)
 			}
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), ev)
+			c := g.client()
+			for {
+				ev, err := c.Events(cmd.Context(), q)
+				if err != nil {
+					if follow && errors.Is(cmd.Context().Err(), context.Canceled) {
+						return nil
+					}
+					return err
+				}
+				if asJSON && !follow {
+					return writeJSON(cmd.OutOrStdout(), ev)
+				}
+				for _, e := range ev {
+					if asJSON {
+						b, _ := json.Marshal(e) // one JSON object a line while following
+						fmt.Fprintln(cmd.OutOrStdout(), string(b))
+					} else {
+						printEvents(cmd.OutOrStdout(), []api.Event{e})
+					}
+					q.After = max(q.After, e.Seq)
+				}
+				if !follow {
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(250 * time.Millisecond):
+				}
 			}
-			printEvents(cmd.OutOrStdout(), ev)
-			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON (with --follow: one event a line)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events until interrupted")
+	cmd.Flags().DurationVar(&since, "since", 0, "only events newer than this, e.g. 10m")
+	cmd.Flags().StringVar(&component, "component", "", "only events of this component: region, db, backup, secrets, fleet, lb, drill")
 	return cmd
 }
 
 func printEvents(w io.Writer, ev []api.Event) {
 	for _, e := range ev {
-		fmt.Fprintf(w, "%s  %-8s %-14s %-22s %s\n", e.Time.Format("15:04:05.000"), e.Component, e.Kind, e.Subject, e.Message)
+		fmt.Fprintf(w, "%s  %-8s %-20s %-22s %s\n", e.Time.Format("15:04:05.000"), e.Component, e.Kind, e.Subject, e.Message)
 	}
 }

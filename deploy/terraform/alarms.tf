@@ -1,6 +1,54 @@
+# The alarm topic is encrypted with a key of its own: CloudWatch alarms and
+# RDS event notifications cannot publish to a topic encrypted with the AWS
+# managed key alias/aws/sns, whose policy does not let those services use it,
+# so their messages would be dropped.
+resource "aws_kms_key" "alarms" {
+  description             = "${var.name}: SNS alarm topic"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+  tags                    = local.common_tags
+}
+
+resource "aws_kms_alias" "alarms" {
+  name          = "alias/${var.name}-alarms"
+  target_key_id = aws_kms_key.alarms.key_id
+}
+
+locals {
+  # Partition and account from an ARN the module creates: no plan-time lookup.
+  partition  = split(":", aws_kms_key.alarms.arn)[1]
+  account_id = split(":", aws_kms_key.alarms.arn)[4]
+}
+
+resource "aws_kms_key_policy" "alarms" {
+  key_id = aws_kms_key.alarms.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        # The account keeps control of its key (the default key policy).
+        Sid       = "AccountAdministers"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid    = "AlarmAndEventPublishers"
+        Effect = "Allow"
+        Principal = {
+          Service = ["cloudwatch.amazonaws.com", "events.rds.amazonaws.com"]
+        }
+        Action   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+        Resource = "*"
+      },
+    ]
+  })
+}
+
 resource "aws_sns_topic" "alarms" {
   name              = "${var.name}-alarms"
-  kms_master_key_id = "alias/aws/sns"
+  kms_master_key_id = aws_kms_key.alarms.arn
   tags              = local.common_tags
 }
 

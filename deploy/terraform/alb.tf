@@ -2,6 +2,10 @@ locals {
   create_certificate = var.certificate_arn == null
   validate_in_dns    = local.create_certificate && var.route53_zone_id != null
 
+  # A requested certificate covers the origin name CloudFront uses first,
+  # then domain_name if given.
+  alb_certificate_names = distinct(compact([var.origin_domain_name, var.domain_name]))
+
   listener_certificate_arn = (
     var.certificate_arn != null ? var.certificate_arn :
     local.validate_in_dns ? aws_acm_certificate_validation.this[0].certificate_arn :
@@ -59,27 +63,25 @@ resource "aws_lb_target_group" "app" {
 resource "aws_acm_certificate" "this" {
   count = local.create_certificate ? 1 : 0
 
-  domain_name       = var.domain_name
-  validation_method = "DNS"
-  tags              = local.common_tags
+  domain_name               = local.alb_certificate_names[0]
+  subject_alternative_names = slice(local.alb_certificate_names, 1, length(local.alb_certificate_names))
+  validation_method         = "DNS"
+  tags                      = local.common_tags
 
   lifecycle {
     create_before_destroy = true
-
-    precondition {
-      condition     = var.domain_name != null
-      error_message = "Set certificate_arn, or domain_name so that a certificate can be requested."
-    }
   }
 }
 
+# One validation record per name on the certificate; keyed by the names,
+# which are known at plan time.
 resource "aws_route53_record" "certificate_validation" {
-  count = local.validate_in_dns ? 1 : 0
+  for_each = local.validate_in_dns ? toset(local.alb_certificate_names) : toset([])
 
   zone_id         = var.route53_zone_id
-  name            = tolist(aws_acm_certificate.this[0].domain_validation_options)[0].resource_record_name
-  type            = tolist(aws_acm_certificate.this[0].domain_validation_options)[0].resource_record_type
-  records         = [tolist(aws_acm_certificate.this[0].domain_validation_options)[0].resource_record_value]
+  name            = one([for o in aws_acm_certificate.this[0].domain_validation_options : o.resource_record_name if o.domain_name == each.key])
+  type            = one([for o in aws_acm_certificate.this[0].domain_validation_options : o.resource_record_type if o.domain_name == each.key])
+  records         = [one([for o in aws_acm_certificate.this[0].domain_validation_options : o.resource_record_value if o.domain_name == each.key])]
   ttl             = 300
   allow_overwrite = true
 }
@@ -88,7 +90,23 @@ resource "aws_acm_certificate_validation" "this" {
   count = local.validate_in_dns ? 1 : 0
 
   certificate_arn         = aws_acm_certificate.this[0].arn
-  validation_record_fqdns = [aws_route53_record.certificate_validation[0].fqdn]
+  validation_record_fqdns = [for r in aws_route53_record.certificate_validation : r.fqdn]
+}
+
+# CloudFront resolves origin_domain_name to reach the ALB; the name is on the
+# ALB's certificate, so TLS to the origin verifies.
+resource "aws_route53_record" "origin" {
+  count = var.route53_zone_id != null ? 1 : 0
+
+  zone_id = var.route53_zone_id
+  name    = var.origin_domain_name
+  type    = "A"
+
+  alias {
+    name                   = aws_lb.this.dns_name
+    zone_id                = aws_lb.this.zone_id
+    evaluate_target_health = true
+  }
 }
 
 resource "aws_lb_listener" "https" {

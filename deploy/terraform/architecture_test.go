@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/haven-platform/haven/internal/posture"
 	"github.com/haven-platform/haven/internal/tfvars"
 )
 
@@ -19,12 +20,32 @@ type plan struct {
 	resources map[string]map[string]any // address -> values
 	types     map[string][]string       // type -> addresses (managed and data)
 	config    map[string]map[string]any // module-relative address -> expressions
+	dependsOn map[string][]string       // module-relative address -> depends_on
+	unknown   map[string]map[string]any // address -> after_unknown (known only after apply)
 }
 
 func loadPlan(t *testing.T) (*plan, tfvars.Vars) {
 	t.Helper()
 	raw, vars := examplePlan(t)
+	return parsePlan(t, raw), vars
+}
+
+// loadScenario plans the example with in (see planScenario) and parses it.
+func loadScenario(t *testing.T, name string, in tfvars.Input) (*plan, tfvars.Vars, []byte) {
+	t.Helper()
+	raw, vars := planScenario(t, name, in)
+	return parsePlan(t, raw), vars, raw
+}
+
+func parsePlan(t *testing.T, raw []byte) *plan {
+	t.Helper()
 	var doc struct {
+		ResourceChanges []struct {
+			Address string `json:"address"`
+			Change  struct {
+				AfterUnknown map[string]any `json:"after_unknown"`
+			} `json:"change"`
+		} `json:"resource_changes"`
 		PlannedValues struct {
 			RootModule struct {
 				ChildModules []struct {
@@ -44,6 +65,7 @@ func loadPlan(t *testing.T) (*plan, tfvars.Vars) {
 						Resources []struct {
 							Address     string         `json:"address"`
 							Expressions map[string]any `json:"expressions"`
+							DependsOn   []string       `json:"depends_on"`
 						} `json:"resources"`
 					} `json:"module"`
 				} `json:"module_calls"`
@@ -53,7 +75,10 @@ func loadPlan(t *testing.T) (*plan, tfvars.Vars) {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	p := &plan{t: t, resources: map[string]map[string]any{}, types: map[string][]string{}, config: map[string]map[string]any{}}
+	p := &plan{t: t, resources: map[string]map[string]any{}, types: map[string][]string{}, config: map[string]map[string]any{}, dependsOn: map[string][]string{}, unknown: map[string]map[string]any{}}
+	for _, rc := range doc.ResourceChanges {
+		p.unknown[rc.Address] = rc.Change.AfterUnknown
+	}
 	for _, cm := range doc.PlannedValues.RootModule.ChildModules {
 		for _, r := range cm.Resources {
 			p.resources[r.Address] = r.Values
@@ -62,11 +87,12 @@ func loadPlan(t *testing.T) (*plan, tfvars.Vars) {
 	}
 	for _, r := range doc.Configuration.RootModule.ModuleCalls["haven"].Module.Resources {
 		p.config[r.Address] = r.Expressions
+		p.dependsOn[r.Address] = r.DependsOn
 	}
 	if len(p.resources) == 0 {
 		t.Fatal("plan has no resources in module.haven")
 	}
-	return p, vars
+	return p
 }
 
 func (p *plan) get(addr string) map[string]any {
@@ -81,6 +107,11 @@ func (p *plan) get(addr string) map[string]any {
 // refs returns the configuration references of attr on a module resource.
 func (p *plan) refs(addr, attr string) []string {
 	return refsOf(p.config[addr], attr)
+}
+
+// depends returns the depends_on list of a module resource's configuration.
+func (p *plan) depends(addr string) []string {
+	return p.dependsOn[addr]
 }
 
 func refsOf(exprs map[string]any, attr string) []string {
@@ -136,6 +167,22 @@ func TestBothAZsUsed(t *testing.T) {
 	eq(t, "DB subnet group", p.refs("aws_db_subnet_group.this", "subnet_ids"), []string{"aws_subnet.db"})
 }
 
+// ruleName is a module-relative rule address without its index.
+func ruleName(addr string) string {
+	rel := strings.TrimPrefix(addr, mod)
+	if i := strings.Index(rel, "["); i >= 0 {
+		rel = rel[:i]
+	}
+	return rel
+}
+
+func last(refs []string) string {
+	if len(refs) == 0 {
+		return ""
+	}
+	return refs[len(refs)-1]
+}
+
 func TestSecurityGroupChain(t *testing.T) {
 	p, vars := loadPlan(t)
 	for _, addr := range p.types["aws_security_group"] {
@@ -143,52 +190,48 @@ func TestSecurityGroupChain(t *testing.T) {
 			t.Errorf("%s has inline ingress %v; rules must be standalone and reference groups", addr, ing)
 		}
 	}
-	// Who may reach each guarded group, and on which port.
-	want := map[string]struct {
+	// Who may reach each guarded group, and on which port. The db-logins
+	// function (it creates the app's roles and rotates their secret) is the
+	// only other client of the database and the endpoints.
+	type src struct {
 		from string
 		port int
-	}{
-		"aws_security_group.app":       {"aws_security_group.alb", vars.AppPort},
-		"aws_security_group.db":        {"aws_security_group.app", 5432},
-		"aws_security_group.endpoints": {"aws_security_group.app", 443},
 	}
-	seen := map[string]int{}
+	want := map[string][]src{
+		"aws_security_group.app":       {{"aws_security_group.alb", vars.AppPort}},
+		"aws_security_group.db":        {{"aws_security_group.app", 5432}, {"aws_security_group.db_logins", 5432}},
+		"aws_security_group.endpoints": {{"aws_security_group.app", 443}, {"aws_security_group.db_logins", 443}},
+		"aws_security_group.db_logins": nil,
+	}
+	got := map[string][]src{}
 	for _, addr := range p.types["aws_vpc_security_group_ingress_rule"] {
-		rel := strings.TrimPrefix(addr, mod)
-		if i := strings.Index(rel, "["); i >= 0 {
-			rel = rel[:i]
-		}
-		owner := p.refs(rel, "security_group_id")
-		if len(owner) == 0 {
+		rel := ruleName(addr)
+		owner := last(p.refs(rel, "security_group_id"))
+		if owner == "" {
 			t.Fatalf("%s: no security_group_id reference", addr)
 		}
-		w, guarded := want[owner[len(owner)-1]]
-		if !guarded {
+		if _, guarded := want[owner]; !guarded {
 			continue
 		}
-		seen[owner[len(owner)-1]]++
 		v := p.get(addr)
 		for _, k := range []string{"cidr_ipv4", "cidr_ipv6", "prefix_list_id"} {
 			if v[k] != nil {
-				t.Errorf("%s: %s = %v; only a security group may reach %s", addr, k, v[k], owner[len(owner)-1])
+				t.Errorf("%s: %s = %v; only a security group may reach %s", addr, k, v[k], owner)
 			}
 		}
-		src := p.refs(rel, "referenced_security_group_id")
-		if len(src) == 0 || src[len(src)-1] != w.from {
-			t.Errorf("%s: source %v, want %s", addr, src, w.from)
+		if num(v["from_port"]) != num(v["to_port"]) {
+			t.Errorf("%s: port range %v-%v, want one port", addr, v["from_port"], v["to_port"])
 		}
-		eq(t, addr+" from_port", num(v["from_port"]), float64(w.port))
-		eq(t, addr+" to_port", num(v["to_port"]), float64(w.port))
+		got[owner] = append(got[owner], src{last(p.refs(rel, "referenced_security_group_id")), int(num(v["from_port"]))})
 	}
-	for g := range want {
-		if seen[g] != 1 {
-			t.Errorf("%s has %d ingress rules, want exactly 1", g, seen[g])
-		}
+	for g, w := range want {
+		sort.Slice(got[g], func(i, j int) bool { return got[g][i].from < got[g][j].from })
+		eq(t, g+" ingress sources", got[g], w)
 	}
-	// The DB group sends nothing; the app group only to db, endpoints and S3.
+	// The DB group sends nothing; the app and db-logins groups only to groups
+	// and the S3 gateway (NAT is off in the example).
 	for _, addr := range p.types["aws_vpc_security_group_egress_rule"] {
-		rel := strings.TrimPrefix(addr, mod)
-		owner := p.refs(rel, "security_group_id")
+		owner := p.refs(ruleName(addr), "security_group_id")
 		if slices.Contains(owner, "aws_security_group.db") {
 			t.Errorf("%s: db-sg must have no egress", addr)
 		}
@@ -196,6 +239,28 @@ func TestSecurityGroupChain(t *testing.T) {
 			t.Errorf("%s: egress to CIDR %v (NAT is off in the example)", addr, v["cidr_ipv4"])
 		}
 	}
+}
+
+// TestALBIngressFromCloudFrontOnly: with the edge in front (the default), the
+// ALB takes HTTPS from CloudFront's origin-facing prefix list in one rule
+// (the list weighs 55 of the 60 rules a group may have), and nothing from
+// the internet.
+func TestALBIngressFromCloudFrontOnly(t *testing.T) {
+	p, vars := loadPlan(t)
+	var albRules []string
+	for _, addr := range p.types["aws_vpc_security_group_ingress_rule"] {
+		if last(p.refs(ruleName(addr), "security_group_id")) == "aws_security_group.alb" {
+			albRules = append(albRules, addr)
+		}
+	}
+	if len(albRules) != 1 {
+		t.Fatalf("alb-sg has ingress rules %v, want exactly one (a second prefix-list rule exceeds the 60-rule quota)", albRules)
+	}
+	v := p.get(albRules[0])
+	eq(t, "alb rule prefix list", v["prefix_list_id"], vars.CloudFrontPrefixListID)
+	eq(t, "alb rule cidr", v["cidr_ipv4"], nil)
+	eq(t, "alb rule port", []float64{num(v["from_port"]), num(v["to_port"])}, []float64{443, 443})
+	eq(t, "alb rule protocol", v["ip_protocol"], "tcp")
 }
 
 func TestDatabase(t *testing.T) {
@@ -215,6 +280,14 @@ func TestDatabase(t *testing.T) {
 	eq(t, "backup_retention_period", num(db["backup_retention_period"]), float64(vars.DBBackupRetentionPeriod))
 	eq(t, "backup_window", db["backup_window"], vars.DBBackupWindow)
 	eq(t, "instance_class", db["instance_class"], vars.DBInstanceClass)
+	// Deleting the database keeps its automated backups.
+	eq(t, "delete_automated_backups", db["delete_automated_backups"], false)
+	// Upgrades land only in the spec's maintenance window.
+	eq(t, "maintenance_window", db["maintenance_window"], vars.DBMaintenanceWindow)
+	eq(t, "auto_minor_version_upgrade", db["auto_minor_version_upgrade"], true)
+	// The master is an administrator's login, not the app's.
+	eq(t, "master username", db["username"], "haven_admin")
+	eq(t, "identifier", db["identifier"], vars.Name+"-db")
 
 	pg := p.get(mod + "aws_db_parameter_group.this")
 	var forced bool
@@ -225,8 +298,131 @@ func TestDatabase(t *testing.T) {
 	if !forced {
 		t.Error("parameter group does not set rds.force_ssl = 1")
 	}
-	rot := p.get(mod + "aws_secretsmanager_secret_rotation.db")
-	eq(t, "rotation days", num(first(rot["rotation_rules"])["automatically_after_days"]), float64(vars.DBSecretRotationDays))
+	master := p.get(mod + "aws_secretsmanager_secret_rotation.db_master")
+	eq(t, "master rotation days", num(first(master["rotation_rules"])["automatically_after_days"]), 7.0)
+}
+
+// TestDatabaseLogsKeptForRetention: every log RDS exports goes to a log group
+// the module creates first, with the spec's retention; RDS would create it
+// with none.
+func TestDatabaseLogsKeptForRetention(t *testing.T) {
+	p, vars := loadPlan(t)
+	db := p.get(mod + "aws_db_instance.this")
+	exports := strs(db["enabled_cloudwatch_logs_exports"])
+	if len(exports) == 0 {
+		t.Fatal("the database exports no logs")
+	}
+	for _, e := range exports {
+		lg := p.get(fmt.Sprintf("%saws_cloudwatch_log_group.rds[%q]", mod, e))
+		eq(t, e+" log group name", lg["name"], fmt.Sprintf("/aws/rds/instance/%s/%s", db["identifier"], e))
+		eq(t, e+" retention", num(lg["retention_in_days"]), float64(vars.LogRetentionDays))
+	}
+	if !slices.Contains(p.depends("aws_db_instance.this"), "aws_cloudwatch_log_group.rds") {
+		t.Error("the database does not depend on its log groups: RDS could create them first, without retention")
+	}
+	// Every log group of the module has a retention.
+	for _, addr := range p.types["aws_cloudwatch_log_group"] {
+		if n := num(p.get(addr)["retention_in_days"]); n != float64(vars.LogRetentionDays) {
+			t.Errorf("%s: retention_in_days %v, want %d", addr, n, vars.LogRetentionDays)
+		}
+	}
+}
+
+// TestDatabaseEventsToAlarmTopic: failover and maintenance events of the
+// instance reach the alarm topic, whose key lets RDS and CloudWatch publish.
+func TestDatabaseEventsToAlarmTopic(t *testing.T) {
+	p, _ := loadPlan(t)
+	sub := p.get(mod + "aws_db_event_subscription.db")
+	eq(t, "source_type", sub["source_type"], "db-instance")
+	cats := strs(sub["event_categories"])
+	for _, c := range []string{"failover", "maintenance", "failure"} {
+		if !slices.Contains(cats, c) {
+			t.Errorf("event categories %v lack %q", cats, c)
+		}
+	}
+	eq(t, "subscription enabled", sub["enabled"], true)
+	eq(t, "sns_topic", p.refs("aws_db_event_subscription.db", "sns_topic"), []string{"aws_sns_topic.alarms.arn", "aws_sns_topic.alarms"})
+	eq(t, "source_ids", p.refs("aws_db_event_subscription.db", "source_ids"), []string{"aws_db_instance.this.identifier", "aws_db_instance.this"})
+
+	topic := p.get(mod + "aws_sns_topic.alarms")
+	if k, _ := topic["kms_master_key_id"].(string); strings.Contains(k, "alias/aws/sns") {
+		t.Errorf("alarm topic uses the AWS managed key %q: CloudWatch and RDS cannot publish to it", k)
+	}
+	eq(t, "topic key", p.refs("aws_sns_topic.alarms", "kms_master_key_id"), []string{"aws_kms_key.alarms.arn", "aws_kms_key.alarms"})
+	eq(t, "key rotation", p.get(mod + "aws_kms_key.alarms")["enable_key_rotation"], true)
+	if refs := p.refs("aws_kms_key_policy.alarms", "key_id"); !slices.Contains(refs, "aws_kms_key.alarms") {
+		t.Errorf("key policy applies to %v, want aws_kms_key.alarms", refs)
+	}
+}
+
+// TestAppDatabaseLogin: the app logs in with its own secret, created and
+// rotated (alternating users) by the db-logins function; only that function
+// reads the master secret.
+func TestAppDatabaseLogin(t *testing.T) {
+	p, vars := loadPlan(t)
+	fn := p.get(mod + "aws_lambda_function.db_logins")
+	eq(t, "function artifact", fn["s3_key"], vars.DBLoginsArtifactKey)
+	eq(t, "function bucket", fn["s3_bucket"], vars.ArtifactsBucket)
+	eq(t, "runtime", fn["runtime"], "provided.al2023")
+	fcfg := p.config["aws_lambda_function.db_logins"]
+	// The environment is known only after apply (ARNs, the DB address): check
+	// what it is made of. Names and addresses, no password.
+	envRefs := refsOf(first(fcfg["environment"]), "variables")
+	for _, want := range []string{
+		"aws_secretsmanager_secret.db_app.arn", "aws_db_instance.this.master_user_secret[0].secret_arn",
+		"aws_db_instance.this.address", "var.db_username", "local.db_logins", "var.db_rotation_strategy",
+	} {
+		if !slices.Contains(envRefs, want) {
+			t.Errorf("function environment does not use %s (uses %v)", want, envRefs)
+		}
+	}
+	for _, r := range envRefs {
+		if strings.Contains(r, "password") || strings.Contains(r, "secret_string") {
+			t.Errorf("function environment carries %s", r)
+		}
+	}
+	vpc := first(fcfg["vpc_config"])
+	eq(t, "function subnets", refsOf(vpc, "subnet_ids"), []string{"aws_subnet.app"})
+	eq(t, "function groups", refsOf(vpc, "security_group_ids"), []string{"aws_security_group.db_logins.id", "aws_security_group.db_logins"})
+
+	rot := p.get(mod + "aws_secretsmanager_secret_rotation.db_app")
+	eq(t, "app rotation days", num(first(rot["rotation_rules"])["automatically_after_days"]), float64(vars.DBSecretRotationDays))
+	eq(t, "rotation function", p.refs("aws_secretsmanager_secret_rotation.db_app", "rotation_lambda_arn"),
+		[]string{"aws_lambda_function.db_logins.arn", "aws_lambda_function.db_logins"})
+	eq(t, "rotated secret", p.refs("aws_secretsmanager_secret_rotation.db_app", "secret_id"),
+		[]string{"aws_secretsmanager_secret.db_app.id", "aws_secretsmanager_secret.db_app"})
+	if d := p.depends("aws_secretsmanager_secret_rotation.db_app"); !slices.Contains(d, "aws_lambda_invocation.db_bootstrap") {
+		t.Errorf("rotation depends on %v; it must wait for the bootstrap that writes the first value", d)
+	}
+	perm := p.get(mod + "aws_lambda_permission.db_logins_rotation")
+	eq(t, "invoker", perm["principal"], "secretsmanager.amazonaws.com")
+	eq(t, "invoker source", p.refs("aws_lambda_permission.db_logins_rotation", "source_arn"),
+		[]string{"aws_secretsmanager_secret.db_app.arn", "aws_secretsmanager_secret.db_app"})
+
+	inv := p.get(mod + "aws_lambda_invocation.db_bootstrap")
+	eq(t, "bootstrap input", inv["input"], `{"haven":"bootstrap"}`)
+	if refs := p.refs("aws_lambda_invocation.db_bootstrap", "triggers"); !slices.Contains(refs, "aws_db_instance.this.resource_id") {
+		t.Errorf("bootstrap triggers %v: a new database must rerun it", refs)
+	}
+	if d := p.depends("aws_autoscaling_group.app"); !slices.Contains(d, "aws_lambda_invocation.db_bootstrap") {
+		t.Errorf("the fleet depends on %v; it must start after the app's roles exist", d)
+	}
+
+	// The function's role: the master secret (read) and the app secret (rotate).
+	planned, config := statementsOf(p, "db_logins")
+	for i, st := range planned {
+		refs := refsOf(config[i], "resources")
+		switch st["sid"] {
+		case "ReadMasterSecret":
+			eq(t, "master actions", strs(st["actions"]), []string{"secretsmanager:GetSecretValue"})
+			if !slices.Contains(refs, "aws_db_instance.this.master_user_secret[0].secret_arn") {
+				t.Errorf("ReadMasterSecret resources %v", refs)
+			}
+		case "RotateAppSecret":
+			eq(t, "rotate actions", strs(st["actions"]), []string{"secretsmanager:DescribeSecret", "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage"})
+			eq(t, "rotate resources", refs, []string{"aws_secretsmanager_secret.db_app.arn", "aws_secretsmanager_secret.db_app"})
+		}
+	}
 }
 
 func TestIMDSv2AndEncryptedEBS(t *testing.T) {
@@ -387,11 +583,11 @@ func TestBucketReadableOnlyThroughOAC(t *testing.T) {
 }
 
 func TestInstanceRoleReadsOnlyItsSecret(t *testing.T) {
-	p, vars := loadPlan(t)
+	p, _ := loadPlan(t)
 	eq(t, "role policy source", p.refs("aws_iam_role_policy.app", "policy"),
 		[]string{"data.aws_iam_policy_document.app.json", "data.aws_iam_policy_document.app"})
 	planned, config := statementsOf(p, "app")
-	secretStatements := 0
+	var secrets []string
 	for i, st := range planned {
 		acts := strs(st["actions"])
 		if st["effect"] != "Allow" {
@@ -404,17 +600,19 @@ func TestInstanceRoleReadsOnlyItsSecret(t *testing.T) {
 		if !touchesSecrets {
 			continue
 		}
-		secretStatements++
 		eq(t, "secret actions", acts, []string{"secretsmanager:GetSecretValue"})
 		eq(t, "secret resources count", len(st["resources"].([]any)), 1)
 		refs := refsOf(config[i], "resources")
-		if len(refs) == 0 || refs[0] != "aws_db_instance.this.master_user_secret[0].secret_arn" {
-			t.Errorf("secret statement resources reference %v, want the RDS-managed master secret", refs)
+		for _, r := range refs {
+			if strings.Contains(r, "master_user_secret") {
+				t.Errorf("statement %v lets the app read the RDS master secret (%s)", st["sid"], r)
+			}
 		}
+		secrets = append(secrets, refs[0])
 	}
-	if secretStatements != 1 {
-		t.Errorf("%d statements grant Secrets Manager actions, want 1", secretStatements)
-	}
+	// Its own database login and the URL-signing key; nothing else.
+	sort.Strings(secrets)
+	eq(t, "secrets the app reads", secrets, []string{"aws_secretsmanager_secret.db_app.arn", "aws_secretsmanager_secret.signing_key.arn"})
 	// Materials: Get/Put on the materials prefix only.
 	for i, st := range planned {
 		if st["sid"] == "ReadWriteMaterials" {
@@ -424,23 +622,35 @@ func TestInstanceRoleReadsOnlyItsSecret(t *testing.T) {
 	}
 	var attached []string
 	for _, a := range p.types["aws_iam_role_policy_attachment"] {
-		attached = append(attached, p.get(a)["policy_arn"].(string))
+		if slices.Contains(p.refs(strings.TrimPrefix(a, mod), "role"), "aws_iam_role.app") {
+			attached = append(attached, p.get(a)["policy_arn"].(string))
+		}
 	}
 	sort.Strings(attached)
 	eq(t, "managed policies", attached, []string{
 		"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
 		"arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy",
 	})
-	_ = vars
 }
 
+// TestNoAWSQueriesAtPlanTime: the plan reads no data source that calls AWS.
+// The CloudFront prefix list is looked up only when its ID is not given;
+// the example gives it.
 func TestNoAWSQueriesAtPlanTime(t *testing.T) {
 	p, _ := loadPlan(t)
 	offline := map[string]bool{"aws_iam_policy_document": true, "aws_elb_service_account": true}
+	for addr := range p.resources {
+		rel := strings.TrimPrefix(addr, mod)
+		if strings.HasPrefix(rel, "data.") {
+			if typ := strings.Split(rel, ".")[1]; !offline[typ] {
+				t.Errorf("%s: data source may query AWS at plan time", addr)
+			}
+		}
+	}
 	for addr := range p.config {
 		if strings.HasPrefix(addr, "data.") {
 			typ := strings.Split(addr, ".")[1]
-			if !offline[typ] {
+			if !offline[typ] && typ != "aws_ec2_managed_prefix_list" {
 				t.Errorf("%s: data source may query AWS at plan time", addr)
 			}
 		}
@@ -466,6 +676,199 @@ func TestEdge(t *testing.T) {
 		m := o.(map[string]any)
 		if c := first(m["custom_origin_config"]); c != nil {
 			eq(t, "origin protocol", c["origin_protocol_policy"], "https-only")
+			eq(t, "origin TLS", strs(c["origin_ssl_protocols"]), []string{"TLSv1.2"})
 		}
 	}
+}
+
+// TestOriginNameOnTheCertificate: CloudFront reaches the ALB by
+// origin_domain_name, a name the ALB certificate can cover, never by the
+// ALB's AWS DNS name.
+func TestOriginNameOnTheCertificate(t *testing.T) {
+	p, vars := loadPlan(t)
+	cf := p.get(mod + "aws_cloudfront_distribution.this")
+	var custom []string
+	for _, o := range cf["origin"].([]any) {
+		m := o.(map[string]any)
+		if first(m["custom_origin_config"]) != nil {
+			custom = append(custom, m["domain_name"].(string))
+		}
+	}
+	eq(t, "ALB origin", custom, []string{vars.OriginDomainName})
+	for _, o := range p.config["aws_cloudfront_distribution.this"]["origin"].([]any) {
+		if refs := refsOf(o.(map[string]any), "domain_name"); slices.Contains(refs, "aws_lb.this.dns_name") {
+			t.Errorf("an origin uses the ALB's AWS DNS name %v: no certificate of yours covers it", refs)
+		}
+	}
+}
+
+// TestViewerTLS: viewers need TLS 1.2 (policy TLSv1.2_2021) on the site's own
+// names and certificate; the *.cloudfront.net certificate would allow TLS 1.0.
+func TestViewerTLS(t *testing.T) {
+	p, vars := loadPlan(t)
+	cf := p.get(mod + "aws_cloudfront_distribution.this")
+	vc := first(cf["viewer_certificate"])
+	eq(t, "minimum_protocol_version", vc["minimum_protocol_version"], "TLSv1.2_2021")
+	eq(t, "cloudfront_default_certificate", vc["cloudfront_default_certificate"], false)
+	eq(t, "acm_certificate_arn", vc["acm_certificate_arn"], vars.CloudFrontCertificateARN)
+	eq(t, "ssl_support_method", vc["ssl_support_method"], "sni-only")
+	eq(t, "aliases", strs(cf["aliases"]), vars.CloudFrontAliases)
+}
+
+// TestSignedMaterials: /materials/* is served only with a URL signed by the
+// trusted key group holding the given public key; /static/* is public.
+func TestSignedMaterials(t *testing.T) {
+	p, vars := loadPlan(t)
+	key := p.get(mod + "aws_cloudfront_public_key.materials")
+	eq(t, "public key", key["encoded_key"], strings.TrimSpace(vars.MaterialsSigningPublicKey)+"\n")
+	eq(t, "key group items", p.refs("aws_cloudfront_key_group.materials", "items"),
+		[]string{"aws_cloudfront_public_key.materials.id", "aws_cloudfront_public_key.materials"})
+	// The key group's ID is known only after apply, so a signed behaviour's
+	// trusted_key_groups is pending in the plan; an unsigned one is empty.
+	cf := p.get(mod + "aws_cloudfront_distribution.this")
+	pending := anyList(p.unknown[mod+"aws_cloudfront_distribution.this"]["ordered_cache_behavior"])
+	for i, b := range anyList(cf["ordered_cache_behavior"]) {
+		signed := i < len(pending) && pending[i]["trusted_key_groups"] == true
+		switch b["path_pattern"] {
+		case "/materials/*":
+			if !signed {
+				t.Errorf("/materials/* has no trusted key group: anyone could read course materials")
+			}
+		case "/static/*":
+			if signed || len(strs(b["trusted_key_groups"])) != 0 {
+				t.Errorf("/static/* requires signed URLs")
+			}
+		}
+	}
+	// The app gets the private key from a secret only it reads (see
+	// TestInstanceRoleReadsOnlyItsSecret), never from a variable.
+	if _, ok := p.resources[mod+"aws_secretsmanager_secret.signing_key"]; !ok {
+		t.Error("no secret for the signing private key")
+	}
+}
+
+func anyList(v any) []map[string]any {
+	l, _ := v.([]any)
+	var out []map[string]any
+	for _, e := range l {
+		if m, ok := e.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestFlowLogs: every flow in the VPC is logged to the logs bucket, whose
+// policy lets only this account's log delivery write there.
+func TestFlowLogs(t *testing.T) {
+	p, vars := loadPlan(t)
+	fl := p.get(mod + "aws_flow_log.vpc")
+	eq(t, "traffic_type", fl["traffic_type"], "ALL")
+	eq(t, "destination type", fl["log_destination_type"], "s3")
+	eq(t, "flow log vpc", p.refs("aws_flow_log.vpc", "vpc_id"), []string{"aws_vpc.this.id", "aws_vpc.this"})
+	if refs := p.refs("aws_flow_log.vpc", "log_destination"); !slices.Contains(refs, "aws_s3_bucket.logs") {
+		t.Errorf("flow log destination references %v, want the logs bucket", refs)
+	}
+	planned, _ := statementsOf(p, "logs")
+	var sids []string
+	for _, st := range planned {
+		sids = append(sids, st["sid"].(string))
+		if strings.HasPrefix(st["sid"].(string), "FlowLogDelivery") {
+			pr := first(st["principals"])
+			eq(t, "flow log principal", strs(pr["identifiers"]), []string{"delivery.logs.amazonaws.com"})
+			if len(anyList(st["condition"])) == 0 {
+				t.Errorf("%s has no aws:SourceAccount condition", st["sid"])
+			}
+		}
+	}
+	for _, want := range []string{"FlowLogDeliveryWrite", "FlowLogDeliveryAclCheck"} {
+		if !slices.Contains(sids, want) {
+			t.Errorf("logs bucket policy lacks %s (has %v)", want, sids)
+		}
+	}
+	lc := p.get(mod + "aws_s3_bucket_lifecycle_configuration.logs")
+	eq(t, "logs expire after", num(first(first(lc["rule"])["expiration"])["days"]), float64(vars.LogRetentionDays))
+}
+
+// zoneScenario is the example with a Route 53 zone and no certificate ARN:
+// the module requests the ALB certificate and writes every record.
+func zoneScenario() tfvars.Input {
+	in := coursesInput()
+	in.Deployment.CertificateARN = ""
+	in.Deployment.DomainName = "admin.courses.example.edu"
+	in.Deployment.Route53ZoneID = "Z0123456789ABCDEFGHIJ"
+	in.Deployment.CloudFrontAliases = []string{"courses.example.edu", "www.courses.example.edu"}
+	return in
+}
+
+// TestRoute53AndRequestedCertificate: given a zone, the requested ALB
+// certificate covers origin_domain_name (first) and domain_name, each name
+// gets its validation record, origin_domain_name is an alias of the ALB, and
+// each CloudFront alias an A and AAAA alias of the distribution.
+func TestRoute53AndRequestedCertificate(t *testing.T) {
+	p, vars, _ := loadScenario(t, "zone", zoneScenario())
+	cert := p.get(mod + "aws_acm_certificate.this[0]")
+	eq(t, "certificate name", cert["domain_name"], vars.OriginDomainName)
+	sans := strs(cert["subject_alternative_names"])
+	sort.Strings(sans)
+	eq(t, "certificate names", sans, []string{vars.DomainName, vars.OriginDomainName})
+	eq(t, "validation", cert["validation_method"], "DNS")
+	for _, n := range []string{vars.OriginDomainName, vars.DomainName} {
+		r := p.get(fmt.Sprintf("%saws_route53_record.certificate_validation[%q]", mod, n))
+		eq(t, n+" validation zone", r["zone_id"], vars.Route53ZoneID)
+	}
+	eq(t, "listener certificate", p.refs("aws_lb_listener.https", "certificate_arn"), []string{"local.listener_certificate_arn"})
+	if _, ok := p.resources[mod+"aws_acm_certificate_validation.this[0]"]; !ok {
+		t.Error("no certificate validation: the listener could get an unvalidated certificate")
+	}
+
+	origin := p.get(mod + "aws_route53_record.origin[0]")
+	eq(t, "origin record", []any{origin["name"], origin["type"], origin["zone_id"]}, []any{vars.OriginDomainName, "A", vars.Route53ZoneID})
+	alias := first(p.config["aws_route53_record.origin"]["alias"])
+	if refs := refsOf(alias, "name"); !slices.Contains(refs, "aws_lb.this.dns_name") {
+		t.Errorf("origin record points at %v, want the ALB", refs)
+	}
+	var records []string
+	for _, a := range p.types["aws_route53_record"] {
+		if strings.Contains(a, "aws_route53_record.cloudfront[") {
+			v := p.get(a)
+			records = append(records, fmt.Sprint(v["name"], " ", v["type"]))
+		}
+	}
+	sort.Strings(records)
+	eq(t, "alias records", records, []string{"courses.example.edu A", "courses.example.edu AAAA", "www.courses.example.edu A", "www.courses.example.edu AAAA"})
+}
+
+// TestInternetIngressIsFlagged: alb_ingress = "internet" opens 80 and 443 to
+// the world, and `haven audit plan` says the edge can be bypassed.
+func TestInternetIngressIsFlagged(t *testing.T) {
+	in := coursesInput()
+	in.Deployment.ALBIngress = "internet"
+	in.Deployment.CloudFrontPrefixListID = ""
+	p, _, raw := loadScenario(t, "internet", in)
+	var ports []float64
+	for _, addr := range p.types["aws_vpc_security_group_ingress_rule"] {
+		if last(p.refs(ruleName(addr), "security_group_id")) == "aws_security_group.alb" {
+			v := p.get(addr)
+			eq(t, addr+" cidr", v["cidr_ipv4"], "0.0.0.0/0")
+			ports = append(ports, num(v["from_port"]))
+		}
+	}
+	sort.Float64s(ports)
+	eq(t, "alb ports", ports, []float64{80, 443})
+	if _, ok := p.resources[mod+"data.aws_ec2_managed_prefix_list.cloudfront[0]"]; ok {
+		t.Error("the prefix list is looked up although the ALB is open to the internet")
+	}
+	findings, err := posture.Audit(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range findings {
+		got = append(got, f.RuleID+" "+f.Resource)
+	}
+	eq(t, "findings", got, []string{
+		`HAVEN-AWS-018 module.haven.aws_vpc_security_group_ingress_rule.alb_internet["http"]`,
+		`HAVEN-AWS-018 module.haven.aws_vpc_security_group_ingress_rule.alb_internet["https"]`,
+	})
 }

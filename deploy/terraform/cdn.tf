@@ -17,6 +17,34 @@ resource "aws_cloudfront_origin_access_control" "assets" {
   signing_protocol                  = "sigv4"
 }
 
+# Signed URLs for signed_paths (course materials): CloudFront serves them only
+# with a URL or cookie signed by a key in this group. The app holds the
+# private key (in the secret below) and signs for enrolled students.
+resource "aws_cloudfront_public_key" "materials" {
+  name_prefix = "${var.name}-materials-"
+  comment     = "${var.name}: signs URLs of ${join(", ", var.signed_paths)}"
+  encoded_key = "${trimspace(var.materials_signing_public_key)}\n"
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
+resource "aws_cloudfront_key_group" "materials" {
+  name    = "${var.name}-materials"
+  comment = "Trusted signers of ${var.name}'s signed URLs"
+  items   = [aws_cloudfront_public_key.materials.id]
+}
+
+# The private key of materials_signing_public_key. The module creates the
+# secret empty; put the PEM in with `aws secretsmanager put-secret-value`
+# (docs/aws.md). Only the instance role may read it.
+resource "aws_secretsmanager_secret" "signing_key" {
+  name_prefix = "${var.name}/cloudfront-signing-key-"
+  description = "PEM private key whose public half is CloudFront key ${aws_cloudfront_public_key.materials.name}"
+  tags        = local.common_tags
+}
+
 resource "aws_cloudfront_distribution" "this" {
   enabled         = true
   is_ipv6_enabled = true
@@ -32,9 +60,11 @@ resource "aws_cloudfront_distribution" "this" {
     origin_access_control_id = aws_cloudfront_origin_access_control.assets.id
   }
 
+  # A name on the ALB's certificate (never the ALB's AWS DNS name), so
+  # CloudFront's TLS connection to the origin verifies.
   origin {
     origin_id   = local.alb_origin_id
-    domain_name = coalesce(var.origin_domain_name, aws_lb.this.dns_name)
+    domain_name = var.origin_domain_name
 
     custom_origin_config {
       http_port              = 80
@@ -70,6 +100,7 @@ resource "aws_cloudfront_distribution" "this" {
       compress                 = true
       cache_policy_id          = local.cache_policy_caching_optimized
       origin_request_policy_id = local.origin_request_policy_cors_s3
+      trusted_key_groups       = contains(var.signed_paths, ordered_cache_behavior.value) ? [aws_cloudfront_key_group.materials.id] : null
     }
   }
 
@@ -79,12 +110,43 @@ resource "aws_cloudfront_distribution" "this" {
     }
   }
 
+  # Viewers need TLS 1.2 or later. The *.cloudfront.net certificate would
+  # force TLSv1, so the module requires a certificate of yours.
   viewer_certificate {
-    cloudfront_default_certificate = var.cloudfront_certificate_arn == null
+    cloudfront_default_certificate = false
     acm_certificate_arn            = var.cloudfront_certificate_arn
-    ssl_support_method             = var.cloudfront_certificate_arn == null ? null : "sni-only"
-    minimum_protocol_version       = var.cloudfront_certificate_arn == null ? "TLSv1" : "TLSv1.2_2021"
+    ssl_support_method             = "sni-only"
+    minimum_protocol_version       = "TLSv1.2_2021"
   }
 
   tags = local.common_tags
+
+  lifecycle {
+    precondition {
+      condition     = !contains(var.cloudfront_aliases, var.origin_domain_name)
+      error_message = "origin_domain_name must not be one of cloudfront_aliases: it resolves to the ALB, the aliases to CloudFront."
+    }
+
+    precondition {
+      condition     = alltrue([for p in var.signed_paths : contains(var.static_paths, p)])
+      error_message = "Every signed_paths pattern must also be in static_paths."
+    }
+  }
+}
+
+# Viewer names -> the distribution, when the zone is managed here.
+resource "aws_route53_record" "cloudfront" {
+  for_each = var.route53_zone_id == null ? {} : {
+    for pair in setproduct(var.cloudfront_aliases, ["A", "AAAA"]) : "${pair[0]} ${pair[1]}" => { name = pair[0], type = pair[1] }
+  }
+
+  zone_id = var.route53_zone_id
+  name    = each.value.name
+  type    = each.value.type
+
+  alias {
+    name                   = aws_cloudfront_distribution.this.domain_name
+    zone_id                = aws_cloudfront_distribution.this.hosted_zone_id
+    evaluate_target_health = false
+  }
 }

@@ -7,14 +7,19 @@ locals {
     AWS_REGION = var.region
     PORT       = tostring(var.app_port)
     # The same names the app reads locally (libpq's PG* variables and the
-    # secret's id); only the values differ.
+    # secret's id); only the values differ. The secret is the app's own
+    # login (db_logins.tf), never the master's.
     PGHOST               = aws_db_instance.this.address
     PGPORT               = tostring(aws_db_instance.this.port)
     PGDATABASE           = var.db_name
     PGSSLMODE            = "require"
-    COURSES_DB_SECRET_ID = aws_db_instance.this.master_user_secret[0].secret_arn
+    COURSES_DB_SECRET_ID = aws_secretsmanager_secret.db_app.arn
     S3_BUCKET            = aws_s3_bucket.assets.id
     S3_PREFIX            = var.materials_prefix
+    # Signed URLs for signed_paths: the key pair's ID in CloudFront, and the
+    # secret holding its private key.
+    CLOUDFRONT_KEY_PAIR_ID           = aws_cloudfront_public_key.materials.id
+    CLOUDFRONT_SIGNING_KEY_SECRET_ID = aws_secretsmanager_secret.signing_key.arn
   }, var.app_environment)
 
   systemd_unit = <<-UNIT
@@ -175,6 +180,9 @@ resource "aws_autoscaling_group" "app" {
       propagate_at_launch = true
     }
   }
+
+  # Instances start once the app's database roles and secret exist.
+  depends_on = [aws_lambda_invocation.db_bootstrap]
 
   lifecycle {
     # Scaling policies and scheduled actions own desired capacity after creation.

@@ -16,15 +16,22 @@ resource "aws_iam_role" "app" {
   tags               = local.common_tags
 }
 
-# Least privilege: the app reads its own DB secret (the RDS-managed master
-# secret), reads and writes objects under the materials prefix, and reads
-# its own binary. Nothing else.
+# Least privilege: the app reads its own DB secret (its login, never the RDS
+# master's) and the CloudFront signing key, reads and writes objects under
+# the materials prefix, and reads its own binary. Nothing else.
 data "aws_iam_policy_document" "app" {
   statement {
     sid       = "ReadDatabaseSecret"
     effect    = "Allow"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_db_instance.this.master_user_secret[0].secret_arn]
+    resources = [aws_secretsmanager_secret.db_app.arn]
+  }
+
+  statement {
+    sid       = "ReadSigningKey"
+    effect    = "Allow"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.signing_key.arn]
   }
 
   statement {

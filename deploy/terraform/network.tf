@@ -146,3 +146,22 @@ resource "aws_vpc_endpoint" "interface" {
 
   tags = merge(local.common_tags, { Name = "${var.name}-${each.key}" })
 }
+
+# Every accepted and rejected flow in the VPC, to the logs bucket (kept
+# log_retention_days, like the ALB's access logs).
+resource "aws_flow_log" "vpc" {
+  vpc_id                   = aws_vpc.this.id
+  traffic_type             = "ALL"
+  log_destination_type     = "s3"
+  log_destination          = "${aws_s3_bucket.logs.arn}/${local.flow_log_prefix}"
+  max_aggregation_interval = 600
+
+  destination_options {
+    file_format        = "plain-text"
+    per_hour_partition = true
+  }
+
+  tags = merge(local.common_tags, { Name = "${var.name}-vpc" })
+
+  depends_on = [aws_s3_bucket_policy.logs]
+}

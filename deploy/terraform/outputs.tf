@@ -29,7 +29,7 @@ output "security_group_ids" {
 }
 
 output "alb_dns_name" {
-  description = "DNS name of the ALB (point origin_domain_name here)."
+  description = "DNS name of the ALB (point origin_domain_name here when route53_zone_id is null)."
   value       = aws_lb.this.dns_name
 }
 
@@ -51,6 +51,11 @@ output "target_group_arn" {
 output "certificate_validation_records" {
   description = "DNS records to create when the module requested the certificate and route53_zone_id is null."
   value       = local.create_certificate ? aws_acm_certificate.this[0].domain_validation_options : []
+}
+
+output "alb_certificate_names" {
+  description = "Names the requested ALB certificate covers (origin_domain_name first); empty when certificate_arn is given, which must then cover origin_domain_name."
+  value       = local.create_certificate ? local.alb_certificate_names : []
 }
 
 output "cloudfront_domain_name" {
@@ -99,8 +104,28 @@ output "db_address" {
 }
 
 output "db_master_secret_arn" {
-  description = "ARN of the RDS-managed Secrets Manager secret with the master credentials."
+  description = "ARN of the RDS-managed secret with the master credentials: for administration only (the app cannot read it)."
   value       = aws_db_instance.this.master_user_secret[0].secret_arn
+}
+
+output "db_app_secret_arn" {
+  description = "ARN of the app's database secret (its login, rotated with alternating users); the app reads it as COURSES_DB_SECRET_ID."
+  value       = aws_secretsmanager_secret.db_app.arn
+}
+
+output "db_logins_function_name" {
+  description = "Lambda function that created the app's database roles and rotates the app secret."
+  value       = aws_lambda_function.db_logins.function_name
+}
+
+output "signing_key_secret_arn" {
+  description = "Secret to put the PEM private key of materials_signing_public_key in; the app reads it as CLOUDFRONT_SIGNING_KEY_SECRET_ID."
+  value       = aws_secretsmanager_secret.signing_key.arn
+}
+
+output "cloudfront_key_pair_id" {
+  description = "ID of the CloudFront public key the app signs URLs with (CLOUDFRONT_KEY_PAIR_ID)."
+  value       = aws_cloudfront_public_key.materials.id
 }
 
 output "alarm_topic_arn" {

@@ -1,5 +1,6 @@
-# Security groups are chained by reference: internet (or CloudFront) -> alb-sg
-# -> app-sg -> db-sg. No CIDR reaches the app or the database.
+# Security groups are chained by reference: CloudFront (or the internet) ->
+# alb-sg -> app-sg -> db-sg. No CIDR reaches the app or the database; besides
+# app-sg, only the db-logins function's group reaches db-sg.
 
 resource "aws_security_group" "alb" {
   name_prefix = "${var.name}-alb-sg-"
@@ -34,6 +35,17 @@ resource "aws_security_group" "db" {
   }
 }
 
+resource "aws_security_group" "db_logins" {
+  name_prefix = "${var.name}-db-logins-sg-"
+  description = "db-logins function: PostgreSQL on db-sg and HTTPS to the VPC endpoints"
+  vpc_id      = aws_vpc.this.id
+  tags        = merge(local.common_tags, { Name = "${var.name}-db-logins-sg" })
+
+  lifecycle {
+    create_before_destroy = true
+  }
+}
+
 resource "aws_security_group" "endpoints" {
   name_prefix = "${var.name}-vpce-sg-"
   description = "Interface VPC endpoints: HTTPS from app-sg only"
@@ -46,13 +58,27 @@ resource "aws_security_group" "endpoints" {
 }
 
 locals {
-  alb_listener_ports = { https = 443, http = 80 }
+  alb_listener_ports  = { https = 443, http = 80 }
+  alb_from_cloudfront = var.alb_ingress == "cloudfront"
+  cloudfront_prefix_list_id = (
+    !local.alb_from_cloudfront ? null :
+    var.cloudfront_prefix_list_id != null ? var.cloudfront_prefix_list_id :
+    data.aws_ec2_managed_prefix_list.cloudfront[0].id
+  )
+}
+
+# Looked up only when alb_ingress is "cloudfront" and no ID is given; this is
+# the module's one plan-time AWS query.
+data "aws_ec2_managed_prefix_list" "cloudfront" {
+  count = local.alb_from_cloudfront && var.cloudfront_prefix_list_id == null ? 1 : 0
+
+  name = "com.amazonaws.global.cloudfront.origin-facing"
 }
 
 # --- alb-sg ---------------------------------------------------------------
 
 resource "aws_vpc_security_group_ingress_rule" "alb_internet" {
-  for_each = var.cloudfront_prefix_list_id == null ? local.alb_listener_ports : {}
+  for_each = local.alb_from_cloudfront ? {} : local.alb_listener_ports
 
   security_group_id = aws_security_group.alb.id
   description       = "${upper(each.key)} from the internet"
@@ -62,15 +88,19 @@ resource "aws_vpc_security_group_ingress_rule" "alb_internet" {
   cidr_ipv4         = "0.0.0.0/0"
 }
 
+# One rule, HTTPS only (CloudFront reaches the origin with https-only). A rule
+# that references a managed prefix list counts as the list's weight against
+# the rules-per-group quota: CloudFront's weighs 55 of the default 60, so a
+# second such rule (e.g. for port 80) would need a quota increase.
 resource "aws_vpc_security_group_ingress_rule" "alb_cloudfront" {
-  for_each = var.cloudfront_prefix_list_id == null ? {} : local.alb_listener_ports
+  count = local.alb_from_cloudfront ? 1 : 0
 
   security_group_id = aws_security_group.alb.id
-  description       = "${upper(each.key)} from CloudFront origin-facing servers"
+  description       = "HTTPS from CloudFront origin-facing servers"
   ip_protocol       = "tcp"
-  from_port         = each.value
-  to_port           = each.value
-  prefix_list_id    = var.cloudfront_prefix_list_id
+  from_port         = 443
+  to_port           = 443
+  prefix_list_id    = local.cloudfront_prefix_list_id
 }
 
 resource "aws_vpc_security_group_egress_rule" "alb_to_app" {
@@ -142,6 +172,46 @@ resource "aws_vpc_security_group_ingress_rule" "db_from_app" {
   referenced_security_group_id = aws_security_group.app.id
 }
 
+resource "aws_vpc_security_group_ingress_rule" "db_from_db_logins" {
+  security_group_id            = aws_security_group.db.id
+  description                  = "PostgreSQL from the db-logins function"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.db_logins.id
+}
+
+# --- db-logins-sg (no ingress: Lambda takes no connections) -------------------
+
+resource "aws_vpc_security_group_egress_rule" "db_logins_to_db" {
+  security_group_id            = aws_security_group.db_logins.id
+  description                  = "PostgreSQL on db-sg"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.db.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "db_logins_to_endpoints" {
+  security_group_id            = aws_security_group.db_logins.id
+  description                  = "HTTPS to interface VPC endpoints (Secrets Manager)"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.endpoints.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "db_logins_https_nat" {
+  count = var.enable_nat_gateway ? 1 : 0
+
+  security_group_id = aws_security_group.db_logins.id
+  description       = "HTTPS to the internet through the NAT gateway"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
 # --- endpoints ---------------------------------------------------------------
 
 resource "aws_vpc_security_group_ingress_rule" "endpoints_from_app" {
@@ -151,4 +221,13 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_from_app" {
   from_port                    = 443
   to_port                      = 443
   referenced_security_group_id = aws_security_group.app.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints_from_db_logins" {
+  security_group_id            = aws_security_group.endpoints.id
+  description                  = "HTTPS from the db-logins function"
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+  referenced_security_group_id = aws_security_group.db_logins.id
 }

@@ -1,5 +1,6 @@
 # One bucket for static files and course materials, readable only by the
-# CloudFront distribution (OAC), plus a bucket for ALB access logs.
+# CloudFront distribution (OAC), plus a bucket for ALB access logs and VPC
+# flow logs.
 
 resource "aws_s3_bucket" "assets" {
   bucket_prefix = "${var.name}-assets-"
@@ -105,7 +106,11 @@ resource "aws_s3_bucket_policy" "assets" {
   depends_on = [aws_s3_bucket_public_access_block.assets]
 }
 
-# --- ALB access logs ------------------------------------------------------
+# --- Logs: ALB access logs and VPC flow logs ---------------------------------
+
+locals {
+  flow_log_prefix = "flow"
+}
 
 resource "aws_s3_bucket" "logs" {
   bucket_prefix = "${var.name}-logs-"
@@ -152,7 +157,7 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
   bucket = aws_s3_bucket.logs.id
 
   rule {
-    id     = "expire-access-logs"
+    id     = "expire-logs"
     status = "Enabled"
 
     filter {}
@@ -196,6 +201,48 @@ data "aws_iam_policy_document" "logs" {
     principals {
       type        = "Service"
       identifiers = ["logdelivery.elasticloadbalancing.amazonaws.com"]
+    }
+  }
+
+  statement {
+    sid       = "FlowLogDeliveryWrite"
+    effect    = "Allow"
+    actions   = ["s3:PutObject"]
+    resources = ["${aws_s3_bucket.logs.arn}/${local.flow_log_prefix}/AWSLogs/${local.account_id}/*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["delivery.logs.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:logs:${var.region}:${local.account_id}:*"]
+    }
+  }
+
+  statement {
+    sid       = "FlowLogDeliveryAclCheck"
+    effect    = "Allow"
+    actions   = ["s3:GetBucketAcl", "s3:ListBucket"]
+    resources = [aws_s3_bucket.logs.arn]
+
+    principals {
+      type        = "Service"
+      identifiers = ["delivery.logs.amazonaws.com"]
+    }
+
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
     }
   }
 

@@ -55,10 +55,26 @@ variable "interface_endpoints" {
   default     = ["secretsmanager", "logs", "monitoring", "ssm", "ssmmessages", "ec2messages"]
 }
 
+variable "alb_ingress" {
+  description = "Who may reach the ALB: \"cloudfront\" (default) admits HTTPS only from CloudFront's origin-facing servers, in one security group rule (the managed prefix list weighs 55 of the default 60 rules per group); \"internet\" admits 443 and 80 from 0.0.0.0/0, which lets viewers bypass the edge."
+  type        = string
+  default     = "cloudfront"
+
+  validation {
+    condition     = contains(["cloudfront", "internet"], var.alb_ingress)
+    error_message = "alb_ingress must be \"cloudfront\" or \"internet\"."
+  }
+}
+
 variable "cloudfront_prefix_list_id" {
-  description = "ID of the CloudFront origin-facing managed prefix list (com.amazonaws.global.cloudfront.origin-facing) in this region. When set, alb-sg admits 80/443 only from CloudFront; when null, from the internet."
+  description = "ID of the managed prefix list com.amazonaws.global.cloudfront.origin-facing in this region, used when alb_ingress is \"cloudfront\". Null looks it up by name at plan time (needs AWS credentials); set it to plan offline."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.cloudfront_prefix_list_id == null || can(regex("^pl-[0-9a-f]{8,17}$", var.cloudfront_prefix_list_id))
+    error_message = "cloudfront_prefix_list_id must look like pl-0123abcd."
+  }
 }
 
 # ---------------------------------------------------------------------------
@@ -72,13 +88,13 @@ variable "certificate_arn" {
 }
 
 variable "domain_name" {
-  description = "Domain served by the ALB; used for the ACM certificate when certificate_arn is null."
+  description = "Extra name for the ALB certificate requested when certificate_arn is null (origin_domain_name is always on it)."
   type        = string
   default     = null
 }
 
 variable "route53_zone_id" {
-  description = "Route 53 hosted zone for the DNS validation record of the requested certificate. When null, add the validation CNAME yourself."
+  description = "Route 53 hosted zone of origin_domain_name and cloudfront_aliases. When set, the module creates the certificate validation records, an alias record origin_domain_name -> ALB, and alias records (A and AAAA) for each CloudFront alias -> the distribution. When null, create them yourself (outputs certificate_validation_records, alb_dns_name, cloudfront_domain_name)."
   type        = string
   default     = null
 }
@@ -320,9 +336,41 @@ variable "db_name" {
 }
 
 variable "db_username" {
-  description = "Master user name; its password is generated and rotated by RDS in Secrets Manager."
+  description = "The app's role (haven.yaml `database.user`): it owns the database and everything in it, and nobody logs in as it. The app logs in as <db_username>_a or <db_username>_b, alternately, members of it; their credential is the app secret, rotated by the module's db-logins function."
   type        = string
   default     = "app"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,60}$", var.db_username))
+    error_message = "db_username must be a lower-case SQL identifier of at most 61 characters."
+  }
+}
+
+variable "db_master_username" {
+  description = "RDS master user, for administration only: RDS generates its password, keeps it in a managed secret and rotates it. Neither the app nor its instance role can read that secret."
+  type        = string
+  default     = "haven_admin"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.db_master_username)) && !contains(["postgres", "rdsadmin", "admin"], var.db_master_username)
+    error_message = "db_master_username must be a lower-case identifier of at most 63 characters, and not postgres, rdsadmin or admin."
+  }
+}
+
+variable "db_rotation_strategy" {
+  description = "Rotation of the app secret (haven.yaml `secrets.db.strategy`): alternating_users (the new password goes to the login that is not in use, so no login fails) or single_user."
+  type        = string
+  default     = "alternating_users"
+
+  validation {
+    condition     = contains(["alternating_users", "single_user"], var.db_rotation_strategy)
+    error_message = "db_rotation_strategy must be alternating_users or single_user."
+  }
+}
+
+variable "db_logins_artifact_key" {
+  description = "S3 key in artifacts_bucket of the db-logins Lambda package: a zip holding `bootstrap`, built from cmd/haven-rds-logins for linux/arm64. It creates the app's roles at deploy and rotates the app secret."
+  type        = string
 }
 
 variable "db_allocated_storage" {
@@ -360,6 +408,17 @@ variable "db_backup_window" {
   default     = null
 }
 
+variable "db_maintenance_window" {
+  description = "Weekly maintenance window in UTC, ddd:hh24:mi-ddd:hh24:mi, at least 30 minutes, not overlapping the backup window (haven.yaml `aws.maintenance_window`). Minor version upgrades and pending changes land only here."
+  type        = string
+  default     = "sun:04:00-sun:05:00"
+
+  validation {
+    condition     = can(regex("^(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]-(mon|tue|wed|thu|fri|sat|sun):([01][0-9]|2[0-3]):[0-5][0-9]$", var.db_maintenance_window))
+    error_message = "db_maintenance_window must look like sun:04:00-sun:05:00 (UTC)."
+  }
+}
+
 variable "db_deletion_protection" {
   description = "Enable deletion protection on the database."
   type        = bool
@@ -367,9 +426,25 @@ variable "db_deletion_protection" {
 }
 
 variable "db_secret_rotation_days" {
-  description = "Rotation period in days of the RDS-managed master secret (haven.yaml `secrets.db.rotation`)."
+  description = "Rotation period in days of the app's database secret (haven.yaml `secrets.db.rotation`), 1-1000."
   type        = number
   default     = 7
+
+  validation {
+    condition     = var.db_secret_rotation_days >= 1 && var.db_secret_rotation_days <= 1000
+    error_message = "db_secret_rotation_days must be between 1 and 1000."
+  }
+}
+
+variable "db_master_secret_rotation_days" {
+  description = "Rotation period in days of the RDS-managed master secret, 1-1000."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.db_master_secret_rotation_days >= 1 && var.db_master_secret_rotation_days <= 1000
+    error_message = "db_master_secret_rotation_days must be between 1 and 1000."
+  }
 }
 
 variable "db_kms_key_arn" {
@@ -383,21 +458,33 @@ variable "db_kms_key_arn" {
 # ---------------------------------------------------------------------------
 
 variable "origin_domain_name" {
-  description = "Host name CloudFront uses to reach the ALB over HTTPS. It must resolve to the ALB and be covered by the ALB certificate. Null uses the ALB DNS name (then the certificate must cover it)."
+  description = "Host name CloudFront uses to reach the ALB over HTTPS, e.g. origin.courses.example.edu. The ALB certificate must cover it (a requested certificate always does), and it must resolve to the ALB (the module adds the alias record when route53_zone_id is set). The ALB's own AWS DNS name cannot be used: no certificate of yours can cover it."
   type        = string
-  default     = null
+
+  validation {
+    condition     = can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.origin_domain_name)) && !endswith(var.origin_domain_name, ".elb.amazonaws.com")
+    error_message = "origin_domain_name must be a lower-case DNS name of yours (not the ALB's *.elb.amazonaws.com name)."
+  }
 }
 
 variable "cloudfront_aliases" {
-  description = "Alternate domain names of the distribution."
+  description = "Names viewers use for the site, e.g. [\"courses.example.edu\"]; covered by cloudfront_certificate_arn. At least one: the *.cloudfront.net certificate would allow TLS 1.0."
   type        = list(string)
-  default     = []
+
+  validation {
+    condition     = length(var.cloudfront_aliases) >= 1
+    error_message = "cloudfront_aliases must name at least one domain (the default *.cloudfront.net certificate forces minimum TLSv1)."
+  }
 }
 
 variable "cloudfront_certificate_arn" {
-  description = "ACM certificate in us-east-1 for cloudfront_aliases. Null uses the *.cloudfront.net certificate."
+  description = "ACM certificate in us-east-1 covering cloudfront_aliases. Viewers need TLS 1.2 or later (security policy TLSv1.2_2021)."
   type        = string
-  default     = null
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/", var.cloudfront_certificate_arn))
+    error_message = "cloudfront_certificate_arn must be an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there)."
+  }
 }
 
 variable "cloudfront_price_class" {
@@ -418,6 +505,22 @@ variable "static_paths" {
   default     = ["/static/*", "/materials/*"]
 }
 
+variable "signed_paths" {
+  description = "Path patterns of static_paths that CloudFront serves only with a signed URL or cookie from the trusted key group."
+  type        = list(string)
+  default     = ["/materials/*"]
+}
+
+variable "materials_signing_public_key" {
+  description = "PEM public key (RSA 2048 or ECDSA P-256) of the key pair the app signs CloudFront URLs with. The module puts it in the trusted key group of signed_paths; the private key goes into the secret of output signing_key_secret_arn, never into a variable."
+  type        = string
+
+  validation {
+    condition     = startswith(trimspace(var.materials_signing_public_key), "-----BEGIN PUBLIC KEY-----") && endswith(trimspace(var.materials_signing_public_key), "-----END PUBLIC KEY-----")
+    error_message = "materials_signing_public_key must be a PEM public key (-----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY-----), not a private key."
+  }
+}
+
 variable "materials_prefix" {
   description = "Key prefix in the bucket that the app may read and write."
   type        = string
@@ -425,9 +528,14 @@ variable "materials_prefix" {
 }
 
 variable "log_retention_days" {
-  description = "Days to keep ALB access logs."
+  description = "Days to keep logs (haven.yaml `aws.log_retention`): ALB access logs and VPC flow logs in the logs bucket, and the CloudWatch log groups of RDS and the db-logins function. A value CloudWatch Logs accepts."
   type        = number
   default     = 90
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one CloudWatch Logs accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288 or 3653."
+  }
 }
 
 # ---------------------------------------------------------------------------

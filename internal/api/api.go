@@ -10,8 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -118,11 +121,6 @@ type DBNode struct {
 	PID     int    `json:"pid,omitempty"`
 }
 
-// SignalRequest asks the daemon to send a signal to an instance (a drill's failpoint).
-type SignalRequest struct {
-	Signal string `json:"signal"` // KILL, STOP, CONT or TERM
-}
-
 // CapacityRequest sets the fleet's capacity; nil fields are left as they are.
 type CapacityRequest struct {
 	Min     *int `json:"min,omitempty"`
@@ -138,6 +136,59 @@ type Event struct {
 	Kind      string    `json:"kind"`
 	Subject   string    `json:"subject,omitempty"`
 	Message   string    `json:"message"`
+	// Attrs are the event's facts, e.g. a failover's epoch, old_primary,
+	// new_primary and rto_ms.
+	Attrs map[string]any `json:"attrs,omitempty"`
+}
+
+// EventQuery selects events (GET /v1/events); zero fields match everything.
+type EventQuery struct {
+	// After keeps events with a sequence number above it (for --follow).
+	After int64
+	// Since keeps events at or after this time.
+	Since time.Time
+	// Component keeps events of this component (db, fleet, lb, secrets, ...).
+	Component string
+}
+
+// Values encodes q as query parameters.
+func (q EventQuery) Values() url.Values {
+	v := url.Values{}
+	if q.After > 0 {
+		v.Set("after", strconv.FormatInt(q.After, 10))
+	}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Component != "" {
+		v.Set("component", q.Component)
+	}
+	return v
+}
+
+// ParseEventQuery decodes the route's query parameters.
+func ParseEventQuery(v url.Values) (EventQuery, error) {
+	q := EventQuery{Component: v.Get("component")}
+	if s := v.Get("after"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return q, fmt.Errorf("after: must be a sequence number, got %q", s)
+		}
+		q.After = n
+	}
+	if s := v.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return q, fmt.Errorf("since: must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", s)
+		}
+		q.Since = t
+	}
+	return q, nil
+}
+
+// Match reports whether e is selected by q.
+func (q EventQuery) Match(e Event) bool {
+	return e.Seq > q.After && (q.Since.IsZero() || !e.Time.Before(q.Since)) && (q.Component == "" || e.Component == q.Component)
 }
 
 // Error is the API's error body.
@@ -220,9 +271,54 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/shutdown", nil, nil)
 }
 
-// SignalInstance sends a signal to an instance's processes.
+// FaultRequest injects one of the failpoint catalogue's external
+// scenarios (POST /v1/faults): the one way drills inject faults.
+type FaultRequest struct {
+	// Scenario is a name from the catalogue, e.g. db-kill or instance-freeze
+	// (`haven faults` lists them).
+	Scenario string `json:"scenario"`
+	// Target is the instance id (instance-*) or the database node (db-*;
+	// default the primary, the standby for db-standby-loss).
+	Target string `json:"target,omitempty"`
+	// DelayMS, for db-controller-restart: the primary is killed, and the
+	// controller restarted this long after (0: at once), to land mid-failover.
+	DelayMS int `json:"delay_ms,omitempty"`
+}
+
+// FaultResult says what was done and when.
+type FaultResult struct {
+	Scenario string    `json:"scenario"`
+	Target   string    `json:"target"`
+	Zone     string    `json:"zone,omitempty"`
+	PID      int       `json:"pid,omitempty"`
+	At       time.Time `json:"at"`
+	// Epoch is the database's epoch before the fault (db-*).
+	Epoch int64 `json:"epoch,omitempty"`
+	// RestartedAt and RestartEpoch (db-controller-restart): when the new
+	// controller started and the persisted epoch it started from.
+	RestartedAt  time.Time `json:"restarted_at,omitempty"`
+	RestartEpoch int64     `json:"restart_epoch,omitempty"`
+}
+
+// Fault injects a named fault.
+func (c *Client) Fault(ctx context.Context, r FaultRequest) (FaultResult, error) {
+	var out FaultResult
+	err := c.do(ctx, http.MethodPost, "/v1/faults", r, &out)
+	return out, err
+}
+
+// instanceFaults maps signal names to the instance scenarios.
+var instanceFaults = map[string]string{"KILL": "instance-kill", "STOP": "instance-freeze", "CONT": "instance-thaw", "TERM": "instance-term"}
+
+// SignalInstance sends KILL, STOP, CONT or TERM to an instance's processes
+// (the instance-* fault scenarios).
 func (c *Client) SignalInstance(ctx context.Context, id, sig string) error {
-	return c.do(ctx, http.MethodPost, "/v1/instances/"+id+"/signal", SignalRequest{Signal: sig}, nil)
+	name, ok := instanceFaults[strings.TrimPrefix(strings.ToUpper(sig), "SIG")]
+	if !ok {
+		return fmt.Errorf("signal %q: must be one of KILL, STOP, CONT, TERM", sig)
+	}
+	_, err := c.Fault(ctx, FaultRequest{Scenario: name, Target: id})
+	return err
 }
 
 // SetCapacity changes the fleet's capacity.
@@ -230,10 +326,14 @@ func (c *Client) SetCapacity(ctx context.Context, r CapacityRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/fleet/capacity", r, nil)
 }
 
-// Events returns the events after seq.
-func (c *Client) Events(ctx context.Context, after int64) ([]Event, error) {
+// Events returns the events q selects.
+func (c *Client) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 	var ev []Event
-	err := c.do(ctx, http.MethodGet, fmt.Sprintf("/v1/events?after=%d", after), nil, &ev)
+	path := "/v1/events"
+	if e := q.Values().Encode(); e != "" {
+		path += "?" + e
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &ev)
 	return ev, err
 }
 
@@ -331,7 +431,8 @@ const (
 	DBFaultControllerRestart = "controller-restart"
 )
 
-// DBFaultRequest injects a database fault (a drill's failpoint).
+// DBFaultRequest injects a database fault: the db-<Kind> scenario of the
+// failpoint catalogue, through POST /v1/faults.
 type DBFaultRequest struct {
 	// Kind is kill, freeze, thaw, standby-loss or controller-restart.
 	Kind string `json:"kind"`
@@ -429,11 +530,11 @@ func (c *Client) DBSwitchover(ctx context.Context, r DBSwitchoverRequest) (DBSwi
 	return out, err
 }
 
-// DBFault injects a database fault.
+// DBFault injects a database fault (the db-<kind> fault scenario).
 func (c *Client) DBFault(ctx context.Context, r DBFaultRequest) (DBFaultResult, error) {
-	var out DBFaultResult
-	err := c.do(ctx, http.MethodPost, "/v1/db/fault", r, &out)
-	return out, err
+	res, err := c.Fault(ctx, FaultRequest{Scenario: "db-" + r.Kind, Target: r.Node, DelayMS: r.DelayMS})
+	return DBFaultResult{Kind: r.Kind, Node: res.Target, Zone: res.Zone, PID: res.PID, At: res.At, Epoch: res.Epoch,
+		RestartedAt: res.RestartedAt, RestartEpoch: res.RestartEpoch}, err
 }
 
 // DBBackup takes a backup now and returns it.

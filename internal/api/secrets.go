@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -28,6 +29,10 @@ type SecretsInfo struct {
 	SpecFile string `json:"spec_file,omitempty"`
 	// Metadata maps instance ids to their metadata endpoint URL.
 	Metadata map[string]string `json:"metadata"`
+	// AtRest are the files under the state dir that hold key material or
+	// sealed data by design (0600), by path relative to the state dir, with
+	// what each is: a plaintext scan skips them.
+	AtRest map[string]string `json:"at_rest"`
 }
 
 // OperatorCredentialsRequest asks for operator credentials.
@@ -109,4 +114,80 @@ func (c *Client) RunOnInstance(ctx context.Context, id string, r RunRequest) (Ru
 	var res RunResult
 	err := c.do(ctx, http.MethodPost, "/v1/instances/"+url.PathEscape(id)+"/run", r, &res)
 	return res, err
+}
+
+// AuditRecord is one Secrets Manager API call in the audit trail, like a
+// CloudTrail event (GET /v1/secrets/audit). It never holds a secret value.
+type AuditRecord struct {
+	Time        time.Time `json:"time"`
+	RequestID   string    `json:"requestId"`
+	Principal   string    `json:"principal,omitempty"`
+	AccessKeyID string    `json:"accessKeyId,omitempty"`
+	Role        string    `json:"role,omitempty"`
+	Instance    string    `json:"instance,omitempty"`
+	Action      string    `json:"action"`
+	SecretARN   string    `json:"secretArn,omitempty"`
+	VersionID   string    `json:"versionId,omitempty"`
+	Result      string    `json:"result"`
+	SourceIP    string    `json:"sourceIp,omitempty"`
+	UserAgent   string    `json:"userAgent,omitempty"`
+}
+
+// AuditQuery selects audit records; zero fields match everything.
+type AuditQuery struct {
+	// Since keeps records at or after this time.
+	Since time.Time
+	// Action keeps records of this action, e.g. GetSecretValue.
+	Action string
+	// Principal keeps records whose role or instance equals it.
+	Principal string
+	// Secret keeps records of this secret ARN.
+	Secret string
+	// Failed keeps only refused or failed calls.
+	Failed bool
+}
+
+// Values encodes q as the route's query parameters.
+func (q AuditQuery) Values() url.Values {
+	v := url.Values{}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Action != "" {
+		v.Set("action", q.Action)
+	}
+	if q.Principal != "" {
+		v.Set("principal", q.Principal)
+	}
+	if q.Secret != "" {
+		v.Set("secret", q.Secret)
+	}
+	if q.Failed {
+		v.Set("failed", "true")
+	}
+	return v
+}
+
+// ParseAuditQuery decodes the route's query parameters.
+func ParseAuditQuery(v url.Values) (AuditQuery, error) {
+	q := AuditQuery{Action: v.Get("action"), Principal: v.Get("principal"), Secret: v.Get("secret"), Failed: v.Get("failed") == "true"}
+	if s := v.Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return q, fmt.Errorf("since: must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", s)
+		}
+		q.Since = t
+	}
+	return q, nil
+}
+
+// SecretsAudit reads the audit trail through the daemon.
+func (c *Client) SecretsAudit(ctx context.Context, q AuditQuery) ([]AuditRecord, error) {
+	out := []AuditRecord{}
+	path := "/v1/secrets/audit"
+	if e := q.Values().Encode(); e != "" {
+		path += "?" + e
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
 }

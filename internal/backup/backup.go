@@ -17,11 +17,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/haven-platform/haven/internal/atomicfile"
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // DefaultBinary is where the Debian pgbackrest package installs the tool.
@@ -29,17 +32,6 @@ const DefaultBinary = "/usr/bin/pgbackrest"
 
 // ErrNotInstalled is returned when pgBackRest is missing.
 var ErrNotInstalled = errors.New("pgbackrest not found: run `apt-get install -y pgbackrest`")
-
-// Clock is the time source of the scheduler and the archive ticker.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Kind is a pgBackRest backup type.
 type Kind string
@@ -51,11 +43,11 @@ const (
 	Differential Kind = "diff"
 )
 
-// Schedule says when backups run. Times are evaluated in UTC.
+// Schedule says when backups run.
 type Schedule struct {
-	// Full is a 5-field cron expression (minute hour day-of-month month
-	// day-of-week) for full backups. Default "0 3 * * 0" (Sunday 03:00 UTC).
-	Full string
+	// Full is when full backups run, in the cron's own time zone (the
+	// spec's is UTC). Default "0 3 * * 0" (Sunday 03:00 UTC).
+	Full spec.Cron
 	// IncrementalEvery is the time between incremental backups (an
 	// incremental runs when the newest backup is at least this old).
 	// Default 1h; negative disables incrementals.
@@ -97,9 +89,12 @@ type Config struct {
 	// PGBinDir holds the PostgreSQL 15 binaries. Default pgha.DefaultBinDir.
 	PGBinDir string
 	// Clock drives the scheduler and the ticker. Default: the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
+	// OnEvent, when set, is told of every backup (scheduled or asked for)
+	// and expiry. Default: none.
+	OnEvent func(Event)
 }
 
 func (c *Config) setDefaults() {
@@ -109,8 +104,8 @@ func (c *Config) setDefaults() {
 	if c.RetentionDays == 0 {
 		c.RetentionDays = 7
 	}
-	if c.Schedule.Full == "" {
-		c.Schedule.Full = "0 3 * * 0"
+	if c.Schedule.Full.IsZero() {
+		c.Schedule.Full = spec.MustCron("0 3 * * 0")
 	}
 	if c.Schedule.IncrementalEvery == 0 {
 		c.Schedule.IncrementalEvery = time.Hour
@@ -131,7 +126,7 @@ func (c *Config) setDefaults() {
 		c.PGBinDir = pgha.DefaultBinDir
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -164,11 +159,6 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("backup.compress_type: must be zst, lz4, gz, bz2 or none, got %q", c.CompressType)
 	}
-	if c.Schedule.Full != "" {
-		if _, err := ParseCron(c.Schedule.Full); err != nil {
-			return fmt.Errorf("backup.schedule.full: %w", err)
-		}
-	}
 	return nil
 }
 
@@ -181,7 +171,7 @@ type Manager struct {
 
 	mu      sync.Mutex // serialises backups and expiry
 	wal     walCache
-	ticker  tickerStats
+	ticker  atomic.Pointer[ArchiveStatus] // published by the archive ticker
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	started bool
@@ -430,8 +420,11 @@ func (m *Manager) Backup(ctx context.Context, kind Kind, onProgress func(Progres
 	if onLine != nil {
 		args = append(args, "--log-level-console=detail")
 	}
+	m.emit(Event{Kind: "backup-started", Message: string(kind) + " backup of " + m.cfg.Stanza + " started", Attrs: map[string]any{"type": string(kind)}})
 	if _, err := m.pgbackrest(ctx, onLine, append(args, "backup")...); err != nil {
-		return BackupInfo{}, fmt.Errorf("%s backup of %s: %w", kind, m.cfg.Stanza, err)
+		err = fmt.Errorf("%s backup of %s: %w", kind, m.cfg.Stanza, err)
+		m.emit(Event{Kind: "backup-failed", Message: err.Error(), Attrs: map[string]any{"type": string(kind)}})
+		return BackupInfo{}, err
 	}
 	backups, err := m.backups(ctx)
 	if err != nil {
@@ -441,6 +434,9 @@ func (m *Manager) Backup(ctx context.Context, kind Kind, onProgress func(Progres
 		return BackupInfo{}, errors.New("backup: pgbackrest reported success but the repository lists no backup")
 	}
 	b := backups[len(backups)-1]
+	took := m.cfg.Clock.Now().Sub(start)
+	m.emit(Event{Kind: "backup-done", Label: b.Label, Message: fmt.Sprintf("%s backup %s done in %s", b.Type, b.Label, took.Round(time.Millisecond)),
+		Attrs: map[string]any{"type": string(b.Type), "size_bytes": b.Size, "repo_bytes": b.RepoSize, "took_ms": took.Milliseconds()}})
 	m.log.Info("backup done", "label", b.Label, "type", b.Type, "size", b.Size, "repo_size", b.RepoSize, "took", m.cfg.Clock.Now().Sub(start).Round(time.Millisecond).String())
 	return b, nil
 }
@@ -452,6 +448,7 @@ func (m *Manager) Expire(ctx context.Context) error {
 	if _, err := m.pgbackrest(ctx, nil, "expire"); err != nil {
 		return fmt.Errorf("expire backups of %s: %w", m.cfg.Stanza, err)
 	}
+	m.emit(Event{Kind: "expired", Message: fmt.Sprintf("backups older than %d days expired", m.cfg.RetentionDays)})
 	return nil
 }
 
@@ -485,5 +482,23 @@ func (m *Manager) Stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop backups: %w", ctx.Err())
+	}
+}
+
+// Event is something the backup tier did (Config.OnEvent).
+type Event struct {
+	// Kind is backup-started, backup-done, backup-failed or expired.
+	Kind string
+	// Label is the backup's label (when known).
+	Label string
+	// Message says it in a sentence.
+	Message string
+	// Attrs are the facts: type, size_bytes, took_ms.
+	Attrs map[string]any
+}
+
+func (m *Manager) emit(e Event) {
+	if m.cfg.OnEvent != nil {
+		m.cfg.OnEvent(e)
 	}
 }

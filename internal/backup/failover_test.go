@@ -2,7 +2,6 @@ package backup
 
 import (
 	"context"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -43,16 +42,7 @@ func TestArchiveAcrossFailover(t *testing.T) {
 	t.Logf("failed over from %s to %s", old.Name, e.cluster.Primary().Name)
 
 	// The ledger drill on the new primary: T falls on timeline 2.
-	lo := netip.MustParseAddr("127.0.0.1")
-	rep, err := e.mgr.PITRCheck(ctx, PITROptions{DSN: e.appDSN(), Database: "app", Writers: 2, WriteFor: 3 * time.Second,
-		DataDir: filepath.Join(e.dir, "pitr"), ListenAddr: lo, Port: freePort(t, lo)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("pitr report after failover: %+v", rep)
-	if !rep.Pass || rep.MustHave == 0 || rep.MustNotHave == 0 {
-		t.Errorf("pitr after failover: pass=%v must_have=%d must_not_have=%d missing=%v extra=%v", rep.Pass, rep.MustHave, rep.MustNotHave, rep.Missing, rep.Extra)
-	}
+	pitrCheck(t, ctx, e, e.appDSN(), 2, 3*time.Second, filepath.Join(e.dir, "pitr")).check(t, "pitr after failover")
 	l, err := e.mgr.List(ctx)
 	if err != nil {
 		t.Fatal(err)

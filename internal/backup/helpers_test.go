@@ -13,20 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/testkit"
 )
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -80,10 +71,13 @@ type env struct {
 // creates the stanza. The archive ticker runs when ticker is set.
 func startEnv(t *testing.T, n int, ticker bool) *env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and pgBackRest: skipped with -short (scripts/test runs it)")
+	}
 	dir := testDir(t)
 	e := &env{dir: dir, nodes: testNodes(t, dir, n)}
 	mgr, err := New(Config{Dir: filepath.Join(dir, "state", "backup"), Stanza: "test", Nodes: e.nodes,
-		SwitchInterval: 300 * time.Millisecond, Logger: testLogger(t)})
+		SwitchInterval: 300 * time.Millisecond, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,6 @@ func TestConfigValidate(t *testing.T) {
 		{"relative dir", Config{Dir: "x", Stanza: "s", Nodes: []pgha.Node{node}}, "backup.dir"},
 		{"bad stanza", Config{Dir: "/x", Stanza: "a b", Nodes: []pgha.Node{node}}, "backup.stanza"},
 		{"no nodes", Config{Dir: "/x", Stanza: "s"}, "backup.nodes"},
-		{"bad cron", Config{Dir: "/x", Stanza: "s", Nodes: []pgha.Node{node}, Schedule: Schedule{Full: "0 3 * *"}}, "backup.schedule.full"},
 		{"bad compression", Config{Dir: "/x", Stanza: "s", Nodes: []pgha.Node{node}, CompressType: "xz"}, "backup.compress_type"},
 	}
 	for _, tt := range tests {

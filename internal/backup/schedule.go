@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"runtime/debug"
 	"time"
+
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Due is the backup the schedule asks for at now, or "" for none. It is
@@ -14,14 +16,14 @@ import (
 //   - No full backup yet: Full.
 //   - A minute of the full cron in (lastCheck, now]: Full.
 //   - The newest backup at least incrEvery old (incrEvery > 0): Incremental.
-func Due(now, lastCheck, lastFull, lastAny time.Time, full Cron, incrEvery time.Duration) Kind {
+func Due(now, lastCheck, lastFull, lastAny time.Time, full spec.Cron, incrEvery time.Duration) Kind {
 	if lastFull.IsZero() {
 		return Full
 	}
 	if lastCheck.IsZero() {
 		lastCheck = now.Add(-time.Minute)
 	}
-	if full.DueBetween(lastCheck.UTC(), now.UTC()) && lastFull.Before(now.Truncate(time.Minute)) {
+	if full.DueBetween(lastCheck, now) && lastFull.Before(now.Truncate(time.Minute)) {
 		return Full
 	}
 	if incrEvery > 0 && !now.Before(lastAny.Add(incrEvery)) {
@@ -35,7 +37,7 @@ func Due(now, lastCheck, lastFull, lastAny time.Time, full Cron, incrEvery time.
 // full backup. It returns when ctx ends. Errors are logged and retried at
 // the next evaluation.
 func (m *Manager) Run(ctx context.Context) {
-	full, _ := ParseCron(m.cfg.Schedule.Full) // validated in New
+	full := m.cfg.Schedule.Full
 	var lastCheck time.Time
 	for {
 		now := m.cfg.Clock.Now()
@@ -53,7 +55,7 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-func (m *Manager) scheduleOnce(ctx context.Context, now, lastCheck time.Time, full Cron) {
+func (m *Manager) scheduleOnce(ctx context.Context, now, lastCheck time.Time, full spec.Cron) {
 	defer func() {
 		if r := recover(); r != nil {
 			m.log.Error("backup scheduler panic", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))

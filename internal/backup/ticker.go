@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"time"
 
-	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/pgha"
 )
 
 // ArchiveStatus reports the WAL archive ticker and PostgreSQL's archiver on
@@ -37,16 +37,21 @@ type ArchiveStatus struct {
 	LastError string `json:"last_error,omitempty"`
 }
 
-type tickerStats struct {
-	mu sync.Mutex
-	st ArchiveStatus
+// ArchiveStatus returns the archive ticker's view: the snapshot the ticker
+// published last; it never waits on the ticker or the database.
+func (m *Manager) ArchiveStatus() ArchiveStatus {
+	if p := m.ticker.Load(); p != nil {
+		return *p
+	}
+	return ArchiveStatus{}
 }
 
-// ArchiveStatus returns the archive ticker's view.
-func (m *Manager) ArchiveStatus() ArchiveStatus {
-	m.ticker.mu.Lock()
-	defer m.ticker.mu.Unlock()
-	return m.ticker.st
+// updateArchiveStatus publishes a changed copy of the status. Only the
+// ticker's goroutine calls it.
+func (m *Manager) updateArchiveStatus(change func(*ArchiveStatus)) {
+	st := m.ArchiveStatus()
+	change(&st)
+	m.ticker.Store(&st)
 }
 
 // primary returns the current primary: Config.Primary when set, else the
@@ -134,8 +139,8 @@ func (m *Manager) ArchiveTicker(ctx context.Context) {
 			}
 			lastLSN = lsn
 			now := m.cfg.Clock.Now()
-			// Query first, then lock: ArchiveStatus (every db status call)
-			// must not wait on the database.
+			// Query first, then publish: ArchiveStatus (every db status
+			// call) must not wait on the database.
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			var wal, failed *string
@@ -143,31 +148,28 @@ func (m *Manager) ArchiveTicker(ctx context.Context) {
 			var failedCount int64
 			qerr := conn.QueryRow(cctx, "SELECT last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time FROM pg_stat_archiver").
 				Scan(&wal, &at, &failedCount, &failed, &failedAt)
-			m.ticker.mu.Lock()
-			defer m.ticker.mu.Unlock()
-			st := &m.ticker.st
-			st.Primary, st.LastError = n.Name, ""
-			if switched {
-				st.Switches++
-				st.LastSwitch, st.LastSegment = now, seg
-			}
-			if qerr == nil {
-				st.FailedCount = failedCount
-				st.LastArchivedWAL, st.LastFailedWAL, st.LastArchivedAt, st.LastFailedAt = deref(wal), deref(failed), time.Time{}, time.Time{}
-				if at != nil {
-					st.LastArchivedAt = at.UTC()
+			m.updateArchiveStatus(func(st *ArchiveStatus) {
+				st.Primary, st.LastError = n.Name, ""
+				if switched {
+					st.Switches++
+					st.LastSwitch, st.LastSegment = now, seg
 				}
-				if failedAt != nil {
-					st.LastFailedAt = failedAt.UTC()
+				if qerr == nil {
+					st.FailedCount = failedCount
+					st.LastArchivedWAL, st.LastFailedWAL, st.LastArchivedAt, st.LastFailedAt = deref(wal), deref(failed), time.Time{}, time.Time{}
+					if at != nil {
+						st.LastArchivedAt = at.UTC()
+					}
+					if failedAt != nil {
+						st.LastFailedAt = failedAt.UTC()
+					}
+					st.Failing = st.LastFailedAt.After(st.LastArchivedAt)
 				}
-				st.Failing = st.LastFailedAt.After(st.LastArchivedAt)
-			}
+			})
 			return nil
 		}()
 		if err != nil && ctx.Err() == nil {
-			m.ticker.mu.Lock()
-			m.ticker.st.LastError = err.Error()
-			m.ticker.mu.Unlock()
+			m.updateArchiveStatus(func(st *ArchiveStatus) { st.LastError = err.Error() })
 			m.log.Warn("archive ticker", "err", err)
 		}
 	}

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/haven-platform/haven/internal/proc"
 )
 
 // CPUPeriod is the CFS period haven uses for CPU quotas, in microseconds.
@@ -541,14 +543,8 @@ func (g *Group) Procs() ([]int, error) {
 	return out, nil
 }
 
-func isZombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
-}
+// isZombie reports whether pid has exited (a zombie, or gone).
+func isZombie(pid int) bool { return !proc.Alive(pid) }
 
 // CanFreeze reports whether Freeze and Thaw are supported.
 func (g *Group) CanFreeze() bool {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,19 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/haven-platform/haven/internal/testkit"
 )
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
 
 // newTestManager returns a Manager under a unique root and removes it at the end.
 // It fails (does not skip) when cgroups are not usable: this suite runs as root on
@@ -35,7 +24,7 @@ func newTestManager(t *testing.T) *Manager {
 	t.Helper()
 	b := make([]byte, 4)
 	rand.Read(b)
-	m, err := NewManager("haven-test-"+hex.EncodeToString(b), testLogger(t))
+	m, err := NewManager("haven-test-"+hex.EncodeToString(b), testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +225,7 @@ func TestSweep(t *testing.T) {
 		cmds = append(cmds, startIn(t, g, "sleep", "60"))
 	}
 	// A second manager over the same root, as after a daemon restart.
-	m2, err := NewManager(m.root, testLogger(t))
+	m2, err := NewManager(m.root, testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +280,7 @@ func TestCPUQuotaThrottles(t *testing.T) {
 }
 
 func TestDisabledManagerTracksPids(t *testing.T) {
-	m := &Manager{root: "x", log: testLogger(t), layout: layout{Reason: "test"}, rootDirs: map[string]string{}}
+	m := &Manager{root: "x", log: testkit.Logger(t), layout: layout{Reason: "test"}, rootDirs: map[string]string{}}
 	g, err := m.Create("i-x", Limits{CPU: 1})
 	if err != nil {
 		t.Fatal(err)

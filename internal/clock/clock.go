@@ -4,6 +4,7 @@ package clock
 import (
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -190,3 +191,24 @@ func (t *fakeTicker) Stop() {
 		}
 	}
 }
+
+// Offset is the wall clock shifted by an adjustable offset: Now moves with
+// real time, After and tickers wait real time. Tests use it where real
+// clients sign requests with the wall clock (SigV4) and the code under test
+// must see time jump (expiry, skew, slow start). The zero value reads the
+// wall clock; it is safe for concurrent use.
+type Offset struct {
+	off atomic.Int64
+}
+
+// Now returns the wall-clock time plus the offset.
+func (o *Offset) Now() time.Time { return time.Now().Add(time.Duration(o.off.Load())) }
+
+// After waits d of real time.
+func (o *Offset) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// NewTicker ticks every d of real time.
+func (o *Offset) NewTicker(d time.Duration) Ticker { return realTicker{time.NewTicker(d)} }
+
+// Advance moves Now forward by d (backwards when d < 0).
+func (o *Offset) Advance(d time.Duration) { o.off.Add(int64(d)) }

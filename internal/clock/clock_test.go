@@ -111,3 +111,26 @@ func TestOr(t *testing.T) {
 		t.Fatal("Or(f) is not f")
 	}
 }
+
+func TestOffsetShiftsNowOnly(t *testing.T) {
+	var o Offset
+	if d := o.Now().Sub(time.Now()); d < -time.Second || d > time.Second {
+		t.Fatalf("zero Offset is %v off the wall clock", d)
+	}
+	o.Advance(time.Hour)
+	if d := o.Now().Sub(time.Now()); d < 59*time.Minute || d > 61*time.Minute {
+		t.Fatalf("after Advance(1h) Now is %v ahead, want about 1h", d)
+	}
+	start := time.Now()
+	<-o.After(20 * time.Millisecond)
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Fatalf("After waited %v", waited)
+	}
+	tk := o.NewTicker(time.Millisecond)
+	<-tk.C()
+	tk.Stop()
+	o.Advance(-2 * time.Hour)
+	if d := o.Now().Sub(time.Now()); d > -59*time.Minute {
+		t.Fatalf("after Advance(-2h) Now is %v off, want about -1h", d)
+	}
+}

@@ -47,11 +47,11 @@ type DBFailoverConfig struct {
 	// during every round and reports when user requests failed relative to
 	// the fault.
 	WithWebLoad bool
-	// Rate, Users and Password shape the web load (defaults 20/s, 10 users,
-	// the seed's demo password must be given).
+	// Rate, Users and Workload shape the web load (defaults 20/s, 10 users;
+	// the workload is required with WithWebLoad).
 	Rate     int
 	Users    int
-	Password string
+	Workload Workload
 	// Progress receives human-readable progress lines (may be nil).
 	Progress io.Writer
 }
@@ -669,8 +669,8 @@ func startWebLoad(ctx context.Context, c *api.Client, cfg DBFailoverConfig, say 
 	if err != nil {
 		return nil, err
 	}
-	say("web load: logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
-	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Password)
+	say("web load: logging in %d users of the %s workload through %s", cfg.Users, workloadName(cfg.Workload), st.Endpoints.HTTPS)
+	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Workload)
 	if err != nil {
 		return nil, fmt.Errorf("drill db-failover --with-web-load: %w", err)
 	}

@@ -61,49 +61,6 @@ func TestHealthy(t *testing.T) {
 	}
 }
 
-func TestClassifyPITR(t *testing.T) {
-	T := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	rows := []pitrRow{
-		{id: 1, stamp: T.Add(-2 * time.Second), ack: T.Add(-time.Second)},         // must have
-		{id: 2, stamp: T.Add(-time.Millisecond), ack: T.Add(time.Millisecond)},    // in flight at T
-		{id: 3, stamp: T.Add(time.Millisecond), ack: T.Add(2 * time.Millisecond)}, // must not have
-		{id: 4, stamp: T.Add(-3 * time.Second), ack: T},                           // acknowledged at T: must have
-		{id: 5, stamp: T.Add(time.Second), ack: T.Add(2 * time.Second)},           // must not have
-	}
-	tests := []struct {
-		name           string
-		got            map[int64]bool
-		missing, extra []int64
-	}{
-		{"exact", map[int64]bool{1: true, 4: true}, nil, nil},
-		{"in-flight either way", map[int64]bool{1: true, 2: true, 4: true}, nil, nil},
-		{"lost one", map[int64]bool{4: true}, []int64{1}, nil},
-		{"one too many", map[int64]bool{1: true, 4: true, 5: true}, nil, []int64{5}},
-	}
-	for _, tt := range tests {
-		rep := &PITRReport{Target: T}
-		classifyPITR(rep, rows, tt.got)
-		if rep.MustHave != 2 || rep.MustNotHave != 2 || rep.InFlight != 1 || rep.Committed != 5 {
-			t.Errorf("%s: must have %d, must not %d, in flight %d, committed %d; want 2, 2, 1, 5", tt.name, rep.MustHave, rep.MustNotHave, rep.InFlight, rep.Committed)
-		}
-		if !equalIDs(rep.Missing, tt.missing) || !equalIDs(rep.Extra, tt.extra) {
-			t.Errorf("%s: missing %v extra %v, want %v %v", tt.name, rep.Missing, rep.Extra, tt.missing, tt.extra)
-		}
-	}
-}
-
-func equalIDs(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func TestMedian(t *testing.T) {
 	for _, tt := range []struct {
 		in   []float64

@@ -19,8 +19,8 @@ type InstanceLossConfig struct {
 	Rate int
 	// Users is how many seeded students log in. Default 20.
 	Users int
-	// Password is the seeded users' demo password.
-	Password string
+	// Workload is what the users do. Required.
+	Workload Workload
 	// RecoveryTimeout bounds the wait for the fleet to be back at desired capacity. Default 90s.
 	RecoveryTimeout time.Duration
 	// Progress receives human-readable progress lines (may be nil).
@@ -63,7 +63,7 @@ type InstanceLossReport struct {
 	Reasons    []string      `json:"reasons,omitempty"`
 }
 
-// InstanceLoss drives logged-in journeys through the load balancer, SIGKILLs
+// InstanceLoss drives the workload's logged-in journeys through the load balancer, SIGKILLs
 // one in-service instance a third of the way in and freezes (SIGSTOP) another
 // two thirds in, and reports what users saw and how fast the region healed.
 func InstanceLoss(ctx context.Context, c *api.Client, cfg InstanceLossConfig) (*InstanceLossReport, error) {
@@ -94,8 +94,8 @@ func InstanceLoss(ctx context.Context, c *api.Client, cfg InstanceLossConfig) (*
 	if st.Fleet.Desired < 2 {
 		return nil, fmt.Errorf("drill instance-loss: the fleet's desired capacity is %d; losing an instance needs at least 2 (haven fleet scale --desired 2)", st.Fleet.Desired)
 	}
-	say("logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
-	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Password)
+	say("logging in %d users of the %s workload through %s", cfg.Users, workloadName(cfg.Workload), st.Endpoints.HTTPS)
+	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Workload)
 	if err != nil {
 		return nil, fmt.Errorf("drill instance-loss: %w", err)
 	}

@@ -2,17 +2,15 @@ package drill
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strconv"
-	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/pgha/ledger"
 )
 
 // PITRConfig configures the point-in-time restore drill.
@@ -47,11 +45,15 @@ type PITRReport struct {
 	InFlight    int `json:"in_flight"`
 	Unknown     int `json:"unknown"`
 	Restored    int `json:"restored"`
-	// Missing are MustHave rows absent from the restore, Extra MustNotHave rows present.
-	Missing []int64 `json:"missing,omitempty"`
-	Extra   []int64 `json:"extra,omitempty"`
+	// Missing are MustHave rows absent from the restore, Extra MustNotHave
+	// rows present (ledger ids, at most 100 each).
+	Missing []string `json:"missing,omitempty"`
+	Extra   []string `json:"extra,omitempty"`
 	// LagMedianS and LagMaxS: how far the latest restorable time trailed the
-	// wall clock under continuous writes, sampled about every second.
+	// wall clock under continuous writes, sampled about every second once the
+	// writers have run for a quarter of the write period (at least 5 s):
+	// before that the lag is the idle time before the drill, since an idle
+	// primary archives nothing new.
 	LagMedianS float64 `json:"latest_restorable_lag_median_s"`
 	LagMaxS    float64 `json:"latest_restorable_lag_max_s"`
 	LagSamples int     `json:"lag_samples"`
@@ -63,17 +65,13 @@ type PITRReport struct {
 	Reasons   []string `json:"reasons,omitempty"`
 }
 
-type pitrRow struct {
-	id         int64
-	stamp, ack time.Time
-}
-
 // PITR runs the point-in-time restore drill through the daemon: writers
 // commit timestamped rows through the endpoint while the latest restorable
 // time is sampled; T is picked half way; once the archive has passed T the
 // daemon restores to T into a new server, whose rows are compared with the
-// ledger: exactly the rows committed at or before T, to the granularity of
-// PostgreSQL's recovery target (the commit record's timestamp).
+// ledger (ledger.CheckRestore, the one restore check): exactly the rows
+// committed at or before T, to the granularity of PostgreSQL's recovery
+// target (the commit record's timestamp).
 func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, error) {
 	if cfg.Writers <= 0 {
 		cfg.Writers = 4
@@ -120,86 +118,38 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 	}
 	dsn := endpointDSN(login)
 	table := "drill_pitr_" + strconv.FormatInt(time.Now().Unix(), 10)
-	ident := pgx.Identifier{table}.Sanitize()
-	setup, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("drill pitr: connect to the endpoint %s: %w", st.Endpoint, err)
-	}
-	_, err = setup.Exec(ctx, "CREATE TABLE "+ident+" (id bigserial PRIMARY KEY, writer int NOT NULL, stamp timestamptz NOT NULL)")
-	setup.Close(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("drill pitr: create ledger table: %w", err)
+	if err := ledger.Setup(ctx, dsn, table); err != nil {
+		return nil, fmt.Errorf("drill pitr: %w (is the endpoint %s reachable?)", err, st.Endpoint)
 	}
 	defer dropTable(dsn, table)
 
-	say("%d writers committing timestamped rows through %s for %s", cfg.Writers, st.Endpoint, cfg.WriteFor)
-	wctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var mu sync.Mutex
-	var rows []pitrRow
-	unknown := 0
-	var wg sync.WaitGroup
-	for i := 0; i < cfg.Writers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var conn *pgx.Conn
-			defer func() {
-				if conn != nil {
-					conn.Close(context.Background())
-				}
-			}()
-			for wctx.Err() == nil {
-				if conn == nil {
-					cc, err := pgx.Connect(wctx, dsn)
-					if err != nil {
-						_ = sleepCtx(wctx, 50*time.Millisecond)
-						continue
-					}
-					conn = cc
-				}
-				var r pitrRow
-				// A cancelled drill must not cut a commit midway.
-				octx, cancel := context.WithTimeout(context.WithoutCancel(wctx), 10*time.Second)
-				err := conn.QueryRow(octx, "INSERT INTO "+ident+" (writer, stamp) VALUES ($1, clock_timestamp()) RETURNING id, stamp", i).Scan(&r.id, &r.stamp)
-				cancel()
-				r.ack = time.Now()
-				mu.Lock()
-				if err != nil {
-					unknown++
-				} else {
-					rows = append(rows, r)
-				}
-				mu.Unlock()
-				if err != nil {
-					conn.Close(context.Background())
-					conn = nil
-				}
-				_ = sleepCtx(wctx, 10*time.Millisecond)
-			}
-		}()
+	say("%d ledger writers committing through %s for %s", cfg.Writers, st.Endpoint, cfg.WriteFor)
+	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: cfg.Writers, Table: table, Interval: 10 * time.Millisecond,
+		OpTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil, err
 	}
 	begin := time.Now()
 	target := begin.Add(cfg.WriteFor / 2).Truncate(time.Microsecond)
 	var lags []float64
+	warm := min(max(cfg.WriteFor/4, 5*time.Second), cfg.WriteFor/2)
 	for time.Since(begin) < cfg.WriteFor {
-		if l, err := c.DBBackups(ctx); err == nil && !l.LatestRestorable.IsZero() {
+		if l, err := c.DBBackups(ctx); err == nil && !l.LatestRestorable.IsZero() && time.Since(begin) >= warm {
 			lags = append(lags, time.Since(l.LatestRestorable).Seconds())
 		}
 		if err := sleepCtx(ctx, time.Second); err != nil {
-			stop()
-			wg.Wait()
+			w.Stop()
 			return nil, err
 		}
 	}
-	stop()
-	wg.Wait()
-	rep := &PITRReport{Drill: "pitr", Target: target, Unknown: unknown, LagSamples: len(lags)}
+	ops := w.Stop()
+	okN, _, unknown := tally(ops)
+	rep := &PITRReport{Drill: "pitr", Target: target, Committed: okN, Unknown: unknown, LagSamples: len(lags)}
 	sort.Float64s(lags)
 	if len(lags) > 0 {
 		rep.LagMedianS, rep.LagMaxS = lags[len(lags)/2], lags[len(lags)-1]
 	}
-	say("wrote %d rows (%d unknown); latest restorable time trailed by median %.1f s, max %.1f s", len(rows), unknown, rep.LagMedianS, rep.LagMaxS)
+	say("wrote %d rows (%d unknown); latest restorable time trailed by median %.1f s, max %.1f s", okN, unknown, rep.LagMedianS, rep.LagMaxS)
 
 	say("waiting for the archive to pass T = %s", target.UTC().Format(time.RFC3339Nano))
 	deadline := time.Now().Add(cfg.CatchUpTimeout)
@@ -227,74 +177,37 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 		defer func() { _ = c.DBRestoreStop(context.WithoutCancel(ctx), res.ID) }()
 	}
 	say("restored %s from backup %s in %.1f s at %s", res.ID, res.Backup, rep.RestoreS, res.Address)
-	got, err := readIDs(ctx, nodeDSN(login, res.Address), ident)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	lr, err := ledger.CheckRestore(cctx, nodeDSN(login, res.Address), table, ops, target)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("drill pitr: read the restored ledger at %s: %w", res.Address, err)
 	}
-	rep.Restored = len(got)
-	classifyPITR(rep, rows, got)
+	rep.MustHave, rep.MustNotHave, rep.InFlight = lr.OK, lr.Fail, lr.Unknown
+	rep.Restored = lr.OK - lr.AcknowledgedLost + lr.FailPresent + lr.UnknownPresent + lr.Unrecorded
+	for _, b := range lr.Breaches {
+		switch {
+		case b.Problem == ledger.ProblemLost && len(rep.Missing) < 100:
+			rep.Missing = append(rep.Missing, b.Op.ID)
+		case b.Problem == ledger.ProblemFailFound && len(rep.Extra) < 100:
+			rep.Extra = append(rep.Extra, b.Op.ID)
+		}
+	}
+	if rep.Restored == 0 {
+		rep.Reasons = append(rep.Reasons, "the restored ledger table is empty")
+	}
 	if rep.LagMaxS > cfg.LagTarget.Seconds() {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("the latest restorable time trailed by up to %.1f s, more than %s", rep.LagMaxS, cfg.LagTarget))
 	}
 	if len(rep.Missing) > 0 {
-		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d rows committed before T are missing, e.g. id %d", len(rep.Missing), rep.Missing[0]))
+		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d rows committed before T are missing, e.g. id %s", lr.AcknowledgedLost, rep.Missing[0]))
 	}
 	if len(rep.Extra) > 0 {
-		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d rows written after T are present, e.g. id %d", len(rep.Extra), rep.Extra[0]))
+		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d rows written after T (or never committed) are present, e.g. id %s", lr.FailPresent, rep.Extra[0]))
 	}
 	if rep.MustHave == 0 || rep.MustNotHave == 0 {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("T does not split the history (%d rows before, %d after): the check proves nothing", rep.MustHave, rep.MustNotHave))
 	}
 	rep.Pass = len(rep.Reasons) == 0
 	return rep, nil
-}
-
-// classifyPITR compares the ledger with the restored ids at rep.Target.
-func classifyPITR(rep *PITRReport, rows []pitrRow, got map[int64]bool) {
-	for _, r := range rows {
-		rep.Committed++
-		switch {
-		case !r.ack.After(rep.Target):
-			rep.MustHave++
-			if !got[r.id] && len(rep.Missing) < 100 {
-				rep.Missing = append(rep.Missing, r.id)
-			}
-		case r.stamp.After(rep.Target):
-			rep.MustNotHave++
-			if got[r.id] && len(rep.Extra) < 100 {
-				rep.Extra = append(rep.Extra, r.id)
-			}
-		default:
-			rep.InFlight++
-		}
-	}
-}
-
-func readIDs(ctx context.Context, dsn, ident string) (map[int64]bool, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(cctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	rs, err := conn.Query(cctx, "SELECT id FROM "+ident)
-	if err != nil {
-		return nil, err
-	}
-	got := map[int64]bool{}
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			return nil, err
-		}
-		got[id] = true
-	}
-	if err := rs.Err(); err != nil {
-		return nil, err
-	}
-	if len(got) == 0 {
-		return got, errors.New("the restored table is empty")
-	}
-	return got, nil
 }

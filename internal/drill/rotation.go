@@ -1,9 +1,7 @@
 package drill
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/haven-platform/haven/internal/api"
-	"github.com/haven-platform/haven/internal/secrets"
 )
 
 // RotationConfig configures the secret-rotation drill.
@@ -28,8 +25,9 @@ type RotationConfig struct {
 	Rate int
 	// Users is how many seeded students log in. Default 10.
 	Users int
-	// Password is the seeded users' demo password.
-	Password string
+	// Workload is what the users do. Required. When it is a FetchCounter,
+	// the drill checks the audit trail holds every secret fetch the app logged.
+	Workload Workload
 	// Secret is the secret to rotate. Default: the database secret.
 	Secret string
 	// Progress receives human-readable progress lines (may be nil).
@@ -67,7 +65,7 @@ type RotationReport struct {
 	// StaleRefused is true when every credential replaced two rotations ago
 	// was refused by the database.
 	StaleRefused bool `json:"stale_credentials_refused"`
-	// AppFetches counts the "fetched database credentials" lines the
+	// AppFetches counts the secret fetches (as the workload counts them) the
 	// instances and the release task logged over the region's life;
 	// AuditedGets the app role's successful GetSecretValue calls in the audit
 	// trail (AuditedAll with refusals and failures).
@@ -124,8 +122,8 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 		return nil, fmt.Errorf("drill secret-rotation: %s has no AWSCURRENT version", cfg.Secret)
 	}
 
-	say("logging in %d seeded students through %s", cfg.Users, st.Endpoints.HTTPS)
-	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Password)
+	say("logging in %d users of the %s workload through %s", cfg.Users, workloadName(cfg.Workload), st.Endpoints.HTTPS)
+	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Workload)
 	if err != nil {
 		return nil, fmt.Errorf("drill secret-rotation: %w", err)
 	}
@@ -197,14 +195,17 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 	rep.Summary = rec.Summary()
 
 	// The audit trail must hold every GetSecretValue the apps ever made: each
-	// "fetched database credentials" line an instance or the release task
-	// logged is one successful call of the app role.
-	logs, _ := filepath.Glob(filepath.Join(c.StateDir, "logs", "instances", "*.log"))
-	logs = append(logs, filepath.Join(c.StateDir, "logs", "release.log"))
-	rep.AppFetches = countAppFetches(logs)
-	recs, err := secrets.ReadAuditFile(filepath.Join(c.StateDir, "secrets", secrets.AuditFile), secrets.AuditFilter{Action: "GetSecretValue", Principal: info.AppRole})
+	// secret fetch an instance or the release task logged (as the workload
+	// counts them) is one successful call of the app role.
+	fc, counts := cfg.Workload.(FetchCounter)
+	if counts {
+		logs, _ := filepath.Glob(filepath.Join(c.StateDir, "logs", "instances", "*.log"))
+		logs = append(logs, filepath.Join(c.StateDir, "logs", "release.log"))
+		rep.AppFetches = countFetches(fc, logs)
+	}
+	recs, err := c.SecretsAudit(ctx, api.AuditQuery{Action: "GetSecretValue", Principal: info.AppRole})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("drill secret-rotation: read the audit trail: %w", err)
 	}
 	for _, r := range recs {
 		rep.AuditedAll++
@@ -272,25 +273,15 @@ func OperatorSecrets(ctx context.Context, c *api.Client, ttl time.Duration) (*se
 	return sm, info, nil
 }
 
-// countAppFetches counts the courses app's "fetched database credentials"
-// log lines in files (missing files count zero).
-func countAppFetches(files []string) int {
+// countFetches adds up fc's count over files (missing files count zero).
+func countFetches(fc FetchCounter, files []string) int {
 	n := 0
 	for _, f := range files {
 		fh, err := os.Open(f)
 		if err != nil {
 			continue
 		}
-		sc := bufio.NewScanner(fh)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var line struct {
-				Msg string `json:"msg"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "fetched database credentials" {
-				n++
-			}
-		}
+		n += fc.CountFetches(fh)
 		fh.Close()
 	}
 	return n

@@ -30,10 +30,15 @@ func New(out io.Writer, max int) *Log {
 
 // Add records an event.
 func (l *Log) Add(component, kind, subject, msg string) {
+	l.Emit(api.Event{Component: component, Kind: kind, Subject: subject, Message: msg})
+}
+
+// Emit records e, numbering and dating it.
+func (l *Log) Emit(e api.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seq++
-	e := api.Event{Seq: l.seq, Time: l.now().UTC(), Component: component, Kind: kind, Subject: subject, Message: msg}
+	e.Seq, e.Time = l.seq, l.now().UTC()
 	l.ring = append(l.ring, e)
 	if len(l.ring) > l.max {
 		l.ring = l.ring[len(l.ring)-l.max:]
@@ -45,12 +50,15 @@ func (l *Log) Add(component, kind, subject, msg string) {
 }
 
 // Since returns the events with a sequence number above after.
-func (l *Log) Since(after int64) []api.Event {
+func (l *Log) Since(after int64) []api.Event { return l.Query(api.EventQuery{After: after}) }
+
+// Query returns the events q selects, oldest first.
+func (l *Log) Query(q api.EventQuery) []api.Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := []api.Event{}
 	for _, e := range l.ring {
-		if e.Seq > after {
+		if q.Match(e) {
 			out = append(out, e)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
@@ -68,17 +69,6 @@ type Balancer interface {
 	// ok is false for an unknown target.
 	TargetHealth(id string) (state string, ok bool)
 }
-
-// Clock is the fleet's time source. It has the same shape as lb.Clock.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Event types passed to Config.OnEvent.
 const (
@@ -146,7 +136,7 @@ type Config struct {
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 	// Clock drives the loop, grace periods and stop timeouts. Default: real time.
-	Clock Clock
+	Clock clock.Clock
 }
 
 func (c Config) withDefaults() Config {
@@ -163,7 +153,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real
 	}
 	return c
 }

@@ -17,10 +17,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/proc"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
@@ -54,7 +57,11 @@ type Capacity struct {
 type Fleet struct {
 	cfg   Config
 	log   *slog.Logger
-	clock Clock
+	clock clock.Clock
+
+	// snap is what readers (Instances, Capacity) see: published under mu
+	// after every change, read without it.
+	snap atomic.Pointer[fleetSnapshot]
 
 	mu         sync.Mutex
 	capacity   Capacity
@@ -156,6 +163,7 @@ func (f *Fleet) Stop(ctx context.Context) error {
 			go f.stopInstance(ctx, in)
 		}
 	}
+	f.publishLocked()
 	f.mu.Unlock()
 
 	done := make(chan struct{})
@@ -183,23 +191,42 @@ func (f *Fleet) SetCapacity(minC, desired, maxC int) error {
 	}
 	f.mu.Lock()
 	f.capacity = Capacity{Min: minC, Desired: desired, Max: maxC}
+	f.publishLocked()
 	f.mu.Unlock()
 	f.poke()
 	return nil
 }
 
+// fleetSnapshot is the fleet as readers see it.
+type fleetSnapshot struct {
+	capacity  Capacity
+	instances []InstanceStatus
+}
+
+// publishLocked stores a snapshot of the capacity and instances (f.mu held).
+func (f *Fleet) publishLocked() {
+	f.snap.Store(&fleetSnapshot{capacity: f.capacity, instances: f.instancesLocked()})
+}
+
 // Capacity returns the current min, desired and max.
 func (f *Fleet) Capacity() Capacity {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.capacity
+	if s := f.snap.Load(); s != nil {
+		return s.capacity
+	}
+	return Capacity{Min: f.cfg.Min, Desired: f.cfg.Desired, Max: f.cfg.Max}
 }
 
 // Instances lists every instance the fleet holds (including those still
-// stopping), oldest first.
+// stopping), oldest first, from the latest snapshot: it never waits on the
+// fleet's lock.
 func (f *Fleet) Instances() []InstanceStatus {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	if s := f.snap.Load(); s != nil {
+		return slices.Clone(s.instances)
+	}
+	return []InstanceStatus{}
+}
+
+func (f *Fleet) instancesLocked() []InstanceStatus {
 	out := make([]InstanceStatus, 0, len(f.insts))
 	for _, in := range f.insts {
 		out = append(out, InstanceStatus{
@@ -239,6 +266,7 @@ func (f *Fleet) Terminate(ctx context.Context, id string, decrementDesired bool)
 	in.state, in.reason = StateDraining, "terminated by request"
 	ev := f.event(EventTerminate, in, in.reason)
 	f.stops.Add(1)
+	f.publishLocked()
 	f.mu.Unlock()
 	// Record the terminate before waking the loop, so the events read in the
 	// order things happened (the loop may launch a replacement at once).
@@ -364,6 +392,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	if len(launches) > 0 && now.Before(f.nextLaunch) {
 		launches = nil
 	}
+	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
 
@@ -549,6 +578,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 		evs = append(evs, f.event(EventInService, in, ""))
 	}
 	f.insts[id] = in
+	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
 	return nil
@@ -577,6 +607,7 @@ func (f *Fleet) drainAndStop(ctx context.Context, in *instance) {
 	if in.state == StateDraining {
 		in.state = StateTerminating
 	}
+	f.publishLocked()
 	f.mu.Unlock()
 
 	select {
@@ -614,6 +645,7 @@ func (f *Fleet) drainAndStop(ctx context.Context, in *instance) {
 	in.state = StateTerminated
 	reason := in.reason
 	delete(f.insts, in.id)
+	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(f.event(EventTerminated, in, reason))
 	f.poke()
@@ -637,28 +669,8 @@ func killGroup(ctx context.Context, pgid int) error {
 
 // groupAlive reports whether process group pgid has a member that is not a zombie.
 func groupAlive(pgid int) bool {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return true
-	}
-	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+	for _, pid := range proc.Group(pgid) {
+		if proc.Alive(pid) {
 			return true
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/testkit"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
@@ -75,13 +75,6 @@ func testApp() {
 	srv.Serve(l)
 }
 
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
 // eventLog records events for assertions.
 type eventLog struct {
 	mu  sync.Mutex
@@ -123,7 +116,7 @@ func testConfig(t *testing.T, ev *eventLog) Config {
 		StopTimeout:       2 * time.Second,
 		ReconcileInterval: 100 * time.Millisecond,
 		LogDir:            t.TempDir(),
-		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:            testkit.Logger(t),
 		OnEvent:           ev.add,
 	}
 }
@@ -509,7 +502,7 @@ func TestFleetStopLeavesNoProcess(t *testing.T) {
 func TestFleetCgroups(t *testing.T) {
 	b := make([]byte, 4)
 	rand.Read(b)
-	m, err := cgroup.NewManager(fmt.Sprintf("haven-fleet-test-%x", b), slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	m, err := cgroup.NewManager(fmt.Sprintf("haven-fleet-test-%x", b), testkit.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

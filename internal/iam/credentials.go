@@ -9,18 +9,9 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
-
-// Clock is the time source used by this package; tests inject a fake one.
-type Clock interface {
-	Now() time.Time
-}
-
-// SystemClock is the wall clock.
-type SystemClock struct{}
-
-// Now returns the current wall-clock time.
-func (SystemClock) Now() time.Time { return time.Now() }
 
 // DefaultTTL is the lifetime of issued credentials when IssuerConfig.TTL is zero (as on EC2).
 const DefaultTTL = time.Hour
@@ -82,7 +73,7 @@ type IssuerConfig struct {
 	// OperatorRole is the role name of the operator identity. Default "haven-operator".
 	OperatorRole string
 	// Clock is the time source. Default the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Logger receives issue/revoke events (never secrets). Default slog.Default().
 	Logger *slog.Logger
 }
@@ -109,7 +100,7 @@ func NewIssuer(cfg IssuerConfig) (*Issuer, error) {
 		cfg.OperatorRole = "haven-operator"
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = SystemClock{}
+		cfg.Clock = clock.Real
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

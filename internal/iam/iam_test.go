@@ -11,27 +11,16 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-func newIssuer(t *testing.T, clk Clock, ttl time.Duration) *Issuer {
+func newIssuer(t *testing.T, clk clock.Clock, ttl time.Duration) *Issuer {
 	t.Helper()
 	iss, err := NewIssuer(IssuerConfig{TTL: ttl, Clock: clk, Account: "123456789012"})
 	if err != nil {
@@ -41,7 +30,7 @@ func newIssuer(t *testing.T, clk Clock, ttl time.Duration) *Issuer {
 }
 
 func TestIssueFormatAndBinding(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := clock.NewFake(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	iss := newIssuer(t, clk, 0)
 	c, err := iss.Issue("app", "i-0123456789abcdef0")
 	if err != nil {
@@ -179,7 +168,7 @@ func TestPoliciesAuthorizeAndJSON(t *testing.T) {
 // --- SigV4 ---
 
 type sigEnv struct {
-	clk   *fakeClock
+	clk   *clock.Fake
 	iss   *Issuer
 	ver   *Verifier
 	creds Credentials
@@ -187,7 +176,7 @@ type sigEnv struct {
 
 func newSigEnv(t *testing.T) *sigEnv {
 	t.Helper()
-	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	iss := newIssuer(t, clk, 10*time.Minute)
 	ver, err := NewVerifier(VerifierConfig{Keys: iss, Service: "secretsmanager", Region: "eu-west-1", Clock: clk, MaxBody: 4096})
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
 
 // AWS error codes returned by the verifier.
@@ -68,7 +70,7 @@ type VerifierConfig struct {
 	// MaxBody is the largest body accepted, in bytes. Default 1 MiB.
 	MaxBody int64
 	// Clock is the time source. Default the wall clock.
-	Clock Clock
+	Clock clock.Clock
 }
 
 // Verifier checks SigV4-signed requests by re-signing them with the AWS SDK's signer.
@@ -86,7 +88,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		cfg.MaxBody = DefaultMaxBody
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = SystemClock{}
+		cfg.Clock = clock.Real
 	}
 	v := &Verifier{cfg: cfg, signer: v4.NewSigner()}
 	if err := v.Validate(); err != nil {

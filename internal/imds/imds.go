@@ -16,17 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/iam"
 )
-
-// Clock is the time source; tests inject a fake one.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
 
 // CredentialIssuer issues role credentials bound to an instance; *iam.Issuer implements it.
 type CredentialIssuer interface {
@@ -73,7 +65,7 @@ type Config struct {
 	// "127.0.0.1:0". Default "127.0.0.1:0".
 	Addr string
 	// Clock is the time source. Default the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Logger receives request-level events (never credentials). Default slog.Default().
 	Logger *slog.Logger
 }
@@ -94,7 +86,7 @@ type Server struct {
 // New builds a Server; call Validate and Start to serve.
 func New(cfg Config) *Server {
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = clock.Real
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

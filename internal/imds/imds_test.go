@@ -11,51 +11,29 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	ec2imds "github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/testkit"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-type tlogWriter struct{ t testing.TB }
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, nil))
-}
-
-func newIssuer(t testing.TB, clk iam.Clock, ttl time.Duration) *iam.Issuer {
+func newIssuer(t testing.TB, clk clock.Clock, ttl time.Duration) *iam.Issuer {
 	t.Helper()
-	iss, err := iam.NewIssuer(iam.IssuerConfig{TTL: ttl, Clock: clk, Account: "123456789012", Logger: testLogger(t)})
+	iss, err := iam.NewIssuer(iam.IssuerConfig{TTL: ttl, Clock: clk, Account: "123456789012", Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return iss
 }
 
-func startServer(t testing.TB, iss CredentialIssuer, clk Clock, in Instance) *Server {
+func startServer(t testing.TB, iss CredentialIssuer, clk clock.Clock, in Instance) *Server {
 	t.Helper()
-	s := New(Config{Instance: in, Issuer: iss, Clock: clk, Logger: testLogger(t)})
+	s := New(Config{Instance: in, Issuer: iss, Clock: clk, Logger: testkit.Logger(t)})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +94,7 @@ func TestNeedsRefresh(t *testing.T) {
 }
 
 func TestTokenRules(t *testing.T) {
-	clk := &fakeClock{t: time.Now()}
+	clk := clock.NewFake(time.Now())
 	s := startServer(t, newIssuer(t, clk, time.Hour), clk, instA)
 	tokURL := s.Endpoint() + "/latest/api/token"
 	tests := []struct {
@@ -163,7 +141,7 @@ func TestTokenRules(t *testing.T) {
 }
 
 func TestMetadataPaths(t *testing.T) {
-	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	s := startServer(t, newIssuer(t, clk, time.Hour), clk, instA)
 	tok := map[string]string{hdrToken: token(t, s)}
 	get := func(p string) (int, string) {
@@ -220,7 +198,7 @@ func getCreds(t testing.TB, s *Server, tok string) credsDoc {
 }
 
 func TestCredentialsRefresh(t *testing.T) {
-	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	iss := newIssuer(t, clk, 30*time.Second)
 	s := startServer(t, iss, clk, instA)
 	tok := token(t, s)
@@ -253,7 +231,7 @@ func TestCredentialsRefresh(t *testing.T) {
 
 // TestInstanceIsolation proves an instance can never obtain another instance's identity.
 func TestInstanceIsolation(t *testing.T) {
-	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	iss := newIssuer(t, clk, time.Hour)
 	a := startServer(t, iss, clk, instA)
 	otherRole := instB
@@ -294,7 +272,7 @@ func TestInstanceIsolation(t *testing.T) {
 
 // TestSDK retrieves metadata and credentials with the real AWS SDK clients.
 func TestSDK(t *testing.T) {
-	clk := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	iss := newIssuer(t, clk, time.Hour)
 	s := startServer(t, iss, clk, instA)
 	ctx := context.Background()
@@ -368,7 +346,7 @@ func FuzzIMDS(f *testing.F) {
 	f.Add("GET", "/latest/meta-data/iam/security-credentials/app", "", "x", false, true)
 	f.Add("DELETE", "/latest/../../etc/passwd", "-1", "tok", false, false)
 	f.Fuzz(func(t *testing.T, method, path, ttl, tokHdr string, xff, useValid bool) {
-		clk := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+		clk := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 		iss := newIssuer(t, clk, time.Hour)
 		s := New(Config{Instance: instA, Issuer: iss, Clock: clk, Logger: slog.New(slog.DiscardHandler)})
 		if _, err := s.currentCredentials(); err != nil {

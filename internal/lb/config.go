@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Algorithm names accepted in Config.Algorithm.
@@ -28,7 +31,6 @@ const (
 	DefaultHealthTimeout       = 500 * time.Millisecond
 	DefaultHealthyThreshold    = 2
 	DefaultUnhealthyThreshold  = 2
-	DefaultMatcher             = "200"
 	DefaultDeregistrationDelay = 300 * time.Second
 	DefaultIdleTimeout         = 60 * time.Second
 	DefaultRetryBudget         = 5 * time.Second
@@ -74,7 +76,7 @@ type Config struct {
 	// Clock drives health-check intervals, deregistration delay, slow start and
 	// timestamps. Default: the real clock. Per-request timeouts (IdleTimeout,
 	// RetryBudget) use the real clock, since they measure socket activity.
-	Clock Clock
+	Clock clock.Clock
 }
 
 // HealthCheck configures active health checks: an HTTP GET to
@@ -94,20 +96,10 @@ type HealthCheck struct {
 	// target unhealthy. Default 2.
 	UnhealthyThreshold int
 	// Matcher lists the status codes that pass: "200", "200-399", "200,204".
+	// Default "200".
 	// Codes must be within 200-499, as on ALB. Default "200".
-	Matcher string
+	Matcher spec.Matcher
 }
-
-// Clock is the time source of the load balancer's control loops.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // withDefaults returns a copy of c with every unset field set to its default.
 func (c Config) withDefaults() Config {
@@ -132,8 +124,8 @@ func (c Config) withDefaults() Config {
 	if c.HealthCheck.UnhealthyThreshold == 0 {
 		c.HealthCheck.UnhealthyThreshold = DefaultUnhealthyThreshold
 	}
-	if c.HealthCheck.Matcher == "" {
-		c.HealthCheck.Matcher = DefaultMatcher
+	if c.HealthCheck.Matcher.IsZero() {
+		c.HealthCheck.Matcher = spec.MustMatcher("200")
 	}
 	if c.Algorithm == "" {
 		c.Algorithm = RoundRobin
@@ -151,7 +143,7 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real
 	}
 	return c
 }
@@ -190,9 +182,6 @@ func (c Config) Validate() error {
 	}
 	if hc.UnhealthyThreshold < 1 || hc.UnhealthyThreshold > 10 {
 		bad("health_check.unhealthy", "must be 1-10, got %d", hc.UnhealthyThreshold)
-	}
-	if _, err := parseMatcher(hc.Matcher); err != nil {
-		bad("health_check.matcher", "%v", err)
 	}
 	if c.Algorithm != RoundRobin && c.Algorithm != LeastOutstandingRequests {
 		bad("algorithm", "must be %q or %q, got %q", RoundRobin, LeastOutstandingRequests, c.Algorithm)

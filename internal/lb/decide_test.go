@@ -33,41 +33,6 @@ func TestNextHealth(t *testing.T) {
 	}
 }
 
-func TestParseMatcher(t *testing.T) {
-	tests := []struct {
-		in      string
-		pass    []int
-		fail    []int
-		wantErr bool
-	}{
-		{in: "200", pass: []int{200}, fail: []int{201, 302, 500}},
-		{in: "200-399", pass: []int{200, 204, 301, 399}, fail: []int{400, 500, 199}},
-		{in: "200,204, 300-302", pass: []int{200, 204, 300, 302}, fail: []int{201, 303}},
-		{in: "199", wantErr: true},
-		{in: "200-500", wantErr: true},
-		{in: "300-200", wantErr: true},
-		{in: "ok", wantErr: true},
-		{in: "", wantErr: true},
-	}
-	for _, tt := range tests {
-		m, err := parseMatcher(tt.in)
-		if (err != nil) != tt.wantErr {
-			t.Errorf("parseMatcher(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
-			continue
-		}
-		for _, c := range tt.pass {
-			if !m(c) {
-				t.Errorf("parseMatcher(%q)(%d) = false, want true", tt.in, c)
-			}
-		}
-		for _, c := range tt.fail {
-			if m(c) {
-				t.Errorf("parseMatcher(%q)(%d) = true, want false", tt.in, c)
-			}
-		}
-	}
-}
-
 func TestSlowStartWeight(t *testing.T) {
 	tests := []struct {
 		elapsed, window time.Duration
@@ -235,7 +200,6 @@ func TestConfigValidate(t *testing.T) {
 		{"path", func(c *Config) { c.HealthCheck.Path = "healthz" }, "health_check.path"},
 		{"healthy threshold", func(c *Config) { c.HealthCheck.HealthyThreshold = 11 }, "health_check.healthy"},
 		{"unhealthy threshold", func(c *Config) { c.HealthCheck.UnhealthyThreshold = -1 }, "health_check.unhealthy"},
-		{"matcher", func(c *Config) { c.HealthCheck.Matcher = "600" }, "health_check.matcher"},
 		{"algorithm", func(c *Config) { c.Algorithm = "random" }, "load_balancer.algorithm"},
 		{"slow start", func(c *Config) { c.SlowStart = -time.Second }, "slow_start"},
 	}

@@ -3,12 +3,9 @@ package lb
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -69,42 +66,6 @@ func nextHealth(h healthCounters, passed bool, healthy, unhealthy int) healthCou
 	return h
 }
 
-// matcher reports whether a health-check status code passes.
-type matcher func(code int) bool
-
-// parseMatcher parses an ALB success-code matcher: comma-separated codes and
-// inclusive ranges ("200", "200-399", "200,204,300-302"), all within 200-499.
-func parseMatcher(s string) (matcher, error) {
-	type span struct{ lo, hi int }
-	var spans []span
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(strings.TrimSpace(lo))
-		if err != nil {
-			return nil, fmt.Errorf("must be codes or ranges like \"200\" or \"200-399\", got %q", s)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(strings.TrimSpace(hi)); err != nil {
-				return nil, fmt.Errorf("must be codes or ranges like \"200\" or \"200-399\", got %q", s)
-			}
-		}
-		if a < 200 || b > 499 || a > b {
-			return nil, fmt.Errorf("codes must be within 200-499 and ranges ascending, got %q", s)
-		}
-		spans = append(spans, span{a, b})
-	}
-	return func(code int) bool {
-		for _, sp := range spans {
-			if code >= sp.lo && code <= sp.hi {
-				return true
-			}
-		}
-		return false
-	}, nil
-}
-
 // probe runs one health check against t and returns whether it passed and, if
 // not, the ALB reason code.
 func (l *LB) probe(ctx context.Context, t *target) (bool, string) {
@@ -125,7 +86,7 @@ func (l *LB) probe(ctx context.Context, t *target) (bool, string) {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if !l.match(resp.StatusCode) {
+	if !l.match.Match(resp.StatusCode) {
 		return false, ReasonResponseCodeMismatch
 	}
 	return true, ""

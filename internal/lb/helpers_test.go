@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/ca"
+	"github.com/haven-platform/haven/internal/testkit"
 )
 
 const healthPath = "/healthz"
@@ -130,28 +130,6 @@ func (b *backend) event(e string) {
 
 func (b *backend) addr() string { return b.srv.Listener.Addr().String() }
 
-// testWriter sends logs to t.Log until the test ends.
-type testWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
 // testTLS returns a server config with a certificate for 127.0.0.1 and
 // localhost, and a client trusting it.
 func testTLS(t testing.TB) (*tls.Config, *tls.Config) {
@@ -176,7 +154,7 @@ func testConfig(t testing.TB) Config {
 			HealthyThreshold: 2, UnhealthyThreshold: 2,
 		},
 		DeregistrationDelay: 5 * time.Second,
-		Logger:              testLogger(t),
+		Logger:              testkit.Logger(t),
 	}
 }
 

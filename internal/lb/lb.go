@@ -15,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Sentinel errors callers may branch on.
@@ -76,8 +79,8 @@ type counters struct {
 type LB struct {
 	cfg         Config
 	log         *slog.Logger
-	clock       Clock
-	match       matcher
+	clock       clock.Clock
+	match       spec.Matcher
 	proxy       *httputil.ReverseProxy
 	checkClient *http.Client
 	stats       counters
@@ -86,6 +89,10 @@ type LB struct {
 
 	accessMu sync.Mutex
 	access   *json.Encoder
+
+	// snap is what readers (Targets, TargetHealth, the addresses) see: a
+	// snapshot published under mu after every change, read without it.
+	snap atomic.Pointer[snapshot]
 
 	mu        sync.Mutex
 	targets   map[string]*target
@@ -137,12 +144,11 @@ func New(cfg Config) (*LB, error) {
 		return nil, fmt.Errorf("new load balancer: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	m, _ := parseMatcher(cfg.HealthCheck.Matcher) // validated above
 	l := &LB{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "lb", "lb", cfg.Name),
 		clock:   cfg.Clock,
-		match:   m,
+		match:   cfg.HealthCheck.Matcher,
 		quit:    make(chan struct{}),
 		targets: map[string]*target{},
 		checkClient: &http.Client{
@@ -227,6 +233,7 @@ func (l *LB) Start(ctx context.Context) error {
 			l.startChecksLocked(t)
 		}
 	}
+	l.publishLocked()
 	l.log.Info("load balancer started", "https", ln.Addr().String(), "http", l.httpAddrLocked())
 	return nil
 }
@@ -271,14 +278,7 @@ func (l *LB) Stop(ctx context.Context) error {
 }
 
 // HTTPSAddr returns the bound address of the HTTPS listener ("" before Start).
-func (l *LB) HTTPSAddr() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.httpsLn == nil {
-		return ""
-	}
-	return l.httpsLn.Addr().String()
-}
+func (l *LB) HTTPSAddr() string { return l.snapshot().httpsAddr }
 
 // HTTPSURL returns "https://<bound address>" ("" before Start).
 func (l *LB) HTTPSURL() string {
@@ -290,11 +290,7 @@ func (l *LB) HTTPSURL() string {
 
 // HTTPAddr returns the bound address of the redirect listener ("" if off or
 // before Start).
-func (l *LB) HTTPAddr() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.httpAddrLocked()
-}
+func (l *LB) HTTPAddr() string { return l.snapshot().httpAddr }
 
 func (l *LB) httpAddrLocked() string {
 	if l.httpLn == nil {
@@ -358,6 +354,7 @@ func (l *LB) Register(t Target) error {
 	if l.started {
 		l.startChecksLocked(nt)
 	}
+	l.publishLocked()
 	st, hooks := nt.statusLocked(), slices.Clone(l.hooks)
 	l.mu.Unlock()
 	l.log.Info("target registered", "target", t.ID, "zone", t.Zone, "addr", t.Addr)
@@ -402,6 +399,7 @@ func (l *LB) Deregister(ctx context.Context, id string) error {
 		}
 		t.state, t.reason, t.since = StateDraining, ReasonDeregistrationInProcess, l.clock.Now()
 		t.health.State = StateDraining
+		l.publishLocked()
 		st, hooks = t.statusLocked(), slices.Clone(l.hooks)
 		go l.drain(t)
 	}
@@ -447,6 +445,7 @@ wait:
 	t.removed = true
 	delete(l.targets, t.id)
 	l.order = slices.DeleteFunc(l.order, func(x *target) bool { return x == t })
+	l.publishLocked()
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	st.State, st.Reason, st.Since = StateUnused, "", l.clock.Now()
 	l.mu.Unlock()
@@ -456,28 +455,58 @@ wait:
 	close(t.drainDone) // after the hooks, so Deregister's return follows them
 }
 
-// Targets returns a snapshot of every registered target (including draining
-// ones), sorted by ID.
-func (l *LB) Targets() []TargetStatus {
-	l.mu.Lock()
-	out := make([]TargetStatus, 0, len(l.order))
-	for _, t := range l.order {
-		out = append(out, t.statusLocked())
+// snapshot is the load balancer as readers see it.
+type snapshot struct {
+	targets             []snapTarget // sorted by ID
+	httpsAddr, httpAddr string
+}
+
+type snapTarget struct {
+	st       TargetStatus
+	inflight *atomic.Int64 // read live: it changes with every request
+}
+
+// publishLocked stores a snapshot of the targets and listeners (l.mu held).
+func (l *LB) publishLocked() {
+	s := &snapshot{httpAddr: l.httpAddrLocked()}
+	if l.httpsLn != nil {
+		s.httpsAddr = l.httpsLn.Addr().String()
 	}
-	l.mu.Unlock()
-	slices.SortFunc(out, func(a, b TargetStatus) int { return strings.Compare(a.ID, b.ID) })
+	for _, t := range l.order {
+		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight})
+	}
+	slices.SortFunc(s.targets, func(a, b snapTarget) int { return strings.Compare(a.st.ID, b.st.ID) })
+	l.snap.Store(s)
+}
+
+func (l *LB) snapshot() *snapshot {
+	if s := l.snap.Load(); s != nil {
+		return s
+	}
+	return &snapshot{}
+}
+
+// Targets returns every registered target (including draining ones),
+// sorted by ID, from the latest snapshot: it never waits on the LB's lock.
+func (l *LB) Targets() []TargetStatus {
+	s := l.snapshot()
+	out := make([]TargetStatus, 0, len(s.targets))
+	for _, t := range s.targets {
+		st := t.st
+		st.InFlight = t.inflight.Load()
+		out = append(out, st)
+	}
 	return out
 }
 
 // TargetHealth returns the state of target id, and false if it is not registered.
 func (l *LB) TargetHealth(id string) (State, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t, ok := l.targets[id]
-	if !ok {
-		return "", false
+	for _, t := range l.snapshot().targets {
+		if t.st.ID == id {
+			return t.st.State, true
+		}
 	}
-	return t.state, true
+	return "", false
 }
 
 func (t *target) statusLocked() TargetStatus {
@@ -518,8 +547,12 @@ func (l *LB) applyCheck(t *target, passed bool, reason string) {
 				cancelled++
 			}
 		}
-	case !passed && t.state == StateUnhealthy:
+	case !passed && t.state == StateUnhealthy && t.reason != reason:
 		t.reason = reason // keep the latest failure reason
+		l.publishLocked()
+	}
+	if changed {
+		l.publishLocked()
 	}
 	var st TargetStatus
 	var hooks []func(TargetStatus)
@@ -569,6 +602,7 @@ func (l *LB) eject(t *target, cause error) {
 		return
 	}
 	t.state, t.reason, t.since = StateUnhealthy, ReasonConnectionError, l.clock.Now()
+	l.publishLocked()
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	l.mu.Unlock()
 	l.stats.ejections.Add(1)

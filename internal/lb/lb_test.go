@@ -17,6 +17,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 func TestNoTrafficBeforeHealthy(t *testing.T) {
@@ -218,16 +221,10 @@ func TestLeastOutstandingPrefersIdle(t *testing.T) {
 	}
 }
 
-// offsetClock is the real clock shifted by an adjustable offset, so a test can
-// jump through slow start while health checks keep their real pace.
-type offsetClock struct{ off atomic.Int64 }
-
-func (c *offsetClock) Now() time.Time                         { return time.Now().Add(time.Duration(c.off.Load())) }
-func (c *offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-func (c *offsetClock) advance(d time.Duration)                { c.off.Add(int64(d)) }
-
+// TestSlowStartRamps jumps through slow start on a clock.Offset while health
+// checks keep their real pace.
 func TestSlowStartRamps(t *testing.T) {
-	clk := &offsetClock{}
+	clk := &clock.Offset{}
 	l, c := startLB(t, func(cfg *Config) { cfg.Clock = clk; cfg.SlowStart = 100 * time.Second })
 	old := newBackend(t, "old", nil)
 	fresh := newBackend(t, "fresh", nil)
@@ -247,11 +244,11 @@ func TestSlowStartRamps(t *testing.T) {
 	if got := share(); got > 5 {
 		t.Errorf("fresh target's share at slow-start begin = %d/100, want <= 5", got)
 	}
-	clk.advance(50 * time.Second) // weight 0.5: 1/3 of traffic
+	clk.Advance(50 * time.Second) // weight 0.5: 1/3 of traffic
 	if got := share(); got < 25 || got > 42 {
 		t.Errorf("fresh target's share half-way = %d/100, want about 33", got)
 	}
-	clk.advance(60 * time.Second) // done: half
+	clk.Advance(60 * time.Second) // done: half
 	if got := share(); got < 45 || got > 55 {
 		t.Errorf("fresh target's share after slow start = %d/100, want about 50", got)
 	}
@@ -574,7 +571,7 @@ func TestTimeout504(t *testing.T) {
 }
 
 func TestGarbageResponse502(t *testing.T) {
-	l, c := startLB(t, func(cfg *Config) { cfg.HealthCheck.Path = "/"; cfg.HealthCheck.Matcher = "200-499" })
+	l, c := startLB(t, func(cfg *Config) { cfg.HealthCheck.Path = "/"; cfg.HealthCheck.Matcher = spec.MustMatcher("200-499") })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

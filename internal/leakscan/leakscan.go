@@ -2,12 +2,10 @@
 package leakscan
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -16,6 +14,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/haven-platform/haven/internal/proc"
 )
 
 // Finding is one plaintext credential. Match is masked: a finding never
@@ -308,25 +308,9 @@ func (s *Scanner) ScanProcess(pid int, label string) ([]Finding, error) {
 
 // ProcessGroup returns the live processes whose process group is pgid.
 func ProcessGroup(pgid int) []int {
-	ents, _ := os.ReadDir("/proc")
 	var out []int
-	for _, e := range ents {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
-			continue
-		}
-		f, err := os.Open(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		line, _ := bufio.NewReader(io.LimitReader(f, 4096)).ReadString('\n')
-		f.Close()
-		i := strings.LastIndexByte(line, ')')
-		if i < 0 {
-			continue
-		}
-		fs := strings.Fields(line[i+1:])
-		if len(fs) >= 3 && fs[2] == fmt.Sprint(pgid) && fs[0] != "Z" {
+	for _, pid := range proc.Group(pgid) {
+		if proc.Alive(pid) {
 			out = append(out, pid)
 		}
 	}

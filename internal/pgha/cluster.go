@@ -10,22 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
-
-// Clock is the time source of the control loop.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time                         { return time.Now() }
-func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Endpoint is the stable address clients use; endpoint.Proxy implements it.
 type Endpoint interface {
@@ -72,7 +64,11 @@ type Config struct {
 	// the primary before it counts as lost. Default 2s.
 	StandbyLossTimeout time.Duration
 	// Clock drives the loop. Default: the wall clock.
-	Clock Clock
+	Clock clock.Clock
+	// OnEvent, when set, receives every failover, fence, rejoin and
+	// rebuild as it happens, on the controller's goroutine: it must return
+	// quickly. Default: none.
+	OnEvent func(Event)
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -103,7 +99,7 @@ func (c *Config) setDefaults() {
 		c.StandbyLossTimeout = 2 * time.Second
 	}
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -179,10 +175,11 @@ type Cluster struct {
 	log   *slog.Logger
 	nodes map[string]Node
 	inst  map[string]*instance
-	probe map[string]*prober
 
-	// mu serialises the control loop, Switchover and Status.
-	mu            sync.Mutex
+	// The control loop's goroutine owns everything from probe to failures
+	// (Start and RestartController too, while no loop runs). Nothing here is
+	// read by another goroutine: readers use snap.
+	probe         map[string]*prober
 	state         State
 	endpointEpoch uint64
 	rebuilding    map[string]bool
@@ -192,9 +189,18 @@ type Cluster struct {
 	lastErr       string
 	failures      int // consecutive failed plans, for backoff
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	wake   chan struct{}
+	// snap is the status the loop publishes after every change; primary
+	// the current primary's node. Readers never wait on the loop.
+	snap    atomic.Pointer[Status]
+	primary atomic.Pointer[Node]
+
+	faultMu     sync.Mutex // one injected fault at a time
+	runMu       sync.Mutex // guards cancel: Start, Stop, Kill, RestartController
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	wake        chan struct{}
+	switchovers chan switchoverReq
+	rejoined    chan rejoinResult
 }
 
 // New builds a Cluster from cfg (defaults filled in) and validates it.
@@ -204,14 +210,15 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	cfg.setDefaults()
 	c := &Cluster{cfg: cfg, log: cfg.Logger.With("component", "pgha"), nodes: map[string]Node{},
-		inst: map[string]*instance{}, probe: map[string]*prober{}, rebuilding: map[string]bool{}, wake: make(chan struct{}, 1)}
+		inst: map[string]*instance{}, probe: map[string]*prober{}, rebuilding: map[string]bool{}, wake: make(chan struct{}, 1),
+		switchovers: make(chan switchoverReq), rejoined: make(chan rejoinResult)}
 	for _, n := range cfg.Nodes {
 		in, err := newInstance(n, cfg.BinDir, c.log)
 		if err != nil {
 			return nil, err
 		}
 		c.nodes[n.Name], c.inst[n.Name] = n, in
-		c.probe[n.Name] = &prober{node: n, in: in, timeout: cfg.ProbeTimeout, threshold: cfg.FailureThreshold}
+		c.probe[n.Name] = &prober{node: n, in: in, timeout: cfg.ProbeTimeout, threshold: cfg.FailureThreshold, now: cfg.Clock.Now}
 	}
 	return c, nil
 }
@@ -268,6 +275,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	}
 	st.Durability = c.cfg.Durability
 	c.state = st
+	c.publish()
 
 	p := c.inst[st.Primary]
 	if !p.initialized() {
@@ -299,13 +307,16 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if !primaryDown {
 		c.repoint(c.state.Primary, c.state.Epoch)
 	}
+	c.publish()
 	if st.Standby != "" {
-		if err := c.rejoin(ctx, st.Standby, st.Primary, false); err != nil {
+		if _, err := c.rejoin(ctx, st.Standby, st.Primary, false); err != nil {
 			c.log.Warn("standby not started; the controller will retry", "node", st.Standby, "err", err)
 		}
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.runMu.Lock()
 	c.cancel = cancel
+	c.runMu.Unlock()
 	c.wg.Add(1)
 	go c.loop(runCtx)
 	if primaryDown {
@@ -350,9 +361,11 @@ func (c *Cluster) waitFailedOver(ctx context.Context, limit time.Duration) error
 // Stop stops the controller, then shuts every server down (fast shutdown,
 // SIGKILL of the process group when ctx ends first).
 func (c *Cluster) Stop(ctx context.Context) error {
+	c.runMu.Lock()
 	if c.cancel != nil {
 		c.cancel()
 	}
+	c.runMu.Unlock()
 	c.wg.Wait()
 	var errs []error
 	for _, in := range c.inst {
@@ -368,9 +381,11 @@ func (c *Cluster) Stop(ctx context.Context) error {
 
 // Kill SIGKILLs every server's process group at once (tests, emergencies).
 func (c *Cluster) Kill() {
+	c.runMu.Lock()
 	if c.cancel != nil {
 		c.cancel()
 	}
+	c.runMu.Unlock()
 	for _, in := range c.inst {
 		_ = in.kill()
 	}
@@ -391,16 +406,37 @@ func (c *Cluster) Signal(node string, sig syscall.Signal) error {
 	return in.signalAll(sig)
 }
 
-// Status returns a snapshot of the tier.
+// Status returns the tier's latest published snapshot. It never waits on
+// the controller: during a failover it shows the step the failover is at.
 func (c *Cluster) Status() Status {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st := Status{State: c.state, EndpointEpoch: c.endpointEpoch, StandbySync: c.lastObs.StandbySync, LastPlan: c.lastPlan, LastError: c.lastErr}
+	p := c.snap.Load()
+	if p == nil {
+		return c.statusOf(State{}, 0, Observed{}, nil, "", "")
+	}
+	st := *p
+	st.Nodes = append([]NodeStatus(nil), p.Nodes...)
+	for i := range st.Nodes {
+		st.Nodes[i].Pid = c.inst[st.Nodes[i].Name].livePid()
+	}
+	return st
+}
+
+// publish stores a snapshot of the controller's state (loop goroutine, or
+// Start and RestartController while no loop runs).
+func (c *Cluster) publish() {
+	st := c.statusOf(c.state, c.endpointEpoch, c.lastObs, c.rebuilding, c.lastPlan, c.lastErr)
+	c.snap.Store(&st)
+	n := c.nodes[c.state.Primary]
+	c.primary.Store(&n)
+}
+
+func (c *Cluster) statusOf(s State, endpointEpoch uint64, obs Observed, rebuilding map[string]bool, plan, lastErr string) Status {
+	st := Status{State: s, EndpointEpoch: endpointEpoch, StandbySync: obs.StandbySync, LastPlan: plan, LastError: lastErr}
 	for _, n := range c.cfg.Nodes {
-		o := c.lastObs.Nodes[n.Name]
-		ns := NodeStatus{Name: n.Name, Zone: n.Zone, Addr: n.Addr(), Health: o.Health.String(), Pid: c.inst[n.Name].pid(), InRecovery: o.InRecovery}
+		o := obs.Nodes[n.Name]
+		ns := NodeStatus{Name: n.Name, Zone: n.Zone, Addr: n.Addr(), Health: o.Health.String(), Pid: c.inst[n.Name].livePid(), InRecovery: o.InRecovery}
 		switch {
-		case c.rebuilding[n.Name]:
+		case rebuilding[n.Name]:
 			ns.Role = "rebuilding"
 		case !o.answering():
 			ns.Role = "down"
@@ -414,11 +450,13 @@ func (c *Cluster) Status() Status {
 	return st
 }
 
-// Primary returns the current primary's node configuration.
+// Primary returns the current primary's node configuration (the zero Node
+// before Start). It never waits on the controller.
 func (c *Cluster) Primary() Node {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.nodes[c.state.Primary]
+	if p := c.primary.Load(); p != nil {
+		return *p
+	}
+	return Node{}
 }
 
 // Bootstrap creates the application role (LOGIN, no password) and database
@@ -468,16 +506,16 @@ func (c *Cluster) repoint(node string, epoch uint64) {
 // rejoin brings name back as a standby of primary: a plain restart when it
 // was a standby, pg_rewind when it was a primary, a fresh base backup when
 // those fail or fresh is set.
-func (c *Cluster) rejoin(ctx context.Context, name, primary string, fresh bool) error {
+func (c *Cluster) rejoin(ctx context.Context, name, primary string, fresh bool) (rebuilt bool, err error) {
 	in, src := c.inst[name], c.inst[primary]
 	if err := in.kill(); err != nil {
-		return err
+		return false, err
 	}
 	rc := c.standbyRunConfig(name, primary)
 	if !fresh && in.initialized() {
 		if in.hasStandbySignal() {
 			if err := in.start(ctx, rc); err == nil {
-				return nil
+				return false, nil
 			} else {
 				in.log.Warn("restart as standby failed, rebuilding", "err", err)
 			}
@@ -486,7 +524,7 @@ func (c *Cluster) rejoin(ctx context.Context, name, primary string, fresh bool) 
 			if err == nil {
 				in.log.Info("pg_rewind done", "output", lastLines(out, 2))
 				if err := in.start(ctx, rc); err == nil {
-					return nil
+					return false, nil
 				} else {
 					in.log.Warn("start after pg_rewind failed, rebuilding", "err", err)
 				}
@@ -496,25 +534,25 @@ func (c *Cluster) rejoin(ctx context.Context, name, primary string, fresh bool) 
 		}
 	}
 	if ctx.Err() != nil {
-		return ctx.Err()
+		return false, ctx.Err()
 	}
 	if err := os.RemoveAll(in.node.DataDir); err != nil {
-		return fmt.Errorf("remove %s: %w", in.node.DataDir, err)
+		return true, fmt.Errorf("remove %s: %w", in.node.DataDir, err)
 	}
 	if err := in.prepareDirs(); err != nil {
-		return err
+		return true, err
 	}
 	if err := os.MkdirAll(in.node.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+		return true, fmt.Errorf("create data dir: %w", err)
 	}
 	if err := in.chown(in.node.DataDir); err != nil {
-		return err
+		return true, err
 	}
 	if _, err := in.tool(ctx, "pg_basebackup", "-D", in.node.DataDir, "-d", src.node.AdminDSN(), "-X", "stream", "-c", "fast"); err != nil {
-		return fmt.Errorf("base backup %s from %s: %w", name, primary, err)
+		return true, fmt.Errorf("base backup %s from %s: %w", name, primary, err)
 	}
 	in.log.Info("base backup done", "from", primary)
-	return in.start(ctx, rc)
+	return true, in.start(ctx, rc)
 }
 
 // dialCheck is the first probe layer: can the node's address be reached.

@@ -16,6 +16,8 @@ import (
 // restarted with it. It returns the epoch of the state file the new loop
 // starts from.
 func (c *Cluster) RestartController(ctx context.Context) (uint64, error) {
+	c.runMu.Lock()
+	defer c.runMu.Unlock()
 	if c.cancel != nil {
 		c.cancel()
 	}
@@ -28,7 +30,6 @@ func (c *Cluster) RestartController(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("restart controller: no state file %s", c.cfg.StateFile)
 	}
 	st.Durability = c.cfg.Durability
-	c.mu.Lock()
 	c.state = st
 	c.endpointEpoch = 0 // unknown to a fresh controller: it repoints once the primary answers
 	c.rebuilding = map[string]bool{}
@@ -37,11 +38,13 @@ func (c *Cluster) RestartController(ctx context.Context) (uint64, error) {
 	for _, p := range c.probe {
 		p.reset()
 	}
-	c.mu.Unlock()
+	c.publish()
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = cancel
 	c.wg.Add(1)
 	go c.loop(runCtx)
 	c.log.Warn("failover controller restarted", "epoch", st.Epoch, "primary", st.Primary)
+	c.emit(Event{Kind: EventControllerRestarted, Node: st.Primary, Epoch: st.Epoch,
+		Message: fmt.Sprintf("failover controller restarted from the persisted epoch %d (primary %s)", st.Epoch, st.Primary)})
 	return st.Epoch, nil
 }

@@ -13,10 +13,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/haven-platform/haven/internal/proc"
 )
 
 // ErrNotInstalled is returned when the PostgreSQL 15 binaries are missing.
@@ -35,7 +38,14 @@ type instance struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the postmaster has exited
+
+	// pidv is the running postmaster's pid (0 when none), for status
+	// readers that must not wait on mu.
+	pidv atomic.Int64
 }
+
+// livePid is the running postmaster's pid, 0 when none; it never blocks.
+func (in *instance) livePid() int { return int(in.pidv.Load()) }
 
 func newInstance(n Node, binDir string, log *slog.Logger) (*instance, error) {
 	if _, err := os.Stat(filepath.Join(binDir, "postgres")); err != nil {
@@ -193,11 +203,10 @@ func (in *instance) killStale() {
 		return
 	}
 	pm, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
-	if err != nil || pm <= 1 || !isZombie(pm) {
+	if err != nil || pm <= 1 || !proc.IsZombie(pm) {
 		return // PostgreSQL itself tells a stale lock file from a live server
 	}
-	var st syscall.Stat_t
-	if syscall.Stat(fmt.Sprintf("/proc/%d", pm), &st) != nil || int(st.Uid) != in.runUID() {
+	if uid, err := proc.UID(pm); err != nil || uid != in.runUID() {
 		return
 	}
 	// Orphans are reparented to PID 1, which may never reap them (a
@@ -209,17 +218,6 @@ func (in *instance) killStale() {
 	for _, l := range locks {
 		_ = os.Remove(l)
 	}
-}
-
-// isZombie reports whether pid has exited but was not reaped.
-func isZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && len(s) > i+2 && (s[i+2] == 'Z' || s[i+2] == 'X')
 }
 
 // start launches the postmaster with rc and waits until it answers SELECT 1.
@@ -252,8 +250,10 @@ func (in *instance) start(ctx context.Context, rc runConfig) error {
 	in.mu.Lock()
 	in.cmd, in.done = cmd, done
 	in.mu.Unlock()
+	in.pidv.Store(int64(cmd.Process.Pid))
 	go func() {
 		err := cmd.Wait()
+		in.pidv.CompareAndSwap(int64(cmd.Process.Pid), 0)
 		in.log.Info("postmaster exited", "pid", cmd.Process.Pid, "status", fmt.Sprint(err))
 		// Reap whatever the postmaster left in its group.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -389,7 +389,7 @@ func (in *instance) signalAll(sig syscall.Signal) error {
 	if sig == syscall.SIGKILL || sig == syscall.SIGSTOP {
 		_ = syscall.Kill(pid, syscall.SIGSTOP)
 	}
-	for _, k := range descendants(pid) {
+	for _, k := range proc.Descendants(pid) {
 		_ = syscall.Kill(-k, sig)
 		_ = syscall.Kill(k, sig)
 	}
@@ -397,46 +397,6 @@ func (in *instance) signalAll(sig syscall.Signal) error {
 		return fmt.Errorf("signal %s group %d: %w", in.node.Name, pid, err)
 	}
 	return nil
-}
-
-// descendants lists the pids below pid, from /proc.
-func descendants(pid int) []int {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	children := map[int][]int{}
-	for _, e := range ents {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		pp, _ := strconv.Atoi(f[1])
-		children[pp] = append(children[pp], p)
-	}
-	var out []int
-	queue := []int{pid}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		for _, c := range children[p] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
 }
 
 // kill fences the node: SIGKILL to every process of the server, then wait

@@ -1,14 +1,13 @@
 package pgha
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/haven-platform/haven/internal/proc"
 )
 
 // KillLeftovers SIGKILLs what a controller that died without stopping left
@@ -60,25 +59,22 @@ func procsUnder(root string, uid int, exact bool) []int {
 	if r, err := filepath.EvalSymlinks(root); err == nil && r != roots[0] {
 		roots = append(roots, r)
 	}
-	ents, _ := os.ReadDir("/proc")
 	self := os.Getpid()
 	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self || pid <= 1 {
+	for _, pid := range proc.PIDs() {
+		if pid == self || pid <= 1 {
 			continue
 		}
-		var st syscall.Stat_t
-		if syscall.Stat(fmt.Sprintf("/proc/%d", pid), &st) != nil || int(st.Uid) != uid {
+		if u, err := proc.UID(pid); err != nil || u != uid {
 			continue
 		}
-		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		comm, err := proc.Comm(pid)
 		if err != nil {
 			continue
 		}
-		switch strings.TrimSpace(string(comm)) {
+		switch comm {
 		case "postgres":
-			if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err == nil && anyMatch(roots, func(r string) bool {
+			if cwd, err := proc.Cwd(pid); err == nil && anyMatch(roots, func(r string) bool {
 				return cwd == r || (!exact && under(cwd, r))
 			}) {
 				pids = append(pids, pid)
@@ -87,12 +83,12 @@ func procsUnder(root string, uid int, exact bool) []int {
 			if exact {
 				continue
 			}
-			cl, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			cl, err := proc.Cmdline(pid)
 			if err != nil {
 				continue
 			}
-			for _, arg := range bytes.Split(cl, []byte{0}) {
-				if anyMatch(roots, func(r string) bool { return mentions(string(arg), r) }) {
+			for _, arg := range cl {
+				if anyMatch(roots, func(r string) bool { return mentions(arg, r) }) {
 					pids = append(pids, pid)
 					break
 				}
@@ -133,7 +129,7 @@ func mentions(arg, dir string) bool {
 func waitExited(pids []int, wait time.Duration) {
 	deadline := time.Now().Add(wait)
 	for _, pid := range pids {
-		for syscall.Kill(pid, 0) == nil && !isZombie(pid) && time.Now().Before(deadline) {
+		for syscall.Kill(pid, 0) == nil && !proc.IsZombie(pid) && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}

@@ -22,12 +22,16 @@ type prober struct {
 	in        *instance
 	timeout   time.Duration
 	threshold int
+	now       func() time.Time
 
-	conn       *pgx.Conn
-	failures   int
-	inRecovery bool
-	timeline   uint64 // primary: the timeline it writes; standby: the timeline it streams (0 = not streaming)
-	repl       []replRow
+	conn     *pgx.Conn
+	failures int
+	// failingSince is when the current streak of failures began (the start
+	// of its first failed probe, or when the exit was seen); zero when up.
+	failingSince time.Time
+	inRecovery   bool
+	timeline     uint64 // primary: the timeline it writes; standby: the timeline it streams (0 = not streaming)
+	repl         []replRow
 }
 
 func (p *prober) close() {
@@ -43,6 +47,7 @@ func (p *prober) close() {
 func (p *prober) reset() {
 	p.close()
 	p.failures = 0
+	p.failingSince = time.Time{}
 	p.repl = nil
 	p.timeline = 0
 }
@@ -52,15 +57,21 @@ func (p *prober) run(ctx context.Context) NodeObs {
 	if !p.in.running() {
 		// The controller owns the process and saw it exit: dead now.
 		p.close()
+		if p.failingSince.IsZero() {
+			p.failingSince = p.now()
+		}
 		p.failures = p.threshold
 		p.repl = nil
 		return NodeObs{Health: HealthDead, InRecovery: p.inRecovery}
 	}
-	start := time.Now()
+	start := p.now()
 	err := p.query(ctx)
-	lat := time.Since(start)
+	lat := p.now().Sub(start)
 	if err != nil {
 		p.close()
+		if p.failures == 0 {
+			p.failingSince = start
+		}
 		p.failures++
 		p.repl = nil
 		h := HealthSlow
@@ -70,6 +81,7 @@ func (p *prober) run(ctx context.Context) NodeObs {
 		return NodeObs{Health: h, InRecovery: p.inRecovery}
 	}
 	p.failures = 0
+	p.failingSince = time.Time{}
 	h := HealthUp
 	if lat > p.timeout/2 {
 		h = HealthSlow

@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/pgha/ledger"
+	"github.com/haven-platform/haven/internal/testkit"
 )
 
 func TestLostStandbyPreferredKeepsServingAndRebuilds(t *testing.T) {
 	c, _, dsn := ledgerPair(t, DurabilityPreferred)
 	ctx := context.Background()
-	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: 2, Logger: testLogger(t)})
+	w, err := ledger.Start(ctx, ledger.Config{DSN: dsn, Writers: 2, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

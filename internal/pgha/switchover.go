@@ -14,9 +14,28 @@ import (
 // record to the standby first), waits until the standby has replayed the
 // old primary's shutdown checkpoint, promotes it, persists the new epoch and
 // repoints the endpoint. The old primary then rejoins as a standby.
+//
+// The control loop runs it, between two probe rounds: Status keeps
+// answering from the loop's snapshots meanwhile.
 func (c *Cluster) Switchover(ctx context.Context, toZone string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.runMu.Lock()
+	running := c.cancel != nil
+	c.runMu.Unlock()
+	if !running {
+		return fmt.Errorf("switchover to zone %q: the database controller is not running", toZone)
+	}
+	req := switchoverReq{ctx: ctx, zone: toZone, done: make(chan error, 1)}
+	select {
+	case c.switchovers <- req:
+	case <-ctx.Done():
+		return fmt.Errorf("switchover to zone %q: %w", toZone, ctx.Err())
+	}
+	return <-req.done // the loop stops at the next context-aware step when ctx ends
+}
+
+// switchover is Switchover on the loop's goroutine.
+func (c *Cluster) switchover(ctx context.Context, toZone string) error {
+	defer c.publish()
 	var target string
 	for _, n := range c.cfg.Nodes {
 		if n.Zone == toZone {
@@ -43,6 +62,7 @@ func (c *Cluster) Switchover(ctx context.Context, toZone string) error {
 		c.cfg.Endpoint.Pause()
 	}
 	c.endpointEpoch = 0 // the control loop repoints if we fail from here on
+	c.publish()
 	resumed := false
 	defer func() {
 		if !resumed {
@@ -110,6 +130,8 @@ func (c *Cluster) Switchover(ctx context.Context, toZone string) error {
 	c.repoint(target, next.Epoch)
 	resumed = true
 	c.log.Info("switchover done", "epoch", next.Epoch, "primary", target, "old_primary", oldName)
+	c.emit(Event{Kind: EventSwitchoverCompleted, Node: target, Epoch: next.Epoch, OldPrimary: oldName, NewPrimary: target,
+		Message: fmt.Sprintf("planned switchover: %s is the primary of epoch %d (was %s)", target, next.Epoch, oldName)})
 	// 6. The control loop rejoins the old primary as a standby.
 	select {
 	case c.wake <- struct{}{}:

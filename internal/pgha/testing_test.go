@@ -12,20 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/haven-platform/haven/internal/testkit"
 )
-
-// testLogger sends logs through t.Log.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // freePort returns a port that was free on addr.
 func freePort(t testing.TB, addr netip.Addr) int {
@@ -71,8 +60,11 @@ func testNodes(t testing.TB, dir string, n int) []Node {
 // every process group it owns.
 func startTestCluster(t testing.TB, cfg Config) *Cluster {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts PostgreSQL: skipped with -short (scripts/test runs it)")
+	}
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = testkit.Logger(t)
 	}
 	c, err := New(cfg)
 	if err != nil {

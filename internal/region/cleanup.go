@@ -2,8 +2,6 @@ package region
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,14 +12,8 @@ import (
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
 )
 
-// stateDirTag names what belongs to one state dir outside it (its cgroups).
-func stateDirTag(stateDir string) string {
-	sum := sha256.Sum256([]byte(stateDir))
-	return hex.EncodeToString(sum[:4])
-}
-
 // CgroupPattern matches the name of the cgroup root of stateDir's region.
-func CgroupPattern(stateDir string) string { return "haven-*-" + stateDirTag(stateDir) }
+func CgroupPattern(stateDir string) string { return cgroup.RegionPattern(stateDir) }
 
 // Leftovers is what CleanUp found and removed.
 type Leftovers struct {

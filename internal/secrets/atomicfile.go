@@ -7,20 +7,20 @@ import (
 	"strings"
 
 	"github.com/haven-platform/haven/internal/atomicfile"
+	"github.com/haven-platform/haven/internal/failpoint"
 )
 
-// Failpoint injects failures at named points; production code passes nil.
+// Failpoint injects failures at named points (*failpoint.Set implements it);
+// production code passes nil unless HAVEN_FAILPOINT arms one.
 type Failpoint interface {
 	// Hit returns a non-nil error to make the operation fail at the named point.
 	Hit(name string) error
 }
 
-// Failpoint names.
-const (
-	// FailAfterTempWrite aborts a state write after the temp file is written and
-	// synced, before it is renamed into place (a crash at the worst moment).
-	FailAfterTempWrite = "store/after-temp-write"
-)
+// FailAfterTempWrite is the point that aborts a state write after the temp
+// file is written and synced, before it is renamed into place (a crash at
+// the worst moment).
+const FailAfterTempWrite = failpoint.StoreAfterTempWrite
 
 // tempMarker is in the name of every temp state file, so Open can sweep what a
 // crash left behind.

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/smithy-go"
 
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/iam"
 )
 
@@ -23,56 +24,6 @@ const (
 	testRegion  = "eu-west-1"
 	testAccount = "123456789012"
 )
-
-// offsetClock is wall time shifted by an adjustable offset, so real SDK clients
-// (which sign with wall time) can be tested against expiry and skew.
-type offsetClock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *offsetClock) Now() time.Time                         { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.off) }
-func (c *offsetClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-func (c *offsetClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
-}
-
-// fakeClock is fully manual; After fires when Advance passes the deadline.
-type fakeClock struct {
-	mu      sync.Mutex
-	t       time.Time
-	waiters []waiter
-}
-
-type waiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	c.waiters = append(c.waiters, waiter{c.t.Add(d), ch})
-	return ch
-}
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-	kept := c.waiters[:0]
-	for _, w := range c.waiters {
-		if !c.t.Before(w.at) {
-			w.ch <- c.t
-		} else {
-			kept = append(kept, w)
-		}
-	}
-	c.waiters = kept
-}
 
 // logBuffer collects log output so tests can check no secret leaks into it.
 type logBuffer struct {
@@ -96,8 +47,8 @@ func (l *logBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l
 type env struct {
 	t      testing.TB
 	dir    string
-	clk    *offsetClock // the server's clock (signature skew)
-	issClk *offsetClock // the issuer's clock (credential expiry)
+	clk    *clock.Offset // the server's clock (signature skew)
+	issClk *clock.Offset // the issuer's clock (credential expiry)
 	iss    *iam.Issuer
 	pol    *iam.Policies
 	srv    *Server
@@ -109,7 +60,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clk: &offsetClock{}, issClk: &offsetClock{}, logs: &logBuffer{t: t}}
+	e := &env{t: t, dir: t.TempDir(), clk: &clock.Offset{}, issClk: &clock.Offset{}, logs: &logBuffer{t: t}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
 	e.iss, err = iam.NewIssuer(iam.IssuerConfig{TTL: 10 * time.Minute, Account: testAccount, Clock: e.issClk, Logger: logger})

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
 
 // StepInput is what each rotation step sees. Values are plaintext in memory only.
@@ -340,7 +342,7 @@ type SchedulerConfig struct {
 	// retried at the next check. Default 1m.
 	CheckInterval time.Duration
 	// Clock is the time source. Default the store's clock.
-	Clock Clock
+	Clock clock.Clock
 }
 
 // Scheduler rotates secrets when they are due.

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
 
 // fakeRotator is a Rotator whose "resource" is a map of valid passwords, like a
@@ -86,7 +88,7 @@ func (f *fakeRotator) FinishSecret(ctx context.Context, in StepInput) error {
 	return f.record("finishSecret")
 }
 
-func openTestStore(t testing.TB, dir string, clk Clock, fp Failpoint) *Store {
+func openTestStore(t testing.TB, dir string, clk clock.Clock, fp Failpoint) *Store {
 	t.Helper()
 	s, err := OpenStore(StoreConfig{Dir: dir, Region: testRegion, Account: testAccount, Clock: clk, Failpoint: fp, Logger: slog.New(slog.DiscardHandler)})
 	must(t, err)
@@ -108,7 +110,7 @@ func stages(t testing.TB, s *Store, name string) map[string][]string {
 }
 
 func TestRotateMovesLabels(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clock.NewFake(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
 	s := openTestStore(t, t.TempDir(), clk, nil)
 	cr, err := s.CreateSecret(CreateSecretInput{Name: "db", SecretString: aws.String(`{"password":"initial"}`)})
 	must(t, err)
@@ -150,7 +152,7 @@ func TestRotateMovesLabels(t *testing.T) {
 func TestRotateStepFailureKeepsCurrent(t *testing.T) {
 	for _, step := range []string{"createSecret", "setSecret", "testSecret", "finishSecret"} {
 		t.Run(step, func(t *testing.T) {
-			s := openTestStore(t, t.TempDir(), &fakeClock{t: time.Now()}, nil)
+			s := openTestStore(t, t.TempDir(), clock.NewFake(time.Now()), nil)
 			cr, err := s.CreateSecret(CreateSecretInput{Name: "db", SecretString: aws.String("v0")})
 			must(t, err)
 			rot := newFakeRotator("v0")
@@ -205,7 +207,7 @@ func TestRotateCrashRestart(t *testing.T) {
 	for _, mode := range []string{"resume", "rollback"} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
-			clk := &fakeClock{t: time.Now()}
+			clk := clock.NewFake(time.Now())
 			s1 := openTestStore(t, dir, clk, nil)
 			cr, err := s1.CreateSecret(CreateSecretInput{Name: "db", SecretString: aws.String("v0")})
 			must(t, err)
@@ -307,7 +309,7 @@ func TestDueForRotation(t *testing.T) {
 }
 
 func TestScheduler(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := openTestStore(t, t.TempDir(), clk, nil)
 	for _, n := range []string{"db", "other"} {
 		_, err := s.CreateSecret(CreateSecretInput{Name: n, SecretString: aws.String("v0")})

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/iam"
 )
 
@@ -44,7 +45,7 @@ type Config struct {
 	// MaxBody is the largest request body in bytes. Default 1 MiB.
 	MaxBody int64
 	// Clock is the time source. Default the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Failpoint injects failures in tests. Default none.
 	Failpoint Failpoint
 	// Logger receives events, never secret values. Default slog.Default().
@@ -68,7 +69,7 @@ type Server struct {
 // New validates cfg and opens the store (root key, state) and the audit log.
 func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = clock.Real
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -16,21 +16,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
-
-// Clock is the time source of the secrets service; tests inject a fake one.
-type Clock interface {
-	Now() time.Time
-	After(d time.Duration) <-chan time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                         { return time.Now() }
-func (systemClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
-// SystemClock returns the wall clock.
-func SystemClock() Clock { return systemClock{} }
 
 // File names inside the state directory.
 const (
@@ -38,6 +26,22 @@ const (
 	RootKeyFile = "root.key"
 	AuditFile   = "audit.log"
 )
+
+// KeyFile is a file the secrets service keeps at rest on purpose: key
+// material or sealed data, mode 0600.
+type KeyFile struct {
+	// Name is the file's name in the service's directory.
+	Name string
+	// What it is, for a scanner that skips it.
+	What string
+}
+
+// KeyFiles are the files a plaintext scan of the service's directory must
+// skip: they hold keys or ciphertext by design, never a secret in the clear.
+var KeyFiles = []KeyFile{
+	{StateFile, "sealed secret store (AES-256-GCM)"},
+	{RootKeyFile, "secrets root key (the local KMS key)"},
+}
 
 // maxVersions is how many versions a secret keeps; the oldest unlabelled ones go first.
 const maxVersions = 100
@@ -80,7 +84,7 @@ type StoreConfig struct {
 	// Account is the account id in ARNs. Required.
 	Account string
 	// Clock is the time source. Default the wall clock.
-	Clock Clock
+	Clock clock.Clock
 	// Failpoint injects failures in tests. Default none.
 	Failpoint Failpoint
 	// Logger receives events (never secret values). Default slog.Default().
@@ -102,7 +106,7 @@ type Store struct {
 // left by an interrupted write are removed; the last complete state is used.
 func OpenStore(cfg StoreConfig) (*Store, error) {
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = clock.Real
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
 
 type failAt struct{ name string }
@@ -26,7 +28,7 @@ func (f *failAt) Hit(name string) error {
 
 func TestCrashMidWriteLosesNothing(t *testing.T) {
 	dir := t.TempDir()
-	clk := &fakeClock{t: time.Now()}
+	clk := clock.NewFake(time.Now())
 	fp := &failAt{}
 	s := openTestStore(t, dir, clk, fp)
 	cr, err := s.CreateSecret(CreateSecretInput{Name: "db", SecretString: aws.String("committed-value")})
@@ -82,7 +84,7 @@ func TestCrashMidWriteLosesNothing(t *testing.T) {
 
 func TestEncryptedAtRest(t *testing.T) {
 	dir := t.TempDir()
-	s := openTestStore(t, dir, &fakeClock{t: time.Now()}, nil)
+	s := openTestStore(t, dir, clock.NewFake(time.Now()), nil)
 	const plain = "correct-horse-battery-staple-9d1c"
 	_, err := s.CreateSecret(CreateSecretInput{Name: "db", SecretString: aws.String(plain)})
 	must(t, err)
@@ -111,7 +113,7 @@ func TestEncryptedAtRest(t *testing.T) {
 	vs[1].Sealed, vs[0].Sealed = vs[0].Sealed, vs[1].Sealed
 	swapped, _ := json.Marshal(st)
 	must(t, os.WriteFile(filepath.Join(dir, StateFile), swapped, 0o600))
-	s2 := openTestStore(t, dir, &fakeClock{t: time.Now()}, nil)
+	s2 := openTestStore(t, dir, clock.NewFake(time.Now()), nil)
 	_, err = s2.GetSecretValue(GetSecretValueInput{SecretId: "db"})
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Code != CodeDecryptionFailure {
@@ -135,11 +137,11 @@ func TestRootKeyChecks(t *testing.T) {
 	}
 	// A different root key cannot open existing values.
 	dir2 := t.TempDir()
-	s := openTestStore(t, dir2, &fakeClock{t: time.Now()}, nil)
+	s := openTestStore(t, dir2, clock.NewFake(time.Now()), nil)
 	_, err = s.CreateSecret(CreateSecretInput{Name: "db", SecretString: aws.String("v")})
 	must(t, err)
 	must(t, os.Remove(filepath.Join(dir2, RootKeyFile)))
-	s2 := openTestStore(t, dir2, &fakeClock{t: time.Now()}, nil)
+	s2 := openTestStore(t, dir2, clock.NewFake(time.Now()), nil)
 	if _, err := s2.GetSecretValue(GetSecretValueInput{SecretId: "db"}); err == nil {
 		t.Error("value opened with another root key")
 	}

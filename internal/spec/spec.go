@@ -63,7 +63,7 @@ type HealthCheck struct {
 	Unhealthy int `yaml:"unhealthy" json:"unhealthy"`
 	// Matcher lists the success codes: "200", "200-299" or "200,302", within
 	// 200–499. Default: "200".
-	Matcher string `yaml:"matcher" json:"matcher"`
+	Matcher Matcher `yaml:"matcher" json:"matcher"`
 }
 
 // Instance is the size of one instance.
@@ -104,9 +104,11 @@ type ScalingPolicy struct {
 	Warmup Duration `yaml:"warmup,omitempty" json:"warmup,omitempty"`
 	// Scheduled names a scheduled action.
 	Scheduled string `yaml:"scheduled,omitempty" json:"scheduled,omitempty"`
-	// Cron is the schedule in five-field cron syntax. Required with scheduled.
-	Cron string `yaml:"cron,omitempty" json:"cron,omitempty"`
-	// TimeZone is an IANA zone name for cron. Default: UTC.
+	// Cron is the schedule: five-field cron syntax with names
+	// ("0 7 * * MON-FRI") or a descriptor (@daily), evaluated in TimeZone.
+	// Required with scheduled.
+	Cron Cron `yaml:"cron,omitempty" json:"cron,omitzero"`
+	// TimeZone is an IANA zone name the cron is evaluated in. Default: UTC.
 	TimeZone string `yaml:"time_zone,omitempty" json:"time_zone,omitempty"`
 	// Min, Max and Desired set the capacity at the scheduled time; at least one.
 	Min *int `yaml:"min,omitempty" json:"min,omitempty"`
@@ -157,8 +159,9 @@ type Database struct {
 	User string `yaml:"user" json:"user"`
 	// BackupRetention keeps backups and WAL this long (AWS: 1–35 days). Default: 7d.
 	BackupRetention Duration `yaml:"backup_retention" json:"backup_retention"`
-	// BackupSchedule is the cron schedule of full backups (UTC). Default: "0 3 * * *".
-	BackupSchedule string `yaml:"backup_schedule" json:"backup_schedule"`
+	// BackupSchedule is the cron schedule of full backups, evaluated in UTC
+	// (five fields or a descriptor such as @daily). Default: "0 3 * * *".
+	BackupSchedule Cron `yaml:"backup_schedule" json:"backup_schedule"`
 }
 
 // Secrets configures the secrets service.
@@ -202,6 +205,16 @@ type AWS struct {
 	DBInstanceClass string `yaml:"db_instance_class" json:"db_instance_class"`
 	// BackupWindow is RDS's daily backup window (UTC). Default: 03:00-04:00.
 	BackupWindow string `yaml:"backup_window" json:"backup_window"`
+	// MaintenanceWindow is RDS's weekly maintenance window (UTC),
+	// "ddd:hh:mm-ddd:hh:mm", at least 30 minutes and clear of the backup
+	// window: minor upgrades and pending changes land only here, so keep it
+	// out of exam hours. Local region: no maintenance. Default: sun:04:00-sun:05:00.
+	MaintenanceWindow string `yaml:"maintenance_window" json:"maintenance_window"`
+	// LogRetention is how long AWS keeps logs: the CloudWatch log groups
+	// (RDS, the db-logins function) and the logs bucket (ALB access logs,
+	// VPC flow logs). 1d–3650d; rounded up to a value CloudWatch Logs
+	// accepts. Default: 90d.
+	LogRetention Duration `yaml:"log_retention" json:"log_retention"`
 }
 
 // Default returns the spec with every default filled in.
@@ -214,7 +227,7 @@ func Default() Spec {
 			Port:    8080,
 			HealthCheck: HealthCheck{
 				Path: "/healthz", Interval: Duration(1e9), Timeout: Duration(500e6),
-				Healthy: 2, Unhealthy: 2, Matcher: "200",
+				Healthy: 2, Unhealthy: 2, Matcher: MustMatcher("200"),
 			},
 			Instance: Instance{CPU: 0.25, Memory: 256 << 20},
 		},
@@ -225,10 +238,11 @@ func Default() Spec {
 		},
 		Database: Database{
 			Engine: "postgres", Version: 15, MultiAZ: true, Durability: "preferred",
-			Endpoint: "127.0.0.1:6432", BackupRetention: Duration(7 * 24 * 3600e9), BackupSchedule: "0 3 * * *",
+			Endpoint: "127.0.0.1:6432", BackupRetention: Duration(7 * 24 * 3600e9), BackupSchedule: MustCron("0 3 * * *"),
 		},
 		Secrets: Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
 		Edge:    Edge{Static: []string{"/static/*", "/materials/*"}, DefaultTTL: Duration(24 * 3600e9)},
-		AWS:     AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00"},
+		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
+			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
 	}
 }

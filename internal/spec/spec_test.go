@@ -74,6 +74,8 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 		{"timeout >= interval", "app:\n  health_check: {interval: 1s, timeout: 2s}\n", "app.health_check.timeout", ":2:", "shorter than"},
 		{"bad algorithm", "load_balancer: {algorithm: random}\n", "load_balancer.algorithm", ":1:", "round_robin"},
 		{"bad cron", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"61 * * * *\", min: 1}\n", "fleet.scaling[0].cron", ":3:", "minute"},
+		{"missing cron", "fleet:\n  scaling:\n    - {scheduled: x, min: 1}\n", "fleet.scaling[0].cron", ":3:", "is required"},
+		{"bad backup cron", "database: {backup_schedule: \"@every 1h\"}\n", "database.backup_schedule", ":1:", "descriptors"},
 		{"secret in env", "app:\n  env:\n    DB_PASSWORD: hunter2\n", "app.env.DB_PASSWORD", ":3:", "credential"},
 		{"one zone", "zones: [a]\n", "zones", ":1:", "exactly two"},
 		{"bad matcher", "app: {health_check: {matcher: \"600\"}}\n", "app.health_check.matcher", ":1:", "200–499"},
@@ -116,14 +118,37 @@ func TestDurationAndSize(t *testing.T) {
 	}
 }
 
-func TestMatcher(t *testing.T) {
-	m, err := ParseMatcher("200,300-302")
-	if err != nil {
-		t.Fatal(err)
+func TestParseMatcher(t *testing.T) {
+	tests := []struct {
+		in      string
+		pass    []int
+		fail    []int
+		wantErr bool
+	}{
+		{in: "200", pass: []int{200}, fail: []int{201, 302, 500}},
+		{in: "200-399", pass: []int{200, 204, 301, 399}, fail: []int{400, 500, 199}},
+		{in: "200,204, 300-302", pass: []int{200, 204, 300, 302}, fail: []int{201, 303}},
+		{in: "199", wantErr: true},
+		{in: "200-500", wantErr: true},
+		{in: "300-200", wantErr: true},
+		{in: "ok", wantErr: true},
+		{in: "", wantErr: true},
 	}
-	for code, want := range map[int]bool{200: true, 201: false, 301: true, 303: false} {
-		if m.Match(code) != want {
-			t.Errorf("Match(%d) = %v", code, !want)
+	for _, tt := range tests {
+		m, err := ParseMatcher(tt.in)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("ParseMatcher(%q) error = %v, want error %v", tt.in, err, tt.wantErr)
+			continue
+		}
+		for _, c := range tt.pass {
+			if !m.Match(c) {
+				t.Errorf("ParseMatcher(%q)(%d) = false, want true", tt.in, c)
+			}
+		}
+		for _, c := range tt.fail {
+			if m.Match(c) {
+				t.Errorf("ParseMatcher(%q)(%d) = true, want false", tt.in, c)
+			}
 		}
 	}
 }

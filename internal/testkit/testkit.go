@@ -98,6 +98,9 @@ func FreePort(t testing.TB) int {
 // without starting it.
 func NewSpec(t testing.TB, o Options) *Region {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a real region from the built binaries: skipped with -short (scripts/test runs it)")
+	}
 	if o.Students == 0 {
 		o.Students = 100
 	}

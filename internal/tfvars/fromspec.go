@@ -25,6 +25,8 @@ func FromSpec(s spec.Spec) Input {
 		Algorithm: s.LoadBalancer.Algorithm,
 		MultiAZ:   s.Database.MultiAZ, BackupRetention: s.Database.BackupRetention.D(),
 		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(), StaticPaths: s.Edge.Static,
+		MaintenanceWindow: s.AWS.MaintenanceWindow, RotationStrategy: s.Secrets.DB.Strategy,
+		LogRetention: s.AWS.LogRetention.D(),
 	}
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
@@ -56,6 +58,8 @@ var specFields = map[string]string{
 	"Algorithm": "load_balancer.algorithm", "MultiAZ": "database.multi_az",
 	"BackupRetention": "database.backup_retention", "BackupWindow": "aws.backup_window",
 	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.static",
+	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
+	"LogRetention": "aws.log_retention",
 }
 
 var indexed = regexp.MustCompile(`^(TargetTracking|Scheduled)\[(\d+)\]\.?(.*)$`)

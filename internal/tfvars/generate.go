@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Vars are the variables of examples/courses (and of the module), named as
@@ -34,13 +36,26 @@ type Vars struct {
 	DBMultiAZ               bool            `json:"db_multi_az"`
 	DBBackupRetentionPeriod int             `json:"db_backup_retention_period"`
 	DBBackupWindow          string          `json:"db_backup_window,omitempty"`
+	DBMaintenanceWindow     string          `json:"db_maintenance_window,omitempty"`
 	DBSecretRotationDays    int             `json:"db_secret_rotation_days,omitempty"`
+	DBRotationStrategy      string          `json:"db_rotation_strategy,omitempty"`
+	LogRetentionDays        int             `json:"log_retention_days,omitempty"`
 	StaticPaths             []string        `json:"static_paths,omitempty"`
-	AMIID                   string          `json:"ami_id,omitempty"`
-	ArtifactsBucket         string          `json:"artifacts_bucket,omitempty"`
-	ArtifactKey             string          `json:"artifact_key,omitempty"`
-	CertificateARN          string          `json:"certificate_arn,omitempty"`
-	DomainName              string          `json:"domain_name,omitempty"`
+
+	// Deployment values, written only when set.
+	AMIID                     string   `json:"ami_id,omitempty"`
+	ArtifactsBucket           string   `json:"artifacts_bucket,omitempty"`
+	ArtifactKey               string   `json:"artifact_key,omitempty"`
+	DBLoginsArtifactKey       string   `json:"db_logins_artifact_key,omitempty"`
+	CertificateARN            string   `json:"certificate_arn,omitempty"`
+	DomainName                string   `json:"domain_name,omitempty"`
+	OriginDomainName          string   `json:"origin_domain_name,omitempty"`
+	CloudFrontAliases         []string `json:"cloudfront_aliases,omitempty"`
+	CloudFrontCertificateARN  string   `json:"cloudfront_certificate_arn,omitempty"`
+	Route53ZoneID             string   `json:"route53_zone_id,omitempty"`
+	ALBIngress                string   `json:"alb_ingress,omitempty"`
+	CloudFrontPrefixListID    string   `json:"cloudfront_prefix_list_id,omitempty"`
+	MaterialsSigningPublicKey string   `json:"materials_signing_public_key,omitempty"`
 }
 
 // HealthCheckVars is the module's health_check object; times in seconds.
@@ -128,9 +143,14 @@ var (
 	actionRe   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
 	windowRe   = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
 	amiRe      = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
-	matcherRe  = regexp.MustCompile(`^[0-9]{3}(-[0-9]{3})?(,[0-9]{3}(-[0-9]{3})?)*$`)
-	metricName = map[string]bool{"cpu": true, "request_count": true}
-	algorithms = map[string]bool{"round_robin": true, "least_outstanding_requests": true}
+	dnsNameRe  = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	cfCertRe   = regexp.MustCompile(`^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/`)
+	prefixRe   = regexp.MustCompile(`^pl-[0-9a-f]{8,17}$`)
+	strategies = map[string]bool{"alternating_users": true, "single_user": true}
+	// logRetentionDays are the retention periods CloudWatch Logs accepts.
+	logRetentionDays = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
+	metricName       = map[string]bool{"cpu": true, "request_count": true}
+	algorithms       = map[string]bool{"round_robin": true, "least_outstanding_requests": true}
 )
 
 // generator accumulates warnings and errors while mapping one Input.
@@ -329,32 +349,10 @@ func (g *generator) healthCheck(hc HealthCheck, out *HealthCheckVars) {
 	out.HealthyThreshold = g.count("HealthCheck.Healthy", "health_check.healthy_threshold", healthy, 2, 10)
 	out.UnhealthyThreshold = g.count("HealthCheck.Unhealthy", "health_check.unhealthy_threshold", unhealthy, 2, 10)
 
-	out.Matcher = hc.Matcher
-	if out.Matcher == "" {
+	out.Matcher = hc.Matcher.String()
+	if hc.Matcher.IsZero() {
 		out.Matcher = defaultMatcher
 	}
-	if err := checkMatcher(out.Matcher); err != nil {
-		g.errorf("HealthCheck.Matcher", "%v", err)
-	}
-}
-
-// checkMatcher accepts "200", "200,302" and "200-299" with codes in 200–499.
-func checkMatcher(m string) error {
-	if !matcherRe.MatchString(m) {
-		return fmt.Errorf("must be codes like 200, 200,302 or 200-299, got %q", m)
-	}
-	for _, part := range strings.Split(m, ",") {
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, _ := strconv.Atoi(lo)
-		b := a
-		if isRange {
-			b, _ = strconv.Atoi(hi)
-		}
-		if a < 200 || b > 499 || a > b {
-			return fmt.Errorf("ALB success codes must lie within 200–499, got %q", m)
-		}
-	}
-	return nil
 }
 
 func (g *generator) targetGroup(in Input, v *Vars) {
@@ -418,8 +416,8 @@ func (g *generator) fleet(in Input, v *Vars) {
 			g.errorf(field+".Name", "duplicate scheduled action %q", s.Name)
 		}
 		names[s.Name] = true
-		if err := checkCron(s.Cron); err != nil {
-			g.errorf(field+".Cron", "%v", err)
+		if s.Cron.IsZero() {
+			g.errorf(field+".Cron", "is required: a cron expression such as \"0 7 * * 1-5\"")
 		}
 		if s.TimeZone != "" {
 			if _, err := time.LoadLocation(s.TimeZone); err != nil {
@@ -440,7 +438,7 @@ func (g *generator) fleet(in Input, v *Vars) {
 		if s.Min != nil && s.Max != nil && *s.Min > *s.Max {
 			g.errorf(field+".Max", "must be ≥ Min (%d), got %d", *s.Min, *s.Max)
 		}
-		sv := ScheduledVars{Name: s.Name, Recurrence: s.Cron, MinSize: cloneInt(s.Min), MaxSize: cloneInt(s.Max), DesiredCapacity: cloneInt(s.Desired)}
+		sv := ScheduledVars{Name: s.Name, Recurrence: s.Cron.Fields(), MinSize: cloneInt(s.Min), MaxSize: cloneInt(s.Max), DesiredCapacity: cloneInt(s.Desired)}
 		if s.TimeZone != "" {
 			tz := s.TimeZone
 			sv.TimeZone = &tz
@@ -455,20 +453,6 @@ func cloneInt(p *int) *int {
 	}
 	n := *p
 	return &n
-}
-
-// checkCron accepts the 5-field cron expressions that ASG recurrence takes.
-func checkCron(expr string) error {
-	fields := strings.Fields(expr)
-	if len(fields) != 5 {
-		return fmt.Errorf("must be a 5-field cron expression (minute hour day month weekday), got %q", expr)
-	}
-	for _, f := range fields {
-		if strings.Trim(f, "0123456789*/,-?LW#ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") != "" {
-			return fmt.Errorf("has an invalid field %q in %q", f, expr)
-		}
-	}
-	return nil
 }
 
 func (g *generator) database(in Input, v *Vars) {
@@ -492,9 +476,49 @@ func (g *generator) database(in Input, v *Vars) {
 		v.DBBackupWindow = in.BackupWindow
 	}
 
+	if in.MaintenanceWindow != "" {
+		if _, _, err := spec.ParseMaintenanceWindow(in.MaintenanceWindow); err != nil {
+			g.errorf("MaintenanceWindow", "%v", err)
+		} else if in.BackupWindow != "" && spec.MaintenanceOverlapsBackup(in.MaintenanceWindow, in.BackupWindow) {
+			g.errorf("MaintenanceWindow", "must not overlap BackupWindow (%s every day), got %q", in.BackupWindow, in.MaintenanceWindow)
+		}
+		v.DBMaintenanceWindow = in.MaintenanceWindow
+	}
+
 	if in.Rotation != 0 {
 		v.DBSecretRotationDays = g.days("Rotation", "db_secret_rotation_days", in.Rotation, 1, 1000, "")
 	}
+	if in.RotationStrategy != "" && !strategies[in.RotationStrategy] {
+		g.errorf("RotationStrategy", "must be alternating_users or single_user, got %q", in.RotationStrategy)
+	}
+	v.DBRotationStrategy = in.RotationStrategy
+
+	if in.LogRetention != 0 {
+		v.LogRetentionDays = g.logRetention(in.LogRetention)
+	}
+}
+
+// logRetention rounds d up to the next retention CloudWatch Logs accepts,
+// warning when the value changes.
+func (g *generator) logRetention(d time.Duration) int {
+	const field, variable = "LogRetention", "log_retention_days"
+	if d < 0 {
+		g.errorf(field, "must not be negative, got %s", d)
+		return logRetentionDays[0]
+	}
+	n := int((d + day - 1) / day)
+	for _, allowed := range logRetentionDays {
+		if allowed >= n {
+			if allowed != n || time.Duration(n)*day != d {
+				g.warn(field, variable, fmtDays(d), fmt.Sprintf("%dd", allowed),
+					"CloudWatch Logs keeps 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, … or 3653 days; rounded up")
+			}
+			return allowed
+		}
+	}
+	last := logRetentionDays[len(logRetentionDays)-1]
+	g.warn(field, variable, fmtDays(d), fmt.Sprintf("%dd", last), fmt.Sprintf("CloudWatch Logs keeps at most %d days", last))
+	return last
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
@@ -509,9 +533,49 @@ func (g *generator) deployment(d Deployment, v *Vars) {
 	if d.CertificateARN != "" && !strings.HasPrefix(d.CertificateARN, "arn:") {
 		g.errorf("Deployment.CertificateARN", "must be an ACM certificate ARN, got %q", d.CertificateARN)
 	}
+	if d.DBLoginsArtifactKey != "" && d.ArtifactsBucket == "" {
+		g.errorf("Deployment.DBLoginsArtifactKey", "needs ArtifactsBucket (the zip lives next to the app binary)")
+	}
+	if d.OriginDomainName != "" && (!dnsNameRe.MatchString(d.OriginDomainName) || strings.HasSuffix(d.OriginDomainName, ".elb.amazonaws.com")) {
+		g.errorf("Deployment.OriginDomainName", "must be a lower-case DNS name of yours that the ALB certificate covers (not the ALB's *.elb.amazonaws.com name), got %q", d.OriginDomainName)
+	}
+	for i, a := range d.CloudFrontAliases {
+		if !dnsNameRe.MatchString(a) {
+			g.errorf(fmt.Sprintf("Deployment.CloudFrontAliases[%d]", i), "must be a lower-case DNS name, got %q", a)
+		}
+		if a == d.OriginDomainName {
+			g.errorf(fmt.Sprintf("Deployment.CloudFrontAliases[%d]", i), "must differ from OriginDomainName %q: the alias resolves to CloudFront, the origin name to the ALB", a)
+		}
+	}
+	if d.CloudFrontCertificateARN != "" && !cfCertRe.MatchString(d.CloudFrontCertificateARN) {
+		g.errorf("Deployment.CloudFrontCertificateARN", "must be an ACM certificate ARN in us-east-1 (CloudFront reads certificates only there), got %q", d.CloudFrontCertificateARN)
+	}
+	if d.ALBIngress != "" && d.ALBIngress != "cloudfront" && d.ALBIngress != "internet" {
+		g.errorf("Deployment.ALBIngress", "must be cloudfront or internet, got %q", d.ALBIngress)
+	}
+	if d.CloudFrontPrefixListID != "" && !prefixRe.MatchString(d.CloudFrontPrefixListID) {
+		g.errorf("Deployment.CloudFrontPrefixListID", "must look like pl-0123abcd, got %q", d.CloudFrontPrefixListID)
+	}
+	if k := strings.TrimSpace(d.SigningPublicKey); k != "" {
+		switch {
+		case strings.Contains(k, "PRIVATE KEY"):
+			// Never echo it: it is a secret that must not reach a tfvars file.
+			g.errorf("Deployment.SigningPublicKey", "holds a private key; pass only the public key (openssl pkey -pubout) and put the private key in the signing key secret")
+		case !strings.HasPrefix(k, "-----BEGIN PUBLIC KEY-----") || !strings.HasSuffix(k, "-----END PUBLIC KEY-----"):
+			g.errorf("Deployment.SigningPublicKey", "must be a PEM public key (-----BEGIN PUBLIC KEY-----)")
+		}
+	}
 	v.AMIID = d.AMI
 	v.ArtifactsBucket = d.ArtifactsBucket
 	v.ArtifactKey = d.ArtifactKey
+	v.DBLoginsArtifactKey = d.DBLoginsArtifactKey
 	v.CertificateARN = d.CertificateARN
 	v.DomainName = d.DomainName
+	v.OriginDomainName = d.OriginDomainName
+	v.CloudFrontAliases = append([]string(nil), d.CloudFrontAliases...)
+	v.CloudFrontCertificateARN = d.CloudFrontCertificateARN
+	v.Route53ZoneID = d.Route53ZoneID
+	v.ALBIngress = d.ALBIngress
+	v.CloudFrontPrefixListID = d.CloudFrontPrefixListID
+	v.MaterialsSigningPublicKey = d.SigningPublicKey
 }

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/haven-platform/haven/internal/spec"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -41,16 +42,26 @@ func coursesInput() Input {
 			{Metric: "request_count", Target: 1000, Warmup: 10 * time.Second},
 		},
 		Scheduled: []Scheduled{
-			{Name: "exam-morning", Cron: "0 7 * * 1-5", TimeZone: "Europe/Dublin", Min: intp(6)},
-			{Name: "exam-evening", Cron: "0 19 * * 1-5", Min: intp(2), Max: intp(12)},
+			{Name: "exam-morning", Cron: spec.MustCron("0 7 * * 1-5"), TimeZone: "Europe/Dublin", Min: intp(6)},
+			{Name: "exam-evening", Cron: spec.MustCron("0 19 * * 1-5"), Min: intp(2), Max: intp(12)},
 		},
-		MultiAZ:         true,
-		BackupRetention: 7 * day,
-		BackupWindow:    "02:00-02:30",
-		Rotation:        7 * day,
-		StaticPaths:     []string{"/static/*", "/materials/*"},
+		MultiAZ:           true,
+		BackupRetention:   7 * day,
+		BackupWindow:      "02:00-02:30",
+		MaintenanceWindow: "sun:04:00-sun:05:00",
+		Rotation:          7 * day,
+		RotationStrategy:  "alternating_users",
+		LogRetention:      90 * day,
+		StaticPaths:       []string{"/static/*", "/materials/*"},
 	}
 }
+
+// testPublicKey is shaped like a PEM public key; tfvars checks only the
+// shape (Terraform plan tests use a real generated key).
+const testPublicKey = `-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEWmDbJ3Sa5DwGDK5NHU1Q7dnnK5qX
+9sQ1ZpQ0uN9oRbqXrL2QyYQm3o6n9i2v0o9hJ8c0tqYyZ3w4l2cS0t1bEw==
+-----END PUBLIC KEY-----`
 
 // repoSpecInput is the Input generated from the repository's haven.yaml, the
 // same file `haven up` uses.
@@ -70,16 +81,24 @@ func goldenCases() map[string]Input {
 
 	clamped := coursesInput()
 	clamped.Algorithm = "round_robin"
-	clamped.HealthCheck = HealthCheck{Path: "/up", Interval: 10 * time.Minute, Timeout: 3 * time.Minute, Healthy: 1, Unhealthy: 20, Matcher: "200-299"}
+	clamped.HealthCheck = HealthCheck{Path: "/up", Interval: 10 * time.Minute, Timeout: 3 * time.Minute, Healthy: 1, Unhealthy: 20, Matcher: spec.MustMatcher("200-299")}
 	clamped.DeregistrationDelay = 2 * time.Hour
 	clamped.SlowStart = 10 * time.Second
 	clamped.GracePeriod = 1500 * time.Millisecond
 	clamped.TargetTracking = []TargetTracking{{Metric: "cpu", Target: 40, Warmup: 2500 * time.Millisecond}}
 	clamped.BackupRetention = 0
 	clamped.Rotation = 12 * time.Hour
+	clamped.RotationStrategy = "single_user"
+	clamped.LogRetention = 100 * day
+	clamped.MaintenanceWindow = "wed:22:00-wed:23:00"
 	clamped.Deployment = Deployment{
 		AMI: "ami-0123456789abcdef0", ArtifactsBucket: "artifacts", ArtifactKey: "courses/v1/courses",
-		CertificateARN: "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+		DBLoginsArtifactKey: "haven/v1/rds-logins.zip",
+		CertificateARN:      "arn:aws:acm:eu-west-1:123456789012:certificate/00000000-0000-0000-0000-000000000000",
+		OriginDomainName:    "origin.courses.example.edu", CloudFrontAliases: []string{"courses.example.edu"},
+		CloudFrontCertificateARN: "arn:aws:acm:us-east-1:123456789012:certificate/11111111-1111-1111-1111-111111111111",
+		Route53ZoneID:            "Z0123456789ABCDEFGHIJ", ALBIngress: "cloudfront", CloudFrontPrefixListID: "pl-4fa04526",
+		SigningPublicKey: testPublicKey,
 	}
 
 	timeoutAtInterval := defaults
@@ -204,6 +223,9 @@ func TestNumbersCarriedOrWarned(t *testing.T) {
 			if in.Rotation != 0 {
 				pairs = append(pairs, pair{"Rotation", int(in.Rotation / day), vars.DBSecretRotationDays})
 			}
+			if in.LogRetention != 0 {
+				pairs = append(pairs, pair{"LogRetention", int(in.LogRetention / day), vars.LogRetentionDays})
+			}
 			if len(vars.TargetTracking) != len(in.TargetTracking) {
 				t.Fatalf("target tracking: got %d policies, want %d", len(vars.TargetTracking), len(in.TargetTracking))
 			}
@@ -227,7 +249,7 @@ func TestNumbersCarriedOrWarned(t *testing.T) {
 				f := fmt.Sprintf("Scheduled[%d]", i)
 				sv := vars.ScheduledActions[i]
 				pairs = append(pairs,
-					pair{f + ".Cron", s.Cron, sv.Recurrence},
+					pair{f + ".Cron", s.Cron.Fields(), sv.Recurrence},
 					pair{f + ".Min", deref(s.Min), deref(sv.MinSize)},
 					pair{f + ".Max", deref(s.Max), deref(sv.MaxSize)},
 					pair{f + ".Desired", deref(s.Desired), deref(sv.DesiredCapacity)})
@@ -293,12 +315,10 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"bad metric", func(in *Input) { in.TargetTracking[0].Metric = "memory" }, "TargetTracking[0].Metric"},
 		{"cpu over 100", func(in *Input) { in.TargetTracking[0].Target = 150 }, "TargetTracking[0].Target"},
 		{"duplicate metric", func(in *Input) { in.TargetTracking[1].Metric = "cpu" }, "TargetTracking[1].Metric"},
-		{"cron fields", func(in *Input) { in.Scheduled[0].Cron = "0 7 * *" }, "Scheduled[0].Cron"},
+		{"no cron", func(in *Input) { in.Scheduled[0].Cron = spec.Cron{} }, "Scheduled[0].Cron"},
 		{"bad tz", func(in *Input) { in.Scheduled[0].TimeZone = "Mars/Olympus" }, "Scheduled[0].TimeZone"},
 		{"no sizes", func(in *Input) { in.Scheduled[1].Min, in.Scheduled[1].Max = nil, nil }, "Scheduled[1]"},
 		{"duplicate action", func(in *Input) { in.Scheduled[1].Name = "exam-morning" }, "Scheduled[1].Name"},
-		{"matcher 500", func(in *Input) { in.HealthCheck.Matcher = "200-500" }, "HealthCheck.Matcher"},
-		{"matcher junk", func(in *Input) { in.HealthCheck.Matcher = "ok" }, "HealthCheck.Matcher"},
 		{"health path", func(in *Input) { in.HealthCheck.Path = "healthz" }, "HealthCheck.Path"},
 		{"window format", func(in *Input) { in.BackupWindow = "2am" }, "BackupWindow"},
 		{"window short", func(in *Input) { in.BackupWindow = "23:50-00:10" }, "BackupWindow"},
@@ -306,6 +326,23 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"db class", func(in *Input) { in.DBInstanceClass = "t4g.medium" }, "DBInstanceClass"},
 		{"ami", func(in *Input) { in.Deployment.AMI = "ubuntu" }, "Deployment.AMI"},
 		{"artifact half", func(in *Input) { in.Deployment.ArtifactsBucket = "b" }, "Deployment.ArtifactKey"},
+		{"maintenance format", func(in *Input) { in.MaintenanceWindow = "sunday" }, "MaintenanceWindow"},
+		{"maintenance short", func(in *Input) { in.MaintenanceWindow = "sun:04:00-sun:04:15" }, "MaintenanceWindow"},
+		{"maintenance overlaps backup", func(in *Input) { in.MaintenanceWindow = "tue:02:15-tue:03:00" }, "MaintenanceWindow"},
+		{"strategy", func(in *Input) { in.RotationStrategy = "sometimes" }, "RotationStrategy"},
+		{"log retention negative", func(in *Input) { in.LogRetention = -day }, "LogRetention"},
+		{"logins without bucket", func(in *Input) { in.Deployment.DBLoginsArtifactKey = "x.zip" }, "Deployment.DBLoginsArtifactKey"},
+		{"origin is the alb", func(in *Input) { in.Deployment.OriginDomainName = "courses-alb-1.eu-west-1.elb.amazonaws.com" }, "Deployment.OriginDomainName"},
+		{"alias is the origin", func(in *Input) {
+			in.Deployment.OriginDomainName = "courses.example.edu"
+			in.Deployment.CloudFrontAliases = []string{"courses.example.edu"}
+		}, "Deployment.CloudFrontAliases[0]"},
+		{"cloudfront cert region", func(in *Input) {
+			in.Deployment.CloudFrontCertificateARN = "arn:aws:acm:eu-west-1:123456789012:certificate/x"
+		}, "Deployment.CloudFrontCertificateARN"},
+		{"alb ingress", func(in *Input) { in.Deployment.ALBIngress = "everyone" }, "Deployment.ALBIngress"},
+		{"prefix list", func(in *Input) { in.Deployment.CloudFrontPrefixListID = "cloudfront" }, "Deployment.CloudFrontPrefixListID"},
+		{"not a pem", func(in *Input) { in.Deployment.SigningPublicKey = "ssh-rsa AAAA" }, "Deployment.SigningPublicKey"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -354,7 +391,10 @@ func TestJSONShape(t *testing.T) {
 	if err := json.Unmarshal(out, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"ami_id", "db_backup_window", "db_secret_rotation_days", "app_command", "static_paths", "certificate_arn"} {
+	for _, k := range []string{"ami_id", "db_backup_window", "db_secret_rotation_days", "app_command", "static_paths", "certificate_arn",
+		"db_maintenance_window", "db_rotation_strategy", "log_retention_days", "db_logins_artifact_key", "origin_domain_name",
+		"cloudfront_aliases", "cloudfront_certificate_arn", "route53_zone_id", "alb_ingress", "cloudfront_prefix_list_id",
+		"materials_signing_public_key"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("%s present although unset", k)
 		}
@@ -363,5 +403,75 @@ func TestJSONShape(t *testing.T) {
 		if v, ok := m[k].([]any); !ok || len(v) != 0 {
 			t.Errorf("%s = %v, want [] (so the module default does not apply silently)", k, m[k])
 		}
+	}
+}
+
+func TestLogRetentionRoundsUpToCloudWatchValues(t *testing.T) {
+	tests := []struct {
+		in      time.Duration
+		want    int
+		warning bool
+	}{
+		{90 * day, 90, false},
+		{1 * day, 1, false},
+		{2 * day, 3, true},
+		{12 * time.Hour, 1, true},
+		{100 * day, 120, true},
+		{366 * day, 400, true},
+		{3650 * day, 3653, true},
+		{5000 * day, 3653, true},
+	}
+	for _, tt := range tests {
+		in := coursesInput()
+		in.LogRetention = tt.in
+		vars, warnings, err := Generate(in)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.in, err)
+		}
+		var warned bool
+		for _, w := range warnings {
+			warned = warned || w.Field == "LogRetention"
+		}
+		if vars.LogRetentionDays != tt.want || warned != tt.warning {
+			t.Errorf("%s: log_retention_days %d (warned %v), want %d (warned %v)", tt.in, vars.LogRetentionDays, warned, tt.want, tt.warning)
+		}
+	}
+}
+
+// TestPrivateKeyNeverReachesTfvars: a private key given as the signing key
+// is refused, and the error does not echo it.
+func TestPrivateKeyNeverReachesTfvars(t *testing.T) {
+	in := coursesInput()
+	const body = "MC4CAQAwBQYDK2VwBCIEINotARealKeyButShapedLikeOneXXXXXXXXXXXXXX"
+	in.Deployment.SigningPublicKey = "-----BEGIN PRIVATE KEY-----\n" + body + "\n-----END PRIVATE KEY-----"
+	vars, _, err := Generate(in)
+	if err == nil || !strings.Contains(err.Error(), "Deployment.SigningPublicKey: holds a private key") {
+		t.Fatalf("err = %v, want a private-key refusal", err)
+	}
+	if strings.Contains(err.Error(), body) {
+		t.Error("the error echoes the private key")
+	}
+	if vars.MaterialsSigningPublicKey != "" {
+		t.Error("vars carry the key despite the error")
+	}
+}
+
+func TestSpecFieldsOfNewInputs(t *testing.T) {
+	s, err := spec.LoadFile("../../haven.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{
+		"MaintenanceWindow": "aws.maintenance_window",
+		"LogRetention":      "aws.log_retention",
+		"RotationStrategy":  "secrets.db.strategy",
+	} {
+		if got := SpecField(s, field); got != want {
+			t.Errorf("SpecField(%s) = %q, want %q", field, got, want)
+		}
+	}
+	in := FromSpec(s)
+	if in.MaintenanceWindow != s.AWS.MaintenanceWindow || in.LogRetention != s.AWS.LogRetention.D() || in.RotationStrategy != s.Secrets.DB.Strategy {
+		t.Errorf("FromSpec dropped a field: %q %s %q", in.MaintenanceWindow, in.LogRetention, in.RotationStrategy)
 	}
 }

@@ -5,6 +5,8 @@ package tfvars
 import (
 	"strings"
 	"time"
+
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Input is what the AWS module needs from haven.yaml. The integrator fills it
@@ -54,9 +56,20 @@ type Input struct {
 	// BackupWindow is the daily backup window in UTC, "hh:mm-hh:mm", at
 	// least 30 minutes. Empty lets RDS choose.
 	BackupWindow string
-	// Rotation is the DB secret rotation period (Secrets Manager 1–1000
+	// MaintenanceWindow is RDS's weekly maintenance window in UTC,
+	// "ddd:hh:mm-ddd:hh:mm", 30 minutes to 24 hours, clear of BackupWindow.
+	// Empty keeps the module default sun:04:00-sun:05:00.
+	MaintenanceWindow string
+	// Rotation is the app DB secret's rotation period (Secrets Manager 1–1000
 	// days, rounded up to whole days). 0 keeps the module default of 7 days.
 	Rotation time.Duration
+	// RotationStrategy is "alternating_users" or "single_user". Empty keeps
+	// the module default alternating_users.
+	RotationStrategy string
+	// LogRetention is how long logs are kept (CloudWatch log groups, ALB
+	// access and VPC flow logs), rounded up to a value CloudWatch Logs
+	// accepts, at most 3653 days. 0 keeps the module default of 90 days.
+	LogRetention time.Duration
 
 	// StaticPaths are the path patterns the edge serves from the bucket.
 	// Empty keeps the module default ["/static/*", "/materials/*"].
@@ -80,8 +93,9 @@ type HealthCheck struct {
 	Healthy int
 	// Unhealthy is the number of failures before a target is unhealthy (AWS 2–10).
 	Unhealthy int
-	// Matcher is the success codes, e.g. "200", "200,302" or "200-299", within 200–499.
-	Matcher string
+	// Matcher is the success codes, e.g. "200", "200,302" or "200-299", within
+	// 200–499, parsed by the spec. Zero means "200".
+	Matcher spec.Matcher
 }
 
 // TargetTracking is one target tracking policy.
@@ -98,24 +112,48 @@ type TargetTracking struct {
 type Scheduled struct {
 	// Name identifies the action: letters, digits, '-' and '_'.
 	Name string
-	// Cron is a 5-field cron expression.
-	Cron string
+	// Cron is the schedule, parsed by the spec; a descriptor such as @daily
+	// is written out as five fields, as AWS takes them. Required.
+	Cron spec.Cron
 	// TimeZone is an IANA zone; empty means UTC.
 	TimeZone string
 	// Min, Max and Desired are the sizes set when the action fires.
 	Min, Max, Desired *int
 }
 
-// Deployment holds account-specific module inputs.
+// Deployment holds account-specific module inputs. None of them is a secret.
 type Deployment struct {
 	// AMI is the app instances' image (ami-…).
 	AMI string
 	// ArtifactsBucket and ArtifactKey locate the app binary in S3.
 	ArtifactsBucket, ArtifactKey string
-	// CertificateARN is an existing ACM certificate for the ALB.
+	// DBLoginsArtifactKey locates the db-logins Lambda zip in ArtifactsBucket.
+	DBLoginsArtifactKey string
+	// CertificateARN is an existing ACM certificate for the ALB; it must
+	// cover OriginDomainName.
 	CertificateARN string
-	// DomainName requests a DNS-validated certificate when CertificateARN is empty.
+	// DomainName is an extra name on the ALB certificate the module requests
+	// when CertificateARN is empty.
 	DomainName string
+	// OriginDomainName is the name CloudFront uses to reach the ALB, covered
+	// by the ALB certificate (never the ALB's *.elb.amazonaws.com name).
+	OriginDomainName string
+	// CloudFrontAliases are the names viewers use for the site.
+	CloudFrontAliases []string
+	// CloudFrontCertificateARN is an ACM certificate in us-east-1 covering
+	// CloudFrontAliases.
+	CloudFrontCertificateARN string
+	// Route53ZoneID is the hosted zone the module writes the origin, alias and
+	// certificate validation records in. Empty: create them yourself.
+	Route53ZoneID string
+	// ALBIngress is "cloudfront" (module default) or "internet".
+	ALBIngress string
+	// CloudFrontPrefixListID is the regional ID of
+	// com.amazonaws.global.cloudfront.origin-facing; empty looks it up at plan.
+	CloudFrontPrefixListID string
+	// SigningPublicKey is the PEM public key of the key pair the app signs
+	// CloudFront URLs with. A private key is refused.
+	SigningPublicKey string
 }
 
 // AZNames turns haven zone names into Availability Zone names of region:

@@ -1,4 +1,4 @@
-// Package zone models a local availability zone: a named address range that hands out instance addresses.
+// Package zone models a local availability zone, the one place that knows addresses: a zone's ranges (loopback, or its subnets in the region's VPC plan from 198.18.0.0/15), the addresses it hands out, and the lease that keeps two regions' ranges apart.
 package zone
 
 import (
@@ -20,20 +20,33 @@ var DefaultBase = netip.MustParsePrefix("127.0.0.0/16")
 var ErrExhausted = errors.New("zone address range exhausted")
 
 // Zone is one local availability zone. It is the one place that knows which
-// addresses belong to a zone; later it also owns the zone's network namespace.
-// A Zone is safe for concurrent use.
+// addresses belong to a zone. A Zone is safe for concurrent use.
+//
+// A zone has one address range per tier (Subnet). Built from a loopback base
+// (the default, and the fallback without root) every tier shares the zone's
+// one /24; built from a VPC range (Config.VPC) each tier has its own /24 of
+// the region's Plan.
 type Zone struct {
 	// Name is the short zone name, e.g. "a".
 	Name string
 	// AZ is the AWS-style availability zone name, e.g. "eu-west-1a".
 	AZ string
-	// CIDR is the zone's /24 (e.g. 127.0.1.0/24). .1 is reserved for the zone
-	// itself (gateway-like), .2–.254 are handed to instances.
+	// CIDR is the zone's /24 for app instances (e.g. 127.0.1.0/24, or the
+	// app subnet 198.18.10.0/24 in a VPC). .1 is reserved for the zone
+	// itself (gateway-like), .2–.254 are handed out.
 	CIDR netip.Prefix
 
+	plan *Plan // nil on loopback
+
 	mu    sync.Mutex
-	owner map[netip.Addr]string // allocated address → owner
-	next  netip.Addr            // next address to try, for round-robin reuse
+	pools map[Tier]*pool // by tier; on loopback every tier maps to one pool
+}
+
+// pool hands out the host addresses .2–.254 of one /24.
+type pool struct {
+	prefix netip.Prefix
+	owner  map[netip.Addr]string // allocated address → owner
+	next   netip.Addr            // next address to try, for round-robin reuse
 }
 
 // Config describes the zones of a region.
@@ -43,18 +56,44 @@ type Config struct {
 	// Names are the zone suffixes. Default ["a", "b"].
 	Names []string
 	// Base is an IPv4 /16 whose third octet is replaced by index+1.
-	// Default 127.0.0.0/16, giving 127.0.1.0/24, 127.0.2.0/24, ...
+	// Default 127.0.0.0/16, giving 127.0.1.0/24, 127.0.2.0/24, ... Ignored
+	// when VPC is set.
 	Base netip.Prefix
+	// VPC is the region's range in a VPC (a Lease's Prefix, a /19 of
+	// Space). When set, zone i gets a /24 per tier laid out by NewPlan, and
+	// its CIDR is its app subnet. Default: none (loopback ranges from Base).
+	VPC netip.Prefix
 }
 
-// New builds zones from cfg. Zone i gets the /24 with third octet i+1 inside cfg.Base
-// and AZ name Region+Name (e.g. "eu-west-1" + "a").
+// New builds zones from cfg. On loopback, zone i gets the /24 with third
+// octet i+1 inside cfg.Base; in a VPC, the subnets of NewPlan(cfg.VPC,
+// cfg.Names). Zone i's AZ name is Region+Name (e.g. "eu-west-1" + "a").
 func New(cfg Config) ([]*Zone, error) {
 	if cfg.Region == "" {
 		cfg.Region = "local-1"
 	}
 	if len(cfg.Names) == 0 {
 		cfg.Names = []string{"a", "b"}
+	}
+	if cfg.VPC.IsValid() {
+		plan, err := NewPlan(cfg.VPC, cfg.Names)
+		if err != nil {
+			return nil, err
+		}
+		zones := make([]*Zone, 0, len(cfg.Names))
+		for _, n := range cfg.Names {
+			z := &Zone{Name: n, AZ: cfg.Region + n, plan: plan, pools: map[Tier]*pool{}}
+			for _, t := range Tiers {
+				s, err := plan.Subnet(n, t)
+				if err != nil {
+					return nil, err
+				}
+				z.pools[t] = newPool(s)
+			}
+			z.CIDR = z.pools[App].prefix
+			zones = append(zones, z)
+		}
+		return zones, nil
 	}
 	if !cfg.Base.IsValid() {
 		cfg.Base = DefaultBase
@@ -83,77 +122,145 @@ func New(cfg Config) ([]*Zone, error) {
 	return zones, nil
 }
 
-// NewZone builds a single zone over an IPv4 /24.
+// NewZone builds a single loopback-style zone over an IPv4 /24 that every
+// tier shares.
 func NewZone(name, az string, cidr netip.Prefix) (*Zone, error) {
 	if !cidr.Addr().Is4() || cidr.Bits() != 24 {
 		return nil, fmt.Errorf("zone %s: cidr must be an IPv4 /24, got %s", name, cidr)
 	}
-	cidr = cidr.Masked()
-	return &Zone{Name: name, AZ: az, CIDR: cidr, owner: map[netip.Addr]string{}}, nil
+	p := newPool(cidr)
+	z := &Zone{Name: name, AZ: az, CIDR: p.prefix, pools: map[Tier]*pool{}}
+	for _, t := range Tiers {
+		z.pools[t] = p
+	}
+	return z, nil
 }
 
-// Gateway returns the zone's reserved .1 address (used later for the namespace side of a veth pair).
-func (z *Zone) Gateway() netip.Addr { return z.CIDR.Addr().Next() }
-
-func (z *Zone) first() netip.Addr { return z.CIDR.Addr().Next().Next() } // .2
-
-func (z *Zone) inRange(a netip.Addr) bool {
-	return z.CIDR.Contains(a) && a.As4()[3] >= 2 && a.As4()[3] <= 254
+func newPool(p netip.Prefix) *pool {
+	return &pool{prefix: p.Masked(), owner: map[netip.Addr]string{}}
 }
 
-// Allocate hands out a free address in .2–.254 to owner (an instance ID, for
-// diagnostics). Addresses are handed out round-robin so a just-released address is
-// not immediately reused.
-func (z *Zone) Allocate(owner string) (netip.Addr, error) {
+// Plan returns the region's VPC plan, or nil for a loopback zone.
+func (z *Zone) Plan() *Plan { return z.plan }
+
+// Subnet returns the zone's range for tier t: its own /24 in a VPC, the
+// zone's one /24 on loopback. An unknown tier gives the zero Prefix.
+func (z *Zone) Subnet(t Tier) netip.Prefix {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	if z.owner == nil {
-		z.owner = map[netip.Addr]string{}
+	if p := z.poolFor(t); p != nil {
+		return p.prefix
 	}
-	a := z.next
-	if !z.inRange(a) {
-		a = z.first()
+	return netip.Prefix{}
+}
+
+// poolFor returns t's pool; a Zone built as a struct literal gets one pool
+// over CIDR for every tier. z.mu is held.
+func (z *Zone) poolFor(t Tier) *pool {
+	if z.pools == nil {
+		p := newPool(z.CIDR)
+		z.pools = map[Tier]*pool{}
+		for _, t := range Tiers {
+			z.pools[t] = p
+		}
+	}
+	return z.pools[t]
+}
+
+// poolOf returns the pool whose range holds a. z.mu is held.
+func (z *Zone) poolOf(a netip.Addr) *pool {
+	z.poolFor(App)
+	for _, p := range z.pools {
+		if p.prefix.Contains(a) {
+			return p
+		}
+	}
+	return nil
+}
+
+// Gateway returns the .1 address of the zone's CIDR.
+func (z *Zone) Gateway() netip.Addr { return SubnetGateway(z.CIDR) }
+
+func (p *pool) first() netip.Addr { return p.prefix.Addr().Next().Next() } // .2
+
+func (p *pool) inRange(a netip.Addr) bool {
+	return p.prefix.Contains(a) && a.As4()[3] >= 2 && a.As4()[3] <= 254
+}
+
+// Allocate hands out a free address of the app tier (CIDR) in .2–.254 to
+// owner (an instance ID, for diagnostics). Addresses are handed out
+// round-robin so a just-released address is not immediately reused.
+func (z *Zone) Allocate(owner string) (netip.Addr, error) { return z.AllocateIn(App, owner) }
+
+// AllocateIn is Allocate in tier t's subnet.
+func (z *Zone) AllocateIn(t Tier, owner string) (netip.Addr, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	p := z.poolFor(t)
+	if p == nil {
+		return netip.Addr{}, fmt.Errorf("allocate address in zone %s: unknown tier %q (tiers %v)", z.Name, t, Tiers)
+	}
+	a := p.next
+	if !p.inRange(a) {
+		a = p.first()
 	}
 	for range 253 {
-		if _, taken := z.owner[a]; !taken {
-			z.owner[a] = owner
-			z.next = a.Next()
+		if _, taken := p.owner[a]; !taken {
+			p.owner[a] = owner
+			p.next = a.Next()
 			return a, nil
 		}
 		a = a.Next()
-		if !z.inRange(a) {
-			a = z.first()
+		if !p.inRange(a) {
+			a = p.first()
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("allocate address in zone %s: %w", z.Name, ErrExhausted)
+	return netip.Addr{}, fmt.Errorf("allocate %s address in zone %s: %w", t, z.Name, ErrExhausted)
 }
 
 // Release returns addr to the zone. Releasing an address that is not allocated is a no-op.
 func (z *Zone) Release(addr netip.Addr) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	delete(z.owner, addr)
+	if p := z.poolOf(addr); p != nil {
+		delete(p.owner, addr)
+	}
 }
 
 // Owner reports who holds addr.
 func (z *Zone) Owner(addr netip.Addr) (string, bool) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	o, ok := z.owner[addr]
+	p := z.poolOf(addr)
+	if p == nil {
+		return "", false
+	}
+	o, ok := p.owner[addr]
 	return o, ok
 }
 
-// Allocated returns how many addresses are currently handed out.
+// Allocated returns how many addresses are currently handed out, over every tier.
 func (z *Zone) Allocated() int {
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	return len(z.owner)
+	z.poolFor(App)
+	seen := map[*pool]bool{}
+	n := 0
+	for _, p := range z.pools {
+		if !seen[p] {
+			seen[p] = true
+			n += len(p.owner)
+		}
+	}
+	return n
 }
 
-// Cmd returns a command prepared to run inside the zone. Today zones share the
-// host network (loopback ranges), so this is exec.CommandContext; when zones move
-// into network namespaces this is where the process is placed in the namespace.
-// Callers may set SysProcAttr fields afterwards but must keep any already set.
+// Cmd returns a command prepared to run inside the zone. On loopback ranges
+// zones share the host network, so this is exec.CommandContext. In a VPC a
+// process belongs to a node, not to the whole zone: it is started in the
+// node's namespace with vpc.Namespace.Start (package vpc, which imports
+// this one). Callers may set SysProcAttr fields afterwards but must keep
+// any already set.
 func (z *Zone) Cmd(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, name, args...)
 }

@@ -235,7 +235,14 @@ type Breach struct {
 	Problem string
 }
 
-// Report is the result of Check.
+// The problems Compare reports.
+const (
+	ProblemLost       = "acknowledged commit lost"
+	ProblemFailFound  = "failed write is present"
+	ProblemDuplicated = "id recorded more than once"
+)
+
+// Report is the result of Compare.
 type Report struct {
 	OK, Fail, Unknown int
 	// UnknownPresent counts UNKNOWN rows found in the database.
@@ -244,54 +251,46 @@ type Report struct {
 	AcknowledgedLost int
 	// FailPresent counts FAIL rows found in the database.
 	FailPresent int
-	Breaches    []Breach
+	// Duplicates counts ops whose id was recorded before: the history
+	// itself is wrong, so each is a breach.
+	Duplicates int
+	// Unrecorded counts rows present that no op of the history wrote (rows
+	// written after the history was taken, when writers still run).
+	Unrecorded int
+	Breaches   []Breach
 }
 
 func (r Report) String() string {
-	return fmt.Sprintf("ok=%d fail=%d unknown=%d (present %d) acknowledged_lost=%d fail_present=%d",
-		r.OK, r.Fail, r.Unknown, r.UnknownPresent, r.AcknowledgedLost, r.FailPresent)
+	return fmt.Sprintf("ok=%d fail=%d unknown=%d (present %d) acknowledged_lost=%d fail_present=%d duplicates=%d",
+		r.OK, r.Fail, r.Unknown, r.UnknownPresent, r.AcknowledgedLost, r.FailPresent, r.Duplicates)
 }
 
-// Check compares ops with the rows in table at dsn: every OK row must be
-// present, no FAIL row may be.
-func Check(ctx context.Context, dsn, table string, ops []Op) (Report, error) {
-	if table == "" {
-		table = "ledger"
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return Report{}, fmt.Errorf("connect to check ledger: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	rows, err := conn.Query(ctx, "SELECT id FROM "+pgx.Identifier{table}.Sanitize())
-	if err != nil {
-		return Report{}, fmt.Errorf("read ledger: %w", err)
-	}
-	present := map[string]bool{}
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return Report{}, fmt.Errorf("scan ledger: %w", err)
-		}
-		present[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return Report{}, fmt.Errorf("read ledger: %w", err)
-	}
+// Compare checks the history ops against the ids present in the database:
+// every OK op's row must be present, no FAIL op's row may be, and an
+// UNKNOWN op's row may go either way. An id recorded twice is a breach
+// (the first op stands). It is pure.
+func Compare(ops []Op, present map[string]bool) Report {
 	var r Report
+	seen := make(map[string]bool, len(ops))
 	for _, op := range ops {
+		if seen[op.ID] {
+			r.Duplicates++
+			r.Breaches = append(r.Breaches, Breach{op, ProblemDuplicated})
+			continue
+		}
+		seen[op.ID] = true
 		switch op.Outcome {
 		case OK:
 			r.OK++
 			if !present[op.ID] {
 				r.AcknowledgedLost++
-				r.Breaches = append(r.Breaches, Breach{op, "acknowledged commit lost"})
+				r.Breaches = append(r.Breaches, Breach{op, ProblemLost})
 			}
 		case Fail:
 			r.Fail++
 			if present[op.ID] {
 				r.FailPresent++
-				r.Breaches = append(r.Breaches, Breach{op, "failed write is present"})
+				r.Breaches = append(r.Breaches, Breach{op, ProblemFailFound})
 			}
 		case Unknown:
 			r.Unknown++
@@ -300,5 +299,80 @@ func Check(ctx context.Context, dsn, table string, ops []Op) (Report, error) {
 			}
 		}
 	}
-	return r, nil
+	for id := range present {
+		if !seen[id] {
+			r.Unrecorded++
+		}
+	}
+	return r
+}
+
+// AtTime restates the history for a restore to point in time t, so
+// Compare checks the restored rows: an op acknowledged at or before t is OK
+// (its commit record is no later than the acknowledgment, so it must be
+// restored); a failed op, or one begun after t, is FAIL (it never
+// committed, or committed after t: it must not be restored); every other
+// op (in flight at t, or of unknown outcome) is UNKNOWN. The client's clock is the server's here (one machine). It is
+// pure.
+func AtTime(ops []Op, t time.Time) []Op {
+	out := make([]Op, len(ops))
+	for i, op := range ops {
+		switch {
+		case op.Outcome == OK && !op.End.After(t):
+			op.Outcome = OK
+		case op.Outcome == Fail || op.Start.After(t):
+			op.Outcome = Fail
+		default:
+			op.Outcome = Unknown
+		}
+		out[i] = op
+	}
+	return out
+}
+
+// Read returns the ids of the rows in table at dsn.
+func Read(ctx context.Context, dsn, table string) (map[string]bool, error) {
+	if table == "" {
+		table = "ledger"
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("connect to read ledger: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, "SELECT id FROM "+pgx.Identifier{table}.Sanitize())
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	present := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("scan ledger: %w", err)
+		}
+		present[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	return present, nil
+}
+
+// Check compares ops with the rows in table at dsn (Read, then Compare).
+func Check(ctx context.Context, dsn, table string, ops []Op) (Report, error) {
+	present, err := Read(ctx, dsn, table)
+	if err != nil {
+		return Report{}, err
+	}
+	return Compare(ops, present), nil
+}
+
+// CheckRestore is the one restore check: it compares ops, restated for a
+// restore to t (AtTime), with the rows in table of a server restored to t.
+func CheckRestore(ctx context.Context, dsn, table string, ops []Op, t time.Time) (Report, error) {
+	present, err := Read(ctx, dsn, table)
+	if err != nil {
+		return Report{}, err
+	}
+	return Compare(AtTime(ops, t), present), nil
 }

@@ -4,8 +4,9 @@
 #   terraform init && terraform plan -out plan.bin
 #   terraform show -json plan.bin > plan.json && haven audit plan plan.json
 #
-# Deployment-specific values (AMI, artifact location, certificate) go in a
-# second file, e.g. deploy.auto.tfvars.json.
+# Deployment-specific values (AMI, artifact locations, certificates, names,
+# the URL-signing public key) go in a second file, e.g.
+# deploy.auto.tfvars.json. None of them is a secret.
 
 provider "aws" {
   region = var.region
@@ -32,6 +33,7 @@ module "haven" {
   azs    = var.azs
 
   enable_nat_gateway        = var.enable_nat_gateway
+  alb_ingress               = var.alb_ingress
   cloudfront_prefix_list_id = var.cloudfront_prefix_list_id
 
   certificate_arn         = var.certificate_arn
@@ -51,6 +53,8 @@ module "haven" {
   artifact_key     = var.artifact_key
   app_command      = var.app_command
 
+  db_logins_artifact_key = var.db_logins_artifact_key
+
   min_size                  = var.min_size
   max_size                  = var.max_size
   desired_capacity          = var.desired_capacity
@@ -62,10 +66,17 @@ module "haven" {
   db_multi_az                = var.db_multi_az
   db_backup_retention_period = var.db_backup_retention_period
   db_backup_window           = var.db_backup_window
+  db_maintenance_window      = var.db_maintenance_window
   db_deletion_protection     = var.db_deletion_protection
   db_secret_rotation_days    = var.db_secret_rotation_days
+  db_rotation_strategy       = var.db_rotation_strategy
+  log_retention_days         = var.log_retention_days
 
-  static_paths    = var.static_paths
-  waf_web_acl_arn = var.waf_web_acl_arn
-  alarm_email     = var.alarm_email
+  origin_domain_name           = var.origin_domain_name
+  cloudfront_aliases           = var.cloudfront_aliases
+  cloudfront_certificate_arn   = var.cloudfront_certificate_arn
+  materials_signing_public_key = var.materials_signing_public_key
+  static_paths                 = var.static_paths
+  waf_web_acl_arn              = var.waf_web_acl_arn
+  alarm_email                  = var.alarm_email
 }

@@ -32,10 +32,36 @@ variable "enable_nat_gateway" {
   default     = false
 }
 
+variable "alb_ingress" {
+  description = "Deployment: \"cloudfront\" (default: only CloudFront reaches the ALB) or \"internet\"."
+  type        = string
+  default     = "cloudfront"
+}
+
 variable "cloudfront_prefix_list_id" {
-  description = "Deployment: CloudFront origin-facing prefix list ID; restricts the ALB to CloudFront."
+  description = "Deployment: ID of com.amazonaws.global.cloudfront.origin-facing in the region. Null looks it up (needs credentials at plan)."
   type        = string
   default     = null
+}
+
+variable "origin_domain_name" {
+  description = "Deployment: name CloudFront uses for the ALB, covered by the ALB certificate (e.g. origin.courses.example.edu)."
+  type        = string
+}
+
+variable "cloudfront_aliases" {
+  description = "Deployment: names viewers use for the site (e.g. [\"courses.example.edu\"])."
+  type        = list(string)
+}
+
+variable "cloudfront_certificate_arn" {
+  description = "Deployment: ACM certificate in us-east-1 covering cloudfront_aliases."
+  type        = string
+}
+
+variable "materials_signing_public_key" {
+  description = "Deployment: PEM public key of the key pair the app signs material URLs with."
+  type        = string
 }
 
 variable "certificate_arn" {
@@ -51,7 +77,7 @@ variable "domain_name" {
 }
 
 variable "route53_zone_id" {
-  description = "Deployment: hosted zone for the certificate validation record."
+  description = "Deployment: hosted zone of origin_domain_name and the aliases; the module then writes their records and the certificate validation records."
   type        = string
   default     = null
 }
@@ -117,6 +143,11 @@ variable "artifacts_bucket" {
 
 variable "artifact_key" {
   description = "Deployment: key of the app binary."
+  type        = string
+}
+
+variable "db_logins_artifact_key" {
+  description = "Deployment: key of the db-logins Lambda zip (cmd/haven-rds-logins) in artifacts_bucket."
   type        = string
 }
 
@@ -195,6 +226,24 @@ variable "db_backup_window" {
   description = "Backup window (UTC hh24:mi-hh24:mi)."
   type        = string
   default     = null
+}
+
+variable "db_maintenance_window" {
+  description = "haven.yaml aws.maintenance_window (UTC ddd:hh24:mi-ddd:hh24:mi)."
+  type        = string
+  default     = "sun:04:00-sun:05:00"
+}
+
+variable "db_rotation_strategy" {
+  description = "haven.yaml secrets.db.strategy."
+  type        = string
+  default     = "alternating_users"
+}
+
+variable "log_retention_days" {
+  description = "haven.yaml aws.log_retention (days, a CloudWatch Logs value)."
+  type        = number
+  default     = 90
 }
 
 variable "db_deletion_protection" {

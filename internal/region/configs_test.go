@@ -1,0 +1,138 @@
+package region
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/haven-platform/haven/internal/spec"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// TestConfigsGolden derives every component's configuration from specs and
+// compares it with testdata/<name>.golden (go test -update rewrites them).
+func TestConfigsGolden(t *testing.T) {
+	layout := Layout{StateDir: "/srv/region/.haven", PGRoot: "/srv/region/.haven/pg",
+		AppCommand: []string{"/opt/haven/bin/courses", "serve"}, ReleaseCommand: []string{"/opt/haven/bin/courses", "seed"}}
+	for _, name := range []string{"default", "single-az"} {
+		t.Run(name, func(t *testing.T) {
+			in, err := os.ReadFile(filepath.Join("testdata", name+".yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := spec.Parse(in, name+".yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := configs(s, layout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := dump(c)
+			path := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestConfigsGolden -update)", err)
+			}
+			if got != string(want) {
+				t.Errorf("configs differ from %s (go test -update rewrites it after review):\n%s", path, diff(string(want), got))
+			}
+		})
+	}
+}
+
+func TestConfigsRefusesABadEndpoint(t *testing.T) {
+	s := spec.Default()
+	s.Database.Endpoint = "nowhere"
+	if _, err := configs(s, Layout{StateDir: "/x", PGRoot: "/x/pg", AppCommand: []string{"/bin/true"}}); err == nil || !strings.Contains(err.Error(), "database.endpoint") {
+		t.Fatalf("err = %v, want one naming database.endpoint", err)
+	}
+}
+
+// dump writes v as "path: value" lines: exported fields in order, map keys
+// sorted, values with a String method through it; functions, interfaces
+// and nil pointers (what the region attaches at run time) are left out.
+func dump(v any) string {
+	var b strings.Builder
+	var walk func(path string, v reflect.Value)
+	walk = func(path string, v reflect.Value) {
+		if v.IsValid() && v.Kind() != reflect.Pointer && v.Kind() != reflect.Map && v.Kind() != reflect.Slice && v.IsZero() {
+			return // unset: the tier's default applies
+		}
+		if v.IsValid() && v.CanInterface() {
+			if s, ok := v.Interface().(fmt.Stringer); ok && v.Kind() != reflect.Pointer {
+				fmt.Fprintf(&b, "%s: %s\n", path, s.String())
+				return
+			}
+		}
+		switch v.Kind() {
+		case reflect.Func, reflect.Interface, reflect.Chan, reflect.Invalid:
+			return
+		case reflect.Pointer:
+			if !v.IsNil() {
+				walk(path, v.Elem())
+			}
+		case reflect.Struct:
+			for i := 0; i < v.NumField(); i++ {
+				if f := v.Type().Field(i); f.IsExported() {
+					walk(strings.TrimPrefix(path+"."+f.Name, "."), v.Field(i))
+				}
+			}
+		case reflect.Slice, reflect.Array:
+			if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
+				fmt.Fprintf(&b, "%s: %v\n", path, v.Interface())
+				return
+			}
+			for i := 0; i < v.Len(); i++ {
+				walk(fmt.Sprintf("%s[%d]", path, i), v.Index(i))
+			}
+		case reflect.Map:
+			keys := v.MapKeys()
+			sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
+			for _, k := range keys {
+				walk(fmt.Sprintf("%s[%v]", path, k), v.MapIndex(k))
+			}
+		default:
+			if !v.IsZero() {
+				fmt.Fprintf(&b, "%s: %v\n", path, v.Interface())
+			}
+		}
+	}
+	walk("", reflect.ValueOf(v))
+	return b.String()
+}
+
+// diff lists the lines only in want (-) and only in got (+).
+func diff(want, got string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	w, g := in(want), in(got)
+	var out []string
+	for _, l := range strings.Split(want, "\n") {
+		if !g[l] {
+			out = append(out, "- "+l)
+		}
+	}
+	for _, l := range strings.Split(got, "\n") {
+		if !w[l] {
+			out = append(out, "+ "+l)
+		}
+	}
+	return strings.Join(out, "\n")
+}

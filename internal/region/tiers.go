@@ -1,0 +1,535 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/haven-platform/haven/internal/api/routes"
+	"github.com/haven-platform/haven/internal/backup"
+	"github.com/haven-platform/haven/internal/ca"
+	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/dbsecret"
+	"github.com/haven-platform/haven/internal/fleet"
+	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/imds"
+	"github.com/haven-platform/haven/internal/lb"
+	"github.com/haven-platform/haven/internal/peercred"
+	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/zone"
+)
+
+// tiers are the running tiers. Fields are set by the start goroutine; API
+// handlers read a published copy (Region.view).
+type tiers struct {
+	zones    []*zone.Zone
+	cgroups  *cgroup.Manager
+	ca       *ca.CA
+	dbEP     dbEndpoint
+	epKind   string // "nat" (kernel DNAT) or "proxy" (user space)
+	db       *pgha.Cluster
+	backups  *backup.Manager // nil when backups are off
+	bkOff    string          // why backups are off
+	bkUp     bool            // the backup tier started
+	restores *backup.Restores
+	issuer   *iam.Issuer
+	policies *iam.Policies
+	secrets  *secrets.Server
+	secUp    bool // the Secrets Manager API serves
+	cred     *dbsecret.Credential
+	sched    *secrets.Scheduler
+	imds     *imds.Endpoints
+	lb       *lb.LB
+	fleet    *fleet.Fleet
+}
+
+// dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.
+type dbEndpoint interface {
+	pgha.Endpoint
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	Addr() string
+}
+
+var (
+	_ dbEndpoint = (*endpoint.NAT)(nil)
+	_ dbEndpoint = (*endpoint.Proxy)(nil)
+)
+
+// publish makes the tiers started so far visible to API handlers.
+func (r *Region) publish() {
+	t := r.t
+	r.pub.Store(&t)
+}
+
+// view returns the published tiers (never nil).
+func (r *Region) view() *tiers {
+	if p := r.pub.Load(); p != nil {
+		return p
+	}
+	return &tiers{}
+}
+
+func (r *Region) startZones(context.Context) error {
+	zs, err := zone.New(r.cfg.Zones)
+	if err != nil {
+		return err
+	}
+	for i, z := range zs {
+		z.AZ = r.spec.AWS.AvailabilityZones[i]
+	}
+	// The database nodes hold the addresses configs gave them.
+	for _, n := range r.cfg.DB.Nodes {
+		for _, z := range zs {
+			if z.Name != n.Zone {
+				continue
+			}
+			if a, err := z.Allocate("db-" + z.Name); err != nil || a != n.ListenAddr {
+				return fmt.Errorf("zone %s: the database address %s is not free (got %v, %v)", z.Name, n.ListenAddr, a, err)
+			}
+		}
+	}
+	r.t.zones = zs
+	out := ""
+	for i, z := range zs {
+		if i > 0 {
+			out += ", "
+		}
+		out += z.AZ + " " + z.CIDR.String()
+	}
+	r.say("zones: %s", out)
+	return nil
+}
+
+// startCgroups sets up the region's cgroup root, sweeping what a crashed
+// daemon left in it.
+func (r *Region) startCgroups(ctx context.Context) error {
+	m, err := cgroup.NewManager(r.cfg.Cgroup, r.opts.Logger)
+	if err != nil {
+		return fmt.Errorf("set up cgroups: %w", err)
+	}
+	if !m.Enabled() {
+		r.warn("no usable cgroup v1 or v2 hierarchy: instances run without CPU and memory limits")
+		return nil
+	}
+	if err := m.Sweep(ctx); err != nil {
+		r.log.Warn("sweep leftover cgroups", "err", err)
+	}
+	r.t.cgroups = m
+	return nil
+}
+
+func (r *Region) stopCgroups(ctx context.Context) error {
+	if r.t.cgroups == nil {
+		return nil
+	}
+	return r.t.cgroups.Remove(ctx)
+}
+
+func (r *Region) startCA(context.Context) error {
+	c, err := ca.LoadOrCreate(filepath.Join(r.opts.StateDir, "ca"))
+	if err != nil {
+		return fmt.Errorf("load region CA: %w", err)
+	}
+	r.t.ca = c
+	return nil
+}
+
+func (r *Region) caPath() string { return filepath.Join(r.opts.StateDir, "ca", ca.CertFile) }
+
+// prepareBackups writes pgBackRest's configuration: the database archives
+// WAL through it from its first start. Without pgBackRest, backups are off.
+func (r *Region) prepareBackups(context.Context) error {
+	cfg := r.cfg.Backup
+	cfg.Logger = r.opts.Logger
+	cfg.OnEvent = r.backupEvent
+	// The archiver switches WAL on the current primary: the controller's
+	// snapshot, which never waits on a failover.
+	cfg.Primary = func() pgha.Node { return r.t.db.Primary() }
+	m, err := backup.New(cfg)
+	if err != nil {
+		r.t.bkOff = err.Error()
+		r.warn("backups are off: " + err.Error())
+		return nil
+	}
+	r.t.backups = m
+	r.t.restores = &backup.Restores{Manager: m, Dir: r.cfg.RestoresDir}
+	return nil
+}
+
+// startEndpoint starts the database endpoint: the kernel forwards (nftables
+// DNAT) when it can, since a user-space hop costs about half of the
+// database's throughput on loopback.
+func (r *Region) startEndpoint(ctx context.Context) error {
+	var err error
+	if natErr := endpoint.NATAvailable(ctx); natErr == nil {
+		c := r.cfg.Endpoint
+		c.Logger = r.opts.Logger
+		r.t.dbEP, err = endpoint.NewNAT(c)
+		r.t.epKind = "nat"
+	} else {
+		r.warn(fmt.Sprintf("database endpoint: kernel forwarding unavailable (%v); using the user-space proxy, which costs throughput", natErr))
+		r.t.dbEP, err = endpoint.New(endpoint.Config{Listen: r.cfg.Endpoint.Listen, Logger: r.opts.Logger})
+		r.t.epKind = "proxy"
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.t.dbEP.Start(ctx); err != nil {
+		return fmt.Errorf("start database endpoint on %s: %w", r.cfg.Endpoint.Listen, err)
+	}
+	return nil
+}
+
+func (r *Region) stopEndpoint(ctx context.Context) error { return r.t.dbEP.Stop(ctx) }
+
+func (r *Region) startDatabase(ctx context.Context) error {
+	cfg := r.cfg.DB
+	cfg.Endpoint, cfg.Logger, cfg.OnEvent = r.t.dbEP, r.opts.Logger, r.dbEvent
+	if r.t.backups != nil {
+		cfg.ArchiveCommand = r.t.backups.ArchiveCommand()
+	}
+	db, err := pgha.New(cfg)
+	if err != nil {
+		return err
+	}
+	nodes := cfg.Nodes
+	if len(nodes) > 1 {
+		r.say("database: starting PostgreSQL 15 primary in zone %s and synchronous standby in zone %s", nodes[0].Zone, nodes[1].Zone)
+	} else {
+		r.say("database: starting PostgreSQL 15 in zone %s (multi_az: false)", nodes[0].Zone)
+	}
+	r.t.db = db
+	if err := db.Start(ctx); err != nil {
+		return fmt.Errorf("start database: %w", err)
+	}
+	if err := db.Bootstrap(ctx, r.spec.Database.Name, r.spec.Database.User); err != nil {
+		return err
+	}
+	r.say("database: endpoint %s → %s (epoch %d, %s)", r.spec.Database.Endpoint, db.Primary().Addr(), db.Status().State.Epoch, r.t.epKind)
+	return nil
+}
+
+func (r *Region) stopDatabase(ctx context.Context) error { return r.t.db.Stop(ctx) }
+
+// openSecrets builds the credential issuer, the policies and the secrets
+// server (its store and audit log); it does not listen yet.
+func (r *Region) openSecrets(context.Context) error {
+	var err error
+	r.t.issuer, err = iam.NewIssuer(iam.IssuerConfig{Logger: r.opts.Logger})
+	if err != nil {
+		return fmt.Errorf("start identity issuer: %w", err)
+	}
+	r.t.policies = iam.NewPolicies()
+	if err := r.t.policies.Set(r.t.issuer.OperatorRole(), iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
+		Sid: "Operator", Effect: iam.Allow, Action: iam.StringList{"secretsmanager:*"}, Resource: iam.StringList{"*"},
+	}}}); err != nil {
+		return err
+	}
+	cfg := r.cfg.Secrets
+	cfg.Account, cfg.Keys, cfg.Policies, cfg.Failpoint, cfg.Logger = r.t.issuer.Account(), r.t.issuer, r.t.policies, r.failpoints, r.opts.Logger
+	r.t.secrets, err = secrets.New(cfg)
+	if err != nil {
+		return fmt.Errorf("open secrets store in %s: %w", cfg.Dir, err)
+	}
+	r.t.imds = imds.NewEndpoints(imds.EndpointsConfig{Region: r.spec.AWS.Region, Role: r.cfg.AppRole, Account: r.t.issuer.Account(),
+		Issuer: r.t.issuer, Logger: r.opts.Logger})
+	return nil
+}
+
+// closeSecrets stops every metadata endpoint still running (the fleet's
+// stop has ended its instances' already) and the Secrets Manager API, and
+// closes its audit log.
+func (r *Region) closeSecrets(ctx context.Context) error {
+	return errors.Join(r.t.imds.StopAll(ctx), r.t.secrets.Stop(ctx))
+}
+
+// bootstrapCredential creates the app's two alternating login roles and,
+// on first start, the database secret; the database then agrees with AWSCURRENT.
+func (r *Region) bootstrapCredential(ctx context.Context) error {
+	cfg := r.cfg.DBSecret
+	cfg.Store, cfg.Driver, cfg.Roles = r.t.secrets.Store(), r.t.secrets.Driver(), r.t.db
+	cfg.TestLogin, cfg.NewPassword, cfg.Failpoints = pgha.TestLogin, pgha.NewPassword, r.failpoints
+	cfg.OnStep = func(step, user string) {
+		r.events.Add("secrets", "rotation-"+step, cfg.Name, step+" done for user "+user)
+	}
+	r.t.cred = dbsecret.New(cfg)
+	created, err := r.t.cred.Bootstrap(ctx)
+	if err != nil {
+		return err
+	}
+	if created {
+		r.say("secrets: created %s (user %s)", cfg.Name, r.t.cred.Users()[0])
+	}
+	return nil
+}
+
+// startBackups creates the stanza, then the archive ticker and the
+// scheduler run (the first full backup starts at once, in the background).
+// A failure leaves the region serving, with backups off and the reason in
+// the status.
+func (r *Region) startBackups(ctx context.Context) error {
+	m := r.t.backups
+	if m == nil {
+		return nil
+	}
+	if err := m.Start(ctx); err != nil {
+		r.t.bkOff = "start backups: " + err.Error()
+		r.warn("backups are off: " + r.t.bkOff + "; see " + filepath.Join(r.cfg.Backup.Dir, "log"))
+		return nil
+	}
+	r.t.bkUp = true
+	r.say("backups: pgBackRest stanza %s in %s; WAL archived from every node; full backups %q, retention %s",
+		m.Stanza(), filepath.Join(r.cfg.Backup.Dir, "repo"), r.spec.Database.BackupSchedule, r.spec.Database.BackupRetention)
+	return nil
+}
+
+func (r *Region) stopBackups(ctx context.Context) error {
+	var errs []error
+	if r.t.restores != nil {
+		errs = append(errs, r.t.restores.StopAll(ctx))
+	}
+	if r.t.bkUp {
+		errs = append(errs, r.t.backups.Stop(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// startSecrets lets the app role read its own secret, serves the Secrets
+// Manager API, finishes or rolls back a rotation a crash interrupted and
+// starts the rotation schedule.
+func (r *Region) startSecrets(ctx context.Context) error {
+	if err := r.t.policies.Set(r.cfg.AppRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
+		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
+		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
+		Resource: iam.StringList{r.t.cred.ARN()},
+	}}}); err != nil {
+		return err
+	}
+	if err := r.t.secrets.Start(ctx); err != nil {
+		return fmt.Errorf("start secrets API on %s: %w (set secrets.listen to a free address)", r.spec.Secrets.Listen, err)
+	}
+	r.t.secUp = true
+	r.say("secrets: Secrets Manager API at %s, database secret %s", r.t.secrets.Endpoint(), r.cfg.DBSecret.Name)
+	if what, err := r.t.cred.Resume(ctx); err != nil {
+		return err
+	} else if what != "" {
+		r.say("secrets: %s", what)
+	}
+	if r.cfg.Rotation > 0 {
+		r.t.sched = secrets.NewScheduler(secrets.SchedulerConfig{
+			Driver: r.t.secrets.Driver(), Every: map[string]time.Duration{r.cfg.DBSecret.Name: r.cfg.Rotation}, CheckInterval: r.cfg.RotationCheck,
+		})
+		if err := r.t.sched.Start(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopSecrets stops the rotation schedule (closeSecrets stops the API).
+func (r *Region) stopSecrets(ctx context.Context) error {
+	if r.t.sched == nil {
+		return nil
+	}
+	return r.t.sched.Stop(ctx)
+}
+
+// appEnv is the whole environment of an app process: the daemon's PATH and
+// HOME, the spec's non-secret settings, the Secrets Manager endpoint.
+func (r *Region) appEnv() map[string]string {
+	env := map[string]string{}
+	for k, v := range r.cfg.AppEnv {
+		env[k] = v
+	}
+	env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = r.t.secrets.Endpoint()
+	return env
+}
+
+// runRelease runs app.release once, with an instance's environment and its
+// own metadata endpoint, and streams its output into the progress log.
+func (r *Region) runRelease(ctx context.Context) error {
+	if len(r.cfg.Release) == 0 {
+		return nil
+	}
+	r.say("release: running %s", strings.Join(r.spec.App.Release, " "))
+	md, err := r.t.imds.Start(ctx, "release", r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release))
+	if err != nil {
+		return err
+	}
+	defer r.t.imds.End(context.WithoutCancel(ctx), "release")
+	logf, err := os.OpenFile(r.cfg.ReleaseLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + md}
+	for k, v := range r.appEnv() {
+		env = append(env, k+"="+v)
+	}
+	err = fleet.RunTask(ctx, fleet.Task{Command: r.cfg.Release, Env: env, Log: logf, Progress: func(l string) { r.say("release: %s", l) }})
+	if err != nil {
+		return fmt.Errorf("app.release %v failed: %w; its output is in %s", r.spec.App.Release, err, r.cfg.ReleaseLog)
+	}
+	r.say("release: done")
+	return nil
+}
+
+func (r *Region) startLB(ctx context.Context) error {
+	tlsCfg, err := r.t.ca.ServerTLS(r.cfg.LBNames, r.cfg.LBIPs, 90*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("issue load balancer certificate: %w", err)
+	}
+	accessLog, err := os.OpenFile(r.cfg.AccessLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	cfg := r.cfg.LB
+	cfg.TLS, cfg.AccessLog, cfg.Logger = tlsCfg, accessLog, r.opts.Logger
+	l, err := lb.New(cfg)
+	if err != nil {
+		accessLog.Close()
+		return err
+	}
+	l.OnChange(func(t lb.TargetStatus) {
+		r.events.Add("lb", "target-"+string(t.State), t.ID, t.Reason)
+	})
+	if err := l.Start(ctx); err != nil {
+		return fmt.Errorf("start load balancer on %s: %w (is another region using this port? set load_balancer.https)", cfg.HTTPSAddr, err)
+	}
+	r.t.lb = l
+	r.say("load balancer: %s (CA %s)", l.HTTPSURL(), r.caPath())
+	return nil
+}
+
+func (r *Region) stopLB(ctx context.Context) error { return r.t.lb.Stop(ctx) }
+
+// balancer adapts the load balancer's target group to the fleet's Balancer.
+type balancer struct{ l *lb.LB }
+
+func (b balancer) Register(t fleet.Target) error {
+	return b.l.Register(lb.Target{ID: t.ID, Zone: t.Zone, Addr: t.Addr})
+}
+
+func (b balancer) Deregister(ctx context.Context, id string) error { return b.l.Deregister(ctx, id) }
+
+func (b balancer) TargetHealth(id string) (string, bool) {
+	s, ok := b.l.TargetHealth(id)
+	return string(s), ok
+}
+
+func (r *Region) startFleet(ctx context.Context) error {
+	cfg := r.cfg.Fleet
+	cfg.Template.Env = r.appEnv()
+	cfg.Zones, cfg.Balancer, cfg.Cgroups, cfg.Logger = r.t.zones, balancer{r.t.lb}, r.t.cgroups, r.opts.Logger
+	cfg.EnvFunc = r.instanceEnv
+	cfg.OnEvent = func(e fleet.Event) {
+		r.events.Add("fleet", e.Type, e.Instance, "zone "+e.Zone+" "+e.Reason)
+		r.endIdentity(e)
+	}
+	f, err := fleet.New(cfg)
+	if err != nil {
+		return err
+	}
+	r.t.fleet = f
+	if err := f.Start(ctx); err != nil {
+		return fmt.Errorf("start fleet: %w", err)
+	}
+	r.say("fleet: launching %d instances of %v across zones %v", r.spec.Fleet.Desired, r.spec.App.Command, r.spec.Zones)
+	r.warnInertScaling()
+	return nil
+}
+
+func (r *Region) stopFleet(ctx context.Context) error { return r.t.fleet.Stop(ctx) }
+
+// instanceEnv starts the instance's own metadata endpoint on its own
+// address, answering only the instance's processes, and points the SDK at it.
+func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
+	az := r.spec.AWS.Region + "a"
+	if info.Zone != nil {
+		az = info.Zone.AZ
+	}
+	id := info.ID
+	leader := func() int {
+		for _, in := range r.t.fleet.Instances() {
+			if in.ID == id {
+				return in.PID
+			}
+		}
+		return 0
+	}
+	md, err := r.t.imds.Start(context.Background(), id, az, info.Host, peercred.InstanceCaller(id, leader))
+	if err != nil {
+		// The instance starts without identity and fails its health check; the
+		// fleet replaces it. Say why.
+		r.log.Error("start metadata endpoint", "instance", id, "err", err)
+		return map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://" + net.JoinHostPort(info.Host, "1")}
+	}
+	return map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT": md}
+}
+
+// endIdentity ends an instance's metadata endpoint and revokes its
+// credentials when it terminates; a failed launch's id is not in its event,
+// so endpoints of ids the fleet does not know are ended after a while.
+func (r *Region) endIdentity(e fleet.Event) {
+	switch e.Type {
+	case fleet.EventTerminated:
+		_ = r.t.imds.End(context.Background(), e.Instance)
+	case fleet.EventLaunchFailed:
+		known := map[string]bool{}
+		for _, in := range r.t.fleet.Instances() {
+			known[in.ID] = true
+		}
+		r.t.imds.EndStale(context.Background(), func(id string) bool { return known[id] }, 30*time.Second)
+	}
+}
+
+// warnInertScaling says plainly which spec settings the local region does not act on yet.
+func (r *Region) warnInertScaling() {
+	for _, p := range r.spec.Fleet.Scaling {
+		if p.TargetTracking != "" {
+			r.warn(fmt.Sprintf("fleet.scaling: target tracking on %s is not acted on locally yet; capacity stays at desired unless changed with `haven fleet scale`", p.TargetTracking))
+			break
+		}
+	}
+	if r.spec.Edge.Listen != "" {
+		r.warn(fmt.Sprintf("edge.listen %s: the local edge cache is not built yet; use the load balancer's address", r.spec.Edge.Listen))
+	}
+}
+
+// waitHealthy waits until fleet.min instances are in service and healthy.
+func (r *Region) waitHealthy(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.opts.ReadyTimeout)
+	defer cancel()
+	last := -1
+	for {
+		st := r.Status()
+		if st.Fleet.Healthy != last {
+			last = st.Fleet.Healthy
+			r.say("fleet: %d/%d instances healthy behind the load balancer", st.Fleet.Healthy, st.Fleet.Desired)
+		}
+		if st.Fleet.Healthy >= max(r.spec.Fleet.Min, 1) || (r.spec.Fleet.Min == 0 && st.Fleet.Desired == 0) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d healthy instances: %w; the instance logs in %s say why",
+				r.spec.Fleet.Min, ctx.Err(), r.cfg.Fleet.LogDir)
+		case <-r.shutdown:
+			return errors.New("shutdown requested while starting")
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+var (
+	_ routes.Region  = (*regionAPI)(nil)
+	_ routes.DBTiers = (*regionAPI)(nil)
+)
