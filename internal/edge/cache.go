@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -35,8 +34,8 @@ type fetchResult struct {
 // when it may, else through one collapsed origin fetch per key.
 func (e *Edge) serveCached(w http.ResponseWriter, r *http.Request, rq *request) {
 	b := rq.b
-	if b.cfg.Compress && r.Header.Get("Range") == "" {
-		rq.enc = normalizeEncoding(r, b.gzip, b.br)
+	if r.Header.Get("Range") == "" {
+		rq.enc = normalizeEncoding(r, b.gzip, b.br) // "" unless the cache policy enables it
 	}
 	rq.key = e.cacheKey(r, rq)
 	now := e.clock.Now()
@@ -257,7 +256,7 @@ func (e *Edge) refresh(rq *request, old *entry, h304 http.Header, now time.Time,
 	originETag := old.originETag
 	if et := h304.Get("ETag"); et != "" {
 		originETag = et
-		if old.edgeGzip {
+		if old.edgeCompressed {
 			if w := weakETag(et); w != "" {
 				h.Set("ETag", w)
 			} else {
@@ -290,16 +289,16 @@ func (e *Edge) newEntry(rq *request, resp *http.Response, body []byte, now time.
 	if ent.lastModified != "" {
 		ent.modTime, _ = http.ParseTime(ent.lastModified)
 	}
-	if strings.Contains(rq.enc, "gzip") && resp.ContentLength >= 0 && compressible(resp.StatusCode, resp.Header, int64(len(body))) {
-		var buf bytes.Buffer
-		buf.Grow(len(body) / 3)
-		zw := gzipWriters.Get().(*gzip.Writer)
-		zw.Reset(&buf)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		gzipWriters.Put(zw)
-		ent.body, ent.edgeGzip = bytes.Clone(buf.Bytes()), true
-		h.Set("Content-Encoding", "gzip")
+	coding := ""
+	switch {
+	case strings.Contains(rq.enc, "br"):
+		coding = "br" // CloudFront prefers Brotli when the viewer accepts both
+	case strings.Contains(rq.enc, "gzip"):
+		coding = "gzip"
+	}
+	if coding != "" && rq.b.cfg.Compress && resp.ContentLength >= 0 && compressible(resp.StatusCode, resp.Header, int64(len(body))) {
+		ent.body, ent.edgeCompressed = compressBody(coding, body), true
+		h.Set("Content-Encoding", coding)
 		h.Add("Vary", "Accept-Encoding")
 		h["Vary"] = filterVary(h.Values("Vary"), func(string) bool { return true })
 		if et := weakETag(ent.originETag); et != "" {

@@ -255,35 +255,6 @@ func staleOnError(age, ttl, sie time.Duration, noStale bool) bool {
 	return age-ttl <= sie
 }
 
-// matchPattern reports whether s matches a CloudFront wildcard pattern, in
-// which * matches any run of characters (also none) and ? exactly one.
-// Matching is byte-wise and case-sensitive, and runs in O(len(p)·len(s)) at
-// worst.
-func matchPattern(p, s string) bool {
-	pi, si := 0, 0
-	star, mark := -1, 0
-	for si < len(s) {
-		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == s[si]):
-			pi++
-			si++
-		case pi < len(p) && p[pi] == '*':
-			star, mark = pi, si
-			pi++
-		case star >= 0:
-			pi = star + 1
-			mark++
-			si = mark
-		default:
-			return false
-		}
-	}
-	for pi < len(p) && p[pi] == '*' {
-		pi++
-	}
-	return pi == len(p)
-}
-
 // normalizeEncoding is CloudFront's normalized Accept-Encoding: "br,gzip",
 // "br", "gzip" or "" from what the viewer accepts and the cache policy
 // enables. HTTP/1.0 viewers get "".

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/haven-platform/haven/internal/iam"
 )
 
 func TestParseCacheControl(t *testing.T) {
@@ -148,6 +150,8 @@ func TestFreshnessAndStaleOnError(t *testing.T) {
 	}
 }
 
+// TestMatchPattern checks that iam.Match, the shared wildcard matcher, has
+// CloudFront's path-pattern and policy-resource semantics.
 func TestMatchPattern(t *testing.T) {
 	tests := []struct {
 		p, s string
@@ -169,8 +173,8 @@ func TestMatchPattern(t *testing.T) {
 		{"", "x", false},
 	}
 	for _, tt := range tests {
-		if got := matchPattern(tt.p, tt.s); got != tt.want {
-			t.Errorf("matchPattern(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)
+		if got := iam.Match(tt.p, tt.s); got != tt.want {
+			t.Errorf("iam.Match(%q, %q) = %v, want %v", tt.p, tt.s, got, tt.want)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/iam"
 )
 
 // Sentinel errors callers may branch on.
@@ -305,7 +306,7 @@ func (e *Edge) Invalidate(paths ...string) (int, error) {
 // match returns the behaviour for a decoded path.
 func (e *Edge) match(path string) *behavior {
 	for _, b := range e.behaviors {
-		if matchPattern(b.cfg.PathPattern, path) {
+		if iam.Match(b.cfg.PathPattern, path) {
 			return b
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/andybalholm/brotli"
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/haven-platform/haven/internal/ca"
@@ -487,8 +488,9 @@ func TestConditionalRequests(t *testing.T) {
 	}
 }
 
-// TestCompression gzips compressible objects for viewers that accept gzip,
-// caches each encoding separately, and leaves the rest alone.
+// TestCompression compresses compressible objects with Brotli or gzip for
+// viewers that accept them (Brotli first, as CloudFront), caches each
+// encoding separately, and leaves the rest alone.
 func TestCompression(t *testing.T) {
 	css := strings.Repeat(".a{color:red}\n", 200)
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
@@ -516,21 +518,28 @@ func TestCompression(t *testing.T) {
 	e, _ := newTestEdge(t, o, nil)
 	w := get(e, "/static/app.css", "Accept-Encoding", "gzip, deflate, br")
 	want(t, w, 200, miss, "")
-	if w.Header().Get("Content-Encoding") != "gzip" || w.Header().Get("ETag") != `W/"c1"` || w.Header().Get("Vary") != "Accept-Encoding" {
+	if w.Header().Get("Content-Encoding") != "br" || w.Header().Get("ETag") != `W/"c1"` || w.Header().Get("Vary") != "Accept-Encoding" {
 		t.Fatalf("headers %v", w.Header())
 	}
 	if ae := o.last().Header.Get("Accept-Encoding"); ae != "br,gzip" {
 		t.Errorf("origin Accept-Encoding = %q, want the normalized br,gzip", ae)
 	}
+	if plain, _ := io.ReadAll(brotli.NewReader(w.Body)); string(plain) != css || w.Body.Len() >= len(css) {
+		t.Errorf("br body does not decode to the object")
+	}
+	want(t, get(e, "/static/app.css", "Accept-Encoding", "br, gzip"), 200, hit, "")
+	w = get(e, "/static/app.css", "Accept-Encoding", "gzip")
+	want(t, w, 200, miss, "")
+	if w.Header().Get("Content-Encoding") != "gzip" || w.Header().Get("ETag") != `W/"c1"` {
+		t.Fatalf("gzip headers %v", w.Header())
+	}
 	zr, err := gzip.NewReader(w.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, _ := io.ReadAll(zr)
-	if string(plain) != css || w.Body.Len() >= len(css) {
+	if plain, _ := io.ReadAll(zr); string(plain) != css {
 		t.Errorf("gzip body does not decode to the object")
 	}
-	want(t, get(e, "/static/app.css", "Accept-Encoding", "br, gzip"), 200, hit, "")
 	w = get(e, "/static/app.css")
 	want(t, w, 200, miss, css) // CloudFront fetches the identity variant on its own
 	if w.Header().Get("Content-Encoding") != "" || w.Header().Get("ETag") != `"c1"` {
@@ -546,8 +555,8 @@ func TestCompression(t *testing.T) {
 	}
 	// Range requests get the identity encoding.
 	want(t, get(e, "/static/app.css", "Accept-Encoding", "gzip", "Range", "bytes=0-2"), 206, hit, ".a{")
-	if s := e.Stats(); s.Compressed != 1 {
-		t.Errorf("Compressed = %d, want 1", s.Compressed)
+	if s := e.Stats(); s.Compressed != 2 {
+		t.Errorf("Compressed = %d, want 2 (br and gzip)", s.Compressed)
 	}
 }
 
@@ -895,4 +904,25 @@ func TestOriginTimeout(t *testing.T) {
 	if s := e.Stats(); s.Objects != 0 || s.OriginErrors < 3 {
 		t.Errorf("stats = %+v", s)
 	}
+}
+
+// TestEncodingKeyWithoutCompress: a cache policy that enables encodings puts
+// the normalized Accept-Encoding in the key and sends it to the origin even
+// when the behaviour does not compress; the origin's own encoding is cached.
+func TestEncodingKeyWithoutCompress(t *testing.T) {
+	css := strings.Repeat(".a{color:red}\n", 200)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/css")
+		w.Header().Set("Content-Length", fmt.Sprint(len(css)))
+		w.Header().Set("X-Seen-Encoding", r.Header.Get("Accept-Encoding"))
+		io.WriteString(w, css)
+	})
+	e, _ := newTestEdge(t, o, func(c *Config) { c.Behaviors[0].Compress = false })
+	w := get(e, "/static/a.css", "Accept-Encoding", "gzip, br")
+	want(t, w, 200, miss, css)
+	if w.Header().Get("Content-Encoding") != "" || w.Header().Get("X-Seen-Encoding") != "br,gzip" {
+		t.Errorf("headers %v", w.Header())
+	}
+	want(t, get(e, "/static/a.css", "Accept-Encoding", "br,gzip"), 200, hit, css)
+	want(t, get(e, "/static/a.css"), 200, miss, css)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/andybalholm/brotli"
 )
 
 // outcome is how a response was served; it picks the X-Cache value.
@@ -39,6 +41,28 @@ var gzipWriters = sync.Pool{New: func() any {
 	w, _ := gzip.NewWriterLevel(io.Discard, gzip.DefaultCompression)
 	return w
 }}
+
+var brotliWriters = sync.Pool{New: func() any { return brotli.NewWriterLevel(io.Discard, brotli.DefaultCompression) }}
+
+// compressBody encodes a whole body with gzip or br (Brotli).
+func compressBody(coding string, body []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(body) / 3)
+	if coding == "br" {
+		bw := brotliWriters.Get().(*brotli.Writer)
+		bw.Reset(&buf)
+		_, _ = bw.Write(body)
+		_ = bw.Close()
+		brotliWriters.Put(bw)
+	} else {
+		zw := gzipWriters.Get().(*gzip.Writer)
+		zw.Reset(&buf)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		gzipWriters.Put(zw)
+	}
+	return bytes.Clone(buf.Bytes())
+}
 
 // serveEntry writes a cached object: its stored headers, X-Cache, Via and
 // Age, and for 200 objects conditional requests (304) and the byte ranges

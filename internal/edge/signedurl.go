@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/haven-platform/haven/internal/iam"
 )
 
 // This file verifies CloudFront signed URLs and signed cookies
@@ -346,7 +348,7 @@ func (p policy) allows(resource string, client netip.Addr, now time.Time) error 
 	if p.hasNotBefore && t <= p.notBefore {
 		return denied("the signed URL is valid only after %s", time.Unix(p.notBefore, 0).UTC().Format(time.RFC3339))
 	}
-	if p.resource != "" && !matchPattern(p.resource, resource) {
+	if p.resource != "" && !iam.Match(p.resource, resource) {
 		return denied("the policy's Resource does not match this URL")
 	}
 	if p.hasSource && !p.source.Contains(client.Unmap()) {

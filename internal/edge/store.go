@@ -34,9 +34,9 @@ type entry struct {
 	ttl, swr, sie time.Duration
 	noStale       bool
 	isError       bool
-	// edgeGzip reports a body the edge compressed; its ETag is the origin's,
-	// made weak.
-	edgeGzip bool
+	// edgeCompressed reports a body the edge compressed; its ETag is the
+	// origin's, made weak.
+	edgeCompressed bool
 	// failedUntil, when in the future, means the origin failed to
 	// revalidate the entry and is not asked again before then.
 	failedUntil time.Time
