@@ -239,6 +239,8 @@ func (e *Edge) failed(old *entry, err error) fetchResult {
 		}
 	}
 	e.log.Info("serving stale object, origin failed", "path", old.path, "err", err)
+	e.emit(Event{Kind: EventServingStale, Subject: old.path, Message: fmt.Sprintf("serving %s stale: %v", old.path, err),
+		Attrs: map[string]any{"reason": err.Error(), "age_s": int64(old.age(now) / time.Second)}})
 	return fetchResult{ent: old, stale: true}
 }
 

@@ -115,6 +115,11 @@ type Config struct {
 	IdleTimeout time.Duration
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
+	// OnEvent, when set, is told of invalidations, of a target failing over
+	// to its secondary origin and recovering, and of stale objects served
+	// because an origin failed. It is called synchronously and must not
+	// block. Default nil.
+	OnEvent func(Event)
 	// Clock is the time source of cache ages, TTLs and signed-URL expiry.
 	// Default the real clock. Socket timeouts use the real clock.
 	Clock clock.Clock

@@ -300,6 +300,9 @@ func (e *Edge) Invalidate(paths ...string) (int, error) {
 	e.stats.invalidations.Add(uint64(len(paths)))
 	e.stats.invalidatedObjects.Add(uint64(n))
 	e.log.Info("invalidated", "paths", paths, "objects", n)
+	e.emit(Event{Kind: EventInvalidated, Subject: strings.Join(paths, " "),
+		Message: fmt.Sprintf("invalidated %s: %d objects removed", strings.Join(paths, ", "), n),
+		Attrs:   map[string]any{"paths": slices.Clone(paths), "objects": n}})
 	return n, nil
 }
 

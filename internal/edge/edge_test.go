@@ -256,7 +256,8 @@ func TestStaleWhileRevalidate(t *testing.T) {
 // served within its stale-if-error window, then the error is.
 func TestStaleIfErrorOriginStopped(t *testing.T) {
 	o := newOrigin(t, static("cached", "Cache-Control", "max-age=10, stale-if-error=60"))
-	e, clk := newTestEdge(t, o, func(c *Config) { c.ConnectionTimeout = time.Second })
+	var events eventLog
+	e, clk := newTestEdge(t, o, func(c *Config) { c.ConnectionTimeout = time.Second; c.OnEvent = events.add })
 	want(t, get(e, "/static/m.pdf"), 200, miss, "cached")
 	o.srv.Close()
 	clk.Advance(30 * time.Second)
@@ -278,6 +279,10 @@ func TestStaleIfErrorOriginStopped(t *testing.T) {
 	want(t, w, 502, errorX, "")
 	if !strings.Contains(w.Body.String(), "could not connect to the origin") {
 		t.Errorf("502 body %q", w.Body)
+	}
+	// One event per object and error caching TTL, not per request.
+	if k := events.kinds(); len(k) != 2 || k[0] != EventServingStale || k[1] != EventServingStale {
+		t.Errorf("events = %v, want two %s", k, EventServingStale)
 	}
 }
 
@@ -351,7 +356,8 @@ func TestErrorCaching(t *testing.T) {
 // TestInvalidation removes objects at once, by exact path and by prefix.
 func TestInvalidation(t *testing.T) {
 	o := newOrigin(t, static("x", "Cache-Control", "max-age=3600"))
-	e, _ := newTestEdge(t, o, nil)
+	var events eventLog
+	e, _ := newTestEdge(t, o, func(c *Config) { c.OnEvent = events.add })
 	for _, p := range []string{"/static/a.css", "/static/b.css", "/static/img/c.png"} {
 		get(e, p)
 		get(e, p, "Accept-Encoding", "gzip") // a second variant of each
@@ -377,6 +383,9 @@ func TestInvalidation(t *testing.T) {
 	}
 	if s := e.Stats(); s.Invalidations != 2 || s.InvalidatedObjects != 7 {
 		t.Errorf("stats = %+v", s)
+	}
+	if k := events.kinds(); len(k) != 2 || k[1] != EventInvalidated || events.events[1].Attrs["objects"] != 5 {
+		t.Errorf("events = %+v", events.events)
 	}
 }
 
@@ -614,7 +623,9 @@ func TestFailover(t *testing.T) {
 		http.Error(w, "primary down", http.StatusServiceUnavailable)
 	})
 	secondary := newOrigin(t, static("from secondary", "Cache-Control", "max-age=60"))
+	var events eventLog
 	e, _ := newTestEdge(t, primary, func(c *Config) {
+		c.OnEvent = events.add
 		c.Origins = append(c.Origins, Origin{ID: "s3-b", URL: secondary.srv.URL})
 		c.OriginGroups = []OriginGroup{{ID: "bucket", Primary: "s3", Secondary: "s3-b"}}
 		c.Behaviors[0].Target = "bucket"
@@ -628,11 +639,17 @@ func TestFailover(t *testing.T) {
 	if pw.Code != 503 || secondary.count() != 2 {
 		t.Errorf("POST failed over: status %d, secondary requests %d", pw.Code, secondary.count())
 	}
+	// The primary answers again: requests go back to it.
+	primary.set(static("from primary"))
+	want(t, get(e, "/other"), 200, miss, "from primary")
 	// A primary that cannot be reached fails over too.
 	primary.srv.Close()
 	want(t, get(e, "/static/y"), 200, miss, "from secondary")
 	if s := e.Stats(); s.Failovers != 3 {
 		t.Errorf("Failovers = %d, want 3", s.Failovers)
+	}
+	if k := strings.Join(events.kinds(), " "); k != "origin-failover origin-recovered origin-failover" {
+		t.Errorf("events = %v, want a failover, a recovery and a failover (not one per request)", k)
 	}
 }
 

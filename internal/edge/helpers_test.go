@@ -133,6 +133,29 @@ func newTestEdge(t testing.TB, o *origin, mod func(*Config)) (*Edge, *clock.Fake
 	return e, clk
 }
 
+// eventLog records the edge's events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (l *eventLog) add(e Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, e)
+}
+
+// kinds returns the kinds recorded, in order.
+func (l *eventLog) kinds() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, e := range l.events {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
 // do serves one request through e and returns the recorded response.
 func do(e *Edge, method, target string, hdr ...string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, nil)

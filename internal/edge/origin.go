@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,6 +37,9 @@ type target struct {
 	primary   *originConn
 	secondary *originConn // nil without failover
 	failover  map[int]bool
+	// failingOver is set while requests go to the secondary, so events
+	// report the change, not every request.
+	failingOver atomic.Bool
 }
 
 func newOriginConn(o Origin, cfg Config) *originConn {
@@ -148,14 +152,25 @@ func (e *Edge) roundTrip(ctx context.Context, t *target, or *originRequest) (*ht
 		return resp, err
 	}
 	if err == nil && !t.failover[resp.StatusCode] {
+		if t.failingOver.CompareAndSwap(true, false) {
+			e.log.Info("origin recovered", "target", t.id, "origin", t.primary.id)
+			e.emit(Event{Kind: EventRecovered, Subject: t.id, Message: fmt.Sprintf("origin %s of %s answers again", t.primary.id, t.id),
+				Attrs: map[string]any{"origin": t.primary.id}})
+		}
 		return resp, nil
 	}
+	reason := ""
 	if err == nil {
-		e.log.Info("origin failover", "target", t.id, "from", t.primary.id, "to", t.secondary.id, "status", resp.StatusCode)
+		reason = fmt.Sprintf("status %d", resp.StatusCode)
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 	} else {
-		e.log.Info("origin failover", "target", t.id, "from", t.primary.id, "to", t.secondary.id, "err", err)
+		reason = err.Error()
+	}
+	if t.failingOver.CompareAndSwap(false, true) {
+		e.log.Info("origin failover", "target", t.id, "from", t.primary.id, "to", t.secondary.id, "reason", reason)
+		e.emit(Event{Kind: EventFailover, Subject: t.id, Message: fmt.Sprintf("%s fails over from %s to %s: %s", t.id, t.primary.id, t.secondary.id, reason),
+			Attrs: map[string]any{"from": t.primary.id, "to": t.secondary.id, "reason": reason}})
 	}
 	e.stats.failovers.Add(1)
 	return e.attempt(ctx, t.secondary, or)

@@ -2,6 +2,38 @@ package edge
 
 import "sync/atomic"
 
+// Event kinds the edge reports (Config.OnEvent).
+const (
+	// EventInvalidated: cached objects were removed by Invalidate.
+	EventInvalidated = "invalidated"
+	// EventFailover: a target's primary origin failed and requests went to
+	// its secondary; reported when it starts, not per request.
+	EventFailover = "origin-failover"
+	// EventRecovered: a target's primary origin answers again.
+	EventRecovered = "origin-recovered"
+	// EventServingStale: an expired object is served because its origin
+	// failed; reported once per object and error caching TTL.
+	EventServingStale = "serving-stale"
+)
+
+// Event is something the edge did (Config.OnEvent).
+type Event struct {
+	// Kind is one of the Event* constants.
+	Kind string
+	// Subject is the target ID or the object's path.
+	Subject string
+	// Message says it in a sentence.
+	Message string
+	// Attrs are the facts: paths, objects, from, to, reason.
+	Attrs map[string]any
+}
+
+func (e *Edge) emit(ev Event) {
+	if e.cfg.OnEvent != nil {
+		e.cfg.OnEvent(ev)
+	}
+}
+
 // Stats is an immutable snapshot of the edge's counters since New and of its
 // cache's size. Counters only grow.
 type Stats struct {
