@@ -102,8 +102,19 @@ func flightKey(key string, gen uint64) string {
 }
 
 // goFetch runs an origin fetch in its own goroutine, which Stop waits for.
+// Once Stop has begun it runs the fetch in the caller instead, so no
+// goroutine is added while Stop waits for the others.
 func (e *Edge) goFetch(run func()) {
-	e.wg.Add(1)
+	e.mu.Lock()
+	stopping := e.stopped
+	if !stopping {
+		e.wg.Add(1)
+	}
+	e.mu.Unlock()
+	if stopping {
+		run()
+		return
+	}
 	go func() {
 		defer e.wg.Done()
 		run()
@@ -255,6 +266,10 @@ func (e *Edge) refresh(rq *request, old *entry, h304 http.Header, now time.Time,
 	for k, v := range upd {
 		h[k] = v
 	}
+	if old.edgeCompressed { // the origin's Vary does not know the edge compressed
+		h.Add("Vary", "Accept-Encoding")
+		h["Vary"] = []string{strings.Join(filterVary(h.Values("Vary"), func(string) bool { return true }), ", ")}
+	}
 	originETag := old.originETag
 	if et := h304.Get("ETag"); et != "" {
 		originETag = et
@@ -302,7 +317,7 @@ func (e *Edge) newEntry(rq *request, resp *http.Response, body []byte, now time.
 		ent.body, ent.edgeCompressed = compressBody(coding, body), true
 		h.Set("Content-Encoding", coding)
 		h.Add("Vary", "Accept-Encoding")
-		h["Vary"] = filterVary(h.Values("Vary"), func(string) bool { return true })
+		h["Vary"] = []string{strings.Join(filterVary(h.Values("Vary"), func(string) bool { return true }), ", ")}
 		if et := weakETag(ent.originETag); et != "" {
 			h.Set("ETag", et)
 		} else {

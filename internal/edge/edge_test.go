@@ -943,3 +943,37 @@ func TestEncodingKeyWithoutCompress(t *testing.T) {
 	want(t, get(e, "/static/a.css", "Accept-Encoding", "br,gzip"), 200, hit, css)
 	want(t, get(e, "/static/a.css"), 200, miss, css)
 }
+
+// TestRefreshCompressed: a 304 for an object the edge compressed keeps its
+// encoding, its weak ETag and Vary: Accept-Encoding.
+func TestRefreshCompressed(t *testing.T) {
+	css := strings.Repeat(".b{color:blue}\n", 200)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"k1"`)
+		if r.Header.Get("If-None-Match") == `"k1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "text/css")
+		w.Header().Set("Content-Length", fmt.Sprint(len(css)))
+		io.WriteString(w, css)
+	})
+	e, clk := newTestEdge(t, o, nil)
+	want(t, get(e, "/static/b.css", "Accept-Encoding", "gzip"), 200, miss, "")
+	clk.Advance(61 * time.Second)
+	w := get(e, "/static/b.css", "Accept-Encoding", "gzip")
+	want(t, w, 200, refreshHit, "")
+	h := w.Header()
+	if h.Get("Content-Encoding") != "gzip" || h.Get("ETag") != `W/"k1"` || h.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("refreshed headers %v", h)
+	}
+	zr, err := gzip.NewReader(w.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := io.ReadAll(zr); string(b) != css {
+		t.Errorf("refreshed body does not decode to the object")
+	}
+	want(t, get(e, "/static/b.css", "Accept-Encoding", "gzip", "If-None-Match", `W/"k1"`), 304, hit, "")
+}

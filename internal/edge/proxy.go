@@ -86,7 +86,7 @@ func (e *Edge) modifyResponse(resp *http.Response) error {
 		h.Del("Content-Length")
 		h.Set("Content-Encoding", "gzip")
 		h.Add("Vary", "Accept-Encoding")
-		h["Vary"] = filterVary(h.Values("Vary"), func(string) bool { return true })
+		h["Vary"] = []string{strings.Join(filterVary(h.Values("Vary"), func(string) bool { return true }), ", ")}
 		if et := weakETag(h.Get("ETag")); et != "" {
 			h.Set("ETag", et)
 		} else {
