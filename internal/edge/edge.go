@@ -529,8 +529,7 @@ var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy
 var notForwardedOnFetch = map[string]bool{"Host": true, "Accept-Encoding": true, "Cookie": true,
 	"If-None-Match": true, "If-Modified-Since": true, "If-Match": true, "If-Unmodified-Since": true,
 	"If-Range": true, "Range": true, "Content-Length": true, "Expect": true, "X-Forwarded-For": true,
-	"Via": true, "Authorization": true, "X-Amz-Date": true, "X-Amz-Security-Token": true,
-	"X-Amz-Content-Sha256": true}
+	"Via": true}
 
 // alwaysForwarded are viewer headers a forwarded (uncached) request keeps
 // whatever its policies say: range and conditional requests, and the
