@@ -16,6 +16,8 @@ import (
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/haven-platform/haven/internal/clock"
 )
 
 // ErrStopped is returned by Start after Stop.
@@ -148,6 +150,9 @@ func (p *Provider) Start(ctx context.Context) error {
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+	// The ticker exists before Start returns, so a fake clock advanced
+	// right after Start reaches it.
+	ticker := p.cfg.Clock.NewTicker(p.cfg.SweepInterval)
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
@@ -157,7 +162,7 @@ func (p *Provider) Start(ctx context.Context) error {
 	}()
 	go func() {
 		defer p.wg.Done()
-		p.loop()
+		p.loop(ticker)
 	}()
 	p.started = true
 	p.publishStatus()
@@ -189,9 +194,8 @@ func (p *Provider) Stop(ctx context.Context) error {
 	return err
 }
 
-// loop runs the key schedule and the sweep every SweepInterval until Stop.
-func (p *Provider) loop() {
-	t := p.cfg.Clock.NewTicker(p.cfg.SweepInterval)
+// loop runs the key schedule and the sweep on every tick of t until Stop.
+func (p *Provider) loop(t clock.Ticker) {
 	defer t.Stop()
 	for {
 		select {
