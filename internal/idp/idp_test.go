@@ -187,7 +187,11 @@ func TestCodeExchangeRefusals(t *testing.T) {
 	}
 	for _, tc := range []ex{
 		{"missing PKCE verifier", func(c string, pk pkce) url.Values { v := base(c, pk); v.Del("code_verifier"); return v }, clientSecret, 400, "invalid_request"},
-		{"wrong PKCE verifier", func(c string, pk pkce) url.Values { v := base(c, pk); v.Set("code_verifier", newPKCE().verifier); return v }, clientSecret, 400, "invalid_grant"},
+		{"wrong PKCE verifier", func(c string, pk pkce) url.Values {
+			v := base(c, pk)
+			v.Set("code_verifier", newPKCE().verifier)
+			return v
+		}, clientSecret, 400, "invalid_grant"},
 		{"other redirect_uri", func(c string, pk pkce) url.Values {
 			v := base(c, pk)
 			v.Set("redirect_uri", "https://courses.example.edu/other")
