@@ -36,6 +36,7 @@ type Provider struct {
 	passwords map[string]secretHash // by username
 	h         http.Handler
 	status    atomic.Pointer[Status]
+	addr      atomic.Pointer[string] // set by Start, read by publishStatus
 
 	keyMu sync.Mutex // serialises key changes and their saves
 
@@ -140,6 +141,8 @@ func (p *Provider) Start(ctx context.Context) error {
 		}
 	}
 	p.ln = ln
+	addr := ln.Addr().String()
+	p.addr.Store(&addr)
 	p.srv = &http.Server{
 		Handler:           p,
 		TLSConfig:         p.cfg.TLS.Clone(),

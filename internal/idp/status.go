@@ -62,8 +62,8 @@ func (p *Provider) Status() Status { return *p.status.Load() }
 // publishStatus builds and publishes a new snapshot.
 func (p *Provider) publishStatus() {
 	s := &Status{Issuer: p.cfg.Issuer, DiscoveryURL: p.cfg.Issuer + "/.well-known/openid-configuration", Users: len(p.cfg.Users)}
-	if p.ln != nil {
-		s.Addr = p.ln.Addr().String()
+	if a := p.addr.Load(); a != nil {
+		s.Addr = *a
 	}
 	for _, c := range p.cfg.Clients {
 		s.Clients = append(s.Clients, ClientStatus{ID: c.ID, Name: c.Name,

@@ -358,8 +358,8 @@ func (p *Provider) logoutSubmit(w http.ResponseWriter, r *http.Request) {
 			"This sign-out form had expired, so you are still signed in. Go back, reload the page and try again.")
 		return
 	}
-	if sid := hashOf(cookieValue(r, sessionCookie)); cookieValue(r, sessionCookie) != "" {
-		if sub, ok := p.st.endBrowserSession(sid); ok {
+	if c := cookieValue(r, sessionCookie); c != "" {
+		if sub, ok := p.st.endBrowserSession(hashOf(c)); ok {
 			p.log.Info("signed out", "subject", sub)
 		}
 	}

@@ -366,7 +366,7 @@ func listen(t *testing.T) net.Listener {
 
 // serve serves h with TLS on ln until the test ends.
 func (r *region) serve(ln net.Listener, cfg *tls.Config, h http.Handler) {
-	srv := &http.Server{Handler: h, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
+	srv := &http.Server{Handler: h, TLSConfig: cfg.Clone(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	r.t.Cleanup(func() { _ = srv.Close() })
 }
