@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -394,3 +395,53 @@ type lockedBuffer struct {
 
 func (l *lockedBuffer) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
 func (l *lockedBuffer) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+// TestSSOSecretRefusedIsRefetched: when the token endpoint answers
+// invalid_client (the secret was rotated), the sign-in is refused and the
+// cached secret dropped, so the next sign-in reads the new one. A provider
+// without an end_session_endpoint means a local logout. The provider here is
+// a stub that serves only discovery and a token endpoint that refuses.
+func TestSSOSecretRefusedIsRefetched(t *testing.T) {
+	mux := http.NewServeMux()
+	srv := httptest.NewTLSServer(mux)
+	defer srv.Close()
+	var tokenCalls int
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"issuer": srv.URL, "authorization_endpoint": srv.URL + "/authorize",
+			"token_endpoint": srv.URL + "/token", "jwks_uri": srv.URL + "/keys", "id_token_signing_alg_values_supported": []string{"RS256"},
+			"token_endpoint_auth_methods_supported": []string{"client_secret_basic"}})
+	})
+	mux.HandleFunc("POST /token", func(w http.ResponseWriter, r *http.Request) {
+		tokenCalls++
+		if _, secret, ok := r.BasicAuth(); !ok || secret == "" {
+			t.Errorf("token request without HTTP Basic client authentication")
+		}
+		if r.PostFormValue("code_verifier") == "" {
+			t.Errorf("token request without the PKCE verifier")
+		}
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "invalid_client"})
+	})
+	f := &countingFetcher{values: map[string]string{"courses/oidc": "old-secret"}}
+	cfg := SSOConfig{Issuer: srv.URL, ClientID: "courses", ClientSecretID: "courses/oidc", PublicURL: "https://courses.example.edu"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := newSSOClient(cfg, &ClientSecretProvider{client: f, secretID: "courses/oidc", log: testLogger(t)}, systemClock{}, testLogger(t))
+	c.hc = srv.Client()
+	ctx := context.Background()
+	_, _, err := c.complete(ctx, ssoState{State: "s", Nonce: "n", Verifier: oauth2.GenerateVerifier()}, "a-code")
+	var se *ssoError
+	if !errors.As(err, &se) || se.status != http.StatusBadGateway || !strings.Contains(se.reason, "invalid_client") {
+		t.Fatalf("complete = %v", err)
+	}
+	if tokenCalls != 1 {
+		t.Errorf("%d token requests, want exactly 1 (a provider may spend the code on the first)", tokenCalls)
+	}
+	f.values["courses/oidc"] = "new-secret"
+	if s, _ := c.secret.Secret(ctx); s != "new-secret" || f.calls != 2 {
+		t.Errorf("after invalid_client the secret is %q after %d fetches, want the new one refetched", s, f.calls)
+	}
+	if u, ok := c.endSessionURL(ctx, "a.b.c"); ok {
+		t.Errorf("end session URL %q from a provider that has none", u)
+	}
+}

@@ -248,3 +248,13 @@ func TestStartStop(t *testing.T) {
 		t.Errorf("Start after Stop = %v", err)
 	}
 }
+
+// BenchmarkHashSecret measures one argon2id hash: the cost of a sign-in's
+// password check, and of each user a directory is built with.
+func BenchmarkHashSecret(b *testing.B) {
+	for b.Loop() {
+		if _, err := HashSecret("exam-week-2026"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
