@@ -31,17 +31,24 @@ type Status struct {
 
 // ClientStatus is one registered client (without its secret's hash).
 type ClientStatus struct {
-	ID                     string   `json:"client_id"`
-	Name                   string   `json:"name"`
-	RedirectURIs           []string `json:"redirect_uris"`
+	// ID is the client_id.
+	ID string `json:"client_id"`
+	// Name is the name the login page shows.
+	Name string `json:"name"`
+	// RedirectURIs are the registered redirect URIs.
+	RedirectURIs []string `json:"redirect_uris"`
+	// PostLogoutRedirectURIs are the registered post-logout redirect URIs.
 	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 }
 
 // KeyStatus is one published signing key.
 type KeyStatus struct {
-	ID        string    `json:"kid"`
-	Algorithm string    `json:"alg"`
-	Created   time.Time `json:"created"`
+	// ID is the key's "kid", its RFC 7638 thumbprint.
+	ID string `json:"kid"`
+	// Algorithm is "RS256".
+	Algorithm string `json:"alg"`
+	// Created is when the key was made.
+	Created time.Time `json:"created"`
 	// Retired is when it stopped signing; zero for the signing key.
 	Retired time.Time `json:"retired,omitzero"`
 	// PublishedUntil is when a retired key leaves the JWKS.
@@ -52,8 +59,10 @@ type KeyStatus struct {
 
 // GroupStatus is one group of the directory.
 type GroupStatus struct {
-	Name    string `json:"name"`
-	Members int    `json:"members"`
+	// Name is the group's name, as in the groups claim.
+	Name string `json:"name"`
+	// Members is how many users are in it.
+	Members int `json:"members"`
 }
 
 // Status returns the latest snapshot.
