@@ -88,6 +88,11 @@ var Capabilities = []Capability{
 		AWS:        "instance profile; `aws_launch_template.metadata_options`: `http_tokens = required`, hop limit 1",
 	},
 	{
+		Name:  "staff sign-in",
+		Local: "internal/idp is an OpenID Connect provider, not started by the region; the courses app signs staff in against any issuer it is given",
+		AWS:   "the university's issuer (Okta, Entra ID) from the deployment values `oidc_issuer_url`, `oidc_client_id`, `oidc_client_secret_arn`, `oidc_staff_sso_only`: the app's environment, and the instance role reads that one secret",
+	},
+	{
 		Name:  "edge",
 		Local: "no edge: the app serves /static/* and /materials/* itself through the load balancer",
 		AWS:   "`aws_cloudfront_distribution`: static paths from the S3 bucket through Origin Access Control, signed URLs for /materials/*, everything else from the ALB uncached",
