@@ -7,8 +7,8 @@ variable "name" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name))
-    error_message = "name must start with a letter and contain only lower-case letters, digits and hyphens (at most 20 characters)."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name)) && !strcontains(var.name, "--") && !endswith(var.name, "-")
+    error_message = "name must start with a letter and contain only lower-case letters, digits and hyphens (at most 20 characters), with no two hyphens in a row and none at the end (RDS refuses the database identifier <name>-db otherwise)."
   }
 }
 

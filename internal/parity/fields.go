@@ -20,8 +20,8 @@ var Capabilities = []Capability{
 	{
 		Name:       "launch template",
 		LocalBuilt: true,
-		Local:      "each instance is a process started from the template under its own cgroup (CPU quota and memory limit stand for the instance type), with PORT, HOST (its zone address), HAVEN_INSTANCE_ID, HAVEN_ZONE and the spec's env",
-		AWS:        "`aws_launch_template` (instance type, IMDSv2 only, user data with a systemd unit and its environment file)",
+		Local:      "each instance is a process started from the template under its own cgroup (CPU quota and memory limit stand for the instance type), with the spec's env, then HOST (its zone address), PORT, HAVEN_INSTANCE_ID and HAVEN_ZONE",
+		AWS:        "`aws_launch_template` (instance type, IMDSv2 only) with user data from `modules/app_boot`: a systemd unit, its environment file, and HOST (the private address), HAVEN_INSTANCE_ID and HAVEN_ZONE from instance metadata at boot",
 	},
 	{
 		Name:       "release task",
@@ -143,14 +143,14 @@ var Fields = []Field{
 		Path: "app.command", Kind: Exported, Capability: "launch template",
 		Allowed:  "a program, then its arguments; `${HOST}` `${PORT}` `${INSTANCE_ID}` `${ZONE}` expand",
 		Local:    "found next to `haven`, then on PATH; the four tokens are expanded, nothing else",
-		Variable: "app_command", AWS: "the arguments after the program (the program is the uploaded artifact); a program alone gives `[]`",
+		Variable: "app_command", AWS: "the arguments after the program (the program is the uploaded artifact); a program alone gives `[]`; the four tokens are expanded from the instance's metadata at boot, nothing else",
 		Example: "app: {command: [courses, serve, --listen, '${HOST}:${PORT}']}", Want: `["serve","--listen","${HOST}:${PORT}"]`,
 	},
 	{
 		Path: "app.env", Kind: Exported, Capability: "launch template",
-		Allowed:  "names not looking like credentials",
+		Allowed:  "names not looking like credentials, and not HOST, PORT, HAVEN_INSTANCE_ID or HAVEN_ZONE (set by the platform)",
 		Local:    "added to every instance's environment (and the release task's)",
-		Variable: "app_environment", AWS: "every instance's environment file; AWS endpoint overrides (`AWS_ENDPOINT_URL*`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`) are left out with a warning, so the SDK reaches AWS",
+		Variable: "app_environment", AWS: "every instance's environment file, each value verbatim; AWS endpoint overrides (`AWS_ENDPOINT_URL*`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`) are left out with a warning, so the SDK reaches AWS",
 		Example: "app: {env: {COURSES_THEME: dark}}", Want: `{"COURSES_THEME":"dark"}`,
 	},
 	{

@@ -33,7 +33,8 @@ type App struct {
 	Command []string `yaml:"command" json:"command"`
 	// Env holds extra environment variables for every instance. Values must not
 	// be secrets: the platform refuses variables whose names look like
-	// credentials. Default: none.
+	// credentials, and HOST, PORT, HAVEN_INSTANCE_ID and HAVEN_ZONE, which it
+	// sets for each instance. Default: none.
 	Env map[string]string `yaml:"env" json:"env,omitempty"`
 	// Port is the TCP port the app listens on at its instance address (env PORT).
 	// Default: 8080.

@@ -90,6 +90,8 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 		// <user>_a and <user>_b must stay two names within PostgreSQL's 63 bytes.
 		{"user too long", "database: {user: " + strings.Repeat("u", 62) + "}\n", "database.user", ":1:", "at most 61 characters"},
 		{"user pg_", "database: {user: pg_app}\n", "database.user", ":1:", "pg_*"},
+		// HOST and PORT come from the platform on both targets; a spec value was ignored.
+		{"platform env", "app:\n  env:\n    HOST: 0.0.0.0\n", "app.env.HOST", ":3:", "set by the platform"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

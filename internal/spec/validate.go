@@ -19,7 +19,11 @@ var (
 	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// secretEnvRE matches environment variable names that would carry a
 	// credential; the platform refuses them so no secret sits in a spec or env.
-	secretEnvRE    = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|ACCESS_KEY|CREDENTIAL|PGPASS)`)
+	secretEnvRE = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|ACCESS_KEY|CREDENTIAL|PGPASS)`)
+	// platformEnv are the variables every instance gets from the platform,
+	// which app.env cannot override (internal/fleet; on AWS the module's
+	// boot script and PORT).
+	platformEnv    = map[string]bool{"HOST": true, "PORT": true, "HAVEN_INSTANCE_ID": true, "HAVEN_ZONE": true}
 	windowRE       = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
 	regionRE       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
 	instanceTypeRE = regexp.MustCompile(`^[a-z0-9]+\.[a-z0-9]+$`)
@@ -107,6 +111,9 @@ func (a *App) validate(ps *problems) {
 		f := "app.env." + k
 		if !envRE.MatchString(k) {
 			ps.add(f, "must be a valid environment variable name")
+		}
+		if platformEnv[k] {
+			ps.add(f, "is set by the platform for each instance (its address, port, id and zone), locally and on AWS; remove it")
 		}
 		if secretEnvRE.MatchString(k) {
 			ps.add(f, "looks like a credential; secrets never go in the spec or the environment: store it in the secrets service and fetch it at startup")
