@@ -241,15 +241,6 @@ func fieldByYAML(v reflect.Value, name string) (reflect.Value, bool) {
 	return reflect.Value{}, false
 }
 
-// jsonOf renders a leaf value the way `haven validate --json` shows it.
-func jsonOf(v reflect.Value) string {
-	b, err := json.Marshal(v.Interface())
-	if err != nil {
-		return fmt.Sprint(v.Interface())
-	}
-	return string(b)
-}
-
 // IsSet reports whether s sets the field at path to something other than
 // its default: for a list element's field, whether any element has a
 // non-zero value there.
@@ -268,7 +259,7 @@ func IsSet(s spec.Spec, path string) bool {
 	if len(got) != 1 || len(def) != 1 {
 		return false
 	}
-	return jsonOf(got[0]) != jsonOf(def[0])
+	return Show(got[0].Interface()) != Show(def[0].Interface()) // [] and an absent list are both "none"
 }
 
 // Value renders the value of the field at path in s for a message: the

@@ -163,6 +163,9 @@ func TestIsSetAndValue(t *testing.T) {
 	if got := Value(s, "fleet.scaling[].target"); got != "0, 40" {
 		t.Errorf("Value(fleet.scaling[].target) = %q", got)
 	}
+	if s2, _ := spec.Parse([]byte("app: {release: []}"), ""); IsSet(s2, "app.release") {
+		t.Error("release: [] counts as set; it is the default, none")
+	}
 	if got := Value(s, "zones"); got != "[a, b]" {
 		t.Errorf("Value(zones) = %q", got)
 	}
