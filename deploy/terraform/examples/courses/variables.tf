@@ -328,6 +328,7 @@ variable "oidc_staff_sso_only" {
   description = "Deployment: refuse teachers' password logins (staff sign in with the university account only)."
   type        = bool
   default     = false
+}
 
 variable "extra_security_group_rules" {
   description = "haven.yaml security_groups: rules added to the seed's security groups."
