@@ -40,6 +40,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newValidateCmd(g),
 		newUpCmd(g),
 		newDaemonCmd(g),
+		newLBCmd(),
 		newDownCmd(g),
 		newStatusCmd(g),
 		newInstanceCmd(g),

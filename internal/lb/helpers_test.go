@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 		runBackendProcess()
 		return
 	}
+	if os.Getenv("HAVEN_LB_TEST_SERVE") == "1" {
+		os.Exit(runServeProcess())
+	}
 	os.Exit(m.Run())
 }
 

@@ -74,6 +74,11 @@ func (l *LB) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := &recorder{ResponseWriter: w}
 	w.Header().Set("X-Request-Id", rs.id)
+	if l.draining.Load() {
+		// This process hands over to another (Drain): the client makes its
+		// next request on a new connection, which the other accepts.
+		w.Header().Set("Connection", "close")
+	}
 	defer func() {
 		p := recover()
 		l.finishRequest(rs, rec, r, p != nil)
