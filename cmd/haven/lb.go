@@ -24,9 +24,9 @@ func newLBCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "lb", Short: "The load balancer process (started by the daemon)", Hidden: true}
 	var (
 		dir, httpsAddr, httpAddr, cert, key, accessLog, healthPath, matcher string
-		specFD                                                            int
-		targets                                                           []string
-		interval                                                          time.Duration
+		specFD                                                              int
+		targets                                                             []string
+		interval                                                            time.Duration
 	)
 	serve := &cobra.Command{
 		Use:   "serve",

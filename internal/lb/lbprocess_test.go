@@ -3,12 +3,12 @@ package lb
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -62,9 +62,9 @@ func runServeProcess() int {
 func newTestProcess(t *testing.T, dir, version string) *Process {
 	t.Helper()
 	cfg := Config{
-		HTTPSAddr:   "127.0.0.1:0",
-		TLS:         dirTLS(t, dir),
-		HealthCheck: HealthCheck{Path: healthPath, Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, HealthyThreshold: 2, UnhealthyThreshold: 2},
+		HTTPSAddr:           "127.0.0.1:0",
+		TLS:                 dirTLS(t, dir),
+		HealthCheck:         HealthCheck{Path: healthPath, Interval: 100 * time.Millisecond, Timeout: 80 * time.Millisecond, HealthyThreshold: 2, UnhealthyThreshold: 2},
 		DeregistrationDelay: time.Second,
 	}
 	p, err := NewProcess(ProcessConfig{
@@ -107,7 +107,10 @@ func lbClient(t *testing.T, dir string) *http.Client {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // stopAll stops p and kills any load balancer process a test left.
 func stopAll(t *testing.T, dir string, ps ...*Process) {

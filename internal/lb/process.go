@@ -78,10 +78,10 @@ type ProcessConfig struct {
 
 // Kinds of ProcessEvent.
 const (
-	ProcessStarted   = "process-started"   // a new process serves (first start, or after one died)
-	ProcessAdopted   = "process-adopted"   // a running process of an earlier daemon was adopted
-	ProcessExited    = "process-exited"    // the serving process died; a new one is started
-	ProcessReplaced  = "process-replaced"  // hot restart: a new process took the sockets, the old one drains
+	ProcessStarted   = "process-started"    // a new process serves (first start, or after one died)
+	ProcessAdopted   = "process-adopted"    // a running process of an earlier daemon was adopted
+	ProcessExited    = "process-exited"     // the serving process died; a new one is started
+	ProcessReplaced  = "process-replaced"   // hot restart: a new process took the sockets, the old one drains
 	ProcessLeftAlone = "process-left-alone" // a record named a pid that is now another program
 )
 
@@ -450,7 +450,9 @@ func (p *Process) closeFilesLocked() {
 func (p *Process) ctlPath(pid int) string {
 	return filepath.Join(p.cfg.Dir, "lb-"+strconv.Itoa(pid)+".sock")
 }
-func (p *Process) fdsPath(pid int) string { return filepath.Join(p.cfg.Dir, "lb-"+strconv.Itoa(pid)+".fds") }
+func (p *Process) fdsPath(pid int) string {
+	return filepath.Join(p.cfg.Dir, "lb-"+strconv.Itoa(pid)+".fds")
+}
 func (p *Process) recPath(pid int) string {
 	return filepath.Join(p.cfg.Dir, "lb-"+strconv.Itoa(pid)+".json")
 }
@@ -630,7 +632,9 @@ type ctlStatusError struct {
 	msg  string
 }
 
-func (e *ctlStatusError) Error() string { return fmt.Sprintf("load balancer process: %d %s", e.code, e.msg) }
+func (e *ctlStatusError) Error() string {
+	return fmt.Sprintf("load balancer process: %d %s", e.code, e.msg)
+}
 
 // watch follows the child's target changes into the mirror until the
 // child is gone.
