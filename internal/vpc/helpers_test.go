@@ -298,7 +298,8 @@ func helperBuild() {
 	if err != nil {
 		fail(err)
 	}
-	v, err := New(Config{Key: key, Zones: zs, Groups: secgroup.Default(appPort), Endpoints: []EndpointConfig{{Name: "db", Port: 5432}}})
+	v, err := New(Config{Key: key, Zones: zs, Groups: secgroup.Default(appPort), Endpoints: []EndpointConfig{{Name: "db", Port: 5432}},
+		StateFile: os.Getenv("HAVEN_VPC_TEST_STATE")})
 	if err != nil {
 		fail(err)
 	}
@@ -318,6 +319,11 @@ func helperBuild() {
 	}
 	if err := v.Partition(ctx, "b"); err != nil {
 		fail(err)
+	}
+	if db, ok := v.Node("db_b"); ok {
+		if err := v.SwitchEndpoint(ctx, "db", netip.AddrPortFrom(db.Addr(), 5432)); err != nil {
+			fail(err)
+		}
 	}
 	sleep := exec.Command("sleep", "300")
 	if err := app.Start(sleep); err != nil {

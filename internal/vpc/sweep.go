@@ -27,6 +27,9 @@ type SweepConfig struct {
 	KeepLease bool
 	// NFT is the nft binary. Default "nft" from PATH.
 	NFT string
+	// StateFile is the VPC's record (Config.StateFile), removed with the
+	// rest. Default "": none.
+	StateFile string
 	// Logger receives what was removed. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -136,6 +139,11 @@ func Sweep(ctx context.Context, cfg SweepConfig) (Swept, error) {
 			} else {
 				sw.Lease = true
 			}
+		}
+	}
+	if cfg.StateFile != "" {
+		if err := os.Remove(cfg.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove the VPC's record: %w", err))
 		}
 	}
 	if !sw.Empty() {

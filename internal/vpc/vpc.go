@@ -80,6 +80,12 @@ type Config struct {
 	NFT string
 	// Timeout bounds each nft run. Default DefaultTimeout.
 	Timeout time.Duration
+	// StateFile is where the VPC records its nodes, endpoints and zone
+	// faults after every change, so that a later daemon of the region
+	// adopts the running VPC (Start) instead of sweeping and rebuilding it,
+	// which would kill everything running in it. Default "": no record;
+	// Start always rebuilds.
+	StateFile string
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -156,6 +162,7 @@ type VPC struct {
 
 	mu        sync.Mutex
 	started   bool
+	adopted   bool
 	nodes     map[string]*Node
 	endpoints map[string]*endpointState
 	faults    map[string]Fault
@@ -288,6 +295,17 @@ func (v *VPC) Start(ctx context.Context) error {
 	if v.started {
 		return errors.New("start vpc: already started")
 	}
+	if v.cfg.StateFile != "" {
+		ok, err := v.adoptLocked(ctx)
+		if ok {
+			v.started, v.adopted = true, true
+			v.log.Info("vpc adopted", "range", v.plan.Region(), "router", v.router.Name(), "nodes", len(v.nodes))
+			return nil
+		}
+		if err != nil {
+			v.log.Warn("the VPC an earlier daemon left cannot be adopted; rebuilding it", "err", err)
+		}
+	}
 	if _, err := Sweep(ctx, SweepConfig{Key: v.cfg.Key, NFT: v.cfg.NFT, Logger: v.cfg.Logger, KeepLease: true}); err != nil {
 		return fmt.Errorf("start vpc: remove leftovers: %w", err)
 	}
@@ -303,6 +321,14 @@ func (v *VPC) Start(ctx context.Context) error {
 	v.started = true
 	v.log.Info("vpc up", "range", v.plan.Region(), "router", v.router.Name(), "host_link", hostLinkName(v.prefix), "host_addr", v.HostAddr())
 	return nil
+}
+
+// Adopted reports whether Start adopted the VPC an earlier daemon left
+// running, rather than building it.
+func (v *VPC) Adopted() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.adopted
 }
 
 // checkHostRoutes refuses a range the host already routes or holds: another
@@ -769,6 +795,9 @@ func (v *VPC) changeEndpoint(ctx context.Context, name, verb string, change func
 	}
 	old := *e
 	change(e)
+	if *e == old {
+		return nil // already so: the rules in the kernel say it
+	}
 	if err := v.applyLocked(ctx, v.endpointScript()); err != nil {
 		*e = old
 		return fmt.Errorf("%s endpoint %s: %w", verb, name, err)
@@ -852,7 +881,7 @@ func (v *VPC) setFault(ctx context.Context, z string, f *Fault) error {
 func (v *VPC) Stop(ctx context.Context) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	_, err := Sweep(ctx, SweepConfig{Key: v.cfg.Key, LeaseDir: v.cfg.LeaseDir, NFT: v.cfg.NFT, Logger: v.cfg.Logger})
+	_, err := Sweep(ctx, SweepConfig{Key: v.cfg.Key, LeaseDir: v.cfg.LeaseDir, NFT: v.cfg.NFT, Logger: v.cfg.Logger, StateFile: v.cfg.StateFile})
 	for _, n := range v.nodes {
 		v.releaseAddrs(n)
 	}
@@ -913,7 +942,13 @@ func (v *VPC) sgScript() (string, error) {
 
 // applyLocked runs the scripts as one nft transaction inside the router.
 func (v *VPC) applyLocked(ctx context.Context, scripts ...string) error {
-	return runNFT(ctx, v.router, v.cfg.NFT, v.cfg.Timeout, strings.Join(scripts, "\n"))
+	if err := runNFT(ctx, v.router, v.cfg.NFT, v.cfg.Timeout, strings.Join(scripts, "\n")); err != nil {
+		return err
+	}
+	if err := v.saveLocked(); err != nil {
+		v.log.Warn("record the VPC's state", "err", err)
+	}
+	return nil
 }
 
 // runNFT runs `nft -f -` with script inside ns: one atomic transaction.

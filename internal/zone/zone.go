@@ -218,6 +218,27 @@ func (z *Zone) AllocateIn(t Tier, owner string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("allocate %s address in zone %s: %w", t, z.Name, ErrExhausted)
 }
 
+// Reserve hands addr, of one of the zone's subnets, to owner: an address
+// that a node a later daemon adopts already holds. Reserving an address
+// another owner holds, or one outside the zone's subnets, is an error.
+func (z *Zone) Reserve(addr netip.Addr, owner string) error {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	p := z.poolOf(addr)
+	if p == nil || !p.inRange(addr) {
+		return fmt.Errorf("reserve %s in zone %s: not an address of its subnets", addr, z.Name)
+	}
+	if o, taken := p.owner[addr]; taken && o != owner {
+		return fmt.Errorf("reserve %s in zone %s for %s: %s holds it", addr, z.Name, owner, o)
+	}
+	p.owner[addr] = owner
+	// Keep handing out round robin after the adopted addresses.
+	if !p.next.IsValid() || p.next.Less(addr.Next()) {
+		p.next = addr.Next()
+	}
+	return nil
+}
+
 // Release returns addr to the zone. Releasing an address that is not allocated is a no-op.
 func (z *Zone) Release(addr netip.Addr) {
 	z.mu.Lock()

@@ -91,6 +91,28 @@ func TestAllocateRoundRobin(t *testing.T) {
 	}
 }
 
+func TestReserve(t *testing.T) {
+	z, _ := NewZone("a", "local-1a", netip.MustParsePrefix("127.0.1.0/24"))
+	held := netip.MustParseAddr("127.0.1.9")
+	if err := z.Reserve(held, "i-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Reserve(held, "i-1"); err != nil {
+		t.Fatalf("reserve again for the same owner: %v", err)
+	}
+	if err := z.Reserve(held, "i-2"); err == nil {
+		t.Fatal("reserved an address another owner holds")
+	}
+	if err := z.Reserve(netip.MustParseAddr("127.0.2.9"), "i-3"); err == nil {
+		t.Fatal("reserved an address outside the zone")
+	}
+	// Allocation goes on after the adopted address, never handing it out.
+	a, err := z.Allocate("i-4")
+	if err != nil || a.String() != "127.0.1.10" {
+		t.Fatalf("allocate after reserve: %s, %v; want 127.0.1.10", a, err)
+	}
+}
+
 // TestBindZoneAddress checks that this host routes the zone ranges on loopback:
 // a server bound to a zone address is reachable and not reachable via 127.0.0.1.
 func TestBindZoneAddress(t *testing.T) {
