@@ -253,30 +253,61 @@ func (m *Manager) group(name string) *Group {
 }
 
 // Sweep kills every process in every group under the root and removes the groups.
-// The daemon calls it at start to reap what a crashed predecessor left behind.
 func (m *Manager) Sweep(ctx context.Context) error {
+	_, err := m.SweepExcept(ctx, nil)
+	return err
+}
+
+// SweepExcept is Sweep for every group but those keep says to keep (the
+// groups of instances a restarted daemon adopted). It returns the names of
+// the groups it removed.
+func (m *Manager) SweepExcept(ctx context.Context, keep func(name string) bool) ([]string, error) {
 	names := map[string]bool{}
 	for _, d := range m.rootDirs {
 		ents, err := os.ReadDir(d)
 		if err != nil {
-			return fmt.Errorf("sweep cgroups: %w", err)
+			return nil, fmt.Errorf("sweep cgroups: %w", err)
 		}
 		for _, e := range ents {
-			if e.IsDir() {
+			if e.IsDir() && (keep == nil || !keep(e.Name())) {
 				names[e.Name()] = true
 			}
 		}
 	}
 	var errs []error
+	var removed []string
 	for n := range names {
 		if err := m.group(n).Delete(ctx); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, n)
+	}
+	sort.Strings(removed)
+	if err := errors.Join(errs...); err != nil {
+		return removed, fmt.Errorf("sweep cgroups: %w", err)
+	}
+	return removed, nil
+}
+
+// Adopt returns the existing group name (one an earlier daemon created for
+// an instance it adopts now), and false when there is no such group. With
+// a disabled Manager it returns a group that tracks pid.
+func (m *Manager) Adopt(name string, pid int) (*Group, bool) {
+	if validName(name) != nil {
+		return nil, false
+	}
+	g := m.group(name)
+	if !m.Enabled() {
+		g.tracked[pid] = true
+		return g, true
+	}
+	for _, d := range g.dirs {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return nil, false
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("sweep cgroups: %w", err)
-	}
-	return nil
+	return g, true
 }
 
 // Remove sweeps every group and removes the root directories themselves.

@@ -114,6 +114,10 @@ type Network interface {
 	// Detach removes instance id's network, once its processes are gone,
 	// and returns its address to the zone.
 	Detach(ctx context.Context, id string) error
+	// Adopt takes over the network of instance id in zone z, which an
+	// earlier daemon attached and whose process still runs (Fleet.Start
+	// adopts it), and returns its attachment. The address must be addr.
+	Adopt(ctx context.Context, id string, z *zone.Zone, addr netip.Addr) (Attachment, error)
 }
 
 // Attachment is an instance's network.
@@ -158,8 +162,19 @@ type Config struct {
 	// Default nil: the host's network, an address of the zone each.
 	Network Network
 	// EnvFunc, if set, returns extra environment variables per instance (for
-	// example its metadata endpoint). Values must not be secrets.
+	// example its metadata endpoint). Values must not be secrets: they are
+	// kept in StateFile.
 	EnvFunc func(InstanceInfo) map[string]string
+	// AdoptFunc, if set, is called for each instance Start adopts, with
+	// what EnvFunc gave it at launch (the region serves its metadata
+	// endpoint again where that says). An error leaves the instance
+	// unadopted: it is stopped, and replaced.
+	AdoptFunc func(info InstanceInfo, env map[string]string) error
+	// StateFile is where the fleet records its capacity and instances (id,
+	// zone, address, port, the process's identity, launch time), after
+	// every change, so that a later daemon adopts the instances still
+	// running (Start) instead of launching new ones. Default "": no record.
+	StateFile string
 	// OnEvent, if set, is called for every lifecycle event. It must not block
 	// long and must not call back into the Fleet.
 	OnEvent func(Event)

@@ -79,6 +79,8 @@ type Fleet struct {
 	loopDone   chan struct{}
 	stops      sync.WaitGroup // in-flight instance stops
 	wake       chan struct{}
+	adoption   Adoption
+	savedSum   string // digest of the last record written
 }
 
 type instance struct {
@@ -96,8 +98,11 @@ type instance struct {
 	logf       *os.File
 	logPath    string
 	launchedAt time.Time
-	exited     chan struct{} // closed when cmd.Wait returns
+	exited     chan struct{} // closed when cmd.Wait returns (or, adopted, when the process exits)
 	exitErr    error         // set before exited is closed
+	ident      proc.Identity // the process, as recorded for a later daemon
+	env        map[string]string
+	adopted    bool // started by an earlier daemon
 
 	// guarded by Fleet.mu
 	state  State
@@ -138,6 +143,9 @@ func (f *Fleet) Start(ctx context.Context) error {
 	defer f.mu.Unlock()
 	if f.running || f.loopDone != nil {
 		return fmt.Errorf("start fleet %s: already started", f.cfg.Name)
+	}
+	if err := f.adoptLocked(ctx); err != nil {
+		return fmt.Errorf("start fleet %s: %w", f.cfg.Name, err)
 	}
 	base := context.WithoutCancel(ctx)
 	loopCtx, cancel := context.WithCancel(base)
@@ -215,6 +223,7 @@ type fleetSnapshot struct {
 // publishLocked stores a snapshot of the capacity and instances (f.mu held).
 func (f *Fleet) publishLocked() {
 	f.snap.Store(&fleetSnapshot{capacity: f.capacity, instances: f.instancesLocked()})
+	f.saveLocked()
 }
 
 // Capacity returns the current min, desired and max.
@@ -556,8 +565,10 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	for k, v := range tpl.Env {
 		vars[k] = v
 	}
+	var extra map[string]string
 	if f.cfg.EnvFunc != nil {
-		for k, v := range f.cfg.EnvFunc(InstanceInfo{ID: id, Zone: z, Host: host, Port: port}) {
+		extra = f.cfg.EnvFunc(InstanceInfo{ID: id, Zone: z, Host: host, Port: port})
+		for k, v := range extra {
 			vars[k] = v
 		}
 	}
@@ -580,17 +591,16 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	// Own process group (stop and signal the whole tree); SIGKILL when the daemon
-	// dies. Pdeathsig fires when the forking OS thread exits; Go keeps its threads
-	// for the life of the process unless a goroutine exits while locked to one, so
-	// in practice this means "when the daemon dies". cgroup.Manager.Sweep at the
-	// next start reaps anything that still escaped.
-	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	// Its own session, so its own process group (stop and signal the
+	// whole tree), and no parent-death signal: the instance outlives a
+	// daemon that crashes or is upgraded, and the next daemon adopts it
+	// (Start). `haven down` stops it; after a crash, `haven down` or the
+	// next `up` removes what cannot be adopted.
+	cmd.SysProcAttr.Setsid = true
 	cmd.WaitDelay = time.Second
 
 	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
-		exited: make(chan struct{}), state: StatePending, health: HealthInitial}
+		exited: make(chan struct{}), state: StatePending, health: HealthInitial, env: extra}
 	if f.cfg.LogDir != "" {
 		in.logPath = filepath.Join(f.cfg.LogDir, id+".log")
 		lf, err := os.OpenFile(in.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
@@ -616,6 +626,11 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	}
 	in.pid = cmd.Process.Pid
 	in.launchedAt = f.clock.Now()
+	if ident, err := proc.IdentityOf(in.pid); err == nil {
+		in.ident = ident
+	} else {
+		f.log.Warn("identify instance process: a later daemon cannot adopt it", "instance", id, "pid", in.pid, "err", err)
+	}
 	go func() {
 		in.exitErr = cmd.Wait()
 		close(in.exited)
