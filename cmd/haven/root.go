@@ -41,6 +41,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newUpCmd(g),
 		newDaemonCmd(g),
 		newLBCmd(),
+		newEndpointCmd(),
 		newDownCmd(g),
 		newStatusCmd(g),
 		newInstanceCmd(g),

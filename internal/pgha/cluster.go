@@ -223,6 +223,10 @@ type Cluster struct {
 	wake        chan struct{}
 	switchovers chan switchoverReq
 	rejoined    chan rejoinResult
+
+	// adopted maps each node whose running postmaster Start adopted to
+	// its pid; set by Start, read-only after.
+	adopted map[string]int
 }
 
 // New builds a Cluster from cfg (defaults filled in) and validates it.
@@ -240,6 +244,7 @@ func New(cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 		in.spawn = func(cmd *exec.Cmd) error { return cfg.Spawn(n, cmd) }
+		in.record = filepath.Join(filepath.Dir(cfg.StateFile), n.Name+".postmaster.json")
 		in.powered = func() bool { return !c.zoneOff(n.Zone) }
 		c.nodes[n.Name], c.inst[n.Name] = n, in
 		c.probe[n.Name] = &prober{node: n, in: in, timeout: cfg.ProbeTimeout, threshold: cfg.FailureThreshold, now: cfg.Clock.Now, dial: cfg.Dial}
@@ -302,37 +307,72 @@ func (c *Cluster) Start(ctx context.Context) error {
 	c.publish()
 
 	p := c.inst[st.Primary]
-	if !p.initialized() {
-		if ok {
-			return fmt.Errorf("primary %s of epoch %d has no data directory %s", st.Primary, st.Epoch, p.node.DataDir)
+	c.adopted = map[string]int{}
+	if ok {
+		// The servers of a controller that crashed or handed over are
+		// still running: adopt them as they are, or start them.
+		if pid, err := p.adopt(); err == nil {
+			if aerr := p.answers(ctx, false); aerr != nil {
+				// Ours (its identity says so), but not serving as the
+				// primary: start it afresh (start kills it first).
+				c.log.Warn("adopted primary does not answer as a primary; restarting it", "node", st.Primary, "pid", pid, "err", aerr)
+				p.release()
+			} else {
+				c.adopted[st.Primary] = pid
+			}
+		} else {
+			c.log.Info("primary not adopted; starting it", "node", st.Primary, "why", err)
 		}
-		if err := p.initdb(ctx); err != nil {
-			return err
+		if st.Standby != "" {
+			if pid, err := c.inst[st.Standby].adopt(); err == nil {
+				if aerr := c.inst[st.Standby].answers(ctx, true); aerr != nil {
+					c.log.Warn("adopted standby does not answer as a standby; rejoining it", "node", st.Standby, "pid", pid, "err", aerr)
+				} else {
+					c.adopted[st.Standby] = pid
+				}
+			} else {
+				c.log.Info("standby not adopted; starting it", "node", st.Standby, "why", err)
+			}
 		}
 	}
 	primaryDown := false
-	if err := p.start(ctx, c.primaryRunConfig(st)); err != nil {
-		if !ok || st.Standby == "" || !st.StandbyEligible {
-			return fmt.Errorf("start primary: %w", err)
-		}
-		// The eligible standby has every acknowledged commit: start it as a
-		// standby and let the controller fail over to it.
-		c.log.Error("recorded primary does not start; failing over to the eligible standby", "primary", st.Primary, "err", err)
-		primaryDown = true
-	}
-	if !primaryDown {
-		if err := p.exec(ctx, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN CREATE ROLE replicator WITH REPLICATION LOGIN; END IF; END$$`); err != nil {
-			return fmt.Errorf("create replication role: %w", err)
-		}
-	}
-	if err := saveState(c.cfg.StateFile, c.state); err != nil {
-		return err
-	}
-	if !primaryDown {
+	if _, adopted := c.adopted[st.Primary]; adopted {
 		c.repoint(c.state.Primary, c.state.Epoch)
+		c.publish()
+		c.emit(Event{Kind: EventAdopted, Node: st.Primary, Epoch: st.Epoch,
+			Message: fmt.Sprintf("adopted the running database of epoch %d: primary %s (pid %d)%s; nothing restarted, no failover", st.Epoch, st.Primary, c.adopted[st.Primary], c.adoptedStandbyNote(st))})
+	} else {
+		if !p.initialized() {
+			if ok {
+				return fmt.Errorf("primary %s of epoch %d has no data directory %s", st.Primary, st.Epoch, p.node.DataDir)
+			}
+			if err := p.initdb(ctx); err != nil {
+				return err
+			}
+		}
+		if err := p.start(ctx, c.primaryRunConfig(st)); err != nil {
+			if !ok || st.Standby == "" || !st.StandbyEligible {
+				return fmt.Errorf("start primary: %w", err)
+			}
+			// The eligible standby has every acknowledged commit: start it as a
+			// standby and let the controller fail over to it.
+			c.log.Error("recorded primary does not start; failing over to the eligible standby", "primary", st.Primary, "err", err)
+			primaryDown = true
+		}
+		if !primaryDown {
+			if err := p.exec(ctx, `DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'replicator') THEN CREATE ROLE replicator WITH REPLICATION LOGIN; END IF; END$$`); err != nil {
+				return fmt.Errorf("create replication role: %w", err)
+			}
+		}
+		if err := saveState(c.cfg.StateFile, c.state); err != nil {
+			return err
+		}
+		if !primaryDown {
+			c.repoint(c.state.Primary, c.state.Epoch)
+		}
+		c.publish()
 	}
-	c.publish()
-	if st.Standby != "" {
+	if _, adopted := c.adopted[st.Standby]; st.Standby != "" && !adopted {
 		if _, err := c.rejoin(ctx, st.Standby, st.Primary, false); err != nil {
 			c.log.Warn("standby not started; the controller will retry", "node", st.Standby, "err", err)
 		}
@@ -354,6 +394,41 @@ func (c *Cluster) Start(ctx context.Context) error {
 	now := c.Status().State
 	c.log.Info("database started", "epoch", now.Epoch, "primary", now.Primary, "standby", now.Standby, "durability", c.cfg.Durability)
 	return nil
+}
+
+func (c *Cluster) adoptedStandbyNote(st State) string {
+	if pid, ok := c.adopted[st.Standby]; ok {
+		return fmt.Sprintf(" and standby %s (pid %d)", st.Standby, pid)
+	}
+	return ""
+}
+
+// Adopted maps each node whose running postmaster Start adopted (instead
+// of starting one) to its pid.
+func (c *Cluster) Adopted() map[string]int {
+	out := make(map[string]int, len(c.adopted))
+	for k, v := range c.adopted {
+		out[k] = v
+	}
+	return out
+}
+
+// Detach stops the failover controller and lets go of the servers without
+// stopping them: for a daemon that hands over to another (an upgrade),
+// whose controller adopts them from the persisted state.
+func (c *Cluster) Detach() {
+	c.runMu.Lock()
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.runMu.Unlock()
+	c.wg.Wait()
+	for _, p := range c.probe {
+		p.close()
+	}
+	for _, in := range c.inst {
+		in.release()
+	}
 }
 
 // waitFailedOver waits until the controller points the endpoint at a

@@ -33,6 +33,10 @@ const (
 	EventPlanFailed = "plan-failed"
 	// EventControllerRestarted: the controller alone was restarted (a drill).
 	EventControllerRestarted = "controller-restarted"
+	// EventAdopted: a new controller (a restarted or upgraded daemon)
+	// adopted the running servers from the persisted epoch, restarting
+	// nothing.
+	EventAdopted = "adopted"
 )
 
 // Event is something the failover controller did.

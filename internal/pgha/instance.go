@@ -39,9 +39,13 @@ type instance struct {
 	spawn   func(*exec.Cmd) error
 	powered func() bool
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the postmaster has exited
+	// record is where the running postmaster's identity is kept, for a
+	// later controller to adopt it (adopt).
+	record string
+
+	mu      sync.Mutex
+	procPID int           // the postmaster's pid (also its process group and session)
+	done    chan struct{} // closed when the postmaster has exited
 
 	// pidv is the running postmaster's pid (0 when none), for status
 	// readers that must not wait on mu.
@@ -69,6 +73,18 @@ func newInstance(n Node, binDir string, log *slog.Logger) (*instance, error) {
 
 func (in *instance) sysProcAttr() *syscall.SysProcAttr {
 	a := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if os.Geteuid() == 0 {
+		a.Credential = &syscall.Credential{Uid: uint32(in.uid), Gid: uint32(in.gid)}
+	}
+	return a
+}
+
+// serverProcAttr is the postmaster's: its own session (so its own process
+// group) and no parent-death signal, so the server outlives a controller
+// that crashes or is upgraded; the next one adopts it (adopt). Tools keep
+// sysProcAttr: they die with the controller that ran them.
+func (in *instance) serverProcAttr() *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{Setsid: true}
 	if os.Geteuid() == 0 {
 		a.Credential = &syscall.Credential{Uid: uint32(in.uid), Gid: uint32(in.gid)}
 	}
@@ -244,7 +260,7 @@ func (in *instance) start(ctx context.Context, rc runConfig) error {
 		return fmt.Errorf("open log file: %w", err)
 	}
 	cmd := exec.Command(filepath.Join(in.binDir, "postgres"), "-D", in.node.DataDir)
-	cmd.SysProcAttr = in.sysProcAttr()
+	cmd.SysProcAttr = in.serverProcAttr()
 	cmd.Env = in.env()
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -258,18 +274,17 @@ func (in *instance) start(ctx context.Context, rc runConfig) error {
 	}
 	logf.Close()
 	done := make(chan struct{})
+	pid := cmd.Process.Pid
 	in.mu.Lock()
-	in.cmd, in.done = cmd, done
+	in.procPID, in.done = pid, done
 	in.mu.Unlock()
-	in.pidv.Store(int64(cmd.Process.Pid))
+	in.pidv.Store(int64(pid))
 	go func() {
 		err := cmd.Wait()
-		in.pidv.CompareAndSwap(int64(cmd.Process.Pid), 0)
-		in.log.Info("postmaster exited", "pid", cmd.Process.Pid, "status", fmt.Sprint(err))
-		// Reap whatever the postmaster left in its group.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		in.exitedNow(pid, fmt.Sprint(err))
 		close(done)
 	}()
+	in.saveRecord(pid)
 	role := "primary"
 	if rc.standby {
 		role = "standby"
@@ -351,14 +366,14 @@ func (in *instance) running() bool {
 func (in *instance) pid() int {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.cmd == nil || in.done == nil {
+	if in.procPID == 0 || in.done == nil {
 		return 0
 	}
 	select {
 	case <-in.done:
 		return 0
 	default:
-		return in.cmd.Process.Pid
+		return in.procPID
 	}
 }
 

@@ -750,6 +750,18 @@ func (v *VPC) Endpoint(name string) (netip.AddrPort, bool) {
 	return e.vip, true
 }
 
+// EndpointTarget returns the named endpoint's current target (invalid:
+// none) and whether it is paused.
+func (v *VPC) EndpointTarget(name string) (target netip.AddrPort, paused, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	e := v.endpoints[name]
+	if e == nil {
+		return netip.AddrPort{}, false, false
+	}
+	return e.target, e.paused, true
+}
+
 // SetEndpoint points the named endpoint at target (a zero AddrPort: no
 // target, so new connections are refused) and resumes it if paused. New
 // connections go to the new target; connections already made keep theirs

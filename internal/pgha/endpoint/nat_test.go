@@ -104,6 +104,9 @@ var tableSeq int
 // TestMain deletes the tables of test runs that died before their cleanup:
 // a leaked table would reset connections to its (ephemeral) port forever.
 func TestMain(m *testing.M) {
+	if os.Getenv("HAVEN_EP_TEST_SERVE") == "1" {
+		os.Exit(runProxyProcess())
+	}
 	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil {
 		for _, line := range strings.Split(string(out), "\n") {
 			name, ok := strings.CutPrefix(line, "table ip haventest_")

@@ -22,12 +22,18 @@ type Config struct {
 	// PauseTimeout is the longest a new connection is held while the proxy
 	// is paused (planned switchover); it is then closed. Default 10s.
 	PauseTimeout time.Duration
+	// Listener, if set, is served instead of binding Listen (a socket the
+	// process inherited). Default nil.
+	Listener net.Listener
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
 
 // Validate reports the first invalid field.
 func (c Config) Validate() error {
+	if c.Listener != nil {
+		return nil
+	}
 	if c.Listen == "" {
 		return errors.New("endpoint.listen: required")
 	}
@@ -94,10 +100,13 @@ func New(cfg Config) (*Proxy, error) {
 
 // Start listens and serves in the background.
 func (p *Proxy) Start(ctx context.Context) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", p.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
+	ln := p.cfg.Listener
+	if ln == nil {
+		var lc net.ListenConfig
+		var err error
+		if ln, err = lc.Listen(ctx, "tcp", p.cfg.Listen); err != nil {
+			return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
+		}
 	}
 	p.ln = ln
 	p.wg.Add(1)

@@ -2,12 +2,16 @@ package endpoint
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
+
+	"github.com/haven-platform/haven/internal/atomicfile"
 )
 
 // Router is the VPC side of a Routed endpoint (*vpc.VPC): a virtual
@@ -23,6 +27,19 @@ type Router interface {
 	SwitchEndpoint(ctx context.Context, name string, target netip.AddrPort) error
 	// PauseEndpoint cuts every connection and holds new ones.
 	PauseEndpoint(ctx context.Context, name string) error
+	// EndpointTarget returns the endpoint's current target and whether it
+	// is paused.
+	EndpointTarget(name string) (target netip.AddrPort, paused, ok bool)
+}
+
+// HostProxy is the proxy on the host's address: a Proxy in this process,
+// or a ProxyProcess, which outlives the daemon.
+type HostProxy interface {
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+	SetTarget(epoch uint64, addr string)
+	Pause()
+	Addr() string
 }
 
 // RoutedConfig configures a Routed endpoint.
@@ -35,6 +52,13 @@ type RoutedConfig struct {
 	// a proxy there forwards to the virtual address, so the host reaches
 	// the database as it does without a VPC. Required.
 	Listen string
+	// HostProxy serves Listen. Default: a Proxy in this process.
+	HostProxy HostProxy
+	// StateFile records the epoch and primary the endpoint forwards to, so
+	// that a later daemon adopts the router's rules as they are (Start)
+	// instead of resetting them, which would cut every connection. Default
+	// "": no record; Start resets.
+	StateFile string
 	// Timeout bounds each change of the router's rules. Default 5s.
 	Timeout time.Duration
 	// Logger receives structured logs. Default slog.Default().
@@ -54,12 +78,55 @@ type Routed struct {
 	cfg   RoutedConfig
 	log   *slog.Logger
 	vip   netip.AddrPort
-	proxy *Proxy
+	proxy HostProxy
 
-	mu     sync.Mutex
-	epoch  uint64
-	target netip.AddrPort
-	err    error
+	mu      sync.Mutex
+	epoch   uint64
+	target  netip.AddrPort
+	err     error
+	adopted bool
+}
+
+// routedState is the record of StateFile.
+type routedState struct {
+	Epoch  uint64         `json:"epoch"`
+	Target netip.AddrPort `json:"target"`
+}
+
+// Adopted reports whether Start adopted the router's rules as an earlier
+// daemon left them.
+func (r *Routed) Adopted() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.adopted
+}
+
+func (r *Routed) readState() (routedState, bool) {
+	if r.cfg.StateFile == "" {
+		return routedState{}, false
+	}
+	b, err := os.ReadFile(r.cfg.StateFile)
+	if err != nil {
+		return routedState{}, false
+	}
+	var st routedState
+	if json.Unmarshal(b, &st) != nil {
+		return routedState{}, false
+	}
+	return st, true
+}
+
+func (r *Routed) saveState() {
+	if r.cfg.StateFile == "" {
+		return
+	}
+	r.mu.Lock()
+	st := routedState{Epoch: r.epoch, Target: r.target}
+	r.mu.Unlock()
+	b, _ := json.Marshal(st)
+	if err := atomicfile.WriteFile(r.cfg.StateFile, b, 0o600); err != nil {
+		r.log.Warn("record the endpoint's target", "err", err)
+	}
 }
 
 var _ interface {
@@ -85,17 +152,34 @@ func NewRouted(cfg RoutedConfig) (*Routed, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	p, err := New(Config{Listen: cfg.Listen, Logger: cfg.Logger})
-	if err != nil {
-		return nil, err
+	var p HostProxy = cfg.HostProxy
+	if p == nil {
+		var err error
+		if p, err = New(Config{Listen: cfg.Listen, Logger: cfg.Logger}); err != nil {
+			return nil, err
+		}
 	}
 	return &Routed{cfg: cfg, log: cfg.Logger.With("component", "pgha.endpoint", "mode", "vpc", "vip", vip.String()), vip: vip, proxy: p}, nil
 }
 
-// Start serves the host's address, with no primary (new connections refused).
+// Start serves the host's address, with no primary (new connections
+// refused); or, when the record says the router forwards to the primary
+// of a known epoch (a daemon that crashed or handed over left it so), it
+// adopts that as it is, cutting nothing.
 func (r *Routed) Start(ctx context.Context) error {
-	if err := r.cfg.Router.SwitchEndpoint(ctx, r.cfg.Name, netip.AddrPort{}); err != nil {
-		return fmt.Errorf("start endpoint %s: %w", r.cfg.Name, err)
+	if rec, ok := r.readState(); ok {
+		if cur, paused, ok := r.cfg.Router.EndpointTarget(r.cfg.Name); ok && !paused && cur == rec.Target && cur.IsValid() {
+			r.mu.Lock()
+			r.epoch, r.target, r.adopted = rec.Epoch, rec.Target, true
+			r.mu.Unlock()
+			r.log.Info("endpoint adopted", "epoch", rec.Epoch, "target", rec.Target)
+		}
+	}
+	if !r.Adopted() {
+		if err := r.cfg.Router.SwitchEndpoint(ctx, r.cfg.Name, netip.AddrPort{}); err != nil {
+			return fmt.Errorf("start endpoint %s: %w", r.cfg.Name, err)
+		}
+		r.saveState()
 	}
 	if err := r.proxy.Start(ctx); err != nil {
 		return err
@@ -149,6 +233,7 @@ func (r *Routed) SetTarget(epoch uint64, addr string) {
 	r.mu.Lock()
 	r.epoch, r.target, r.err = epoch, target, nil
 	r.mu.Unlock()
+	r.saveState()
 	hostTarget := ""
 	if target.IsValid() {
 		hostTarget = r.vip.String()
@@ -195,4 +280,5 @@ func (r *Routed) fail(ctx context.Context, err error) {
 	r.mu.Lock()
 	r.err, r.target = err, netip.AddrPort{}
 	r.mu.Unlock()
+	r.saveState()
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -20,8 +21,16 @@ type fakeRouter struct {
 	vip  netip.AddrPort
 	fail bool
 
-	mu    sync.Mutex
-	calls []string
+	mu     sync.Mutex
+	calls  []string
+	target netip.AddrPort
+	paused bool
+}
+
+func (f *fakeRouter) EndpointTarget(name string) (netip.AddrPort, bool, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.target, f.paused, name == "db"
 }
 
 func (f *fakeRouter) Endpoint(name string) (netip.AddrPort, bool) { return f.vip, name == "db" }
@@ -37,13 +46,26 @@ func (f *fakeRouter) record(format string, a ...any) error {
 }
 
 func (f *fakeRouter) SetEndpoint(_ context.Context, name string, t netip.AddrPort) error {
+	f.state(t, false)
 	return f.record("set %s %v", name, t)
 }
 func (f *fakeRouter) SwitchEndpoint(_ context.Context, name string, t netip.AddrPort) error {
+	f.state(t, false)
 	return f.record("switch %s %v", name, t)
 }
 func (f *fakeRouter) PauseEndpoint(_ context.Context, name string) error {
+	f.mu.Lock()
+	f.paused = true
+	f.mu.Unlock()
 	return f.record("pause %s", name)
+}
+
+func (f *fakeRouter) state(t netip.AddrPort, paused bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.fail {
+		f.target, f.paused = t, paused
+	}
 }
 
 func (f *fakeRouter) take() []string {
@@ -135,5 +157,52 @@ func TestRoutedFollowsThePrimary(t *testing.T) {
 	}
 	if _, tg := r.Target(); tg != "" {
 		t.Errorf("after a failed switch the target is %q, want none", tg)
+	}
+}
+
+// TestRoutedAdoptsTheRouter: a daemon that dies leaves the router
+// forwarding to the primary; the next one, from the record, adopts that
+// as it is (no switch, so no connection cut) and switches only on a new
+// epoch.
+func TestRoutedAdoptsTheRouter(t *testing.T) {
+	vip := netip.MustParseAddrPort(echoServer(t, "vip"))
+	fr := &fakeRouter{vip: vip}
+	state := filepath.Join(t.TempDir(), "endpoint.json")
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r1, err := NewRouted(RoutedConfig{Router: fr, Name: "db", Listen: "127.0.0.1:0", StateFile: state, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := r1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := "198.18.20.2:5432"
+	r1.SetTarget(3, a)
+	r1.proxy.Stop(ctx) // the daemon dies: its proxy goes, the router's rules stay
+	fr.take()
+
+	r2, err := NewRouted(RoutedConfig{Router: fr, Name: "db", Listen: "127.0.0.1:0", StateFile: state, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r2.Stop(context.Background()) })
+	if !r2.Adopted() {
+		t.Fatal("the router's rules were not adopted")
+	}
+	if got := fr.take(); len(got) != 0 {
+		t.Fatalf("adoption changed the router: %q", got)
+	}
+	r2.SetTarget(3, a)
+	if got := fr.take(); !reflect.DeepEqual(got, []string{"set db " + a}) {
+		t.Fatalf("the controller's repoint after adoption: %q, want a set (no new generation)", got)
+	}
+	b := "198.18.21.2:5432"
+	r2.SetTarget(4, b)
+	if got := fr.take(); !reflect.DeepEqual(got, []string{"switch db " + b}) {
+		t.Fatalf("a new epoch after adoption: %q, want a switch", got)
 	}
 }

@@ -1,0 +1,114 @@
+package endpoint
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// runProxyProcess is the test binary acting as `haven endpoint serve`.
+func runProxyProcess() int {
+	fs := flag.NewFlagSet("endpoint serve", flag.ContinueOnError)
+	dir := fs.String("dir", "", "")
+	fd := fs.Int("listener-fd", 3, "")
+	epoch := fs.Uint64("epoch", 0, "")
+	target := fs.String("target", "", "")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if err := ServeProcess(ctx, ServeOptions{Dir: *dir, Listener: os.NewFile(uintptr(*fd), "listener"), Epoch: *epoch, Target: *target,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func newTestProxyProcess(t *testing.T, dir, listen string) *ProxyProcess {
+	t.Helper()
+	pp, err := NewProcess(ProcessConfig{Dir: dir, Listen: listen, Command: []string{os.Args[0]}, Env: []string{"HAVEN_EP_TEST_SERVE=1"},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pp
+}
+
+// TestProxyProcessOutlivesItsDaemon: connections through the proxy process
+// survive the daemon side going away; the next one adopts the process and
+// its target, cutting nothing, until a new epoch; a killed process is
+// replaced on the same socket.
+func TestProxyProcessOutlivesItsDaemon(t *testing.T) {
+	dir := t.TempDir()
+	listen := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	a, b := echoServer(t, "a"), echoServer(t, "b")
+	pp1 := newTestProxyProcess(t, dir, listen)
+	ctx := context.Background()
+	if err := pp1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pp1.SetTarget(1, a)
+	c, err := net.Dial("tcp", listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := roundTrip(c, "1\n"); err != nil || got != "a:1" {
+		t.Fatalf("through the process: %q, %v", got, err)
+	}
+	pid := pp1.PID()
+	pp1.Detach() // the daemon crashes
+	if got, err := roundTrip(c, "2\n"); err != nil || got != "a:2" {
+		t.Fatalf("after the daemon went: %q, %v", got, err)
+	}
+
+	pp2 := newTestProxyProcess(t, dir, listen)
+	if err := pp2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pp2.Stop(context.Background()) })
+	if pp2.Adopted() != pid {
+		t.Fatalf("adopted %d, want %d", pp2.Adopted(), pid)
+	}
+	pp2.SetTarget(1, a) // the controller's repoint after its own adoption
+	if got, err := roundTrip(c, "3\n"); err != nil || got != "a:3" {
+		t.Fatalf("after adoption: %q, %v; the connection must survive", got, err)
+	}
+	pp2.SetTarget(2, b)
+	if _, err := roundTrip(c, "4\n"); err == nil {
+		t.Fatal("a connection of the old epoch survived a new epoch")
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c2, err := net.Dial("tcp", listen)
+		if err == nil {
+			got, err := roundTrip(c2, "5\n")
+			c2.Close()
+			if err == nil && got == "b:5" && pp2.PID() != pid {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no proxy process serves the endpoint 10s after the kill (pid %d)", pp2.PID())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.HasPrefix(pp2.Addr(), "127.0.0.1:") {
+		t.Fatalf("addr %q", pp2.Addr())
+	}
+}
