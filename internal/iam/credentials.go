@@ -76,10 +76,15 @@ type IssuerConfig struct {
 	Clock clock.Clock
 	// Logger receives issue/revoke events (never secrets). Default slog.Default().
 	Logger *slog.Logger
+	// OnChange, if set, is called (outside the issuer's lock) after every
+	// issue and revocation, for a caller that persists Snapshot so a
+	// restarted issuer knows the credentials already handed out. Default none.
+	OnChange func()
 }
 
 // Issuer issues temporary credentials and resolves access key ids back to them.
-// Credentials live in memory only.
+// Credentials live in memory; Snapshot and Restore carry them across a
+// restart (sealed at rest by the caller).
 type Issuer struct {
 	cfg IssuerConfig
 	log *slog.Logger
@@ -182,7 +187,46 @@ func (i *Issuer) issue(p Principal, ttl time.Duration) (Credentials, error) {
 	i.creds[akid] = c
 	i.mu.Unlock()
 	i.log.Info("credentials issued", "access_key_id", akid, "role", p.Role, "instance", p.InstanceID, "expiration", c.Expiration)
+	i.changed()
 	return *c, nil
+}
+
+func (i *Issuer) changed() {
+	if i.cfg.OnChange != nil {
+		i.cfg.OnChange()
+	}
+}
+
+// Snapshot returns every credential still accepted or still remembered as
+// expired (the secret keys included: seal them before they touch a disk).
+func (i *Issuer) Snapshot() []Credentials {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.sweepLocked(i.cfg.Clock.Now())
+	out := make([]Credentials, 0, len(i.creds))
+	for _, c := range i.creds {
+		out = append(out, *c)
+	}
+	return out
+}
+
+// Restore adds credentials an earlier issuer handed out (its Snapshot),
+// so that they keep being accepted until they expire; those of another
+// account are ignored. It returns how many it restored.
+func (i *Issuer) Restore(creds []Credentials) int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	n := 0
+	for _, c := range creds {
+		if c.AccessKeyID == "" || c.Principal.Account != i.cfg.Account {
+			continue
+		}
+		cc := c
+		i.creds[c.AccessKeyID] = &cc
+		n++
+	}
+	i.sweepLocked(i.cfg.Clock.Now())
+	return n
 }
 
 // Lookup returns the credential for an access key id. It returns ErrUnknownKey when
@@ -205,19 +249,23 @@ func (i *Issuer) Revoke(accessKeyID string) {
 	i.mu.Lock()
 	delete(i.creds, accessKeyID)
 	i.mu.Unlock()
+	i.changed()
 }
 
 // RevokeInstance forgets every credential issued to an instance (call it when the
 // instance terminates). It returns how many were revoked.
 func (i *Issuer) RevokeInstance(instanceID string) int {
 	i.mu.Lock()
-	defer i.mu.Unlock()
 	n := 0
 	for k, c := range i.creds {
 		if c.Principal.InstanceID == instanceID {
 			delete(i.creds, k)
 			n++
 		}
+	}
+	i.mu.Unlock()
+	if n > 0 {
+		i.changed()
 	}
 	return n
 }

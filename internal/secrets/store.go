@@ -41,6 +41,7 @@ type KeyFile struct {
 var KeyFiles = []KeyFile{
 	{StateFile, "sealed secret store (AES-256-GCM)"},
 	{RootKeyFile, "secrets root key (the local KMS key)"},
+	{CredentialsFile, "sealed temporary credentials of the region's issuer (AES-256-GCM)"},
 }
 
 // maxVersions is how many versions a secret keeps; the oldest unlabelled ones go first.
