@@ -21,7 +21,7 @@ import (
 )
 
 func newUpCmd(g *globals) *cobra.Command {
-	var detach bool
+	var detach, takeover bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -30,7 +30,13 @@ func newUpCmd(g *globals) *cobra.Command {
 
 In the foreground it shows progress and a compact live status; Ctrl-C stops
 everything. With --detach it starts the daemon in the background and returns
-once fleet.min instances are healthy behind the load balancer.`,
+once fleet.min instances are healthy behind the load balancer.
+
+After a daemon crash, up adopts what still runs (instances, database
+servers, the load balancer, the network) instead of relaunching it. With
+--takeover, a daemon that is running hands the region over to this binary
+(an upgrade): it exits leaving everything running, this one adopts it, and
+the load balancer moves to this binary's by a hot restart.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := spec.LoadFile(g.specFile)
 			if err != nil {
@@ -38,7 +44,12 @@ once fleet.min instances are healthy behind the load balancer.`,
 			}
 			dir := g.dir()
 			if st, err := g.client().Status(cmd.Context()); err == nil {
-				return fmt.Errorf("start region: region %q is already running in %s (pid %d); stop it with `haven down --state-dir %s` or pick another --state-dir", st.Region, dir, st.PID, dir)
+				if !takeover {
+					return fmt.Errorf("start region: region %q is already running in %s (daemon pid %d, version %s); stop it with `haven down --state-dir %s`, hand it over to this binary with `haven up --takeover`, or pick another --state-dir", st.Region, dir, st.PID, st.Version, dir)
+				}
+				if err := handOver(cmd.Context(), g, st, cmd.ErrOrStderr()); err != nil {
+					return err
+				}
 			}
 			if detach {
 				return upDetached(cmd.Context(), g, dir, timeout, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -49,6 +60,7 @@ once fleet.min instances are healthy behind the load balancer.`,
 	addSpecFlag(cmd, g)
 	cmd.Flags().BoolVarP(&detach, "detach", "d", false, "run the daemon in the background; return once the region is ready")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "with --detach, how long to wait for the region to become ready")
+	cmd.Flags().BoolVar(&takeover, "takeover", false, "take the region over from the daemon running it (an upgrade): it exits leaving everything running, this binary adopts it")
 	return cmd
 }
 
@@ -64,11 +76,35 @@ func newDaemonCmd(g *globals) *cobra.Command {
 				return err
 			}
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			return region.Run(cmd.Context(), region.Options{Spec: s, SpecFile: g.specFile, StateDir: g.dir(), BinDir: binDir(), Logger: logger})
+			err = region.Run(cmd.Context(), region.Options{Spec: s, SpecFile: g.specFile, StateDir: g.dir(), BinDir: binDir(), Logger: logger})
+			if errors.Is(err, region.ErrHandedOver) {
+				return nil
+			}
+			return err
 		},
 	}
 	addSpecFlag(cmd, g)
 	return cmd
+}
+
+// handOver asks the running daemon to hand the region over and waits for
+// it to exit.
+func handOver(ctx context.Context, g *globals, st api.Status, stderr io.Writer) error {
+	fmt.Fprintf(stderr, "haven: taking region %q over from daemon pid %d (version %s)\n", st.Region, st.PID, st.Version)
+	if err := g.client().Handover(ctx); err != nil {
+		return fmt.Errorf("take over: %w", err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for syscall.Kill(st.PID, 0) == nil {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", st.PID)); err == nil && strings.Contains(string(b), ") Z ") {
+			break // exited, not yet reaped by its parent
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("take over: daemon pid %d did not exit within 2 minutes after handing over", st.PID)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
 }
 
 // binDir is the directory of the running haven binary: app binaries such as
@@ -107,6 +143,10 @@ func upForeground(ctx context.Context, g *globals, s spec.Spec, dir string, stdo
 	for {
 		select {
 		case err := <-done:
+			if errors.Is(err, region.ErrHandedOver) {
+				fmt.Fprintln(stderr, "haven: region handed over to another daemon; it keeps running")
+				return nil
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				return fmt.Errorf("region stopped: %w (see %s)", err, logf.Name())
 			}

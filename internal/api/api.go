@@ -27,6 +27,9 @@ const (
 	PhaseReady    = "ready"
 	PhaseStopping = "stopping"
 	PhaseFailed   = "failed"
+	// PhaseHandingOver: another daemon takes over the region (an upgrade);
+	// this one exits, leaving the data plane running.
+	PhaseHandingOver = "handing-over"
 )
 
 // Status is the whole region at a glance: `haven status --json` prints it.
@@ -37,6 +40,8 @@ type Status struct {
 	StartedAt time.Time  `json:"started_at"`
 	StateDir  string     `json:"state_dir"`
 	PID       int        `json:"pid"`
+	// Version is the daemon's build.
+	Version   string     `json:"version"`
 	Progress  []string   `json:"progress,omitempty"`
 	Endpoints Endpoints  `json:"endpoints"`
 	Network   Network    `json:"network"`
@@ -45,7 +50,45 @@ type Status struct {
 	LB        LB         `json:"load_balancer"`
 	Instances []Instance `json:"instances"`
 	Database  *Database  `json:"database,omitempty"`
-	Warnings  []string   `json:"warnings,omitempty"`
+	// Adoption is what this daemon found running when it started on a
+	// state dir an earlier daemon left (a crash, an upgrade); nil on a
+	// fresh start.
+	Adoption *Adoption `json:"adoption,omitempty"`
+	Warnings []string  `json:"warnings,omitempty"`
+}
+
+// Adoption is what a daemon took over from an earlier one instead of
+// relaunching it, and what it could not.
+type Adoption struct {
+	// VPC is true when the VPC was adopted as it ran (namespaces, rules).
+	VPC bool `json:"vpc"`
+	// Instances are the instances adopted: same ids, same processes.
+	Instances []string `json:"instances,omitempty"`
+	// DBNodes maps each database node adopted to its postmaster's pid.
+	DBNodes map[string]int `json:"db_nodes,omitempty"`
+	// Endpoint is true when the database endpoint's rules were adopted as
+	// they were (no connection cut); EndpointProxy is the pid of the
+	// endpoint's proxy process adopted (0: started anew).
+	Endpoint      bool `json:"endpoint"`
+	EndpointProxy int  `json:"endpoint_proxy,omitempty"`
+	// LB is the pid of the load balancer process adopted (0: started
+	// anew); LBReplaced is set when it was then replaced by a hot restart
+	// (another version or settings), with why.
+	LB             int    `json:"lb,omitempty"`
+	LBReplaced     int    `json:"lb_replaced,omitempty"`
+	LBReplacedWhy  string `json:"lb_replaced_why,omitempty"`
+	// Relaunched are recorded instances that were gone (their process had
+	// exited): the fleet replaces them.
+	Relaunched []string `json:"relaunched,omitempty"`
+	// LeftAlone lists records whose pid now runs another program, with
+	// why: nothing of it was touched.
+	LeftAlone []string `json:"left_alone,omitempty"`
+	// Failed lists processes that still ran but could not be taken over,
+	// with why: they were stopped and replaced.
+	Failed []string `json:"failed,omitempty"`
+	// ReleaseSkipped is true when app.release did not run again because
+	// the database was adopted.
+	ReleaseSkipped bool `json:"release_skipped,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.
@@ -116,6 +159,9 @@ type LB struct {
 	Retries            int64  `json:"retries"`
 	Ejections          int64  `json:"ejections"`
 	Errors5xx          int64  `json:"errors_5xx"`
+	// PID is the load balancer process serving now, Version its build.
+	PID     int    `json:"pid,omitempty"`
+	Version string `json:"version,omitempty"`
 }
 
 // Instance is one app instance and its load balancer target state.
@@ -297,6 +343,13 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status
 	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &s)
 	return s, err
+}
+
+// Handover asks the daemon to hand the region over to another daemon
+// (POST /v1/handover): it stops its control loops and exits, leaving the
+// instances, the database, the load balancer and the network running.
+func (c *Client) Handover(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/handover", nil, nil)
 }
 
 // Shutdown asks the daemon to stop the region and exit.

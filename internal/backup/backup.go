@@ -470,6 +470,29 @@ func (m *Manager) Start(ctx context.Context) error {
 	return nil
 }
 
+// Resume is Start for a database adopted running (a daemon that crashed or
+// handed over left it archiving): when the repository holds the stanza
+// already (its archive.info and backup.info), stanza-create and check are
+// not run again, so the region is ready without waiting on them; otherwise
+// it is Start.
+func (m *Manager) Resume(ctx context.Context) error {
+	if m.started {
+		return errors.New("start backups: already started")
+	}
+	for _, f := range []string{filepath.Join("archive", m.cfg.Stanza, "archive.info"), filepath.Join("backup", m.cfg.Stanza, "backup.info")} {
+		if _, err := os.Stat(filepath.Join(m.cfg.RepoPath, f)); err != nil {
+			return m.Start(ctx)
+		}
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel, m.started = cancel, true
+	m.wg.Add(2)
+	go func() { defer m.wg.Done(); m.ArchiveTicker(runCtx) }()
+	go func() { defer m.wg.Done(); m.Run(runCtx) }()
+	m.log.Info("stanza resumed", "stanza", m.cfg.Stanza, "repo", m.cfg.RepoPath)
+	return nil
+}
+
 // Stop stops the ticker and the scheduler; a running backup is killed.
 func (m *Manager) Stop(ctx context.Context) error {
 	if m.cancel != nil {

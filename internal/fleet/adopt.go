@@ -273,6 +273,15 @@ func (f *Fleet) releaseNet(ctx context.Context, in *instance) {
 // the fleet's own) and its cgroup (likewise). A process the record names
 // that is not ours is in neither, so it is not touched.
 func (f *Fleet) releaseRecorded(ctx context.Context, r instanceRecord) {
+	if b := f.cfg.Balancer; b != nil {
+		// A load balancer that outlived the daemon still has it: it goes
+		// (at once: nothing is in flight to a dead target).
+		go func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_ = b.Deregister(dctx, r.ID)
+		}()
+	}
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if r.Networked && f.cfg.Network != nil {
@@ -308,4 +317,39 @@ func (f *Fleet) Detach() {
 		}
 	}
 	f.mu.Unlock()
+}
+
+// SweepRecorded ends every instance recorded in stateFile whose process
+// still runs as recorded (a daemon died and `haven down` cleans up after
+// it): SIGKILL to its process group. A record whose pid runs another
+// program now is not touched. It removes the record and returns the pids
+// it ended.
+func SweepRecorded(ctx context.Context, stateFile string) ([]int, error) {
+	b, err := os.ReadFile(stateFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the fleet's record: %w", err)
+	}
+	var rec fleetRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		_ = os.Remove(stateFile)
+		return nil, nil
+	}
+	var killed []int
+	for _, r := range rec.Instances {
+		if r.Process.Check() != nil {
+			continue
+		}
+		_ = syscall.Kill(-r.Process.PID, syscall.SIGKILL)
+		kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = killGroup(kctx, r.Process.PID)
+		cancel()
+		killed = append(killed, r.Process.PID)
+	}
+	if err := os.Remove(stateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return killed, err
+	}
+	return killed, nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -68,13 +69,20 @@ func NewEndpoints(cfg EndpointsConfig) *Endpoints {
 // Candidates), not in every process. An id that has one already gets an
 // error.
 func (e *Endpoints) Start(ctx context.Context, id, az, host string, allow func(pid int) error, candidates func() []int) (string, error) {
+	return e.StartAt(ctx, id, az, host, 0, allow, candidates)
+}
+
+// StartAt is Start on a given port (0: any free one): a restarted daemon
+// serves an instance it adopts where the instance's environment says its
+// endpoint is.
+func (e *Endpoints) StartAt(ctx context.Context, id, az, host string, port int, allow func(pid int) error, candidates func() []int) (string, error) {
 	e.mu.Lock()
 	_, dup := e.byID[id]
 	e.mu.Unlock()
 	if dup {
 		return "", fmt.Errorf("metadata endpoint of %s: already running", id)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 	if err != nil {
 		return "", fmt.Errorf("listen for the metadata endpoint of %s on %s: %w", id, host, err)
 	}

@@ -1063,3 +1063,29 @@ var _ interface {
 	Start(context.Context) error
 	Stop(context.Context) error
 } = (*Process)(nil)
+
+// SweepProcesses ends the load balancer processes recorded in dir that
+// still run as recorded (a daemon died and `haven down` cleans up after
+// it), and removes the records and sockets. A record whose pid runs
+// another program now is removed; that program is not touched. It returns
+// the pids it ended.
+func SweepProcesses(ctx context.Context, dir string) ([]int, error) {
+	recs, _ := filepath.Glob(filepath.Join(dir, "lb-*.json"))
+	p := &Process{cfg: ProcessConfig{Dir: dir, StopTimeout: 5 * time.Second}, log: slog.New(slog.DiscardHandler)}
+	var killed []int
+	var errs []error
+	for _, path := range recs {
+		var rec record
+		b, err := os.ReadFile(path)
+		if err == nil && json.Unmarshal(b, &rec) == nil && rec.Identity.Check() == nil {
+			if err := p.stopOne(ctx, rec.Identity); err != nil {
+				errs = append(errs, err)
+			} else {
+				killed = append(killed, rec.Identity.PID)
+			}
+		}
+		p.removeRecord(rec.Identity.PID)
+		_ = os.Remove(path)
+	}
+	return killed, errors.Join(errs...)
+}

@@ -32,6 +32,41 @@ func KillLeftovers(root string, uid int, wait time.Duration) []int {
 	return killAll(procsUnder(root, uid, false), wait)
 }
 
+// KillLeftoversExcept is KillLeftovers sparing the processes of keep (the
+// postmasters a controller runs, started or adopted) and every process
+// below them: a restarted daemon clears what its predecessor left without
+// touching the servers it adopted.
+func KillLeftoversExcept(root string, uid int, wait time.Duration, keep []int) []int {
+	kept := map[int]bool{}
+	for _, pid := range keep {
+		kept[pid] = true
+	}
+	var pids []int
+	for _, pid := range procsUnder(root, uid, false) {
+		if !descendsFrom(pid, kept) {
+			pids = append(pids, pid)
+		}
+	}
+	return killAll(pids, wait)
+}
+
+// descendsFrom reports whether pid is one of kept or below one, walking
+// its parents (a process forked after any list of descendants was taken
+// is still found).
+func descendsFrom(pid int, kept map[int]bool) bool {
+	for i := 0; pid > 1 && i < 64; i++ {
+		if kept[pid] {
+			return true
+		}
+		st, err := proc.ReadStat(pid)
+		if err != nil {
+			return false
+		}
+		pid = st.PPID
+	}
+	return false
+}
+
 // killServer SIGKILLs every postgres process of uid working in dataDir
 // itself: the processes of an earlier server on that data directory.
 func killServer(dataDir string, uid int, wait time.Duration) []int {

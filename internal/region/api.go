@@ -19,6 +19,7 @@ import (
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/version"
 	"github.com/haven-platform/haven/internal/vpc"
 	"github.com/haven-platform/haven/internal/zone"
 )
@@ -56,6 +57,7 @@ type regionAPI struct{ r *Region }
 
 func (a *regionAPI) Status() api.Status { return a.r.Status() }
 func (a *regionAPI) Shutdown()          { a.r.requestShutdown() }
+func (a *regionAPI) Handover()          { a.r.requestHandover() }
 
 func (a *regionAPI) Events(q api.EventQuery) []api.Event { return a.r.events.Query(q) }
 
@@ -218,7 +220,7 @@ func (r *Region) Status() api.Status {
 	r.mu.Lock()
 	st := api.Status{
 		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir,
-		PID: os.Getpid(), Progress: append([]string(nil), r.progress...), Warnings: append([]string(nil), r.warnings...),
+		PID: os.Getpid(), Version: version.String(), Progress: append([]string(nil), r.progress...), Warnings: append([]string(nil), r.warnings...),
 		Endpoints: api.Endpoints{CACert: r.caPath(), Database: s.Database.Endpoint},
 		Instances: []api.Instance{},
 	}
@@ -264,8 +266,10 @@ func (r *Region) Status() api.Status {
 		if a := v.lb.HTTPAddr(); a != "" {
 			st.Endpoints.HTTP = "http://" + a
 		}
-		ls := v.lb.Stats()
+		ps := v.lb.State()
+		ls := ps.Stats
 		st.LB.Requests, st.LB.Retries, st.LB.Ejections, st.LB.Errors5xx = int64(ls.Requests), int64(ls.Retries), int64(ls.Ejections), int64(ls.Responses5xx)
+		st.LB.PID, st.LB.Version = v.lb.PID(), ps.Version
 		for _, t := range v.lb.Targets() {
 			inflight[t.ID] = t.InFlight
 			targets[t.ID] = string(t.State)
@@ -296,6 +300,7 @@ func (r *Region) Status() api.Status {
 		}
 		st.Database = d
 	}
+	st.Adoption = r.adoption.Load()
 	return st
 }
 

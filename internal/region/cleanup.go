@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/fleet"
+	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/vpc"
 )
@@ -54,10 +56,24 @@ func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftove
 	}
 	defer unlock()
 	var errs []error
+	// The processes of their own the region's tiers run, found by their
+	// records (identity-checked: a pid another program reuses now is not
+	// touched): instances, the load balancer, the endpoint's proxy.
+	for _, sweep := range []func() ([]int, error){
+		func() ([]int, error) { return fleet.SweepRecorded(ctx, filepath.Join(stateDir, "fleet.json")) },
+		func() ([]int, error) { return lb.SweepProcesses(ctx, filepath.Join(stateDir, "lb")) },
+		func() ([]int, error) { return endpoint.SweepProcesses(ctx, filepath.Join(stateDir, "endpoint")) },
+	} {
+		pids, err := sweep()
+		l.Processes = append(l.Processes, pids...)
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if target, err := os.Readlink(filepath.Join(stateDir, "pg")); err == nil {
-		l.Processes = sweepLeftovers(target)
+		l.Processes = append(l.Processes, sweepLeftovers(target, nil)...)
 	} else if _, err := os.Stat(filepath.Join(stateDir, "pg")); err == nil {
-		l.Processes = sweepLeftovers(filepath.Join(stateDir, "pg"))
+		l.Processes = append(l.Processes, sweepLeftovers(filepath.Join(stateDir, "pg"), nil)...)
 	}
 	roots, err := cgroup.Roots(CgroupPattern(stateDir))
 	if err != nil {
@@ -80,7 +96,7 @@ func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftove
 	// The VPC: every namespace of the region (and whatever still runs in
 	// one: instances, database servers), the host link and route, any
 	// table, the lease. From names alone, as the daemon is gone.
-	if sw, err := vpc.Sweep(ctx, vpc.SweepConfig{Key: stateDir, Logger: logger}); err != nil {
+	if sw, err := vpc.Sweep(ctx, vpc.SweepConfig{Key: stateDir, Logger: logger, StateFile: filepath.Join(stateDir, "vpc.json")}); err != nil {
 		errs = append(errs, fmt.Errorf("remove the region's network: %w", err))
 	} else if !sw.Empty() {
 		l.Network = &sw
@@ -91,7 +107,7 @@ func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftove
 	} else if removed {
 		l.Table = table
 	}
-	for _, f := range []string{"haven.sock", "daemon.pid"} {
+	for _, f := range []string{"haven.sock", "daemon.pid", "endpoint.json"} {
 		_ = os.Remove(filepath.Join(stateDir, f))
 	}
 	return l, errors.Join(errs...)

@@ -71,6 +71,30 @@ type Configs struct {
 	ReleaseLog string
 	// AppEnv is the non-secret environment of every app process.
 	AppEnv map[string]string
+	// Records are the tiers' records for a later daemon to adopt the
+	// running region from.
+	Records Records
+}
+
+// Records are where the tiers keep what a daemon that starts on a state
+// dir an earlier daemon left running (a crash, an upgrade) needs to adopt
+// it instead of relaunching it: each process's identity, the VPC's nodes,
+// the endpoint's epoch. The database's records sit next to its state file
+// (pgha), the secrets' sealed credentials in the secrets directory.
+type Records struct {
+	// VPC is the VPC's nodes, endpoints and faults (vpc.Config.StateFile).
+	VPC string
+	// Fleet is the fleet's capacity and instances (fleet.Config.StateFile).
+	Fleet string
+	// Endpoint is the routed endpoint's epoch and primary
+	// (endpoint.RoutedConfig.StateFile).
+	Endpoint string
+	// EndpointDir holds the endpoint's proxy process (control socket,
+	// record, log).
+	EndpointDir string
+	// LBDir holds the load balancer processes (control sockets, records,
+	// log).
+	LBDir string
 }
 
 // NetworkConfig is the region's VPC: its namespaces, security groups and
@@ -232,6 +256,11 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		SlowStart: s.LoadBalancer.SlowStart.D(), IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
 	}
 	c.AccessLog = filepath.Join(l.StateDir, "logs", "access.log")
+	c.Records = Records{
+		VPC: filepath.Join(l.StateDir, "vpc.json"), Fleet: filepath.Join(l.StateDir, "fleet.json"),
+		Endpoint: filepath.Join(l.StateDir, "endpoint.json"), EndpointDir: filepath.Join(l.StateDir, "endpoint"),
+		LBDir: filepath.Join(l.StateDir, "lb"),
+	}
 
 	// Fleet and the release task.
 	c.Fleet = fleet.Config{
@@ -244,6 +273,7 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		HealthCheckType: s.Fleet.HealthCheckType, GracePeriod: s.Fleet.GracePeriod.D(),
 		StopTimeout: 30 * time.Second,
 		LogDir:      filepath.Join(l.StateDir, "logs", "instances"),
+		StateFile:   filepath.Join(l.StateDir, "fleet.json"),
 	}
 	if len(s.App.Release) > 0 {
 		c.Release, c.ReleaseLog = l.ReleaseCommand, filepath.Join(l.StateDir, "logs", "release.log")

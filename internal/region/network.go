@@ -73,7 +73,7 @@ func (r *Region) startNetwork(ctx context.Context) (err error) {
 		return nil
 	}
 	v, err := vpc.New(vpc.Config{
-		Key: r.opts.StateDir, Zones: r.t.zones, Groups: n.Groups, Logger: r.opts.Logger,
+		Key: r.opts.StateDir, Zones: r.t.zones, Groups: n.Groups, Logger: r.opts.Logger, StateFile: r.cfg.Records.VPC,
 		Endpoints: []vpc.EndpointConfig{{Name: secgroup.DBEndpoint, Port: secgroup.PostgresPort}},
 	})
 	if err != nil {
@@ -94,15 +94,27 @@ func (r *Region) startNetwork(ctx context.Context) (err error) {
 		pub = append(pub, vpc.Attach{Zone: z.Name, Tier: zone.Public})
 		app = append(app, vpc.Attach{Zone: z.Name, Tier: zone.App})
 	}
-	if r.t.lbNode, err = v.AddNode(ctx, vpc.NodeSpec{Name: lbNode, Attach: pub, Groups: []string{secgroup.ALB}}); err != nil {
+	// A VPC an earlier daemon left running is adopted with its nodes: the
+	// fixed ones are taken as they are, and created only when missing.
+	node := func(spec vpc.NodeSpec) (*vpc.Node, error) {
+		if n, ok := v.Node(spec.Name); ok {
+			return n, nil
+		}
+		return v.AddNode(ctx, spec)
+	}
+	if r.t.lbNode, err = node(vpc.NodeSpec{Name: lbNode, Attach: pub, Groups: []string{secgroup.ALB}}); err != nil {
 		return err
 	}
-	if r.t.vpce, err = v.AddNode(ctx, vpc.NodeSpec{Name: vpceNode, Attach: app, Groups: []string{secgroup.VPCE}}); err != nil {
+	if r.t.vpce, err = node(vpc.NodeSpec{Name: vpceNode, Attach: app, Groups: []string{secgroup.VPCE}}); err != nil {
 		return err
+	}
+	if n, ok := v.Node(releaseNode); ok {
+		// A release task the earlier daemon was running when it died.
+		_ = v.RemoveNode(ctx, n.Name)
 	}
 	r.t.dbNodes = map[string]*vpc.Node{}
 	for _, dn := range r.cfg.DB.Nodes {
-		node, err := v.AddNode(ctx, vpc.NodeSpec{Name: dn.Name, Attach: []vpc.Attach{{Zone: dn.Zone, Tier: zone.DB}}, Groups: []string{secgroup.DB}})
+		node, err := node(vpc.NodeSpec{Name: dn.Name, Attach: []vpc.Attach{{Zone: dn.Zone, Tier: zone.DB}}, Groups: []string{secgroup.DB}})
 		if err != nil {
 			return err
 		}
@@ -111,8 +123,13 @@ func (r *Region) startNetwork(ctx context.Context) (err error) {
 		}
 		r.t.dbNodes[dn.Name] = node
 	}
-	r.say("network: VPC %s, router %s, host link %s; security groups %s enforced by nftables; database endpoint %s inside, %s on the host",
-		n.Range, v.Router().Name(), v.HostAddr(), groupNames(n.Groups), n.DBEndpoint, r.spec.Database.Endpoint)
+	how := "built"
+	if v.Adopted() {
+		how = fmt.Sprintf("adopted as it ran (%d nodes)", len(v.Nodes()))
+		r.adoptedVPC = true
+	}
+	r.say("network: VPC %s %s, router %s, host link %s; security groups %s enforced by nftables; database endpoint %s inside, %s on the host",
+		n.Range, how, v.Router().Name(), v.HostAddr(), groupNames(n.Groups), n.DBEndpoint, r.spec.Database.Endpoint)
 	return nil
 }
 
@@ -191,6 +208,23 @@ func (n instanceNet) Attach(ctx context.Context, id string, z *zone.Zone) (fleet
 	}
 	if err := r.serveMetadata(ctx, node, id, z.AZ); err != nil {
 		_ = r.t.vpc.RemoveNode(context.WithoutCancel(ctx), id)
+		return fleet.Attachment{}, err
+	}
+	return fleet.Attachment{Addr: node.Addr(), Start: node.Start}, nil
+}
+
+// Adopt takes over the node of an instance an earlier daemon launched
+// (the VPC adopted it) and serves its metadata endpoint there again.
+func (n instanceNet) Adopt(ctx context.Context, id string, z *zone.Zone, addr netip.Addr) (fleet.Attachment, error) {
+	r := n.r
+	node, ok := r.t.vpc.Node(id)
+	if !ok {
+		return fleet.Attachment{}, fmt.Errorf("instance %s has no node in the VPC", id)
+	}
+	if node.Addr() != addr {
+		return fleet.Attachment{}, fmt.Errorf("instance %s: its node has address %s, the record %s", id, node.Addr(), addr)
+	}
+	if err := r.serveMetadata(ctx, node, id, z.AZ); err != nil {
 		return fleet.Attachment{}, err
 	}
 	return fleet.Attachment{Addr: node.Addr(), Start: node.Start}, nil

@@ -32,6 +32,7 @@ import (
 	"github.com/haven-platform/haven/internal/events"
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -85,6 +86,19 @@ type Region struct {
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+	// handover is closed when another daemon takes over (POST
+	// /v1/handover): this one stops its control loops and exits, leaving
+	// the data plane running for the other to adopt.
+	handover     chan struct{}
+	handoverOnce sync.Once
+
+	// pgRoot is the postgres user's tree (pgha.PrepareRoot).
+	pgRoot string
+
+	// adoptedVPC is set by the network step when the VPC was adopted;
+	// adoption is what the start adopted, published for the status.
+	adoptedVPC bool
+	adoption   atomic.Pointer[api.Adoption]
 }
 
 // Run brings the region up, serves the daemon API on the state directory's
@@ -156,13 +170,11 @@ func Run(ctx context.Context, opts Options) error {
 	r := &Region{
 		opts: opts, spec: opts.Spec, cfg: cfg, log: opts.Logger.With("component", "region"),
 		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting,
-		shutdown: make(chan struct{}), failpoints: fps, netWarning: netWarning, zoneFaults: map[string]string{},
+		shutdown: make(chan struct{}), handover: make(chan struct{}), failpoints: fps, netWarning: netWarning, zoneFaults: map[string]string{},
 	}
+	r.pgRoot = pgRoot
 	if armed := fps.Armed(); len(armed) > 0 {
 		r.log.Warn("failpoints armed", "points", armed)
-	}
-	if killed := sweepLeftovers(pgRoot); len(killed) > 0 {
-		r.log.Warn("killed processes a previous daemon left behind", "pids", killed)
 	}
 	closeAPI, err := r.serveAPI()
 	if err != nil {
@@ -183,6 +195,20 @@ func Run(ctx context.Context, opts Options) error {
 	select {
 	case <-ctx.Done():
 	case <-r.shutdown:
+	case <-r.handover:
+		// Another daemon takes over: leave the data plane running for it.
+		r.setPhase(api.PhaseHandingOver)
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		err := r.detach(dctx, running)
+		r.log.Info("handed over: the data plane keeps running for the next daemon")
+		if startErr != nil {
+			return startErr
+		}
+		if err != nil {
+			return err
+		}
+		return ErrHandedOver
 	}
 	r.setPhase(api.PhaseStopping)
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -200,26 +226,36 @@ type step struct {
 	start func(ctx context.Context) error
 	// stop undoes start; nil when there is nothing to undo.
 	stop func(ctx context.Context) error
+	// detach lets go of what the step started without stopping its data
+	// plane, for a hand-over to another daemon (an upgrade): nil runs stop
+	// (the step has nothing that must outlive the daemon); keep leaves
+	// everything as it is.
+	detach func(ctx context.Context) error
 }
+
+// keep is the detach of a step whose data plane lives in the kernel or in
+// processes of its own: nothing to do.
+func keep(context.Context) error { return nil }
 
 // steps lists the tiers in dependency order: each needs only those before it.
 func (r *Region) steps() []step {
 	return []step{
-		{"zones", r.startZones, nil},
-		{"network", r.startNetwork, r.stopNetwork},
-		{"cgroups", r.startCgroups, r.stopCgroups},
-		{"certificate authority", r.startCA, nil},
-		{"backup configuration", r.prepareBackups, nil}, // the database's archive command needs it
-		{"database endpoint", r.startEndpoint, r.stopEndpoint},
-		{"database", r.startDatabase, r.stopDatabase},
-		{"identity and secrets", r.openSecrets, r.closeSecrets},
-		{"database credential", r.bootstrapCredential, nil},
-		{"backups", r.startBackups, r.stopBackups},
-		{"secrets API", r.startSecrets, r.stopSecrets},
-		{"release task", r.runRelease, nil},
-		{"load balancer", r.startLB, r.stopLB},
-		{"fleet", r.startFleet, r.stopFleet},
-		{"health", r.waitHealthy, nil},
+		{"zones", r.startZones, nil, nil},
+		{"network", r.startNetwork, r.stopNetwork, keep},
+		{"cgroups", r.startCgroups, r.stopCgroups, keep},
+		{"certificate authority", r.startCA, nil, nil},
+		{"backup configuration", r.prepareBackups, nil, nil}, // the database's archive command needs it
+		{"database endpoint", r.startEndpoint, r.stopEndpoint, r.detachEndpoint},
+		{"database", r.startDatabase, r.stopDatabase, r.detachDatabase},
+		{"identity and secrets", r.openSecrets, r.closeSecrets, nil},
+		{"database credential", r.bootstrapCredential, nil, nil},
+		{"backups", r.startBackups, r.stopBackups, nil},
+		{"secrets API", r.startSecrets, r.stopSecrets, nil},
+		{"release task", r.runRelease, nil, nil},
+		{"load balancer", r.startLB, r.stopLB, r.detachLB},
+		{"fleet", r.startFleet, r.stopFleet, r.detachFleet},
+		{"health", r.waitHealthy, nil, nil},
+		{"adoption report", r.reportAdoption, nil, nil},
 	}
 }
 
@@ -252,7 +288,75 @@ func (r *Region) stop(ctx context.Context, started []step) error {
 	return errors.Join(errs...)
 }
 
+// noteAdoption records part of what this start adopted, for the status.
+// Only the start goroutine calls it.
+func (r *Region) noteAdoption(f func(*api.Adoption)) {
+	a := &api.Adoption{}
+	if cur := r.adoption.Load(); cur != nil {
+		c := *cur
+		a = &c
+	}
+	f(a)
+	r.adoption.Store(a)
+}
+
+// reportAdoption, the last step, says what this start took over from an
+// earlier daemon and what it left alone, and publishes it in the status.
+// A fresh start (nothing adopted) reports nothing.
+func (r *Region) reportAdoption(context.Context) error {
+	v := r.t
+	r.noteAdoption(func(a *api.Adoption) {
+		a.VPC = r.adoptedVPC
+		if v.db != nil {
+			if m := v.db.Adopted(); len(m) > 0 {
+				a.DBNodes = m
+			}
+		}
+		if routed, ok := v.dbEP.(*endpoint.Routed); ok {
+			a.Endpoint = routed.Adopted()
+		}
+		if v.epProc != nil {
+			a.EndpointProxy = v.epProc.Adopted()
+		}
+	})
+	a := r.adoption.Load()
+	if !a.VPC && len(a.Instances) == 0 && len(a.DBNodes) == 0 && a.LB == 0 && a.EndpointProxy == 0 && len(a.LeftAlone)+len(a.Relaunched)+len(a.Failed) == 0 {
+		r.adoption.Store(nil)
+		return nil
+	}
+	r.say("adopted from the earlier daemon: VPC %v, %d instances, database nodes %v, endpoint rules %v (proxy pid %d), load balancer pid %d; relaunched %d; left alone %d",
+		a.VPC, len(a.Instances), a.DBNodes, a.Endpoint, a.EndpointProxy, a.LB, len(a.Relaunched), len(a.LeftAlone))
+	for _, la := range a.LeftAlone {
+		r.warn("left alone (not provably this region's): " + la)
+	}
+	r.events.Add("region", "adopted", "", fmt.Sprintf("adopted %d instances, %d database nodes, load balancer %d; left alone %d", len(a.Instances), len(a.DBNodes), a.LB, len(a.LeftAlone)))
+	return nil
+}
+
+// detach lets go of the steps that started, in reverse order, leaving
+// their data plane running (see step.detach).
+func (r *Region) detach(ctx context.Context, started []step) error {
+	var errs []error
+	for i := len(started) - 1; i >= 0; i-- {
+		s := started[i]
+		f := s.detach
+		if f == nil {
+			f = s.stop
+		}
+		if f == nil {
+			continue
+		}
+		if err := f(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("hand over %s: %w", s.name, err))
+		}
+	}
+	r.say("region handed over: instances, database, load balancer and network keep running")
+	return errors.Join(errs...)
+}
+
 func (r *Region) requestShutdown() { r.shutdownOnce.Do(func() { close(r.shutdown) }) }
+
+func (r *Region) requestHandover() { r.handoverOnce.Do(func() { close(r.handover) }) }
 
 func (r *Region) say(format string, a ...any) {
 	msg := fmt.Sprintf(format, a...)
@@ -312,6 +416,10 @@ func resolveCommand(binDir string, cmd []string) ([]string, error) {
 	return out, nil
 }
 
+// ErrHandedOver is what Run returns when the region was handed over to
+// another daemon (POST /v1/handover): everything keeps running.
+var ErrHandedOver = errors.New("region handed over to another daemon; it keeps running")
+
 // ErrStateDirLocked means a live daemon holds the state dir.
 var ErrStateDirLocked = errors.New("another haven daemon is using it")
 
@@ -331,7 +439,13 @@ func lockStateDir(dir string) (func(), error) {
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock state dir %s: %w; stop it with `haven down --state-dir %s` or use another --state-dir", dir, ErrStateDirLocked, dir)
+		holder := "another process"
+		if b, rerr := os.ReadFile(filepath.Join(dir, "daemon.pid")); rerr == nil {
+			if pid, aerr := strconv.Atoi(strings.TrimSpace(string(b))); aerr == nil && pid > 0 {
+				holder = fmt.Sprintf("the daemon with pid %d", pid)
+			}
+		}
+		return nil, fmt.Errorf("lock state dir %s: %w (%s holds it); stop it with `haven down --state-dir %s`, hand over to this binary with `haven up --takeover`, or use another --state-dir", dir, ErrStateDirLocked, holder, dir)
 	}
 	return func() { f.Close() }, nil
 }

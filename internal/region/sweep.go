@@ -15,9 +15,10 @@ import (
 // process group of its own, and pgBackRest workers, which do not inherit
 // Pdeathsig). The servers run as the postgres OS user when the daemon is
 // root, as the daemon's own user otherwise. The state dir's lock
-// guarantees no other daemon of this region is alive. It returns the pids
-// it killed.
-func sweepLeftovers(pgRoot string) []int {
+// guarantees no other daemon of this region is alive. The processes of
+// keep (the postmasters running now: adopted or started) and their
+// descendants are spared. It returns the pids it killed.
+func sweepLeftovers(pgRoot string, keep []int) []int {
 	uid := os.Geteuid()
 	if uid == 0 {
 		u, err := user.Lookup("postgres")
@@ -28,5 +29,5 @@ func sweepLeftovers(pgRoot string) []int {
 			return nil
 		}
 	}
-	return pgha.KillLeftovers(pgRoot, uid, 10*time.Second)
+	return pgha.KillLeftoversExcept(pgRoot, uid, 10*time.Second, keep)
 }

@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/api/routes"
 	"github.com/haven-platform/haven/internal/backup"
 	"github.com/haven-platform/haven/internal/ca"
@@ -26,6 +30,7 @@ import (
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/version"
 	"github.com/haven-platform/haven/internal/vpc"
 	"github.com/haven-platform/haven/internal/zone"
 )
@@ -43,7 +48,10 @@ type tiers struct {
 	cgroups  *cgroup.Manager
 	ca       *ca.CA
 	dbEP     dbEndpoint
-	epKind   string // "nat" (kernel DNAT) or "proxy" (user space)
+	epKind   string // "vpc" (the router), "nat" (kernel DNAT) or "proxy" (user space)
+	// epProc is the endpoint's proxy process (the host's path in a VPC,
+	// the whole endpoint in proxy mode); nil with NAT.
+	epProc *endpoint.ProxyProcess
 	db       *pgha.Cluster
 	backups  *backup.Manager // nil when backups are off
 	bkOff    string          // why backups are off
@@ -56,7 +64,7 @@ type tiers struct {
 	cred     *dbsecret.Credential
 	sched    *secrets.Scheduler
 	imds     *imds.Endpoints
-	lb       *lb.LB
+	lb       *lb.Process
 	fleet    *fleet.Fleet
 }
 
@@ -71,6 +79,8 @@ type dbEndpoint interface {
 var (
 	_ dbEndpoint = (*endpoint.NAT)(nil)
 	_ dbEndpoint = (*endpoint.Proxy)(nil)
+	_ dbEndpoint = (*endpoint.ProxyProcess)(nil)
+	_ dbEndpoint = (*endpoint.Routed)(nil)
 )
 
 // publish makes the tiers started so far visible to API handlers.
@@ -126,8 +136,7 @@ func (r *Region) startZones(context.Context) error {
 	return nil
 }
 
-// startCgroups sets up the region's cgroup root, sweeping what a crashed
-// daemon left in it.
+// startCgroups sets up the region's cgroup root.
 func (r *Region) startCgroups(ctx context.Context) error {
 	m, err := cgroup.NewManager(r.cfg.Cgroup, r.opts.Logger)
 	if err != nil {
@@ -137,9 +146,8 @@ func (r *Region) startCgroups(ctx context.Context) error {
 		r.warn("no usable cgroup v1 or v2 hierarchy: instances run without CPU and memory limits")
 		return nil
 	}
-	if err := m.Sweep(ctx); err != nil {
-		r.log.Warn("sweep leftover cgroups", "err", err)
-	}
+	// The groups an earlier daemon left stay until the fleet has adopted
+	// the instances running in them; it removes the others (fleet.Start).
 	r.t.cgroups = m
 	return nil
 }
@@ -189,9 +197,13 @@ func (r *Region) startEndpoint(ctx context.Context) error {
 	var err error
 	if r.t.vpc != nil {
 		// The router forwards the endpoint's address in the VPC; the host
-		// keeps database.endpoint through a proxy to it.
+		// keeps database.endpoint through a proxy to it, a process of its
+		// own so the host's connections outlive the daemon.
+		if r.t.epProc, err = r.endpointProcess(); err != nil {
+			return err
+		}
 		r.t.dbEP, err = endpoint.NewRouted(endpoint.RoutedConfig{Router: r.t.vpc, Name: secgroup.DBEndpoint,
-			Listen: r.cfg.Endpoint.Listen, Logger: r.opts.Logger})
+			Listen: r.cfg.Endpoint.Listen, HostProxy: r.t.epProc, StateFile: r.cfg.Records.Endpoint, Logger: r.opts.Logger})
 		r.t.epKind = "vpc"
 	} else if natErr := endpoint.NATAvailable(ctx); natErr == nil {
 		c := r.cfg.Endpoint
@@ -200,7 +212,8 @@ func (r *Region) startEndpoint(ctx context.Context) error {
 		r.t.epKind = "nat"
 	} else {
 		r.warn(fmt.Sprintf("database endpoint: kernel forwarding unavailable (%v); using the user-space proxy, which costs throughput", natErr))
-		r.t.dbEP, err = endpoint.New(endpoint.Config{Listen: r.cfg.Endpoint.Listen, Logger: r.opts.Logger})
+		r.t.epProc, err = r.endpointProcess()
+		r.t.dbEP = r.t.epProc
 		r.t.epKind = "proxy"
 	}
 	if err != nil {
@@ -213,6 +226,20 @@ func (r *Region) startEndpoint(ctx context.Context) error {
 }
 
 func (r *Region) stopEndpoint(ctx context.Context) error { return r.t.dbEP.Stop(ctx) }
+
+// endpointProcess is the endpoint's proxy process on database.endpoint.
+func (r *Region) endpointProcess() (*endpoint.ProxyProcess, error) {
+	return endpoint.NewProcess(endpoint.ProcessConfig{Dir: r.cfg.Records.EndpointDir, Listen: r.cfg.Endpoint.Listen, Logger: r.opts.Logger})
+}
+
+// detachEndpoint leaves the endpoint as it is for the next daemon: the
+// router's rules (or NAT table) in the kernel, the proxy process running.
+func (r *Region) detachEndpoint(context.Context) error {
+	if r.t.epProc != nil {
+		r.t.epProc.Detach()
+	}
+	return nil
+}
 
 func (r *Region) startDatabase(ctx context.Context) error {
 	cfg := r.cfg.DB
@@ -237,6 +264,23 @@ func (r *Region) startDatabase(ctx context.Context) error {
 	if err := db.Start(ctx); err != nil {
 		return fmt.Errorf("start database: %w", err)
 	}
+	// What a crashed daemon left under the database's files and no
+	// server of this controller runs (restored servers, pgBackRest
+	// workers, backends of a server that was not adopted) goes; the
+	// servers running now, adopted or started, and their children stay.
+	var keepPIDs []int
+	for _, n := range db.Status().Nodes {
+		if n.Pid > 0 {
+			keepPIDs = append(keepPIDs, n.Pid)
+		}
+	}
+	if killed := sweepLeftovers(r.pgRoot, keepPIDs); len(killed) > 0 {
+		r.log.Warn("killed processes a previous daemon left behind", "pids", killed)
+	}
+	if adopted := db.Adopted(); len(adopted) > 0 {
+		r.say("database: adopted the running servers %v of epoch %d (nothing restarted)", adopted, db.Status().State.Epoch)
+		return nil
+	}
 	if err := db.Bootstrap(ctx, r.spec.Database.Name, r.spec.Database.User); err != nil {
 		return err
 	}
@@ -250,13 +294,37 @@ func (r *Region) startDatabase(ctx context.Context) error {
 
 func (r *Region) stopDatabase(ctx context.Context) error { return r.t.db.Stop(ctx) }
 
+// detachDatabase stops the failover controller and leaves the servers
+// running for the next daemon's controller, which adopts them.
+func (r *Region) detachDatabase(context.Context) error {
+	r.t.db.Detach()
+	return nil
+}
+
 // openSecrets builds the credential issuer, the policies and the secrets
 // server (its store and audit log); it does not listen yet.
 func (r *Region) openSecrets(context.Context) error {
 	var err error
-	r.t.issuer, err = iam.NewIssuer(iam.IssuerConfig{Logger: r.opts.Logger})
+	dir := r.cfg.Secrets.Dir
+	var saveMu sync.Mutex
+	var issuer *iam.Issuer
+	issuer, err = iam.NewIssuer(iam.IssuerConfig{Logger: r.opts.Logger, OnChange: func() {
+		// Sealed under the secrets' root key, so a daemon that restarts
+		// (a crash, an upgrade) keeps accepting what instances hold.
+		saveMu.Lock()
+		defer saveMu.Unlock()
+		if err := secrets.SaveCredentials(dir, issuer.Snapshot()); err != nil {
+			r.log.Warn("save the issued credentials", "err", err)
+		}
+	}})
 	if err != nil {
 		return fmt.Errorf("start identity issuer: %w", err)
+	}
+	r.t.issuer = issuer
+	if creds, err := secrets.LoadCredentials(dir); err != nil {
+		r.warn("the credentials an earlier daemon issued cannot be read (" + err.Error() + "): instances get new ones from their metadata endpoint when theirs are refused")
+	} else if n := issuer.Restore(creds); n > 0 {
+		r.log.Info("restored the credentials an earlier daemon issued", "count", n)
 	}
 	r.t.policies = iam.NewPolicies()
 	if err := r.t.policies.Set(r.t.issuer.OperatorRole(), iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
@@ -311,7 +379,11 @@ func (r *Region) startBackups(ctx context.Context) error {
 	if m == nil {
 		return nil
 	}
-	if err := m.Start(ctx); err != nil {
+	start := m.Start
+	if r.t.db != nil && len(r.t.db.Adopted()) > 0 {
+		start = m.Resume // archiving into the stanza already: no stanza-create and check again
+	}
+	if err := start(ctx); err != nil {
 		r.t.bkOff = "start backups: " + err.Error()
 		r.warn("backups are off: " + r.t.bkOff + "; see " + filepath.Join(r.cfg.Backup.Dir, "log"))
 		return nil
@@ -396,6 +468,13 @@ func (r *Region) runRelease(ctx context.Context) error {
 	if len(r.cfg.Release) == 0 {
 		return nil
 	}
+	if _, ok := r.t.db.Adopted()[r.t.db.Status().State.Primary]; ok {
+		// The region was running: its release ran when it started, and
+		// the instances running now use what it did. No re-seeding.
+		r.say("release: skipped (the database was adopted running; %s ran when the region started)", strings.Join(r.spec.App.Release, " "))
+		r.noteAdoption(func(a *api.Adoption) { a.ReleaseSkipped = true })
+		return nil
+	}
 	r.say("release: running %s", strings.Join(r.spec.App.Release, " "))
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range r.appEnv() {
@@ -443,37 +522,66 @@ func (r *Region) startLB(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("issue load balancer certificate: %w", err)
 	}
-	accessLog, err := os.OpenFile(r.cfg.AccessLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
 	cfg := r.cfg.LB
-	cfg.TLS, cfg.AccessLog, cfg.Logger = tlsCfg, accessLog, r.opts.Logger
-	if r.t.lbNode != nil {
-		// Targets are reached from the load balancer's own namespace, from
-		// its address in each zone's public subnet (alb-sg).
-		cfg.Dial = r.t.lbNode.DialContext
+	cfg.TLS = tlsCfg
+	pc := lb.ProcessConfig{
+		Dir: r.cfg.Records.LBDir, Config: cfg, AccessLogPath: r.cfg.AccessLog, Version: version.String(), Logger: r.opts.Logger,
+		OnEvent: func(e lb.ProcessEvent) { r.events.Add("lb", e.Kind, strconv.Itoa(e.PID), e.Message) },
 	}
-	l, err := lb.New(cfg)
+	if r.t.lbNode != nil {
+		// The process lives in the load balancer's namespace and reaches
+		// targets from its address in each zone's public subnet (alb-sg);
+		// its listeners are the host's (127.0.0.1:8443, :8080), bound by
+		// the daemon and inherited.
+		pc.Start = r.t.lbNode.Start
+	}
+	l, err := lb.NewProcess(pc)
 	if err != nil {
-		accessLog.Close()
 		return err
 	}
 	l.OnChange(func(t lb.TargetStatus) {
 		r.events.Add("lb", "target-"+string(t.State), t.ID, t.Reason)
 	})
 	if err := l.Start(ctx); err != nil {
-		return fmt.Errorf("start load balancer on %s: %w (is another region using this port? set load_balancer.https)", cfg.HTTPSAddr, err)
+		return err
 	}
 	r.t.lb = l
-	r.say("load balancer: %s (CA %s)", l.HTTPSURL(), r.caPath())
+	a := l.Adoption()
+	switch {
+	case a.Replaced != 0:
+		r.say("load balancer: adopted process %d and replaced it by a hot restart (%s): process %d serves %s (CA %s)", a.Replaced, a.ReplacedReason, l.PID(), l.HTTPSURL(), r.caPath())
+	case a.Adopted != 0:
+		r.say("load balancer: adopted process %d serving %s (CA %s)", a.Adopted, l.HTTPSURL(), r.caPath())
+	default:
+		r.say("load balancer: process %d serves %s (CA %s)", l.PID(), l.HTTPSURL(), r.caPath())
+	}
+	r.noteAdoption(func(ad *api.Adoption) {
+		ad.LB, ad.LBReplaced, ad.LBReplacedWhy = a.Adopted, a.Replaced, a.ReplacedReason
+		ad.LeftAlone = append(ad.LeftAlone, prefixed("load balancer ", a.LeftAlone)...)
+	})
 	return nil
 }
 
 func (r *Region) stopLB(ctx context.Context) error { return r.t.lb.Stop(ctx) }
 
+// detachLB leaves the load balancer process serving for the next daemon,
+// which adopts it (and replaces it by a hot restart if it is of another
+// version).
+func (r *Region) detachLB(context.Context) error {
+	r.t.lb.Detach()
+	return nil
+}
+
+func prefixed(p string, l []string) []string {
+	out := make([]string, len(l))
+	for i, s := range l {
+		out[i] = p + s
+	}
+	return out
+}
+
 // balancer adapts the load balancer's target group to the fleet's Balancer.
-type balancer struct{ l *lb.LB }
+type balancer struct{ l *lb.Process }
 
 func (b balancer) Register(t fleet.Target) error {
 	return b.l.Register(lb.Target{ID: t.ID, Zone: t.Zone, Addr: t.Addr})
@@ -493,6 +601,8 @@ func (r *Region) startFleet(ctx context.Context) error {
 	cfg.EnvFunc = r.instanceEnv
 	if r.t.vpc != nil {
 		cfg.Network = instanceNet{r}
+	} else {
+		cfg.AdoptFunc = r.adoptInstanceIdentity
 	}
 	cfg.OnEvent = func(e fleet.Event) {
 		r.events.Add("fleet", e.Type, e.Instance, "zone "+e.Zone+" "+e.Reason)
@@ -506,12 +616,75 @@ func (r *Region) startFleet(ctx context.Context) error {
 	if err := f.Start(ctx); err != nil {
 		return fmt.Errorf("start fleet: %w", err)
 	}
-	r.say("fleet: launching %d instances of %v across zones %v", r.spec.Fleet.Desired, r.spec.App.Command, r.spec.Zones)
+	a := f.Adoption()
+	known := map[string]bool{}
+	for _, in := range f.Instances() {
+		known[in.ID] = true
+	}
+	for _, t := range r.t.lb.Targets() {
+		if !known[t.ID] && t.State != lb.StateDraining {
+			// A target of an instance the earlier daemon launched but never
+			// recorded: the load balancer outlived it; the target goes.
+			go func(id string) {
+				dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_ = r.t.lb.Deregister(dctx, id)
+			}(t.ID)
+		}
+	}
+	if len(a.Adopted) > 0 || len(a.Gone)+len(a.LeftAlone)+len(a.Failed) > 0 {
+		c := f.Capacity()
+		r.say("fleet: adopted %d running instances %v (desired %d); %d gone (replaced), %d left alone, %d not taken over",
+			len(a.Adopted), a.Adopted, c.Desired, len(a.Gone), len(a.LeftAlone), len(a.Failed))
+		r.noteAdoption(func(ad *api.Adoption) {
+			ad.Instances, ad.Relaunched = a.Adopted, a.Gone
+			ad.LeftAlone = append(ad.LeftAlone, prefixed("instance ", a.LeftAlone)...)
+			ad.Failed = append(ad.Failed, prefixed("instance ", a.Failed)...)
+		})
+	} else {
+		r.say("fleet: launching %d instances of %v across zones %v", r.spec.Fleet.Desired, r.spec.App.Command, r.spec.Zones)
+	}
 	r.warnInertScaling()
 	return nil
 }
 
 func (r *Region) stopFleet(ctx context.Context) error { return r.t.fleet.Stop(ctx) }
+
+// detachFleet ends the fleet's control loop and leaves every instance
+// running for the next daemon, which adopts them.
+func (r *Region) detachFleet(context.Context) error {
+	r.t.fleet.Detach()
+	return nil
+}
+
+// adoptInstanceIdentity serves an adopted instance's metadata endpoint
+// again, on loopback: at the address and port its environment names (the
+// instance keeps the URL it was started with).
+func (r *Region) adoptInstanceIdentity(info fleet.InstanceInfo, env map[string]string) error {
+	u, err := url.Parse(env["AWS_EC2_METADATA_SERVICE_ENDPOINT"])
+	if err != nil || u.Port() == "" {
+		return fmt.Errorf("metadata endpoint of %s: its environment names none (%q)", info.ID, env["AWS_EC2_METADATA_SERVICE_ENDPOINT"])
+	}
+	port, _ := strconv.Atoi(u.Port())
+	az := r.spec.AWS.Region + "a"
+	if info.Zone != nil {
+		az = info.Zone.AZ
+	}
+	id := info.ID
+	leader := func() int {
+		if r.t.fleet == nil {
+			return 0
+		}
+		for _, in := range r.t.fleet.Instances() {
+			if in.ID == id {
+				return in.PID
+			}
+		}
+		return 0
+	}
+	_, err = r.t.imds.StartAt(context.Background(), id, az, info.Host, port, peercred.InstanceCaller(id, leader), peercred.InstanceProcesses(leader))
+	return err
+}
 
 // instanceEnv starts the instance's own metadata endpoint on its own
 // address, answering only the instance's processes, and points the SDK at it.

@@ -16,6 +16,9 @@ type Region interface {
 	Status() api.Status
 	// Shutdown asks the daemon to stop the region.
 	Shutdown()
+	// Handover asks the daemon to exit, leaving the data plane running for
+	// another daemon to adopt.
+	Handover()
 	// Events returns the events q selects.
 	Events(q api.EventQuery) []api.Event
 	// Inject injects an external fault scenario.
@@ -34,6 +37,10 @@ func RegionRoutes(mux *http.ServeMux, r Region) {
 	mux.HandleFunc("POST /v1/shutdown", func(w http.ResponseWriter, _ *http.Request) {
 		r.Shutdown()
 		reply(w, http.StatusAccepted, map[string]string{"status": "stopping"})
+	})
+	mux.HandleFunc("POST /v1/handover", func(w http.ResponseWriter, _ *http.Request) {
+		r.Handover()
+		reply(w, http.StatusAccepted, map[string]string{"status": "handing over"})
 	})
 	mux.HandleFunc("GET /v1/events", func(w http.ResponseWriter, req *http.Request) {
 		q, err := api.ParseEventQuery(req.URL.Query())

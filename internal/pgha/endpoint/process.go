@@ -557,3 +557,29 @@ func ctlCall(ctx context.Context, ctl *http.Client, method, path string, in, out
 	}
 	return nil
 }
+
+// SweepProcesses ends the proxy processes recorded in dir that still run
+// as recorded (after a daemon died), and removes the records. A record
+// whose pid runs another program now is removed; that program is not
+// touched. It returns the pids it ended.
+func SweepProcesses(ctx context.Context, dir string) ([]int, error) {
+	recs, _ := filepath.Glob(filepath.Join(dir, "ep-*.json"))
+	var killed []int
+	for _, path := range recs {
+		var rec proxyRecord
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &rec) == nil && rec.Identity.Check() == nil {
+			if gone, err := rec.Identity.Gone(context.Background()); err == nil {
+				_ = syscall.Kill(rec.Identity.PID, syscall.SIGKILL)
+				select {
+				case <-gone:
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+				killed = append(killed, rec.Identity.PID)
+			}
+		}
+		_ = os.Remove(path)
+		_ = os.Remove(strings.TrimSuffix(path, ".json") + ".sock")
+	}
+	return killed, nil
+}
