@@ -34,12 +34,12 @@ const (
 
 // Status is the whole region at a glance: `haven status --json` prints it.
 type Status struct {
-	Region    string     `json:"region"`
-	Phase     string     `json:"phase"`
-	Error     string     `json:"error,omitempty"`
-	StartedAt time.Time  `json:"started_at"`
-	StateDir  string     `json:"state_dir"`
-	PID       int        `json:"pid"`
+	Region    string    `json:"region"`
+	Phase     string    `json:"phase"`
+	Error     string    `json:"error,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	StateDir  string    `json:"state_dir"`
+	PID       int       `json:"pid"`
 	// Version is the daemon's build.
 	Version   string     `json:"version"`
 	Progress  []string   `json:"progress,omitempty"`
@@ -74,9 +74,9 @@ type Adoption struct {
 	// LB is the pid of the load balancer process adopted (0: started
 	// anew); LBReplaced is set when it was then replaced by a hot restart
 	// (another version or settings), with why.
-	LB             int    `json:"lb,omitempty"`
-	LBReplaced     int    `json:"lb_replaced,omitempty"`
-	LBReplacedWhy  string `json:"lb_replaced_why,omitempty"`
+	LB            int    `json:"lb,omitempty"`
+	LBReplaced    int    `json:"lb_replaced,omitempty"`
+	LBReplacedWhy string `json:"lb_replaced_why,omitempty"`
 	// Relaunched are recorded instances that were gone (their process had
 	// exited): the fleet replaces them.
 	Relaunched []string `json:"relaunched,omitempty"`

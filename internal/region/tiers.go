@@ -41,17 +41,17 @@ type tiers struct {
 	zones []*zone.Zone
 	// vpc is the region's VPC (nil on loopback ranges); lbNode, vpce and
 	// dbNodes are its fixed nodes.
-	vpc      *vpc.VPC
-	lbNode   *vpc.Node
-	vpce     *vpc.Node
-	dbNodes  map[string]*vpc.Node
-	cgroups  *cgroup.Manager
-	ca       *ca.CA
-	dbEP     dbEndpoint
-	epKind   string // "vpc" (the router), "nat" (kernel DNAT) or "proxy" (user space)
+	vpc     *vpc.VPC
+	lbNode  *vpc.Node
+	vpce    *vpc.Node
+	dbNodes map[string]*vpc.Node
+	cgroups *cgroup.Manager
+	ca      *ca.CA
+	dbEP    dbEndpoint
+	epKind  string // "vpc" (the router), "nat" (kernel DNAT) or "proxy" (user space)
 	// epProc is the endpoint's proxy process (the host's path in a VPC,
 	// the whole endpoint in proxy mode); nil with NAT.
-	epProc *endpoint.ProxyProcess
+	epProc   *endpoint.ProxyProcess
 	db       *pgha.Cluster
 	backups  *backup.Manager // nil when backups are off
 	bkOff    string          // why backups are off

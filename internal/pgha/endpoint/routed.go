@@ -191,7 +191,11 @@ func (r *Routed) Start(ctx context.Context) error {
 // Stop closes the host's address and cuts every connection through the
 // virtual address.
 func (r *Routed) Stop(ctx context.Context) error {
-	return errors.Join(r.proxy.Stop(ctx), r.cfg.Router.SwitchEndpoint(ctx, r.cfg.Name, netip.AddrPort{}))
+	err := errors.Join(r.proxy.Stop(ctx), r.cfg.Router.SwitchEndpoint(ctx, r.cfg.Name, netip.AddrPort{}))
+	if r.cfg.StateFile != "" {
+		_ = os.Remove(r.cfg.StateFile)
+	}
+	return err
 }
 
 // Addr is the host's address of the endpoint.
