@@ -124,7 +124,7 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	c := Configs{
 		Zones:    zone.Config{Region: s.AWS.Region, Names: s.Zones, VPC: l.VPC},
 		Cgroup:   cgroup.RegionRoot(s.Name, l.StateDir),
-		Endpoint: endpoint.NATConfig{Listen: s.Database.Endpoint, Table: endpoint.NATTableName(l.StateDir)},
+		Endpoint: endpoint.NATConfig{Listen: s.Database.Endpoint, Table: endpoint.NATTableName(l.StateDir), StateFile: filepath.Join(l.StateDir, "endpoint.json")},
 	}
 
 	// Database: one node per zone (the first zone alone without Multi-AZ).

@@ -32,7 +32,6 @@ import (
 	"github.com/haven-platform/haven/internal/events"
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/pgha"
-	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -312,8 +311,8 @@ func (r *Region) reportAdoption(context.Context) error {
 				a.DBNodes = m
 			}
 		}
-		if routed, ok := v.dbEP.(*endpoint.Routed); ok {
-			a.Endpoint = routed.Adopted()
+		if ep, ok := v.dbEP.(interface{ Adopted() bool }); ok {
+			a.Endpoint = ep.Adopted()
 		}
 		if v.epProc != nil {
 			a.EndpointProxy = v.epProc.Adopted()

@@ -3,6 +3,7 @@ package endpoint
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -10,11 +11,14 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/haven-platform/haven/internal/atomicfile"
 )
 
 // NATConfig configures a NAT endpoint.
@@ -32,6 +36,11 @@ type NATConfig struct {
 	Timeout time.Duration
 	// NFT is the nft binary. Default "nft" from PATH.
 	NFT string
+	// StateFile records what the rules express (epoch, primary,
+	// generation) after every change, so that a later daemon adopts the
+	// table as it is (Start) instead of replacing it, which would cut every
+	// connection. Default "": no record; Start replaces the table.
+	StateFile string
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -101,6 +110,7 @@ type NAT struct {
 	// (and a program already there is an error, not silently hijacked).
 	reserved net.Listener
 	err      error // last failed apply; nil once the kernel has the current rules
+	adopted  bool
 }
 
 // natState is what the rules express.
@@ -152,6 +162,14 @@ func (n *NAT) Start(ctx context.Context) error {
 		}
 		return fmt.Errorf("start nat endpoint: %w", err)
 	}
+	if rec, ok := n.readState(); ok && n.tableExists(ctx) {
+		// A daemon that crashed or handed over left the table diverting
+		// to the primary: keep it, and its connections, as they are.
+		n.st, n.started, n.reserved, n.adopted = rec, true, ln, true
+		go closeAll(ln)
+		n.log.Info("endpoint adopted", "addr", n.cfg.Listen, "epoch", rec.Epoch, "target", rec.Target)
+		return nil
+	}
 	n.st = natState{Gen: nextGen(n.st.Gen)} // no primary until SetTarget
 	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.listen, n.tag, n.st, true)
 	stale, err := n.staleTables(ctx)
@@ -179,15 +197,8 @@ func (n *NAT) Start(ctx context.Context) error {
 	// The rules divert every connection before it reaches this socket; one
 	// that reaches it anyway (the table deleted by hand) is closed at once,
 	// so its client fails fast instead of waiting in the backlog.
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go closeAll(ln)
+	n.saveStateLocked()
 	// Connections a crashed daemon's table admitted carry this table's tag
 	// but an older generation: the reject rule cuts them on their next
 	// packet; forgetting them makes that certain.
@@ -196,6 +207,55 @@ func (n *NAT) Start(ctx context.Context) error {
 	}
 	n.log.Info("endpoint listening", "addr", n.cfg.Listen)
 	return nil
+}
+
+// closeAll closes every connection ln accepts, until ln is closed.
+func closeAll(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// Adopted reports whether Start adopted the table an earlier daemon left.
+func (n *NAT) Adopted() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.adopted
+}
+
+func (n *NAT) tableExists(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
+	defer cancel()
+	return exec.CommandContext(ctx, n.cfg.NFT, "list", "table", "ip", n.cfg.Table).Run() == nil
+}
+
+func (n *NAT) readState() (natState, bool) {
+	if n.cfg.StateFile == "" {
+		return natState{}, false
+	}
+	b, err := os.ReadFile(n.cfg.StateFile)
+	if err != nil {
+		return natState{}, false
+	}
+	var st natState
+	if json.Unmarshal(b, &st) != nil || st.Gen == 0 {
+		return natState{}, false
+	}
+	return st, true
+}
+
+func (n *NAT) saveStateLocked() {
+	if n.cfg.StateFile == "" {
+		return
+	}
+	b, _ := json.Marshal(n.st)
+	if err := atomicfile.WriteFile(n.cfg.StateFile, b, 0o600); err != nil {
+		n.log.Warn("record the endpoint's rules", "err", err)
+	}
 }
 
 // staleTables lists the other haven tables that divert this endpoint's
@@ -273,6 +333,9 @@ func (n *NAT) Stop(ctx context.Context) error {
 	}
 	n.started = false
 	n.reserved.Close()
+	if n.cfg.StateFile != "" {
+		_ = os.Remove(n.cfg.StateFile)
+	}
 	if err := flushConntrackMark(n.tag, 0xffff0000); err != nil {
 		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
 	}
@@ -370,6 +433,7 @@ func (n *NAT) applyLocked(ctx context.Context, next natState) error {
 		return err
 	}
 	n.st, n.err = next, nil
+	n.saveStateLocked()
 	return nil
 }
 
@@ -386,6 +450,7 @@ func (n *NAT) failSafeLocked(ctx context.Context, cause error) error {
 		return fmt.Errorf("%w (and refusing all connections failed too: %v)", cause, err)
 	}
 	n.st = safe
+	n.saveStateLocked()
 	return cause
 }
 

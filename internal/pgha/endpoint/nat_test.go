@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -583,5 +584,50 @@ func TestNATRemovesTheTableOfACrashedRegionOnTheSameAddress(t *testing.T) {
 	}
 	if !strings.Contains(got, other+"\n") {
 		t.Errorf("the table %s of another address was removed:\n%s", other, got)
+	}
+}
+
+// TestNATAdoptsItsTable: a daemon dies leaving its table; the next, from
+// the record, adopts the table as it is: the connection through it
+// survives, the same epoch changes nothing, a new one cuts it.
+func TestNATAdoptsItsTable(t *testing.T) {
+	a, b := startBackend(t, "a", "127.0.1.72"), startBackend(t, "b", "127.0.2.72")
+	cfg := NATConfig{Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Table: natTable(t), StateFile: filepath.Join(t.TempDir(), "endpoint.json"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	n1, err := NewNAT(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	n1.SetTarget(1, a.addr)
+	c := dial(t, n1.Addr())
+	if got, err := roundTrip(c, "x"); err != nil || got != "a:x" {
+		t.Fatalf("reply = %q, %v", got, err)
+	}
+	n1.reserved.Close() // the daemon dies: its port reservation goes, the table stays
+
+	n2, err := NewNAT(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n2.Stop(context.Background()) })
+	if !n2.Adopted() {
+		t.Fatal("the table was replaced, not adopted")
+	}
+	if got, err := roundTrip(c, "y"); err != nil || got != "a:y" {
+		t.Fatalf("after adoption: %q, %v; the connection must survive", got, err)
+	}
+	n2.SetTarget(1, a.addr) // the controller's repoint after its adoption
+	if got, err := roundTrip(c, "z"); err != nil || got != "a:z" {
+		t.Fatalf("after the same target: %q, %v", got, err)
+	}
+	n2.SetTarget(2, b.addr)
+	if _, err := roundTrip(c, "w"); err == nil {
+		t.Fatal("a connection of the old epoch survived a new epoch")
 	}
 }

@@ -299,6 +299,12 @@ func listenerOf(pid int, addr string) (*os.File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pidfd_getfd %d of %d: %w", n, pid, err)
 		}
+		// A connection it accepted has the same local address: only a
+		// socket that listens will do.
+		if v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || v != 1 {
+			unix.Close(fd)
+			continue
+		}
 		f := os.NewFile(uintptr(fd), "listener")
 		if l, err := net.FileListener(f); err == nil {
 			ok := l.Addr().String() == addr

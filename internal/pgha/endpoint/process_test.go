@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -38,12 +37,16 @@ func runProxyProcess() int {
 func newTestProxyProcess(t *testing.T, dir, listen string) *ProxyProcess {
 	t.Helper()
 	pp, err := NewProcess(ProcessConfig{Dir: dir, Listen: listen, Command: []string{os.Args[0]}, Env: []string{"HAVEN_EP_TEST_SERVE=1"},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.NewTextHandler(testLog{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return pp
 }
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
 
 // TestProxyProcessOutlivesItsDaemon: connections through the proxy process
 // survive the daemon side going away; the next one adopts the process and
@@ -64,12 +67,12 @@ func TestProxyProcessOutlivesItsDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got, err := roundTrip(c, "1\n"); err != nil || got != "a:1" {
+	if got, err := roundTrip(c, "1"); err != nil || got != "a:1" {
 		t.Fatalf("through the process: %q, %v", got, err)
 	}
 	pid := pp1.PID()
 	pp1.Detach() // the daemon crashes
-	if got, err := roundTrip(c, "2\n"); err != nil || got != "a:2" {
+	if got, err := roundTrip(c, "2"); err != nil || got != "a:2" {
 		t.Fatalf("after the daemon went: %q, %v", got, err)
 	}
 
@@ -82,11 +85,11 @@ func TestProxyProcessOutlivesItsDaemon(t *testing.T) {
 		t.Fatalf("adopted %d, want %d", pp2.Adopted(), pid)
 	}
 	pp2.SetTarget(1, a) // the controller's repoint after its own adoption
-	if got, err := roundTrip(c, "3\n"); err != nil || got != "a:3" {
+	if got, err := roundTrip(c, "3"); err != nil || got != "a:3" {
 		t.Fatalf("after adoption: %q, %v; the connection must survive", got, err)
 	}
 	pp2.SetTarget(2, b)
-	if _, err := roundTrip(c, "4\n"); err == nil {
+	if _, err := roundTrip(c, "4"); err == nil {
 		t.Fatal("a connection of the old epoch survived a new epoch")
 	}
 
@@ -94,17 +97,22 @@ func TestProxyProcessOutlivesItsDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
+	var last string
 	for {
 		c2, err := net.Dial("tcp", listen)
 		if err == nil {
-			got, err := roundTrip(c2, "5\n")
+			var got string
+			got, err = roundTrip(c2, "5")
 			c2.Close()
 			if err == nil && got == "b:5" && pp2.PID() != pid {
 				break
 			}
+			last = fmt.Sprintf("%q, %v", got, err)
+		} else {
+			last = err.Error()
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no proxy process serves the endpoint 10s after the kill (pid %d)", pp2.PID())
+			t.Fatalf("no proxy process serves the endpoint 10s after the kill (pid %d; last: %s)", pp2.PID(), last)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -97,7 +97,7 @@ func TestRoutedFollowsThePrimary(t *testing.T) {
 	}
 	// No primary: the host's address refuses.
 	if c, err := net.Dial("tcp", r.Addr()); err == nil {
-		if _, err := roundTrip(c, "x\n"); err == nil {
+		if _, err := roundTrip(c, "x"); err == nil {
 			t.Error("with no primary, a connection through the host's address worked")
 		}
 		c.Close()
@@ -113,7 +113,7 @@ func TestRoutedFollowsThePrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got, err := roundTrip(c, "hello\n"); err != nil || got != "vip:hello" {
+	if got, err := roundTrip(c, "hello"); err != nil || got != "vip:hello" {
 		t.Fatalf("through the host's address: %q, %v; want the virtual address to answer", got, err)
 	}
 
@@ -121,7 +121,7 @@ func TestRoutedFollowsThePrimary(t *testing.T) {
 	if got := fr.take(); !reflect.DeepEqual(got, []string{"pause db"}) {
 		t.Errorf("pause: router calls %q", got)
 	}
-	if _, err := roundTrip(c, "again\n"); err == nil {
+	if _, err := roundTrip(c, "again"); err == nil {
 		t.Error("a host session survived the pause")
 	}
 	r.SetTarget(1, a) // resume on the same primary: no new generation
@@ -134,7 +134,7 @@ func TestRoutedFollowsThePrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	if _, err := roundTrip(c2, "one\n"); err != nil {
+	if _, err := roundTrip(c2, "one"); err != nil {
 		t.Fatal(err)
 	}
 	b := "198.18.21.2:5432"
@@ -142,7 +142,7 @@ func TestRoutedFollowsThePrimary(t *testing.T) {
 	if got := fr.take(); !reflect.DeepEqual(got, []string{"switch db " + b}) {
 		t.Errorf("new epoch: router calls %q, want switch to %s", got, b)
 	}
-	if _, err := roundTrip(c2, "two\n"); err == nil {
+	if _, err := roundTrip(c2, "two"); err == nil {
 		t.Error("a host session of epoch 1 survived the switch to epoch 2")
 	}
 	if e, tg := r.Target(); e != 2 || tg != b {
