@@ -46,7 +46,10 @@ func newTestProxyProcess(t *testing.T, dir, listen string) *ProxyProcess {
 
 type testLog struct{ t *testing.T }
 
-func (w testLog) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w testLog) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // TestProxyProcessOutlivesItsDaemon: connections through the proxy process
 // survive the daemon side going away; the next one adopts the process and
