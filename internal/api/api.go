@@ -38,8 +38,10 @@ type Status struct {
 	Phase     string    `json:"phase"`
 	Error     string    `json:"error,omitempty"`
 	StartedAt time.Time `json:"started_at"`
-	StateDir  string    `json:"state_dir"`
-	PID       int       `json:"pid"`
+	// ReadyAt is when the region became ready (zero until then).
+	ReadyAt  time.Time `json:"ready_at,omitzero"`
+	StateDir string    `json:"state_dir"`
+	PID      int       `json:"pid"`
 	// Version is the daemon's build.
 	Version   string     `json:"version"`
 	Progress  []string   `json:"progress,omitempty"`

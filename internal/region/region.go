@@ -62,6 +62,7 @@ type Region struct {
 	started time.Time
 
 	mu       sync.Mutex
+	readyAt  time.Time
 	phase    string
 	err      string
 	progress []string
@@ -188,8 +189,11 @@ func Run(ctx context.Context, opts Options) error {
 		r.setFailed(startErr)
 		r.log.Error("start region", "err", startErr)
 	} else {
+		r.mu.Lock()
+		r.readyAt = time.Now()
+		r.mu.Unlock()
 		r.setPhase(api.PhaseReady)
-		r.say("region %s is ready at %s", r.spec.Name, r.t.lb.HTTPSURL())
+		r.say("region %s is ready at %s (%d ms after the daemon started)", r.spec.Name, r.t.lb.HTTPSURL(), time.Since(r.started).Milliseconds())
 	}
 	select {
 	case <-ctx.Done():
