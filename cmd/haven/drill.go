@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,7 +14,7 @@ import (
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Prove a promise under load: lose an instance, fail the database over, ..."}
-	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g))
+	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newControlPlaneLossCmd(g))
 	return cmd
 }
 
@@ -138,4 +140,79 @@ func printZoneLoss(w io.Writer, r *drill.ZoneLossReport) {
 	fmt.Fprintf(w, "  ledger: ok %d fail %d unknown %d, acknowledged lost %d, fail present %d; split-brain acks %d\n",
 		r.OK, r.Fail, r.Unknown, r.AcknowledgedLost, r.FailPresent, r.SplitBrainAcks)
 	fmt.Fprintf(w, "  end: primary %s (epoch %d), %d writable primaries, synchronous standby streaming %v\n", r.FinalPrimary, r.FinalEpoch, r.Primaries, r.SyncStandbyStreaming)
+}
+
+func newControlPlaneLossCmd(g *globals) *cobra.Command {
+	var cfg drill.ControlPlaneLossConfig
+	var wf workloadFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "control-plane-loss",
+		Short: "Kill the daemon, upgrade it, kill the load balancer process, under logged-in load and ledger writers; report failed requests, lost writes, adoption and time to ready",
+		Long: `Prove that the data plane outlives the control plane. Three kinds of rounds:
+
+  crash    kill -9 of the daemon, --wait without one, then haven up of this
+           binary: it must adopt every instance, database node and the load
+           balancer (same pids), cause no failover, and be ready within 2 s
+  upgrade  haven up --takeover of --upgrade-binary (another version; rounds
+           alternate between it and this binary): the running daemon hands
+           over, the load balancer moves to the new build by a hot restart
+  lb-kill  kill -9 of the load balancer process: the daemon starts another on
+           the same sockets; the site must answer within 1 s
+
+Crash and upgrade rounds must cost no web request and no acknowledged write.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			var err error
+			if cfg.Workload, err = wf.build(); err != nil {
+				return err
+			}
+			if cfg.Binary, err = os.Executable(); err != nil {
+				return err
+			}
+			if cfg.SpecFile, err = filepath.Abs(g.specFile); err != nil {
+				return err
+			}
+			cfg.StateDir, cfg.Env = g.dir(), os.Environ()
+			rep, err := drill.ControlPlaneLoss(cmd.Context(), g.client(), cfg)
+			if err != nil {
+				return err
+			}
+			res := drillResult{name: "control-plane-loss", header: fmt.Sprintf("control-plane-loss drill (%d rounds)", len(rep.RoundResults)), pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printControlPlaneLoss(w, rep) })
+		},
+	}
+	addSpecFlag(cmd, g)
+	cmd.Flags().IntVar(&cfg.CrashRounds, "rounds", 5, "crash rounds: kill -9 of the daemon, then haven up")
+	cmd.Flags().IntVar(&cfg.UpgradeRounds, "upgrade-rounds", 3, "upgrade rounds (haven up --takeover of --upgrade-binary); -1: none")
+	cmd.Flags().IntVar(&cfg.LBKillRounds, "lb-kill-rounds", 3, "rounds of kill -9 of the load balancer process; -1: none")
+	cmd.Flags().StringVar(&cfg.UpgradeBinary, "upgrade-binary", "", "another haven build for the upgrade rounds (a different version string, e.g. -ldflags \"-X github.com/haven-platform/haven/internal/version.Version=next\")")
+	cmd.Flags().DurationVar(&cfg.Wait, "wait", time.Second, "how long the region runs without a daemon in a crash round")
+	cmd.Flags().IntVar(&cfg.Rate, "rate", 20, "web requests per second through the load balancer")
+	cmd.Flags().IntVar(&cfg.Users, "users", 10, "seeded students to log in")
+	cmd.Flags().IntVar(&cfg.Writers, "writers", 4, "ledger writers through the database endpoint")
+	wf.add(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func printControlPlaneLoss(w io.Writer, r *drill.ControlPlaneLossReport) {
+	fmt.Fprintf(w, "  web: %d requests over the crash and upgrade rounds, %d failed; %d failed while the load balancer process was killed\n", r.Requests, r.FailedRequests, r.LBKillFailedRequests)
+	fmt.Fprintf(w, "  ledger: ok %d fail %d unknown %d, acknowledged lost %d, fail present %d\n", r.OK, r.Fail, r.Unknown, r.AcknowledgedLost, r.FailPresent)
+	fmt.Fprintf(w, "  adopted %d instances and %d database nodes, relaunched %d, failovers %d; ready within %.0f ms of the new daemon (worst); site back within %.0f ms of the load balancer's kill (worst)\n",
+		r.Adopted, r.DBNodesAdopted, r.Relaunched, r.Failovers, r.ReadyMSMax, r.LBBackMSMax)
+	for _, rr := range r.RoundResults {
+		failed := int64(0)
+		if rr.Web != nil {
+			failed = rr.Web.Failed
+		}
+		fmt.Fprintf(w, "  round %d %-8s daemon %d→%d %s→%s  lb %d→%d  ready %5.0f ms  lb back %4.0f ms  adopted %d/%d + %d/%d db  failed %d\n",
+			rr.Round, rr.Kind, rr.DaemonBefore, rr.DaemonAfter, rr.VersionBefore, rr.VersionAfter, rr.LBBefore, rr.LBAfter, rr.ReadyMS, rr.LBBackMS,
+			rr.Adopted, rr.Instances, rr.DBNodesAdopted, rr.DBNodes, failed)
+		if rr.Web != nil {
+			for e, n := range rr.Web.Errors {
+				fmt.Fprintf(w, "    error x%d: %s\n", n, e)
+			}
+		}
+	}
 }

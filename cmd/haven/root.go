@@ -42,6 +42,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newDaemonCmd(g),
 		newLBCmd(),
 		newEndpointCmd(),
+		newVersionCmd(),
 		newDownCmd(g),
 		newStatusCmd(g),
 		newInstanceCmd(g),
