@@ -185,18 +185,17 @@ func TestRegionEndToEnd(t *testing.T) {
 	assertGone(t, ctx, r, pids)
 }
 
-// TestCrashThenUpLeavesNothingBehind kills the daemon with SIGKILL, brings the
-// region up again in the same state dir, then stops it with Ctrl-C in the
-// foreground: no process of either run survives.
-func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
+// TestCrashThenUpAdoptsAndLeavesNothingBehind: the daemon is SIGKILLed
+// while every PostgreSQL process is frozen (a hung database: its servers
+// cannot answer). The next `up` adopts what answers (the instances, the
+// load balancer, with their pids) and replaces what does not (the frozen
+// servers: killed, started again on their data); Ctrl-C then stops
+// everything, leaving no process behind.
+func TestCrashThenUpAdoptsAndLeavesNothingBehind(t *testing.T) {
 	ctx := testCtx(t, 6*time.Minute)
 	r := testkit.NewSpec(t, testkit.Options{MultiAZ: true, Students: 20, Courses: 3})
 	st := r.Up(ctx)
 	first := regionPIDs(r, ctx)
-	// Freeze every PostgreSQL process first: when the daemon dies its
-	// postmasters die with it, and their backends (each in a process group
-	// of its own) cannot then notice and exit by themselves, as busy ones
-	// would not in time. The restart must find and kill them.
 	frozen := freezePostgres(t, first)
 	if len(frozen) < 4 {
 		t.Fatalf("froze %d postgres processes, want at least two postmasters and their backends", len(frozen))
@@ -224,9 +223,25 @@ func TestCrashThenUpLeavesNothingBehind(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	for _, pid := range first {
+	for _, pid := range frozen {
 		if testkit.Alive(pid) {
-			t.Errorf("process %d of the crashed daemon survived the restart:\n%s", pid, testkit.Describe([]int{pid}))
+			t.Errorf("frozen postgres process %d of the crashed daemon survived the restart:\n%s", pid, testkit.Describe([]int{pid}))
+		}
+	}
+	after, err := r.Client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Adoption == nil || len(after.Adoption.Instances) != len(st.Instances) || after.Adoption.LB != st.LB.PID {
+		t.Errorf("adoption %+v, want the %d instances and load balancer %d", after.Adoption, len(st.Instances), st.LB.PID)
+	}
+	pids := map[string]int{}
+	for _, in := range st.Instances {
+		pids[in.ID] = in.PID
+	}
+	for _, in := range after.Instances {
+		if pids[in.ID] != in.PID {
+			t.Errorf("instance %s: pid %d after the restart, want %d (adopted)", in.ID, in.PID, pids[in.ID])
 		}
 	}
 	second := regionPIDs(r, ctx)
