@@ -199,4 +199,3 @@ func reuse(t *testing.T, path, id string, pid int) {
 		t.Fatal(err)
 	}
 }
-
