@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"time"
@@ -23,10 +26,10 @@ import (
 func newLBCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "lb", Short: "The load balancer process (started by the daemon)", Hidden: true}
 	var (
-		dir, httpsAddr, httpAddr, cert, key, accessLog, healthPath, matcher string
-		specFD                                                              int
-		targets                                                             []string
-		interval                                                            time.Duration
+		dir, httpsAddr, httpAddr, cert, key, accessLog, healthPath, matcher, pprofAddr string
+		specFD                                                                         int
+		targets                                                                        []string
+		interval                                                                       time.Duration
 	)
 	serve := &cobra.Command{
 		Use:   "serve",
@@ -65,6 +68,22 @@ func newLBCmd() *cobra.Command {
 			if dir == "" {
 				return errors.New("lb serve: --dir is required")
 			}
+			if pprofAddr != "" {
+				// Profiling for benchmarks (scripts/bench-lb PROFILE=...), on
+				// loopback only.
+				ln, err := net.Listen("tcp", pprofAddr)
+				if err != nil {
+					return fmt.Errorf("lb serve: --pprof: %w", err)
+				}
+				if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
+					ln.Close()
+					return fmt.Errorf("lb serve: --pprof %s: loopback addresses only", pprofAddr)
+				}
+				mux := http.NewServeMux()
+				mux.HandleFunc("/debug/pprof/", pprof.Index)
+				mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+				go func() { _ = http.Serve(ln, mux) }()
+			}
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
 			}
@@ -83,7 +102,42 @@ func newLBCmd() *cobra.Command {
 	f.StringVar(&matcher, "matcher", "200", "standalone: the health check's success codes")
 	f.DurationVar(&interval, "interval", time.Second, "standalone: the health check interval")
 	f.StringArrayVar(&targets, "target", nil, "standalone: a target as ID,ZONE,HOST:PORT (repeatable); restored healthy")
-	cmd.AddCommand(serve)
+	f.StringVar(&pprofAddr, "pprof", "", "serve net/http/pprof on this loopback address (benchmarks)")
+	cmd.AddCommand(serve, newLBBackendCmd())
+	return cmd
+}
+
+// newLBBackendCmd is a minimal HTTP target for benchmarks (scripts/bench-lb):
+// every request gets the same body, as a small app instance would answer.
+func newLBBackendCmd() *cobra.Command {
+	var listen string
+	var size int
+	cmd := &cobra.Command{
+		Use:   "backend",
+		Short: "Serve a fixed body over plain HTTP, as a benchmark's target (scripts/bench-lb)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			body := []byte(strings.Repeat("x", size))
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			if host, _, _ := net.SplitHostPort(ln.Addr().String()); !net.ParseIP(host).IsLoopback() {
+				ln.Close()
+				return fmt.Errorf("lb backend --listen %s: loopback addresses only", listen)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/octet-stream")
+				_, _ = w.Write(body)
+			}), ReadHeaderTimeout: 10 * time.Second}
+			go func() { <-cmd.Context().Done(); srv.Close() }()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:18081", "the loopback address to serve")
+	cmd.Flags().IntVar(&size, "size", 1024, "the body's size in bytes")
 	return cmd
 }
 

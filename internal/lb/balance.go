@@ -90,6 +90,11 @@ func pickLeastOutstanding(cs []choice, start int) int {
 // that never passed their health checks, are never eligible: no target gets a
 // request before it has passed HealthyThreshold checks.
 func eligible(order []*target) (out []*target, failOpen bool) {
+	return eligibleAppend(nil, order)
+}
+
+// eligibleAppend is eligible appending to out (a buffer of the caller's).
+func eligibleAppend(out []*target, order []*target) ([]*target, bool) {
 	for _, t := range order {
 		if t.state == StateHealthy {
 			out = append(out, t)

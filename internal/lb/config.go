@@ -77,6 +77,12 @@ type Config struct {
 	// AccessLog, if set, receives one JSON object per request, one per line.
 	// Default nil (no access log).
 	AccessLog io.Writer
+	// AccessLogFlush, when positive, batches access-log lines and writes
+	// them at most this long after their request (and at once when 32 KiB
+	// are pending, and at Stop): one write for many requests. Default 0:
+	// every line is written when its request ends. The load balancer
+	// process uses 100 ms (DefaultProcessAccessLogFlush).
+	AccessLogFlush time.Duration
 	// Logger receives operational logs. Default slog.Default().
 	Logger *slog.Logger
 	// Clock drives health-check intervals, deregistration delay, slow start and

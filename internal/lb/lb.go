@@ -3,13 +3,11 @@ package lb
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"slices"
 	"strings"
 	"sync"
@@ -84,16 +82,15 @@ type LB struct {
 	log         *slog.Logger
 	clock       clock.Clock
 	match       spec.Matcher
-	proxy       *httputil.ReverseProxy
 	checkClient *http.Client
 	stats       counters
 	quit        chan struct{} // closed by Stop
 	wg          sync.WaitGroup
 	conns       atomic.Int64 // open client connections (connState)
 	draining    atomic.Bool  // Drain began: every response closes its connection
+	portv       atomic.Pointer[string]
 
-	accessMu sync.Mutex
-	access   *json.Encoder
+	access *accessLog
 
 	// snap is what readers (Targets, TargetHealth, the addresses) see: a
 	// snapshot published under mu after every change, read without it.
@@ -116,9 +113,13 @@ type LB struct {
 // target is a registered backend. Fields after mu-comment are guarded by LB.mu.
 type target struct {
 	id, zone, addr string
-	transport      *http.Transport
+	pool           *connPool
 	inflight       atomic.Int64
 	drainWake      chan struct{} // buffered(1): in-flight count reached zero
+
+	// amu guards attempts (taken after LB.mu when both are).
+	amu      sync.Mutex
+	attempts map[*attempt]struct{}
 
 	// guarded by LB.mu
 	state      State
@@ -129,7 +130,6 @@ type target struct {
 	wasHealthy bool      // has passed HealthyThreshold checks at least once
 	slowStart  bool      // ramping since upSince
 	current    float64   // smooth round robin state
-	attempts   map[*attempt]struct{}
 	stopChecks context.CancelFunc
 	drainDone  chan struct{} // non-nil once Deregister started
 	removed    bool
@@ -164,15 +164,7 @@ func New(cfg Config) (*LB, error) {
 		},
 	}
 	if cfg.AccessLog != nil {
-		l.access = json.NewEncoder(cfg.AccessLog)
-	}
-	l.proxy = &httputil.ReverseProxy{
-		Rewrite:        l.rewrite,
-		Transport:      roundTripper{l},
-		ModifyResponse: l.modifyResponse,
-		ErrorHandler:   l.errorHandler,
-		ErrorLog:       slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
-		BufferPool:     bufferPool{},
+		l.access = newAccessLog(cfg.AccessLog, cfg.AccessLogFlush, l.log)
 	}
 	return l, nil
 }
@@ -221,6 +213,7 @@ func (l *LB) StartOn(ctx context.Context, ln, httpLn net.Listener) error {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	errLog := slog.NewLogLogger(l.log.Handler(), slog.LevelDebug)
 	l.httpsLn, l.httpLn, l.httpsPort = ln, httpLn, port
+	l.portv.Store(&port)
 	l.httpsSrv = &http.Server{
 		Handler:           l,
 		TLSConfig:         l.cfg.TLS.Clone(),
@@ -345,9 +338,12 @@ func (l *LB) Stop(ctx context.Context) error {
 	l.wg.Wait()
 	l.mu.Lock()
 	for _, t := range l.order {
-		t.transport.CloseIdleConnections()
+		t.pool.closeIdle()
 	}
 	l.mu.Unlock()
+	if l.access != nil {
+		l.access.close()
+	}
 	l.log.Info("load balancer stopped")
 	return errors.Join(errs...)
 }
@@ -429,7 +425,7 @@ func (l *LB) register(t Target, restore *TargetStatus) error {
 	}
 	nt := &target{
 		id: t.ID, zone: t.Zone, addr: t.Addr,
-		transport: newTargetTransport(l.cfg.IdleTimeout, l.cfg.Dial),
+		pool:      &connPool{addr: t.Addr},
 		drainWake: make(chan struct{}, 1),
 		state:     StateInitial,
 		reason:    ReasonInitialHealthChecking,
@@ -544,10 +540,12 @@ wait:
 	l.mu.Lock()
 	cut := 0
 	if expired {
+		t.amu.Lock()
 		for a := range t.attempts {
 			a.cancel(errTargetDrained)
 			cut++
 		}
+		t.amu.Unlock()
 	}
 	t.removed = true
 	delete(l.targets, t.id)
@@ -556,7 +554,7 @@ wait:
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	st.State, st.Reason, st.Since = StateUnused, "", l.clock.Now()
 	l.mu.Unlock()
-	t.transport.CloseIdleConnections()
+	t.pool.closeIdle()
 	l.log.Info("target deregistered", "target", t.id, "delay_expired", expired, "cut_requests", cut)
 	notify(hooks, st)
 	close(t.drainDone) // after the hooks, so Deregister's return follows them
@@ -648,12 +646,13 @@ func (l *LB) applyCheck(t *target, passed bool, reason string) {
 		l.becomeHealthyLocked(t)
 	case changed && t.health.State == StateUnhealthy:
 		t.state, t.reason, t.since = StateUnhealthy, reason, l.clock.Now()
+		t.amu.Lock()
 		for a := range t.attempts {
-			if !a.gotHeaders {
-				a.cancel(errTargetUnhealthy)
+			if a.cancelIfWaiting(errTargetUnhealthy) {
 				cancelled++
 			}
 		}
+		t.amu.Unlock()
 	case !passed && t.state == StateUnhealthy && t.reason != reason:
 		t.reason = reason // keep the latest failure reason
 		l.publishLocked()
@@ -671,7 +670,7 @@ func (l *LB) applyCheck(t *target, passed bool, reason string) {
 		return
 	}
 	if st.State == StateUnhealthy {
-		t.transport.CloseIdleConnections()
+		t.pool.closeIdle()
 	}
 	l.log.Info("target health changed", "target", t.id, "from", old, "to", st.State, "reason", st.Reason, "cancelled_requests", cancelled)
 	notify(hooks, st)
@@ -713,7 +712,7 @@ func (l *LB) eject(t *target, cause error) {
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	l.mu.Unlock()
 	l.stats.ejections.Add(1)
-	t.transport.CloseIdleConnections()
+	t.pool.closeIdle()
 	l.log.Warn("target ejected", "target", t.id, "from", old, "err", cause)
 	notify(hooks, st)
 }
@@ -723,12 +722,19 @@ func (l *LB) eject(t *target, cause error) {
 func (l *LB) pick(a *attempt, tried []*target) *target {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	cands, failOpen := eligible(l.order)
+	var candBuf [16]*target
+	cands, failOpen := eligibleAppend(candBuf[:0], l.order)
 	if len(cands) == 0 {
 		return nil
 	}
 	now := l.clock.Now()
-	cs := make([]choice, len(cands))
+	var csBuf [16]choice
+	cs := csBuf[:0]
+	if len(cands) > len(csBuf) {
+		cs = make([]choice, len(cands))
+	} else {
+		cs = csBuf[:len(cands)]
+	}
 	for i, t := range cands {
 		w := 1.0
 		if t.slowStart && !failOpen {
@@ -752,16 +758,18 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 	t := cands[i]
 	t.inflight.Add(1)
 	a.t = t
+	t.amu.Lock()
 	t.attempts[a] = struct{}{}
+	t.amu.Unlock()
 	return t
 }
 
 // finishAttempt unregisters a and wakes a drain waiting on its target.
 func (l *LB) finishAttempt(a *attempt) {
 	t := a.t
-	l.mu.Lock()
+	t.amu.Lock()
 	delete(t.attempts, a)
-	l.mu.Unlock()
+	t.amu.Unlock()
 	if t.inflight.Add(-1) == 0 {
 		select {
 		case t.drainWake <- struct{}{}:
@@ -798,34 +806,3 @@ func (l *LB) redirect(w http.ResponseWriter, r *http.Request) {
 	}
 	http.Redirect(w, r, "https://"+hostport+r.URL.RequestURI(), code)
 }
-
-func newTargetTransport(idle time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
-	timeout := min(idle, 10*time.Second)
-	if dial == nil {
-		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
-	}
-	return &http.Transport{
-		Proxy: nil, // never use HTTP_PROXY for targets
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, &dialError{err: err}
-			}
-			return c, nil
-		},
-		MaxIdleConns:        64,
-		MaxIdleConnsPerHost: 64,
-		IdleConnTimeout:     min(idle, 50*time.Second),
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-	}
-}
-
-// dialError marks a failure to connect: nothing was sent, so any request may
-// be retried elsewhere.
-type dialError struct{ err error }
-
-func (e *dialError) Error() string { return "dial target: " + e.err.Error() }
-func (e *dialError) Unwrap() error { return e.err }

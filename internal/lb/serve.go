@@ -75,7 +75,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return fmt.Errorf("serve load balancer: certificate: %w", err)
 	}
 	cfg := o.Spec.Settings.Config()
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	cfg.Logger = o.Logger
 	var access *os.File
 	if o.Spec.AccessLog != "" {
@@ -83,7 +83,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 			return fmt.Errorf("serve load balancer: access log: %w", err)
 		}
 		defer access.Close()
-		cfg.AccessLog = access
+		cfg.AccessLog, cfg.AccessLogFlush = access, DefaultProcessAccessLogFlush
 	}
 	l, err := New(cfg)
 	if err != nil {
