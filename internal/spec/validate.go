@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -71,6 +72,7 @@ func (s *Spec) Validate() []Problem {
 	s.Edge.validate(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
 	ps = append(ps, s.validateAWSOperations()...)
+	validateFinite(&ps, reflect.ValueOf(s).Elem(), "")
 	return ps
 }
 
