@@ -81,7 +81,9 @@ func New(cfg Config) (*Server, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	v, err := iam.NewVerifier(iam.VerifierConfig{Keys: cfg.Keys, Service: "secretsmanager", Region: cfg.Region, MaxSkew: cfg.MaxSkew, MaxBody: cfg.MaxBody, Clock: cfg.Clock})
+	// X-Amz-Target names the operation: it must be signed, as AWS requires.
+	v, err := iam.NewVerifier(iam.VerifierConfig{Keys: cfg.Keys, Service: "secretsmanager", Region: cfg.Region, MaxSkew: cfg.MaxSkew, MaxBody: cfg.MaxBody, Clock: cfg.Clock,
+		SignedHeaders: []string{"x-amz-target"}})
 	if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
