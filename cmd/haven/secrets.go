@@ -120,7 +120,11 @@ func newSecretsCmd(g *globals) *cobra.Command {
 				// Every field but the time comes from a caller of the API:
 				// one record a line, no control character raw.
 				q := termsafe.String
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), q(r.Principal), q(r.Action), q(r.SecretARN), q(r.VersionID), q(r.Result), q(r.SourceIP))
+				result := q(r.Result)
+				if r.Count > 1 { // unauthenticated failures aggregated over a window
+					result = fmt.Sprintf("%s ×%d until %s", result, r.Count, r.Until.UTC().Format(time.RFC3339))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), q(r.Principal), q(r.Action), q(r.SecretARN), q(r.VersionID), result, q(r.SourceIP))
 			}
 			return tw.Flush()
 		},
