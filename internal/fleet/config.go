@@ -10,6 +10,7 @@ import (
 
 	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
@@ -127,6 +128,11 @@ type Config struct {
 	// Cgroups, if set, puts each instance in its own cgroup with the template's
 	// CPU and memory limits. Default nil: no limits.
 	Cgroups *cgroup.Manager
+	// Sandbox, if set, runs every instance (and every command run in one)
+	// as its unprivileged user, with no capabilities, no_new_privs and a
+	// private /tmp (package sandbox; the daemon must be root). Default nil:
+	// instances run as the daemon's user.
+	Sandbox *sandbox.Profile
 	// EnvFunc, if set, returns extra environment variables per instance (for
 	// example its metadata endpoint). Values must not be secrets.
 	EnvFunc func(InstanceInfo) map[string]string

@@ -34,6 +34,7 @@ type instance struct {
 	uid    int
 	gid    int
 	log    *slog.Logger
+	certs  Certificates // nil: no TLS (a single node)
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -146,7 +147,7 @@ func (in *instance) initdb(ctx context.Context) error {
 		return err
 	}
 	if _, err := in.tool(ctx, "initdb", "-D", in.node.DataDir, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
-		"--auth-local=trust", "--auth-host=reject"); err != nil {
+		"--auth-local=peer", "--auth-host=reject"); err != nil { // configure writes the real pg_hba.conf before any start
 		return fmt.Errorf("initdb %s: %w", in.node.Name, err)
 	}
 	in.log.Info("initialized data directory", "data_dir", in.node.DataDir)
@@ -162,8 +163,8 @@ func (in *instance) writeFile(name, content string) error {
 	return in.chown(p)
 }
 
-// configure writes postgresql.auto.conf, pg_hba.conf and the standby signal
-// for this run. Base backups and pg_rewind copy the other node's files, so
+// configure writes postgresql.auto.conf, pg_hba.conf, pg_ident.conf, the
+// node's TLS files and the standby signal for this run. Base backups and pg_rewind copy the other node's files, so
 // every start rewrites them: each node's replication settings are its own.
 func (in *instance) configure(rc runConfig) error {
 	if err := in.writeFile("postgresql.auto.conf", autoConf(serverSettings(in.node, rc))); err != nil {
@@ -171,6 +172,14 @@ func (in *instance) configure(rc runConfig) error {
 	}
 	if err := in.writeFile("pg_hba.conf", HBA(rc.hba)); err != nil {
 		return err
+	}
+	if err := in.writeFile("pg_ident.conf", Ident(rc.hba)); err != nil {
+		return err
+	}
+	if rc.tls {
+		if err := in.writeTLS(); err != nil {
+			return err
+		}
 	}
 	sig := filepath.Join(in.node.DataDir, "standby.signal")
 	if rc.standby {
