@@ -102,13 +102,17 @@ func (in *instance) tool(ctx context.Context, name string, args ...string) (stri
 	return out.String(), nil
 }
 
-// prepareDirs creates the parent of DataDir, SocketDir and the log file, all
-// owned by postgres.
+// prepareDirs creates the parent of DataDir (0711: the postgres user
+// traverses it, nobody lists it) and SocketDir (0700, postgres's).
 func (in *instance) prepareDirs() error {
-	for _, d := range []string{filepath.Dir(filepath.Clean(in.node.DataDir)), in.node.SocketDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	parent := filepath.Dir(filepath.Clean(in.node.DataDir))
+	for _, d := range []string{parent, in.node.SocketDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
+	}
+	if err := os.Chmod(parent, 0o711); err != nil {
+		return fmt.Errorf("chmod %s: %w", parent, err)
 	}
 	if err := os.Chmod(in.node.SocketDir, 0o700); err != nil {
 		return fmt.Errorf("chmod socket dir: %w", err)

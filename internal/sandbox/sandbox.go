@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -138,6 +139,41 @@ func init() {
 	}
 }
 
+// privateTmp mounts an empty tmpfs on d. When the program itself lives
+// under d (a test build in /tmp), its directory is bound back in, read-only,
+// at the same path: the program runs, and nothing else of the host's d is
+// seen.
+func privateTmp(d, program string, size int64) error {
+	var keep *os.File
+	dir := filepath.Dir(program)
+	if strings.HasPrefix(dir+"/", d+"/") && dir != d {
+		f, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open the program's directory %s: %w", dir, err)
+		}
+		defer f.Close()
+		keep = f
+	}
+	opts := "mode=1777,size=" + strconv.FormatInt(size, 10)
+	if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("mount a private %s: %w", d, err)
+	}
+	if keep == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("make room for the program's directory in the private %s: %w", d, err)
+	}
+	src := "/proc/self/fd/" + strconv.Itoa(int(keep.Fd()))
+	if err := unix.Mount(src, dir, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind the program's directory %s: %w", dir, err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return fmt.Errorf("make the program's directory %s read-only: %w", dir, err)
+	}
+	return nil
+}
+
 // launch sets the sandbox up and execs the program; it returns only on
 // failure. args: uid gid tmpsize path -- argv...
 func launch(args []string) error {
@@ -168,9 +204,8 @@ func launch(args []string) error {
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
 			continue
 		}
-		opts := "mode=1777,size=" + strconv.FormatInt(size, 10)
-		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-			return fmt.Errorf("mount a private %s: %w", d, err)
+		if err := privateTmp(d, path, size); err != nil {
+			return err
 		}
 	}
 	// The bounding set first (dropping needs CAP_SETPCAP), then the ambient set.

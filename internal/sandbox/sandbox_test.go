@@ -187,3 +187,43 @@ func TestProfileValidateAndRegionID(t *testing.T) {
 		t.Errorf("RegionID = %d, %d: want the same id in range", a, b)
 	}
 }
+
+// A program that lives under /tmp (a test build) still runs: its directory,
+// alone, is bound into the private /tmp, read-only.
+func TestProgramUnderTmpRuns(t *testing.T) {
+	needRoot(t)
+	p := testProfile(t)
+	dir, err := os.MkdirTemp("/tmp", "haven-sandbox-prog-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil { // only the read-only bind stops a write
+		t.Fatal(err)
+	}
+	prog := filepath.Join(dir, "prog")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\nls -A /tmp; touch "+dir+"/x 2>/dev/null && echo WROTE-HOST-DIR; true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.CreateTemp("/tmp", "haven-sandbox-other-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+	t.Cleanup(func() { os.Remove(other.Name()) })
+	cmd := exec.Command(prog)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	if err := p.Wrap(cmd); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("program under /tmp: %v\n%s", err, out)
+	}
+	if strings.TrimSpace(strings.Split(string(out), "\n")[0]) != filepath.Base(dir) || strings.Contains(string(out), filepath.Base(other.Name())) {
+		t.Errorf("the private /tmp shows more than the program's directory:\n%s", out)
+	}
+	if strings.Contains(string(out), "WROTE-HOST-DIR") {
+		t.Errorf("the program's directory is writable from the sandbox:\n%s", out)
+	}
+}
