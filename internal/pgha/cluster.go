@@ -246,8 +246,8 @@ func (c *Cluster) runConfig(standby bool, syncStandby string) runConfig {
 func (c *Cluster) hba() HBAConfig {
 	h := HBAConfig{AppDatabase: c.cfg.AppDatabase, AppNetworks: c.cfg.AppNetworks,
 		ReplicationPeers: ReplicationPeers(c.cfg.Nodes), OperatorUsers: operatorUsers()}
-	if c.cfg.Certificates == nil {
-		h.ReplicationPeers = nil // no TLS, no replication over TCP
+	if c.cfg.Certificates == nil || len(c.cfg.Nodes) < 2 {
+		h.ReplicationPeers = nil // no standby, or no TLS: no replication over TCP
 	}
 	return h
 }

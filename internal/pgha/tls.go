@@ -41,6 +41,14 @@ const (
 	replKeyFile    = "replication.key" // its key
 )
 
+// TLSKeyFiles are the private keys a node keeps at rest by design (its
+// server key and its replication client key, 0600, the postgres user's),
+// for a plaintext scan to name and skip.
+func TLSKeyFiles(n Node) []string {
+	d := tlsDir(n)
+	return []string{filepath.Join(d, serverKeyFile), filepath.Join(d, replKeyFile)}
+}
+
 // certTTL is the lifetime of a node's certificates; they are issued
 // again at every start of the server.
 const certTTL = 365 * 24 * time.Hour
