@@ -20,7 +20,22 @@ locals {
     # secret holding its private key.
     CLOUDFRONT_KEY_PAIR_ID           = aws_cloudfront_public_key.materials.id
     CLOUDFRONT_SIGNING_KEY_SECRET_ID = aws_secretsmanager_secret.signing_key.arn
-  }, var.app_environment)
+  }, local.oidc_environment, var.app_environment)
+
+  # Staff single sign-on: the issuer, the client ID and the ARN of the client
+  # secret's secret (the app fetches the secret with the instance role, as it
+  # does the database credential). The public URL is the first CloudFront
+  # alias: the redirect URI the provider knows is that plus
+  # /login/sso/callback.
+  # All three or nothing: the launch template's precondition refuses half.
+  oidc_enabled = var.oidc_issuer_url != null && var.oidc_client_id != null && var.oidc_client_secret_arn != null
+  oidc_environment = local.oidc_enabled ? {
+    COURSES_OIDC_ISSUER           = var.oidc_issuer_url
+    COURSES_OIDC_CLIENT_ID        = var.oidc_client_id
+    COURSES_OIDC_CLIENT_SECRET_ID = var.oidc_client_secret_arn
+    COURSES_PUBLIC_URL            = "https://${var.cloudfront_aliases[0]}"
+    COURSES_SSO_ONLY_STAFF        = tostring(var.oidc_staff_sso_only)
+  } : {}
 
   systemd_unit = <<-UNIT
     [Unit]
@@ -107,6 +122,17 @@ resource "aws_launch_template" "app" {
 
   monitoring {
     enabled = true
+  }
+
+  lifecycle {
+    precondition {
+      condition     = (var.oidc_issuer_url == null) == (var.oidc_client_id == null) && (var.oidc_issuer_url == null) == (var.oidc_client_secret_arn == null)
+      error_message = "oidc_issuer_url, oidc_client_id and oidc_client_secret_arn go together: set all three for single sign-on, or none."
+    }
+    precondition {
+      condition     = !var.oidc_staff_sso_only || var.oidc_issuer_url != null
+      error_message = "oidc_staff_sso_only needs oidc_issuer_url: without single sign-on, staff could not log in at all."
+    }
   }
 
   tag_specifications {

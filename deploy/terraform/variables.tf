@@ -577,3 +577,45 @@ variable "alarm_db_connections" {
   type        = number
   default     = 100
 }
+
+# Staff single sign-on (docs/aws.md, "Staff single sign-on"). Null turns it
+# off: every user logs in with a password kept by the app.
+
+variable "oidc_issuer_url" {
+  description = "Issuer URL of the university's OpenID Connect provider, e.g. https://university.okta.com or https://login.microsoftonline.com/<tenant-id>/v2.0. The app reads its discovery document. Null: single sign-on off."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.oidc_issuer_url == null || can(regex("^https://[^/?#]+(/[^?#]*)?$", var.oidc_issuer_url))
+    error_message = "oidc_issuer_url must be an https URL without a query or fragment (the provider's issuer, as in its discovery document)."
+  }
+}
+
+variable "oidc_client_id" {
+  description = "The app's client ID at the provider (not a secret). Required with oidc_issuer_url."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.oidc_client_id == null || length(trimspace(coalesce(var.oidc_client_id, " "))) > 0
+    error_message = "oidc_client_id must not be empty."
+  }
+}
+
+variable "oidc_client_secret_arn" {
+  description = "ARN of the Secrets Manager secret that holds the app's client secret (the secret string alone, or {\"client_secret\": \"...\"}). The instance role may read this secret and no other new one; the secret itself never goes into a variable. Required with oidc_issuer_url."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.oidc_client_secret_arn == null || can(regex("^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:.+$", var.oidc_client_secret_arn))
+    error_message = "oidc_client_secret_arn must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>), never the secret itself."
+  }
+}
+
+variable "oidc_staff_sso_only" {
+  description = "Refuse teachers' password logins: staff sign in with the university account only. Needs oidc_issuer_url."
+  type        = bool
+  default     = false
+}

@@ -79,4 +79,9 @@ module "haven" {
   static_paths                 = var.static_paths
   waf_web_acl_arn              = var.waf_web_acl_arn
   alarm_email                  = var.alarm_email
+
+  oidc_issuer_url        = var.oidc_issuer_url
+  oidc_client_id         = var.oidc_client_id
+  oidc_client_secret_arn = var.oidc_client_secret_arn
+  oidc_staff_sso_only    = var.oidc_staff_sso_only
 }

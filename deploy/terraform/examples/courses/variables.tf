@@ -275,3 +275,27 @@ variable "alarm_email" {
   type        = string
   default     = null
 }
+
+variable "oidc_issuer_url" {
+  description = "Deployment: the university's OpenID Connect issuer URL (Okta, Entra ID). Null: staff single sign-on off."
+  type        = string
+  default     = null
+}
+
+variable "oidc_client_id" {
+  description = "Deployment: the app's client ID at the provider."
+  type        = string
+  default     = null
+}
+
+variable "oidc_client_secret_arn" {
+  description = "Deployment: ARN of the Secrets Manager secret holding the client secret (never the secret itself)."
+  type        = string
+  default     = null
+}
+
+variable "oidc_staff_sso_only" {
+  description = "Deployment: refuse teachers' password logins (staff sign in with the university account only)."
+  type        = bool
+  default     = false
+}
