@@ -70,6 +70,15 @@ func TestSecretsIdentityAndRotation(t *testing.T) {
 		if !strings.HasSuffix(strings.TrimSpace(own.Stdout), "200") || !strings.Contains(own.Stdout, `"AccessKeyId"`) {
 			t.Fatalf("instance %s could not read its own credentials: %q %q", a.ID, redact(own.Stdout), own.Stderr)
 		}
+		if st.Network.Mode == "vpc" {
+			// Every instance's endpoint is 169.254.169.254 inside its own
+			// namespace (TestVPCBoundaries proves B's never reaches A);
+			// the /proc identification below is the loopback fallback's.
+			if imdsA != imdsB || !strings.Contains(imdsA, "169.254.169.254") {
+				t.Fatalf("in a VPC the metadata endpoints are %q and %q, want 169.254.169.254 for both", imdsA, imdsB)
+			}
+			return
+		}
 		other := run(a.ID, "sh", "-c", `curl -s -o /dev/null -w '%{http_code}' -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$1/latest/api/token"`, "sh", imdsB)
 		if other.Stdout != "403" {
 			t.Fatalf("instance %s asking instance %s's metadata endpoint for a token got %q, want 403", a.ID, b.ID, other.Stdout)
@@ -84,19 +93,14 @@ func TestSecretsIdentityAndRotation(t *testing.T) {
 
 	t.Run("aws CLI with instance credentials reads the DB secret", func(t *testing.T) {
 		// Inside the instance, as its unprivileged user: a system-wide CLI,
-		// given the endpoint on its command line (older CLIs ignore
-		// AWS_ENDPOINT_URL_SECRETS_MANAGER, and join the metadata endpoint
-		// and its path without a slash; the credentials come from IMDS).
-		aws := []string{instanceAWS(t), "--endpoint-url", info.Endpoint}
-		run := func(id string, argv ...string) api.RunResult {
-			t.Helper()
-			res, err := r.Client.RunOnInstance(ctx, id, api.RunRequest{Argv: append(aws, argv...),
-				Env: map[string]string{"AWS_EC2_METADATA_SERVICE_ENDPOINT": info.Metadata[id] + "/"}})
-			if err != nil {
-				t.Fatalf("run %v on %s: %v", argv, id, err)
-			}
-			return res
-		}
+		// given the instance's own Secrets Manager endpoint on its command
+		// line (older CLIs ignore AWS_ENDPOINT_URL_SECRETS_MANAGER, and join
+		// a metadata endpoint set in the environment and its path without a
+		// slash); the credentials come from the instance's metadata.
+		const wrap = `ep=${AWS_EC2_METADATA_SERVICE_ENDPOINT:-}; [ -n "$ep" ] && export AWS_EC2_METADATA_SERVICE_ENDPOINT="${ep%/}/"; ` +
+			`exec "$0" --endpoint-url "$AWS_ENDPOINT_URL_SECRETS_MANAGER" "$@"`
+		aws := []string{"/bin/sh", "-c", wrap, instanceAWS(t)}
+		run := func(id string, argv ...string) api.RunResult { return run(id, append(aws, argv...)...) }
 		res := run(a.ID, "secretsmanager", "get-secret-value", "--secret-id", info.DBSecret, "--query", "VersionStages", "--output", "text")
 		if res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "AWSCURRENT" {
 			t.Fatalf("get-secret-value: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)

@@ -22,6 +22,8 @@ type plan struct {
 	config    map[string]map[string]any // module-relative address -> expressions
 	dependsOn map[string][]string       // module-relative address -> depends_on
 	unknown   map[string]map[string]any // address -> after_unknown (known only after apply)
+	call      map[string]any            // the example's module "haven" call: argument -> expression
+	variables map[string]any            // the example's input variables -> value
 }
 
 func loadPlan(t *testing.T) (*plan, tfvars.Vars) {
@@ -58,10 +60,14 @@ func parsePlan(t *testing.T, raw []byte) *plan {
 				} `json:"child_modules"`
 			} `json:"root_module"`
 		} `json:"planned_values"`
+		Variables map[string]struct {
+			Value any `json:"value"`
+		} `json:"variables"`
 		Configuration struct {
 			RootModule struct {
 				ModuleCalls map[string]struct {
-					Module struct {
+					Expressions map[string]any `json:"expressions"`
+					Module      struct {
 						Resources []struct {
 							Address     string         `json:"address"`
 							Expressions map[string]any `json:"expressions"`
@@ -84,6 +90,11 @@ func parsePlan(t *testing.T, raw []byte) *plan {
 			p.resources[r.Address] = r.Values
 			p.types[r.Type] = append(p.types[r.Type], r.Address)
 		}
+	}
+	p.call = doc.Configuration.RootModule.ModuleCalls["haven"].Expressions
+	p.variables = map[string]any{}
+	for k, v := range doc.Variables {
+		p.variables[k] = v.Value
 	}
 	for _, r := range doc.Configuration.RootModule.ModuleCalls["haven"].Module.Resources {
 		p.config[r.Address] = r.Expressions
@@ -385,7 +396,7 @@ func TestAppDatabaseLogin(t *testing.T) {
 	eq(t, "function subnets", refsOf(vpc, "subnet_ids"), []string{"aws_subnet.app"})
 	eq(t, "function groups", refsOf(vpc, "security_group_ids"), []string{"aws_security_group.db_logins.id", "aws_security_group.db_logins"})
 
-	rot := p.get(mod + "aws_secretsmanager_secret_rotation.db_app")
+	rot := p.get(mod + "aws_secretsmanager_secret_rotation.db_app[0]")
 	eq(t, "app rotation days", num(first(rot["rotation_rules"])["automatically_after_days"]), float64(vars.DBSecretRotationDays))
 	eq(t, "rotation function", p.refs("aws_secretsmanager_secret_rotation.db_app", "rotation_lambda_arn"),
 		[]string{"aws_lambda_function.db_logins.arn", "aws_lambda_function.db_logins"})
@@ -871,4 +882,47 @@ func TestInternetIngressIsFlagged(t *testing.T) {
 		`HAVEN-AWS-018 module.haven.aws_vpc_security_group_ingress_rule.alb_internet["http"]`,
 		`HAVEN-AWS-018 module.haven.aws_vpc_security_group_ingress_rule.alb_internet["https"]`,
 	})
+}
+
+// TestExtraSecurityGroupRules: haven.yaml's security_groups, exported by
+// `haven aws tfvars`, become rules of the seed's groups in the plan, one
+// per rule, with its group, direction, protocol, ports and peer; the
+// seed's rules stay as they are.
+func TestExtraSecurityGroupRules(t *testing.T) {
+	in := coursesInput()
+	in.SecurityGroupRules = []tfvars.SecurityGroupRule{
+		{Group: "app-sg", Direction: "ingress", FromPort: 9100, CIDR: "10.20.0.0/16", Description: "Metrics from the monitoring network"},
+		{Group: "app-sg", Direction: "egress", Protocol: "udp", FromPort: 8125, PeerGroup: "vpce-sg", Description: "StatsD to an interface endpoint"},
+		{Group: "db-sg", Direction: "ingress", FromPort: 5432, PeerGroup: "alb-sg", Description: "Example: a second client group"},
+	}
+	p, vars, _ := loadScenario(t, "security-groups", in)
+	if len(vars.ExtraSecurityGroupRules) != 3 {
+		t.Fatalf("tfvars carry %d extra rules, want 3", len(vars.ExtraSecurityGroupRules))
+	}
+	want := map[string]map[string]any{
+		mod + `aws_vpc_security_group_ingress_rule.extra["app-sg ingress tcp 9100-9100 10.20.0.0/16"]`: {"ip_protocol": "tcp", "from_port": 9100.0, "to_port": 9100.0, "cidr_ipv4": "10.20.0.0/16", "description": "Metrics from the monitoring network"},
+		mod + `aws_vpc_security_group_egress_rule.extra["app-sg egress udp 8125-8125 vpce-sg"]`:        {"ip_protocol": "udp", "from_port": 8125.0, "to_port": 8125.0, "cidr_ipv4": nil, "description": "StatsD to an interface endpoint"},
+		mod + `aws_vpc_security_group_ingress_rule.extra["db-sg ingress tcp 5432-5432 alb-sg"]`:        {"ip_protocol": "tcp", "from_port": 5432.0, "to_port": 5432.0, "cidr_ipv4": nil, "description": "Example: a second client group"},
+	}
+	for addr, attrs := range want {
+		v := p.get(addr)
+		for k, w := range attrs {
+			eq(t, addr+" "+k, v[k], w)
+		}
+		// A group peer is the referenced group's id, known after apply.
+		if attrs["cidr_ipv4"] == nil && p.unknown[addr]["referenced_security_group_id"] != true {
+			t.Errorf("%s: referenced_security_group_id is not another group's id", addr)
+		}
+	}
+	extras := 0
+	for _, kind := range []string{"ingress", "egress"} {
+		for _, addr := range p.types["aws_vpc_security_group_"+kind+"_rule"] {
+			if strings.HasPrefix(ruleName(addr), "aws_vpc_security_group_"+kind+"_rule.extra") {
+				extras++
+			}
+		}
+	}
+	eq(t, "extra rules in the plan", extras, 3)
+	base, _ := loadPlan(t)
+	eq(t, "seed's ingress rules", len(p.types["aws_vpc_security_group_ingress_rule"])-2, len(base.types["aws_vpc_security_group_ingress_rule"]))
 }

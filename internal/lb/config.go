@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -74,6 +75,11 @@ type Config struct {
 	// The listener always follows SecurityPolicy (TLS 1.2 and 1.3, the
 	// cipher suites of PolicyCipherSuites), whatever TLS says.
 	HSTS string
+	// Dial connects to targets, for requests and health checks alike: in a
+	// region's VPC, from the load balancer's own namespace and its address
+	// in each zone's public subnet (vpc.Namespace.DialContext). Default: a
+	// plain dial from the process's network.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// AccessLog, if set, receives one JSON object per request, one per line.
 	// Default nil (no access log).
 	AccessLog io.Writer
