@@ -108,6 +108,7 @@ type instance struct {
 	state  State
 	health Health
 	reason string
+	runs   []int // process groups of the commands running on it (Run)
 }
 
 // New validates cfg and returns a Fleet that is not yet started.
@@ -598,6 +599,9 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	// next `up` removes what cannot be adopted.
 	cmd.SysProcAttr.Setsid = true
 	cmd.WaitDelay = time.Second
+	if err := dropPrivileges(cmd, f.cfg.Sandbox); err != nil {
+		return fmt.Errorf("launch %s: %w", id, err)
+	}
 
 	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
 		exited: make(chan struct{}), state: StatePending, health: HealthInitial, env: extra}
@@ -702,6 +706,12 @@ func (f *Fleet) drainAndStop(ctx context.Context, in *instance) {
 	// still in its process group or cgroup.
 	_ = syscall.Kill(-in.pid, syscall.SIGKILL)
 	<-in.exited
+	f.mu.Lock()
+	runs := slices.Clone(in.runs)
+	f.mu.Unlock()
+	for _, pg := range runs {
+		_ = syscall.Kill(-pg, syscall.SIGKILL) // commands run on it end with it
+	}
 	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := killGroup(kctx, in.pid); err != nil {

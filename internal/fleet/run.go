@@ -8,9 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/haven-platform/haven/internal/sandbox"
 )
 
 // RunResult is a finished command's output (at most 1 MiB of each stream).
@@ -19,9 +22,14 @@ type RunResult struct {
 	Stdout, Stderr string
 }
 
-// Run runs argv inside instance id's process group and network, like SSM
-// Run Command: its metadata endpoint serves it as it serves the instance.
-// env is its whole environment. It is killed when timeout passes or ctx ends.
+// Run runs argv on instance id, like SSM Run Command: in the instance's
+// network and sandbox, in a process group of its own that the fleet counts
+// as the instance's (ProcessGroups), so its metadata endpoint serves it as
+// it serves the instance, and stopping the instance ends it. (It cannot
+// join the instance's own process group: an instance leads a session of
+// its own, so that it outlives the daemon, and a process group is joined
+// only from within its session.) env is its whole environment. It is
+// killed, with its group, when timeout passes or ctx ends.
 func (f *Fleet) Run(ctx context.Context, id string, argv, env []string, timeout time.Duration) (RunResult, error) {
 	if len(argv) == 0 {
 		return RunResult{}, errors.New("argv: required")
@@ -39,14 +47,31 @@ func (f *Fleet) Run(ctx context.Context, id string, argv, env []string, timeout 
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	c.Env = env
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: pid, Pdeathsig: syscall.SIGKILL}
+	// It names its instance, as the instance's own process does: the
+	// metadata endpoint's check (peercred.InstanceCaller) reads it.
+	c.Env = append(slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "HAVEN_INSTANCE_ID=") }),
+		"HAVEN_INSTANCE_ID="+id)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = time.Second
+	if err := dropPrivileges(c, f.cfg.Sandbox); err != nil {
+		return RunResult{}, fmt.Errorf("run %s on %s: %w", argv[0], id, err)
+	}
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &limitedBuffer{b: &out}, &limitedBuffer{b: &errb}
 	// Inside the instance's network too, as its own processes.
 	err := start(c)
 	if err == nil {
+		f.mu.Lock()
+		in.runs = append(in.runs, c.Process.Pid)
+		if in.state != StateInService {
+			_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL) // stopped meanwhile
+		}
+		f.mu.Unlock()
 		err = c.Wait()
+		f.mu.Lock()
+		in.runs = slices.DeleteFunc(in.runs, func(pg int) bool { return pg == c.Process.Pid })
+		f.mu.Unlock()
 	}
 	res := RunResult{Stdout: out.String(), Stderr: errb.String()}
 	var ee *exec.ExitError
@@ -80,6 +105,9 @@ type Task struct {
 	Log *os.File
 	// Progress, when set, is told an output line at most every 2 s.
 	Progress func(line string)
+	// Sandbox, when set, runs the task unprivileged, as the instances run
+	// (Config.Sandbox). Default nil: as the daemon's user.
+	Sandbox *sandbox.Profile
 	// Start starts the task's process where it runs (inside a network
 	// namespace: vpc.Namespace.Start). Default exec.Cmd.Start.
 	Start func(*exec.Cmd) error
@@ -92,6 +120,9 @@ func RunTask(ctx context.Context, t Task) error {
 	c.Env = t.Env
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	if err := dropPrivileges(c, t.Sandbox); err != nil {
+		return fmt.Errorf("start %s: %w", t.Command[0], err)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -139,4 +170,30 @@ func scanLinesOrCR(data []byte, atEOF bool) (int, []byte, error) {
 		return len(data), data, nil
 	}
 	return 0, nil, nil
+}
+
+// dropPrivileges makes cmd start in profile's sandbox (nil: unchanged). It
+// is the last step before a start, so that whoever starts cmd (a cgroup,
+// a network namespace) composes with it.
+func dropPrivileges(cmd *exec.Cmd, profile *sandbox.Profile) error {
+	if profile == nil {
+		return nil
+	}
+	if err := profile.Wrap(cmd); err != nil {
+		return fmt.Errorf("drop privileges: %w", err)
+	}
+	return nil
+}
+
+// ProcessGroups returns the process groups of instance id: its own (led by
+// its process) first, then those of the commands running on it (Run).
+// None when the fleet has no such instance.
+func (f *Fleet) ProcessGroups(id string) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in := f.insts[id]
+	if in == nil || in.pid == 0 {
+		return nil
+	}
+	return append([]int{in.pid}, in.runs...)
 }

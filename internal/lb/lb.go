@@ -89,6 +89,7 @@ type LB struct {
 	conns       atomic.Int64 // open client connections (connState)
 	draining    atomic.Bool  // Drain began: every response closes its connection
 	portv       atomic.Pointer[string]
+	hstsv       []string // the HSTS header's value, shared by every response
 
 	access *accessLog
 
@@ -156,6 +157,7 @@ func New(cfg Config) (*LB, error) {
 		match:   cfg.HealthCheck.Matcher,
 		quit:    make(chan struct{}),
 		targets: map[string]*target{},
+		hstsv:   []string{cfg.HSTS},
 		checkClient: &http.Client{
 			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DisableCompression: true, DialContext: cfg.Dial},
 			CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -216,7 +218,7 @@ func (l *LB) StartOn(ctx context.Context, ln, httpLn net.Listener) error {
 	l.portv.Store(&port)
 	l.httpsSrv = &http.Server{
 		Handler:           l,
-		TLSConfig:         l.cfg.TLS.Clone(),
+		TLSConfig:         listenerTLS(l.cfg.TLS),
 		ReadHeaderTimeout: l.cfg.IdleTimeout,
 		IdleTimeout:       l.cfg.IdleTimeout,
 		ErrorLog:          errLog,

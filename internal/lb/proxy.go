@@ -486,6 +486,9 @@ func (l *LB) respond(w *recorder, r *http.Request, a *attempt, resp *http.Respon
 		}
 		h[k] = vv
 	}
+	if len(resp.Header["Strict-Transport-Security"]) == 0 {
+		h["Strict-Transport-Security"] = l.hstsv // the target's own wins
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		l.tunnel(w, r, resp, bc)
 		return
@@ -605,11 +608,14 @@ func (l *LB) fail(w http.ResponseWriter, r *http.Request, rs *reqState, le *lbEr
 	}
 	l.log.Debug("request failed", "request_id", rs.id, "status", le.status, "err", le)
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Type", "text/html")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	h.Set("Strict-Transport-Security", l.cfg.HSTS)
 	w.WriteHeader(le.status)
-	fmt.Fprintf(w, "%d %s: %s\n", le.status, http.StatusText(le.status), le.reason)
+	// The reason (which target, what failed) is for the access log and the
+	// operator, not for whoever sent the request.
+	_, _ = io.WriteString(w, errorPage(le.status))
 }
 
 // classify maps an attempt's failure to the LB's answer and retry decision,

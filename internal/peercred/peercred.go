@@ -77,14 +77,16 @@ func holds(pid int, target string) bool {
 	return false
 }
 
-// InstanceProcesses lists the processes of the instance whose process
-// group leader returns (none while it returns 0): a Guard's Candidates.
-func InstanceProcesses(leader func() int) func() []int {
+// InstanceProcesses lists the processes of an instance: the members of the
+// process groups groups returns (none while it returns none): a Guard's
+// Candidates.
+func InstanceProcesses(groups func() []int) func() []int {
 	return func() []int {
-		if l := leader(); l > 0 {
-			return proc.Group(l)
+		var out []int
+		for _, g := range groups() {
+			out = append(out, proc.Group(g)...)
 		}
-		return nil
+		return out
 	}
 }
 
@@ -110,20 +112,40 @@ func Started(pid int) (leader int, env []string, err error) {
 // HasEnv reports whether env holds exactly kv ("KEY=value").
 func HasEnv(env []string, kv string) bool { return slices.Contains(env, kv) }
 
-// InstanceCaller allows the processes of one instance: its process group
-// is led by a process this daemon started with HAVEN_INSTANCE_ID=id, and,
-// when leader returns a pid (the instance's, 0 when unknown), that process.
-func InstanceCaller(id string, leader func() int) func(pid int) error {
+// InstanceCaller allows the processes of one instance: members of one of
+// the process groups groups returns (the fleet's: the instance's own, whose
+// leader it started or adopted by pid, start time and cgroup, and those of
+// commands run on it), whose leader carries HAVEN_INSTANCE_ID=id. While
+// groups returns none (the instance is starting), a group this daemon
+// started whose leader carries HAVEN_INSTANCE_ID=id.
+func InstanceCaller(id string, groups func() []int) func(pid int) error {
 	return func(pid int) error {
-		l, env, err := Started(pid)
+		gs := groups()
+		if len(gs) == 0 {
+			// Not yet known to the fleet (it is starting): a group this
+			// daemon started whose leader is the instance.
+			_, env, err := Started(pid)
+			if err != nil {
+				return err
+			}
+			if !HasEnv(env, "HAVEN_INSTANCE_ID="+id) {
+				return fmt.Errorf("process %d belongs to another instance or none", pid)
+			}
+			return nil
+		}
+		s, err := proc.ReadStat(pid)
 		if err != nil {
 			return err
 		}
+		if !slices.Contains(gs, s.PGID) {
+			return fmt.Errorf("process %d is not in a process group of instance %s %v", pid, id, gs)
+		}
+		env, err := proc.Environ(s.PGID)
+		if err != nil {
+			return fmt.Errorf("read environment of %d: %w", s.PGID, err)
+		}
 		if !HasEnv(env, "HAVEN_INSTANCE_ID="+id) {
 			return fmt.Errorf("process %d belongs to another instance or none", pid)
-		}
-		if want := leader(); want != 0 && want != l {
-			return fmt.Errorf("process %d is not in instance %s's process group %d", pid, id, want)
 		}
 		return nil
 	}

@@ -244,6 +244,7 @@ func (r *Region) detachEndpoint(context.Context) error {
 func (r *Region) startDatabase(ctx context.Context) error {
 	cfg := r.cfg.DB
 	cfg.Endpoint, cfg.Logger, cfg.OnEvent = r.t.dbEP, r.opts.Logger, r.dbEvent
+	cfg.Certificates = r.t.ca // replication logs in with the region CA's client certificates
 	if r.t.vpc != nil {
 		cfg.Spawn, cfg.Dial = r.spawnDB, r.t.vpc.DialContext
 	}
@@ -509,7 +510,8 @@ func (r *Region) runRelease(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	err = fleet.RunTask(ctx, fleet.Task{Command: r.cfg.Release, Env: env, Log: logf, Start: start, Progress: func(l string) { r.say("release: %s", l) }})
+	err = fleet.RunTask(ctx, fleet.Task{Command: r.cfg.Release, Env: env, Log: logf, Start: start, Progress: func(l string) { r.say("release: %s", l) },
+		Sandbox: r.cfg.Fleet.Sandbox}) // app code: as unprivileged as the instances
 	if err != nil {
 		return fmt.Errorf("app.release %v failed: %w; its output is in %s", r.spec.App.Release, err, r.cfg.ReleaseLog)
 	}
@@ -643,6 +645,11 @@ func (r *Region) startFleet(ctx context.Context) error {
 		})
 	} else {
 		r.say("fleet: launching %d instances of %v across zones %v", r.spec.Fleet.Desired, r.spec.App.Command, r.spec.Zones)
+		if sb := cfg.Sandbox; sb != nil {
+			r.say("fleet: instances run as uid %d: no capabilities, no_new_privs, a private /tmp; no access to the state dir", sb.UID)
+		} else {
+			r.warn("fleet: haven is not root, so instances run as its own user, without a sandbox of their own")
+		}
 	}
 	r.warnInertScaling()
 	return nil
@@ -670,20 +677,20 @@ func (r *Region) adoptInstanceIdentity(info fleet.InstanceInfo, env map[string]s
 	if info.Zone != nil {
 		az = info.Zone.AZ
 	}
-	id := info.ID
-	leader := func() int {
-		if r.t.fleet == nil {
-			return 0
-		}
-		for _, in := range r.t.fleet.Instances() {
-			if in.ID == id {
-				return in.PID
-			}
-		}
-		return 0
-	}
-	_, err = r.t.imds.StartAt(context.Background(), id, az, info.Host, port, peercred.InstanceCaller(id, leader), peercred.InstanceProcesses(leader))
+	groups := r.instanceGroups(info.ID)
+	_, err = r.t.imds.StartAt(context.Background(), info.ID, az, info.Host, port, peercred.InstanceCaller(info.ID, groups), peercred.InstanceProcesses(groups))
 	return err
+}
+
+// instanceGroups returns the process groups of instance id as the fleet
+// knows them (fleet.ProcessGroups): the metadata endpoint's callers.
+func (r *Region) instanceGroups(id string) func() []int {
+	return func() []int {
+		if r.t.fleet == nil {
+			return nil
+		}
+		return r.t.fleet.ProcessGroups(id)
+	}
 }
 
 // instanceEnv starts the instance's own metadata endpoint on its own
@@ -700,15 +707,8 @@ func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
 		az = info.Zone.AZ
 	}
 	id := info.ID
-	leader := func() int {
-		for _, in := range r.t.fleet.Instances() {
-			if in.ID == id {
-				return in.PID
-			}
-		}
-		return 0
-	}
-	md, err := r.t.imds.Start(context.Background(), id, az, info.Host, peercred.InstanceCaller(id, leader), peercred.InstanceProcesses(leader))
+	groups := r.instanceGroups(id)
+	md, err := r.t.imds.Start(context.Background(), id, az, info.Host, peercred.InstanceCaller(id, groups), peercred.InstanceProcesses(groups))
 	if err != nil {
 		// The instance starts without identity and fails its health check; the
 		// fleet replaces it. Say why.

@@ -70,6 +70,10 @@ type Options struct {
 	MultiAZ bool
 	// Extra is appended to the generated spec (YAML), e.g. for other sections.
 	Extra string
+	// Dir is where the region's directory (spec and state) is made.
+	// Default os.TempDir(). Instances see a private /tmp of their own, so a
+	// test of what they cannot reach on the host puts the region elsewhere.
+	Dir string
 	// Env is added to the environment of every haven command (and so of
 	// the daemon), e.g. HAVEN_NETWORK=loopback. Default none.
 	Env []string
@@ -126,7 +130,7 @@ func NewSpec(t testing.TB, o Options) *Region {
 		o.Max = 6
 	}
 	bin := Binaries(t)
-	dir, err := os.MkdirTemp("", "haven-region-")
+	dir, err := os.MkdirTemp(o.Dir, "haven-region-")
 	if err != nil {
 		t.Fatal(err)
 	}
