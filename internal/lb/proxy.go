@@ -50,6 +50,10 @@ type reqState struct {
 	first   attempt
 	idv     [1]string
 	scratch [64]byte
+	// resp and body are the target's response when readResponseFast
+	// parsed it.
+	resp http.Response
+	body contentBody
 }
 
 var reqStates = sync.Pool{New: func() any { return new(reqState) }}
@@ -59,6 +63,7 @@ func (rs *reqState) reset() {
 	rs.id, rs.attempts, rs.target, rs.lbStatus, rs.errText = "", 0, nil, 0, ""
 	rs.rec = recorder{}
 	rs.first.reset()
+	rs.resp, rs.body = http.Response{}, contentBody{}
 }
 
 // lbError is a failed proxied request, with the status the LB answers.
@@ -286,7 +291,16 @@ func (l *LB) exchange(bc *backendConn, r *http.Request, body *replayBody, rs *re
 		return nil, fmt.Errorf("write request to target: %w", err)
 	}
 	for {
-		resp, err := http.ReadResponse(bc.br, r)
+		_, err := bc.br.Peek(1) // the response's first bytes, or the error
+		if err == nil {
+			if resp, ok := readResponseFast(bc.br, r, rs); ok {
+				return resp, nil
+			}
+		}
+		var resp *http.Response
+		if err == nil {
+			resp, err = http.ReadResponse(bc.br, r)
+		}
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
