@@ -89,7 +89,9 @@ type LB struct {
 	conns       atomic.Int64 // open client connections (connState)
 	draining    atomic.Bool  // Drain began: every response closes its connection
 	portv       atomic.Pointer[string]
-	hstsv       []string // the HSTS header's value, shared by every response
+	handoff     *handoffListener // connections the HTTP/1.1 loop gives net/http
+	h1          h1Set            // connections the HTTP/1.1 loop serves
+	hstsv       []string         // the HSTS header's value, shared by every response
 
 	access *accessLog
 
@@ -216,20 +218,29 @@ func (l *LB) StartOn(ctx context.Context, ln, httpLn net.Listener) error {
 	errLog := slog.NewLogLogger(l.log.Handler(), slog.LevelDebug)
 	l.httpsLn, l.httpLn, l.httpsPort = ln, httpLn, port
 	l.portv.Store(&port)
+	// HTTP/1.1 is served by the LB's own loop (h1.go); HTTP/2 and every
+	// request that loop does not take go to net/http through handoff.
+	tlsCfg := listenerTLS(l.cfg.TLS)
+	tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+	l.handoff = newHandoffListener(ln.Addr())
 	l.httpsSrv = &http.Server{
 		Handler:           l,
-		TLSConfig:         listenerTLS(l.cfg.TLS),
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: l.cfg.IdleTimeout,
 		IdleTimeout:       l.cfg.IdleTimeout,
 		ErrorLog:          errLog,
 		ConnState:         l.connState,
 	}
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go func() {
 		defer l.wg.Done()
-		if err := l.httpsSrv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) && !l.draining.Load() {
+		if err := l.httpsSrv.Serve(l.handoff); err != nil && !errors.Is(err, http.ErrServerClosed) && !l.draining.Load() {
 			l.log.Error("https listener stopped", "err", err)
 		}
+	}()
+	go func() {
+		defer l.wg.Done()
+		l.serveHTTPS(ln, tlsCfg)
 	}()
 	if httpLn != nil {
 		l.httpSrv = &http.Server{
@@ -325,9 +336,14 @@ func (l *LB) Stop(ctx context.Context) error {
 		}
 	}
 	srvs := []*http.Server{l.httpsSrv, l.httpSrv}
+	httpsLn := l.httpsLn
 	l.mu.Unlock()
 
 	var errs []error
+	if httpsLn != nil {
+		_ = httpsLn.Close() // the HTTP/1.1 loop's accept ends
+		l.h1.shutdown(ctx)
+	}
 	for _, s := range srvs {
 		if s == nil {
 			continue

@@ -68,7 +68,7 @@ func newTestProcess(t *testing.T, dir, version string) *Process {
 		DeregistrationDelay: time.Second,
 	}
 	p, err := NewProcess(ProcessConfig{
-		Dir: dir, Config: cfg, Command: []string{os.Args[0]}, Version: version,
+		Dir: dir, Config: cfg, Command: []string{os.Args[0]}, Version: version, AccessLogPath: filepath.Join(dir, "access.log"),
 		Env:    []string{"HAVEN_LB_TEST_SERVE=1", "HAVEN_LB_TEST_VERSION=" + version},
 		Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil)),
 	})
@@ -242,6 +242,16 @@ func TestProcessKilledIsReplaced(t *testing.T) {
 // another version replaces the process it adopts the same way.
 func TestProcessHotRestart(t *testing.T) {
 	dir := t.TempDir()
+	t.Cleanup(func() {
+		if t.Failed() { // the access log says why a request failed
+			b, _ := os.ReadFile(filepath.Join(dir, "access.log"))
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, `"status":5`) || strings.Contains(line, `"error"`) {
+					t.Log(line)
+				}
+			}
+		}
+	})
 	p1, _, _ := startedProcess(t, dir, "v1")
 	first := p1.PID()
 	url := p1.HTTPSURL() + "/"
