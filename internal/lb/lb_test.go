@@ -680,8 +680,16 @@ func TestForwardedHeadersAndRequestID(t *testing.T) {
 		t.Errorf("503 response: status %d, X-Request-Id %q; want 503 with an ID", resp.StatusCode, resp.Header.Get("X-Request-Id"))
 	}
 
-	// Access log: one JSON line per request.
-	lines := strings.Split(strings.TrimSpace(logBuf.String()), "\n")
+	// Access log: one JSON line per request, written once the answer has
+	// been sent (so it can say 460 when the client was gone): it may come
+	// just after the client has its response.
+	var lines []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		lines = strings.Split(strings.TrimSpace(logBuf.String()), "\n")
+		if len(lines) >= 3 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(lines) != 3 {
 		t.Fatalf("access log has %d lines, want 3:\n%s", len(lines), logBuf.String())
 	}
