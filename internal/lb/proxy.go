@@ -224,6 +224,7 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 			out.ContentLength, out.TransferEncoding = int64(len(body.buf)), nil
 		}
 	}
+	sent := time.Now()
 	resp, err := t.transport.RoundTrip(out)
 	l.mu.Lock()
 	cause := context.Cause(ctx)
@@ -231,6 +232,9 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 		a.gotHeaders = true
 	}
 	l.mu.Unlock()
+	if err == nil && cause == nil && t.m != nil {
+		t.m.zone.ttfb.observe(time.Since(sent))
+	}
 	if err == nil && cause != nil {
 		// Cancelled while the headers arrived: treat as not received.
 		resp.Body.Close()
@@ -474,6 +478,7 @@ func (l *LB) finishRequest(rs *reqState, rec *recorder, r *http.Request, aborted
 	default:
 		l.stats.r2xx.Add(1)
 	}
+	l.mx.finish(rs.target, status, time.Since(rs.start))
 	if l.access == nil {
 		return
 	}
