@@ -64,6 +64,8 @@ type Server struct {
 
 	ln  net.Listener
 	srv *http.Server
+
+	calls counter[callKey] // API calls by action and result, for Stats
 }
 
 // New validates cfg and opens the store (root key, state) and the audit log.
@@ -229,6 +231,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		c.rec.Result = "Success"
 		s.writeJSON(w, http.StatusOK, out, "")
 	}
+	s.calls.add(callKey{c.rec.Action, c.rec.Result})
 	if err := s.audit.Write(c.rec); err != nil {
 		s.log.Error("audit write failed", "request_id", reqID, "err", err)
 	}
