@@ -1,5 +1,7 @@
 package spec
 
+import "github.com/haven-platform/haven/internal/alarms"
+
 // Spec is the whole haven.yaml. One file drives the local region (haven up)
 // and the Terraform variables for AWS (haven aws tfvars).
 type Spec struct {
@@ -28,6 +30,12 @@ type Spec struct {
 	// app-sg, db-sg, vpce-sg), enforced locally by nftables and exported to
 	// the Terraform module. Default: none, the seed's chain alone.
 	SecurityGroups []SecurityGroup `yaml:"security_groups" json:"security_groups,omitempty"`
+	// Metrics is the Prometheus endpoint.
+	Metrics Metrics `yaml:"metrics" json:"metrics"`
+	// Console is the operator's web console.
+	Console Console `yaml:"console" json:"console"`
+	// Alarms are the CloudWatch-style alarms and their actions.
+	Alarms Alarms `yaml:"alarms" json:"alarms"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
 }
@@ -256,6 +264,10 @@ func Default() Spec {
 		},
 		Secrets: Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
 		Edge:    Edge{Static: []string{"/static/*", "/materials/*"}, DefaultTTL: Duration(24 * 3600e9)},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Console: Console{Listen: "127.0.0.1:8444"},
+		Alarms: Alarms{Thresholds: AlarmThresholds{HTTP5XXPercent: alarms.DefaultHTTP5XXPercent, P99LatencySeconds: alarms.DefaultP99LatencySeconds,
+			DBConnections: alarms.DefaultDBConnections, ReplicaLagSeconds: alarms.DefaultReplicaLagSeconds}},
 		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
 			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
 	}

@@ -78,6 +78,7 @@ func (s *Spec) Validate() []Problem {
 	s.Secrets.validate(&ps)
 	s.Edge.validate(&ps)
 	s.validateSecurityGroups(&ps)
+	s.validateOperations(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
 	ps = append(ps, s.validateAWSOperations()...)
 	return ps

@@ -52,8 +52,10 @@ func FromSpec(s spec.Spec) Input {
 		MultiAZ:   s.Database.MultiAZ, BackupRetention: s.Database.BackupRetention.D(),
 		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(), StaticPaths: s.Edge.Static,
 		MaintenanceWindow: s.AWS.MaintenanceWindow, RotationStrategy: s.Secrets.DB.Strategy,
-		LogRetention: s.AWS.LogRetention.D(),
-		AppEnv:       s.App.Env, IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
+		LogRetention:    s.AWS.LogRetention.D(),
+		Alarm5XXPercent: s.Alarms.Thresholds.HTTP5XXPercent, AlarmP99LatencySeconds: s.Alarms.Thresholds.P99LatencySeconds,
+		AlarmDBConnections: s.Alarms.Thresholds.DBConnections,
+		AppEnv:             s.App.Env, IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
 		HealthCheckType: s.Fleet.HealthCheckType, DBName: s.Database.Name, DBUser: s.Database.User,
 	}
 	if len(in.AZs) == 0 {
@@ -104,6 +106,8 @@ var specFields = map[string]string{
 	"LogRetention": "aws.log_retention", "AppEnv": "app.env", "IdleTimeout": "load_balancer.idle_timeout",
 	"HealthCheckType": "fleet.health_check_type", "DBName": "database.name", "DBUser": "database.user",
 	"SecurityGroupRules": "security_groups[].name",
+	"Alarm5XXPercent":    "alarms.thresholds.http_5xx_percent", "AlarmP99LatencySeconds": "alarms.thresholds.p99_latency_seconds",
+	"AlarmDBConnections": "alarms.thresholds.db_connections",
 }
 
 var (

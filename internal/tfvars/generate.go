@@ -46,6 +46,9 @@ type Vars struct {
 	DBSecretRotationDays    int               `json:"db_secret_rotation_days"`
 	DBRotationStrategy      string            `json:"db_rotation_strategy,omitempty"`
 	LogRetentionDays        int               `json:"log_retention_days,omitempty"`
+	Alarm5XXRatePercent     float64           `json:"alarm_5xx_rate_percent,omitempty"`
+	AlarmP99LatencySeconds  float64           `json:"alarm_p99_latency_seconds,omitempty"`
+	AlarmDBConnections      float64           `json:"alarm_db_connections,omitempty"`
 	StaticPaths             []string          `json:"static_paths,omitempty"`
 	// ExtraSecurityGroupRules are the spec's rules beyond the seed's chain.
 	ExtraSecurityGroupRules []SecurityGroupRuleVars `json:"extra_security_group_rules,omitempty"`
@@ -331,6 +334,7 @@ func Generate(in Input) (Vars, []Warning, error) {
 	g.database(in, &v)
 	g.deployment(in.Deployment, &v)
 	g.securityGroups(in.SecurityGroupRules, &v)
+	g.alarms(in, &v)
 
 	if len(g.problems) > 0 {
 		return Vars{}, g.warnings, &Error{Problems: g.problems}
@@ -645,6 +649,25 @@ func (g *generator) logRetention(d time.Duration) int {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// alarms writes the seed's alarm thresholds; 0 keeps the module default.
+func (g *generator) alarms(in Input, v *Vars) {
+	for _, a := range []struct {
+		field string
+		val   float64
+		out   *float64
+		max   float64
+	}{{"Alarm5XXPercent", in.Alarm5XXPercent, &v.Alarm5XXRatePercent, 100}, {"AlarmP99LatencySeconds", in.AlarmP99LatencySeconds, &v.AlarmP99LatencySeconds, 1e9},
+		{"AlarmDBConnections", in.AlarmDBConnections, &v.AlarmDBConnections, 1e9}} {
+		switch {
+		case a.val == 0:
+		case !(a.val > 0 && a.val <= a.max):
+			g.errorf(a.field, "must be above 0 and at most %g, got %g", a.max, a.val)
+		default:
+			*a.out = a.val
+		}
+	}
+}
 
 func (g *generator) deployment(d Deployment, v *Vars) {
 	if d.AMI != "" && !amiRe.MatchString(d.AMI) {

@@ -91,6 +91,12 @@ type Input struct {
 	// accepts, at most 3653 days. 0 keeps the module default of 90 days.
 	LogRetention time.Duration
 
+	// Alarm5XXPercent, AlarmP99LatencySeconds and AlarmDBConnections are
+	// the thresholds of the seed's alarms (spec alarms.thresholds): the
+	// module's alarms.tf and the local region alarm on the same numbers.
+	// 0 keeps the module default (5, 1 and 100).
+	Alarm5XXPercent, AlarmP99LatencySeconds, AlarmDBConnections float64
+
 	// SecurityGroupRules are the rules added to the module's security
 	// groups beyond the seed's chain that security.tf holds (the spec's
 	// security_groups). Default none.
