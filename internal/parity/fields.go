@@ -335,6 +335,13 @@ var Fields = []Field{
 		Variable: "scheduled_actions[].desired_capacity", AWS: "`desired_capacity` (unset: -1, unchanged)",
 		Example: "fleet: {scaling: [{scheduled: exam-morning, cron: '0 7 * * 1-5', desired: 8}]}", Want: `8`,
 	},
+	{
+		Path: "time_scale", Kind: LocalOnly, Capability: "target tracking",
+		Allowed: "1–600, never NaN",
+		Local:   "divides the scaler's 60 s metric period and the instance warmup, so a drill fits in minutes; cron, health checks and delays keep their times",
+		Reason:  "it compresses local time; AWS gets the values as written",
+		Example: "time_scale: 20",
+	},
 	// ---- load balancer ----
 	{
 		Path: "load_balancer.https", Kind: LocalOnly, Capability: "load balancer",

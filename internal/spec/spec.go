@@ -38,6 +38,14 @@ type Spec struct {
 	Alarms Alarms `yaml:"alarms" json:"alarms"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
+	// TimeScale compresses the scaler's time in the local region only: the
+	// instance warmup and the metric period (60s on AWS) are divided by it,
+	// so scale-out (3 periods) and scale-in (15 periods) happen TimeScale
+	// times sooner and a drill fits in minutes. Cron schedules, health
+	// checks and the deregistration delay keep their real times. `haven aws
+	// tfvars` exports the values as written, never scaled. From 1 to 600.
+	// Default: 1 (real time).
+	TimeScale float64 `yaml:"time_scale" json:"time_scale"`
 }
 
 // App is the launch template.
@@ -270,5 +278,6 @@ func Default() Spec {
 			DBConnections: alarms.DefaultDBConnections, ReplicaLagSeconds: alarms.DefaultReplicaLagSeconds}},
 		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
 			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
+		TimeScale: 1,
 	}
 }

@@ -80,6 +80,9 @@ func (s *Spec) Validate() []Problem {
 	s.validateSecurityGroups(&ps)
 	s.validateOperations(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
+	if !(s.TimeScale >= 1 && s.TimeScale <= 600) {
+		ps.add("time_scale", "must be a number from 1 (real time) to 600, got %g", s.TimeScale)
+	}
 	ps = append(ps, s.validateAWSOperations()...)
 	return ps
 }
