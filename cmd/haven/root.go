@@ -51,6 +51,10 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newAWSCmd(g),
 		newAuditCmd(g),
 		newSecretsCmd(g),
+		newAlarmsCmd(g),
+		newLogsCmd(g),
+		newConsoleCmd(g),
+		newVersionCmd(),
 	)
 	return root
 }

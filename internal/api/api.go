@@ -634,3 +634,16 @@ func (c *Client) DBDrillLogin(ctx context.Context) (DBDrillLogin, error) {
 func (c *Client) DBDrillLogout(ctx context.Context) error {
 	return c.do(ctx, http.MethodDelete, "/v1/db/drill-login", nil, nil)
 }
+
+// ConsoleLogin is a one-time link into the web console (POST
+// /v1/console/login): used once, within minutes, it signs a browser in.
+type ConsoleLogin struct {
+	URL string `json:"url"`
+}
+
+// ConsoleLogin asks the daemon for a one-time console login link.
+func (c *Client) ConsoleLogin(ctx context.Context) (ConsoleLogin, error) {
+	var out ConsoleLogin
+	err := c.do(ctx, http.MethodPost, "/v1/console/login", nil, &out)
+	return out, err
+}

@@ -443,7 +443,10 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // accessEntry is one access-log line.
 type accessEntry struct {
-	Time       string  `json:"time"`
+	Time string `json:"time"`
+	// Component is always "lb": every log line of the region names its
+	// component once.
+	Component  string  `json:"component"`
 	RequestID  string  `json:"request_id"`
 	Client     string  `json:"client"`
 	Method     string  `json:"method"`
@@ -483,7 +486,7 @@ func (l *LB) finishRequest(rs *reqState, rec *recorder, r *http.Request, aborted
 		return
 	}
 	e := accessEntry{
-		Time: rs.start.UTC().Format(time.RFC3339Nano), RequestID: rs.id, Client: r.RemoteAddr,
+		Time: rs.start.UTC().Format(time.RFC3339Nano), Component: "lb", RequestID: rs.id, Client: r.RemoteAddr,
 		Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto, Status: status,
 		Attempts: rs.attempts, DurationMS: float64(time.Since(rs.start).Microseconds()) / 1000,
 		Bytes: rec.bytes, Error: rs.errText, Aborted: aborted,

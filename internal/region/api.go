@@ -45,6 +45,7 @@ func (r *Region) serveAPI() (func(), error) {
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
+	routes.OpsRoutes(mux, a, r.events)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
 	return func() { _ = srv.Close(); _ = os.Remove(sock) }, nil

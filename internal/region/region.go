@@ -209,6 +209,8 @@ type step struct {
 func (r *Region) steps() []step {
 	return []step{
 		{"zones", r.startZones, nil},
+		{"metrics", r.startMetrics, r.stopMetrics},
+		{"console", r.startConsole, r.stopConsole},
 		{"network", r.startNetwork, r.stopNetwork},
 		{"cgroups", r.startCgroups, r.stopCgroups},
 		{"certificate authority", r.startCA, nil},
@@ -223,6 +225,7 @@ func (r *Region) steps() []step {
 		{"load balancer", r.startLB, r.stopLB},
 		{"fleet", r.startFleet, r.stopFleet},
 		{"health", r.waitHealthy, nil},
+		{"alarms", r.startAlarms, r.stopAlarms},
 	}
 }
 

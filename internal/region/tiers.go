@@ -11,15 +11,18 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haven-platform/haven/internal/alarms"
 	"github.com/haven-platform/haven/internal/api/routes"
 	"github.com/haven-platform/haven/internal/backup"
 	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/console"
 	"github.com/haven-platform/haven/internal/dbsecret"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
+	"github.com/haven-platform/haven/internal/metrics"
 	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
@@ -34,6 +37,13 @@ import (
 // handlers read a published copy (Region.view).
 type tiers struct {
 	zones []*zone.Zone
+	// The operations tier: the metrics endpoint and its sampler, the
+	// alarm store it fills and the engine evaluating it, the console.
+	metrics    *metrics.Metrics
+	sampler    *metrics.Sampler
+	alarmStore *alarms.Store
+	alarms     *alarms.Engine
+	console    *console.Console
 	// vpc is the region's VPC (nil on loopback ranges); lbNode, vpce and
 	// dbNodes are its fixed nodes.
 	vpc      *vpc.VPC

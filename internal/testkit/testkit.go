@@ -93,7 +93,7 @@ type Region struct {
 }
 
 // Ports are the region's listener ports on 127.0.0.1.
-type Ports struct{ HTTPS, HTTP, DB, Secrets, App int }
+type Ports struct{ HTTPS, HTTP, DB, Secrets, App, Metrics, Console int }
 
 // FreePort returns a TCP port free on 127.0.0.1 now.
 func FreePort(t testing.TB) int {
@@ -132,7 +132,8 @@ func NewSpec(t testing.TB, o Options) *Region {
 	}
 	_ = os.Chmod(dir, 0o711)
 	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml"), env: o.Env}
-	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000)}
+	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000),
+		Metrics: FreePort(t), Console: FreePort(t)}
 	spec := fmt.Sprintf(`name: test
 app:
   command: [courses, serve]
@@ -144,7 +145,10 @@ fleet: {min: %d, desired: %d, max: %d, health_check_type: elb, grace_period: 5s}
 load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
+metrics: {listen: 127.0.0.1:%d}
+console: {listen: 127.0.0.1:%d}
+%s`, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+		r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
