@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			defer db.Close()
-			applied, err := Migrate(cmd.Context(), db, log)
+			applied, err := Migrate(cmd.Context(), db, log.With("component", "migrate"))
 			if err != nil {
 				return err
 			}
@@ -113,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			defer db.Close()
-			if _, err := Migrate(cmd.Context(), db, log); err != nil {
+			if _, err := Migrate(cmd.Context(), db, log.With("component", "migrate")); err != nil {
 				return err
 			}
 			seedCfg.Progress = stderr
@@ -269,30 +269,32 @@ func openFromEnv(ctx context.Context, conn string, maxConns int32, budget time.D
 // runServe runs migrations, serves until ctx is cancelled (SIGTERM/SIGINT),
 // then drains. ready, if set, is called with the bound address.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(addr string)) error {
-	log = log.With("component", "serve")
+	// Each subsystem names its own component once; the serve command's
+	// own lines are component "serve".
+	base, log := log, log.With("component", "serve")
 	// Resources must outlive the signal context during shutdown.
 	bg := context.WithoutCancel(ctx)
-	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, log)
+	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, base)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
-	if err := migrateAtStartup(ctx, db, cfg.StartupTimeout, log); err != nil {
+	if err := migrateAtStartup(ctx, db, cfg.StartupTimeout, base.With("component", "migrate")); err != nil {
 		return err
 	}
 
 	var sso *ssoClient
 	if cfg.SSO.Enabled() {
-		secret, err := NewClientSecretProvider(bg, cfg.SSO.ClientSecretID, log)
+		secret, err := NewClientSecretProvider(bg, cfg.SSO.ClientSecretID, base)
 		if err != nil {
 			return err
 		}
-		sso = newSSOClient(cfg.SSO, secret, systemClock{}, log)
+		sso = newSSOClient(cfg.SSO, secret, systemClock{}, base)
 		log.Info("single sign-on on", "issuer", cfg.SSO.Issuer, "client_id", cfg.SSO.ClientID,
 			"redirect_uri", cfg.SSO.RedirectURL(), "staff_sso_only", cfg.SSO.StaffSSOOnly)
 	}
-	srv, err := NewServer(ServerConfig{DB: db, Logger: log, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso})
+	srv, err := NewServer(ServerConfig{DB: db, Logger: base, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso})
 	if err != nil {
 		return err
 	}

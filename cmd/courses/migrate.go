@@ -174,7 +174,7 @@ func Migrate(ctx context.Context, db *DB, log *slog.Logger) ([]int, error) {
 				return fmt.Errorf("commit migration %d: %w", m.version, err)
 			}
 			applied = append(applied, m.version)
-			log.Info("applied migration", "component", "migrate", "version", m.version, "name", m.name)
+			log.Info("applied migration", "version", m.version, "name", m.name)
 		}
 		return nil
 	})

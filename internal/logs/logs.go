@@ -129,12 +129,16 @@ var pgTime = regexp.MustCompile(`^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (UT
 //
 //   - a JSON object with one component key is kept as it is;
 //   - a JSON object without one gets src's component;
-//   - anything else (PostgreSQL's text, an app's print, a JSON object
-//     with the key twice) becomes {"time", "component", src's attrs,
-//     "msg": the line}.
+//   - a JSON object with the key more than once (a logger that added a
+//     component to one that had one) keeps the first, the others become
+//     component_2, component_3, …;
+//   - anything else (PostgreSQL's text, an app's print) becomes
+//     {"time", "component", src's attrs, "msg": the line}.
 func Normalize(src Source, line []byte) ([]byte, time.Time) {
 	line = bytes.TrimRight(line, "\r\n")
-	if n, t, ok := componentKeys(line); ok && n <= 1 {
+	if n, t, ok := componentKeys(line); ok && n > 1 {
+		return renameComponents(line), t
+	} else if ok {
 		if n == 1 {
 			return line, t
 		}
@@ -310,4 +314,43 @@ func Read(ctx context.Context, w io.Writer, srcs []Source, o Options) error {
 			}
 		}
 	}
+}
+
+// renameComponents rewrites a JSON object whose top level has "component"
+// more than once: the first stays, the next are component_2, component_3.
+func renameComponents(line []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(bytes.TrimSpace(line)))
+	dec.UseNumber()
+	if _, err := dec.Token(); err != nil {
+		return line
+	}
+	var b bytes.Buffer
+	b.WriteByte('{')
+	seen := 0
+	for i := 0; dec.More(); i++ {
+		k, err := dec.Token()
+		if err != nil {
+			return line
+		}
+		key, _ := k.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return line
+		}
+		if key == "component" {
+			seen++
+			if seen > 1 {
+				key = fmt.Sprintf("component_%d", seen)
+			}
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		kb, _ := json.Marshal(key)
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
 }

@@ -39,7 +39,7 @@ func TestNormalize(t *testing.T) {
 		{`{}`, "db", "", false},
 		{`2026-11-30 07:00:02.123 UTC [1234] LOG:  database system is ready to accept connections`, "db", "2026-11-30T07:00:02.123Z", false},
 		{`plain text from an app`, "db", "", false},
-		{`{"component":"a","component":"b"}`, "db", "", false},
+		{`{"time":"2026-11-30T07:00:03Z","component":"a","component":"b","x":1}`, "a", "2026-11-30T07:00:03Z", false},
 		{"bad utf8 \xff\xfe", "db", "", false},
 	} {
 		out, tm := Normalize(src, []byte(c.in+"\n"))
@@ -55,6 +55,9 @@ func TestNormalize(t *testing.T) {
 		}
 		if !tm.Equal(want) {
 			t.Errorf("%q: time %v, want %v", c.in, tm, want)
+		}
+		if strings.Count(c.in, `"component"`) == 2 && !strings.Contains(string(out), `"component_2":"b"`) {
+			t.Errorf("%q: the second component is lost: %s", c.in, out)
 		}
 		if !strings.HasPrefix(c.in, "{") && !strings.Contains(string(out), `"node":"db_a"`) {
 			t.Errorf("%q: the source's attrs are missing: %s", c.in, out)

@@ -232,6 +232,9 @@ func (r *Region) startAlarms(ctx context.Context) error {
 	e, err := alarms.New(alarms.Config{
 		Region: r.spec.Name, Definitions: c.Alarms, Source: r.t.alarmStore, Actions: acts, StateDir: c.StateDir,
 		Logger: r.opts.Logger, Interval: c.EvalInterval, OnTransition: r.alarmEvent,
+		// The store holds what the sampler saw while the region started
+		// (no target healthy yet): the alarms judge the region from now on.
+		NotBefore: time.Now(),
 	})
 	if err != nil {
 		return err
