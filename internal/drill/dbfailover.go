@@ -144,9 +144,11 @@ type DBFailoverReport struct {
 	Web                  *Summary  `json:"web,omitempty"`
 	WebOutsideWindow     int       `json:"web_failures_outside_rto_window,omitempty"`
 	RoundResults         []DBRound `json:"round_results"`
-	// Timeline is the web load second by second (db-failover: absent
-	// without web load).
-	Timeline []load.Second `json:"timeline,omitempty"`
+	// Timeline is the ledger's writes second by second: attempted (rps),
+	// acknowledged (ok), failed and unknown (errors), commit latency.
+	Timeline []load.Second `json:"timeline"`
+	// WebTimeline is the web load second by second (with web load only).
+	WebTimeline []load.Second `json:"web_timeline,omitempty"`
 }
 
 // DBFailover runs the database failover drill against a live Multi-AZ
@@ -349,8 +351,9 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	if rep.WebOutsideWindow > 0 {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d web requests failed outside the RTO window", rep.WebOutsideWindow))
 	}
+	rep.Timeline = writesTimeline(ops, rep.StartedAt)
 	if web != nil {
-		rep.Timeline = web.timeline()
+		rep.WebTimeline = web.timeline()
 	}
 	rep.finish()
 	return rep, nil

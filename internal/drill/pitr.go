@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/load"
 	"github.com/haven-platform/haven/internal/pgha/ledger"
 )
 
@@ -61,6 +62,8 @@ type PITRReport struct {
 	RestoreS  float64 `json:"restore_s"`
 	RestoreID string  `json:"restore_id"`
 	Address   string  `json:"restored_address"`
+	// Timeline is the writers' commits second by second.
+	Timeline []load.Second `json:"timeline"`
 }
 
 // PITR runs the point-in-time restore drill through the daemon: writers
@@ -207,6 +210,7 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 	if rep.MustHave == 0 || rep.MustNotHave == 0 {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("T does not split the history (%d rows before, %d after): the check proves nothing", rep.MustHave, rep.MustNotHave))
 	}
+	rep.Timeline = writesTimeline(ops, rep.StartedAt)
 	rep.finish()
 	return rep, nil
 }

@@ -70,6 +70,9 @@ type Options struct {
 	MultiAZ bool
 	// Extra is appended to the generated spec (YAML), e.g. for other sections.
 	Extra string
+	// HealthCheck replaces app.health_check (a YAML flow mapping). Default
+	// {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}.
+	HealthCheck string
 	// Env is added to the environment of every haven command (and so of
 	// the daemon), e.g. HAVEN_NETWORK=loopback. Default none.
 	Env []string
@@ -125,6 +128,9 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.Max == 0 {
 		o.Max = 6
 	}
+	if o.HealthCheck == "" {
+		o.HealthCheck = "{path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
+	}
 	bin := Binaries(t)
 	dir, err := os.MkdirTemp("", "haven-region-")
 	if err != nil {
@@ -139,7 +145,7 @@ app:
   command: [courses, serve]
   port: %d
   release: [courses, seed, --students, "%d", --courses, "%d"]
-  health_check: {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}
+  health_check: %s
   instance: {cpu: 0.5, memory: 256MiB}
 fleet: {min: %d, desired: %d, max: %d, health_check_type: elb, grace_period: 5s}
 load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
@@ -147,7 +153,7 @@ database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
 metrics: {listen: 127.0.0.1:%d}
 console: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
 		r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
