@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -115,5 +116,39 @@ func TestHistogramQuantile(t *testing.T) {
 	}
 	if !math.IsNaN((Histogram{}).Quantile(0.5)) {
 		t.Error("Quantile of an empty histogram is not NaN")
+	}
+}
+
+// BenchmarkMetricsPerRequest is what counting one request costs the load
+// balancer's hot path: its class against its target and zone, its target
+// response time and its duration (parallel, as requests finish).
+func BenchmarkMetricsPerRequest(b *testing.B) {
+	var c lbCounters
+	t := &target{id: "i-0a", zone: "a", m: c.newTarget("i-0a", "a")}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			t.m.zone.ttfb.observe(3 * time.Millisecond)
+			c.finish(t, 200, 4*time.Millisecond)
+		}
+	})
+}
+
+// BenchmarkMetricsSnapshot is one Metrics() of a load balancer with 12
+// targets, what each scrape and each sampler round reads.
+func BenchmarkMetricsSnapshot(b *testing.B) {
+	cfg := testConfig(b)
+	cfg.TLS, _ = testTLS(b)
+	l, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 12 {
+		if err := l.Register(Target{ID: fmt.Sprintf("i-%02d", i), Zone: []string{"a", "b"}[i%2], Addr: "127.0.0.1:1"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		_ = l.Metrics()
 	}
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"io"
+	"log/slog"
 	"math"
 	"net/http"
 	"strings"
@@ -477,5 +478,20 @@ func TestSamplerLoopRunsOnTheClock(t *testing.T) {
 	}
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// BenchmarkGather is one scrape's collection: every family of a region
+// with two zones, two instances, a database pair, secrets and an alarm.
+func BenchmarkGather(b *testing.B) {
+	m, err := New(Config{Tiers: fullTiers(), Region: "courses", InstanceCPU: 0.5, Clock: clock.NewFake(t0), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := m.Gatherer().Gather(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

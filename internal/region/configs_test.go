@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/haven-platform/haven/internal/spec"
 )
@@ -142,4 +143,47 @@ func diff(want, got string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestOpsConfigDividesAlarmPeriodsByTheTimeScale: the spec's alarms keep
+// AWS's periods; locally they are divided by time_scale (whole seconds, at
+// least 1 s), and the engine and the sampler run at a quarter of the
+// shortest period.
+func TestOpsConfigDividesAlarmPeriodsByTheTimeScale(t *testing.T) {
+	for _, c := range []struct {
+		scale              string
+		hosts, atMax       time.Duration
+		eval, sample       time.Duration
+		metrics, consoleAt string
+	}{
+		{"", time.Minute, 5 * time.Minute, 10 * time.Second, time.Second, "127.0.0.1:9464", "127.0.0.1:8444"},
+		{"time_scale: 20\n", 3 * time.Second, 15 * time.Second, 750 * time.Millisecond, 750 * time.Millisecond, "127.0.0.1:9464", "127.0.0.1:8444"},
+		{"time_scale: 600\n", time.Second, time.Second, 250 * time.Millisecond, 250 * time.Millisecond, "127.0.0.1:9464", "127.0.0.1:8444"},
+	} {
+		s, err := spec.Parse([]byte(c.scale), "ops.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := opsConfig(s, Layout{StateDir: "/srv/region/.haven"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		periods := map[string]time.Duration{}
+		for _, d := range o.Alarms {
+			periods[d.Name] = d.Period
+		}
+		if periods["healthy-hosts-below-min"] != c.hosts || periods["asg-at-max"] != c.atMax || o.EvalInterval != c.eval || o.SampleInterval != c.sample {
+			t.Errorf("%q: periods %v, eval %s, sample %s", c.scale, periods, o.EvalInterval, o.SampleInterval)
+		}
+		if o.MetricsListen != c.metrics || o.ConsoleListen != c.consoleAt || o.ReportsDir != "/srv/region/.haven/drills" {
+			t.Errorf("%q: %+v", c.scale, o)
+		}
+	}
+	// The spec keeps AWS's numbers: tfvars and the parity test read them.
+	s := spec.Default()
+	s.TimeScale = 60
+	defs, _ := s.AlarmDefinitions()
+	if defs[0].Period != time.Minute {
+		t.Errorf("the spec's own definitions were scaled: %s", defs[0].Period)
+	}
 }
