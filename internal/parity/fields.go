@@ -336,9 +336,9 @@ var Fields = []Field{
 		Example: "fleet: {scaling: [{scheduled: exam-morning, cron: '0 7 * * 1-5', desired: 8}]}", Want: `8`,
 	},
 	{
-		Path: "time_scale", Kind: LocalOnly, Capability: "target tracking",
+		Path: "time_scale", Kind: LocalOnly, Capability: "alarms",
 		Allowed: "1–600, never NaN",
-		Local:   "divides the scaler's 60 s metric period and the instance warmup, so a drill fits in minutes; cron, health checks and delays keep their times",
+		Local:   "divides the alarms' periods (whole seconds, at least 1 s), so a drill sees an alarm fire and clear in seconds; cron, health checks and delays keep their times",
 		Reason:  "it compresses local time; AWS gets the values as written",
 		Example: "time_scale: 20",
 	},

@@ -38,13 +38,12 @@ type Spec struct {
 	Alarms Alarms `yaml:"alarms" json:"alarms"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
-	// TimeScale compresses the scaler's time in the local region only: the
-	// instance warmup and the metric period (60s on AWS) are divided by it,
-	// so scale-out (3 periods) and scale-in (15 periods) happen TimeScale
-	// times sooner and a drill fits in minutes. Cron schedules, health
-	// checks and the deregistration delay keep their real times. `haven aws
-	// tfvars` exports the values as written, never scaled. From 1 to 600.
-	// Default: 1 (real time).
+	// TimeScale compresses time in the local region only: the alarms'
+	// periods (60s on AWS) are divided by it (whole seconds, at least 1s),
+	// so an alarm of 3 periods fires TimeScale times sooner and a drill fits
+	// in minutes. Cron schedules, health checks and the deregistration delay
+	// keep their real times. `haven aws tfvars` exports the values as
+	// written, never scaled. From 1 to 600. Default: 1 (real time).
 	TimeScale float64 `yaml:"time_scale" json:"time_scale"`
 }
 
