@@ -22,6 +22,7 @@ import (
 	"github.com/haven-platform/haven/internal/drill"
 	"github.com/haven-platform/haven/internal/logs"
 	"github.com/haven-platform/haven/internal/report"
+	"github.com/haven-platform/haven/internal/termsafe"
 )
 
 func newAlarmsCmd(g *globals) *cobra.Command {
@@ -75,7 +76,8 @@ func newAlarmsCmd(g *globals) *cobra.Command {
 						detail = "error: " + h.Error
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Time.UTC().Format("2006-01-02 15:04:05Z"), h.Type, h.Summary, detail)
+				// A webhook's error text comes from the far end: one row a line.
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", h.Time.UTC().Format("2006-01-02 15:04:05Z"), h.Type, termsafe.String(h.Summary), termsafe.String(detail))
 			}
 			return tw.Flush()
 		},
@@ -112,7 +114,7 @@ func printAlarms(w io.Writer, st alarms.Status) {
 	for _, d := range st.Outbox {
 		if d.LastError != "" {
 			fmt.Fprintf(w, "\nundelivered: %s → %s for %s (%s → %s), %d attempts, next %s: %s\n", d.Alarm, d.Action, d.Alarm,
-				d.Notification.OldStateValue, d.Notification.NewStateValue, d.Attempts, d.NextAttempt.UTC().Format("15:04:05Z"), d.LastError)
+				d.Notification.OldStateValue, d.Notification.NewStateValue, d.Attempts, d.NextAttempt.UTC().Format("15:04:05Z"), termsafe.String(d.LastError))
 		}
 	}
 	if st.SaveError != "" {
@@ -300,15 +302,16 @@ func newDrillReportsCmd(g *globals) *cobra.Command {
 // the daemon; it says so on stderr, and a failure to save does not fail
 // the drill.
 func saveReport(c *api.Client, rep any) {
+	stderr := termsafe.Writer(os.Stderr)
 	raw, err := json.Marshal(rep)
 	if err == nil {
 		var info drill.ReportInfo
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err = c.Do(ctx, http.MethodPost, "/v1/drills/reports", json.RawMessage(raw), &info); err == nil {
-			fmt.Fprintf(os.Stderr, "haven: report saved as %s (haven drill reports %s --report %s.html)\n", info.ID, info.ID, info.ID)
+			fmt.Fprintf(stderr, "haven: report saved as %s (haven drill reports %s --report %s.html)\n", info.ID, info.ID, info.ID)
 			return
 		}
 	}
-	fmt.Fprintf(os.Stderr, "haven: the report was not saved: %v\n", strings.TrimSpace(err.Error()))
+	fmt.Fprintf(stderr, "haven: the report was not saved: %v\n", strings.TrimSpace(err.Error()))
 }
