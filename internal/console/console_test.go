@@ -97,7 +97,7 @@ func (f *fakeRegion) AlarmHistory(name string) ([]alarms.HistoryItem, error) {
 	if name != "db-failover" {
 		return nil, &api.Error{Message: "alarm history " + name + ": no such alarm"}
 	}
-	return []alarms.HistoryItem{{Time: time.Now(), Type: alarms.HistoryStateUpdate, Summary: "Alarm updated from OK to ALARM", Reason: "Threshold Crossed"},
+	return []alarms.HistoryItem{{Time: time.Now(), Type: alarms.HistoryStateUpdate, OldState: alarms.StateOK, NewState: alarms.StateAlarm, Summary: "Alarm updated from OK to ALARM", Reason: "Threshold Crossed"},
 		{Time: time.Now(), Type: alarms.HistoryAction, Summary: "Failed to execute action oncall", Error: "connection refused"}}, nil
 }
 
@@ -254,7 +254,7 @@ func TestPagesShowTheRegion(t *testing.T) {
 		"/":                   {`data-node="db_a" data-role="primary"`, "epoch 3", "i-0a", "partition", "198.18.12.0/24", `aria-current="page"`},
 		"/charts":             {"Requests", "5xx responses", "Target response time p99", "Instances", "Instance CPU", "Replication lag", "<svg"},
 		"/alarms":             {`data-alarm="db-failover" data-state="ALARM"`, "docs/runbooks/db-failover.md", "connection refused"},
-		"/alarms/db-failover": {"Alarm updated from OK to ALARM", "Failed to execute action oncall"},
+		"/alarms/db-failover": {`data-alarm="db-failover" data-state="ALARM"`, `data-old-state="OK" data-new-state="ALARM"`, "Alarm updated from OK to ALARM", "Failed to execute action oncall"},
 		"/events":             {"failover-completed", "state-alarm"},
 		"/reports":            {l[0].ID, "PASS"},
 		"/reports/" + l[0].ID: {"instance-loss drill", "faults", "Requests per second", "<svg"},

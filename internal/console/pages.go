@@ -439,10 +439,11 @@ func (c *Console) alarmsHTML() template.HTML {
 
 var historyTmpl = template.Must(template.New("history").Funcs(funcs).Parse(`
 <p><a href="/alarms">All alarms</a>{{with .Runbook}} · runbook <code>{{.}}</code>{{end}}</p>
+{{with .Current}}<p class="current" data-alarm="{{.Definition.Name}}" data-state="{{.State}}">Now <span class="badge {{stateClass .State}}">{{.State}}</span> since {{ts .StateUpdated}}: {{.Reason}}</p>{{end}}
 {{with .Problem}}<p class="problem">{{.}}</p>{{else}}
 <table class="history"><caption class="sr">History, newest first</caption>
 <thead><tr><th scope="col">time</th><th scope="col">type</th><th scope="col">summary</th><th scope="col">details</th></tr></thead><tbody>
-{{range .Items}}<tr><td>{{ts .Time}}</td><td>{{.Type}}</td><td>{{.Summary}}</td><td>{{with .Reason}}{{.}}{{end}}{{with .Receipt}}{{.}}{{end}}{{with .Error}}<span class="problem">{{.}}</span>{{end}}</td></tr>
+{{range .Items}}<tr{{if .NewState}} data-old-state="{{.OldState}}" data-new-state="{{.NewState}}"{{end}}><td>{{ts .Time}}</td><td>{{.Type}}</td><td>{{.Summary}}</td><td>{{with .Reason}}{{.}}{{end}}{{with .Receipt}}{{.}}{{end}}{{with .Error}}<span class="problem">{{.}}</span>{{end}}</td></tr>
 {{end}}</tbody></table>{{end}}
 `))
 
@@ -451,14 +452,16 @@ func (c *Console) alarmHistoryHTML(name string) (template.HTML, error) {
 	data := struct {
 		Items            []alarms.HistoryItem
 		Problem, Runbook string
+		Current          *alarms.AlarmStatus
 	}{Items: items}
 	if err != nil {
 		data.Problem = err.Error()
 	}
 	if st := c.cfg.Region.Alarms(); st != nil {
-		for _, a := range st.Alarms {
+		for i, a := range st.Alarms {
 			if a.Definition.Name == name {
 				data.Runbook = a.Definition.Runbook
+				data.Current = &st.Alarms[i]
 			}
 		}
 	}
