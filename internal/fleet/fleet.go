@@ -384,6 +384,9 @@ func (f *Fleet) safeReconcile(ctx context.Context) {
 func (f *Fleet) reconcile(ctx context.Context) {
 	now := f.clock.Now()
 	var evs []Event
+	// Stops start after evs are recorded, so an instance's replace event
+	// always comes before the terminate event its stop records.
+	var stops []*instance
 	f.mu.Lock()
 	for _, in := range f.insts {
 		select {
@@ -393,7 +396,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 				in.state, in.health, in.reason = StateTerminated, HealthUnhealthy, reason
 				evs = append(evs, f.event(EventReplace, in, reason))
 				f.stops.Add(1)
-				go f.stopInstance(f.bg, in)
+				stops = append(stops, in)
 			}
 			continue
 		default:
@@ -431,7 +434,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			evs = append(evs, f.event(EventReplace, in, t.Reason))
 		}
 		f.stops.Add(1)
-		go f.stopInstance(f.bg, in)
+		stops = append(stops, in)
 	}
 	launches := acts.Launch
 	if len(launches) > 0 && now.Before(f.nextLaunch) {
@@ -440,6 +443,9 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
+	for _, in := range stops {
+		go f.stopInstance(f.bg, in)
+	}
 
 	for _, l := range launches {
 		if ctx.Err() != nil {
