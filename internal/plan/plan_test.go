@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/haven-platform/haven/internal/spec"
 )
@@ -163,5 +164,42 @@ func TestRefusedErrorNamesFieldReasonAndWayOut(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "fleet.max") {
 		t.Errorf("error names an allowed change: %v", err)
+	}
+}
+
+// TestRecordRoundTrip stores a spec and reads it back to the same hash,
+// and resolves an unfinished journal by the spec up starts.
+func TestRecordRoundTrip(t *testing.T) {
+	st := Store{Dir: t.TempDir()}
+	if _, _, ok, err := st.Record(); ok || err != nil {
+		t.Fatalf("empty store: ok %v err %v", ok, err)
+	}
+	s := base(t)
+	s.App.Env = map[string]string{"A": "b c"}
+	rec, err := st.SaveRecord(s, "up", time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, sp, ok, err := st.Record()
+	if err != nil || !ok {
+		t.Fatalf("record: ok %v err %v", ok, err)
+	}
+	if got.Hash != rec.Hash || Hash(sp) != Hash(s) {
+		t.Errorf("hash %s / %s after a round trip, want %s", got.Hash, Hash(sp), Hash(s))
+	}
+	j := Journal{From: "old", To: "new"}
+	if !j.Unfinished() {
+		t.Error("a journal without an outcome is finished")
+	}
+	for started, want := range map[string]string{"new": OutcomeCompletedByUp, "old": OutcomeRevertedByUp, "third": OutcomeSupersededByUp} {
+		if got := Resolve(j, started); got != want {
+			t.Errorf("Resolve(%s) = %s, want %s", started, got, want)
+		}
+	}
+	if err := st.SaveJournal(j); err != nil {
+		t.Fatal(err)
+	}
+	if jj, ok, err := st.Journal(); err != nil || !ok || jj.To != "new" {
+		t.Errorf("journal %+v ok %v err %v", jj, ok, err)
 	}
 }
