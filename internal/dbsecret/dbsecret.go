@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/secrets"
@@ -63,6 +64,9 @@ type Config struct {
 type Credential struct {
 	cfg Config
 	arn string
+	// strategy is cfg.Strategy, which SetStrategy changes while
+	// rotations run.
+	strategy atomic.Pointer[string]
 }
 
 var _ secrets.Rotator = (*Credential)(nil)
@@ -73,8 +77,19 @@ func New(cfg Config) *Credential {
 		cfg.Strategy = AlternatingUsers
 	}
 	c := &Credential{cfg: cfg}
+	c.strategy.Store(&cfg.Strategy)
 	cfg.Driver.Register(cfg.Name, c)
 	return c
+}
+
+// SetStrategy makes the next rotation use strategy (AlternatingUsers or
+// SingleUser).
+func (c *Credential) SetStrategy(strategy string) error {
+	if strategy != AlternatingUsers && strategy != SingleUser {
+		return fmt.Errorf("set rotation strategy of %s: %q is neither %s nor %s", c.cfg.Name, strategy, AlternatingUsers, SingleUser)
+	}
+	c.strategy.Store(&strategy)
+	return nil
 }
 
 // Users are the two alternating login roles.
@@ -137,7 +152,7 @@ func (c *Credential) Bootstrap(ctx context.Context) (created bool, err error) {
 		s := string(b)
 		out, err := c.cfg.Store.CreateSecret(secrets.CreateSecretInput{
 			Name: c.cfg.Name, SecretString: &s, Description: c.cfg.Description,
-			Tags: []secrets.Tag{{Key: "haven:rotation", Value: c.cfg.Strategy}},
+			Tags: []secrets.Tag{{Key: "haven:rotation", Value: *c.strategy.Load()}},
 		})
 		if err != nil {
 			return false, fmt.Errorf("create database secret: %w", err)
@@ -269,7 +284,7 @@ func (c *Credential) CreateSecret(_ context.Context, in secrets.StepInput) (stri
 		return "", err
 	}
 	next := cur.Username
-	if c.cfg.Strategy != SingleUser {
+	if *c.strategy.Load() != SingleUser {
 		u := c.Users()
 		next = u[0]
 		if cur.Username == u[0] {

@@ -69,7 +69,7 @@ type Fleet struct {
 	// after every change, read without it.
 	snap atomic.Pointer[fleetSnapshot]
 
-	mu         sync.Mutex
+	mu sync.Mutex
 	// version is the launch template's version (cfg.Template, which
 	// SetLaunchTemplate replaces under mu, as it does cfg.HealthCheckType
 	// and cfg.GracePeriod).

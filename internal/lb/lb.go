@@ -76,12 +76,12 @@ type counters struct {
 // LB is an HTTPS load balancer. Create it with New, then Start it; targets may
 // be registered before or after Start.
 type LB struct {
-	cfg         Config
-	log         *slog.Logger
-	clock       clock.Clock
+	cfg   Config
+	log   *slog.Logger
+	clock clock.Clock
 	// group holds the target group settings SetTargetGroup changes in
 	// place; every reader of them goes through tg().
-	group atomic.Pointer[Config]
+	group       atomic.Pointer[Config]
 	proxy       *httputil.ReverseProxy
 	checkClient *http.Client
 	stats       counters
