@@ -219,4 +219,3 @@ func sameKeys(a, b map[string]bool) bool {
 	}
 	return true
 }
-
