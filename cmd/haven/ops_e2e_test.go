@@ -728,7 +728,8 @@ func checkJSONLines(t *testing.T, what, text string) int {
 // TestHealthyHostsAlarmDuringInstanceLoss: with fleet.min 2 and desired 2,
 // the instance-loss drill (an instance killed, another frozen) takes the
 // healthy hosts below min: healthy-hosts-below-min goes to ALARM, and back
-// to OK once the replacements are healthy.
+// to OK once the replacements are healthy. Then haven apply changes
+// fleet.min and a threshold: the alarms follow, keeping their states.
 func TestHealthyHostsAlarmDuringInstanceLoss(t *testing.T) {
 	ctx := testCtx(t, 6*time.Minute)
 	// Health checks every second, 3 to be healthy: a replacement takes a
@@ -784,5 +785,47 @@ func TestHealthyHostsAlarmDuringInstanceLoss(t *testing.T) {
 	}
 	if toAlarm == 0 || toOK == 0 {
 		t.Errorf("history has %d transitions to ALARM and %d back to OK:\n%s", toAlarm, toOK, hist)
+	}
+
+	// haven apply changes a threshold and fleet.min (which is
+	// healthy-hosts-below-min's threshold) in place: the engine takes the
+	// new definitions, every alarm keeps its state, time and history, and
+	// the status (so every drill report) names the applied spec.
+	before := alarmStatus(t, ctx, r)
+	edit(t, r.SpecFile, "fleet: {min: 2,", "fleet: {min: 1,")
+	edit(t, r.SpecFile, "time_scale: 60\n", "time_scale: 60\nalarms: {thresholds: {p99_latency_seconds: 0.5}}\n")
+	out, errOut, err := r.Haven(ctx, "apply", "--auto-approve")
+	if err != nil || !strings.Contains(out, "Apply complete") {
+		t.Fatalf("apply: %v\n%s\n%s", err, out, errOut)
+	}
+	applied := time.Now()
+	after := alarmStatus(t, ctx, r)
+	if th := alarmOf(after, alarms.AlarmHealthyHosts).Definition.Threshold; th != 1 {
+		t.Errorf("after the apply %s's threshold is %g, want fleet.min 1", alarms.AlarmHealthyHosts, th)
+	}
+	if th := alarmOf(after, alarms.AlarmP99Latency).Definition.Threshold; th != 0.5 {
+		t.Errorf("after the apply %s's threshold is %g, want 0.5", alarms.AlarmP99Latency, th)
+	}
+	for _, a := range before.Alarms {
+		b := alarmOf(after, a.Definition.Name)
+		if b.State != a.State || !b.StateUpdated.Equal(a.StateUpdated) {
+			t.Errorf("%s across the apply: %s since %s, before %s since %s", a.Definition.Name, b.State, b.StateUpdated, a.State, a.StateUpdated)
+		}
+	}
+	hist2, _, err := r.Haven(ctx, "alarms", "history", alarms.AlarmHealthyHosts, "--json")
+	var items2 []alarms.HistoryItem
+	if err != nil || json.Unmarshal([]byte(hist2), &items2) != nil || len(items2) < len(items) {
+		t.Errorf("history across the apply: %d items, before %d (%v)", len(items2), len(items), err)
+	}
+	waitFor(t, ctx, "every alarm to be evaluated by the new engine", func() bool {
+		for _, a := range alarmStatus(t, ctx, r).Alarms {
+			if !a.LastEvaluated.After(applied) {
+				return false
+			}
+		}
+		return true
+	})
+	if got, want := r.StatusJSON(ctx).SpecSHA256, fileSHA256(r.SpecFile); got != want {
+		t.Errorf("status spec_sha256 %s after the apply, want the applied file's %s", got, want)
 	}
 }

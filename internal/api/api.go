@@ -36,7 +36,8 @@ type Status struct {
 	Error     string    `json:"error,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	StateDir  string    `json:"state_dir"`
-	// SpecSHA256 is the hex SHA-256 of the spec file the region runs.
+	// SpecSHA256 is the hex SHA-256 of the spec file's text the region
+	// runs: the file it started with, or the last one applied.
 	SpecSHA256 string     `json:"spec_sha256,omitempty"`
 	PID        int        `json:"pid"`
 	Progress   []string   `json:"progress,omitempty"`
@@ -47,7 +48,9 @@ type Status struct {
 	LB         LB         `json:"load_balancer"`
 	Instances  []Instance `json:"instances"`
 	Database   *Database  `json:"database,omitempty"`
-	Warnings   []string   `json:"warnings,omitempty"`
+	// Spec is the recorded spec's hash and its last apply.
+	Spec     SpecState `json:"spec"`
+	Warnings []string  `json:"warnings,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -186,9 +187,9 @@ func (c secretCredentials) Credential(context.Context) (alarms.Credential, error
 }
 
 // buildActions makes the spec's alarm actions.
-func (r *Region) buildActions() (map[string]alarms.Action, error) {
+func (r *Region) buildActions(actions []spec.AlarmAction) (map[string]alarms.Action, error) {
 	out := map[string]alarms.Action{}
-	for _, a := range r.cfg.Ops.Actions {
+	for _, a := range actions {
 		switch {
 		case a.Webhook != nil:
 			cfg := alarms.WebhookConfig{URL: a.Webhook.URL}
@@ -224,18 +225,10 @@ func (r *Region) buildActions() (map[string]alarms.Action, error) {
 // carries every alarm's state and undelivered notification across daemon
 // restarts: a restart resumes them and fires nothing twice.
 func (r *Region) startAlarms(ctx context.Context) error {
-	c := r.cfg.Ops
-	acts, err := r.buildActions()
-	if err != nil {
-		return err
-	}
-	e, err := alarms.New(alarms.Config{
-		Region: r.spec.Name, Definitions: c.Alarms, Source: r.t.alarmStore, Actions: acts, StateDir: c.StateDir,
-		Logger: r.opts.Logger, Interval: c.EvalInterval, OnTransition: r.alarmEvent,
-		// The store holds what the sampler saw while the region started
-		// (no target healthy yet): the alarms judge the region from now on.
-		NotBefore: time.Now(),
-	})
+	// The store holds what the sampler saw while the region started (no
+	// target healthy yet): the alarms judge the region from now on.
+	r.alarmsSince = time.Now()
+	e, err := r.newAlarmEngine(r.cfg.Ops)
 	if err != nil {
 		return err
 	}
@@ -245,7 +238,64 @@ func (r *Region) startAlarms(ctx context.Context) error {
 	r.t.alarms = e
 	st := e.Status()
 	r.say("alarms: %d alarms evaluated every %s on periods from %s (time_scale %g); %d notifications pending",
-		len(st.Alarms), c.EvalInterval, shortestPeriod(c.Alarms), max(r.spec.TimeScale, 1), len(st.Outbox))
+		len(st.Alarms), r.cfg.Ops.EvalInterval, shortestPeriod(r.cfg.Ops.Alarms), max(r.spec.TimeScale, 1), len(st.Outbox))
+	return nil
+}
+
+// newAlarmEngine makes the engine of c's alarms and actions over the
+// region's alarm state.
+func (r *Region) newAlarmEngine(c OpsConfig) (*alarms.Engine, error) {
+	acts, err := r.buildActions(c.Actions)
+	if err != nil {
+		return nil, err
+	}
+	return alarms.New(alarms.Config{
+		Region: r.spec.Name, Definitions: c.Alarms, Source: r.t.alarmStore, Actions: acts, StateDir: c.StateDir,
+		Logger: r.opts.Logger, Interval: c.EvalInterval, OnTransition: r.alarmEvent, NotBefore: r.alarmsSince,
+	})
+}
+
+// alarmsChanged reports whether the alarm engine must take a new
+// configuration: its definitions (a threshold, fleet.min, time_scale, a
+// custom alarm), its actions or its interval.
+func alarmsChanged(from, to OpsConfig) bool {
+	return !reflect.DeepEqual(from.Alarms, to.Alarms) || !reflect.DeepEqual(from.Actions, to.Actions) || from.EvalInterval != to.EvalInterval
+}
+
+// applyAlarms gives the running alarm engine a new configuration, as
+// PutMetricAlarm updates an existing alarm: the engine stops, and one of
+// the new configuration starts over the same state file, so every alarm
+// keeps its state and history and the outbox is delivered as before (an
+// attempt the stop interrupted is made again, with its idempotency key).
+// A configuration that does not build leaves the old engine running.
+func (r *Region) applyAlarms(ctx context.Context, c OpsConfig, logf func(string, ...any)) error {
+	old := r.t.alarms
+	if old == nil {
+		return errors.New("the alarm engine is not running")
+	}
+	if _, err := r.buildActions(c.Actions); err != nil {
+		return err
+	}
+	if err := old.Stop(ctx); err != nil {
+		return err
+	}
+	restart := func(err error) error {
+		if serr := old.Start(context.WithoutCancel(ctx)); serr != nil {
+			return fmt.Errorf("%w; restarting the old engine failed too: %v", err, serr)
+		}
+		return err
+	}
+	e, err := r.newAlarmEngine(c)
+	if err != nil {
+		return restart(err)
+	}
+	if err := e.Start(context.WithoutCancel(ctx)); err != nil {
+		return restart(err)
+	}
+	r.t.alarms = e
+	r.publish()
+	logf("alarms: %d alarms evaluated every %s on periods from %s; states kept, %d notifications pending",
+		len(c.Alarms), c.EvalInterval, shortestPeriod(c.Alarms), len(e.Status().Outbox))
 	return nil
 }
 
@@ -271,7 +321,7 @@ func (r *Region) stopAlarms(ctx context.Context) error {
 func (r *Region) alarmEvent(t alarms.Transition) {
 	attrs := map[string]any{"old_state": string(t.OldState), "new_state": string(t.NewState), "seq": t.Seq,
 		"runbook": alarms.RunbookPath(t.Alarm)}
-	for _, d := range r.cfg.Ops.Alarms {
+	for _, d := range r.now().cfg.Ops.Alarms {
 		if d.Name == t.Alarm {
 			if d.Runbook != "" {
 				attrs["runbook"] = d.Runbook
