@@ -791,6 +791,12 @@ func TestHealthyHostsAlarmDuringInstanceLoss(t *testing.T) {
 	// healthy-hosts-below-min's threshold) in place: the engine takes the
 	// new definitions, every alarm keeps its state, time and history, and
 	// the status (so every drill report) names the applied spec.
+	// The drill's freeze may have left healthy-hosts-below-min in ALARM
+	// until its replacement is counted: from a settled region, a change of
+	// state across the apply can only be the apply's doing.
+	waitFor(t, ctx, "healthy-hosts-below-min to be OK with 2 healthy hosts", func() bool {
+		return alarmOf(alarmStatus(t, ctx, r), alarms.AlarmHealthyHosts).State == alarms.StateOK && r.StatusJSON(ctx).Fleet.Healthy == 2
+	})
 	before := alarmStatus(t, ctx, r)
 	edit(t, r.SpecFile, "fleet: {min: 2,", "fleet: {min: 1,")
 	edit(t, r.SpecFile, "time_scale: 60\n", "time_scale: 60\nalarms: {thresholds: {p99_latency_seconds: 0.5}}\n")
