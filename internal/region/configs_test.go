@@ -189,3 +189,47 @@ func TestOpsConfigDividesAlarmPeriodsByTheTimeScale(t *testing.T) {
 		t.Errorf("the spec's own definitions were scaled: %s", defs[0].Period)
 	}
 }
+
+// TestAlarmsChangedOnApply: an apply gives the alarm engine a new
+// configuration when its definitions, actions or interval change, and
+// only then: a threshold, time_scale, and fleet.min (healthy hosts'
+// threshold) do; a listener or an unrelated field does not.
+func TestAlarmsChangedOnApply(t *testing.T) {
+	base := "fleet: {min: 2, desired: 2, max: 6}\n"
+	ops := func(extra string) OpsConfig {
+		t.Helper()
+		s, err := spec.Parse([]byte(base+extra), "ops.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := opsConfig(s, Layout{StateDir: "/srv/region/.haven"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	from := ops("")
+	for _, c := range []struct {
+		name, extra string
+		want        bool
+	}{
+		{"nothing", "", false},
+		{"a threshold", "alarms: {thresholds: {p99_latency_seconds: 0.5}}\n", true},
+		{"time_scale", "time_scale: 30\n", true},
+		{"an action", "alarms: {actions: [{name: hook, webhook: {url: \"https://hooks.example.com/x\"}}]}\n", true},
+		{"a custom alarm", "alarms: {custom: [{name: slow, metric: TargetResponseTime, statistic: p50, period: 60s, evaluation_periods: 3, threshold: 0.3, comparison_operator: GreaterThanThreshold}]}\n", true},
+		{"metrics.listen", "metrics: {listen: 127.0.0.1:9465}\n", false},
+	} {
+		if got := alarmsChanged(from, ops(c.extra)); got != c.want {
+			t.Errorf("%s: alarmsChanged = %v, want %v", c.name, got, c.want)
+		}
+	}
+	base = "fleet: {min: 1, desired: 2, max: 6}\n"
+	if !alarmsChanged(from, ops("")) {
+		t.Error("fleet.min 2 → 1: alarmsChanged = false; healthy-hosts-below-min's threshold is fleet.min")
+	}
+	base = "fleet: {min: 2, desired: 2, max: 7}\n"
+	if alarmsChanged(from, ops("")) {
+		t.Error("fleet.max 6 → 7: alarmsChanged = true, want false")
+	}
+}
