@@ -105,7 +105,7 @@ func (p Policy) Validate() error {
 		add(pre+"min_healthy_percentage (%d) must not exceed max_healthy_percentage (%d)", p.MinHealthy, p.MaxHealthy)
 	}
 	if p.MinHealthy == 100 && p.MaxHealthy == 100 {
-		add(pre+"max_healthy_percentage: with min_healthy_percentage 100 it must be above 100, or nothing can be replaced (got 100)")
+		add(pre + "max_healthy_percentage: with min_healthy_percentage 100 it must be above 100, or nothing can be replaced (got 100)")
 	}
 	if err := ValidateCheckpoints(p.Checkpoints); err != nil {
 		add(pre+"checkpoints: %w", err)
