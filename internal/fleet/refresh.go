@@ -74,4 +74,3 @@ func (f *Fleet) Launch(ctx context.Context, t LaunchTemplate, zoneName string) (
 	f.poke()
 	return id, nil
 }
-

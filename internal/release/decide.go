@@ -87,6 +87,8 @@ type Observation struct {
 	New, Old Traffic
 	// InAlarm lists the rollback_on alarms now in ALARM.
 	InAlarm []string
+	// LaunchError is why a launch of the target version failed ("" if none did).
+	LaunchError string
 }
 
 // Rollout is the durable record of one rollout: everything Decide needs
@@ -345,6 +347,9 @@ func checkGates(p Policy, r Rollout, o Observation) (string, string) {
 		if why, ok := o.Lost[id]; ok {
 			lost = append(lost, id+" ("+why+")")
 		}
+	}
+	if o.LaunchError != "" {
+		return GateHealth, o.LaunchError
 	}
 	if len(lost) > 0 {
 		return GateHealth, fmt.Sprintf("%d new instance(s) of %s lost before the rollout finished: %s", len(lost), r.Target, strings.Join(lost, ", "))
