@@ -315,9 +315,6 @@ func (c *Controller) tick(ctx context.Context) {
 			c.log.Error("record rollout", "rollout", r.ID, "err", err)
 		}
 	}
-	if pl.Next.Phase.Final() {
-		c.finish(pl.Next)
-	}
 }
 
 func (c *Controller) record(r Rollout) error {
@@ -326,7 +323,9 @@ func (c *Controller) record(r Rollout) error {
 	if err := c.cfg.Store.PutRollout(r); err != nil {
 		return err
 	}
-	if !r.Phase.Final() {
+	if r.Phase.Final() {
+		c.finishLocked(r) // in the same critical section: no reader sees one without the other
+	} else {
 		c.active = &r
 	}
 	return nil
@@ -334,9 +333,7 @@ func (c *Controller) record(r Rollout) error {
 
 // finish makes the fleet launch the version the rollout ended on and hands
 // it back its plan.
-func (c *Controller) finish(r Rollout) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *Controller) finishLocked(r Rollout) {
 	end := r.Target // succeeded on it, or rolled back to it
 	if r.Phase == PhaseFailed {
 		end = r.From // a failed rollout: the last good version
