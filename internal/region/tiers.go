@@ -598,7 +598,9 @@ func (a releaseFleet) Terminate(ctx context.Context, id string) error {
 	return a.r.t.fleet.Terminate(ctx, id, false)
 }
 
-func (a releaseFleet) Use(v release.Version) error { return a.r.t.fleet.SetTemplate(a.r.versionTemplate(v)) }
+func (a releaseFleet) Use(v release.Version) error {
+	return a.r.t.fleet.SetTemplate(a.r.versionTemplate(v))
+}
 
 func (a releaseFleet) SetRefresh(on bool) { a.r.t.fleet.SetRefresh(on) }
 
