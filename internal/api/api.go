@@ -45,7 +45,9 @@ type Status struct {
 	LB        LB         `json:"load_balancer"`
 	Instances []Instance `json:"instances"`
 	Database  *Database  `json:"database,omitempty"`
-	Warnings  []string   `json:"warnings,omitempty"`
+	// Spec is the recorded spec's hash and its last apply.
+	Spec     SpecState `json:"spec"`
+	Warnings []string  `json:"warnings,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.

@@ -45,6 +45,9 @@ type InstanceStatus struct {
 	Health Health `json:"health"`
 	// LaunchedAt is when the process started.
 	LaunchedAt time.Time `json:"launched_at"`
+	// TemplateVersion is the version of the launch template the instance
+	// was launched from: 1 at start, one more on each SetLaunchTemplate.
+	TemplateVersion int `json:"template_version"`
 	// LogPath is the instance's stdout/stderr file ("" when discarded).
 	LogPath string `json:"log_path,omitempty"`
 	// Reason is why the instance is stopping or stopped, if it is.
@@ -68,10 +71,13 @@ type Fleet struct {
 	// after every change, read without it.
 	snap atomic.Pointer[fleetSnapshot]
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// version is the launch template's version (cfg.Template, which
+	// SetLaunchTemplate replaces under mu, as it does cfg.HealthCheckType
+	// and cfg.GracePeriod).
+	version    int
 	capacity   Capacity
-	tpl        LaunchTemplate // what capacity launches run (SetTemplate)
-	refresh    bool           // an instance refresh owns launches and terminations (SetRefresh)
+	refresh    bool // an instance refresh owns launches and terminations (SetRefresh)
 	insts      map[string]*instance
 	impaired   map[string]bool // zones nothing is launched into (ImpairZone)
 	failures   int             // consecutive launch failures
@@ -96,11 +102,12 @@ type instance struct {
 	// start starts a process inside the instance's network (Network), or
 	// on the host's.
 	start      func(*exec.Cmd) error
-	version    string // the launch template's Version
+	release    string // the launch template's Version (a release version)
 	networked  bool   // the address is the Network's, not the zone's
 	logf       *os.File
 	logPath    string
 	launchedAt time.Time
+	version    int           // the launch template's version
 	exited     chan struct{} // closed when cmd.Wait returns
 	exitErr    error         // set before exited is closed
 
@@ -122,7 +129,7 @@ func New(cfg Config) (*Fleet, error) {
 		log:      log,
 		clock:    cfg.Clock,
 		capacity: Capacity{Min: cfg.Min, Desired: cfg.Desired, Max: cfg.Max},
-		tpl:      cfg.Template,
+		version:  1,
 		insts:    map[string]*instance{},
 		impaired: map[string]bool{},
 		wake:     make(chan struct{}, 1),
@@ -246,8 +253,8 @@ func (f *Fleet) instancesLocked() []InstanceStatus {
 	for _, in := range f.insts {
 		out = append(out, InstanceStatus{
 			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Subnet: in.zone.CIDR.String(), Port: in.port,
-			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt,
-			LogPath: in.logPath, Reason: in.reason, Version: in.version,
+			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt, TemplateVersion: in.version,
+			LogPath: in.logPath, Reason: in.reason, Version: in.release,
 		})
 	}
 	slices.SortFunc(out, func(a, b InstanceStatus) int {
@@ -390,6 +397,9 @@ func (f *Fleet) safeReconcile(ctx context.Context) {
 func (f *Fleet) reconcile(ctx context.Context) {
 	now := f.clock.Now()
 	var evs []Event
+	// Stops start after evs are recorded, so an instance's replace event
+	// always comes before the terminate event its stop records.
+	var stops []*instance
 	f.mu.Lock()
 	for _, in := range f.insts {
 		select {
@@ -399,7 +409,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 				in.state, in.health, in.reason = StateTerminated, HealthUnhealthy, reason
 				evs = append(evs, f.event(EventReplace, in, reason))
 				f.stops.Add(1)
-				go f.stopInstance(f.bg, in)
+				stops = append(stops, in)
 			}
 			continue
 		default:
@@ -436,7 +446,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 		acts.Launch = nil
 		acts.Terminate = slices.DeleteFunc(acts.Terminate, func(t Termination) bool { return t.Reason != ReasonUnhealthy })
 	}
-	tpl := f.tpl
+	tpl := f.cfg.Template // SetLaunchTemplate changes it under mu
 	for _, t := range acts.Terminate {
 		in := f.insts[t.ID]
 		in.state, in.reason = StateDraining, t.Reason
@@ -444,7 +454,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			evs = append(evs, f.event(EventReplace, in, t.Reason))
 		}
 		f.stops.Add(1)
-		go f.stopInstance(f.bg, in)
+		stops = append(stops, in)
 	}
 	launches := acts.Launch
 	if len(launches) > 0 && now.Before(f.nextLaunch) {
@@ -453,6 +463,9 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
+	for _, in := range stops {
+		go f.stopInstance(f.bg, in)
+	}
 
 	for _, l := range launches {
 		if ctx.Err() != nil {
@@ -522,6 +535,9 @@ var passEnv = []string{"PATH", "HOME", "LANG", "TZ", "TMPDIR"}
 
 func (f *Fleet) launch(ctx context.Context, tpl LaunchTemplate, zi int, reason string) (_ string, err error) {
 	z := f.cfg.Zones[zi]
+	f.mu.Lock()
+	version := f.version // SetLaunchTemplate changes it under mu
+	f.mu.Unlock()
 	id := newID()
 	var cleanup []func()
 	defer func() {
@@ -604,8 +620,8 @@ func (f *Fleet) launch(ctx context.Context, tpl LaunchTemplate, zi int, reason s
 		return "", fmt.Errorf("launch %s: %w", id, err)
 	}
 
-	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil, version: tpl.Version,
-		exited: make(chan struct{}), state: StatePending, health: HealthInitial}
+	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
+		exited: make(chan struct{}), state: StatePending, health: HealthInitial, version: version, release: tpl.Version}
 	if f.cfg.LogDir != "" {
 		in.logPath = filepath.Join(f.cfg.LogDir, id+".log")
 		lf, err := os.OpenFile(in.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)

@@ -15,7 +15,7 @@ const ReasonRefresh = "instance-refresh"
 func (f *Fleet) Template() LaunchTemplate {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.tpl
+	return f.cfg.Template
 }
 
 // SetTemplate makes t the template of every later capacity launch
@@ -29,9 +29,9 @@ func (f *Fleet) SetTemplate(t LaunchTemplate) error {
 	if f.cfg.Network != nil && t.Port != f.cfg.Template.Port {
 		return fmt.Errorf("set template of fleet %s: port %d: instances in a network listen on %d", f.cfg.Name, t.Port, f.cfg.Template.Port)
 	}
-	f.mu.Lock()
-	f.tpl = t
-	f.mu.Unlock()
+	if _, err := f.SetLaunchTemplate(t); err != nil {
+		return err
+	}
 	return nil
 }
 
