@@ -133,8 +133,9 @@ type zoneCounters struct {
 	ttfb      histogram
 }
 
-// targetCounters are a target's own counters; the target holds a pointer.
-type targetCounters struct {
+// targetMetrics are a target's own counters for the metrics endpoint; the
+// target holds a pointer.
+type targetMetrics struct {
 	zone      *zoneCounters
 	responses classCounters
 	ejections atomic.Uint64
@@ -146,7 +147,7 @@ type lbCounters struct {
 	duration histogram
 	mu       sync.Mutex // guards zones' map (not the counters)
 	zones    map[string]*zoneCounters
-	targets  sync.Map // target ID → *targetCounters, while registered
+	targets  sync.Map // target ID → *targetMetrics, while registered
 }
 
 func (c *lbCounters) zone(name string) *zoneCounters {
@@ -164,8 +165,8 @@ func (c *lbCounters) zone(name string) *zoneCounters {
 }
 
 // newTarget returns the counters of a newly registered target.
-func (c *lbCounters) newTarget(id, zone string) *targetCounters {
-	tc := &targetCounters{zone: c.zone(zone)}
+func (c *lbCounters) newTarget(id, zone string) *targetMetrics {
+	tc := &targetMetrics{zone: c.zone(zone)}
 	c.targets.Store(id, tc)
 	return tc
 }
@@ -210,7 +211,7 @@ func (l *LB) Metrics() Metrics {
 	for _, t := range l.snapshot().targets {
 		tm := TargetMetrics{ID: t.st.ID, Zone: t.st.Zone, State: t.st.State, InFlight: t.inflight.Load()}
 		if v, ok := l.mx.targets.Load(t.st.ID); ok {
-			tc := v.(*targetCounters)
+			tc := v.(*targetMetrics)
 			tm.Responses, tm.Ejections = tc.responses.load(), tc.ejections.Load()
 		}
 		m.Targets = append(m.Targets, tm)

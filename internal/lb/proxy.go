@@ -489,6 +489,9 @@ func (l *LB) finishRequest(rs *reqState, rec *recorder, r *http.Request, aborted
 		l.stats.r2xx.Add(1)
 	}
 	l.mx.finish(rs.target, status, time.Since(rs.start))
+	if rs.target != nil {
+		rs.target.counts.record(status, time.Since(rs.start))
+	}
 	if l.access == nil {
 		return
 	}

@@ -46,6 +46,12 @@ func (r *Region) serveAPI() (func(), error) {
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
 	routes.OpsRoutes(mux, a, r.events)
+	routes.DeployRoutes(mux, func() routes.Releases {
+		if rel := r.view().releases; rel != nil && r.view().fleet != nil {
+			return rel
+		}
+		return nil
+	})
 	routes.SpecRoutes(mux, r)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()

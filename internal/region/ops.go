@@ -255,6 +255,19 @@ func (r *Region) newAlarmEngine(c OpsConfig) (*alarms.Engine, error) {
 	})
 }
 
+// alarmStates is each alarm's state by name, for the deploy's rollback_on
+// gate: empty until the alarm step starts, so no alarm is in ALARM before
+// the engine judges the region.
+func (r *Region) alarmStates() map[string]string {
+	out := map[string]string{}
+	if e := r.view().alarms; e != nil {
+		for _, a := range e.Status().Alarms {
+			out[a.Definition.Name] = string(a.State)
+		}
+	}
+	return out
+}
+
 // alarmsChanged reports whether the alarm engine must take a new
 // configuration: its definitions (a threshold, fleet.min, time_scale, a
 // custom alarm), its actions or its interval.

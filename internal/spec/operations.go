@@ -2,10 +2,12 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/haven-platform/haven/internal/alarms"
@@ -209,6 +211,17 @@ func (s *Spec) validateOperations(ps *problems) {
 	defaults := map[string]bool{}
 	for _, n := range []string{alarms.AlarmHealthyHosts, alarms.AlarmHTTP5XXRate, alarms.AlarmP99Latency, alarms.AlarmDBFailover, alarms.AlarmReplicaLag, alarms.AlarmDBConns, alarms.AlarmFleetAtMax} {
 		defaults[n] = true
+	}
+	// A deploy's rollback_on gate watches the region's alarms by name.
+	for i, n := range s.Fleet.InstanceRefresh.RollbackOn {
+		if n == "" || defaults[n] || slices.ContainsFunc(a.Custom, func(c CustomAlarm) bool { return c.Name == n }) {
+			continue
+		}
+		all := slices.Sorted(maps.Keys(defaults))
+		for _, c := range a.Custom {
+			all = append(all, c.Name)
+		}
+		ps.add(fmt.Sprintf("fleet.instance_refresh.rollback_on[%d]", i), "unknown alarm %q: the region's alarms are %s (alarms.custom adds more)", n, strings.Join(all, ", "))
 	}
 	seen := map[string]bool{}
 	for i, c := range a.Custom {

@@ -116,6 +116,7 @@ func TestOperationsBadInputNamesTheField(t *testing.T) {
 		{"metrics not loopback", "metrics: {listen: 0.0.0.0:9464}", "metrics.listen", "must be a loopback address"},
 		{"console address", "console: {listen: localhost}", "console.listen", "must be a loopback IP address and port"},
 		{"same port", "metrics: {listen: 127.0.0.1:9000}\nconsole: {listen: 127.0.0.1:9000}", "console.listen", "must differ from metrics.listen"},
+		{"rollback_on", "fleet: {instance_refresh: {rollback_on: [alb-5xx-rate, high-5xx]}}", "fleet.instance_refresh.rollback_on[1]", `unknown alarm "high-5xx": the region's alarms are alb-5xx-rate, asg-at-max,`},
 	} {
 		_, err := Parse([]byte(c.yaml), "bad.yaml")
 		var se *Error
@@ -132,6 +133,10 @@ func TestOperationsBadInputNamesTheField(t *testing.T) {
 		if !found {
 			t.Errorf("%s: problems %+v, want %s: …%s… with a line", c.name, se.Problems, c.field, c.msg)
 		}
+	}
+	// rollback_on names a seed alarm or a custom one.
+	if _, err := Parse([]byte(custom("")+"fleet: {instance_refresh: {rollback_on: [db-failover, c]}}\n"), ""); err != nil {
+		t.Errorf("rollback_on of a seed alarm and a custom one refused: %v", err)
 	}
 	// An http ServiceNow instance on loopback is a test server: accepted.
 	if _, err := Parse([]byte("alarms: {actions: [{name: a, servicenow: {instance_url: 'http://127.0.0.1:9999', credentials_secret: ops/sn}}]}"), ""); err != nil {
