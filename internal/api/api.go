@@ -45,7 +45,10 @@ type Status struct {
 	LB        LB         `json:"load_balancer"`
 	Instances []Instance `json:"instances"`
 	Database  *Database  `json:"database,omitempty"`
-	Warnings  []string   `json:"warnings,omitempty"`
+	// Identity is the identity tier (nil: identity.enabled is false, or
+	// the provider is not running yet).
+	Identity *Identity `json:"identity,omitempty"`
+	Warnings []string  `json:"warnings,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.

@@ -45,6 +45,7 @@ func (r *Region) serveAPI() (func(), error) {
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
+	routes.IdentityRoutes(mux, a.identity)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
 	return func() { _ = srv.Close(); _ = os.Remove(sock) }, nil
@@ -296,6 +297,7 @@ func (r *Region) Status() api.Status {
 			}
 		}
 	}
+	st.Identity = r.identityStatus(v)
 	if v.db != nil {
 		ds := v.db.Status()
 		d := &api.Database{Endpoint: s.Database.Endpoint, Epoch: int64(ds.State.Epoch), Primary: ds.State.Primary}

@@ -18,6 +18,7 @@ import (
 	"github.com/haven-platform/haven/internal/dbsecret"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/idp"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/parity"
@@ -56,8 +57,12 @@ type tiers struct {
 	cred     *dbsecret.Credential
 	sched    *secrets.Scheduler
 	imds     *imds.Endpoints
-	lb       *lb.LB
-	fleet    *fleet.Fleet
+	// idp is the identity provider (nil: identity is off);
+	// idpSecretARN the ARN of the app's client secret.
+	idp          *idp.Provider
+	idpSecretARN string
+	lb           *lb.LB
+	fleet        *fleet.Fleet
 }
 
 // dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.
@@ -341,7 +346,7 @@ func (r *Region) startSecrets(ctx context.Context) error {
 	if err := r.t.policies.Set(r.cfg.AppRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
 		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
 		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
-		Resource: iam.StringList{r.t.cred.ARN()},
+		Resource: r.appSecrets(),
 	}}}); err != nil {
 		return err
 	}
@@ -370,6 +375,16 @@ func (r *Region) startSecrets(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// appSecrets are the secrets the app role may read: the database
+// credential and, with identity, the app's client secret.
+func (r *Region) appSecrets() iam.StringList {
+	out := iam.StringList{r.t.cred.ARN()}
+	if r.t.idpSecretARN != "" {
+		out = append(out, r.t.idpSecretARN)
+	}
+	return out
 }
 
 // stopSecrets stops the rotation schedule (closeSecrets stops the API).
