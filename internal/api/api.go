@@ -48,6 +48,8 @@ type Status struct {
 	// Identity is the identity tier (nil: identity.enabled is false, or
 	// the provider is not running yet).
 	Identity *Identity `json:"identity,omitempty"`
+	// Spec is the recorded spec's hash and its last apply.
+	Spec     SpecState `json:"spec"`
 	Warnings []string  `json:"warnings,omitempty"`
 }
 
