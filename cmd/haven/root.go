@@ -67,6 +67,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newLogsCmd(g),
 		newConsoleCmd(g),
 		newVersionCmd(),
+		newIdentityCmd(g),
 	)
 	return root
 }
