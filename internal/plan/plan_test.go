@@ -42,7 +42,7 @@ var cases = []struct {
 	{"instance-size", func(s *spec.Spec) { s.App.Instance.CPU = 0.5; s.App.Instance.Memory = 512 << 20 }, Rolling},
 	{"app-env", func(s *spec.Spec) { s.App.Env = map[string]string{"FEATURE_GRADEBOOK": "on at last"} }, Rolling},
 	{"database-version", func(s *spec.Spec) { s.Database.Version = 16 }, Refused},
-	{"database-endpoint", func(s *spec.Spec) { s.Database.Endpoint = "127.0.0.1:10432" }, Refused},
+	{"database-endpoint", func(s *spec.Spec) { s.Database.Endpoint = "127.0.0.1:10432" }, Restart},
 	{"zones", func(s *spec.Spec) {
 		s.Zones = []string{"a", "c"}
 		s.AWS.AvailabilityZones = []string{"eu-west-1a", "eu-west-1c"}
