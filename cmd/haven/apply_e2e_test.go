@@ -27,7 +27,8 @@ import (
 // TestPlanAndApplyUnderLoad changes a running region with haven apply
 // while logged-in users walk the site: the in-place changes (fleet max, a
 // scaling target, the health check interval, the deregistration delay),
-// then the rolling ones (instance size, an app env variable), with no
+// the database endpoint's host address (a restart of the endpoint), then
+// the rolling ones (instance size, an app env variable), with no
 // failed request; a refused change exits non-zero naming the field and
 // leaves the region untouched; a daemon killed in the middle of a rolling
 // apply, then haven up on the new spec, ends on the new spec in full and
@@ -83,6 +84,23 @@ func TestPlanAndApplyUnderLoad(t *testing.T) {
 		"deregistration_delay: 2s", "deregistration_delay: 3s")
 	if st := r.StatusJSON(ctx); st.Fleet.Max != 7 || st.LB.IntervalMS != 400 {
 		t.Errorf("after the in-place apply: max %d, interval %d ms; want 7, 400", st.Fleet.Max, st.LB.IntervalMS)
+	}
+	// The database endpoint in a VPC: only the host's address moves (the
+	// instances reach the database at its VPC address, which the secret
+	// names); the old host port closes.
+	oldEP, newEP := fmt.Sprintf("127.0.0.1:%d", r.Ports.DB), fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	apply("endpoint", plan.Restart, "endpoint: "+oldEP, "endpoint: "+newEP)
+	if c, err := net.DialTimeout("tcp", oldEP, 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("the old endpoint %s still accepts connections", oldEP)
+	}
+	if c, err := net.DialTimeout("tcp", newEP, 2*time.Second); err != nil {
+		t.Errorf("the new endpoint %s: %v", newEP, err)
+	} else {
+		c.Close()
+	}
+	if st := r.StatusJSON(ctx); st.Endpoints.Database != newEP {
+		t.Errorf("status endpoint %s, want %s", st.Endpoints.Database, newEP)
 	}
 	before := instanceIDs(r.StatusJSON(ctx))
 	apply("rolling", plan.Rolling,

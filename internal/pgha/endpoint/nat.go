@@ -131,10 +131,10 @@ func NewNAT(cfg NATConfig) (*NAT, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &NAT{
-		cfg:    cfg,
-		log:    cfg.Logger.With("component", "pgha.endpoint", "mode", "nat", "table", cfg.Table),
-		addrs:  []netip.AddrPort{netip.MustParseAddrPort(cfg.Listen)},
-		tag:    tableTag(cfg.Table),
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "pgha.endpoint", "mode", "nat", "table", cfg.Table),
+		addrs: []netip.AddrPort{netip.MustParseAddrPort(cfg.Listen)},
+		tag:   tableTag(cfg.Table),
 		// A random first generation: connections admitted by a previous
 		// daemon's table of the same name are of another generation.
 		st: natState{Gen: uint16(rand.N(0xffff)) + 1},
