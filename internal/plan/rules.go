@@ -29,7 +29,7 @@ var rules = map[string]Rule{
 	"load_balancer.algorithm":            {InPlace, "load balancer", "the target group routes new requests with the new algorithm", ""},
 	"load_balancer.deregistration_delay": {InPlace, "load balancer", "targets that start draining from now on get the new delay", ""},
 	"load_balancer.slow_start":           {InPlace, "load balancer", "targets that become healthy from now on ramp up over the new slow start", ""},
-	"load_balancer.idle_timeout":         {InPlace, "load balancer", "requests from now on get the new idle timeout", ""},
+	"load_balancer.idle_timeout":         {InPlace, "load balancer", "requests from now on may wait on a silent target for the new idle timeout; the listeners' keep-alive and request-header timeouts keep the value they started with until the load balancer restarts (haven down, then haven up)", ""},
 	"secrets.db.rotation":                {InPlace, "secrets", "the database secret's rotation schedule is replaced", ""},
 	"secrets.db.strategy":                {InPlace, "secrets", "the next rotation of the database secret uses the new strategy", ""},
 	"security_groups":                    {InPlace, "network", "the security groups' nftables ruleset is replaced in one transaction; established connections stay", ""},
