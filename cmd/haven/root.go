@@ -56,6 +56,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newInstanceCmd(g),
 		newZoneCmd(g),
 		newFleetCmd(g),
+		newDeployCmd(g),
 		newDrillCmd(g),
 		newDBCmd(g),
 		newEventsCmd(g),

@@ -45,6 +45,12 @@ func (r *Region) serveAPI() (func(), error) {
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
+	routes.DeployRoutes(mux, func() routes.Releases {
+		if rel := r.view().releases; rel != nil && r.view().fleet != nil {
+			return rel
+		}
+		return nil
+	})
 	routes.SpecRoutes(mux, r)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()

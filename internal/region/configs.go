@@ -15,6 +15,7 @@ import (
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/release"
 	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
@@ -76,6 +77,10 @@ type Configs struct {
 	ReleaseLog string
 	// AppEnv is the non-secret environment of every app process.
 	AppEnv map[string]string
+	// Releases is the instance refresh policy of `haven deploy`, and
+	// ReleasesDir where versions, artifacts and rollouts are kept.
+	Releases    release.Policy
+	ReleasesDir string
 }
 
 // NetworkConfig is the region's VPC: its namespaces, security groups and
@@ -251,6 +256,14 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		LogDir:      filepath.Join(l.StateDir, "logs", "instances"),
 		Sandbox:     l.Sandbox,
 	}
+	ir := s.Fleet.InstanceRefresh
+	c.Releases = release.Policy{
+		MinHealthy: ir.MinHealthyPercentage, MaxHealthy: ir.MaxHealthyPercentage, Checkpoints: ir.Checkpoints,
+		Bake: ir.Bake.D(), Warmup: ir.InstanceWarmup.D(), HealthTimeout: ir.HealthTimeout.D(),
+		Max5xxIncrease: ir.Max5xxIncrease, MaxP99Increase: ir.MaxP99Increase.D(), RollbackOn: ir.RollbackOn,
+		NoAutoRollback: !ir.AutoRollback,
+	}
+	c.ReleasesDir = filepath.Join(l.StateDir, "releases")
 	if len(s.App.Release) > 0 {
 		c.Release, c.ReleaseLog = l.ReleaseCommand, filepath.Join(l.StateDir, "logs", "release.log")
 	}

@@ -245,6 +245,7 @@ func (r *Region) steps() []step {
 		{"release task", r.runRelease, nil},
 		{"load balancer", r.startLB, r.stopLB},
 		{"fleet", r.startFleet, r.stopFleet},
+		{"releases", r.startReleases, r.stopReleases},
 		{"health", r.waitHealthy, nil},
 	}
 }

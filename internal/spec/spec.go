@@ -99,6 +99,46 @@ type Fleet struct {
 	GracePeriod Duration `yaml:"grace_period" json:"grace_period"`
 	// Scaling lists target tracking policies and scheduled actions. Default: none.
 	Scaling []ScalingPolicy `yaml:"scaling" json:"scaling,omitempty"`
+	// InstanceRefresh is how `haven deploy` rolls a new launch template
+	// version out (an ASG instance refresh) and when it rolls back.
+	InstanceRefresh InstanceRefresh `yaml:"instance_refresh" json:"instance_refresh"`
+}
+
+// InstanceRefresh is the rolling deploy's preferences and health gates
+// (docs/deploys.md).
+type InstanceRefresh struct {
+	// MinHealthyPercentage of desired capacity stays in service throughout.
+	// Range 0–100. Default: 100 (AWS: 90).
+	MinHealthyPercentage int `yaml:"min_healthy_percentage" json:"min_healthy_percentage"`
+	// MaxHealthyPercentage is how far above desired capacity the fleet may
+	// grow while new instances come up before old ones go. Range 100–200,
+	// at least min_healthy_percentage. Default: 200 (AWS: 100).
+	MaxHealthyPercentage int `yaml:"max_healthy_percentage" json:"max_healthy_percentage"`
+	// Checkpoints are percentages of the fleet on the new version where
+	// the rollout bakes: strictly increasing, ending at 100. Default: [50, 100].
+	Checkpoints []int `yaml:"checkpoints" json:"checkpoints"`
+	// Bake is how long each checkpoint is watched (AWS checkpoint_delay).
+	// Default: 10s.
+	Bake Duration `yaml:"bake" json:"bake"`
+	// InstanceWarmup is how long a new instance runs before it counts
+	// toward a checkpoint. Default: 0s.
+	InstanceWarmup Duration `yaml:"instance_warmup" json:"instance_warmup"`
+	// HealthTimeout is how long a new instance may take to be healthy
+	// behind the load balancer before the rollout rolls back. Default: 60s.
+	HealthTimeout Duration `yaml:"health_timeout" json:"health_timeout"`
+	// Max5xxIncrease is how many percentage points the new version's 5xx
+	// rate (measured by the load balancer) may exceed the old one's by.
+	// Default: 1.
+	Max5xxIncrease float64 `yaml:"max_5xx_increase" json:"max_5xx_increase"`
+	// MaxP99Increase is how much the new version's p99 latency may exceed
+	// the old one's by. Default: 500ms.
+	MaxP99Increase Duration `yaml:"max_p99_increase" json:"max_p99_increase"`
+	// RollbackOn names alarms whose ALARM state rolls a rollout back.
+	// Default: none.
+	RollbackOn []string `yaml:"rollback_on" json:"rollback_on,omitempty"`
+	// AutoRollback rolls a failed rollout back to the last good version.
+	// Default: true.
+	AutoRollback bool `yaml:"auto_rollback" json:"auto_rollback"`
 }
 
 // ScalingPolicy is either a target tracking policy (TargetTracking set) or a
@@ -245,7 +285,9 @@ func Default() Spec {
 			},
 			Instance: Instance{CPU: 0.25, Memory: 256 << 20},
 		},
-		Fleet: Fleet{Min: 2, Max: 12, Desired: 2, HealthCheckType: "elb", GracePeriod: Duration(10e9)},
+		Fleet: Fleet{Min: 2, Max: 12, Desired: 2, HealthCheckType: "elb", GracePeriod: Duration(10e9),
+			InstanceRefresh: InstanceRefresh{MinHealthyPercentage: 100, MaxHealthyPercentage: 200, Checkpoints: []int{50, 100},
+				Bake: Duration(10e9), HealthTimeout: Duration(60e9), Max5xxIncrease: 1, MaxP99Increase: Duration(500e6), AutoRollback: true}},
 		LoadBalancer: LoadBalancer{
 			HTTPS: "127.0.0.1:8443", HTTP: "127.0.0.1:8080", Algorithm: "round_robin",
 			DeregistrationDelay: Duration(5e9), IdleTimeout: Duration(60e9),

@@ -169,6 +169,7 @@ func (f *Fleet) validate(ps *problems) {
 	if f.HealthCheckType != "elb" && f.HealthCheckType != "ec2" {
 		ps.add("fleet.health_check_type", `must be "elb" or "ec2", got %q`, f.HealthCheckType)
 	}
+	f.InstanceRefresh.validate(ps)
 	if f.GracePeriod < 0 || f.GracePeriod.D() > 2*time.Hour {
 		ps.add("fleet.grace_period", "must be from 0 to 2h, got %s", f.GracePeriod)
 	}
@@ -345,5 +346,54 @@ func checkAddr(ps *problems, field, v string, optional bool) {
 	}
 	if ap.Port() == 0 {
 		ps.add(field, "must name a port from 1 to 65535, got %q", v)
+	}
+}
+
+func (r *InstanceRefresh) validate(ps *problems) {
+	const fp = "fleet.instance_refresh."
+	if r.MinHealthyPercentage < 0 || r.MinHealthyPercentage > 100 {
+		ps.add(fp+"min_healthy_percentage", "must be from 0 to 100, got %d", r.MinHealthyPercentage)
+	}
+	if r.MaxHealthyPercentage < 100 || r.MaxHealthyPercentage > 200 {
+		ps.add(fp+"max_healthy_percentage", "must be from 100 to 200, got %d", r.MaxHealthyPercentage)
+	}
+	if r.MinHealthyPercentage > r.MaxHealthyPercentage {
+		ps.add(fp+"min_healthy_percentage", "must not exceed max_healthy_percentage (%d), got %d", r.MaxHealthyPercentage, r.MinHealthyPercentage)
+	} else if r.MinHealthyPercentage == 100 && r.MaxHealthyPercentage == 100 {
+		ps.add(fp+"max_healthy_percentage", "must be above 100 when min_healthy_percentage is 100, or no instance can be replaced; got 100")
+	}
+	if len(r.Checkpoints) == 0 {
+		ps.add(fp+"checkpoints", "at least one is required, the last one 100")
+	}
+	for i, c := range r.Checkpoints {
+		switch {
+		case c < 1 || c > 100:
+			ps.add(fmt.Sprintf("%scheckpoints[%d]", fp, i), "must be from 1 to 100, got %d", c)
+		case i > 0 && c <= r.Checkpoints[i-1]:
+			ps.add(fmt.Sprintf("%scheckpoints[%d]", fp, i), "must be above the one before (%d): checkpoints increase, got %d", r.Checkpoints[i-1], c)
+		}
+	}
+	if n := len(r.Checkpoints); n > 0 && r.Checkpoints[n-1] != 100 {
+		ps.add(fp+"checkpoints", "must end at 100 (the whole fleet), got %v", r.Checkpoints)
+	}
+	if r.Bake < 0 || r.Bake.D() > 2*time.Hour {
+		ps.add(fp+"bake", "must be from 0 to 2h, got %s", r.Bake)
+	}
+	if r.InstanceWarmup < 0 || r.InstanceWarmup.D() > time.Hour {
+		ps.add(fp+"instance_warmup", "must be from 0 to 1h, got %s", r.InstanceWarmup)
+	}
+	if r.HealthTimeout <= 0 || r.HealthTimeout.D() > time.Hour {
+		ps.add(fp+"health_timeout", "must be from 1s to 1h, got %s", r.HealthTimeout)
+	}
+	if r.Max5xxIncrease < 0 || r.Max5xxIncrease > 100 {
+		ps.add(fp+"max_5xx_increase", "must be from 0 to 100 percentage points, got %g", r.Max5xxIncrease)
+	}
+	if r.MaxP99Increase <= 0 {
+		ps.add(fp+"max_p99_increase", "must be above 0, got %s", r.MaxP99Increase)
+	}
+	for i, a := range r.RollbackOn {
+		if strings.TrimSpace(a) == "" {
+			ps.add(fmt.Sprintf("%srollback_on[%d]", fp, i), "an alarm name is required")
+		}
 	}
 }
