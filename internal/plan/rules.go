@@ -24,6 +24,7 @@ var rules = map[string]Rule{
 	"fleet.desired":                      {InPlace, "fleet", "the Auto Scaling Group launches or drains instances to the new desired capacity", ""},
 	"fleet.health_check_type":            {InPlace, "fleet", "the fleet judges instances by the new health check type from its next tick", ""},
 	"fleet.grace_period":                 {InPlace, "fleet", "instances launched from now on get the new grace period", ""},
+	"fleet.instance_refresh":             {InPlace, "releases", "the instance refresh's preferences and gates change at once: haven deploy rollouts started from now on use them; a rollout under way keeps the checkpoints and bake it started with and is judged by the new gates from its next tick", ""},
 	"fleet.scaling":                      {InPlace, "scaling", "the scaling policies and scheduled actions are replaced", ""},
 	"app.health_check":                   {InPlace, "load balancer", "the target group's health check changes from each target's next check; no target is re-registered", ""},
 	"load_balancer.algorithm":            {InPlace, "load balancer", "the target group routes new requests with the new algorithm", ""},

@@ -291,6 +291,17 @@ func (r *Region) execute(ctx context.Context, p plan.Plan, from, to *running, lo
 			return nil
 		}},
 		{"scaling", func() error { logf("scaling: policies replaced"); return nil }},
+		{"releases", func() error {
+			if v.releases == nil {
+				return errors.New("the release controller is not running")
+			}
+			if err := v.releases.SetPolicy(nc.Releases); err != nil {
+				return err
+			}
+			ir := ns.Fleet.InstanceRefresh
+			logf("releases: instance refresh healthy %d–%d%%, checkpoints %v, bake %s", ir.MinHealthyPercentage, ir.MaxHealthyPercentage, ir.Checkpoints, ir.Bake)
+			return nil
+		}},
 		{"release", func() error { logf("release: recorded; it runs at the next haven up"); return nil }},
 		{"edge", func() error { logf("edge: recorded for haven aws tfvars"); return nil }},
 		{"aws", func() error { logf("aws: recorded for haven aws tfvars"); return nil }},
