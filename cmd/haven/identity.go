@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -104,14 +106,18 @@ func identityStatus(id *api.Identity, keys bool) string {
 	}
 	rot := "by hand only"
 	if id.KeyRotationS > 0 {
-		rot = "every " + (time.Duration(id.KeyRotationS) * time.Second).String()
+		rot = "every " + days(time.Duration(id.KeyRotationS)*time.Second)
 	}
-	fmt.Fprintf(&b, "identity %s (discovery %s), %d users %v; %s\n", id.Issuer, id.DiscoveryURL, id.Users, id.Groups, mode)
+	groups := make([]string, 0, len(id.Groups))
+	for _, g := range slices.Sorted(maps.Keys(id.Groups)) {
+		groups = append(groups, fmt.Sprintf("%s %d", g, id.Groups[g]))
+	}
+	fmt.Fprintf(&b, "identity %s (discovery %s), %d users (%s); %s\n", id.Issuer, id.DiscoveryURL, id.Users, strings.Join(groups, ", "), mode)
 	for _, c := range id.Clients {
 		fmt.Fprintf(&b, "  client %s: redirect %s, post-logout %s, secret %s\n", c.ID, strings.Join(c.RedirectURIs, " "), strings.Join(c.PostLogoutRedirectURIs, " "), c.SecretID)
 	}
 	fmt.Fprintf(&b, "  signing key %s (rotation %s, retention %s; keys in secret %s)\n", id.SigningKey, rot,
-		(time.Duration(id.KeyRetentionS) * time.Second).String(), id.SigningKeysSecret)
+		days(time.Duration(id.KeyRetentionS)*time.Second), id.SigningKeysSecret)
 	if keys {
 		for _, k := range id.Keys {
 			state := "signing"
@@ -122,4 +128,13 @@ func identityStatus(id *api.Identity, keys bool) string {
 		}
 	}
 	return b.String()
+}
+
+// days writes a whole number of days as the spec does (90d), and any other
+// duration as Go does.
+func days(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
