@@ -168,6 +168,13 @@ var Fields = []Field{
 		Example: "app: {release: [courses, migrate]}",
 	},
 	{
+		Path: "app.migrations", Kind: NotOnAWS, Capability: "release task",
+		Allowed: "arguments of the app's program, e.g. `[migrations, --json]`",
+		Local:   "`haven deploy` runs the new and the current version's program with them and refuses a version that adds a breaking migration without `--allow-breaking`",
+		Reason:  "an instance refresh checks no migrations before it rolls out; run the new build with these arguments in your deploy pipeline and stop on a breaking migration before `terraform apply`",
+		Example: "app: {migrations: [migrations, --json]}",
+	},
+	{
 		Path: "app.health_check.path", Kind: Exported, Capability: "health checks",
 		Allowed:  "starts with `/`",
 		Local:    "each target is probed with GET at this path",
