@@ -63,6 +63,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newAWSCmd(g),
 		newAuditCmd(g),
 		newSecretsCmd(g),
+		newIdentityCmd(g),
 	)
 	return root
 }

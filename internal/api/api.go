@@ -45,6 +45,9 @@ type Status struct {
 	LB        LB         `json:"load_balancer"`
 	Instances []Instance `json:"instances"`
 	Database  *Database  `json:"database,omitempty"`
+	// Identity is the identity tier (nil: identity.enabled is false, or
+	// the provider is not running yet).
+	Identity *Identity `json:"identity,omitempty"`
 	// Spec is the recorded spec's hash and its last apply.
 	Spec     SpecState `json:"spec"`
 	Warnings []string  `json:"warnings,omitempty"`

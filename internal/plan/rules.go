@@ -41,6 +41,7 @@ var rules = map[string]Rule{
 
 	// Settings nothing local runs on.
 	"app.release":            {InPlace, "release", "recorded: the release task runs at the next haven up, not on apply", ""},
+	"fleet.instance_refresh": {InPlace, "releases", "recorded: haven deploy's rollouts use the new refresh policy after the next haven up, not on apply", ""},
 	"edge":                   {InPlace, "edge", "recorded for haven aws tfvars: the local region does not run the edge yet", ""},
 	"aws":                    {InPlace, "aws", "recorded for haven aws tfvars: nothing local uses it", ""},
 	"aws.region":             {Refused, "region", "the local region serves its AWS APIs in this region: secret ARNs, credentials and metadata carry it", downUp},
@@ -64,6 +65,8 @@ var rules = map[string]Rule{
 	"load_balancer.https":       {Refused, "load balancer", "the listener's address is where every client connects; moving it is a restart of the load balancer, which the in-process load balancer cannot do without dropping connections", downUp},
 	"load_balancer.http":        {Refused, "load balancer", "the redirect listener's address is set when the load balancer starts", downUp},
 	"secrets.listen":            {Refused, "secrets", "instances reach the Secrets Manager API at this address for their whole life", downUp},
+	"identity": {Refused, "identity", "the identity provider's listener, directory, client registration and key schedule are set when it starts, and the instances' launch template carries its issuer; a running region does not restart it yet",
+		"keep the identity section, or " + downUp + "; `haven identity rotate-key` rotates the signing key of a running region"},
 }
 
 // unknown is the rule of a field no rule covers.

@@ -51,6 +51,7 @@ func (r *Region) serveAPI() (func(), error) {
 		}
 		return nil
 	})
+	routes.IdentityRoutes(mux, a.identity)
 	routes.SpecRoutes(mux, r)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
@@ -306,6 +307,7 @@ func (r *Region) Status() api.Status {
 			}
 		}
 	}
+	st.Identity = r.identityStatus(v)
 	if v.db != nil {
 		ds := v.db.Status()
 		d := &api.Database{Endpoint: s.Database.Endpoint, Epoch: int64(ds.State.Epoch), Primary: ds.State.Primary}

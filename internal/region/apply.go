@@ -363,14 +363,19 @@ func (r *Region) derive(ctx context.Context, v *tiers, c Configs) error {
 	} else if moved {
 		r.say("secrets: %s now names %s, database %s", c.DBSecret.Name, c.DBSecret.Endpoint, c.DBSecret.Database)
 	}
-	return v.policies.Set(c.AppRole, appPolicy(v.cred.ARN()))
+	arns := []string{v.cred.ARN()}
+	if v.idpSecretARN != "" {
+		arns = append(arns, v.idpSecretARN) // the app's client secret at the identity provider
+	}
+	return v.policies.Set(c.AppRole, appPolicy(arns...))
 }
 
-// appPolicy is the app role's policy: read its own database secret.
-func appPolicy(secretARN string) iam.Policy {
+// appPolicy is the app role's policy: read its own secrets, the database
+// credential and, with the identity tier, its client secret.
+func appPolicy(secretARNs ...string) iam.Policy {
 	return iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
 		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
 		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
-		Resource: iam.StringList{secretARN},
+		Resource: iam.StringList(secretARNs),
 	}}}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/haven-platform/haven/internal/dbsecret"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/idp"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/parity"
@@ -58,9 +59,13 @@ type tiers struct {
 	secUp    bool // the Secrets Manager API serves
 	cred     *dbsecret.Credential
 	imds     *imds.Endpoints
-	lb       *lb.LB
-	fleet    *fleet.Fleet
-	releases *release.Controller
+	// idp is the identity provider (nil: identity is off);
+	// idpSecretARN the ARN of the app's client secret.
+	idp          *idp.Provider
+	idpSecretARN string
+	lb           *lb.LB
+	fleet        *fleet.Fleet
+	releases     *release.Controller
 }
 
 // dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.

@@ -24,6 +24,10 @@ type Spec struct {
 	Secrets Secrets `yaml:"secrets" json:"secrets"`
 	// Edge is the caching reverse proxy in front of the load balancer (CloudFront on AWS).
 	Edge Edge `yaml:"edge" json:"edge"`
+	// Identity is the identity tier: an OpenID Connect provider standing in
+	// for the university's (Okta or Entra ID on AWS), and the app's single
+	// sign-on against it.
+	Identity Identity `yaml:"identity" json:"identity"`
 	// SecurityGroups adds rules to the seed's security groups (alb-sg,
 	// app-sg, db-sg, vpce-sg), enforced locally by nftables and exported to
 	// the Terraform module. Default: none, the seed's chain alone.
@@ -255,6 +259,75 @@ type Edge struct {
 	DefaultTTL Duration `yaml:"default_ttl" json:"default_ttl"`
 }
 
+// Identity is the region's OpenID Connect provider (internal/idp) and the
+// app's client registration at it. On AWS the university's tenant is the
+// provider: its issuer, client id and client secret are deployment values
+// (docs/aws.md), not the spec's.
+type Identity struct {
+	// Enabled runs the provider and gives every instance its issuer, its
+	// client id and the name of its client secret in the secrets service.
+	// Default: false.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Listen is the provider's HTTPS listener, a loopback address; the
+	// issuer is https://<listen>. In a VPC the provider listens on the
+	// host's address on its link into the VPC, at this port, so the
+	// instances reach the same issuer as the browser. Default: 127.0.0.1:9443.
+	Listen string `yaml:"listen" json:"listen"`
+	// Name is the provider's name on its pages. Default: "University sign-in".
+	Name string `yaml:"name" json:"name"`
+	// ClientID is the app's client id at the provider. Letters, digits,
+	// '.', '_' and '-', at most 64. Default: the region name.
+	ClientID string `yaml:"client_id" json:"client_id"`
+	// StaffSSOOnly refuses staff password logins in the app: teachers sign
+	// in with the university account only. Needs enabled. Default: false.
+	StaffSSOOnly bool `yaml:"staff_sso_only" json:"staff_sso_only"`
+	// KeyRotation is how often the provider replaces its signing key; 0
+	// rotates only by `haven identity rotate-key`. 0 or 1m–365d. Default: 90d.
+	KeyRotation Duration `yaml:"key_rotation" json:"key_rotation"`
+	// KeyRetention is how long a replaced key stays in the JWKS, so every
+	// token it signed verifies until it expires: at least id_token_lifetime
+	// and 1h (the access tokens' lifetime), at most 365d. Default: 24h.
+	KeyRetention Duration `yaml:"key_retention" json:"key_retention"`
+	// IDTokenLifetime is how long an ID token is valid, 1m–24h. Default: 1h.
+	IDTokenLifetime Duration `yaml:"id_token_lifetime" json:"id_token_lifetime"`
+	// Users are the directory's named accounts. Default: none.
+	Users []IdentityUser `yaml:"users" json:"users,omitempty"`
+	// Generated are numbered accounts, as a seed writes them: teacher1,
+	// teacher2, ... With enabled, users and generated name at least one
+	// account between them. Default: none.
+	Generated []IdentityGenerated `yaml:"generated" json:"generated,omitempty"`
+}
+
+// IdentityUser is one named account of the provider's directory.
+type IdentityUser struct {
+	// Username is what the user types to sign in, e.g.
+	// dean@example.edu; unique, compared case-insensitively. Required.
+	Username string `yaml:"username" json:"username"`
+	// Name is the display name. Default: the username.
+	Name string `yaml:"name" json:"name,omitempty"`
+	// Groups are the groups claim, e.g. [staff]; the app maps staff to
+	// teacher and students to student. Default: none.
+	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	// PasswordHash is the password's argon2id or bcrypt hash (`haven
+	// identity hash` makes one); a password never goes in the spec. Required.
+	PasswordHash string `yaml:"password_hash" json:"password_hash"`
+}
+
+// IdentityGenerated is a run of numbered accounts sharing groups and a
+// password hash.
+type IdentityGenerated struct {
+	// Username is the pattern, with {n} once for the number, e.g.
+	// teacher{n}@example.edu. Required.
+	Username string `yaml:"username" json:"username"`
+	// Count is how many: n runs from 1 to count, 1–100000. Required.
+	Count int `yaml:"count" json:"count"`
+	// Groups are every account's groups. Default: none.
+	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	// PasswordHash is every account's password hash, argon2id or bcrypt.
+	// Required.
+	PasswordHash string `yaml:"password_hash" json:"password_hash"`
+}
+
 // AWS holds AWS-only settings used by the Terraform module.
 type AWS struct {
 	// Region is the AWS region. Default: eu-west-1.
@@ -306,6 +379,8 @@ func Default() Spec {
 		},
 		Secrets: Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
 		Edge:    Edge{Static: []string{"/static/*", "/materials/*"}, DefaultTTL: Duration(24 * 3600e9)},
+		Identity: Identity{Listen: "127.0.0.1:9443", Name: "University sign-in", KeyRotation: Duration(90 * 24 * 3600e9),
+			KeyRetention: Duration(24 * 3600e9), IDTokenLifetime: Duration(3600e9)},
 		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
 			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
 	}
