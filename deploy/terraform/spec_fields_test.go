@@ -128,3 +128,27 @@ func TestSpecFieldsPlanned(t *testing.T) {
 	eq(t, "app_command (a program alone runs without arguments)", string(args), `[]`)
 	eq(t, "vars app_command", vars.AppCommand != nil && len(*vars.AppCommand) == 0, true)
 }
+
+// TestInstanceRefreshVariableRefused: a module user who writes
+// instance_refresh by hand gets AWS's rules at plan, naming the field
+// (haven aws tfvars never writes these: it raises min and drops unknown
+// alarms with a warning, and the spec refuses the rest).
+func TestInstanceRefreshVariableRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ir   map[string]any
+		want string
+	}{
+		{"min and max too far apart", map[string]any{"min_healthy_percentage": 50, "max_healthy_percentage": 200}, "at most 100 apart"},
+		{"checkpoints not ending at 100", map[string]any{"checkpoint_percentages": []int{50, 90}}, "ending at 100"},
+		{"an alarm the module lacks", map[string]any{"rollback_alarms": []string{"db-failover"}}, "names an alarm the module does not create"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requireSetup(t)
+			res := runPlan(t, "refresh-bad-"+strings.ReplaceAll(tc.name, " ", "-"), coursesInput(), map[string]any{"instance_refresh": tc.ir})
+			if res.err == nil || !strings.Contains(strings.Join(strings.Fields(res.err.Error()), " "), tc.want) {
+				t.Errorf("plan error = %v, want %q", res.err, tc.want)
+			}
+		})
+	}
+}
