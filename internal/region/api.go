@@ -40,7 +40,7 @@ func (r *Region) serveAPI() (func(), error) {
 	a := &regionAPI{r}
 	routes.RegionRoutes(mux, a)
 	routes.DBRoutes(mux, routes.DBInfo{
-		Endpoint: r.spec.Database.Endpoint, AppUser: r.spec.Database.User, AppDatabase: r.spec.Database.Name,
+		Endpoint: func() string { return r.now().spec.Database.Endpoint }, AppUser: r.spec.Database.User, AppDatabase: r.spec.Database.Name,
 		AppAuth: r.cfg.DB.AppAuth, MultiAZ: r.spec.Database.MultiAZ,
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)

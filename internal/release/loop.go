@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haven-platform/haven/internal/clock"
@@ -122,6 +123,9 @@ type Controller struct {
 	log   *slog.Logger
 	clock clock.Clock
 
+	// pol is the instance refresh's policy (cfg.Policy until SetPolicy).
+	pol atomic.Pointer[Policy]
+
 	mu     sync.Mutex
 	active *Rollout
 	abort  string // an operator asked to roll the active rollout back
@@ -157,9 +161,11 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Controller{cfg: cfg, log: cfg.Logger.With("component", "release"), clock: clock.Or(cfg.Clock),
+	c := &Controller{cfg: cfg, log: cfg.Logger.With("component", "release"), clock: clock.Or(cfg.Clock),
 		base: map[string]TargetCounts{}, seen: map[string]TargetCounts{}, hashOf: map[string]string{},
-		reasons: map[string]string{}, stopping: map[string]bool{}}, nil
+		reasons: map[string]string{}, stopping: map[string]bool{}}
+	c.pol.Store(&cfg.Policy)
+	return c, nil
 }
 
 // Ensure records the spec's template as a version and returns the version
@@ -278,9 +284,9 @@ func (c *Controller) tick(ctx context.Context) {
 	o := c.observe(r)
 	var pl Plan
 	if abort != "" && (r.Phase == PhaseRolling || r.Phase == PhaseBaking) {
-		pl = fail(c.cfg.Policy, r, o, "manual", abort)
+		pl = fail(c.policy(), r, o, "manual", abort)
 	} else {
-		pl = Decide(c.cfg.Policy, r, o)
+		pl = Decide(c.policy(), r, o)
 	}
 	if err := c.record(pl.Next); err != nil {
 		c.log.Error("record rollout", "rollout", r.ID, "err", err)
@@ -421,9 +427,9 @@ func (c *Controller) observe(r Rollout) Observation {
 		}
 	}
 	o.New.P99, o.Old.P99 = quantile(newLat, c.cfg.LatencyBounds, 0.99), quantile(oldLat, c.cfg.LatencyBounds, 0.99)
-	if c.cfg.Alarms != nil && len(c.cfg.Policy.RollbackOn) > 0 {
+	if c.cfg.Alarms != nil && len(c.policy().RollbackOn) > 0 {
 		st := c.cfg.Alarms()
-		for _, a := range c.cfg.Policy.RollbackOn {
+		for _, a := range c.policy().RollbackOn {
 			if st[a] == "ALARM" {
 				o.InAlarm = append(o.InAlarm, a)
 			}
@@ -566,6 +572,25 @@ func (c *Controller) Rollback(_ context.Context, to string) (Rollout, error) {
 	return c.startLocked(v, cur, "rollback", "")
 }
 
+// policy is the policy in effect.
+func (c *Controller) policy() Policy { return *c.pol.Load() }
+
+// SetPolicy replaces the instance refresh's preferences and gates (haven
+// apply of fleet.instance_refresh). Rollouts started from now on take all
+// of it; a rollout under way keeps the checkpoints and bake it started
+// with and is judged by the new gates from its next tick.
+func (c *Controller) SetPolicy(p Policy) error {
+	p = p.WithDefaults()
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("set instance refresh policy: %w", err)
+	}
+	if len(p.RollbackOn) > 0 && c.cfg.Alarms == nil {
+		return fmt.Errorf("set instance refresh policy: fleet.instance_refresh.rollback_on names alarms %v, but the region has no alarms to watch", p.RollbackOn)
+	}
+	c.pol.Store(&p)
+	return nil
+}
+
 func (c *Controller) busyLocked() error {
 	if a := c.active; a != nil {
 		return fmt.Errorf("rollout %s (%s → %s) is %s since %s: %w; wait for it to finish (haven deploy status) or roll it back (haven deploy rollback)",
@@ -575,7 +600,7 @@ func (c *Controller) busyLocked() error {
 }
 
 func (c *Controller) startLocked(v, cur Version, requested, allowedBreaking string) (Rollout, error) {
-	p := c.cfg.Policy
+	p := c.policy()
 	r := Rollout{ID: c.cfg.Store.NextRolloutID(), Target: v.ID, TargetHash: v.Hash, From: cur.ID, FromHash: cur.Hash,
 		Phase: PhaseRolling, Checkpoints: slices.Clone(p.Checkpoints), Bake: p.Bake, StartedAt: c.clock.Now(), Requested: requested,
 		AllowedBreaking: allowedBreaking}
@@ -598,7 +623,7 @@ func (c *Controller) startLocked(v, cur Version, requested, allowedBreaking stri
 func (c *Controller) Status() Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := Status{Policy: c.cfg.Policy, Versions: len(c.cfg.Store.Versions()), Instances: map[string]int{}}
+	st := Status{Policy: c.policy(), Versions: len(c.cfg.Store.Versions()), Instances: map[string]int{}}
 	st.Current, _ = c.cfg.Store.Current()
 	if c.active != nil {
 		a := *c.active

@@ -230,3 +230,25 @@ func TestControllerDeployRollbackRestart(t *testing.T) {
 		t.Errorf("allowed breaking rollout's record says %q", got.AllowedBreaking)
 	}
 }
+
+// TestSetPolicy is haven apply of fleet.instance_refresh: a valid policy
+// is in effect at once (Status reports it), an invalid one or one naming
+// alarms the region lacks is refused and the old one stays.
+func TestSetPolicy(t *testing.T) {
+	c := newController(t, t.TempDir(), &fakeFleet{}, nil)
+	if err := c.SetPolicy(Policy{MinHealthy: 50, Checkpoints: []int{50, 100}}); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Status().Policy; p.MinHealthy != 50 || len(p.Checkpoints) != 2 {
+		t.Errorf("policy after SetPolicy: %+v, want min healthy 50, checkpoints [50 100]", p)
+	}
+	if err := c.SetPolicy(Policy{RollbackOn: []string{"high-5xx"}}); err == nil || !strings.Contains(err.Error(), "no alarms") {
+		t.Errorf("SetPolicy naming alarms without any: %v, want refused", err)
+	}
+	if err := c.SetPolicy(Policy{MinHealthy: 150}); err == nil {
+		t.Error("SetPolicy with min healthy 150% succeeded")
+	}
+	if p := c.Status().Policy; p.MinHealthy != 50 {
+		t.Errorf("a refused SetPolicy changed the policy: %+v", p)
+	}
+}
