@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -98,6 +99,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		},
 	}
 
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "migrations",
+		Short: "List the schema migrations this build carries, and which break older versions",
+		Long: "List the schema migrations this build carries. A breaking one (marked \"" + breakingMarker + " why\" in its SQL) " +
+			"would break an older version still serving during a rolling deploy. Needs no database.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ms := migrationList(migrations)
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ms)
+			}
+			for _, m := range ms {
+				kind := "expand"
+				if m.Breaking {
+					kind = "BREAKING: " + m.Reason
+				}
+				fmt.Fprintf(stdout, "%3d  %-24s %s\n", m.Version, m.Name, kind)
+			}
+			return nil
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON: [{version, name, breaking, reason}]")
+
 	var seedCfg SeedConfig
 	seed := &cobra.Command{
 		Use:   "seed",
@@ -151,7 +178,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "courses", version)
 		},
 	}
-	root.AddCommand(serve, migrate, seed, ver)
+	root.AddCommand(serve, migrate, list, seed, ver)
 	return root.ExecuteContext(ctx)
 }
 

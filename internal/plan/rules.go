@@ -46,6 +46,7 @@ var rules = map[string]Rule{
 
 	// Settings nothing local runs on.
 	"app.release":            {InPlace, "release", "recorded: the release task runs at the next haven up, not on apply", ""},
+	"app.migrations":         {InPlace, "releases", "recorded: haven deploy asks builds for their migrations with the new arguments after the next haven up, not on apply", ""},
 	"edge":                   {InPlace, "edge", "recorded for haven aws tfvars: the local region does not run the edge yet", ""},
 	"aws":                    {InPlace, "aws", "recorded for haven aws tfvars: nothing local uses it", ""},
 	"aws.region":             {Refused, "region", "the local region serves its AWS APIs in this region: secret ARNs, credentials and metadata carry it", downUp},

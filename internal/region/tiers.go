@@ -530,11 +530,15 @@ func (r *Region) startFleet(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rel, err := release.New(release.Config{
+	relCfg := release.Config{
 		Store: store, Fleet: releaseFleet{r}, Zones: r.spec.Zones, Policy: r.cfg.Releases,
 		Targets: r.targetCounts, LatencyBounds: lb.LatencyBounds, Alarms: r.alarmStates, Logger: r.opts.Logger,
 		OnEvent: func(kind, subject, msg string) { r.events.Add("deploy", kind, subject, msg) },
-	})
+	}
+	if len(r.spec.App.Migrations) > 0 {
+		relCfg.Breaking = r.breakingMigrations
+	}
+	rel, err := release.New(relCfg)
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,14 @@ type App struct {
 	// database is ready and before the fleet launches (migrations, seed data).
 	// It gets the same environment as an instance. Default: none.
 	Release []string `yaml:"release" json:"release,omitempty"`
+	// Migrations are the arguments that make the app's program print its
+	// schema migrations as JSON: [{"version": 1, "name": "...", "breaking":
+	// false, "reason": ""}, ...], versions increasing. `haven deploy` runs
+	// the new version's program and the current one's with them (no
+	// database, as unprivileged as an instance) and refuses a version that
+	// adds a breaking migration unless given --allow-breaking. Default: none
+	// (no check).
+	Migrations []string `yaml:"migrations" json:"migrations,omitempty"`
 	// HealthCheck is the target group's health check.
 	HealthCheck HealthCheck `yaml:"health_check" json:"health_check"`
 	// Instance is the instance size: a cgroup CPU quota and memory limit locally.

@@ -144,6 +144,11 @@ func (a *App) validate(ps *problems) {
 			ps.add(f, "must not contain a NUL byte")
 		}
 	}
+	for i, arg := range a.Migrations {
+		if strings.TrimSpace(arg) == "" || strings.ContainsRune(arg, 0) {
+			ps.add(fmt.Sprintf("app.migrations[%d]", i), "must be a non-empty argument, e.g. [migrations, --json]")
+		}
+	}
 	checkPort(ps, "app.port", a.Port)
 	hc := &a.HealthCheck
 	if !strings.HasPrefix(hc.Path, "/") {

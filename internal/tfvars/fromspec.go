@@ -61,6 +61,12 @@ func FromSpec(s spec.Spec) Input {
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
 	}
+	ir := s.Fleet.InstanceRefresh
+	in.InstanceRefresh = &InstanceRefresh{
+		MinHealthy: ir.MinHealthyPercentage, MaxHealthy: ir.MaxHealthyPercentage,
+		Checkpoints: append([]int(nil), ir.Checkpoints...), Bake: ir.Bake.D(), Warmup: ir.InstanceWarmup.D(),
+		AutoRollback: ir.AutoRollback, RollbackOn: append([]string(nil), ir.RollbackOn...),
+	}
 	for _, g := range s.SecurityGroups {
 		for _, d := range []struct {
 			dir   string
@@ -105,8 +111,13 @@ var specFields = map[string]string{
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
 	"LogRetention": "aws.log_retention", "AppEnv": "app.env", "IdleTimeout": "load_balancer.idle_timeout",
 	"HealthCheckType": "fleet.health_check_type", "DBName": "database.name", "DBUser": "database.user",
-	"SecurityGroupRules": "security_groups[].name",
-	"Alarm5XXPercent":    "alarms.thresholds.http_5xx_percent", "AlarmP99LatencySeconds": "alarms.thresholds.p99_latency_seconds",
+	"SecurityGroupRules":          "security_groups[].name",
+	"InstanceRefresh.MinHealthy":  "fleet.instance_refresh.min_healthy_percentage",
+	"InstanceRefresh.MaxHealthy":  "fleet.instance_refresh.max_healthy_percentage",
+	"InstanceRefresh.Checkpoints": "fleet.instance_refresh.checkpoints",
+	"InstanceRefresh.Bake":        "fleet.instance_refresh.bake", "InstanceRefresh.Warmup": "fleet.instance_refresh.instance_warmup",
+	"InstanceRefresh.RollbackOn": "fleet.instance_refresh.rollback_on",
+	"Alarm5XXPercent":            "alarms.thresholds.http_5xx_percent", "AlarmP99LatencySeconds": "alarms.thresholds.p99_latency_seconds",
 	"AlarmDBConnections": "alarms.thresholds.db_connections",
 }
 

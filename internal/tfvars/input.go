@@ -58,6 +58,10 @@ type Input struct {
 	TargetTracking []TargetTracking
 	// Scheduled lists the scheduled actions.
 	Scheduled []Scheduled
+	// InstanceRefresh is how a new launch template version rolls out (spec
+	// fleet.instance_refresh). Nil keeps the module's defaults, which are
+	// the spec's.
+	InstanceRefresh *InstanceRefresh
 
 	// MultiAZ runs a synchronous standby in a second AZ.
 	MultiAZ bool
@@ -154,6 +158,31 @@ type TargetTracking struct {
 	Target float64
 	// Warmup is the instance warmup, rounded up to whole seconds.
 	Warmup time.Duration
+}
+
+// InstanceRefresh is the Auto Scaling group's instance refresh preferences.
+type InstanceRefresh struct {
+	// MinHealthy is the percentage of desired capacity kept in service
+	// (0–100). AWS allows it at most 100 below MaxHealthy: further apart,
+	// it is raised with a warning.
+	MinHealthy int
+	// MaxHealthy is how far above desired capacity the group may grow,
+	// launching before terminating (100–200).
+	MaxHealthy int
+	// Checkpoints are the percentages replaced before each bake: strictly
+	// increasing, 1–100, ending at 100.
+	Checkpoints []int
+	// Bake is the checkpoint delay (AWS 0–172800 s, whole seconds rounded up).
+	Bake time.Duration
+	// Warmup is the instance warmup (whole seconds, rounded up).
+	Warmup time.Duration
+	// AutoRollback rolls a failed refresh back to the previous version.
+	AutoRollback bool
+	// RollbackOn names haven alarms that fail the refresh in ALARM, beside
+	// alb-5xx-rate and healthy-hosts-below-min, which every refresh watches.
+	// A name the module has no CloudWatch alarm for is left out with a
+	// warning.
+	RollbackOn []string
 }
 
 // Scheduled is one scheduled action. Nil sizes are left unchanged.

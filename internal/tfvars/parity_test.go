@@ -297,7 +297,7 @@ func TestInputFieldsNameExportedSpecFields(t *testing.T) {
 	it := reflect.TypeOf(Input{})
 	for i := 0; i < it.NumField(); i++ {
 		n := it.Field(i).Name
-		if n == "Deployment" || n == "HealthCheck" || n == "TargetTracking" || n == "Scheduled" {
+		if n == "Deployment" || n == "HealthCheck" || n == "TargetTracking" || n == "Scheduled" || n == "InstanceRefresh" {
 			continue
 		}
 		if _, ok := specFields[n]; !ok {
