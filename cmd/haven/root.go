@@ -54,15 +54,23 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newVersionCmd(),
 		newDownCmd(g),
 		newStatusCmd(g),
+		newPlanCmd(g),
+		newApplyCmd(g),
 		newInstanceCmd(g),
 		newZoneCmd(g),
 		newFleetCmd(g),
+		newDeployCmd(g),
 		newDrillCmd(g),
 		newDBCmd(g),
 		newEventsCmd(g),
 		newAWSCmd(g),
 		newAuditCmd(g),
 		newSecretsCmd(g),
+		newAlarmsCmd(g),
+		newLogsCmd(g),
+		newConsoleCmd(g),
+		newVersionCmd(),
+		newIdentityCmd(g),
 	)
 	return root
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/plan"
 	"github.com/haven-platform/haven/internal/region"
 	"github.com/haven-platform/haven/internal/spec"
 )
@@ -44,6 +47,12 @@ the load balancer moves to this binary's by a hot restart.`,
 			}
 			dir := g.dir()
 			if st, err := g.client().Status(cmd.Context()); err == nil {
+				if h := plan.Hash(s); st.Spec.Hash != "" && h != st.Spec.Hash {
+					// A takeover hands the region over as it runs: a changed
+					// spec goes through plan and apply, with or without it.
+					return fmt.Errorf("start region: region %q is already running in %s on spec %s, and %s is spec %s: run `haven plan -f %s` to see the changes and `haven apply -f %s` to make them without downtime",
+						st.Region, dir, st.Spec.Hash, g.specFile, h, g.specFile, g.specFile)
+				}
 				if !takeover {
 					return fmt.Errorf("start region: region %q is already running in %s (daemon pid %d, version %s); stop it with `haven down --state-dir %s`, hand it over to this binary with `haven up --takeover`, or pick another --state-dir", st.Region, dir, st.PID, st.Version, dir)
 				}
@@ -76,7 +85,7 @@ func newDaemonCmd(g *globals) *cobra.Command {
 				return err
 			}
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			err = region.Run(cmd.Context(), region.Options{Spec: s, SpecFile: g.specFile, StateDir: g.dir(), BinDir: binDir(), Logger: logger})
+			err = region.Run(cmd.Context(), region.Options{Spec: s, SpecFile: g.specFile, SpecSHA256: fileSHA256(g.specFile), StateDir: g.dir(), BinDir: binDir(), Logger: logger})
 			if errors.Is(err, region.ErrHandedOver) {
 				return nil
 			}
@@ -107,6 +116,17 @@ func handOver(ctx context.Context, g *globals, st api.Status, stderr io.Writer) 
 	return nil
 }
 
+// fileSHA256 is the hex SHA-256 of a file, "" when it cannot be read (drill
+// reports name the spec by it).
+func fileSHA256(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 // binDir is the directory of the running haven binary: app binaries such as
 // courses are looked up there before PATH.
 func binDir() string {
@@ -131,7 +151,7 @@ func upForeground(ctx context.Context, g *globals, s spec.Spec, dir string, stdo
 	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		done <- region.Run(runCtx, region.Options{Spec: s, SpecFile: g.specFile, StateDir: dir, BinDir: binDir(), Logger: logger})
+		done <- region.Run(runCtx, region.Options{Spec: s, SpecFile: g.specFile, SpecSHA256: fileSHA256(g.specFile), StateDir: dir, BinDir: binDir(), Logger: logger})
 	}()
 	fmt.Fprintf(stderr, "haven: bringing up region %q (state %s, log %s); Ctrl-C stops it\n", s.Name, dir, logf.Name())
 	w := newWatcher(g.client(), stderr)

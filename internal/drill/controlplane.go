@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -381,13 +382,19 @@ func ControlPlaneLoss(ctx context.Context, c *api.Client, cfg ControlPlaneLossCo
 
 // binaryVersion asks a haven binary its version.
 func binaryVersion(ctx context.Context, bin string, env []string) (string, error) {
-	cmd := exec.CommandContext(ctx, bin, "version")
+	cmd := exec.CommandContext(ctx, bin, "version", "--json")
 	cmd.Env = env
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("%s version: %w", bin, err)
 	}
-	return string(bytes.TrimSpace(out)), nil
+	var v struct {
+		Version string `json:"version"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil || v.Version == "" {
+		return "", fmt.Errorf("%s version --json: no version in %q", bin, bytes.TrimSpace(out))
+	}
+	return v.Version, nil
 }
 
 // runCPRound runs one round: load, the fault, the new daemon (or load

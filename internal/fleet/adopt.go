@@ -54,8 +54,10 @@ func (f *Fleet) Adoption() Adoption {
 
 // fleetRecord is StateFile's content.
 type fleetRecord struct {
-	Capacity  Capacity         `json:"capacity"`
-	Instances []instanceRecord `json:"instances"`
+	Capacity Capacity `json:"capacity"`
+	// TemplateVersion is the fleet's launch template version when written.
+	TemplateVersion int              `json:"template_version,omitempty"`
+	Instances       []instanceRecord `json:"instances"`
 }
 
 type instanceRecord struct {
@@ -69,6 +71,11 @@ type instanceRecord struct {
 	LogPath    string            `json:"log_path,omitempty"`
 	Networked  bool              `json:"networked,omitempty"`
 	Env        map[string]string `json:"env,omitempty"`
+	// TemplateVersion and Release are the launch template version and the
+	// release version the instance was launched from: an adopted instance
+	// keeps them, so neither Roll nor a rollout takes it for outdated.
+	TemplateVersion int    `json:"template_version,omitempty"`
+	Release         string `json:"release,omitempty"`
 }
 
 // saveLocked writes the record when it changed (f.mu held).
@@ -76,7 +83,7 @@ func (f *Fleet) saveLocked() {
 	if f.cfg.StateFile == "" {
 		return
 	}
-	rec := fleetRecord{Capacity: f.capacity}
+	rec := fleetRecord{Capacity: f.capacity, TemplateVersion: f.version}
 	for _, in := range f.insts {
 		if in.ident.PID == 0 || in.state == StateTerminated {
 			continue
@@ -84,6 +91,7 @@ func (f *Fleet) saveLocked() {
 		rec.Instances = append(rec.Instances, instanceRecord{
 			ID: in.id, Zone: in.zone.Name, Addr: in.addr, Port: in.port, Process: in.ident, State: in.state,
 			LaunchedAt: in.launchedAt, LogPath: in.logPath, Networked: in.networked, Env: in.env,
+			TemplateVersion: in.version, Release: in.release,
 		})
 	}
 	slices.SortFunc(rec.Instances, func(a, b instanceRecord) int {
@@ -136,6 +144,9 @@ func (f *Fleet) adoptLocked(ctx context.Context) error {
 	if len(rec.Instances) > 0 && validateCapacity(rec.Capacity.Min, rec.Capacity.Desired, rec.Capacity.Max) == nil {
 		f.capacity = rec.Capacity
 	}
+	// The template version goes on from the recorded one, so the adopted
+	// instances' versions compare with it as they did.
+	f.version = max(f.version, rec.TemplateVersion)
 	var evs []Event
 	kept := map[string]bool{}
 	for _, r := range rec.Instances {
@@ -207,6 +218,7 @@ func (f *Fleet) adoptOne(ctx context.Context, r instanceRecord, zi int) (*instan
 	in := &instance{
 		id: r.ID, zoneIdx: zi, zone: z, addr: r.Addr, port: r.Port, pid: r.Process.PID, ident: r.Process,
 		logPath: r.LogPath, launchedAt: r.LaunchedAt, networked: r.Networked, env: r.Env, adopted: true,
+		version: r.TemplateVersion, release: r.Release,
 		exited: make(chan struct{}), state: StateInService, health: HealthHealthy,
 	}
 	if f.cfg.HealthCheckType == HealthCheckELB {

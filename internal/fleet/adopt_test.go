@@ -41,8 +41,10 @@ func testManager(t *testing.T) *cgroup.Manager {
 // TestFleetAdoptsAfterRestart: the control loop goes away without stopping
 // anything (as a crashed or upgraded daemon); a new fleet on the same
 // record adopts every instance (same ids, same pids, same cgroups), keeps
-// the capacity scaling set, launches nothing, and still replaces an
-// adopted instance that dies.
+// the capacity scaling set and the launch template and release versions
+// the instances were launched from (so no roll or rollout takes them for
+// outdated), launches nothing, and still replaces an adopted instance that
+// dies.
 func TestFleetAdoptsAfterRestart(t *testing.T) {
 	ev := &eventLog{}
 	cfg := testConfig(t, ev)
@@ -51,6 +53,11 @@ func TestFleetAdoptsAfterRestart(t *testing.T) {
 	f1, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	tpl := cfg.Template
+	tpl.Version = "v2"
+	if v, err := f1.SetLaunchTemplate(tpl); err != nil || v != 2 {
+		t.Fatalf("SetLaunchTemplate: version %d, %v", v, err)
 	}
 	if err := f1.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -80,6 +87,14 @@ func TestFleetAdoptsAfterRestart(t *testing.T) {
 	}
 	if c := f2.Capacity(); c.Desired != 3 {
 		t.Fatalf("capacity after adoption %+v, want desired 3 as scaled", c)
+	}
+	if v := f2.TemplateVersion(); v != 2 {
+		t.Fatalf("template version after adoption %d, want 2 as recorded", v)
+	}
+	for _, s := range f2.Instances() {
+		if s.TemplateVersion != 2 || s.Version != "v2" {
+			t.Fatalf("adopted %s: template version %d, release %q; want 2 and v2 as launched", s.ID, s.TemplateVersion, s.Version)
+		}
 	}
 	time.Sleep(5 * cfg.ReconcileInterval)
 	for _, s := range f2.Instances() {

@@ -86,7 +86,9 @@ func (a *accessLog) close() {
 func appendEntry(b []byte, start time.Time, e *accessEntry) []byte {
 	b = append(b, `{"time":"`...)
 	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","request_id":`...)
+	b = append(b, `","component":`...)
+	b = appendJSONString(b, e.Component)
+	b = append(b, `,"request_id":`...)
 	b = appendJSONString(b, e.RequestID)
 	b = append(b, `,"client":`...)
 	b = appendJSONString(b, e.Client)

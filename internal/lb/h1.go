@@ -181,7 +181,7 @@ func (l *LB) serveHTTPS(ln net.Listener, tlsCfg *tls.Config) {
 			return
 		}
 		delay = 0
-		l.conns.Add(1)
+		l.addHTTPSConns(1)
 		go l.serveTLSConn(c, tlsCfg)
 	}
 }
@@ -194,20 +194,20 @@ func (l *LB) serveTLSConn(c net.Conn, tlsCfg *tls.Config) {
 	if err := tc.Handshake(); err != nil {
 		l.log.Debug("TLS handshake", "remote", c.RemoteAddr().String(), "err", err)
 		_ = tc.Close()
-		l.conns.Add(-1)
+		l.addHTTPSConns(-1)
 		return
 	}
 	_ = tc.SetDeadline(time.Time{})
 	if tc.ConnectionState().NegotiatedProtocol != "" && tc.ConnectionState().NegotiatedProtocol != "http/1.1" {
 		l.handoff.give(tc)
-		l.conns.Add(-1) // net/http counts it from here (connState)
+		l.addHTTPSConns(-1) // net/http counts it from here (connState)
 		return
 	}
 	hc := &h1Conn{l: l, tc: tc, br: bufio.NewReaderSize(tc, 4<<10), bw: bufio.NewWriterSize(tc, 4<<10), remote: c.RemoteAddr().String()}
 	hc.w.c = hc
 	if !l.h1.add(hc) {
 		_ = tc.Close()
-		l.conns.Add(-1)
+		l.addHTTPSConns(-1)
 		return
 	}
 	handedOver := false
@@ -215,7 +215,7 @@ func (l *LB) serveTLSConn(c net.Conn, tlsCfg *tls.Config) {
 		l.h1.remove(hc)
 		if !handedOver {
 			_ = tc.Close()
-			l.conns.Add(-1)
+			l.addHTTPSConns(-1)
 		}
 	}()
 	for {
@@ -234,7 +234,7 @@ func (l *LB) serveTLSConn(c net.Conn, tlsCfg *tls.Config) {
 			handedOver = true
 			_ = tc.SetDeadline(time.Time{})
 			l.handoff.give(&replayConn{Conn: tc, br: hc.br})
-			l.conns.Add(-1) // net/http counts it from here (connState)
+			l.addHTTPSConns(-1) // net/http counts it from here (connState)
 			return
 		}
 		if !hc.serve(req) || l.h1.isStopping() {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/clock"
-	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Sentinel errors callers may branch on.
@@ -54,6 +53,13 @@ type TargetStatus struct {
 	// EverHealthy says the target has passed HealthyThreshold checks at
 	// least once (only such a target gets traffic when the LB fails open).
 	EverHealthy bool `json:"ever_healthy,omitempty"`
+	// Requests and Responses5xx count the responses that ended on the
+	// target since it was registered (5xx includes the LB's 502 and 504
+	// for it); Latency counts them by duration, one count per bucket of
+	// LatencyBounds and a last one above them.
+	Requests     uint64   `json:"requests,omitempty"`
+	Responses5xx uint64   `json:"responses_5xx,omitempty"`
+	Latency      []uint64 `json:"latency,omitempty"`
 }
 
 // Stats are cumulative counters since New.
@@ -78,10 +84,12 @@ type counters struct {
 // LB is an HTTPS load balancer. Create it with New, then Start it; targets may
 // be registered before or after Start.
 type LB struct {
-	cfg         Config
-	log         *slog.Logger
-	clock       clock.Clock
-	match       spec.Matcher
+	cfg   Config
+	log   *slog.Logger
+	clock clock.Clock
+	// group holds the target group settings SetTargetGroup changes in
+	// place; every reader of them goes through tg().
+	group       atomic.Pointer[Config]
 	checkClient *http.Client
 	stats       counters
 	quit        chan struct{} // closed by Stop
@@ -111,6 +119,8 @@ type LB struct {
 	httpsSrv  *http.Server
 	httpSrv   *http.Server
 	httpsPort string
+
+	mx lbCounters // Metrics' counters
 }
 
 // target is a registered backend. Fields after mu-comment are guarded by LB.mu.
@@ -119,6 +129,7 @@ type target struct {
 	pool           *connPool
 	inflight       atomic.Int64
 	drainWake      chan struct{} // buffered(1): in-flight count reached zero
+	counts         targetCounters
 
 	// amu guards attempts (taken after LB.mu when both are).
 	amu      sync.Mutex
@@ -136,6 +147,8 @@ type target struct {
 	stopChecks context.CancelFunc
 	drainDone  chan struct{} // non-nil once Deregister started
 	removed    bool
+
+	m *targetMetrics // set at registration, never changed
 }
 
 var _ interface {
@@ -156,7 +169,6 @@ func New(cfg Config) (*LB, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "lb", "lb", cfg.Name),
 		clock:   cfg.Clock,
-		match:   cfg.HealthCheck.Matcher,
 		quit:    make(chan struct{}),
 		targets: map[string]*target{},
 		hstsv:   []string{cfg.HSTS},
@@ -167,6 +179,7 @@ func New(cfg Config) (*LB, error) {
 			},
 		},
 	}
+	l.group.Store(&cfg)
 	if cfg.AccessLog != nil {
 		l.access = newAccessLog(cfg.AccessLog, cfg.AccessLogFlush, l.log)
 	}
@@ -229,7 +242,7 @@ func (l *LB) StartOn(ctx context.Context, ln, httpLn net.Listener) error {
 		ReadHeaderTimeout: l.cfg.IdleTimeout,
 		IdleTimeout:       l.cfg.IdleTimeout,
 		ErrorLog:          errLog,
-		ConnState:         l.connState,
+		ConnState:         l.httpsConnState,
 	}
 	l.wg.Add(2)
 	go func() {
@@ -277,6 +290,21 @@ func (l *LB) connState(_ net.Conn, s http.ConnState) {
 	case http.StateClosed, http.StateHijacked:
 		l.conns.Add(-1)
 	}
+}
+
+// httpsConnState is the HTTPS server's ConnState: connections net/http
+// serves (HTTP/2, and those the HTTP/1.1 loop hands over) count for Drain
+// and for Metrics' ActiveConnections.
+func (l *LB) httpsConnState(c net.Conn, s http.ConnState) {
+	l.connState(c, s)
+	l.mx.connState(c, s)
+}
+
+// addHTTPSConns counts delta client connections of the HTTPS listener that
+// the HTTP/1.1 loop holds, for Drain and for Metrics.
+func (l *LB) addHTTPSConns(delta int64) {
+	l.conns.Add(delta)
+	l.mx.active.Add(delta)
 }
 
 // Conns returns the number of client connections open on the listeners.
@@ -460,8 +488,12 @@ func (l *LB) register(t Target, restore *TargetStatus) error {
 		if nt.state == StateHealthy {
 			nt.upSince = nt.since
 		}
+	nt.counts.restore(restore)
 	}
 	l.mu.Lock()
+	if _, dup := l.targets[t.ID]; !dup && !l.stopped {
+		nt.m = l.mx.newTarget(t.ID, t.Zone)
+	}
 	if l.stopped {
 		l.mu.Unlock()
 		return fmt.Errorf("register target %s: %w", t.ID, ErrStopped)
@@ -541,7 +573,7 @@ func (l *LB) Deregister(ctx context.Context, id string) error {
 // drain waits for t's in-flight requests or the deregistration delay, then
 // removes t.
 func (l *LB) drain(t *target) {
-	timeout := l.clock.After(l.cfg.DeregistrationDelay)
+	timeout := l.clock.After(l.tg().DeregistrationDelay)
 	expired := false
 wait:
 	for t.inflight.Load() > 0 {
@@ -567,6 +599,7 @@ wait:
 	}
 	t.removed = true
 	delete(l.targets, t.id)
+	l.mx.targets.Delete(t.id)
 	l.order = slices.DeleteFunc(l.order, func(x *target) bool { return x == t })
 	l.publishLocked()
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
@@ -587,6 +620,7 @@ type snapshot struct {
 type snapTarget struct {
 	st       TargetStatus
 	inflight *atomic.Int64 // read live: it changes with every request
+	counts   *targetCounters
 }
 
 // publishLocked stores a snapshot of the targets and listeners (l.mu held).
@@ -596,7 +630,7 @@ func (l *LB) publishLocked() {
 		s.httpsAddr = l.httpsLn.Addr().String()
 	}
 	for _, t := range l.order {
-		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight})
+		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight, counts: &t.counts})
 	}
 	slices.SortFunc(s.targets, func(a, b snapTarget) int { return strings.Compare(a.st.ID, b.st.ID) })
 	l.snap.Store(s)
@@ -617,6 +651,7 @@ func (l *LB) Targets() []TargetStatus {
 	for _, t := range s.targets {
 		st := t.st
 		st.InFlight = t.inflight.Load()
+		t.counts.fill(&st)
 		out = append(out, st)
 	}
 	return out
@@ -656,7 +691,7 @@ func (l *LB) applyCheck(t *target, passed bool, reason string) {
 		return
 	}
 	old := t.state
-	t.health = nextHealth(t.health, passed, l.cfg.HealthCheck.HealthyThreshold, l.cfg.HealthCheck.UnhealthyThreshold)
+	t.health = nextHealth(t.health, passed, l.tg().HealthCheck.HealthyThreshold, l.tg().HealthCheck.UnhealthyThreshold)
 	changed := t.health.State != old
 	cancelled := 0
 	switch {
@@ -707,7 +742,7 @@ func (l *LB) becomeHealthyLocked(t *target) {
 	t.upSince = now
 	t.wasHealthy = true
 	// As on ALB, slow start does not apply when no other target is healthy.
-	t.slowStart = l.cfg.SlowStart > 0 && othersHealthy
+	t.slowStart = l.tg().SlowStart > 0 && othersHealthy
 	t.current = 0
 }
 
@@ -730,6 +765,10 @@ func (l *LB) eject(t *target, cause error) {
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	l.mu.Unlock()
 	l.stats.ejections.Add(1)
+	if t.m != nil {
+		t.m.ejections.Add(1)
+		t.m.zone.ejections.Add(1)
+	}
 	t.pool.closeIdle()
 	l.log.Warn("target ejected", "target", t.id, "from", old, "err", cause)
 	notify(hooks, st)
@@ -756,7 +795,7 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 	for i, t := range cands {
 		w := 1.0
 		if t.slowStart && !failOpen {
-			w = slowStartWeight(now.Sub(t.upSince), l.cfg.SlowStart)
+			w = slowStartWeight(now.Sub(t.upSince), l.tg().SlowStart)
 			if w >= 1 {
 				t.slowStart = false
 			}
@@ -764,7 +803,7 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 		cs[i] = choice{weight: w, inflight: t.inflight.Load(), current: &t.current, skip: slices.Contains(tried, t)}
 	}
 	var i int
-	if l.cfg.Algorithm == LeastOutstandingRequests {
+	if l.tg().Algorithm == LeastOutstandingRequests {
 		l.lorStart++
 		i = pickLeastOutstanding(cs, l.lorStart%len(cs))
 	} else {

@@ -351,3 +351,87 @@ func getOK(c *http.Client, url string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// TestProcessMetricsCountsAndTargetGroup: the daemon side reads the
+// process's metrics and per-target counts over the control socket; the
+// counts go on in a process started after a kill; a target group change
+// reaches the serving process, is kept by the next one, and a later
+// daemon with the same settings adopts the process instead of replacing
+// it. An invalid change is refused, naming the field.
+func TestProcessMetricsCountsAndTargetGroup(t *testing.T) {
+	dir := t.TempDir()
+	p, _, _ := startedProcess(t, dir, "v1")
+	t.Cleanup(func() { stopAll(t, dir, p) })
+	c := lbClient(t, dir)
+	url := p.HTTPSURL() + "/"
+	for range 10 {
+		if _, err := getOK(c, url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := p.Metrics()
+	if m.Stats.Requests < 10 || len(m.Targets) != 2 || m.RequestDuration.Count < 10 {
+		t.Fatalf("metrics: %d requests, %d targets, %d durations; want >= 10, 2, >= 10", m.Stats.Requests, len(m.Targets), m.RequestDuration.Count)
+	}
+	sum := func() (n uint64) {
+		for _, ts := range p.Targets() {
+			n += ts.Requests
+		}
+		return n
+	}
+	time.Sleep(150 * time.Millisecond) // past the cached state report
+	if n := sum(); n != 10 {
+		t.Fatalf("per-target requests %d, want 10", n)
+	}
+
+	cfg := p.cfg.Config
+	cfg.HealthCheck.Interval, cfg.HealthCheck.Timeout = 300*time.Millisecond, 200*time.Millisecond
+	cfg.DeregistrationDelay = 7 * time.Second
+	if err := p.SetTargetGroup(cfg); err != nil {
+		t.Fatal(err)
+	}
+	bad := cfg
+	bad.HealthCheck.Timeout = time.Second
+	if err := p.SetTargetGroup(bad); err == nil || !strings.Contains(err.Error(), "health_check.timeout") {
+		t.Fatalf("a timeout above the interval: %v, want an error naming health_check.timeout", err)
+	}
+
+	old := p.PID()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for p.PID() == old || p.PID() == 0 || p.State().PID != p.PID() {
+		if time.Now().After(deadline) {
+			t.Fatal("no new load balancer process 15 s after the kill")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if n := sum(); n != 10 {
+		t.Fatalf("per-target requests after the process was replaced: %d, want the 10 counted before", n)
+	}
+	if _, err := getOK(c, url); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	if n := sum(); n != 11 {
+		t.Fatalf("per-target requests after one more: %d, want 11", n)
+	}
+	if got := p.settings.DeregistrationDelay; got != 7*time.Second {
+		t.Fatalf("settings after the restart: deregistration delay %s, want 7s", got)
+	}
+
+	// A daemon whose spec asks for the changed settings adopts the process.
+	pid := p.PID()
+	p.Detach()
+	p2 := newTestProcess(t, dir, "v1")
+	p2.cfg.Config, p2.settings = cfg, SettingsOf(cfg)
+	t.Cleanup(func() { stopAll(t, dir, p2) })
+	if err := p2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if a := p2.Adoption(); a.Adopted != pid || a.Replaced != 0 {
+		t.Fatalf("adoption %+v, want %d adopted and kept (same settings)", a, pid)
+	}
+}

@@ -139,6 +139,9 @@ type Process struct {
 	stateMu   sync.Mutex
 	lastState ProcessState
 	lastAt    time.Time
+
+	metricsMu   sync.Mutex
+	lastMetrics Metrics
 }
 
 // Adoption is what Start found of earlier processes.
@@ -791,7 +794,7 @@ func (p *Process) supervise(ctx context.Context) {
 			p.removeRecord(c.id.PID)
 			p.emit(ProcessExited, c.id.PID, "load balancer process %d exited; starting another with the same sockets", c.id.PID)
 		}
-		targets := p.Targets()
+		targets := p.mirrorTargets()
 		nc, err := p.launchLocked(ctx, targets)
 		if err != nil {
 			p.cur = nil
@@ -826,7 +829,7 @@ func (p *Process) Restart(ctx context.Context) error {
 
 func (p *Process) restartLocked(ctx context.Context) error {
 	old := p.cur
-	targets := p.Targets()
+	targets := p.mirrorTargets()
 	if old != nil {
 		if st, err := getState(ctx, old.ctl); err == nil {
 			targets = st.Targets
@@ -1003,9 +1006,84 @@ func (p *Process) current() *child {
 }
 
 // Targets returns the targets as the serving process last reported them,
-// sorted by ID.
+// sorted by ID: their states as its watch stream tells them, their
+// request counts as of its last state report (at most 100 ms old). The
+// counts go on across a restart of the process: the next one starts from
+// the last counts known.
 func (p *Process) Targets() []TargetStatus {
+	p.State() // refreshes the counts
+	return p.mirrorTargets()
+}
+
+// mirrorTargets is the mirror, without asking the process.
+func (p *Process) mirrorTargets() []TargetStatus {
 	return slices.Clone(*p.snap.Load())
+}
+
+// noteCounts copies the request counts of a state report into the mirror.
+func (p *Process) noteCounts(ts []TargetStatus) {
+	p.mirrorMu.Lock()
+	defer p.mirrorMu.Unlock()
+	for _, t := range ts {
+		if m, ok := p.mirror[t.ID]; ok {
+			m.Requests, m.Responses5xx, m.Latency = t.Requests, t.Responses5xx, t.Latency
+			m.InFlight = t.InFlight
+			p.mirror[t.ID] = m
+		}
+	}
+	p.publishMirrorLocked()
+}
+
+// Metrics returns the serving process's counters for the metrics endpoint
+// (LB.Metrics): the last snapshot it gave when it does not answer within
+// 300 ms. A new process (one that died, or a hot restart) counts from
+// zero, except the per-target counts Targets reports: the metrics treat a
+// counter that went down as reset.
+func (p *Process) Metrics() Metrics {
+	p.metricsMu.Lock()
+	defer p.metricsMu.Unlock()
+	if c := p.current(); c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		var m Metrics
+		err := ctlDo(ctx, c.ctl, http.MethodGet, "/v1/metrics", nil, &m)
+		cancel()
+		if err == nil {
+			p.lastMetrics = m
+		} else {
+			p.log.Debug("read the load balancer process's metrics", "pid", c.id.PID, "err", err)
+		}
+	}
+	return p.lastMetrics
+}
+
+// SetTargetGroup changes the target group's settings in the serving
+// process in place (LB.SetTargetGroup: health check, algorithm,
+// deregistration delay, slow start, idle timeout; no target re-registered,
+// no connection closed), and keeps them for every process started later:
+// after one dies, in a hot restart, and a later daemon with the same
+// settings adopts the process instead of replacing it.
+func (p *Process) SetTargetGroup(c Config) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	next := p.settings.withTargetGroup(SettingsOf(c))
+	check := next.Config()
+	check.TLS = p.cfg.Config.TLS
+	if err := check.Validate(); err != nil {
+		return fmt.Errorf("modify target group %s: %w", next.Name, err)
+	}
+	if p.cur == nil {
+		return fmt.Errorf("modify target group %s: no load balancer process serves", next.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var got Settings
+	if err := ctlDo(ctx, p.cur.ctl, http.MethodPost, "/v1/target-group", next, &got); err != nil {
+		return fmt.Errorf("modify target group %s: %w", next.Name, err)
+	}
+	p.settings = next
+	p.cur.digest = got.Digest()
+	p.log.Info("target group modified", "pid", p.cur.id.PID, "interval", next.HealthCheck.Interval, "deregistration_delay", next.DeregistrationDelay, "algorithm", next.Algorithm)
+	return nil
 }
 
 // TargetHealth returns the state of target id, and false if it is not registered.
@@ -1032,6 +1110,7 @@ func (p *Process) State() ProcessState {
 		cancel()
 		if err == nil {
 			p.lastState, p.lastAt = st, time.Now()
+			p.noteCounts(st.Targets)
 		}
 	}
 	return p.lastState
@@ -1045,7 +1124,7 @@ func (p *Process) HTTPSAddr() string {
 	if a := p.State().HTTPSAddr; a != "" {
 		return a
 	}
-	return p.settings.HTTPSAddr
+	return p.cfg.Config.HTTPSAddr
 }
 
 // HTTPSURL is "https://" and the HTTPS listener's address.
@@ -1056,7 +1135,7 @@ func (p *Process) HTTPAddr() string {
 	if a := p.State().HTTPAddr; a != "" {
 		return a
 	}
-	return p.settings.HTTPAddr
+	return p.cfg.Config.HTTPAddr
 }
 
 var _ interface {

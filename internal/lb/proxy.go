@@ -240,8 +240,12 @@ func (l *LB) try(r *http.Request, a *attempt, body *replayBody, idempotent bool,
 	// A client that goes away meanwhile does not cut the attempt: as on
 	// ALB, the target's request runs to its end, and the response that has
 	// nobody to go to is logged as 460.
+	sent := time.Now()
 	resp, bc, err := l.roundTrip(r, a, body, rs)
 	if err == nil && a.state.CompareAndSwap(attemptWaiting, attemptGotHeaders) {
+		if t.m != nil {
+			t.m.zone.ttfb.observe(time.Since(sent))
+		}
 		return resp, bc, nil
 	}
 	if err == nil {
@@ -260,8 +264,9 @@ func (l *LB) try(r *http.Request, a *attempt, body *replayBody, idempotent bool,
 // request can be sent again.
 func (l *LB) roundTrip(r *http.Request, a *attempt, body *replayBody, rs *reqState) (*http.Response, *backendConn, error) {
 	t := a.t
+	idle := l.tg().IdleTimeout // SetTargetGroup may change it
 	for retried := false; ; retried = true {
-		bc, err := t.pool.get(l.cfg.Dial, l.cfg.IdleTimeout)
+		bc, err := t.pool.get(l.cfg.Dial, idle)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -270,7 +275,7 @@ func (l *LB) roundTrip(r *http.Request, a *attempt, body *replayBody, rs *reqSta
 			bc.close()
 			return nil, nil, cause
 		}
-		bc.refreshDeadline(l.cfg.IdleTimeout)
+		bc.refreshDeadline(idle)
 		resp, err := l.exchange(bc, r, body, rs)
 		if err == nil {
 			return resp, bc, nil
@@ -524,7 +529,7 @@ func (l *LB) respond(w *recorder, r *http.Request, a *attempt, resp *http.Respon
 	bufp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bufp)
 	buf := *bufp
-	idle := l.cfg.IdleTimeout
+	idle := l.tg().IdleTimeout
 	lastReset := time.Now()
 	var readErr error
 	for {
@@ -568,7 +573,7 @@ func (l *LB) respond(w *recorder, r *http.Request, a *attempt, resp *http.Respon
 		return
 	}
 	a.conn.Store(nil)
-	a.t.pool.put(bc, l.cfg.IdleTimeout)
+	a.t.pool.put(bc, idle)
 }
 
 // tunnel joins the client and the target after a 101 Switching Protocols:
@@ -866,7 +871,10 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // accessEntry is one access-log line.
 type accessEntry struct {
-	Time       string  `json:"time"`
+	Time string `json:"time"`
+	// Component is always "lb": every log line of the region names its
+	// component once.
+	Component  string  `json:"component"`
 	RequestID  string  `json:"request_id"`
 	Client     string  `json:"client"`
 	Method     string  `json:"method"`
@@ -902,13 +910,18 @@ func (l *LB) finishRequest(rs *reqState, r *http.Request, aborted bool) {
 	default:
 		l.stats.r2xx.Add(1)
 	}
+	took := time.Since(rs.start)
+	l.mx.finish(rs.target, status, took)
+	if rs.target != nil {
+		rs.target.counts.record(status, took)
+	}
 	if l.access == nil {
 		return
 	}
 	e := accessEntry{
-		RequestID: rs.id, Client: r.RemoteAddr,
+		Component: "lb", RequestID: rs.id, Client: r.RemoteAddr,
 		Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto, Status: status,
-		Attempts: rs.attempts, DurationMS: float64(time.Since(rs.start).Microseconds()) / 1000,
+		Attempts: rs.attempts, DurationMS: float64(took.Microseconds()) / 1000,
 		Bytes: rec.bytes, Error: rs.errText, Aborted: aborted,
 	}
 	if rs.target != nil {

@@ -102,8 +102,8 @@ func TestContentBodyShortIsUnexpectedEOF(t *testing.T) {
 func TestAccessLogMatchesEncodingJSON(t *testing.T) {
 	start := time.Date(2026, 11, 30, 15, 4, 5, 123456789, time.FixedZone("x", 3600))
 	entries := []accessEntry{
-		{RequestID: "r1", Client: "127.0.0.1:5", Method: "GET", Host: "h", Path: "/", Proto: "HTTP/1.1", Status: 200, TargetID: "i-1", TargetAddr: "10.0.0.1:80", Attempts: 1, DurationMS: 1.25, Bytes: 1024},
-		{RequestID: "r2", Client: "c", Method: "POST", Host: "<h&>", Path: "/a\"b\\c\n\t\x01\u2028é\xff", Proto: "HTTP/2.0", Status: 502, Attempts: 2, DurationMS: 0, Error: "cut", Aborted: true},
+		{Component: "lb", RequestID: "r1", Client: "127.0.0.1:5", Method: "GET", Host: "h", Path: "/", Proto: "HTTP/1.1", Status: 200, TargetID: "i-1", TargetAddr: "10.0.0.1:80", Attempts: 1, DurationMS: 1.25, Bytes: 1024},
+		{Component: "lb", RequestID: "r2", Client: "c", Method: "POST", Host: "<h&>", Path: "/a\"b\\c\n\t\x01\u2028é\xff", Proto: "HTTP/2.0", Status: 502, Attempts: 2, DurationMS: 0, Error: "cut", Aborted: true},
 	}
 	for _, e := range entries {
 		e.Time = start.UTC().Format(time.RFC3339Nano)

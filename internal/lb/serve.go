@@ -138,7 +138,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	closeFiles()
 	files = handout
 
-	p := &lbProcess{l: l, log: log, version: o.Version, digest: o.Spec.Settings.Digest(), started: time.Now(), drain: make(chan struct{}), watchers: map[chan watchEvent]struct{}{}}
+	p := &lbProcess{l: l, log: log, version: o.Version, settings: o.Spec.Settings, started: time.Now(), drain: make(chan struct{}), watchers: map[chan watchEvent]struct{}{}}
 	l.OnChange(p.broadcast)
 	if err := l.StartOn(ctx, httpsLn, httpLn); err != nil {
 		httpsLn.Close()
@@ -187,7 +187,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}()
 	p.ready.Store(true)
 	log.Info("load balancer process serving", "pid", os.Getpid(), "version", o.Version, "https", l.HTTPSAddr(), "http", l.HTTPAddr(),
-		"targets", len(o.Spec.Targets), "inherited", len(o.Listeners), "digest", p.digest)
+		"targets", len(o.Spec.Targets), "inherited", len(o.Listeners), "digest", o.Spec.Settings.Digest())
 
 	var stopErr error
 	select {
@@ -219,9 +219,13 @@ type lbProcess struct {
 	l       *LB
 	log     *slog.Logger
 	version string
-	digest  string
 	started time.Time
 	ready   atomic.Bool
+
+	// settings are the ones in force: the spec's, then each
+	// SetTargetGroup's (guarded by mu); their digest is reported, so a
+	// later daemon whose spec asks for the same keeps this process.
+	settings Settings
 
 	drainOnce sync.Once
 	drain     chan struct{}
@@ -234,9 +238,15 @@ func (p *lbProcess) state() ProcessState {
 	exe, _ := os.Executable()
 	return ProcessState{
 		PID: os.Getpid(), Version: p.version, Exe: exe, StartedAt: p.started, Ready: p.ready.Load(),
-		Draining: p.l.Draining(), Digest: p.digest, HTTPSAddr: p.l.HTTPSAddr(), HTTPAddr: p.l.HTTPAddr(),
+		Draining: p.l.Draining(), Digest: p.digest(), HTTPSAddr: p.l.HTTPSAddr(), HTTPAddr: p.l.HTTPAddr(),
 		Conns: p.l.Conns(), Targets: p.l.Targets(), Stats: p.l.Stats(),
 	}
+}
+
+func (p *lbProcess) digest() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.settings.Digest()
 }
 
 // broadcast sends a target change to every watcher; a watcher that cannot
@@ -343,6 +353,24 @@ func (p *lbProcess) handler() http.Handler {
 				_ = rc.Flush()
 			}
 		}
+	})
+	mux.HandleFunc("GET /v1/metrics", func(w http.ResponseWriter, _ *http.Request) {
+		writeCtlJSON(w, http.StatusOK, p.l.Metrics())
+	})
+	mux.HandleFunc("POST /v1/target-group", func(w http.ResponseWriter, r *http.Request) {
+		var s Settings
+		if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&s); err != nil {
+			writeCtlError(w, http.StatusBadRequest, fmt.Errorf("decode target group settings: %w", err))
+			return
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if err := p.l.SetTargetGroup(s.Config()); err != nil {
+			writeCtlError(w, http.StatusBadRequest, err)
+			return
+		}
+		p.settings = p.settings.withTargetGroup(s)
+		writeCtlJSON(w, http.StatusOK, p.settings)
 	})
 	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, _ *http.Request) {
 		p.drainOnce.Do(func() { close(p.drain) })

@@ -43,6 +43,15 @@ func (s Settings) Config() Config {
 	}
 }
 
+// withTargetGroup returns s with the target group settings of t (those
+// SetTargetGroup changes in place: health check, algorithm, deregistration
+// delay, slow start, idle timeout), defaults applied.
+func (s Settings) withTargetGroup(t Settings) Settings {
+	c := t.Config().withDefaults()
+	s.HealthCheck, s.Algorithm, s.DeregistrationDelay, s.SlowStart, s.IdleTimeout = c.HealthCheck, c.Algorithm, c.DeregistrationDelay, c.SlowStart, c.IdleTimeout
+	return s
+}
+
 // Digest identifies the settings: two processes with the same digest
 // balance alike. A daemon that finds a process with another digest (the
 // spec changed) hands over to a new process (Process.Restart).

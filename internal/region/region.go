@@ -33,6 +33,7 @@ import (
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/sandbox"
+	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -42,6 +43,9 @@ type Options struct {
 	Spec spec.Spec
 	// SpecFile is where the spec came from, for messages.
 	SpecFile string
+	// SpecSHA256 is the hex SHA-256 of the spec file (drill reports name
+	// the spec by it). Default: empty.
+	SpecSHA256 string
 	// StateDir holds everything the region writes. Required, absolute.
 	StateDir string
 	// BinDir is searched for the app's program before PATH (the directory of
@@ -81,7 +85,8 @@ type Region struct {
 	zoneView   atomic.Pointer[map[string]string]
 
 	// t holds the tiers; only the goroutine running start and stop writes
-	// it, handlers read what was published of it.
+	// it, and an apply (which never overlaps them, applyMu) when it
+	// replaces the alarm engine; handlers read what was published of it.
 	t   tiers
 	pub atomic.Pointer[tiers]
 
@@ -100,6 +105,30 @@ type Region struct {
 	// adoption is what the start adopted, published for the status.
 	adoptedVPC bool
 	adoption   atomic.Pointer[api.Adoption]
+
+	// layout is the machine's layout configs was given at start.
+	layout Layout
+	// cur is the spec and configuration the region runs since the last
+	// apply (nil: the ones it started with, spec and cfg).
+	cur atomic.Pointer[running]
+	// applyMu is held by an apply, and by the stop, so they never overlap.
+	applyMu sync.Mutex
+	// roller replaces the fleet's instances on a launch template change.
+	roller Roller
+	// sched is the database secret's rotation schedule (nil: off), under
+	// schedMu: an apply replaces it.
+	schedMu sync.Mutex
+	sched   *secrets.Scheduler
+	// alarmsSince is when the alarm step started: no alarm judges the
+	// samples of the region's start (alarms.Config.NotBefore).
+	alarmsSince time.Time
+	// specSHA256 is the hex SHA-256 of the spec text the region runs (the
+	// file it started with, then the last one applied); drill reports
+	// carry it.
+	specSHA256 atomic.Pointer[string]
+	// specState is what the status shows of the spec record (SpecState),
+	// refreshed when the record or the journal changes.
+	specState atomic.Pointer[api.SpecState]
 }
 
 // Run brings the region up, serves the daemon API on the state directory's
@@ -145,6 +174,7 @@ func Run(ctx context.Context, opts Options) error {
 	if layout.Sandbox, err = instanceSandbox(opts.StateDir); err != nil {
 		return err
 	}
+	layout.PublicDir = publicDir(opts.StateDir, layout.Sandbox != nil)
 	var netWarning string
 	if layout.VPC, netWarning, err = claimVPC(opts.StateDir); err != nil {
 		return err
@@ -175,6 +205,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts: opts, spec: opts.Spec, cfg: cfg, log: opts.Logger.With("component", "region"),
 		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting,
 		shutdown: make(chan struct{}), handover: make(chan struct{}), failpoints: fps, netWarning: netWarning, zoneFaults: map[string]string{},
+		layout: layout, roller: fleetRoller{timeout: opts.ReadyTimeout},
 	}
 	r.pgRoot = pgRoot
 	if armed := fps.Armed(); len(armed) > 0 {
@@ -196,6 +227,7 @@ func Run(ctx context.Context, opts Options) error {
 		r.mu.Lock()
 		r.readyAt = time.Now()
 		r.mu.Unlock()
+		r.recordUp()
 		r.setPhase(api.PhaseReady)
 		r.say("region %s is ready at %s (%d ms after the daemon started)", r.spec.Name, r.t.lb.HTTPSURL(), time.Since(r.started).Milliseconds())
 	}
@@ -218,6 +250,8 @@ func Run(ctx context.Context, opts Options) error {
 		return ErrHandedOver
 	}
 	r.setPhase(api.PhaseStopping)
+	r.applyMu.Lock() // an apply in progress ends first
+	defer r.applyMu.Unlock()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	stopErr := r.stop(stopCtx, running)
@@ -248,6 +282,8 @@ func keep(context.Context) error { return nil }
 func (r *Region) steps() []step {
 	return []step{
 		{"zones", r.startZones, nil, nil},
+		{"metrics", r.startMetrics, r.stopMetrics, nil},
+		{"console", r.startConsole, r.stopConsole, nil},
 		{"network", r.startNetwork, r.stopNetwork, keep},
 		{"cgroups", r.startCgroups, r.stopCgroups, keep},
 		{"certificate authority", r.startCA, nil, nil},
@@ -256,13 +292,16 @@ func (r *Region) steps() []step {
 		{"database", r.startDatabase, r.stopDatabase, r.detachDatabase},
 		{"identity and secrets", r.openSecrets, r.closeSecrets, nil},
 		{"database credential", r.bootstrapCredential, nil, nil},
+		{"identity provider", r.startIdentity, r.stopIdentity, nil}, // before the secrets API: the app role may read its client secret
 		{"backups", r.startBackups, r.stopBackups, nil},
 		{"secrets API", r.startSecrets, r.stopSecrets, nil},
 		{"release task", r.runRelease, nil, nil},
 		{"load balancer", r.startLB, r.stopLB, r.detachLB},
 		{"fleet", r.startFleet, r.stopFleet, r.detachFleet},
+		{"releases", r.startReleases, r.stopReleases, nil}, // a rollout the next daemon resumes
 		{"health", r.waitHealthy, nil, nil},
 		{"adoption report", r.reportAdoption, nil, nil},
+		{"alarms", r.startAlarms, r.stopAlarms, nil},
 	}
 }
 

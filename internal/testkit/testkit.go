@@ -70,6 +70,9 @@ type Options struct {
 	MultiAZ bool
 	// Extra is appended to the generated spec (YAML), e.g. for other sections.
 	Extra string
+	// HealthCheck replaces app.health_check (a YAML flow mapping). Default
+	// {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}.
+	HealthCheck string
 	// Dir is where the region's directory (spec and state) is made.
 	// Default os.TempDir(). Instances see a private /tmp of their own, so a
 	// test of what they cannot reach on the host puts the region elsewhere.
@@ -97,7 +100,7 @@ type Region struct {
 }
 
 // Ports are the region's listener ports on 127.0.0.1.
-type Ports struct{ HTTPS, HTTP, DB, Secrets, App int }
+type Ports struct{ HTTPS, HTTP, DB, Secrets, App, Metrics, Console int }
 
 // FreePort returns a TCP port free on 127.0.0.1 now.
 func FreePort(t testing.TB) int {
@@ -129,6 +132,9 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.Max == 0 {
 		o.Max = 6
 	}
+	if o.HealthCheck == "" {
+		o.HealthCheck = "{path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
+	}
 	bin := Binaries(t)
 	dir, err := os.MkdirTemp(o.Dir, "haven-region-")
 	if err != nil {
@@ -136,19 +142,23 @@ func NewSpec(t testing.TB, o Options) *Region {
 	}
 	_ = os.Chmod(dir, 0o711)
 	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml"), env: o.Env}
-	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000)}
+	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000),
+		Metrics: FreePort(t), Console: FreePort(t)}
 	spec := fmt.Sprintf(`name: test
 app:
   command: [courses, serve]
   port: %d
   release: [courses, seed, --students, "%d", --courses, "%d"]
-  health_check: {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}
+  health_check: %s
   instance: {cpu: 0.5, memory: 256MiB}
 fleet: {min: %d, desired: %d, max: %d, health_check_type: elb, grace_period: 5s}
 load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
+metrics: {listen: 127.0.0.1:%d}
+console: {listen: 127.0.0.1:%d}
+%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+		r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +192,7 @@ secrets: {listen: 127.0.0.1:%d}
 func (r *Region) Haven(ctx context.Context, args ...string) (string, string, error) {
 	full := append([]string{}, args...)
 	full = append(full, "--state-dir", r.StateDir)
-	if len(args) > 0 && (args[0] == "up" || args[0] == "validate") {
+	if len(args) > 0 && (args[0] == "up" || args[0] == "validate" || args[0] == "plan" || args[0] == "apply" || args[0] == "status") {
 		full = append(full, "-f", r.SpecFile)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, "haven"), full...)

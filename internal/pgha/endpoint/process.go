@@ -29,12 +29,20 @@ import (
 
 // ProcessState is what a proxy process reports on its control socket.
 type ProcessState struct {
-	PID      int    `json:"pid"`
-	Addr     string `json:"addr"`
-	Epoch    uint64 `json:"epoch"`
-	Target   string `json:"target"`
-	Paused   bool   `json:"paused"`
-	Sessions int    `json:"sessions"`
+	PID  int    `json:"pid"`
+	Addr string `json:"addr"`
+	// Addrs are every address it serves, the newest last (Addr is the
+	// first): more than one while the endpoint moves.
+	Addrs    []string `json:"addrs,omitempty"`
+	Epoch    uint64   `json:"epoch"`
+	Target   string   `json:"target"`
+	Paused   bool     `json:"paused"`
+	Sessions int      `json:"sessions"`
+}
+
+// addrRequest is POST /v1/addrs/add and /v1/addrs/remove.
+type addrRequest struct {
+	Addr string `json:"addr"`
 }
 
 // targetRequest is POST /v1/target.
@@ -50,6 +58,9 @@ type ServeOptions struct {
 	Dir string
 	// Listener is the endpoint's listening socket, inherited. Required.
 	Listener *os.File
+	// More are the sockets of other addresses it serves too (the endpoint
+	// was moving when the process was restarted). Default none.
+	More []*os.File
 	// Epoch and Target are the primary to forward to from the start (the
 	// daemon's last word, for a process restarted after it died).
 	Epoch  uint64
@@ -85,6 +96,15 @@ func ServeProcess(ctx context.Context, o ServeOptions) error {
 	if err := p.Start(ctx); err != nil {
 		return err
 	}
+	for _, f := range o.More {
+		l, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			_ = p.Stop(context.WithoutCancel(ctx))
+			return fmt.Errorf("serve endpoint: inherited listener: %w", err)
+		}
+		p.serveAlso(l)
+	}
 	ctlPath := filepath.Join(o.Dir, "ep-"+strconv.Itoa(os.Getpid())+".sock")
 	ctl, err := unixsock.Listen(ctlPath)
 	if err != nil {
@@ -98,8 +118,25 @@ func ServeProcess(ctx context.Context, o ServeOptions) error {
 		p.mu.Lock()
 		paused := p.paused
 		p.mu.Unlock()
-		return ProcessState{PID: os.Getpid(), Addr: p.Addr(), Epoch: e, Target: t, Paused: paused, Sessions: p.Sessions()}
+		addrs := p.Addrs()
+		return ProcessState{PID: os.Getpid(), Addr: addrs[0], Addrs: addrs, Epoch: e, Target: t, Paused: paused, Sessions: p.Sessions()}
 	}
+	addrRoute := func(do func(context.Context, string) error) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			var req addrRequest
+			if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			if err := do(r.Context(), req.Addr); err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+			writeJSON(w, state())
+		}
+	}
+	mux.HandleFunc("POST /v1/addrs/add", addrRoute(p.AddAddr))
+	mux.HandleFunc("POST /v1/addrs/remove", addrRoute(p.RemoveAddr))
 	mux.HandleFunc("GET /v1/state", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, state()) })
 	mux.HandleFunc("POST /v1/target", func(w http.ResponseWriter, r *http.Request) {
 		var req targetRequest
@@ -159,9 +196,12 @@ type ProxyProcess struct {
 	cfg ProcessConfig
 	log *slog.Logger
 
-	mu       sync.Mutex
-	ln       *os.File // the daemon's descriptor of the listening socket
-	addr     string
+	mu sync.Mutex
+	// lns are the daemon's descriptors of the listening sockets, one per
+	// address of addrs (the newest last: more than one while the endpoint
+	// moves); a restarted process gets them all.
+	lns      []*os.File
+	addrs    []string
 	cur      *proxyChild
 	epoch    uint64
 	target   string
@@ -181,6 +221,9 @@ type proxyChild struct {
 type proxyRecord struct {
 	Identity proc.Identity `json:"identity"`
 	Addr     string        `json:"addr"`
+	// Addrs are every address it serves (empty in a record written before
+	// the endpoint could move: Addr alone).
+	Addrs []string `json:"addrs,omitempty"`
 }
 
 // NewProcess checks cfg; it starts nothing.
@@ -194,7 +237,7 @@ func NewProcess(cfg ProcessConfig) (*ProxyProcess, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &ProxyProcess{cfg: cfg, log: cfg.Logger.With("component", "pgha.endpoint-process"), addr: cfg.Listen}, nil
+	return &ProxyProcess{cfg: cfg, log: cfg.Logger.With("component", "pgha.endpoint-process"), addrs: []string{cfg.Listen}}, nil
 }
 
 // Start adopts the proxy process an earlier daemon left (it keeps its
@@ -214,7 +257,7 @@ func (pp *ProxyProcess) Start(ctx context.Context) error {
 			err = json.Unmarshal(b, &rec)
 		}
 		pid := rec.Identity.PID
-		if err != nil || rec.Identity.Check() != nil || pp.cur != nil || rec.Addr != pp.cfg.Listen {
+		if err != nil || rec.Identity.Check() != nil || pp.cur != nil || !slices.Contains(rec.allAddrs(), pp.cfg.Listen) {
 			if err == nil && errors.Is(rec.Identity.Check(), proc.ErrNotSame) {
 				pp.log.Warn("endpoint record names a process that is not ours any more: left alone", "pid", pid)
 			} else if err == nil && rec.Identity.Check() == nil {
@@ -231,19 +274,30 @@ func (pp *ProxyProcess) Start(ctx context.Context) error {
 			_ = os.Remove(path)
 			continue
 		}
-		ln, err := listenerOf(pid, st.Addr)
-		if err != nil {
-			pp.log.Warn("take the endpoint process's listening socket; it keeps serving", "pid", pid, "err", err)
+		addrs := st.Addrs
+		if len(addrs) == 0 {
+			addrs = []string{st.Addr}
+		}
+		var lns []*os.File
+		for _, a := range addrs {
+			ln, err := listenerOf(pid, a)
+			if err != nil {
+				// Without it a process started after this one dies
+				// could not serve a; the adopted one keeps serving.
+				pp.log.Warn("take the endpoint process's listening socket; it keeps serving", "pid", pid, "addr", a, "err", err)
+				closeFiles(lns)
+				lns = nil
+				break
+			}
+			lns = append(lns, ln)
 		}
 		gone, err := rec.Identity.Gone(context.Background())
 		if err != nil {
-			if ln != nil {
-				ln.Close()
-			}
+			closeFiles(lns)
 			continue
 		}
 		pp.cur = &proxyChild{id: rec.Identity, ctl: ctl, gone: gone}
-		pp.ln, pp.epoch, pp.target, pp.paused, pp.adopted = ln, st.Epoch, st.Target, st.Paused, pid
+		pp.lns, pp.addrs, pp.epoch, pp.target, pp.paused, pp.adopted = lns, slices.Clone(addrs), st.Epoch, st.Target, st.Paused, pid
 		pp.log.Info("adopted the endpoint's proxy process", "pid", pid, "epoch", st.Epoch, "target", st.Target, "sessions", st.Sessions)
 	}
 	if pp.cur == nil {
@@ -253,16 +307,16 @@ func (pp *ProxyProcess) Start(ctx context.Context) error {
 			return fmt.Errorf("start endpoint on %s: %w", pp.cfg.Listen, err)
 		}
 		f, err := unixsock.ListenerFile(l)
-		pp.addr = l.Addr().String()
+		pp.addrs = []string{l.Addr().String()}
 		l.Close()
 		if err != nil {
 			return fmt.Errorf("start endpoint: %w", err)
 		}
-		pp.ln = f
+		pp.lns = []*os.File{f}
 		c, err := pp.launchLocked(ctx)
 		if err != nil {
-			pp.ln.Close()
-			pp.ln = nil
+			closeFiles(pp.lns)
+			pp.lns = nil
 			return err
 		}
 		pp.cur = c
@@ -271,6 +325,83 @@ func (pp *ProxyProcess) Start(ctx context.Context) error {
 	pp.superv, pp.supDone = cancel, make(chan struct{})
 	go pp.supervise(sctx)
 	return nil
+}
+
+func (r proxyRecord) allAddrs() []string {
+	if len(r.Addrs) > 0 {
+		return r.Addrs
+	}
+	return []string{r.Addr}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// AddAddr makes the proxy process listen on addr too (Proxy.AddAddr): no
+// connection is cut. The daemon keeps a descriptor of the new socket, so a
+// process started after this one dies serves both.
+func (pp *ProxyProcess) AddAddr(ctx context.Context, addr string) error {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if slices.Contains(pp.addrs, addr) {
+		return nil
+	}
+	if pp.cur == nil {
+		return fmt.Errorf("add endpoint address %s: no proxy process serves the endpoint", addr)
+	}
+	var st ProcessState
+	if err := ctlCall(ctx, pp.cur.ctl, http.MethodPost, "/v1/addrs/add", addrRequest{Addr: addr}, &st); err != nil {
+		return fmt.Errorf("add endpoint address %s: %w", addr, err)
+	}
+	ln, err := listenerOf(pp.cur.id.PID, addr)
+	if err != nil {
+		_ = ctlCall(context.WithoutCancel(ctx), pp.cur.ctl, http.MethodPost, "/v1/addrs/remove", addrRequest{Addr: addr}, nil)
+		return fmt.Errorf("add endpoint address %s: %w", addr, err)
+	}
+	pp.lns, pp.addrs = append(pp.lns, ln), append(pp.addrs, addr)
+	pp.recordLocked(pp.cur.id)
+	pp.log.Info("endpoint address added", "addr", addr, "pid", pp.cur.id.PID)
+	return nil
+}
+
+// RemoveAddr closes the proxy process's listener on addr and every client
+// connection (Proxy.RemoveAddr). The endpoint keeps at least one address.
+func (pp *ProxyProcess) RemoveAddr(ctx context.Context, addr string) error {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	i := slices.Index(pp.addrs, addr)
+	if i < 0 {
+		return nil
+	}
+	if len(pp.addrs) == 1 {
+		return fmt.Errorf("remove endpoint address %s: it is the endpoint's only address", addr)
+	}
+	if pp.cur != nil {
+		if err := ctlCall(ctx, pp.cur.ctl, http.MethodPost, "/v1/addrs/remove", addrRequest{Addr: addr}, nil); err != nil {
+			return fmt.Errorf("remove endpoint address %s: %w", addr, err)
+		}
+	}
+	if i < len(pp.lns) {
+		pp.lns[i].Close()
+		pp.lns = slices.Delete(pp.lns, i, i+1)
+	}
+	pp.addrs = slices.Delete(pp.addrs, i, i+1)
+	if pp.cur != nil {
+		pp.recordLocked(pp.cur.id)
+	}
+	pp.log.Info("endpoint address removed", "addr", addr)
+	return nil
+}
+
+// recordLocked writes the serving process's record (pp.mu held).
+func (pp *ProxyProcess) recordLocked(id proc.Identity) {
+	b, _ := json.Marshal(proxyRecord{Identity: id, Addr: pp.addrs[0], Addrs: pp.addrs})
+	if err := atomicfile.WriteFile(pp.recPath(id.PID), b, 0o600); err != nil {
+		pp.log.Warn("record the endpoint process", "pid", id.PID, "err", err)
+	}
 }
 
 // listenerOf takes a descriptor of the listening socket pid holds for
@@ -335,11 +466,11 @@ func (pp *ProxyProcess) PID() int {
 	return pp.cur.id.PID
 }
 
-// Addr is the endpoint's address.
+// Addr is the endpoint's address: the newest while it moves.
 func (pp *ProxyProcess) Addr() string {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	return pp.addr
+	return pp.addrs[len(pp.addrs)-1]
 }
 
 func (pp *ProxyProcess) ctlPath(pid int) string {
@@ -359,7 +490,8 @@ func (pp *ProxyProcess) launchLocked(ctx context.Context) (*proxyChild, error) {
 		}
 		argv = []string{exe, "endpoint", "serve"}
 	}
-	argv = append(slices.Clone(argv), "--dir", pp.cfg.Dir, "--listener-fd", "3", "--epoch", strconv.FormatUint(pp.epoch, 10), "--target", pp.target)
+	argv = append(slices.Clone(argv), "--dir", pp.cfg.Dir, "--listener-fd", "3", "--listeners", strconv.Itoa(len(pp.lns)),
+		"--epoch", strconv.FormatUint(pp.epoch, 10), "--target", pp.target)
 	logf, err := os.OpenFile(filepath.Join(pp.cfg.Dir, "endpoint.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("start endpoint process: %w", err)
@@ -367,7 +499,7 @@ func (pp *ProxyProcess) launchLocked(ctx context.Context) (*proxyChild, error) {
 	defer logf.Close()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.ExtraFiles = []*os.File{pp.ln}
+	cmd.ExtraFiles = slices.Clone(pp.lns) // descriptors 3, 4, ...
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "AWS_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -405,13 +537,13 @@ func (pp *ProxyProcess) launchLocked(ctx context.Context) (*proxyChild, error) {
 		<-exited
 		return nil, fmt.Errorf("start endpoint process: %w", err)
 	}
-	b, _ := json.Marshal(proxyRecord{Identity: id, Addr: pp.addr})
+	b, _ := json.Marshal(proxyRecord{Identity: id, Addr: pp.addrs[0], Addrs: pp.addrs})
 	if err := atomicfile.WriteFile(pp.recPath(pid), b, 0o600); err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
 		return nil, fmt.Errorf("start endpoint process: record it: %w", err)
 	}
-	pp.log.Info("endpoint proxy process started", "pid", pid, "addr", pp.addr, "epoch", pp.epoch, "target", pp.target)
+	pp.log.Info("endpoint proxy process started", "pid", pid, "addrs", pp.addrs, "epoch", pp.epoch, "target", pp.target)
 	return &proxyChild{id: id, ctl: ctl, gone: exited}, nil
 }
 
@@ -437,7 +569,7 @@ func (pp *ProxyProcess) supervise(ctx context.Context) {
 			}
 		}
 		pp.mu.Lock()
-		if pp.stopping || ctx.Err() != nil || pp.ln == nil {
+		if pp.stopping || ctx.Err() != nil || len(pp.lns) == 0 {
 			pp.mu.Unlock()
 			return
 		}
@@ -530,10 +662,8 @@ func (pp *ProxyProcess) detach(stopping bool) {
 		<-done
 	}
 	pp.mu.Lock()
-	if pp.ln != nil {
-		pp.ln.Close()
-		pp.ln = nil
-	}
+	closeFiles(pp.lns)
+	pp.lns = nil
 	pp.cur = nil
 	pp.mu.Unlock()
 	_ = stopping
