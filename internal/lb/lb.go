@@ -488,7 +488,7 @@ func (l *LB) register(t Target, restore *TargetStatus) error {
 		if nt.state == StateHealthy {
 			nt.upSince = nt.since
 		}
-	nt.counts.restore(restore)
+		nt.counts.restore(restore)
 	}
 	l.mu.Lock()
 	if _, dup := l.targets[t.ID]; !dup && !l.stopped {
