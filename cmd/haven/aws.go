@@ -43,7 +43,8 @@ func newAWSCmd(g *globals) *cobra.Command {
 				f := tfvars.SpecField(s, w.Field)
 				ws = append(ws, warning{f, w.Variable, w.From, w.To, w.Reason})
 				if !asJSON {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s becomes %s in %s (%s)\n", f, w.From, w.To, w.Variable, w.Reason)
+					w.Field = f
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 				}
 			}
 			if out != "" && out != "-" {

@@ -1,5 +1,7 @@
 package spec
 
+import "time"
+
 // Spec is the whole haven.yaml. One file drives the local region (haven up)
 // and the Terraform variables for AWS (haven aws tfvars).
 type Spec struct {
@@ -23,6 +25,14 @@ type Spec struct {
 	Edge Edge `yaml:"edge" json:"edge"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
+	// TimeScale compresses the scaler's time in the local region only: the
+	// instance warmup and the metric period (60s on AWS) are divided by it,
+	// so scale-out (3 periods) and scale-in (15 periods) happen TimeScale
+	// times sooner and a drill fits in minutes. Cron schedules, health
+	// checks and the deregistration delay keep their real times. `haven aws
+	// tfvars` exports the values as written, never scaled. From 1 to 600.
+	// Default: 1 (real time).
+	TimeScale float64 `yaml:"time_scale" json:"time_scale"`
 }
 
 // App is the launch template.
@@ -100,7 +110,10 @@ type ScalingPolicy struct {
 	TargetTracking string `yaml:"target_tracking,omitempty" json:"target_tracking,omitempty"`
 	// Target is the metric value to hold. Required with target_tracking.
 	Target float64 `yaml:"target,omitempty" json:"target,omitempty"`
-	// Warmup is the time a new instance's metrics are ignored. Default: 10s.
+	// Warmup is the instance warmup: for this long after an instance enters
+	// service its metrics are left out of the group's, it counts toward
+	// capacity, and scale-in waits (AWS: EstimatedInstanceWarmup). 0–1h.
+	// Locally divided by time_scale. Default: 300s (AWS's default).
 	Warmup Duration `yaml:"warmup,omitempty" json:"warmup,omitempty"`
 	// Scheduled names a scheduled action.
 	Scheduled string `yaml:"scheduled,omitempty" json:"scheduled,omitempty"`
@@ -116,6 +129,15 @@ type ScalingPolicy struct {
 	Max *int `yaml:"max,omitempty" json:"max,omitempty"`
 	// Desired sets the desired capacity at the scheduled time.
 	Desired *int `yaml:"desired,omitempty" json:"desired,omitempty"`
+	// Start, if set, is the first moment the scheduled action may run
+	// (AWS: StartTime), e.g. the Monday of an exam week: an RFC 3339 time
+	// (2026-11-30T06:00:00Z) or a date (2026-11-30: midnight in time_zone).
+	// Default: no start bound.
+	Start Time `yaml:"start,omitempty" json:"start,omitzero"`
+	// End, if set, is the last moment the scheduled action may run (AWS:
+	// EndTime); after start. A date means midnight at the start of that day
+	// in time_zone, so the day itself is excluded. Default: no end bound.
+	End Time `yaml:"end,omitempty" json:"end,omitzero"`
 }
 
 // LoadBalancer is the ALB: listeners and target group settings.
@@ -217,6 +239,10 @@ type AWS struct {
 	LogRetention Duration `yaml:"log_retention" json:"log_retention"`
 }
 
+// DefaultWarmup is a target tracking policy's warmup when the spec gives
+// none: AWS's default for EstimatedInstanceWarmup.
+const DefaultWarmup = 300 * time.Second
+
 // Default returns the spec with every default filled in.
 func Default() Spec {
 	return Spec{
@@ -244,5 +270,6 @@ func Default() Spec {
 		Edge:    Edge{Static: []string{"/static/*", "/materials/*"}, DefaultTTL: Duration(24 * 3600e9)},
 		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
 			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
+		TimeScale: 1,
 	}
 }
