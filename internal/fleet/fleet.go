@@ -42,6 +42,9 @@ type InstanceStatus struct {
 	Health  Health `json:"health"`
 	// LaunchedAt is when the process started.
 	LaunchedAt time.Time `json:"launched_at"`
+	// InServiceSince is when the instance entered service (zero while
+	// pending): the instance warmup counts from it.
+	InServiceSince time.Time `json:"in_service_since,omitzero"`
 	// LogPath is the instance's stdout/stderr file ("" when discarded).
 	LogPath string `json:"log_path,omitempty"`
 	// Reason is why the instance is stopping or stopped, if it is.
@@ -92,9 +95,10 @@ type instance struct {
 	exitErr    error         // set before exited is closed
 
 	// guarded by Fleet.mu
-	state  State
-	health Health
-	reason string
+	state       State
+	health      Health
+	reason      string
+	inServiceAt time.Time
 }
 
 // New validates cfg and returns a Fleet that is not yet started.
@@ -232,7 +236,7 @@ func (f *Fleet) instancesLocked() []InstanceStatus {
 		out = append(out, InstanceStatus{
 			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Port: in.port,
 			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt,
-			LogPath: in.logPath, Reason: in.reason,
+			InServiceSince: in.inServiceAt, LogPath: in.logPath, Reason: in.reason,
 		})
 	}
 	slices.SortFunc(out, func(a, b InstanceStatus) int {
@@ -367,7 +371,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			in.health = h
 		}
 		if in.state == StatePending && (f.cfg.HealthCheckType == HealthCheckEC2 || h == HealthHealthy) {
-			in.state = StateInService
+			in.state, in.inServiceAt = StateInService, now
 			evs = append(evs, f.event(EventInService, in, ""))
 		}
 	}
@@ -574,7 +578,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	evs := []Event{f.event(EventLaunch, in, reason)}
 	f.mu.Lock()
 	if f.cfg.HealthCheckType == HealthCheckEC2 {
-		in.state, in.health = StateInService, HealthHealthy
+		in.state, in.health, in.inServiceAt = StateInService, HealthHealthy, in.launchedAt
 		evs = append(evs, f.event(EventInService, in, ""))
 	}
 	f.insts[id] = in

@@ -53,6 +53,10 @@ type TargetStatus struct {
 	Reason   string    // ALB reason code; empty when healthy
 	InFlight int64     // requests being proxied to the target
 	Since    time.Time // when State last changed
+	// Requests counts the requests routed to the target since it was
+	// registered, retries included (the raw count behind ALB's
+	// RequestCountPerTarget).
+	Requests uint64
 }
 
 // Stats are cumulative counters since New.
@@ -113,6 +117,7 @@ type target struct {
 	id, zone, addr string
 	transport      *http.Transport
 	inflight       atomic.Int64
+	requests       atomic.Uint64 // routed to it, ever
 	drainWake      chan struct{} // buffered(1): in-flight count reached zero
 
 	// guarded by LB.mu
@@ -463,7 +468,8 @@ type snapshot struct {
 
 type snapTarget struct {
 	st       TargetStatus
-	inflight *atomic.Int64 // read live: it changes with every request
+	inflight *atomic.Int64  // read live: it changes with every request
+	requests *atomic.Uint64 // read live, too
 }
 
 // publishLocked stores a snapshot of the targets and listeners (l.mu held).
@@ -473,7 +479,7 @@ func (l *LB) publishLocked() {
 		s.httpsAddr = l.httpsLn.Addr().String()
 	}
 	for _, t := range l.order {
-		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight})
+		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight, requests: &t.requests})
 	}
 	slices.SortFunc(s.targets, func(a, b snapTarget) int { return strings.Compare(a.st.ID, b.st.ID) })
 	l.snap.Store(s)
@@ -493,7 +499,7 @@ func (l *LB) Targets() []TargetStatus {
 	out := make([]TargetStatus, 0, len(s.targets))
 	for _, t := range s.targets {
 		st := t.st
-		st.InFlight = t.inflight.Load()
+		st.InFlight, st.Requests = t.inflight.Load(), t.requests.Load()
 		out = append(out, st)
 	}
 	return out
@@ -512,7 +518,7 @@ func (l *LB) TargetHealth(id string) (State, bool) {
 func (t *target) statusLocked() TargetStatus {
 	return TargetStatus{
 		ID: t.id, Zone: t.zone, Addr: t.addr, State: t.state, Reason: t.reason,
-		InFlight: t.inflight.Load(), Since: t.since,
+		InFlight: t.inflight.Load(), Since: t.since, Requests: t.requests.Load(),
 	}
 }
 
@@ -644,6 +650,7 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 	}
 	t := cands[i]
 	t.inflight.Add(1)
+	t.requests.Add(1)
 	a.t = t
 	t.attempts[a] = struct{}{}
 	return t
