@@ -31,6 +31,7 @@ var tierDeps = map[string][]string{
 	"internal/secrets":       {"internal/iam"},
 	"internal/dbsecret":      {"internal/secrets"},
 	"internal/events":        nil,
+	"internal/scaling":       nil,
 }
 
 // TestTiersDoNotDependOnTheWiring is the check anyone can run (go test

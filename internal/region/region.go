@@ -201,6 +201,7 @@ func (r *Region) steps() []step {
 		{"release task", r.runRelease, nil},
 		{"load balancer", r.startLB, r.stopLB},
 		{"fleet", r.startFleet, r.stopFleet},
+		{"scaling", r.startScaling, r.stopScaling},
 		{"health", r.waitHealthy, nil},
 	}
 }

@@ -48,6 +48,7 @@ type tiers struct {
 	imds     *imds.Endpoints
 	lb       *lb.LB
 	fleet    *fleet.Fleet
+	scaling  *scalingTier
 }
 
 // dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.
@@ -443,7 +444,7 @@ func (r *Region) startFleet(ctx context.Context) error {
 		return fmt.Errorf("start fleet: %w", err)
 	}
 	r.say("fleet: launching %d instances of %v across zones %v", r.spec.Fleet.Desired, r.spec.App.Command, r.spec.Zones)
-	r.warnInertScaling()
+	r.warnNotBuilt()
 	return nil
 }
 
@@ -491,14 +492,8 @@ func (r *Region) endIdentity(e fleet.Event) {
 	}
 }
 
-// warnInertScaling says plainly which spec settings the local region does not act on yet.
-func (r *Region) warnInertScaling() {
-	for _, p := range r.spec.Fleet.Scaling {
-		if p.TargetTracking != "" {
-			r.warn(fmt.Sprintf("fleet.scaling: target tracking on %s is not acted on locally yet; capacity stays at desired unless changed with `haven fleet scale`", p.TargetTracking))
-			break
-		}
-	}
+// warnNotBuilt says plainly which spec settings the local region does not act on yet.
+func (r *Region) warnNotBuilt() {
 	if r.spec.Edge.Listen != "" {
 		r.warn(fmt.Sprintf("edge.listen %s: the local edge cache is not built yet; use the load balancer's address", r.spec.Edge.Listen))
 	}
