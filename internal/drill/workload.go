@@ -177,9 +177,20 @@ func (s *Site) Login(ctx context.Context, n int) (*User, error) {
 // Step performs the user's next journey step and returns its path and
 // outcome as the workload judges it.
 func (s *Site) Step(ctx context.Context, u *User) (string, error) {
+	path, _, err := s.StepStatus(ctx, u)
+	return path, err
+}
+
+// StepStatus is Step that also returns the response's status code (0 when
+// no response arrived).
+func (s *Site) StepStatus(ctx context.Context, u *User) (string, int, error) {
 	u.mu.Lock()
 	r := u.journey.Next()
 	u.mu.Unlock()
 	resp, body, err := u.client.Do(ctx, r)
-	return r.Path, s.Workload.Check(r, resp, body, err)
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	return r.Path, status, s.Workload.Check(r, resp, body, err)
 }

@@ -157,6 +157,24 @@ type Result struct {
 	Marks     []Mark   `json:"marks,omitempty"`
 	Summary   Summary  `json:"summary"`
 	Timeline  []Second `json:"timeline"`
+
+	// lat holds each second's answered latencies, sorted, for Quantile.
+	lat [][]time.Duration
+}
+
+// Quantile returns the q-quantile (0 < q ≤ 1, nearest rank) of the latencies
+// of the requests due in seconds [from, to) of the timeline, in
+// milliseconds, and how many requests it is taken over (dropped ones have no
+// latency). It answers "p99 outside the first 30 s after the step" across
+// seconds, which per-second quantiles cannot.
+func (r *Result) Quantile(from, to int, q float64) (float64, int) {
+	from, to = max(from, 0), min(to, len(r.lat))
+	var all []time.Duration
+	for i := from; i < to; i++ {
+		all = append(all, r.lat[i]...)
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	return ms(quantile(all, q)), len(all)
 }
 
 // Run starts the profile's requests on its timeline and waits for the last
@@ -265,7 +283,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.observeIfMissing(ctx, cfg.Observe, last)
 	}
 	res.EndedAt = clk.Now().UTC()
-	res.Timeline, res.Summary = r.finish()
+	res.Timeline, res.Summary, res.lat = r.finish()
 	if cfg.Progress != nil {
 		fmt.Fprintf(cfg.Progress, "\r%s\x1b[K\n", summaryLine(res))
 	}
@@ -378,11 +396,12 @@ func (r *recorder) progress(sec, total int, name string, outstanding int64) stri
 	return line
 }
 
-func (r *recorder) finish() ([]Second, Summary) {
+func (r *recorder) finish() ([]Second, Summary, [][]time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sum := Summary{Errors: map[string]int{}}
 	var all []time.Duration
+	lat := make([][]time.Duration, len(r.secs))
 	for i := range r.secs {
 		s := &r.secs[i]
 		sort.Slice(s.lat, func(a, b int) bool { return s.lat[a] < s.lat[b] })
@@ -391,6 +410,7 @@ func (r *recorder) finish() ([]Second, Summary) {
 			s.MaxMS = ms(s.lat[len(s.lat)-1])
 		}
 		all = append(all, s.lat...)
+		lat[i] = s.lat
 		sum.Requests += int64(s.RPS)
 		sum.OK += int64(s.OK)
 		for k, v := range s.Errors {
@@ -410,7 +430,7 @@ func (r *recorder) finish() ([]Second, Summary) {
 	if len(sum.Errors) == 0 {
 		sum.Errors = nil
 	}
-	return append([]Second(nil), r.secs...), sum
+	return append([]Second(nil), r.secs...), sum, lat
 }
 
 func summaryLine(res *Result) string {
