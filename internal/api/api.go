@@ -31,20 +31,22 @@ const (
 
 // Status is the whole region at a glance: `haven status --json` prints it.
 type Status struct {
-	Region    string     `json:"region"`
-	Phase     string     `json:"phase"`
-	Error     string     `json:"error,omitempty"`
-	StartedAt time.Time  `json:"started_at"`
-	StateDir  string     `json:"state_dir"`
-	PID       int        `json:"pid"`
-	Progress  []string   `json:"progress,omitempty"`
-	Endpoints Endpoints  `json:"endpoints"`
-	Zones     []Zone     `json:"zones"`
-	Fleet     Fleet      `json:"fleet"`
-	LB        LB         `json:"load_balancer"`
-	Instances []Instance `json:"instances"`
-	Database  *Database  `json:"database,omitempty"`
-	Warnings  []string   `json:"warnings,omitempty"`
+	Region    string    `json:"region"`
+	Phase     string    `json:"phase"`
+	Error     string    `json:"error,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	StateDir  string    `json:"state_dir"`
+	// SpecSHA256 is the hex SHA-256 of the spec file the region runs.
+	SpecSHA256 string     `json:"spec_sha256,omitempty"`
+	PID        int        `json:"pid"`
+	Progress   []string   `json:"progress,omitempty"`
+	Endpoints  Endpoints  `json:"endpoints"`
+	Zones      []Zone     `json:"zones"`
+	Fleet      Fleet      `json:"fleet"`
+	LB         LB         `json:"load_balancer"`
+	Instances  []Instance `json:"instances"`
+	Database   *Database  `json:"database,omitempty"`
+	Warnings   []string   `json:"warnings,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.

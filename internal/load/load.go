@@ -168,10 +168,20 @@ type Result struct {
 // latency). It answers "p99 outside the first 30 s after the step" across
 // seconds, which per-second quantiles cannot.
 func (r *Result) Quantile(from, to int, q float64) (float64, int) {
-	from, to = max(from, 0), min(to, len(r.lat))
+	return r.quantileOf(func(i int) bool { return i >= from && i < to }, q)
+}
+
+// QuantileExcept is Quantile over every second outside [from, to).
+func (r *Result) QuantileExcept(from, to int, q float64) (float64, int) {
+	return r.quantileOf(func(i int) bool { return i < from || i >= to }, q)
+}
+
+func (r *Result) quantileOf(in func(int) bool, q float64) (float64, int) {
 	var all []time.Duration
-	for i := from; i < to; i++ {
-		all = append(all, r.lat[i]...)
+	for i := range r.lat {
+		if in(i) {
+			all = append(all, r.lat[i]...)
+		}
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
 	return ms(quantile(all, q)), len(all)

@@ -250,6 +250,9 @@ func TestRunIsAnOpenModel(t *testing.T) {
 	if p, n := res.Quantile(1, 99, 0.5); n != 50 || p >= 1000 {
 		t.Errorf("median of the second second = %g ms of %d, want < 1000 ms of 50", p, n)
 	}
+	if p, n := res.QuantileExcept(0, 1, 0.5); n != 50 || p >= 1000 {
+		t.Errorf("median outside the first second = %g ms of %d, want < 1000 ms of 50", p, n)
+	}
 }
 
 func TestRunCountsDroppedRequestsWithoutWaiting(t *testing.T) {

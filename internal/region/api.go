@@ -222,7 +222,7 @@ func (r *Region) Status() api.Status {
 	v := r.view()
 	r.mu.Lock()
 	st := api.Status{
-		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir,
+		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir, SpecSHA256: r.opts.SpecSHA256,
 		PID: os.Getpid(), Progress: append([]string(nil), r.progress...), Warnings: append([]string(nil), r.warnings...),
 		Endpoints: api.Endpoints{CACert: r.caPath(), Database: s.Database.Endpoint},
 		Instances: []api.Instance{},

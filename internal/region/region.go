@@ -41,6 +41,9 @@ type Options struct {
 	Spec spec.Spec
 	// SpecFile is where the spec came from, for messages.
 	SpecFile string
+	// SpecSHA256 is the hex SHA-256 of the spec file (drill reports name
+	// the spec by it). Default: empty.
+	SpecSHA256 string
 	// StateDir holds everything the region writes. Required, absolute.
 	StateDir string
 	// BinDir is searched for the app's program before PATH (the directory of
