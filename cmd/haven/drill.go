@@ -138,13 +138,13 @@ at min after the drop. The defaults are sized for the documented profile (docs/s
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&cfg.Users, "users", 200, "seeded students to log in")
+	f.IntVar(&cfg.Users, "users", 50, "seeded students to log in")
 	f.Float64Var(&cfg.Base, "base", 40, "requests per second before and after the peak")
 	f.Float64Var(&cfg.Peak, "peak", 400, "requests per second at the peak")
 	f.DurationVar(&cfg.Baseline, "baseline", 60*time.Second, "how long the base rate runs before the step")
 	f.DurationVar(&cfg.Ramp, "ramp", 0, "ramp to the peak over this long instead of stepping (0: a step)")
 	f.DurationVar(&cfg.Hold, "hold", 90*time.Second, "how long the peak lasts")
-	f.DurationVar(&cfg.After, "after", 150*time.Second, "how long the base rate runs after the drop")
+	f.DurationVar(&cfg.After, "after", 210*time.Second, "how long the base rate runs after the drop")
 	f.DurationVar(&cfg.SLOP99, "slo-p99", 500*time.Millisecond, "the p99 latency objective")
 	f.Float64Var(&cfg.MaxErrorRate, "max-error-rate", 0.001, "the error objective, a fraction")
 	f.DurationVar(&cfg.Window, "window", 0, "how long after the step the reactive run may break the SLO (default: derived from the scaler's period)")

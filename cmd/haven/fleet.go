@@ -161,7 +161,7 @@ func newFleetSuspendCmd(g *globals, suspend bool) *cobra.Command {
 			if err := g.client().SetScalingSuspended(cmd.Context(), suspend); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "scaling %sd\n", use)
+			fmt.Fprintf(cmd.OutOrStdout(), "scaling %s\n", map[bool]string{true: "suspended", false: "resumed"}[suspend])
 			return nil
 		},
 	}

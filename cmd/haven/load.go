@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"os"
 	"strings"
@@ -96,7 +97,8 @@ Profiles (--rate is the base rate, --peak the top, default 8 × rate):
 				return err
 			}
 			defer site.Close()
-			cfg := load.Config{Profile: prof, Journey: drill.LoadJourney{Site: site, Users: users}, Timeout: f.timeout, Observe: drill.ObserveFleet(c)}
+			cfg := load.Config{Profile: prof, Journey: drill.LoadJourney{Site: site, Users: users}, Timeout: f.timeout, Observe: drill.ObserveFleet(c),
+				Logger: slog.New(slog.DiscardHandler)}
 			if isTerminal(cmd.ErrOrStderr()) {
 				cfg.Progress = cmd.ErrOrStderr()
 			}

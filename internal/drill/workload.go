@@ -143,14 +143,38 @@ func OpenSite(ctx context.Context, st api.Status, n int, w Workload) (*Site, []*
 	if err != nil {
 		return nil, nil, err
 	}
-	users := make([]*User, 0, n)
-	for i := 1; i <= n; i++ {
-		u, err := site.Login(ctx, i)
+	// Up to 8 logins at a time: a login is a password check (bcrypt), the
+	// slowest request an instance answers.
+	users := make([]*User, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			users[i], errs[i] = site.Login(ctx, i+1)
+		}(i)
+	}
+	wg.Wait()
+	var first error
+	failed := 0
+	for _, err := range errs {
 		if err != nil {
-			site.Close()
-			return nil, nil, err
+			if first == nil {
+				first = err
+			}
+			failed++
 		}
-		users = append(users, u)
+	}
+	if first != nil {
+		site.Close()
+		if failed > 1 {
+			first = fmt.Errorf("%w (and %d more logins failed)", first, failed-1)
+		}
+		return nil, nil, first
 	}
 	return site, users, nil
 }

@@ -483,3 +483,19 @@ func fmtMS(f float64) string {
 	}
 	return fmt.Sprintf("%.0fms", f)
 }
+
+// NewResult builds a Result from a timeline (T, TargetRPS, RPS, OK, Errors
+// and the fleet fields of each second) and each second's answered
+// latencies, computing the quantiles and the summary as Run does: for
+// replays, and for tests of what reads a Result.
+func NewResult(profile string, start time.Time, secs []Second, lat [][]time.Duration) *Result {
+	r := &recorder{secs: append([]Second(nil), secs...)}
+	for i := range r.secs {
+		if i < len(lat) {
+			r.secs[i].lat = append([]time.Duration(nil), lat[i]...)
+		}
+	}
+	res := &Result{Profile: profile, StartedAt: start.UTC(), DurationS: float64(len(secs)), EndedAt: start.Add(time.Duration(len(secs)) * time.Second).UTC()}
+	res.Timeline, res.Summary, res.lat = r.finish()
+	return res
+}

@@ -506,11 +506,20 @@ func (r *Region) waitHealthy(ctx context.Context) error {
 	last := -1
 	for {
 		st := r.Status()
-		if st.Fleet.Healthy != last {
-			last = st.Fleet.Healthy
-			r.say("fleet: %d/%d instances healthy behind the load balancer", st.Fleet.Healthy, st.Fleet.Desired)
+		// Healthy behind the load balancer: with EC2 health checks the fleet
+		// calls an instance healthy once its process runs, but the LB routes
+		// to it only after its own checks pass.
+		routed := 0
+		for _, in := range st.Instances {
+			if in.State == string(fleet.StateInService) && in.Target == "healthy" {
+				routed++
+			}
 		}
-		if st.Fleet.Healthy >= max(r.spec.Fleet.Min, 1) || (r.spec.Fleet.Min == 0 && st.Fleet.Desired == 0) {
+		if routed != last {
+			last = routed
+			r.say("fleet: %d/%d instances healthy behind the load balancer", routed, st.Fleet.Desired)
+		}
+		if routed >= max(r.spec.Fleet.Min, 1) || (r.spec.Fleet.Min == 0 && st.Fleet.Desired == 0) {
 			return nil
 		}
 		select {

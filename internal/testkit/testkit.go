@@ -68,6 +68,15 @@ type Options struct {
 	MultiAZ bool
 	// Extra is appended to the generated spec (YAML), e.g. for other sections.
 	Extra string
+	// CPU is each instance's CPU quota in cores. Default 0.5.
+	CPU float64
+	// HealthCheckType is the fleet's health check type. Default elb.
+	HealthCheckType string
+	// Scaling is fleet.scaling as a YAML flow list, e.g.
+	// `[{target_tracking: cpu, target: 50, warmup: 10s}]`. Default none.
+	Scaling string
+	// TimeScale is the spec's time_scale. Default 1.
+	TimeScale float64
 }
 
 // Region is a running test region.
@@ -113,6 +122,18 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.Max == 0 {
 		o.Max = 6
 	}
+	if o.CPU == 0 {
+		o.CPU = 0.5
+	}
+	if o.HealthCheckType == "" {
+		o.HealthCheckType = "elb"
+	}
+	if o.Scaling == "" {
+		o.Scaling = "[]"
+	}
+	if o.TimeScale == 0 {
+		o.TimeScale = 1
+	}
 	bin := Binaries(t)
 	dir, err := os.MkdirTemp("", "haven-region-")
 	if err != nil {
@@ -127,12 +148,13 @@ app:
   port: %d
   release: [courses, seed, --students, "%d", --courses, "%d"]
   health_check: {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}
-  instance: {cpu: 0.5, memory: 256MiB}
-fleet: {min: %d, desired: %d, max: %d, health_check_type: elb, grace_period: 5s}
+  instance: {cpu: %g, memory: 256MiB}
+fleet: {min: %d, desired: %d, max: %d, health_check_type: %s, grace_period: 5s, scaling: %s}
+time_scale: %g
 load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
+%s`, r.Ports.App, o.Students, o.Courses, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, o.Scaling, o.TimeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
