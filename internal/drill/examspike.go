@@ -50,12 +50,12 @@ type ExamSpikeConfig struct {
 	// Baseline is how long Base runs before the step. Default 60s.
 	Baseline time.Duration
 	// Ramp, if set, moves from Base to Peak linearly over this long instead
-	// of stepping. Default 0: a step.
+	// of stepping; the CLI's default is 30s. Default 0: a step.
 	Ramp time.Duration
-	// Hold is how long Peak lasts. Default 90s.
+	// Hold is how long the peak lasts, the ramp included. Default 120s.
 	Hold time.Duration
 	// After is how long Base runs after the drop: long enough for the fleet
-	// to scale back in (15 metric periods) and rest at min. Default 210s.
+	// to scale back in (15 metric periods) and rest at min. Default 180s.
 	After time.Duration
 	// SLOP99 is the latency objective: p99 at most this. Default 500ms.
 	SLOP99 time.Duration
@@ -221,10 +221,10 @@ func (c *ExamSpikeConfig) defaults() {
 		c.Baseline = 60 * time.Second
 	}
 	if c.Hold <= 0 {
-		c.Hold = 90 * time.Second
+		c.Hold = 120 * time.Second
 	}
 	if c.After <= 0 {
-		c.After = 210 * time.Second
+		c.After = 180 * time.Second
 	}
 	if c.SLOP99 <= 0 {
 		c.SLOP99 = 500 * time.Millisecond
@@ -350,6 +350,11 @@ func ExamSpike(ctx context.Context, c *api.Client, cfg ExamSpikeConfig) (*ExamSp
 		_ = c.SetScalingSuspended(cctx, wasSuspended)
 	}()
 
+	// Logins are password checks, the costliest requests: scaling waits
+	// while they run, so every run starts from the same fleet.
+	if err := c.SetScalingSuspended(ctx, true); err != nil {
+		return nil, fmt.Errorf("exam-spike: %w", err)
+	}
 	say("logging in %d users of the %s workload", cfg.Users, rep.Profile.Workload)
 	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Workload)
 	if err != nil {

@@ -24,8 +24,7 @@ var start = time.Date(2026, 11, 30, 7, 0, 0, 0, time.UTC)
 // fleetShape gives the instances in service at second t of a model run.
 type fleetShape func(t int) int
 
-// modelRun builds a run's result: the drill's default profile (40 rps, a
-// step to 400 at 60 s, the drop at 150 s, 360 s in all), with latency lat(t)
+// modelRun builds a run's result on cfg's profile, with latency lat(t)
 // for every request of second t, failures at the seconds fail returns, and
 // the fleet shape.
 func modelRun(cfg ExamSpikeConfig, lat func(t int) time.Duration, fail func(t int) int, fl fleetShape) *load.Result {
@@ -50,8 +49,10 @@ func modelRun(cfg ExamSpikeConfig, lat func(t int) time.Duration, fail func(t in
 	return load.NewResult("exam-spike", start, secs, lats)
 }
 
+// defaultCfg is the model's profile: 40 rps, a step to 400 at 60 s, the
+// drop at 150 s, 360 s in all.
 func defaultCfg() ExamSpikeConfig {
-	c := ExamSpikeConfig{Workload: nopWorkload{}}
+	c := ExamSpikeConfig{Workload: nopWorkload{}, Baseline: 60 * time.Second, Hold: 90 * time.Second, After: 210 * time.Second}
 	c.defaults()
 	c.Window = ReactionWindow(3 * time.Second)
 	return c

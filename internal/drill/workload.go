@@ -143,11 +143,11 @@ func OpenSite(ctx context.Context, st api.Status, n int, w Workload) (*Site, []*
 	if err != nil {
 		return nil, nil, err
 	}
-	// Up to 8 logins at a time: a login is a password check (bcrypt), the
-	// slowest request an instance answers.
+	// Up to 4 logins at a time: a login is a password check (bcrypt), the
+	// costliest request an instance answers.
 	users := make([]*User, n)
 	errs := make([]error, n)
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 4)
 	var wg sync.WaitGroup
 	for i := range users {
 		wg.Add(1)
@@ -155,7 +155,16 @@ func OpenSite(ctx context.Context, st api.Status, n int, w Workload) (*Site, []*
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			users[i], errs[i] = site.Login(ctx, i+1)
+			// A login that meets a busy or draining instance is tried again.
+			for try := 0; try < 3; try++ {
+				if users[i], errs[i] = site.Login(ctx, i+1); errs[i] == nil || ctx.Err() != nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
 		}(i)
 	}
 	wg.Wait()

@@ -338,7 +338,7 @@ func (l *Loop) SetSuspended(suspended bool) {
 		l.state.ScheduledThrough = l.cfg.Clock.Now()
 	}
 	l.publishLocked()
-	l.log.Info("scaling "+map[bool]string{true: "suspended", false: "resumed"}[suspended])
+	l.log.Info("scaling " + map[bool]string{true: "suspended", false: "resumed"}[suspended])
 }
 
 // PutScheduledAction adds a scheduled action, or replaces the one of the same
