@@ -218,3 +218,24 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExamSpikeProfile: the exam-spike drill's documented profile
+// (docs/scaling.md) parses and is what the docs say it is.
+func TestExamSpikeProfile(t *testing.T) {
+	s, err := LoadFile("../../examples/exam-spike.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := s.Fleet.Scaling[0]
+	if s.App.Instance.CPU != 0.05 || s.TimeScale != 20 || s.Fleet.HealthCheckType != "ec2" || s.Fleet.Min != 2 || s.Fleet.Max != 12 ||
+		tt.TargetTracking != "cpu" || tt.Target != 50 || tt.Warmup.D() != 120*time.Second {
+		t.Errorf("profile = cpu %g, time_scale %g, %s health, min %d max %d, policy %+v", s.App.Instance.CPU, s.TimeScale, s.Fleet.HealthCheckType, s.Fleet.Min, s.Fleet.Max, tt)
+	}
+	repo, err := Parse(Starter, "haven.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repo.LoadBalancer.HTTPS == s.LoadBalancer.HTTPS || repo.Database.Endpoint == s.Database.Endpoint || repo.Secrets.Listen == s.Secrets.Listen || repo.App.Port == s.App.Port {
+		t.Error("examples/exam-spike.yaml shares a port with haven.yaml; both regions must run side by side")
+	}
+}
