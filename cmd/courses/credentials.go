@@ -93,15 +93,26 @@ type SecretsManagerProvider struct {
 // credential chain and endpoint settings (AWS_ENDPOINT_URL_SECRETS_MANAGER,
 // IMDS, ...).
 func NewSecretsManagerProvider(ctx context.Context, secretID string, log *slog.Logger) (*SecretsManagerProvider, error) {
+	client, err := newSecretsManagerClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &SecretsManagerProvider{
+		client:   client,
+		secretID: secretID,
+		log:      log.With("component", "db-credentials"),
+	}, nil
+}
+
+// newSecretsManagerClient is the one way the app reaches Secrets Manager: the
+// AWS SDK's default credential chain (instance metadata on an instance) and
+// endpoint settings (AWS_ENDPOINT_URL_SECRETS_MANAGER in a local region).
+func newSecretsManagerClient(ctx context.Context) (*secretsmanager.Client, error) {
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load aws config: %w", err)
 	}
-	return &SecretsManagerProvider{
-		client:   secretsmanager.NewFromConfig(cfg),
-		secretID: secretID,
-		log:      log.With("component", "db-credentials"),
-	}, nil
+	return secretsmanager.NewFromConfig(cfg), nil
 }
 
 // Credentials returns the cached secret, fetching it on first use or after

@@ -20,6 +20,7 @@ import (
 // keys are shown: the page never echoes text from the URL.
 var loginMessages = map[string]string{
 	"logged-out":    "You have logged out. Log in again to continue.",
+	postLogoutMsg:   "You have logged out of Courses and of your university account.",
 	"session-ended": "Your session has ended. Log in again to continue where you were.",
 }
 
@@ -28,6 +29,10 @@ type loginPageData struct {
 	// Next is where to go after logging in (a safe local path, or "").
 	Next string
 	Form *form
+	// SSO is the "Sign in with your university account" link ("" when
+	// single sign-on is off); StaffSSOOnly says staff must use it.
+	SSO          string
+	StaffSSOOnly bool
 }
 
 // safeNext returns next if it is a path on this site that is safe to
@@ -52,7 +57,7 @@ func safeNext(next string) string {
 		return ""
 	}
 	// The path as the server will route it, after percent-decoding.
-	if p := u.Path; p == "/login" || p == "/logout" || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/api/") || strings.ContainsRune(p, '\\') {
+	if p := u.Path; p == "/login" || p == "/logout" || strings.HasPrefix(p, "/login/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/api/") || strings.ContainsRune(p, '\\') {
 		return ""
 	}
 	return u.RequestURI()
@@ -81,7 +86,29 @@ func (s *Server) renderLogin(w http.ResponseWriter, r *http.Request, status int,
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, status, "login", pageData{Title: "Log in", CSRF: tok, Message: notice,
-		Data: loginPageData{Next: next, Form: f}})
+		Data: s.loginData(next, f)})
+}
+
+// renderLoginError renders the login page with a page-level error (a
+// refused single sign-on).
+func (s *Server) renderLoginError(w http.ResponseWriter, r *http.Request, status int, next, msg string) {
+	tok := randomToken()
+	http.SetCookie(w, &http.Cookie{Name: loginCSRFCookie, Value: tok, Path: "/login", MaxAge: 3600,
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, status, "login", pageData{Title: "Log in", CSRF: tok, Error: msg, Data: s.loginData(next, newForm())})
+}
+
+func (s *Server) loginData(next string, f *form) loginPageData {
+	d := loginPageData{Next: next, Form: f}
+	if s.sso != nil {
+		d.SSO = ssoStartPath
+		if next != "" {
+			d.SSO += "?" + url.Values{"next": {next}}.Encode()
+		}
+		d.StaffSSOOnly = s.sso.cfg.StaffSSOOnly
+	}
+	return d
 }
 
 func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
@@ -93,6 +120,15 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 	if err != nil || !csrfOK(c.Value, r.PostFormValue(csrfField)) {
 		// Nothing was checked; show a fresh form with the email kept.
 		f.Fail("password", "This login form had expired, so nothing was sent. Enter your password again to log in.")
+		s.renderLogin(w, r, http.StatusForbidden, next, f, "")
+		return
+	}
+	if ssoOnly, err := s.staffMustUseSSO(r.Context(), email); err != nil {
+		s.dbError(w, r, err)
+		return
+	} else if ssoOnly {
+		s.log.Info("password login refused: staff sign in with single sign-on only", "request_id", requestID(r))
+		f.Fail("password", msgSSOStaffOnly)
 		s.renderLogin(w, r, http.StatusForbidden, next, f, "")
 		return
 	}
@@ -169,12 +205,22 @@ func (s *Server) logoutPage(w http.ResponseWriter, r *http.Request, sess Session
 	s.render(w, r, http.StatusOK, "logout", pageData{Title: "Log out"})
 }
 
+// logout ends the app session and, for a single sign-on session, sends the
+// browser to the provider's end_session_endpoint, which ends the session
+// there too and comes back to /login?msg=sso-logged-out.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess Session, tok string) {
-	if err := s.store.DeleteSession(r.Context(), tok); err != nil {
+	idToken, err := s.store.DeleteSession(r.Context(), tok)
+	if err != nil {
 		s.dbError(w, r, err)
 		return
 	}
 	clearCookie(w, sessionCookie, "/")
+	if s.sso != nil && idToken != "" {
+		if u, ok := s.sso.endSessionURL(r.Context(), idToken); ok {
+			http.Redirect(w, r, u, http.StatusSeeOther)
+			return
+		}
+	}
 	http.Redirect(w, r, "/login?msg=logged-out", http.StatusSeeOther)
 }
 
@@ -204,6 +250,13 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body must be {\"email\": ..., \"password\": ...}"})
 		return
 	}
+	if ssoOnly, err := s.staffMustUseSSO(r.Context(), in.Email); err != nil {
+		s.apiDBError(w, r, err)
+		return
+	} else if ssoOnly {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "staff sign in with their university account (single sign-on): password login is turned off for staff"})
+		return
+	}
 	u, res, verdict, err := s.checkPassword(r.Context(), r, in.Email, in.Password)
 	switch {
 	case errors.Is(err, errThrottled):
@@ -227,8 +280,10 @@ func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, meResponse{User: u, CSRFToken: sess.CSRFToken, ExpiresAt: sess.ExpiresAt})
 }
 
+// apiLogout ends the app session only; an API client that signed in with a
+// password has no session at a provider.
 func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request, _ Session, tok string) {
-	if err := s.store.DeleteSession(r.Context(), tok); err != nil {
+	if _, err := s.store.DeleteSession(r.Context(), tok); err != nil {
 		s.apiDBError(w, r, err)
 		return
 	}

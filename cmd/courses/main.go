@@ -66,6 +66,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	serve.Flags().DurationVar(&sc.Throttle.Window, "login-window", DefaultThrottleWindow, "the login throttle's window")
 	serve.Flags().StringVar(&sc.TrustedProxies, "trusted-proxies", strings.Join(defaultTrustedProxies, ","), "peer networks (CIDRs) whose X-Forwarded-For is believed")
 	serve.Flags().IntVar(&sc.ProxyHops, "proxy-hops", 1, "proxies that append to X-Forwarded-For: 1 for the load balancer, 2 with the edge in front; 0 ignores the header")
+	f := serve.Flags()
+	f.StringVar(&sc.SSO.Issuer, "oidc-issuer", os.Getenv("COURSES_OIDC_ISSUER"), "OpenID provider's issuer URL for \"Sign in with your university account\"; empty turns single sign-on off (env COURSES_OIDC_ISSUER)")
+	f.StringVar(&sc.SSO.ClientID, "oidc-client-id", os.Getenv("COURSES_OIDC_CLIENT_ID"), "the app's client id at the provider (env COURSES_OIDC_CLIENT_ID)")
+	f.StringVar(&sc.SSO.ClientSecretID, "oidc-client-secret-id", os.Getenv("COURSES_OIDC_CLIENT_SECRET_ID"), "Secrets Manager id or ARN of the client secret, read like the database credential (env COURSES_OIDC_CLIENT_SECRET_ID)")
+	f.StringVar(&sc.SSO.PublicURL, "public-url", os.Getenv("COURSES_PUBLIC_URL"), "the site's address as browsers reach it, e.g. https://courses.example.edu; the redirect URI is it plus /login/sso/callback (env COURSES_PUBLIC_URL)")
+	f.StringSliceVar(&sc.SSO.Scopes, "oidc-scopes", envList("COURSES_OIDC_SCOPES", DefaultSSOScopes), "scopes to request; Okta needs groups added (env COURSES_OIDC_SCOPES)")
+	f.StringVar(&sc.SSO.GroupsClaim, "oidc-groups-claim", envOr("COURSES_OIDC_GROUPS_CLAIM", "groups"), "the ID token claim holding the user's groups (env COURSES_OIDC_GROUPS_CLAIM)")
+	f.StringSliceVar(&sc.SSO.TeacherGroups, "oidc-teacher-groups", envList("COURSES_OIDC_TEACHER_GROUPS", DefaultTeacherGroups), "groups whose members are teachers (env COURSES_OIDC_TEACHER_GROUPS)")
+	f.StringSliceVar(&sc.SSO.StudentGroups, "oidc-student-groups", envList("COURSES_OIDC_STUDENT_GROUPS", DefaultStudentGroups), "groups whose members are students (env COURSES_OIDC_STUDENT_GROUPS)")
+	f.BoolVar(&sc.SSO.TrustEmail, "oidc-trust-email", envBool("COURSES_OIDC_TRUST_EMAIL"), "treat the email claim as verified without email_verified (Entra ID sends none) (env COURSES_OIDC_TRUST_EMAIL)")
+	f.BoolVar(&sc.SSO.StaffSSOOnly, "sso-only-staff", envBool("COURSES_SSO_ONLY_STAFF"), "refuse teachers' password logins: staff sign in with the university account only (env COURSES_SSO_ONLY_STAFF)")
 
 	migrate := &cobra.Command{
 		Use:   "migrate",
@@ -160,6 +171,27 @@ func defaultListen() string {
 	return net.JoinHostPort(host, port)
 }
 
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// envList splits a comma- or space-separated variable, or returns def.
+func envList(name string, def []string) []string {
+	v := strings.FieldsFunc(os.Getenv(name), func(r rune) bool { return r == ',' || r == ' ' })
+	if len(v) == 0 {
+		return def
+	}
+	return v
+}
+
+func envBool(name string) bool {
+	v := strings.ToLower(os.Getenv(name))
+	return v == "1" || v == "true" || v == "yes"
+}
+
 // serveConfig is the configuration of `courses serve`.
 type serveConfig struct {
 	// Listen is the TCP address. Default HOST:PORT from env, else 127.0.0.1:8080.
@@ -182,6 +214,8 @@ type serveConfig struct {
 	// ProxyHops is how many of our proxies append to X-Forwarded-For.
 	// Default 1 (the load balancer).
 	ProxyHops int
+	// SSO is single sign-on. Default off (no issuer).
+	SSO SSOConfig
 
 	clientIP ClientIPConfig
 }
@@ -215,7 +249,7 @@ func (c *serveConfig) Validate() error {
 		return err
 	}
 	c.clientIP = ClientIPConfig{TrustedProxies: trusted, Hops: c.ProxyHops}
-	return nil
+	return c.SSO.Validate()
 }
 
 // openFromEnv opens the pool from conn (or the PG* env vars when empty) and,
@@ -248,7 +282,17 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return err
 	}
 
-	srv, err := NewServer(ServerConfig{DB: db, Logger: log, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP})
+	var sso *ssoClient
+	if cfg.SSO.Enabled() {
+		secret, err := NewClientSecretProvider(bg, cfg.SSO.ClientSecretID, log)
+		if err != nil {
+			return err
+		}
+		sso = newSSOClient(cfg.SSO, secret, systemClock{}, log)
+		log.Info("single sign-on on", "issuer", cfg.SSO.Issuer, "client_id", cfg.SSO.ClientID,
+			"redirect_uri", cfg.SSO.RedirectURL(), "staff_sso_only", cfg.SSO.StaffSSOOnly)
+	}
+	srv, err := NewServer(ServerConfig{DB: db, Logger: log, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso})
 	if err != nil {
 		return err
 	}

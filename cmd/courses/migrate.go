@@ -94,6 +94,21 @@ CREATE TABLE login_throttle (
 );
 CREATE INDEX login_throttle_window_idx ON login_throttle (window_start);
 `},
+	// Single sign-on (sso.go): who each provider's subject is here, and the
+	// ID token a session needs to end the session at the provider too. A new
+	// table and a nullable column: an older app version ignores both.
+	{3, "single sign-on", `
+CREATE TABLE user_identities (
+	issuer     text NOT NULL,
+	subject    text NOT NULL,
+	user_id    bigint NOT NULL REFERENCES users(id),
+	created_at timestamptz NOT NULL DEFAULT now(),
+	last_login timestamptz NOT NULL DEFAULT now(),
+	PRIMARY KEY (issuer, subject)
+);
+CREATE INDEX user_identities_user_idx ON user_identities (user_id);
+ALTER TABLE sessions ADD COLUMN id_token text;
+`},
 }
 
 // Migrate applies pending migrations. It holds a session-level advisory lock

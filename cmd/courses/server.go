@@ -63,6 +63,8 @@ type Server struct {
 	favicon  []byte
 	throttle ThrottlePolicy
 	clientIP ClientIPConfig
+	sso      *ssoClient // nil: single sign-on off
+	csp      string
 	draining atomic.Bool
 	// passwordChecks counts bcrypt comparisons (tests assert that a
 	// throttled login costs none).
@@ -86,6 +88,8 @@ type ServerConfig struct {
 	// balancer. Default: X-Forwarded-For from private and loopback peers,
 	// one hop.
 	ClientIP *ClientIPConfig
+	// SSO is single sign-on through an OpenID provider. Default nil: off.
+	SSO *ssoClient
 }
 
 // NewServer builds the handler tree.
@@ -138,7 +142,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open static files: %w", err)
 	}
+	// A form's POST that answers with a redirect (logging out through the
+	// provider's end_session) is held to form-action by Chromium, hop by hop.
+	formAction := "'self'"
+	if cfg.SSO != nil {
+		if u, err := url.Parse(cfg.SSO.cfg.Issuer); err == nil {
+			formAction += " " + u.Scheme + "://" + u.Host
+		}
+	}
 	return &Server{
+		sso:      cfg.SSO,
+		csp:      "default-src 'self'; frame-ancestors 'none'; form-action " + formAction,
 		db:       cfg.DB,
 		store:    &Store{db: cfg.DB, clock: cfg.Clock, ttl: cfg.SessionTTL},
 		log:      cfg.Logger.With("component", "http"),
@@ -168,6 +182,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.HandleFunc("POST /login", s.loginSubmit)
+	if s.sso != nil {
+		mux.HandleFunc("GET "+ssoStartPath, s.ssoStart)
+		mux.HandleFunc("GET "+ssoCallbackPath, s.ssoCallback)
+	}
 	mux.HandleFunc("GET /logout", s.withSession(false, s.logoutPage))
 	mux.HandleFunc("POST /logout", s.withSession(true, s.logout))
 	mux.HandleFunc("GET /courses", s.withSession(false, s.coursesPage))
@@ -191,7 +209,7 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint"})
 	})
 	mux.HandleFunc("/", s.notFound)
-	return s.accessLog(s.recoverer(securityHeaders(mux)))
+	return s.accessLog(s.recoverer(s.securityHeaders(mux)))
 }
 
 // ---- middleware ----
@@ -268,13 +286,13 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 	})
 }
 
-func securityHeaders(next http.Handler) http.Handler {
+func (s *Server) securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "same-origin")
-		h.Set("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self'")
+		h.Set("Content-Security-Policy", s.csp)
 		h.Set("Strict-Transport-Security", hstsValue)
 		next.ServeHTTP(w, r)
 	})

@@ -104,14 +104,20 @@ func (s *Store) UserByEmail(ctx context.Context, email string) (User, string, er
 // When the login was a password check counted by ReserveLogin, release gives
 // its attempt back in the same transaction; SSO logins pass nil.
 func (s *Store) CreateSession(ctx context.Context, userID int64, release *loginReservation) (token string, sess Session, err error) {
+	return s.createSession(ctx, userID, release, "")
+}
+
+// createSession is CreateSession, keeping idToken (the ID token of a single
+// sign-on, "" for a password login) for the logout at the provider.
+func (s *Store) createSession(ctx context.Context, userID int64, release *loginReservation, idToken string) (token string, sess Session, err error) {
 	token = randomToken()
 	csrf := randomToken()
 	exp := s.clock.Now().Add(s.ttl)
 	// Idempotent: the token is fixed before the first attempt, so a retried
 	// insert after an unknown COMMIT is a no-op.
 	err = s.db.WriteIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at)
-			VALUES ($1, $2, $3, $4) ON CONFLICT (token_hash) DO NOTHING`, hashToken(token), userID, csrf, exp); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO sessions (token_hash, user_id, csrf_token, expires_at, id_token)
+			VALUES ($1, $2, $3, $4, NULLIF($5, '')) ON CONFLICT (token_hash) DO NOTHING`, hashToken(token), userID, csrf, exp, idToken); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND expires_at < now()`, userID); err != nil {
@@ -146,16 +152,25 @@ func (s *Store) SessionByToken(ctx context.Context, token string) (Session, erro
 	return sess, nil
 }
 
-// DeleteSession logs a session out.
-func (s *Store) DeleteSession(ctx context.Context, token string) error {
-	err := s.db.WriteIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `DELETE FROM sessions WHERE token_hash = $1`, hashToken(token))
+// DeleteSession logs a session out. It returns the ID token kept with a
+// single sign-on session ("" for a password login, or when a retry after a
+// lost COMMIT found the session already gone).
+func (s *Store) DeleteSession(ctx context.Context, token string) (idToken string, err error) {
+	err = s.db.WriteIdempotent(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		var t *string
+		err := tx.QueryRow(ctx, `DELETE FROM sessions WHERE token_hash = $1 RETURNING id_token`, hashToken(token)).Scan(&t)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if t != nil {
+			idToken = *t
+		}
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("delete session: %w", err)
+		return "", fmt.Errorf("delete session: %w", err)
 	}
-	return nil
+	return idToken, nil
 }
 
 // CoursesFor lists a student's enrolled courses or a teacher's taught courses.

@@ -17,7 +17,8 @@ resource "aws_iam_role" "app" {
 }
 
 # Least privilege: the app reads its own DB secret (its login, never the RDS
-# master's) and the CloudFront signing key, reads and writes objects under
+# master's), the CloudFront signing key and, with single sign-on, the OIDC
+# client secret, reads and writes objects under
 # the materials prefix, and reads its own binary. Nothing else.
 data "aws_iam_policy_document" "app" {
   statement {
@@ -32,6 +33,18 @@ data "aws_iam_policy_document" "app" {
     effect    = "Allow"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [aws_secretsmanager_secret.signing_key.arn]
+  }
+
+  # The OpenID Connect client secret, when single sign-on is on: this one
+  # secret, by the ARN the deployment gives.
+  dynamic "statement" {
+    for_each = var.oidc_client_secret_arn == null ? [] : [var.oidc_client_secret_arn]
+    content {
+      sid       = "ReadOIDCClientSecret"
+      effect    = "Allow"
+      actions   = ["secretsmanager:GetSecretValue"]
+      resources = [statement.value]
+    }
   }
 
   statement {

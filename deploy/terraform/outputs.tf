@@ -132,3 +132,8 @@ output "alarm_topic_arn" {
   description = "SNS topic that receives every alarm."
   value       = aws_sns_topic.alarms.arn
 }
+
+output "app_environment" {
+  description = "The environment every app instance gets: names, addresses and secret ARNs, never a secret value."
+  value       = local.app_environment
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"github.com/haven-platform/haven/internal/spec"
@@ -247,6 +248,13 @@ func examplePlan(t *testing.T) ([]byte, tfvars.Vars) {
 // in a directory of its own, offline. The plan JSON is cached by name.
 func planScenario(t *testing.T, name string, in tfvars.Input) ([]byte, tfvars.Vars) {
 	t.Helper()
+	return planScenarioWith(t, name, in, nil)
+}
+
+// planScenarioWith is planScenario with extra deployment variables (written
+// to extra.auto.tfvars.json), for inputs haven.yaml does not carry yet.
+func planScenarioWith(t *testing.T, name string, in tfvars.Input, extra map[string]any) ([]byte, tfvars.Vars) {
+	t.Helper()
 	requireSetup(t)
 	plans.mu.Lock()
 	defer plans.mu.Unlock()
@@ -255,7 +263,7 @@ func planScenario(t *testing.T, name string, in tfvars.Input) ([]byte, tfvars.Va
 	}
 	p, ok := plans.done[name]
 	if !ok {
-		p = runPlan(t, name, in)
+		p = runPlan(t, name, in, extra)
 		plans.done[name] = p
 	}
 	if p.err != nil {
@@ -264,7 +272,7 @@ func planScenario(t *testing.T, name string, in tfvars.Input) ([]byte, tfvars.Va
 	return p.json, p.vars
 }
 
-func runPlan(t *testing.T, name string, in tfvars.Input) *planned {
+func runPlan(t *testing.T, name string, in tfvars.Input, extra map[string]any) *planned {
 	vars, warnings, err := tfvars.Generate(in)
 	if err != nil {
 		return &planned{err: err}
@@ -294,6 +302,15 @@ func runPlan(t *testing.T, name string, in tfvars.Input) *planned {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ci.auto.tfvars.json"), []byte(`{"offline_plan": true}`+"\n"), 0o644); err != nil {
 		return &planned{err: err}
+	}
+	if extra != nil {
+		b, err := json.Marshal(extra)
+		if err != nil {
+			return &planned{err: err}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "extra.auto.tfvars.json"), b, 0o644); err != nil {
+			return &planned{err: err}
+		}
 	}
 	if out, err := terraform(c, dir, "plan", "-input=false", "-no-color", "-lock=false", "-out=plan.bin"); err != nil {
 		return &planned{err: fmt.Errorf("%w\n%s", err, out)}

@@ -19,6 +19,7 @@ import (
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
+	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
@@ -492,10 +493,12 @@ func (r *Region) endIdentity(e fleet.Event) {
 	}
 }
 
-// warnNotBuilt says plainly which spec settings the local region does not act on yet.
+// warnNotBuilt says plainly which spec settings the local region does not
+// act on yet: one line per capability internal/parity marks not built
+// locally whose fields the spec sets (the edge, say).
 func (r *Region) warnNotBuilt() {
-	if r.spec.Edge.Listen != "" {
-		r.warn(fmt.Sprintf("edge.listen %s: the local edge cache is not built yet; use the load balancer's address", r.spec.Edge.Listen))
+	for _, w := range parity.LocalWarnings(r.spec) {
+		r.warn(w)
 	}
 }
 

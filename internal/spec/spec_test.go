@@ -99,6 +99,14 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 		{"start on target tracking", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 50, start: 2026-11-30}\n", "fleet.scaling[0]", ":3:", "belong to scheduled actions"},
 		{"time scale below 1", "time_scale: 0.5\n", "time_scale", ":1:", "from 1"},
 		{"time scale NaN", "time_scale: .nan\n", "time_scale", ":1:", "got NaN"},
+		// The same meaning on both targets: an ALB refuses slow start with
+		// least outstanding requests, so the local LB must not do it either.
+		{"slow start with lor", "load_balancer: {algorithm: least_outstanding_requests, slow_start: 30s}\n", "load_balancer.slow_start", ":1:", "an ALB does not combine them"},
+		// <user>_a and <user>_b must stay two names within PostgreSQL's 63 bytes.
+		{"user too long", "database: {user: " + strings.Repeat("u", 62) + "}\n", "database.user", ":1:", "at most 61 characters"},
+		{"user pg_", "database: {user: pg_app}\n", "database.user", ":1:", "pg_*"},
+		// HOST and PORT come from the platform on both targets; a spec value was ignored.
+		{"platform env", "app:\n  env:\n    HOST: 0.0.0.0\n", "app.env.HOST", ":3:", "set by the platform"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -42,3 +42,8 @@ output "alarm_topic_arn" {
   description = "SNS topic of the alarms."
   value       = module.haven.alarm_topic_arn
 }
+
+output "app_environment" {
+  description = "The app's environment on every instance (no secret values)."
+  value       = module.haven.app_environment
+}
