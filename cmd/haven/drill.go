@@ -148,7 +148,7 @@ at min after the drop. The defaults are sized for the documented profile (docs/s
 	f.DurationVar(&cfg.SLOP99, "slo-p99", 500*time.Millisecond, "the p99 latency objective")
 	f.Float64Var(&cfg.MaxErrorRate, "max-error-rate", 0.001, "the error objective, a fraction")
 	f.DurationVar(&cfg.Window, "window", 0, "how long after the step the reactive run may break the SLO (default: derived from the scaler's period)")
-	f.IntVar(&cfg.PreScale, "prescale", 0, "the min the pre-scale sets (default: the reactive run's peak, or 6)")
+	f.IntVar(&cfg.PreScale, "prescale", 0, "the min the pre-scale sets (default: the instances the reactive run had at the drop, or 6)")
 	f.DurationVar(&cfg.PreScaleLead, "prescale-lead", 30*time.Second, "how long before the step the pre-scale runs")
 	f.StringVar(&runs, "runs", "", "comma-separated runs: reactive, prescaled, off (default all three, in that order)")
 	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "a request that takes longer counts as a timeout")

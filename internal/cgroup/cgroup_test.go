@@ -341,3 +341,28 @@ func TestDisabledManagerTracksPids(t *testing.T) {
 		t.Errorf("after Kill procs got %v", procs)
 	}
 }
+
+// BenchmarkCPUUsage measures what the scaler's sampler pays per instance
+// per second to read its CPU time: one Manager.CPUUsage of a real group.
+func BenchmarkCPUUsage(b *testing.B) {
+	rb := make([]byte, 4)
+	rand.Read(rb)
+	m, err := NewManager("haven-bench-"+hex.EncodeToString(rb), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.CPUAccounting(); err != nil {
+		b.Skipf("no CPU accounting here: %v", err)
+	}
+	defer m.Remove(context.Background())
+	if _, err := m.Create("i-bench", Limits{CPU: 0.05}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		if _, err := m.CPUUsage("i-bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -65,8 +65,9 @@ type ExamSpikeConfig struct {
 	// the SLO. Default ReactionWindow(period, ...) from the region's scaler.
 	Window time.Duration
 	// PreScale is the min the prescaled run's scheduled action sets before
-	// the step. Default: the most instances the reactive run reached (6 if
-	// it did not run).
+	// the step. Default: the instances the reactive run had in service at
+	// the drop, where target tracking settled for the peak (6 if it did not
+	// run).
 	PreScale int
 	// PreScaleLead is how long before the step the pre-scale runs.
 	// Default 30s.
@@ -174,6 +175,9 @@ type ExamSpikeRun struct {
 	PeakInstances              int     `json:"peak_instances"`
 	FixedAtPeakInstanceSeconds float64 `json:"fixed_at_peak_instance_seconds"`
 	InstanceSecondsRatio       float64 `json:"instance_seconds_ratio"`
+	// InstancesAtDrop is how many instances served the peak's last second:
+	// where target tracking settled.
+	InstancesAtDrop int `json:"instances_at_drop"`
 	// BackAtMinS is the time from the drop until the fleet is back at min
 	// for good; null when it was not by the end of the run.
 	BackAtMinS *float64 `json:"back_at_min_s"`
@@ -367,7 +371,7 @@ func ExamSpike(ctx context.Context, c *api.Client, cfg ExamSpikeConfig) (*ExamSp
 	for _, name := range cfg.Runs {
 		run := &ExamSpikeRun{Name: name, Description: runDescription(name)}
 		rep.Runs = append(rep.Runs, run)
-		if err := prepareRun(ctx, c, name, minCap, cfg.SettleTimeout, say); err != nil {
+		if err := prepareRun(ctx, c, name, minCap, period, cfg.SettleTimeout, say); err != nil {
 			return rep, fmt.Errorf("exam-spike: prepare the %s run: %w", name, err)
 		}
 		prof := cfg.profile()
@@ -412,7 +416,7 @@ func ExamSpike(ctx context.Context, c *api.Client, cfg ExamSpikeConfig) (*ExamSp
 		}
 		analyse(run, res, acts, cfg, minCap)
 		if name == RunReactive {
-			peakReached = run.PeakInstances
+			peakReached = run.InstancesAtDrop
 		}
 		say("%s run: p99 %.0f ms (outside the window %.0f ms), errors %.3f %%, instance-seconds %.0f%% of fixed at peak, back at min %s",
 			name, run.P99MS, run.P99OutsideWindowMS, 100*run.ErrorRate, 100*run.InstanceSecondsRatio, fmtOptS(run.BackAtMinS))
@@ -443,9 +447,11 @@ func runDescription(name string) string {
 }
 
 // prepareRun brings the fleet to min with scaling on (suspended for the
-// control) and waits until exactly min instances serve and nothing is
-// pending or draining.
-func prepareRun(ctx context.Context, c *api.Client, name string, minCap int, timeout time.Duration, say func(string, ...any)) error {
+// control), waits until exactly min instances serve and nothing is pending
+// or draining, then waits idle for the scale-out datapoints (and one more
+// period) to pass, so that load from before the run — the logins — cannot
+// trigger a decision in it.
+func prepareRun(ctx context.Context, c *api.Client, name string, minCap int, period, timeout time.Duration, say func(string, ...any)) error {
 	removeActions(ctx, c)
 	if err := c.SetScalingSuspended(ctx, name == RunOff); err != nil {
 		return err
@@ -474,6 +480,11 @@ func prepareRun(ctx context.Context, c *api.Client, name string, minCap int, tim
 			}
 		}
 		if st.Fleet.InService == minCap && routed == minCap && st.Fleet.Pending == 0 && len(st.Instances) == minCap {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(scaling.DefaultScaleOutDatapoints+1)*period + time.Second):
+			}
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -562,6 +573,11 @@ func analyse(run *ExamSpikeRun, res *load.Result, acts []api.ScalingActivity, cf
 	case lastBad < drop-1:
 		r := float64(lastBad + 1 - step)
 		run.RecoveryS = &r
+	}
+	if drop > 0 && drop <= len(res.Timeline) {
+		if sec := res.Timeline[drop-1]; sec.InService != nil {
+			run.InstancesAtDrop = *sec.InService
+		}
 	}
 	run.FixedAtPeakInstanceSeconds = float64(run.PeakInstances * len(res.Timeline))
 	if run.FixedAtPeakInstanceSeconds > 0 {

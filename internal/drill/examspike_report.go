@@ -133,7 +133,7 @@ func (r *ExamSpikeReport) HTML() report.Report {
 				kind = "in"
 			}
 			out.Events = append(out.Events, report.Event{At: a.At.Sub(run.StartedAt).Seconds(), Kind: kind,
-				Label: fmt.Sprintf("%s: %d → %d (%s) %s", run.Name, a.From, a.To, a.Kind, a.Cause)})
+				Label: run.Name + ": " + a.Cause})
 		}
 	}
 	out.Notes = []string{

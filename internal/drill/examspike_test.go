@@ -103,6 +103,9 @@ func TestAnalyseReactiveRun(t *testing.T) {
 	if run.InstanceSeconds != 1710 || run.PeakInstances != 8 || run.FixedAtPeakInstanceSeconds != 2880 {
 		t.Errorf("instance-seconds %g of %g (peak %d), want 1710 of 2880 (peak 8)", run.InstanceSeconds, run.FixedAtPeakInstanceSeconds, run.PeakInstances)
 	}
+	if run.InstancesAtDrop != 8 {
+		t.Errorf("instances at the drop = %d, want 8", run.InstancesAtDrop)
+	}
 	if run.BackAtMinS == nil || *run.BackAtMinS != 90 {
 		t.Errorf("back at min = %v, want 90 s after the drop", run.BackAtMinS)
 	}
