@@ -70,7 +70,9 @@ func (s *tier) Snapshot() *scaling.Snapshot { return s.loop.Snapshot() }
 func (s *tier) Readings() scaling.Readings {
 	return scaling.Readings{AvgCPU: math.NaN()}
 }
-func (s *tier) Info() ScalingInfo   { return ScalingInfo{Warmup: 6 * time.Second, TimeScale: 20, CPUAccounting: true} }
+func (s *tier) Info() ScalingInfo {
+	return ScalingInfo{Warmup: 6 * time.Second, TimeScale: 20, CPUAccounting: true}
+}
 func (s *tier) SetSuspended(b bool) { s.loop.SetSuspended(b) }
 func (s *tier) PutScheduledAction(a scaling.ScheduledAction) error {
 	return s.loop.PutScheduledAction(a)
