@@ -27,10 +27,18 @@ type Envelope struct {
 	Reasons []string `json:"reasons,omitempty"`
 }
 
-// HavenVersion is the running haven's version: the module version, or the
-// VCS revision it was built from (with "+dirty" for uncommitted changes),
-// or "devel".
+// version, when set at build time (go build -ldflags "-X
+// github.com/haven-platform/haven/internal/drill.version=..."), names the
+// build.
+var version string
+
+// HavenVersion is the running haven's version: the one set at build time,
+// the module version, or the VCS revision it was built from (with "+dirty"
+// for uncommitted changes), or "devel".
 func HavenVersion() string {
+	if version != "" {
+		return version
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "devel"
