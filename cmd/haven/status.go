@@ -36,6 +36,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "error: %s\n", st.Error)
 			}
 			fmt.Fprintf(w, "https %s   ca %s   database %s\n", st.Endpoints.HTTPS, st.Endpoints.CACert, st.Endpoints.Database)
+			fmt.Fprint(w, networkStatus(st))
 			fmt.Fprint(w, compactStatus(st))
 			if st.Database != nil {
 				fmt.Fprintf(w, "database epoch %d, primary %s\n", st.Database.Epoch, st.Database.Primary)
@@ -53,6 +54,35 @@ func newStatusCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
+// networkStatus renders the network and the zones: in a VPC each zone's
+// subnets and fault, on loopback each zone's range and why there is no VPC.
+func networkStatus(st api.Status) string {
+	var b strings.Builder
+	n := st.Network
+	if n.Mode == "vpc" {
+		fmt.Fprintf(&b, "network vpc %s (namespaces %s-*, host %s), database endpoint %s inside; security groups %s enforced\n",
+			n.Range, n.Prefix, n.HostAddr, n.DBEndpoint, strings.Join(n.SecurityGroups, ", "))
+	} else if n.Mode != "" {
+		fmt.Fprintf(&b, "network loopback: %s\n", n.Why)
+	}
+	for _, z := range st.Zones {
+		line := fmt.Sprintf("  zone %s (%s)", z.Name, z.AZ)
+		if len(z.Subnets) > 0 {
+			line += fmt.Sprintf(": public %s, app %s, db %s", z.Subnets["public"], z.Subnets["app"], z.Subnets["db"])
+		} else {
+			line += ": " + z.CIDR
+		}
+		if z.Fault != "" {
+			line += "; FAULT: " + z.Fault
+		}
+		if z.Impaired {
+			line += "; impaired (nothing launched there)"
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
 // compactStatus renders the fleet as a small table.
 func compactStatus(st api.Status) string {
 	var b strings.Builder
@@ -66,7 +96,7 @@ func compactStatus(st api.Status) string {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  INSTANCE\tZONE\tADDRESS\tSTATE\tHEALTH\tIN-FLIGHT\tCPU")
+	fmt.Fprintln(tw, "  INSTANCE\tZONE\tADDRESS\tSUBNET\tSTATE\tHEALTH\tIN-FLIGHT\tCPU")
 	for _, in := range st.Instances {
 		cpu := "-"
 		if in.CPU != nil {
@@ -75,7 +105,7 @@ func compactStatus(st api.Status) string {
 		if in.Warming {
 			cpu += " (warming)"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%s\n", in.ID, in.AZ, in.Address, in.State, in.Health, in.InFlight, cpu)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", in.ID, in.AZ, in.Address, in.Subnet, in.State, in.Health, in.InFlight, cpu)
 	}
 	tw.Flush()
 	return b.String()
@@ -136,6 +166,23 @@ func cleanUpAfterCrash(ctx context.Context, w io.Writer, dir string) error {
 	}
 	if l.Table != "" {
 		fmt.Fprintf(w, "  nftables table %s (the database endpoint's forwarding)\n", l.Table)
+	}
+	if n := l.Network; n != nil {
+		if len(n.Namespaces) > 0 {
+			fmt.Fprintf(w, "  network namespaces %s\n", strings.Join(n.Namespaces, ", "))
+		}
+		if len(n.Killed) > 0 {
+			fmt.Fprintf(w, "  %d processes still in them (killed: %v)\n", len(n.Killed), n.Killed)
+		}
+		if len(n.Links) > 0 {
+			fmt.Fprintf(w, "  host links %s (and their routes)\n", strings.Join(n.Links, ", "))
+		}
+		if len(n.Tables) > 0 {
+			fmt.Fprintf(w, "  nftables tables %s\n", strings.Join(n.Tables, ", "))
+		}
+		if n.Lease {
+			fmt.Fprintln(w, "  the region's address lease")
+		}
 	}
 	return nil
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/scaling"
 	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/vpc"
+	"github.com/haven-platform/haven/internal/zone"
 )
 
 // finite returns &f rounded to two decimals, or nil when f is NaN or infinite.
@@ -150,6 +152,9 @@ func (a *regionAPI) Inject(ctx context.Context, in api.FaultRequest) (api.FaultR
 	if !ok || sc.Kind != failpoint.External {
 		return api.FaultResult{}, fmt.Errorf("fault %q: unknown; the scenarios are %s", in.Scenario, strings.Join(failpoint.Names(failpoint.External), ", "))
 	}
+	if sc.Tier == "zones" {
+		return r.zoneFault(ctx, in)
+	}
 	if sig, ok := instanceSignals[in.Scenario]; ok {
 		if v.fleet == nil {
 			return api.FaultResult{}, &api.Error{Message: fmt.Sprintf("instance %s: the fleet is not running", in.Target), Status: http.StatusServiceUnavailable}
@@ -198,11 +203,22 @@ func (a *regionAPI) RunOnInstance(ctx context.Context, id string, in api.RunRequ
 	if v.fleet == nil || v.imds == nil {
 		return api.RunResult{}, fmt.Errorf("instance %s: the fleet is not running", id)
 	}
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + v.secrets.Endpoint(), "COURSES_DB_SECRET_ID=" + r.cfg.DBSecret.Name,
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "COURSES_DB_SECRET_ID=" + r.cfg.DBSecret.Name,
 		"PGUSER=" + r.cfg.AppEnv["PGUSER"], "AWS_REGION=" + r.spec.AWS.Region, "AWS_DEFAULT_REGION=" + r.spec.AWS.Region}
-	if md := v.imds.Endpoint(id); md != "" {
-		env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+md)
+	if v.vpc != nil {
+		// Inside the instance's namespace: the metadata endpoint is at
+		// 169.254.169.254, where the SDKs and the aws CLI look by
+		// default; Secrets Manager is the interface endpoint of its zone.
+		for _, in := range v.fleet.Instances() {
+			if in.ID == id {
+				env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(in.Zone))
+			}
+		}
+	} else {
+		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+v.secrets.Endpoint())
+		if md := v.imds.Endpoint(id); md != "" {
+			env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+md)
+		}
 	}
 	for k, val := range in.Env {
 		env = append(env, k+"="+val)
@@ -234,8 +250,29 @@ func (r *Region) Status() api.Status {
 		IntervalMS: hc.Interval.D().Milliseconds(), TimeoutMS: hc.Timeout.D().Milliseconds(),
 		HealthyThreshold: hc.Healthy, UnhealthyThreshold: hc.Unhealthy,
 	}
+	impaired := map[string]bool{}
+	if v.fleet != nil {
+		for _, z := range v.fleet.ImpairedZones() {
+			impaired[z] = true
+		}
+	}
 	for _, z := range v.zones {
-		st.Zones = append(st.Zones, api.Zone{Name: z.Name, AZ: z.AZ, CIDR: z.CIDR.String()})
+		az := api.Zone{Name: z.Name, AZ: z.AZ, CIDR: z.CIDR.String(), Fault: r.zoneFaultOf(z.Name), Impaired: impaired[z.Name]}
+		if z.Plan() != nil {
+			az.Subnets = map[string]string{}
+			for _, t := range zone.Tiers {
+				az.Subnets[string(t)] = z.Subnet(t).String()
+			}
+		}
+		st.Zones = append(st.Zones, az)
+	}
+	st.Network = api.Network{Mode: "loopback", Why: r.netWarning}
+	if n := r.cfg.Network; n.VPC {
+		st.Network = api.Network{Mode: "vpc", Range: n.Range.String(), Prefix: vpc.Prefix(r.opts.StateDir),
+			HostAddr: n.Host.String(), DBEndpoint: n.DBEndpoint.String()}
+		for _, g := range n.Groups {
+			st.Network.SecurityGroups = append(st.Network.SecurityGroups, g.Name)
+		}
 	}
 	st.Fleet = api.Fleet{Min: s.Fleet.Min, Desired: s.Fleet.Desired, Max: s.Fleet.Max, HealthCheckType: s.Fleet.HealthCheckType}
 	if v.secUp {
@@ -271,7 +308,7 @@ func (r *Region) Status() api.Status {
 		st.Fleet.Min, st.Fleet.Desired, st.Fleet.Max = c.Min, c.Desired, c.Max
 		for _, in := range v.fleet.Instances() {
 			ai := api.Instance{
-				ID: in.ID, Zone: in.Zone, AZ: in.AZ, Address: in.Address, PID: in.PID,
+				ID: in.ID, Zone: in.Zone, AZ: in.AZ, Address: in.Address, Subnet: in.Subnet, PID: in.PID,
 				State: string(in.State), Health: string(in.Health), InFlight: int(inflight[in.ID]), Target: targets[in.ID], LaunchedAt: in.LaunchedAt,
 				InServiceSince: in.InServiceSince,
 			}

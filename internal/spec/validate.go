@@ -78,6 +78,7 @@ func (s *Spec) Validate() []Problem {
 	s.Database.validate(&ps)
 	s.Secrets.validate(&ps)
 	s.Edge.validate(&ps)
+	s.validateSecurityGroups(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
 	if !(s.TimeScale >= 1 && s.TimeScale <= 600) {
 		ps.add("time_scale", "must be a number from 1 (real time) to 600, got %g", s.TimeScale)
