@@ -25,6 +25,10 @@ func TestScalingOutAndIn(t *testing.T) {
 		Min: 1, Desired: 1, Max: 3, CPU: 0.05, HealthCheckType: "ec2",
 		Scaling:   "[{target_tracking: cpu, target: 50, warmup: 60s}]",
 		TimeScale: 60,
+		// A login is a bcrypt check, over a second of wall time on a
+		// 0.05-CPU instance: checks that wait that long keep the instance
+		// routable while its users log in.
+		HealthCheck: "{path: /healthz, interval: 1s, timeout: 900ms, healthy: 2, unhealthy: 5}",
 	})
 	r.Up(ctx)
 

@@ -79,6 +79,9 @@ type Options struct {
 	Scaling string
 	// TimeScale is the spec's time_scale. Default 1.
 	TimeScale float64
+	// HealthCheck is app.health_check as a YAML flow mapping. Default
+	// {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}.
+	HealthCheck string
 	// Env is added to the environment of every haven command (and so of
 	// the daemon), e.g. HAVEN_NETWORK=loopback. Default none.
 	Env []string
@@ -146,6 +149,9 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.TimeScale == 0 {
 		o.TimeScale = 1
 	}
+	if o.HealthCheck == "" {
+		o.HealthCheck = "{path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
+	}
 	bin := Binaries(t)
 	dir, err := os.MkdirTemp("", "haven-region-")
 	if err != nil {
@@ -159,14 +165,14 @@ app:
   command: [courses, serve]
   port: %d
   release: [courses, seed, --students, "%d", --courses, "%d"]
-  health_check: {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}
+  health_check: %s
   instance: {cpu: %g, memory: 256MiB}
 fleet: {min: %d, desired: %d, max: %d, health_check_type: %s, grace_period: 5s, scaling: %s}
 time_scale: %g
 load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, o.Scaling, o.TimeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
+%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, o.Scaling, o.TimeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
