@@ -87,9 +87,9 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 		// Issue 10: bad scaling input names the field.
 		{"cpu target above 100", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 120}\n", "fleet.scaling[0].target", ":3:", "at most 100"},
 		{"cpu target 0", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 0}\n", "fleet.scaling[0].target", ":3:", "above 0"},
-		{"cpu target NaN", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: .nan}\n", "fleet.scaling[0].target", ":3:", "got NaN"},
-		{"request target NaN", "fleet:\n  scaling:\n    - {target_tracking: request_count, target: .nan}\n", "fleet.scaling[0].target", ":3:", "got NaN"},
-		{"instance cpu NaN", "app:\n  instance: {cpu: .nan}\n", "app.instance.cpu", ":2:", "got NaN"},
+		{"cpu target NaN", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: .nan}\n", "fleet.scaling[0].target", ":3:", "must be a finite number"},
+		{"request target NaN", "fleet:\n  scaling:\n    - {target_tracking: request_count, target: .nan}\n", "fleet.scaling[0].target", ":3:", "must be a finite number"},
+		{"instance cpu NaN", "app:\n  instance: {cpu: .nan}\n", "app.instance.cpu", ":2:", "must be a finite number"},
 		{"negative warmup", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 50, warmup: -5s}\n", "fleet.scaling[0].warmup", ":3:", "from 0 to 1h"},
 		{"unknown time zone", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", time_zone: Mars/Olympus, min: 1}\n", "fleet.scaling[0].time_zone", ":3:", "IANA"},
 		{"scheduled min above max", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", min: 6, max: 4}\n", "fleet.scaling[0].max", ":3:", "must be ≥ min (6), got 4"},
@@ -98,7 +98,7 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 		{"bad start", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", min: 1, start: monday}\n", "fleet.scaling[0].start", ":3:", "RFC 3339"},
 		{"start on target tracking", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 50, start: 2026-11-30}\n", "fleet.scaling[0]", ":3:", "belong to scheduled actions"},
 		{"time scale below 1", "time_scale: 0.5\n", "time_scale", ":1:", "from 1"},
-		{"time scale NaN", "time_scale: .nan\n", "time_scale", ":1:", "got NaN"},
+		{"time scale NaN", "time_scale: .nan\n", "time_scale", ":1:", "must be a finite number"},
 		// The same meaning on both targets: an ALB refuses slow start with
 		// least outstanding requests, so the local LB must not do it either.
 		{"slow start with lor", "load_balancer: {algorithm: least_outstanding_requests, slow_start: 30s}\n", "load_balancer.slow_start", ":1:", "an ALB does not combine them"},

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -84,6 +85,7 @@ func (s *Spec) Validate() []Problem {
 		ps.add("time_scale", "must be a number from 1 (real time) to 600, got %g", s.TimeScale)
 	}
 	ps = append(ps, s.validateAWSOperations()...)
+	validateFinite(&ps, reflect.ValueOf(s).Elem(), "")
 	return ps
 }
 

@@ -82,6 +82,10 @@ type Options struct {
 	// HealthCheck is app.health_check as a YAML flow mapping. Default
 	// {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}.
 	HealthCheck string
+	// Dir is where the region's directory (spec and state) is made.
+	// Default os.TempDir(). Instances see a private /tmp of their own, so a
+	// test of what they cannot reach on the host puts the region elsewhere.
+	Dir string
 	// Env is added to the environment of every haven command (and so of
 	// the daemon), e.g. HAVEN_NETWORK=loopback. Default none.
 	Env []string
@@ -153,7 +157,7 @@ func NewSpec(t testing.TB, o Options) *Region {
 		o.HealthCheck = "{path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
 	}
 	bin := Binaries(t)
-	dir, err := os.MkdirTemp("", "haven-region-")
+	dir, err := os.MkdirTemp(o.Dir, "haven-region-")
 	if err != nil {
 		t.Fatal(err)
 	}
