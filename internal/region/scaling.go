@@ -88,17 +88,8 @@ func (r *Region) startScaling(ctx context.Context) error {
 	if acctErr == nil {
 		cpu, info.CPUAccounting = r.t.cgroups, true
 	} else {
-		var dropped []string
-		cfg, dropped = cfg.Without(scaling.CPUUtilization)
-		msg := fmt.Sprintf("scaling: no per-instance CPU accounting (%v): CPUUtilization has no data", acctErr)
-		switch {
-		case len(dropped) > 0 && len(cfg.Policies) > 0:
-			msg += fmt.Sprintf("; target tracking %s is left out and the fleet scales on request count (%s)", strings.Join(dropped, ", "), policyNames(cfg.Policies))
-		case len(dropped) > 0:
-			msg += fmt.Sprintf("; target tracking %s is left out, so only scheduled actions change capacity: add a request_count policy to fleet.scaling to scale on request count", strings.Join(dropped, ", "))
-		default:
-			msg += "; the fleet scales on request count"
-		}
+		var msg string
+		cfg, msg = withoutCPUAccounting(cfg, acctErr)
 		r.warn(msg)
 		info.Notes = append(info.Notes, msg)
 	}
@@ -136,6 +127,24 @@ func (r *Region) startScaling(ctx context.Context) error {
 			Message: fmt.Sprintf("scheduled action %s runs next at %s", run.Action, run.At.UTC().Format(time.RFC3339))})
 	}
 	return nil
+}
+
+// withoutCPUAccounting is the scaler's configuration when no per-instance
+// CPU time can be read (why says so): the CPU policies are left out, since a
+// policy without data never agrees to scale in and would hold every other
+// policy's scale-in too, and the one warning to give says what remains.
+func withoutCPUAccounting(cfg scaling.Config, why error) (scaling.Config, string) {
+	cfg, dropped := cfg.Without(scaling.CPUUtilization)
+	msg := fmt.Sprintf("scaling: no per-instance CPU accounting (%v): CPUUtilization has no data", why)
+	switch {
+	case len(dropped) > 0 && len(cfg.Policies) > 0:
+		msg += fmt.Sprintf("; target tracking %s is left out and the fleet scales on request count (%s)", strings.Join(dropped, ", "), policyNames(cfg.Policies))
+	case len(dropped) > 0:
+		msg += fmt.Sprintf("; target tracking %s is left out, so only scheduled actions change capacity: add a request_count policy to fleet.scaling to scale on request count", strings.Join(dropped, ", "))
+	default:
+		msg += "; the fleet scales on request count"
+	}
+	return cfg, msg
 }
 
 func (r *Region) stopScaling(ctx context.Context) error {
