@@ -447,27 +447,19 @@ func runDescription(name string) string {
 }
 
 // prepareRun brings the fleet to min with scaling on (suspended for the
-// control), waits until exactly min instances serve and nothing is pending
-// or draining, then waits idle for the scale-out datapoints (and one more
-// period) to pass, so that load from before the run — the logins — cannot
-// trigger a decision in it.
+// control) and returns once exactly min instances have served, with nothing
+// pending or draining and the desired capacity at min, for long enough that
+// the scale-out datapoints (and one more period) of any load from before the
+// run — the logins — have passed: a decision they trigger meanwhile sets the
+// fleet back to min and starts the wait again, so every run starts from min.
 func prepareRun(ctx context.Context, c *api.Client, name string, minCap int, period, timeout time.Duration, say func(string, ...any)) error {
 	removeActions(ctx, c)
 	if err := c.SetScalingSuspended(ctx, name == RunOff); err != nil {
 		return err
 	}
-	st, err := c.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if st.Fleet.Desired != minCap || st.Fleet.Min != minCap {
-		say("setting the fleet back to min (%d) for the %s run", minCap, name)
-		d := minCap
-		if err := c.SetCapacity(ctx, api.CapacityRequest{Min: &d, Desired: &d}); err != nil {
-			return err
-		}
-	}
+	idle := time.Duration(scaling.DefaultScaleOutDatapoints+1)*period + time.Second
 	deadline := time.Now().Add(timeout)
+	var atMinSince time.Time // zero: not at min at the last look
 	for {
 		st, err := c.Status(ctx)
 		if err != nil {
@@ -479,13 +471,23 @@ func prepareRun(ctx context.Context, c *api.Client, name string, minCap int, per
 				routed++
 			}
 		}
-		if st.Fleet.InService == minCap && routed == minCap && st.Fleet.Pending == 0 && len(st.Instances) == minCap {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(scaling.DefaultScaleOutDatapoints+1)*period + time.Second):
+		switch {
+		case st.Fleet.Desired != minCap || st.Fleet.Min != minCap:
+			say("setting the fleet back to min (%d) for the %s run", minCap, name)
+			d := minCap
+			if err := c.SetCapacity(ctx, api.CapacityRequest{Min: &d, Desired: &d}); err != nil {
+				return err
 			}
-			return nil
+			atMinSince = time.Time{}
+		case st.Fleet.InService == minCap && routed == minCap && st.Fleet.Pending == 0 && len(st.Instances) == minCap:
+			if atMinSince.IsZero() {
+				atMinSince = time.Now()
+			}
+			if time.Since(atMinSince) >= idle {
+				return nil
+			}
+		default:
+			atMinSince = time.Time{}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the fleet did not settle at min %d within %s (%d in service, %d pending, %d instances)", minCap, timeout, st.Fleet.InService, st.Fleet.Pending, len(st.Instances))
