@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			defer db.Close()
-			applied, err := Migrate(cmd.Context(), db, log)
+			applied, err := Migrate(cmd.Context(), db, log.With("component", "migrate"))
 			if err != nil {
 				return err
 			}
@@ -97,6 +98,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		},
 	}
+
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "migrations",
+		Short: "List the schema migrations this build carries, and which break older versions",
+		Long: "List the schema migrations this build carries. A breaking one (marked \"" + breakingMarker + " why\" in its SQL) " +
+			"would break an older version still serving during a rolling deploy. Needs no database.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ms := migrationList(migrations)
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ms)
+			}
+			for _, m := range ms {
+				kind := "expand"
+				if m.Breaking {
+					kind = "BREAKING: " + m.Reason
+				}
+				fmt.Fprintf(stdout, "%3d  %-24s %s\n", m.Version, m.Name, kind)
+			}
+			return nil
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON: [{version, name, breaking, reason}]")
 
 	var seedCfg SeedConfig
 	seed := &cobra.Command{
@@ -113,7 +140,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			defer db.Close()
-			if _, err := Migrate(cmd.Context(), db, log); err != nil {
+			if _, err := Migrate(cmd.Context(), db, log.With("component", "migrate")); err != nil {
 				return err
 			}
 			seedCfg.Progress = stderr
@@ -151,7 +178,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "courses", version)
 		},
 	}
-	root.AddCommand(serve, migrate, seed, ver)
+	root.AddCommand(serve, migrate, list, seed, ver)
 	return root.ExecuteContext(ctx)
 }
 
@@ -269,30 +296,39 @@ func openFromEnv(ctx context.Context, conn string, maxConns int32, budget time.D
 // runServe runs migrations, serves until ctx is cancelled (SIGTERM/SIGINT),
 // then drains. ready, if set, is called with the bound address.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(addr string)) error {
-	log = log.With("component", "serve")
+	// Each subsystem names its own component once; the serve command's
+	// own lines are component "serve".
+	base, log := log, log.With("component", "serve")
+	fault, err := buildFault()
+	if err != nil {
+		return err
+	}
+	if fault == "crash" {
+		return fmt.Errorf("%s=crash: this build exits at start (a bad release, for haven drill bad-deploy)", faultEnv)
+	}
 	// Resources must outlive the signal context during shutdown.
 	bg := context.WithoutCancel(ctx)
-	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, log)
+	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, base)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
-	if err := migrateAtStartup(ctx, db, cfg.StartupTimeout, log); err != nil {
+	if err := migrateAtStartup(ctx, db, cfg.StartupTimeout, base.With("component", "migrate")); err != nil {
 		return err
 	}
 
 	var sso *ssoClient
 	if cfg.SSO.Enabled() {
-		secret, err := NewClientSecretProvider(bg, cfg.SSO.ClientSecretID, log)
+		secret, err := NewClientSecretProvider(bg, cfg.SSO.ClientSecretID, base)
 		if err != nil {
 			return err
 		}
-		sso = newSSOClient(cfg.SSO, secret, systemClock{}, log)
+		sso = newSSOClient(cfg.SSO, secret, systemClock{}, base)
 		log.Info("single sign-on on", "issuer", cfg.SSO.Issuer, "client_id", cfg.SSO.ClientID,
 			"redirect_uri", cfg.SSO.RedirectURL(), "staff_sso_only", cfg.SSO.StaffSSOOnly)
 	}
-	srv, err := NewServer(ServerConfig{DB: db, Logger: log, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso})
+	srv, err := NewServer(ServerConfig{DB: db, Logger: base, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso})
 	if err != nil {
 		return err
 	}
@@ -301,7 +337,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           withFault(fault, srv.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

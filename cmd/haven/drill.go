@@ -8,13 +8,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
 	"github.com/haven-platform/haven/internal/report"
 )
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Prove a promise under load: lose an instance, fail the database over, ..."}
-	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newExamSpikeCmd(g))
+	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newBadDeployCmd(g), newExamSpikeCmd(g), newDrillReportsCmd(g))
 	return cmd
 }
 
@@ -36,7 +37,7 @@ func newInstanceLossCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "instance-loss", header: "instance-loss drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			res := drillResult{name: "instance-loss", header: "instance-loss drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons), save: g.client()}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printInstanceLoss(w, cmd.ErrOrStderr(), rep) })
 		},
 	}
@@ -56,12 +57,18 @@ type drillResult struct {
 	pass    bool     // the report's verdict
 	reasons []string // why it failed
 	why     string   // the reasons as the exit message gives them
+	// save, if set, keeps the report in the region's state dir (haven
+	// drill reports lists them); a failure to save is said, not fatal.
+	save *api.Client
 }
 
 // finishDrill prints a drill's report, as JSON or as text (the header with
 // the verdict, the drill's own lines from body, then the reasons), and
 // fails with exit code 2 when the drill did not pass.
 func finishDrill(w io.Writer, asJSON bool, rep any, res drillResult, body func(io.Writer)) error {
+	if res.save != nil {
+		saveReport(res.save, rep)
+	}
 	if asJSON {
 		if err := writeJSON(w, rep); err != nil {
 			return err
@@ -133,7 +140,7 @@ at min after the drop. The defaults are sized for the documented profile (docs/s
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "exam-spike", header: "exam-spike drill", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; ")}
+			res := drillResult{name: "exam-spike", header: "exam-spike drill", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; "), save: g.client()}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printExamSpike(w, rep) })
 		},
 	}
@@ -205,7 +212,7 @@ func newZoneLossCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "zone-loss", header: fmt.Sprintf("zone-loss drill (%s, %d rounds)", rep.Fault, rep.Rounds), pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			res := drillResult{name: "zone-loss", header: fmt.Sprintf("zone-loss drill (%s, %d rounds)", rep.Fault, rep.Rounds), pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons), save: g.client()}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printZoneLoss(w, rep) })
 		},
 	}
@@ -232,4 +239,45 @@ func printZoneLoss(w io.Writer, r *drill.ZoneLossReport) {
 	fmt.Fprintf(w, "  ledger: ok %d fail %d unknown %d, acknowledged lost %d, fail present %d; split-brain acks %d\n",
 		r.OK, r.Fail, r.Unknown, r.AcknowledgedLost, r.FailPresent, r.SplitBrainAcks)
 	fmt.Fprintf(w, "  end: primary %s (epoch %d), %d writable primaries, synchronous standby streaming %v\n", r.FinalPrimary, r.FinalEpoch, r.Primaries, r.SyncStandbyStreaming)
+}
+
+func newBadDeployCmd(g *globals) *cobra.Command {
+	var cfg drill.BadDeployConfig
+	var wf workloadFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "bad-deploy",
+		Short: "Deploy a bad build (crash, unhealthy, errors, slow) under logged-in load: it must roll back by itself; then a good deploy",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			var err error
+			if cfg.Workload, err = wf.build(); err != nil {
+				return err
+			}
+			rep, err := drill.BadDeploy(cmd.Context(), g.client(), cfg)
+			if err != nil {
+				return err
+			}
+			res := drillResult{name: "bad-deploy", header: "bad-deploy drill (" + rep.Kind + ")", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) {
+				for _, p := range []drill.DeployPhase{rep.Bad, rep.Good} {
+					fmt.Fprintf(w, "  %s %s -> %s: %s in %.1f s; %d requests, %d failed, %d over 1 s, p99 %.0f ms; in service >= %d (desired %d), zone skew <= %d\n",
+						p.Rollout, p.From, p.Target, p.Phase, p.DurationS, p.Requests, p.Failed, p.Slow, p.P99MS, p.MinInService, rep.Desired, p.MaxZoneSkew)
+					if p.Gate != "" {
+						fmt.Fprintf(w, "    %s gate: %s\n", p.Gate, p.Reason)
+					}
+				}
+				if rep.Bound > 0 {
+					fmt.Fprintf(w, "  bound on bad requests: %d\n", rep.Bound)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Kind, "kind", "crash", "the bad build: crash, unhealthy, errors or slow")
+	cmd.Flags().IntVar(&cfg.Rate, "rate", 30, "requests per second")
+	cmd.Flags().IntVar(&cfg.Users, "users", 20, "seeded students to log in")
+	cmd.Flags().DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "the longest each rollout may take")
+	wf.add(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
 }

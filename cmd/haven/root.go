@@ -52,9 +52,12 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newDaemonCmd(g),
 		newDownCmd(g),
 		newStatusCmd(g),
+		newPlanCmd(g),
+		newApplyCmd(g),
 		newInstanceCmd(g),
 		newZoneCmd(g),
 		newFleetCmd(g),
+		newDeployCmd(g),
 		newDrillCmd(g),
 		newLoadCmd(g),
 		newDBCmd(g),
@@ -62,6 +65,11 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newAWSCmd(g),
 		newAuditCmd(g),
 		newSecretsCmd(g),
+		newAlarmsCmd(g),
+		newLogsCmd(g),
+		newConsoleCmd(g),
+		newVersionCmd(),
+		newIdentityCmd(g),
 	)
 	return root
 }

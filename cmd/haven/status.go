@@ -28,6 +28,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			st.Spec.Drift = drift(cmd.Context(), g.client(), g.specFile, st.Spec.Hash)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), st)
 			}
@@ -37,6 +38,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "error: %s\n", st.Error)
 			}
 			fmt.Fprintf(w, "https %s   ca %s   database %s\n", st.Endpoints.HTTPS, st.Endpoints.CACert, st.Endpoints.Database)
+			fmt.Fprint(w, specLine(st.Spec))
 			fmt.Fprint(w, networkStatus(st))
 			fmt.Fprint(w, compactStatus(st))
 			if st.Database != nil {
@@ -45,6 +47,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "  %-8s zone %-2s %-16s %-8s %s\n", n.Name, n.Zone, n.Address, n.Role, n.State)
 				}
 			}
+			if st.Identity != nil {
+				fmt.Fprint(w, identityStatus(st.Identity, false))
+			}
 			for _, warn := range st.Warnings {
 				fmt.Fprintf(w, "warning: %s\n", warn)
 			}
@@ -52,6 +57,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	addSpecFlag(cmd, g)
 	return cmd
 }
 

@@ -36,7 +36,8 @@ type Status struct {
 	Error     string    `json:"error,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	StateDir  string    `json:"state_dir"`
-	// SpecSHA256 is the hex SHA-256 of the spec file the region runs.
+	// SpecSHA256 is the hex SHA-256 of the spec file's text the region
+	// runs: the file it started with, or the last one applied.
 	SpecSHA256 string     `json:"spec_sha256,omitempty"`
 	PID        int        `json:"pid"`
 	Progress   []string   `json:"progress,omitempty"`
@@ -47,7 +48,12 @@ type Status struct {
 	LB         LB         `json:"load_balancer"`
 	Instances  []Instance `json:"instances"`
 	Database   *Database  `json:"database,omitempty"`
-	Warnings   []string   `json:"warnings,omitempty"`
+	// Identity is the identity tier (nil: identity.enabled is false, or
+	// the provider is not running yet).
+	Identity *Identity `json:"identity,omitempty"`
+	// Spec is the recorded spec's hash and its last apply.
+	Spec     SpecState `json:"spec"`
+	Warnings []string  `json:"warnings,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.
@@ -655,4 +661,17 @@ func (c *Client) DBDrillLogin(ctx context.Context) (DBDrillLogin, error) {
 // returned stops working.
 func (c *Client) DBDrillLogout(ctx context.Context) error {
 	return c.do(ctx, http.MethodDelete, "/v1/db/drill-login", nil, nil)
+}
+
+// ConsoleLogin is a one-time link into the web console (POST
+// /v1/console/login): used once, within minutes, it signs a browser in.
+type ConsoleLogin struct {
+	URL string `json:"url"`
+}
+
+// ConsoleLogin asks the daemon for a one-time console login link.
+func (c *Client) ConsoleLogin(ctx context.Context) (ConsoleLogin, error) {
+	var out ConsoleLogin
+	err := c.do(ctx, http.MethodPost, "/v1/console/login", nil, &out)
+	return out, err
 }

@@ -845,3 +845,13 @@ func (m *Manager) CPUUsage(name string) (time.Duration, error) {
 	}
 	return time.Duration(ns), nil
 }
+
+// Stats reads the CPU and memory counters of the group called name (an
+// instance's id): a few small files, no lock of the fleet, so the metrics
+// endpoint can read every instance at each scrape.
+func (m *Manager) Stats(name string) (Stats, error) {
+	if err := validName(name); err != nil {
+		return Stats{}, err
+	}
+	return m.group(name).Stats()
+}

@@ -18,7 +18,7 @@ func (r *ExamSpikeReport) HTML() report.Report {
 	out := report.Report{
 		Title: "exam-spike drill",
 		Subtitle: fmt.Sprintf("region %s · %s → %s · haven %s · spec sha256 %s",
-			r.Region, r.StartedAt.Format("2006-01-02T15:04:05Z"), r.EndedAt.Format("15:04:05Z"), r.HavenVersion, short(r.SpecSHA256)),
+			r.Region, r.StartedAt.Format("2006-01-02T15:04:05Z"), r.EndedAt.Format("15:04:05Z"), r.HavenVersion, shortHash(r.SpecSHA256)),
 		Pass:      &pass,
 		Generated: r.EndedAt,
 	}
@@ -186,7 +186,7 @@ func fmtMS(v float64) string {
 	return fmt.Sprintf("%.0f ms", v)
 }
 
-func short(h string) string {
+func shortHash(h string) string {
 	if len(h) > 12 {
 		return h[:12]
 	}

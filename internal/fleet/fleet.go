@@ -48,10 +48,15 @@ type InstanceStatus struct {
 	// InServiceSince is when the instance entered service (zero while
 	// pending): the instance warmup counts from it.
 	InServiceSince time.Time `json:"in_service_since,omitzero"`
+	// TemplateVersion is the version of the launch template the instance
+	// was launched from: 1 at start, one more on each SetLaunchTemplate.
+	TemplateVersion int `json:"template_version"`
 	// LogPath is the instance's stdout/stderr file ("" when discarded).
 	LogPath string `json:"log_path,omitempty"`
 	// Reason is why the instance is stopping or stopped, if it is.
 	Reason string `json:"reason,omitempty"`
+	// Version is the launch template version it runs ("" when unversioned).
+	Version string `json:"version,omitempty"`
 }
 
 // Capacity is the fleet's current min, desired and max.
@@ -69,8 +74,13 @@ type Fleet struct {
 	// after every change, read without it.
 	snap atomic.Pointer[fleetSnapshot]
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// version is the launch template's version (cfg.Template, which
+	// SetLaunchTemplate replaces under mu, as it does cfg.HealthCheckType
+	// and cfg.GracePeriod).
+	version    int
 	capacity   Capacity
+	refresh    bool // an instance refresh owns launches and terminations (SetRefresh)
 	insts      map[string]*instance
 	impaired   map[string]bool // zones nothing is launched into (ImpairZone)
 	failures   int             // consecutive launch failures
@@ -82,6 +92,8 @@ type Fleet struct {
 	loopDone   chan struct{}
 	stops      sync.WaitGroup // in-flight instance stops
 	wake       chan struct{}
+
+	activity activity // launches and terminations, for Activity
 }
 
 type instance struct {
@@ -95,10 +107,12 @@ type instance struct {
 	// start starts a process inside the instance's network (Network), or
 	// on the host's.
 	start      func(*exec.Cmd) error
-	networked  bool // the address is the Network's, not the zone's
+	release    string // the launch template's Version (a release version)
+	networked  bool   // the address is the Network's, not the zone's
 	logf       *os.File
 	logPath    string
 	launchedAt time.Time
+	version    int           // the launch template's version
 	exited     chan struct{} // closed when cmd.Wait returns
 	exitErr    error         // set before exited is closed
 
@@ -121,6 +135,7 @@ func New(cfg Config) (*Fleet, error) {
 		log:      log,
 		clock:    cfg.Clock,
 		capacity: Capacity{Min: cfg.Min, Desired: cfg.Desired, Max: cfg.Max},
+		version:  1,
 		insts:    map[string]*instance{},
 		impaired: map[string]bool{},
 		wake:     make(chan struct{}, 1),
@@ -244,8 +259,8 @@ func (f *Fleet) instancesLocked() []InstanceStatus {
 	for _, in := range f.insts {
 		out = append(out, InstanceStatus{
 			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Subnet: in.zone.CIDR.String(), Port: in.port,
-			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt,
-			InServiceSince: in.inServiceAt, LogPath: in.logPath, Reason: in.reason,
+			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt, TemplateVersion: in.version,
+			InServiceSince: in.inServiceAt, LogPath: in.logPath, Reason: in.reason, Version: in.release,
 		})
 	}
 	slices.SortFunc(out, func(a, b InstanceStatus) int {
@@ -351,6 +366,7 @@ func (f *Fleet) poke() {
 
 func (f *Fleet) emit(evs ...Event) {
 	for _, e := range evs {
+		f.activity.count(e)
 		f.log.Info("instance "+e.Type, "instance", e.Instance, "zone", e.Zone, "reason", e.Reason)
 		if f.cfg.OnEvent != nil {
 			f.cfg.OnEvent(e)
@@ -388,6 +404,9 @@ func (f *Fleet) safeReconcile(ctx context.Context) {
 func (f *Fleet) reconcile(ctx context.Context) {
 	now := f.clock.Now()
 	var evs []Event
+	// Stops start after evs are recorded, so an instance's replace event
+	// always comes before the terminate event its stop records.
+	var stops []*instance
 	f.mu.Lock()
 	for _, in := range f.insts {
 		select {
@@ -397,7 +416,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 				in.state, in.health, in.reason = StateTerminated, HealthUnhealthy, reason
 				evs = append(evs, f.event(EventReplace, in, reason))
 				f.stops.Add(1)
-				go f.stopInstance(f.bg, in)
+				stops = append(stops, in)
 			}
 			continue
 		default:
@@ -428,6 +447,13 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	}
 	c := f.capacity
 	acts := Plan(snap, Desired{Min: c.Min, Max: c.Max, Desired: c.Desired})
+	if f.refresh {
+		// The instance refresh launches and terminates; the fleet still
+		// stops what is unhealthy past its grace period.
+		acts.Launch = nil
+		acts.Terminate = slices.DeleteFunc(acts.Terminate, func(t Termination) bool { return t.Reason != ReasonUnhealthy })
+	}
+	tpl := f.cfg.Template // SetLaunchTemplate changes it under mu
 	for _, t := range acts.Terminate {
 		in := f.insts[t.ID]
 		in.state, in.reason = StateDraining, t.Reason
@@ -435,7 +461,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			evs = append(evs, f.event(EventReplace, in, t.Reason))
 		}
 		f.stops.Add(1)
-		go f.stopInstance(f.bg, in)
+		stops = append(stops, in)
 	}
 	launches := acts.Launch
 	if len(launches) > 0 && now.Before(f.nextLaunch) {
@@ -444,20 +470,25 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
+	for _, in := range stops {
+		go f.stopInstance(f.bg, in)
+	}
 
 	for _, l := range launches {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := f.launch(ctx, l.Zone, l.Reason); err != nil {
+		if _, err := f.launch(ctx, tpl, l.Zone, l.Reason); err != nil {
 			f.mu.Lock()
 			f.failures++
 			d := backoff(f.cfg.ReconcileInterval, f.failures)
 			f.nextLaunch = f.clock.Now().Add(d)
 			f.mu.Unlock()
 			f.log.Warn("launch failed", "zone", f.cfg.Zones[l.Zone].Name, "err", err, "retry_in", d)
+			failed := Event{Time: f.clock.Now(), Fleet: f.cfg.Name, Type: EventLaunchFailed, Zone: f.cfg.Zones[l.Zone].Name, Reason: err.Error()}
+			f.activity.count(failed)
 			if f.cfg.OnEvent != nil {
-				f.cfg.OnEvent(Event{Time: f.clock.Now(), Fleet: f.cfg.Name, Type: EventLaunchFailed, Zone: f.cfg.Zones[l.Zone].Name, Reason: err.Error()})
+				f.cfg.OnEvent(failed)
 			}
 			return
 		}
@@ -511,9 +542,11 @@ func newID() string {
 // passEnv are the daemon variables an instance inherits.
 var passEnv = []string{"PATH", "HOME", "LANG", "TZ", "TMPDIR"}
 
-func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
+func (f *Fleet) launch(ctx context.Context, tpl LaunchTemplate, zi int, reason string) (_ string, err error) {
 	z := f.cfg.Zones[zi]
-	tpl := f.cfg.Template
+	f.mu.Lock()
+	version := f.version // SetLaunchTemplate changes it under mu
+	f.mu.Unlock()
 	id := newID()
 	var cleanup []func()
 	defer func() {
@@ -530,7 +563,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if f.cfg.Network != nil {
 		att, err := f.cfg.Network.Attach(ctx, id, z)
 		if err != nil {
-			return fmt.Errorf("launch in zone %s: %w", z.Name, err)
+			return "", fmt.Errorf("launch in zone %s: %w", z.Name, err)
 		}
 		cleanup = append(cleanup, func() {
 			if err := f.cfg.Network.Detach(context.WithoutCancel(ctx), id); err != nil {
@@ -540,14 +573,14 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 		addr, start = att.Addr, att.Start
 	} else {
 		if addr, err = z.Allocate(id); err != nil {
-			return fmt.Errorf("launch in zone %s: %w", z.Name, err)
+			return "", fmt.Errorf("launch in zone %s: %w", z.Name, err)
 		}
 		cleanup = append(cleanup, func() { z.Release(addr) })
 	}
 	port := tpl.Port
 	if port == 0 {
 		if port, err = zone.FreePort(addr); err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 	}
 	host := addr.String()
@@ -593,16 +626,16 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.WaitDelay = time.Second
 	if err := dropPrivileges(cmd, f.cfg.Sandbox); err != nil {
-		return fmt.Errorf("launch %s: %w", id, err)
+		return "", fmt.Errorf("launch %s: %w", id, err)
 	}
 
 	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
-		exited: make(chan struct{}), state: StatePending, health: HealthInitial}
+		exited: make(chan struct{}), state: StatePending, health: HealthInitial, version: version, release: tpl.Version}
 	if f.cfg.LogDir != "" {
 		in.logPath = filepath.Join(f.cfg.LogDir, id+".log")
 		lf, err := os.OpenFile(in.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 		in.logf = lf
 		cleanup = append(cleanup, func() { lf.Close() })
@@ -611,15 +644,15 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if f.cfg.Cgroups != nil {
 		g, err := f.cfg.Cgroups.Create(id, cgroup.Limits{CPU: tpl.CPU, MemoryBytes: tpl.MemoryBytes})
 		if err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 		in.group = g
 		cleanup = append(cleanup, func() { _ = g.Delete(context.WithoutCancel(ctx)) })
 		if err := g.StartWith(cmd, start); err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 	} else if err := start(cmd); err != nil {
-		return fmt.Errorf("launch %s: %w", id, err)
+		return "", fmt.Errorf("launch %s: %w", id, err)
 	}
 	in.pid = cmd.Process.Pid
 	in.launchedAt = f.clock.Now()
@@ -636,7 +669,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if b := f.cfg.Balancer; b != nil {
 		t := Target{ID: id, Zone: z.Name, AZ: z.AZ, Addr: net.JoinHostPort(host, strconv.Itoa(port))}
 		if err := b.Register(t); err != nil {
-			return fmt.Errorf("launch %s: register with balancer: %w", id, err)
+			return "", fmt.Errorf("launch %s: register with balancer: %w", id, err)
 		}
 	}
 	evs := []Event{f.event(EventLaunch, in, reason)}
@@ -649,7 +682,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
-	return nil
+	return id, nil
 }
 
 // stopInstance drains and stops in (already marked draining or terminated by the

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/clock"
-	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Sentinel errors callers may branch on.
@@ -53,10 +52,13 @@ type TargetStatus struct {
 	Reason   string    // ALB reason code; empty when healthy
 	InFlight int64     // requests being proxied to the target
 	Since    time.Time // when State last changed
-	// Requests counts the requests routed to the target since it was
-	// registered, retries included (the raw count behind ALB's
-	// RequestCountPerTarget).
-	Requests uint64
+	// Requests and Responses5xx count the responses that ended on the
+	// target since it was registered (5xx includes the LB's 502 and 504
+	// for it); Latency counts them by duration, one count per bucket of
+	// LatencyBounds and a last one above them.
+	Requests     uint64   `json:"requests,omitempty"`
+	Responses5xx uint64   `json:"responses_5xx,omitempty"`
+	Latency      []uint64 `json:"latency,omitempty"`
 }
 
 // Stats are cumulative counters since New.
@@ -81,10 +83,12 @@ type counters struct {
 // LB is an HTTPS load balancer. Create it with New, then Start it; targets may
 // be registered before or after Start.
 type LB struct {
-	cfg         Config
-	log         *slog.Logger
-	clock       clock.Clock
-	match       spec.Matcher
+	cfg   Config
+	log   *slog.Logger
+	clock clock.Clock
+	// group holds the target group settings SetTargetGroup changes in
+	// place; every reader of them goes through tg().
+	group       atomic.Pointer[Config]
 	proxy       *httputil.ReverseProxy
 	checkClient *http.Client
 	stats       counters
@@ -110,6 +114,8 @@ type LB struct {
 	httpsSrv  *http.Server
 	httpSrv   *http.Server
 	httpsPort string
+
+	mx lbCounters // Metrics' counters
 }
 
 // target is a registered backend. Fields after mu-comment are guarded by LB.mu.
@@ -117,8 +123,8 @@ type target struct {
 	id, zone, addr string
 	transport      *http.Transport
 	inflight       atomic.Int64
-	requests       atomic.Uint64 // routed to it, ever
 	drainWake      chan struct{} // buffered(1): in-flight count reached zero
+	counts         targetCounters
 
 	// guarded by LB.mu
 	state      State
@@ -133,6 +139,8 @@ type target struct {
 	stopChecks context.CancelFunc
 	drainDone  chan struct{} // non-nil once Deregister started
 	removed    bool
+
+	m *targetMetrics // set at registration, never changed
 }
 
 var _ interface {
@@ -153,7 +161,6 @@ func New(cfg Config) (*LB, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "lb", "lb", cfg.Name),
 		clock:   cfg.Clock,
-		match:   cfg.HealthCheck.Matcher,
 		quit:    make(chan struct{}),
 		targets: map[string]*target{},
 		checkClient: &http.Client{
@@ -163,6 +170,7 @@ func New(cfg Config) (*LB, error) {
 			},
 		},
 	}
+	l.group.Store(&cfg)
 	if cfg.AccessLog != nil {
 		l.access = json.NewEncoder(cfg.AccessLog)
 	}
@@ -209,6 +217,7 @@ func (l *LB) Start(ctx context.Context) error {
 		ReadHeaderTimeout: l.cfg.IdleTimeout,
 		IdleTimeout:       l.cfg.IdleTimeout,
 		ErrorLog:          errLog,
+		ConnState:         l.mx.connState,
 	}
 	l.wg.Add(1)
 	go func() {
@@ -346,6 +355,9 @@ func (l *LB) Register(t Target) error {
 		attempts:  map[*attempt]struct{}{},
 	}
 	l.mu.Lock()
+	if _, dup := l.targets[t.ID]; !dup && !l.stopped {
+		nt.m = l.mx.newTarget(t.ID, t.Zone)
+	}
 	if l.stopped {
 		l.mu.Unlock()
 		return fmt.Errorf("register target %s: %w", t.ID, ErrStopped)
@@ -425,7 +437,7 @@ func (l *LB) Deregister(ctx context.Context, id string) error {
 // drain waits for t's in-flight requests or the deregistration delay, then
 // removes t.
 func (l *LB) drain(t *target) {
-	timeout := l.clock.After(l.cfg.DeregistrationDelay)
+	timeout := l.clock.After(l.tg().DeregistrationDelay)
 	expired := false
 wait:
 	for t.inflight.Load() > 0 {
@@ -449,6 +461,7 @@ wait:
 	}
 	t.removed = true
 	delete(l.targets, t.id)
+	l.mx.targets.Delete(t.id)
 	l.order = slices.DeleteFunc(l.order, func(x *target) bool { return x == t })
 	l.publishLocked()
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
@@ -468,8 +481,8 @@ type snapshot struct {
 
 type snapTarget struct {
 	st       TargetStatus
-	inflight *atomic.Int64  // read live: it changes with every request
-	requests *atomic.Uint64 // read live, too
+	inflight *atomic.Int64 // read live: it changes with every request
+	counts   *targetCounters
 }
 
 // publishLocked stores a snapshot of the targets and listeners (l.mu held).
@@ -479,7 +492,7 @@ func (l *LB) publishLocked() {
 		s.httpsAddr = l.httpsLn.Addr().String()
 	}
 	for _, t := range l.order {
-		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight, requests: &t.requests})
+		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight, counts: &t.counts})
 	}
 	slices.SortFunc(s.targets, func(a, b snapTarget) int { return strings.Compare(a.st.ID, b.st.ID) })
 	l.snap.Store(s)
@@ -499,7 +512,8 @@ func (l *LB) Targets() []TargetStatus {
 	out := make([]TargetStatus, 0, len(s.targets))
 	for _, t := range s.targets {
 		st := t.st
-		st.InFlight, st.Requests = t.inflight.Load(), t.requests.Load()
+		st.InFlight = t.inflight.Load()
+		t.counts.fill(&st)
 		out = append(out, st)
 	}
 	return out
@@ -518,7 +532,7 @@ func (l *LB) TargetHealth(id string) (State, bool) {
 func (t *target) statusLocked() TargetStatus {
 	return TargetStatus{
 		ID: t.id, Zone: t.zone, Addr: t.addr, State: t.state, Reason: t.reason,
-		InFlight: t.inflight.Load(), Since: t.since, Requests: t.requests.Load(),
+		InFlight: t.inflight.Load(), Since: t.since,
 	}
 }
 
@@ -539,7 +553,7 @@ func (l *LB) applyCheck(t *target, passed bool, reason string) {
 		return
 	}
 	old := t.state
-	t.health = nextHealth(t.health, passed, l.cfg.HealthCheck.HealthyThreshold, l.cfg.HealthCheck.UnhealthyThreshold)
+	t.health = nextHealth(t.health, passed, l.tg().HealthCheck.HealthyThreshold, l.tg().HealthCheck.UnhealthyThreshold)
 	changed := t.health.State != old
 	cancelled := 0
 	switch {
@@ -589,7 +603,7 @@ func (l *LB) becomeHealthyLocked(t *target) {
 	t.upSince = now
 	t.wasHealthy = true
 	// As on ALB, slow start does not apply when no other target is healthy.
-	t.slowStart = l.cfg.SlowStart > 0 && othersHealthy
+	t.slowStart = l.tg().SlowStart > 0 && othersHealthy
 	t.current = 0
 }
 
@@ -612,6 +626,10 @@ func (l *LB) eject(t *target, cause error) {
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	l.mu.Unlock()
 	l.stats.ejections.Add(1)
+	if t.m != nil {
+		t.m.ejections.Add(1)
+		t.m.zone.ejections.Add(1)
+	}
 	t.transport.CloseIdleConnections()
 	l.log.Warn("target ejected", "target", t.id, "from", old, "err", cause)
 	notify(hooks, st)
@@ -631,7 +649,7 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 	for i, t := range cands {
 		w := 1.0
 		if t.slowStart && !failOpen {
-			w = slowStartWeight(now.Sub(t.upSince), l.cfg.SlowStart)
+			w = slowStartWeight(now.Sub(t.upSince), l.tg().SlowStart)
 			if w >= 1 {
 				t.slowStart = false
 			}
@@ -639,7 +657,7 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 		cs[i] = choice{weight: w, inflight: t.inflight.Load(), current: &t.current, skip: slices.Contains(tried, t)}
 	}
 	var i int
-	if l.cfg.Algorithm == LeastOutstandingRequests {
+	if l.tg().Algorithm == LeastOutstandingRequests {
 		l.lorStart++
 		i = pickLeastOutstanding(cs, l.lorStart%len(cs))
 	} else {
@@ -650,7 +668,6 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 	}
 	t := cands[i]
 	t.inflight.Add(1)
-	t.requests.Add(1)
 	a.t = t
 	t.attempts[a] = struct{}{}
 	return t

@@ -219,7 +219,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // until it is read to the end or closed.
 func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *replayBody, idempotent bool) (*http.Response, *lbError) {
 	t := a.t
-	idle := time.AfterFunc(l.cfg.IdleTimeout, func() { a.cancel(errIdleTimeout) })
+	idleTimeout := l.tg().IdleTimeout
+	idle := time.AfterFunc(idleTimeout, func() { a.cancel(errIdleTimeout) })
 	out := req.WithContext(ctx)
 	u := *req.URL
 	u.Host = t.addr
@@ -230,6 +231,7 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 			out.ContentLength, out.TransferEncoding = int64(len(body.buf)), nil
 		}
 	}
+	sent := time.Now()
 	resp, err := t.transport.RoundTrip(out)
 	l.mu.Lock()
 	cause := context.Cause(ctx)
@@ -237,6 +239,9 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 		a.gotHeaders = true
 	}
 	l.mu.Unlock()
+	if err == nil && cause == nil && t.m != nil {
+		t.m.zone.ttfb.observe(time.Since(sent))
+	}
 	if err == nil && cause != nil {
 		// Cancelled while the headers arrived: treat as not received.
 		resp.Body.Close()
@@ -246,9 +251,9 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			idle.Stop()
 		} else {
-			idle.Reset(l.cfg.IdleTimeout)
+			idle.Reset(idleTimeout)
 		}
-		w := &bodyWatch{rc: resp.Body, l: l, a: a, idle: idle, timeout: l.cfg.IdleTimeout,
+		w := &bodyWatch{rc: resp.Body, l: l, a: a, idle: idle, timeout: idleTimeout,
 			cause: func() error { return context.Cause(ctx) }}
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 			resp.Body = &rwBodyWatch{bodyWatch: w, w: rwc}
@@ -445,7 +450,10 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // accessEntry is one access-log line.
 type accessEntry struct {
-	Time       string  `json:"time"`
+	Time string `json:"time"`
+	// Component is always "lb": every log line of the region names its
+	// component once.
+	Component  string  `json:"component"`
 	RequestID  string  `json:"request_id"`
 	Client     string  `json:"client"`
 	Method     string  `json:"method"`
@@ -480,11 +488,15 @@ func (l *LB) finishRequest(rs *reqState, rec *recorder, r *http.Request, aborted
 	default:
 		l.stats.r2xx.Add(1)
 	}
+	l.mx.finish(rs.target, status, time.Since(rs.start))
+	if rs.target != nil {
+		rs.target.counts.record(status, time.Since(rs.start))
+	}
 	if l.access == nil {
 		return
 	}
 	e := accessEntry{
-		Time: rs.start.UTC().Format(time.RFC3339Nano), RequestID: rs.id, Client: r.RemoteAddr,
+		Time: rs.start.UTC().Format(time.RFC3339Nano), Component: "lb", RequestID: rs.id, Client: r.RemoteAddr,
 		Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto, Status: status,
 		Attempts: rs.attempts, DurationMS: float64(time.Since(rs.start).Microseconds()) / 1000,
 		Bytes: rec.bytes, Error: rs.errText, Aborted: aborted,

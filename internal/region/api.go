@@ -52,12 +52,21 @@ func (r *Region) serveAPI() (func(), error) {
 	a := &regionAPI{r}
 	routes.RegionRoutes(mux, a)
 	routes.DBRoutes(mux, routes.DBInfo{
-		Endpoint: r.spec.Database.Endpoint, AppUser: r.spec.Database.User, AppDatabase: r.spec.Database.Name,
+		Endpoint: func() string { return r.now().spec.Database.Endpoint }, AppUser: r.spec.Database.User, AppDatabase: r.spec.Database.Name,
 		AppAuth: r.cfg.DB.AppAuth, MultiAZ: r.spec.Database.MultiAZ,
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
 	routes.ScalingRoutes(mux, a.scaling, r.events)
+	routes.OpsRoutes(mux, a, r.events)
+	routes.DeployRoutes(mux, func() routes.Releases {
+		if rel := r.view().releases; rel != nil && r.view().fleet != nil {
+			return rel
+		}
+		return nil
+	})
+	routes.IdentityRoutes(mux, a.identity)
+	routes.SpecRoutes(mux, r)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
 	return func() { _ = srv.Close(); _ = os.Remove(sock) }, nil
@@ -112,7 +121,7 @@ func (a *regionAPI) secrets() routes.Secrets {
 func (s secretsTier) Info() api.SecretsInfo {
 	info := api.SecretsInfo{
 		Endpoint: s.v.secrets.Endpoint(), Region: s.r.spec.AWS.Region, DBSecret: s.r.cfg.DBSecret.Name, DBSecretARN: s.v.cred.ARN(),
-		AppRole: s.r.cfg.AppRole, RotationS: s.r.cfg.Rotation.Seconds(), Strategy: s.r.spec.Secrets.DB.Strategy,
+		AppRole: s.r.cfg.AppRole, RotationS: s.r.now().cfg.Rotation.Seconds(), Strategy: s.r.now().spec.Secrets.DB.Strategy,
 		AuditLog: s.v.secrets.AuditPath(), Metadata: s.v.imds.List(),
 	}
 	delete(info.Metadata, "release")
@@ -242,16 +251,19 @@ func (a *regionAPI) RunOnInstance(ctx context.Context, id string, in api.RunRequ
 // Status is a snapshot of the whole region, assembled from each tier's
 // published snapshot: it never waits on a tier.
 func (r *Region) Status() api.Status {
-	s := r.spec
+	s := r.now().spec
 	v := r.view()
 	r.mu.Lock()
 	st := api.Status{
-		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir, SpecSHA256: r.opts.SpecSHA256,
+		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir, SpecSHA256: r.runningSHA256(),
 		PID: os.Getpid(), Progress: append([]string(nil), r.progress...), Warnings: append([]string(nil), r.warnings...),
 		Endpoints: api.Endpoints{CACert: r.caPath(), Database: s.Database.Endpoint},
 		Instances: []api.Instance{},
 	}
 	r.mu.Unlock()
+	if ss := r.specState.Load(); ss != nil {
+		st.Spec = *ss
+	}
 	hc := s.App.HealthCheck
 	st.LB = api.LB{
 		Algorithm: s.LoadBalancer.Algorithm, HealthCheckPath: hc.Path,
@@ -335,6 +347,7 @@ func (r *Region) Status() api.Status {
 			}
 		}
 	}
+	st.Identity = r.identityStatus(v)
 	if v.db != nil {
 		ds := v.db.Status()
 		d := &api.Database{Endpoint: s.Database.Endpoint, Epoch: int64(ds.State.Epoch), Primary: ds.State.Primary}

@@ -33,6 +33,7 @@ import (
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/sandbox"
+	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -83,12 +84,37 @@ type Region struct {
 	zoneView   atomic.Pointer[map[string]string]
 
 	// t holds the tiers; only the goroutine running start and stop writes
-	// it, handlers read what was published of it.
+	// it, and an apply (which never overlaps them, applyMu) when it
+	// replaces the alarm engine; handlers read what was published of it.
 	t   tiers
 	pub atomic.Pointer[tiers]
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+
+	// layout is the machine's layout configs was given at start.
+	layout Layout
+	// cur is the spec and configuration the region runs since the last
+	// apply (nil: the ones it started with, spec and cfg).
+	cur atomic.Pointer[running]
+	// applyMu is held by an apply, and by the stop, so they never overlap.
+	applyMu sync.Mutex
+	// roller replaces the fleet's instances on a launch template change.
+	roller Roller
+	// sched is the database secret's rotation schedule (nil: off), under
+	// schedMu: an apply replaces it.
+	schedMu sync.Mutex
+	sched   *secrets.Scheduler
+	// alarmsSince is when the alarm step started: no alarm judges the
+	// samples of the region's start (alarms.Config.NotBefore).
+	alarmsSince time.Time
+	// specSHA256 is the hex SHA-256 of the spec text the region runs (the
+	// file it started with, then the last one applied); drill reports
+	// carry it.
+	specSHA256 atomic.Pointer[string]
+	// specState is what the status shows of the spec record (SpecState),
+	// refreshed when the record or the journal changes.
+	specState atomic.Pointer[api.SpecState]
 }
 
 // Run brings the region up, serves the daemon API on the state directory's
@@ -134,6 +160,7 @@ func Run(ctx context.Context, opts Options) error {
 	if layout.Sandbox, err = instanceSandbox(opts.StateDir); err != nil {
 		return err
 	}
+	layout.PublicDir = publicDir(opts.StateDir, layout.Sandbox != nil)
 	var netWarning string
 	if layout.VPC, netWarning, err = claimVPC(opts.StateDir); err != nil {
 		return err
@@ -164,6 +191,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts: opts, spec: opts.Spec, cfg: cfg, log: opts.Logger.With("component", "region"),
 		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting,
 		shutdown: make(chan struct{}), failpoints: fps, netWarning: netWarning, zoneFaults: map[string]string{},
+		layout: layout, roller: fleetRoller{timeout: opts.ReadyTimeout},
 	}
 	if armed := fps.Armed(); len(armed) > 0 {
 		r.log.Warn("failpoints armed", "points", armed)
@@ -184,6 +212,7 @@ func Run(ctx context.Context, opts Options) error {
 		r.setFailed(startErr)
 		r.log.Error("start region", "err", startErr)
 	} else {
+		r.recordUp()
 		r.setPhase(api.PhaseReady)
 		r.say("region %s is ready at %s", r.spec.Name, r.t.lb.HTTPSURL())
 	}
@@ -192,6 +221,8 @@ func Run(ctx context.Context, opts Options) error {
 	case <-r.shutdown:
 	}
 	r.setPhase(api.PhaseStopping)
+	r.applyMu.Lock() // an apply in progress ends first
+	defer r.applyMu.Unlock()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	stopErr := r.stop(stopCtx, running)
@@ -213,6 +244,8 @@ type step struct {
 func (r *Region) steps() []step {
 	return []step{
 		{"zones", r.startZones, nil},
+		{"metrics", r.startMetrics, r.stopMetrics},
+		{"console", r.startConsole, r.stopConsole},
 		{"network", r.startNetwork, r.stopNetwork},
 		{"cgroups", r.startCgroups, r.stopCgroups},
 		{"certificate authority", r.startCA, nil},
@@ -221,13 +254,16 @@ func (r *Region) steps() []step {
 		{"database", r.startDatabase, r.stopDatabase},
 		{"identity and secrets", r.openSecrets, r.closeSecrets},
 		{"database credential", r.bootstrapCredential, nil},
+		{"identity provider", r.startIdentity, r.stopIdentity}, // before the secrets API: the app role may read its client secret
 		{"backups", r.startBackups, r.stopBackups},
 		{"secrets API", r.startSecrets, r.stopSecrets},
 		{"release task", r.runRelease, nil},
 		{"load balancer", r.startLB, r.stopLB},
 		{"fleet", r.startFleet, r.stopFleet},
 		{"scaling", r.startScaling, r.stopScaling},
+		{"releases", r.startReleases, r.stopReleases},
 		{"health", r.waitHealthy, nil},
+		{"alarms", r.startAlarms, r.stopAlarms},
 	}
 }
 

@@ -4,26 +4,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/haven-platform/haven/internal/alarms"
 	"github.com/haven-platform/haven/internal/api/routes"
 	"github.com/haven-platform/haven/internal/backup"
 	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/console"
 	"github.com/haven-platform/haven/internal/dbsecret"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/idp"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
+	"github.com/haven-platform/haven/internal/metrics"
 	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/release"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/vpc"
@@ -34,6 +41,13 @@ import (
 // handlers read a published copy (Region.view).
 type tiers struct {
 	zones []*zone.Zone
+	// The operations tier: the metrics endpoint and its sampler, the
+	// alarm store it fills and the engine evaluating it, the console.
+	metrics    *metrics.Metrics
+	sampler    *metrics.Sampler
+	alarmStore *alarms.Store
+	alarms     *alarms.Engine
+	console    *console.Console
 	// vpc is the region's VPC (nil on loopback ranges); lbNode, vpce and
 	// dbNodes are its fixed nodes.
 	vpc      *vpc.VPC
@@ -54,11 +68,15 @@ type tiers struct {
 	secrets  *secrets.Server
 	secUp    bool // the Secrets Manager API serves
 	cred     *dbsecret.Credential
-	sched    *secrets.Scheduler
 	imds     *imds.Endpoints
-	lb       *lb.LB
-	fleet    *fleet.Fleet
-	scaling  *scalingTier
+	// idp is the identity provider (nil: identity is off);
+	// idpSecretARN the ARN of the app's client secret.
+	idp          *idp.Provider
+	idpSecretARN string
+	lb           *lb.LB
+	fleet        *fleet.Fleet
+	releases     *release.Controller
+	scaling      *scalingTier
 }
 
 // dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.
@@ -339,11 +357,7 @@ func (r *Region) stopBackups(ctx context.Context) error {
 // Manager API, finishes or rolls back a rotation a crash interrupted and
 // starts the rotation schedule.
 func (r *Region) startSecrets(ctx context.Context) error {
-	if err := r.t.policies.Set(r.cfg.AppRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
-		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
-		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
-		Resource: iam.StringList{r.t.cred.ARN()},
-	}}}); err != nil {
+	if err := r.derive(ctx, &r.t, r.cfg); err != nil { // the app role's policy, the secret's endpoint
 		return err
 	}
 	if err := r.t.secrets.Start(ctx); err != nil {
@@ -363,32 +377,42 @@ func (r *Region) startSecrets(ctx context.Context) error {
 		r.say("secrets: %s", what)
 	}
 	if r.cfg.Rotation > 0 {
-		r.t.sched = secrets.NewScheduler(secrets.SchedulerConfig{
+		s := secrets.NewScheduler(secrets.SchedulerConfig{
 			Driver: r.t.secrets.Driver(), Every: map[string]time.Duration{r.cfg.DBSecret.Name: r.cfg.Rotation}, CheckInterval: r.cfg.RotationCheck,
 		})
-		if err := r.t.sched.Start(ctx); err != nil {
+		if err := s.Start(ctx); err != nil {
 			return err
 		}
+		r.schedMu.Lock()
+		r.sched = s
+		r.schedMu.Unlock()
 	}
 	return nil
 }
 
 // stopSecrets stops the rotation schedule (closeSecrets stops the API).
 func (r *Region) stopSecrets(ctx context.Context) error {
-	if r.t.sched == nil {
+	r.schedMu.Lock()
+	defer r.schedMu.Unlock()
+	if r.sched == nil {
 		return nil
 	}
-	return r.t.sched.Stop(ctx)
+	err := r.sched.Stop(ctx)
+	r.sched = nil
+	return err
 }
 
 // appEnv is the whole environment of an app process: the daemon's PATH and
 // HOME, the spec's non-secret settings, the Secrets Manager endpoint.
-func (r *Region) appEnv() map[string]string {
+func (r *Region) appEnv() map[string]string { return r.appEnvOf(&r.t, r.cfg) }
+
+// appEnvOf is appEnv for configuration c (an apply's).
+func (r *Region) appEnvOf(t *tiers, c Configs) map[string]string {
 	env := map[string]string{}
-	for k, v := range r.cfg.AppEnv {
+	for k, v := range c.AppEnv {
 		env[k] = v
 	}
-	env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = r.t.secrets.Endpoint()
+	env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = t.secrets.Endpoint()
 	return env
 }
 
@@ -501,11 +525,34 @@ func (r *Region) startFleet(ctx context.Context) error {
 		r.events.Add("fleet", e.Type, e.Instance, "zone "+e.Zone+" "+e.Reason)
 		r.endIdentity(e)
 	}
+	// The fleet launches the current version: the spec's at first, the
+	// last rollout's outcome after that.
+	store, err := release.OpenStore(r.cfg.ReleasesDir)
+	if err != nil {
+		return err
+	}
+	relCfg := release.Config{
+		Store: store, Fleet: releaseFleet{r}, Zones: r.spec.Zones, Policy: r.cfg.Releases,
+		Targets: r.targetCounts, LatencyBounds: lb.LatencyBounds, Alarms: r.alarmStates, Logger: r.opts.Logger,
+		OnEvent: func(kind, subject, msg string) { r.events.Add("deploy", kind, subject, msg) },
+	}
+	if len(r.spec.App.Migrations) > 0 {
+		relCfg.Breaking = r.breakingMigrations
+	}
+	rel, err := release.New(relCfg)
+	if err != nil {
+		return err
+	}
+	cur, err := rel.Ensure(release.Template{Command: cfg.Template.Command, Env: r.spec.App.Env})
+	if err != nil {
+		return err
+	}
+	cfg.Template = r.versionTemplate(cur)
 	f, err := fleet.New(cfg)
 	if err != nil {
 		return err
 	}
-	r.t.fleet = f
+	r.t.fleet, r.t.releases = f, rel
 	if err := f.Start(ctx); err != nil {
 		return fmt.Errorf("start fleet: %w", err)
 	}
@@ -520,6 +567,67 @@ func (r *Region) startFleet(ctx context.Context) error {
 }
 
 func (r *Region) stopFleet(ctx context.Context) error { return r.t.fleet.Stop(ctx) }
+
+// startReleases resumes a rollout a previous daemon left unfinished and
+// serves haven deploy.
+func (r *Region) startReleases(ctx context.Context) error {
+	if err := r.t.releases.Start(ctx); err != nil {
+		return fmt.Errorf("start releases: %w", err)
+	}
+	if st := r.t.releases.Status(); st.Active != nil {
+		r.say("releases: resumed rollout %s (%s → %s)", st.Active.ID, st.Active.From, st.Active.Target)
+	}
+	return nil
+}
+
+func (r *Region) stopReleases(ctx context.Context) error { return r.t.releases.Stop(ctx) }
+
+// versionTemplate is the launch template of release version v: the
+// spec's template with v's command and v's environment over the region's.
+func (r *Region) versionTemplate(v release.Version) fleet.LaunchTemplate {
+	t := r.cfg.Fleet.Template
+	t.Command, t.Version = slices.Clone(v.Command), v.ID
+	t.Env = maps.Clone(r.appEnv())
+	maps.Copy(t.Env, v.Env)
+	return t
+}
+
+// targetCounts are the load balancer's per-target counts for rollouts.
+func (r *Region) targetCounts() []release.TargetCounts {
+	var out []release.TargetCounts
+	for _, t := range r.t.lb.Targets() {
+		out = append(out, release.TargetCounts{ID: t.ID, Requests: t.Requests, Errors5xx: t.Responses5xx, Latency: t.Latency})
+	}
+	return out
+}
+
+// releaseFleet adapts the fleet to what rollouts drive.
+type releaseFleet struct{ r *Region }
+
+func (a releaseFleet) Instances() []release.FleetInstance {
+	var out []release.FleetInstance
+	for _, in := range a.r.t.fleet.Instances() {
+		out = append(out, release.FleetInstance{ID: in.ID, Zone: in.Zone, Version: in.Version, State: string(in.State),
+			Health: string(in.Health), Reason: in.Reason, LaunchedAt: in.LaunchedAt})
+	}
+	return out
+}
+
+func (a releaseFleet) Desired() int { return a.r.t.fleet.Capacity().Desired }
+
+func (a releaseFleet) Launch(ctx context.Context, v release.Version, zone string) (string, error) {
+	return a.r.t.fleet.Launch(ctx, a.r.versionTemplate(v), zone)
+}
+
+func (a releaseFleet) Terminate(ctx context.Context, id string) error {
+	return a.r.t.fleet.Terminate(ctx, id, false)
+}
+
+func (a releaseFleet) Use(v release.Version) error {
+	return a.r.t.fleet.SetTemplate(a.r.versionTemplate(v))
+}
+
+func (a releaseFleet) SetRefresh(on bool) { a.r.t.fleet.SetRefresh(on) }
 
 // instanceEnv starts the instance's own metadata endpoint on its own
 // address, answering only the instance's processes, and points the SDK at it.

@@ -77,7 +77,8 @@ type Options struct {
 	// Scaling is fleet.scaling as a YAML flow list, e.g.
 	// `[{target_tracking: cpu, target: 50, warmup: 10s}]`. Default none.
 	Scaling string
-	// TimeScale is the spec's time_scale. Default 1.
+	// TimeScale is the spec's time_scale. Default: none written (1), so
+	// Extra may set it instead.
 	TimeScale float64
 	// HealthCheck is app.health_check as a YAML flow mapping. Default
 	// {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}.
@@ -109,7 +110,7 @@ type Region struct {
 }
 
 // Ports are the region's listener ports on 127.0.0.1.
-type Ports struct{ HTTPS, HTTP, DB, Secrets, App int }
+type Ports struct{ HTTPS, HTTP, DB, Secrets, App, Metrics, Console int }
 
 // FreePort returns a TCP port free on 127.0.0.1 now.
 func FreePort(t testing.TB) int {
@@ -150,8 +151,9 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.Scaling == "" {
 		o.Scaling = "[]"
 	}
-	if o.TimeScale == 0 {
-		o.TimeScale = 1
+	timeScale := ""
+	if o.TimeScale != 0 {
+		timeScale = fmt.Sprintf("time_scale: %g\n", o.TimeScale)
 	}
 	if o.HealthCheck == "" {
 		o.HealthCheck = "{path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
@@ -163,7 +165,8 @@ func NewSpec(t testing.TB, o Options) *Region {
 	}
 	_ = os.Chmod(dir, 0o711)
 	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml"), env: o.Env}
-	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000)}
+	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000),
+		Metrics: FreePort(t), Console: FreePort(t)}
 	spec := fmt.Sprintf(`name: test
 app:
   command: [courses, serve]
@@ -172,11 +175,13 @@ app:
   health_check: %s
   instance: {cpu: %g, memory: 256MiB}
 fleet: {min: %d, desired: %d, max: %d, health_check_type: %s, grace_period: 5s, scaling: %s}
-time_scale: %g
-load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
+%sload_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, o.Scaling, o.TimeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
+metrics: {listen: 127.0.0.1:%d}
+console: {listen: 127.0.0.1:%d}
+%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, o.Scaling, timeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+		r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +215,7 @@ secrets: {listen: 127.0.0.1:%d}
 func (r *Region) Haven(ctx context.Context, args ...string) (string, string, error) {
 	full := append([]string{}, args...)
 	full = append(full, "--state-dir", r.StateDir)
-	if len(args) > 0 && (args[0] == "up" || args[0] == "validate") {
+	if len(args) > 0 && (args[0] == "up" || args[0] == "validate" || args[0] == "plan" || args[0] == "apply" || args[0] == "status") {
 		full = append(full, "-f", r.SpecFile)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, "haven"), full...)
