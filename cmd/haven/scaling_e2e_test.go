@@ -17,7 +17,8 @@ import (
 // logged-in load with `haven load`, and sees the fleet scale out under it and
 // back in after it, each change recorded with its cause in `haven fleet
 // activity` and `haven events`; then a one-time scheduled action put through
-// the API raises min and shows in `haven fleet schedule` before it runs. It
+// the API raises min and shows in `haven fleet schedule` before it runs; a
+// target applied with `haven apply` reaches the running scaler. It
 // asserts counts and states, never how long anything took.
 func TestScalingOutAndIn(t *testing.T) {
 	ctx := testCtx(t, 8*time.Minute)
@@ -123,6 +124,22 @@ func TestScalingOutAndIn(t *testing.T) {
 	out, _, err := r.Haven(ctx, "fleet", "activity")
 	if err != nil || !strings.Contains(out, "scheduled action test-prescale") {
 		t.Errorf("haven fleet activity: %v\n%s", err, out)
+	}
+
+	// A new target applied to the running region reaches the scaler, and
+	// the activity history stays.
+	edit(t, r.SpecFile, "target: 50,", "target: 70,")
+	if _, errOut, err := r.Haven(ctx, "apply", "--auto-approve"); err != nil {
+		t.Fatalf("haven apply: %v\n%s", err, errOut)
+	}
+	haveJSON(ctx, t, r, &sc, "fleet", "scaling", "--json")
+	if len(sc.Policies) != 1 || sc.Policies[0].Target != 70 {
+		t.Errorf("after apply the scaler's policies are %+v, want one at target 70", sc.Policies)
+	}
+	var after []api.ScalingActivity
+	haveJSON(ctx, t, r, &after, "fleet", "activity", "--json")
+	if len(after) < len(acts) {
+		t.Errorf("after apply %d activities, want the %d before kept", len(after), len(acts))
 	}
 }
 

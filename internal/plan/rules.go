@@ -25,7 +25,7 @@ var rules = map[string]Rule{
 	"fleet.health_check_type":            {InPlace, "fleet", "the fleet judges instances by the new health check type from its next tick", ""},
 	"fleet.grace_period":                 {InPlace, "fleet", "instances launched from now on get the new grace period", ""},
 	"fleet.instance_refresh":             {InPlace, "releases", "the instance refresh's preferences and gates change at once: haven deploy rollouts started from now on use them; a rollout under way keeps the checkpoints and bake it started with and is judged by the new gates from its next tick", ""},
-	"fleet.scaling":                      {InPlace, "scaling", "recorded: the running scaler keeps the policies and scheduled actions it started with until the next haven up (one-time scheduled actions can be put at run time: PUT /v1/fleet/scheduled-actions/{name})", ""},
+	"fleet.scaling":                      {InPlace, "scaling", "the running scaler's policies and scheduled actions are replaced (scheduled actions put at run time too), from its next decision; a changed warmup waits for the next haven up", ""},
 	"app.health_check":                   {InPlace, "load balancer", "the target group's health check changes from each target's next check; no target is re-registered", ""},
 	"load_balancer.algorithm":            {InPlace, "load balancer", "the target group routes new requests with the new algorithm", ""},
 	"load_balancer.deregistration_delay": {InPlace, "load balancer", "targets that start draining from now on get the new delay", ""},

@@ -147,6 +147,26 @@ func withoutCPUAccounting(cfg scaling.Config, why error) (scaling.Config, string
 	return cfg, msg
 }
 
+// applyScaling gives the running scaler the policies and scheduled actions
+// of an applied spec (without CPU policies when there is no CPU
+// accounting, as at start). The metric period and the instance warmup keep
+// the values the scaler started with until the next haven up.
+func (r *Region) applyScaling(v *tiers, nc Configs, logf func(string, ...any)) error {
+	if v.scaling == nil {
+		return errors.New("the scaler is not running")
+	}
+	cfg := nc.Scaling
+	if !v.scaling.info.CPUAccounting {
+		cfg, _ = withoutCPUAccounting(cfg, errors.New("no per-instance CPU accounting"))
+	}
+	if err := v.scaling.loop.SetPolicies(cfg.Policies, cfg.Scheduled); err != nil {
+		return err
+	}
+	logf("scaling: %s; metric period %s and instance warmup %s kept until the next haven up",
+		describePolicies(cfg), v.scaling.loop.Snapshot().Period, v.scaling.info.Warmup)
+	return nil
+}
+
 func (r *Region) stopScaling(ctx context.Context) error {
 	if r.t.scaling == nil {
 		return nil

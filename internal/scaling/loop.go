@@ -388,3 +388,25 @@ func (l *Loop) DeleteScheduledAction(name string) bool {
 	}
 	return found
 }
+
+// SetPolicies replaces the target tracking policies and the scheduled
+// actions, as applying a changed spec to a running region does (Terraform
+// replacing the group's policies and scheduled actions). It keeps the
+// period, the datapoint counts and the tolerance, the group's state, the
+// activity history and whether the loop is suspended; scheduled actions put
+// at run time (PutScheduledAction) are replaced too. The next tick decides
+// with the new policies; scheduled runs count from the last tick, never
+// retroactively. An invalid set is refused and nothing changes.
+func (l *Loop) SetPolicies(policies []Policy, scheduled []ScheduledAction) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	next := l.scaling
+	next.Policies = append([]Policy(nil), policies...)
+	next.Scheduled = append([]ScheduledAction(nil), scheduled...)
+	if err := next.Validate(); err != nil {
+		return fmt.Errorf("set scaling policies: %w", err)
+	}
+	l.scaling = next
+	l.publishLocked()
+	return nil
+}

@@ -431,3 +431,52 @@ func TestOnce(t *testing.T) {
 		t.Errorf("Next at the moment = %s, want zero", got)
 	}
 }
+
+// TestLoopSetPolicies: a new target takes effect at the next tick, with the
+// state, the activity history and the suspension kept; an invalid set is
+// refused and the old policies stay.
+func TestLoopSetPolicies(t *testing.T) {
+	clk := clock.NewFake(t0)
+	src := &staticSource{cap: Capacity{Min: 2, Max: 10, Desired: 2}, cpu: 60}
+	loop, err := NewLoop(LoopConfig{Scaling: Config{Policies: []Policy{cpuPolicy(50)}}, Source: src, Actuator: src, Clock: clk, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, err := loop.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Next.Desired != 3 || len(loop.Activities()) != 1 {
+		t.Fatalf("60 %% on 2 at target 50: desired %d, activities %d; want 3, 1", d.Next.Desired, len(loop.Activities()))
+	}
+
+	bad := []Policy{{Name: "cpu", Metric: CPUUtilization, Target: 120}}
+	if err := loop.SetPolicies(bad, nil); err == nil || !strings.Contains(err.Error(), "target") {
+		t.Fatalf("a CPU target of 120: err = %v, want one naming the target", err)
+	}
+	if p := loop.Snapshot().Policies; len(p) != 1 || p[0].Target != 50 {
+		t.Fatalf("after a refused set the policies are %+v", p)
+	}
+
+	loop.SetSuspended(true)
+	at := clk.Now().Add(90 * time.Second)
+	if err := loop.SetPolicies([]Policy{cpuPolicy(20)}, []ScheduledAction{{Name: "evening", Schedule: Once(at), Min: ip(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	snap := loop.Snapshot()
+	if !snap.Suspended || len(snap.Policies) != 1 || snap.Policies[0].Target != 20 || len(snap.Scheduled) != 1 || len(snap.Activities) != 1 || snap.State.Desired != 3 {
+		t.Fatalf("snapshot after SetPolicies = %+v", snap)
+	}
+	loop.SetSuspended(false)
+	clk.Advance(60 * time.Second)
+	src.mu.Lock()
+	src.cpu = 30 // below 50, far above 20
+	src.mu.Unlock()
+	if d, err = loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.Next.Desired != 5 {
+		t.Errorf("30 %% on 3 at the new target 20: desired %d, want ceil(3 × 30 / 20) = 5", d.Next.Desired)
+	}
+}

@@ -75,7 +75,8 @@ type Options struct {
 	// HealthCheckType is the fleet's health check type. Default elb.
 	HealthCheckType string
 	// Scaling is fleet.scaling as a YAML flow list, e.g.
-	// `[{target_tracking: cpu, target: 50, warmup: 10s}]`. Default none.
+	// `[{target_tracking: cpu, target: 50, warmup: 10s}]`. Default none
+	// (no scaling key, so Extra or an edit may add one).
 	Scaling string
 	// TimeScale is the spec's time_scale. Default: none written (1), so
 	// Extra may set it instead.
@@ -148,8 +149,9 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.HealthCheckType == "" {
 		o.HealthCheckType = "elb"
 	}
-	if o.Scaling == "" {
-		o.Scaling = "[]"
+	scalingPart := ""
+	if o.Scaling != "" {
+		scalingPart = ", scaling: " + o.Scaling
 	}
 	timeScale := ""
 	if o.TimeScale != 0 {
@@ -174,13 +176,13 @@ app:
   release: [courses, seed, --students, "%d", --courses, "%d"]
   health_check: %s
   instance: {cpu: %g, memory: 256MiB}
-fleet: {min: %d, desired: %d, max: %d, health_check_type: %s, grace_period: 5s, scaling: %s}
+fleet: {min: %d, desired: %d, max: %d, health_check_type: %s, grace_period: 5s%s}
 %sload_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
 metrics: {listen: 127.0.0.1:%d}
 console: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, o.Scaling, timeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, scalingPart, timeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
 		r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
