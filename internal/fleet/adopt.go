@@ -76,6 +76,9 @@ type instanceRecord struct {
 	// keeps them, so neither Roll nor a rollout takes it for outdated.
 	TemplateVersion int    `json:"template_version,omitempty"`
 	Release         string `json:"release,omitempty"`
+	// InServiceSince is when it entered service (the scaler's warmup
+	// counts from it); zero while pending.
+	InServiceSince time.Time `json:"in_service_since,omitzero"`
 }
 
 // saveLocked writes the record when it changed (f.mu held).
@@ -91,7 +94,7 @@ func (f *Fleet) saveLocked() {
 		rec.Instances = append(rec.Instances, instanceRecord{
 			ID: in.id, Zone: in.zone.Name, Addr: in.addr, Port: in.port, Process: in.ident, State: in.state,
 			LaunchedAt: in.launchedAt, LogPath: in.logPath, Networked: in.networked, Env: in.env,
-			TemplateVersion: in.version, Release: in.release,
+			TemplateVersion: in.version, Release: in.release, InServiceSince: in.inServiceAt,
 		})
 	}
 	slices.SortFunc(rec.Instances, func(a, b instanceRecord) int {
@@ -218,8 +221,11 @@ func (f *Fleet) adoptOne(ctx context.Context, r instanceRecord, zi int) (*instan
 	in := &instance{
 		id: r.ID, zoneIdx: zi, zone: z, addr: r.Addr, port: r.Port, pid: r.Process.PID, ident: r.Process,
 		logPath: r.LogPath, launchedAt: r.LaunchedAt, networked: r.Networked, env: r.Env, adopted: true,
-		version: r.TemplateVersion, release: r.Release,
+		version: r.TemplateVersion, release: r.Release, inServiceAt: r.InServiceSince,
 		exited: make(chan struct{}), state: StateInService, health: HealthHealthy,
+	}
+	if in.inServiceAt.IsZero() {
+		in.inServiceAt = r.LaunchedAt // a record written before it was kept
 	}
 	if f.cfg.HealthCheckType == HealthCheckELB {
 		in.health = HealthInitial // the balancer's word decides at the next tick

@@ -66,9 +66,9 @@ func TestFleetAdoptsAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "3 in service", func() bool { return len(inService(f1)) == 3 && len(f1.Instances()) == 3 })
-	before := map[string]int{}
+	before, inService1 := map[string]int{}, map[string]time.Time{}
 	for _, s := range f1.Instances() {
-		before[s.ID] = s.PID
+		before[s.ID], inService1[s.ID] = s.PID, s.InServiceSince
 	}
 	f1.Detach()
 
@@ -94,6 +94,9 @@ func TestFleetAdoptsAfterRestart(t *testing.T) {
 	for _, s := range f2.Instances() {
 		if s.TemplateVersion != 2 || s.Version != "v2" {
 			t.Fatalf("adopted %s: template version %d, release %q; want 2 and v2 as launched", s.ID, s.TemplateVersion, s.Version)
+		}
+		if !s.InServiceSince.Equal(inService1[s.ID]) || s.InServiceSince.IsZero() {
+			t.Fatalf("adopted %s: in service since %v, want %v as before", s.ID, s.InServiceSince, inService1[s.ID])
 		}
 	}
 	time.Sleep(5 * cfg.ReconcileInterval)

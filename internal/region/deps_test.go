@@ -35,6 +35,7 @@ var tierDeps = map[string][]string{
 	"internal/idp":            nil,
 	"internal/idp/idpsecrets": {"internal/idp", "internal/secrets"},
 	"internal/events":         nil,
+	"internal/scaling":        nil,
 	"internal/release":        nil, // drives the fleet and reads the LB through its own interfaces
 }
 

@@ -298,6 +298,7 @@ func (r *Region) steps() []step {
 		{"release task", r.runRelease, nil, nil},
 		{"load balancer", r.startLB, r.stopLB, r.detachLB},
 		{"fleet", r.startFleet, r.stopFleet, r.detachFleet},
+		{"scaling", r.startScaling, r.stopScaling, nil},
 		{"releases", r.startReleases, r.stopReleases, nil}, // a rollout the next daemon resumes
 		{"health", r.waitHealthy, nil, nil},
 		{"adoption report", r.reportAdoption, nil, nil},
