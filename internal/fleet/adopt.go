@@ -56,8 +56,12 @@ func (f *Fleet) Adoption() Adoption {
 type fleetRecord struct {
 	Capacity Capacity `json:"capacity"`
 	// TemplateVersion is the fleet's launch template version when written.
-	TemplateVersion int              `json:"template_version,omitempty"`
-	Instances       []instanceRecord `json:"instances"`
+	TemplateVersion int `json:"template_version,omitempty"`
+	// Refresh is true while an instance refresh owned launches and
+	// terminations (SetRefresh): the next daemon keeps it so until its
+	// release controller, resuming the rollout or not, decides.
+	Refresh   bool             `json:"refresh,omitempty"`
+	Instances []instanceRecord `json:"instances"`
 }
 
 type instanceRecord struct {
@@ -86,7 +90,7 @@ func (f *Fleet) saveLocked() {
 	if f.cfg.StateFile == "" {
 		return
 	}
-	rec := fleetRecord{Capacity: f.capacity, TemplateVersion: f.version}
+	rec := fleetRecord{Capacity: f.capacity, TemplateVersion: f.version, Refresh: f.refresh}
 	for _, in := range f.insts {
 		if in.ident.PID == 0 || in.state == StateTerminated {
 			continue
@@ -150,6 +154,11 @@ func (f *Fleet) adoptLocked(ctx context.Context) error {
 	// The template version goes on from the recorded one, so the adopted
 	// instances' versions compare with it as they did.
 	f.version = max(f.version, rec.TemplateVersion)
+	if len(rec.Instances) > 0 && rec.Refresh {
+		// A rollout had launched instances beyond desired capacity: the
+		// plan must not trim them before the rollout resumes.
+		f.refresh = true
+	}
 	var evs []Event
 	kept := map[string]bool{}
 	for _, r := range rec.Instances {

@@ -70,6 +70,7 @@ func TestFleetAdoptsAfterRestart(t *testing.T) {
 	for _, s := range f1.Instances() {
 		before[s.ID], inService1[s.ID] = s.PID, s.InServiceSince
 	}
+	f1.SetRefresh(true) // a rollout owns launches when the daemon goes
 	f1.Detach()
 
 	ev2 := &eventLog{}
@@ -88,6 +89,13 @@ func TestFleetAdoptsAfterRestart(t *testing.T) {
 	if c := f2.Capacity(); c.Desired != 3 {
 		t.Fatalf("capacity after adoption %+v, want desired 3 as scaled", c)
 	}
+	f2.mu.Lock()
+	refresh := f2.refresh
+	f2.mu.Unlock()
+	if !refresh {
+		t.Fatal("the refresh's hold on launches was not kept: the plan could trim a rollout's instances before it resumes")
+	}
+	f2.SetRefresh(false) // the release controller found nothing to resume
 	if v := f2.TemplateVersion(); v != 2 {
 		t.Fatalf("template version after adoption %d, want 2 as recorded", v)
 	}

@@ -43,6 +43,7 @@ func (f *Fleet) SetTemplate(t LaunchTemplate) error {
 func (f *Fleet) SetRefresh(on bool) {
 	f.mu.Lock()
 	f.refresh = on
+	f.saveLocked()
 	f.mu.Unlock()
 	f.poke()
 }

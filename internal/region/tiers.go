@@ -749,6 +749,10 @@ func (r *Region) startReleases(ctx context.Context) error {
 	}
 	if st := r.t.releases.Status(); st.Active != nil {
 		r.say("releases: resumed rollout %s (%s → %s)", st.Active.ID, st.Active.From, st.Active.Target)
+	} else {
+		// No rollout to resume: the fleet's plan owns launches again (an
+		// adopted fleet keeps a refresh's hold until this point).
+		r.t.fleet.SetRefresh(false)
 	}
 	return nil
 }
