@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,6 +92,7 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 	// Allowed: the rollout starts; kill -9 the daemon once it has launched
 	// an instance of the new version.
 	var ro release.Rollout
+	var launched []string
 	if err := r.Client.Do(ctx, http.MethodPost, "/v1/deploys", release.DeployRequest{Artifact: build, AllowBreaking: true}, &ro); err != nil {
 		t.Fatalf("deploy with --allow-breaking: %v", err)
 	}
@@ -102,6 +104,7 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 		if len(ds.Active.Launched) > 0 {
 			t.Logf("killing the daemon (pid %d) during %s: phase %s, step %d, launched %v, instances %v",
 				st.PID, ro.ID, ds.Active.Phase, ds.Active.Step, ds.Active.Launched, ds.Instances)
+			launched = ds.Active.Launched
 			break
 		}
 		if ctx.Err() != nil {
@@ -115,6 +118,11 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 	testkit.WaitGone(ctx, st.PID)
 
 	r.Up(ctx)
+	// The instances outlived the daemon: the new one adopts them, the
+	// rollout's new-version instance too, and resumes with it.
+	if a := r.StatusJSON(ctx).Adoption; a == nil || len(a.Instances) < 3 || !slices.Contains(a.Instances, launched[0]) || len(a.Relaunched) != 0 {
+		t.Errorf("after the crash: adoption %+v; want the 2 old instances and the rollout's %s adopted, none relaunched", a, launched[0])
+	}
 	var last *release.Rollout
 	var ds release.Status
 	for {
