@@ -19,7 +19,10 @@ type Spec struct {
 	Database Database `yaml:"database" json:"database"`
 	// Secrets configures the secrets service and rotation.
 	Secrets Secrets `yaml:"secrets" json:"secrets"`
-	// Edge is the caching reverse proxy in front of the load balancer (CloudFront on AWS).
+	// ObjStore is the S3-compatible object store (S3 on AWS).
+	ObjStore ObjStore `yaml:"objstore" json:"objstore"`
+	// Edge is the caching reverse proxy in front of the load balancer and
+	// the object store (CloudFront on AWS).
 	Edge Edge `yaml:"edge" json:"edge"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
@@ -181,18 +184,6 @@ type SecretRotation struct {
 	Strategy string `yaml:"strategy" json:"strategy"`
 }
 
-// Edge is the caching reverse proxy.
-type Edge struct {
-	// Listen is the address of the edge's HTTPS listener. Empty disables the
-	// edge locally. Default: empty.
-	Listen string `yaml:"listen" json:"listen"`
-	// Static lists path patterns served from the object store. Default:
-	// [/static/*, /materials/*].
-	Static []string `yaml:"static" json:"static"`
-	// DefaultTTL applies when the origin sends no Cache-Control. Default: 24h.
-	DefaultTTL Duration `yaml:"default_ttl" json:"default_ttl"`
-}
-
 // AWS holds AWS-only settings used by the Terraform module.
 type AWS struct {
 	// Region is the AWS region. Default: eu-west-1.
@@ -240,8 +231,9 @@ func Default() Spec {
 			Engine: "postgres", Version: 15, MultiAZ: true, Durability: "preferred",
 			Endpoint: "127.0.0.1:6432", BackupRetention: Duration(7 * 24 * 3600e9), BackupSchedule: MustCron("0 3 * * *"),
 		},
-		Secrets: Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
-		Edge:    Edge{Static: []string{"/static/*", "/materials/*"}, DefaultTTL: Duration(24 * 3600e9)},
+		Secrets:  Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
+		ObjStore: ObjStore{Listen: "127.0.0.1:9000", MaxUpload: 5 << 30, AbortIncompleteUploads: Duration(7 * 24 * 3600e9)},
+		Edge:     Edge{Listen: "127.0.0.1:8444"},
 		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
 			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
 	}

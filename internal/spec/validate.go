@@ -43,6 +43,7 @@ func (s *Spec) fillDerived() {
 			p.Cron = p.Cron.In(loc)
 		}
 	}
+	s.fillStorage()
 	if len(s.AWS.AvailabilityZones) == 0 {
 		for _, z := range s.Zones {
 			s.AWS.AvailabilityZones = append(s.AWS.AvailabilityZones, s.AWS.Region+z)
@@ -68,7 +69,8 @@ func (s *Spec) Validate() []Problem {
 	s.LoadBalancer.validate(&ps)
 	s.Database.validate(&ps)
 	s.Secrets.validate(&ps)
-	s.Edge.validate(&ps)
+	s.ObjStore.validate(&ps)
+	s.Edge.validate(&ps, s.ObjStore.Buckets)
 	s.AWS.validate(&ps, len(s.Zones))
 	ps = append(ps, s.validateAWSOperations()...)
 	return ps
@@ -273,18 +275,6 @@ func (s *Secrets) validate(ps *problems) {
 	}
 	if st := s.DB.Strategy; st != "alternating_users" && st != "single_user" {
 		ps.add("secrets.db.strategy", `must be "alternating_users" or "single_user", got %q`, st)
-	}
-}
-
-func (e *Edge) validate(ps *problems) {
-	checkAddr(ps, "edge.listen", e.Listen, true)
-	for i, p := range e.Static {
-		if !strings.HasPrefix(p, "/") {
-			ps.add(fmt.Sprintf("edge.static[%d]", i), "must be a path pattern starting with /, got %q", p)
-		}
-	}
-	if e.DefaultTTL < 0 || e.DefaultTTL.D() > 365*24*time.Hour {
-		ps.add("edge.default_ttl", "must be from 0 to 365d, got %s", e.DefaultTTL)
 	}
 }
 

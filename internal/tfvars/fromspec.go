@@ -24,9 +24,20 @@ func FromSpec(s spec.Spec) Input {
 		DeregistrationDelay: s.LoadBalancer.DeregistrationDelay.D(), SlowStart: s.LoadBalancer.SlowStart.D(),
 		Algorithm: s.LoadBalancer.Algorithm,
 		MultiAZ:   s.Database.MultiAZ, BackupRetention: s.Database.BackupRetention.D(),
-		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(), StaticPaths: s.Edge.Static,
+		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(),
 		MaintenanceWindow: s.AWS.MaintenanceWindow, RotationStrategy: s.Secrets.DB.Strategy,
 		LogRetention: s.AWS.LogRetention.D(),
+	}
+	// The module serves static_paths from its one bucket; a behaviour to
+	// the load balancer is the default behaviour's business there.
+	for _, b := range s.Edge.Behaviors {
+		if b.Target == spec.TargetLB {
+			continue
+		}
+		in.StaticPaths = append(in.StaticPaths, b.Path)
+		if b.Signed {
+			in.SignedPaths = append(in.SignedPaths, b.Path)
+		}
 	}
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
@@ -57,7 +68,7 @@ var specFields = map[string]string{
 	"DeregistrationDelay": "load_balancer.deregistration_delay", "SlowStart": "load_balancer.slow_start",
 	"Algorithm": "load_balancer.algorithm", "MultiAZ": "database.multi_az",
 	"BackupRetention": "database.backup_retention", "BackupWindow": "aws.backup_window",
-	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.static",
+	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.behaviors", "SignedPaths": "edge.behaviors",
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
 	"LogRetention": "aws.log_retention",
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ type Vars struct {
 	DBRotationStrategy      string          `json:"db_rotation_strategy,omitempty"`
 	LogRetentionDays        int             `json:"log_retention_days,omitempty"`
 	StaticPaths             []string        `json:"static_paths,omitempty"`
+	SignedPaths             []string        `json:"signed_paths,omitempty"`
 
 	// Deployment values, written only when set.
 	AMIID                     string   `json:"ami_id,omitempty"`
@@ -254,6 +256,7 @@ func Generate(in Input) (Vars, []Warning, error) {
 		TargetTracking:   []TargetVars{},
 		ScheduledActions: []ScheduledVars{},
 		StaticPaths:      append([]string(nil), in.StaticPaths...),
+		SignedPaths:      append([]string(nil), in.SignedPaths...),
 	}
 
 	g.identity(in, &v)
@@ -311,6 +314,14 @@ func (g *generator) identity(in Input, v *Vars) {
 	}
 	if len(v.StaticPaths) == 0 {
 		v.StaticPaths = nil
+	}
+	for i, p := range in.SignedPaths {
+		if !slices.Contains(in.StaticPaths, p) {
+			g.errorf(fmt.Sprintf("SignedPaths[%d]", i), "must be one of StaticPaths %v (the module signs only paths it serves from the bucket), got %q", in.StaticPaths, p)
+		}
+	}
+	if len(v.SignedPaths) == 0 {
+		v.SignedPaths = nil
 	}
 }
 
