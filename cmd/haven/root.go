@@ -50,6 +50,8 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newAWSCmd(g),
 		newAuditCmd(g),
 		newSecretsCmd(g),
+		newEdgeCmd(g),
+		newObjStoreCmd(),
 	)
 	return root
 }

@@ -44,7 +44,11 @@ type Status struct {
 	LB        LB         `json:"load_balancer"`
 	Instances []Instance `json:"instances"`
 	Database  *Database  `json:"database,omitempty"`
-	Warnings  []string   `json:"warnings,omitempty"`
+	// ObjStore and Edge are nil while their tier is not running (the edge
+	// also when edge.listen is empty).
+	ObjStore *ObjStoreStatus `json:"objstore,omitempty"`
+	Edge     *EdgeStatus     `json:"edge,omitempty"`
+	Warnings []string        `json:"warnings,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.
@@ -54,6 +58,9 @@ type Endpoints struct {
 	CACert   string `json:"ca_cert"`
 	Database string `json:"database"`
 	Secrets  string `json:"secrets,omitempty"`
+	// S3 is the object store's endpoint; Edge the edge's URL.
+	S3   string `json:"s3,omitempty"`
+	Edge string `json:"edge,omitempty"`
 }
 
 // Zone is one availability zone and the address range it owns.

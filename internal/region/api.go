@@ -43,6 +43,7 @@ func (r *Region) serveAPI() (func(), error) {
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
+	routes.EdgeRoutes(mux, a.edgeAPI)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
 	return func() { _ = srv.Close(); _ = os.Remove(sock) }, nil
@@ -251,6 +252,7 @@ func (r *Region) Status() api.Status {
 			}
 		}
 	}
+	r.storageStatus(&st, v)
 	if v.db != nil {
 		ds := v.db.Status()
 		d := &api.Database{Endpoint: s.Database.Endpoint, Epoch: int64(ds.State.Epoch), Primary: ds.State.Primary}

@@ -63,6 +63,8 @@ type Configs struct {
 	ReleaseLog string
 	// AppEnv is the non-secret environment of every app process.
 	AppEnv map[string]string
+	// Storage is the object store and the edge.
+	Storage StorageConfigs
 }
 
 // configs derives every component's configuration from the spec and the
@@ -143,6 +145,15 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		"PGDATABASE": s.Database.Name, "PGSSLMODE": "disable",
 		"PGCONNECT_TIMEOUT": "3", "AWS_REGION": s.AWS.Region,
 		"COURSES_DB_SECRET_ID": c.DBSecret.Name,
+	}
+	if c.Storage, err = storageConfigs(s, l); err != nil {
+		return Configs{}, err
+	}
+	for k, v := range appS3Env(s, c.Storage) {
+		c.AppEnv[k] = v
+	}
+	if c.Storage.SigningKeySecret != "" {
+		c.AppEnv["CLOUDFRONT_SIGNING_KEY_SECRET_ID"] = c.Storage.SigningKeySecret
 	}
 	for k, v := range s.App.Env {
 		c.AppEnv[k] = v

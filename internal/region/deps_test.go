@@ -31,6 +31,8 @@ var tierDeps = map[string][]string{
 	"internal/secrets":       {"internal/iam"},
 	"internal/dbsecret":      {"internal/secrets"},
 	"internal/events":        nil,
+	"internal/objstore":      {"internal/iam"}, // the store verifies haven's credentials and evaluates its policies
+	"internal/edge":          {"internal/iam"}, // iam.Match is the shared wildcard matcher
 }
 
 // TestTiersDoNotDependOnTheWiring is the check anyone can run (go test

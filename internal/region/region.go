@@ -198,8 +198,11 @@ func (r *Region) steps() []step {
 		{"database credential", r.bootstrapCredential, nil},
 		{"backups", r.startBackups, r.stopBackups},
 		{"secrets API", r.startSecrets, r.stopSecrets},
+		{"object store", r.startObjStore, r.stopObjStore},
+		{"signing key", r.startSigningKey, nil},
 		{"release task", r.runRelease, nil},
 		{"load balancer", r.startLB, r.stopLB},
+		{"edge", r.startEdge, r.stopEdge},
 		{"fleet", r.startFleet, r.stopFleet},
 		{"health", r.waitHealthy, nil},
 	}

@@ -48,6 +48,7 @@ type tiers struct {
 	imds     *imds.Endpoints
 	lb       *lb.LB
 	fleet    *fleet.Fleet
+	st       storageTiers // the object store and the edge (storage.go)
 }
 
 // dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.
@@ -223,7 +224,7 @@ func (r *Region) stopDatabase(ctx context.Context) error { return r.t.db.Stop(ct
 // server (its store and audit log); it does not listen yet.
 func (r *Region) openSecrets(context.Context) error {
 	var err error
-	r.t.issuer, err = iam.NewIssuer(iam.IssuerConfig{Logger: r.opts.Logger})
+	r.t.issuer, err = iam.NewIssuer(iam.IssuerConfig{Account: account, Logger: r.opts.Logger})
 	if err != nil {
 		return fmt.Errorf("start identity issuer: %w", err)
 	}
@@ -239,8 +240,10 @@ func (r *Region) openSecrets(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open secrets store in %s: %w", cfg.Dir, err)
 	}
+	// Credentials are issued through the registrar, so the object store,
+	// in its own process, verifies them too.
 	r.t.imds = imds.NewEndpoints(imds.EndpointsConfig{Region: r.spec.AWS.Region, Role: r.cfg.AppRole, Account: r.t.issuer.Account(),
-		Issuer: r.t.issuer, Logger: r.opts.Logger})
+		Issuer: r.newRegistrar(r.t.issuer), Logger: r.opts.Logger})
 	return nil
 }
 
@@ -350,6 +353,7 @@ func (r *Region) appEnv() map[string]string {
 		env[k] = v
 	}
 	env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = r.t.secrets.Endpoint()
+	r.storageEnv(env)
 	return env
 }
 
@@ -360,11 +364,11 @@ func (r *Region) runRelease(ctx context.Context) error {
 		return nil
 	}
 	r.say("release: running %s", strings.Join(r.spec.App.Release, " "))
-	md, err := r.t.imds.Start(ctx, "release", r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release))
+	md, end, err := r.releaseMetadata(ctx, r.spec.AWS.AvailabilityZones[0], peercred.TaskCaller(r.cfg.Release))
 	if err != nil {
 		return err
 	}
-	defer r.t.imds.End(context.WithoutCancel(ctx), "release")
+	defer end()
 	logf, err := os.OpenFile(r.cfg.ReleaseLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
@@ -498,9 +502,6 @@ func (r *Region) warnInertScaling() {
 			r.warn(fmt.Sprintf("fleet.scaling: target tracking on %s is not acted on locally yet; capacity stays at desired unless changed with `haven fleet scale`", p.TargetTracking))
 			break
 		}
-	}
-	if r.spec.Edge.Listen != "" {
-		r.warn(fmt.Sprintf("edge.listen %s: the local edge cache is not built yet; use the load balancer's address", r.spec.Edge.Listen))
 	}
 }
 

@@ -1,0 +1,347 @@
+package region
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/api/routes"
+	"github.com/haven-platform/haven/internal/edge"
+	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/imds"
+	"github.com/haven-platform/haven/internal/objstore"
+	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/spec"
+)
+
+// storageTiers are the object store and the edge while they run.
+type storageTiers struct {
+	// registrar issues instance and edge credentials and registers them
+	// with the store, which runs in its own process.
+	registrar *objstore.Registrar
+	store     *objstore.Process
+	watcher   *objstore.Watcher
+	// releaseMD serves the release task's metadata, with the release role.
+	releaseMD *imds.Endpoints
+	// keyID is the signing key pair's ID, keyPEM its public half.
+	keyID  string
+	keyPEM []byte
+	edge   *edge.Edge
+}
+
+// registrarIssuer lets the metadata endpoints issue through the registrar,
+// so every instance credential is also registered with the store, and an
+// instance's end revokes its credentials in both.
+type registrarIssuer struct{ r *objstore.Registrar }
+
+func (ri registrarIssuer) Issue(role, instanceID string) (iam.Credentials, error) {
+	return ri.r.Issue(role, instanceID)
+}
+
+func (ri registrarIssuer) RevokeInstance(instanceID string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := ri.r.RevokeInstance(ctx, instanceID)
+	if err != nil {
+		ri.r.Logger.Warn("revoke an instance's credentials in the object store", "component", "region", "instance", instanceID, "err", err)
+	}
+	return n
+}
+
+// newRegistrar is the credential issuer the metadata endpoints use. The
+// store need not run yet: what it misses is registered by Resync.
+func (r *Region) newRegistrar(issuer *iam.Issuer) registrarIssuer {
+	r.t.st.registrar = &objstore.Registrar{Issuer: issuer, Store: objstore.NewClient(r.cfg.Storage.ObjStore.Dir), Logger: r.opts.Logger}
+	return registrarIssuer{r.t.st.registrar}
+}
+
+// startObjStore writes the store's configuration, adopts the store a
+// previous daemon left serving (reloading its configuration) or starts
+// one, registers every live credential with it, and gives the app and
+// release roles their S3 statements in the region's IAM policies.
+func (r *Region) startObjStore(ctx context.Context) error {
+	c := r.cfg.Storage
+	for role, ps := range c.ObjStore.Roles {
+		for _, p := range ps {
+			if err := r.t.policies.Attach(role, p); err != nil {
+				return err
+			}
+		}
+	}
+	// The release task reads the database secret like an instance, and
+	// writes what its S3 statements allow.
+	if err := r.t.policies.Attach(c.ReleaseRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
+		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
+		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
+		Resource: iam.StringList{r.t.cred.ARN()},
+	}}}); err != nil {
+		return err
+	}
+	if err := objstore.WriteConfig(c.ObjStore.Dir, c.ObjStore); err != nil {
+		return err
+	}
+	p := &objstore.Process{Dir: c.ObjStore.Dir, Logger: r.opts.Logger}
+	r.t.st.store = p
+	adopted, err := p.Adopt(ctx)
+	if err != nil {
+		r.log.Warn("object store left by a previous daemon does not answer; replacing it", "err", err)
+		if err := p.Stop(ctx); err != nil {
+			return fmt.Errorf("replace object store: %w", err)
+		}
+	}
+	if adopted {
+		// The spec may have changed; a new listen address needs a restart.
+		if err := p.Client().Reload(ctx); err != nil {
+			r.log.Warn("object store refused its new configuration; restarting it", "err", err)
+			if err := p.Stop(ctx); err != nil {
+				return fmt.Errorf("restart object store: %w", err)
+			}
+			adopted = false
+		}
+	}
+	if !adopted {
+		if err := p.Start(ctx); err != nil {
+			return fmt.Errorf("%w (set objstore.listen to a free address)", err)
+		}
+	}
+	if err := r.t.st.registrar.Resync(ctx); err != nil {
+		return fmt.Errorf("register credentials with the object store: %w", err)
+	}
+	r.t.st.watcher = &objstore.Watcher{Client: p.Client(), Logger: r.opts.Logger, OnEvent: func(e objstore.WatchEvent) {
+		r.events.Add("objstore", e.Kind, "", e.Message)
+	}}
+	if err := r.t.st.watcher.Start(ctx); err != nil {
+		return err
+	}
+	r.t.st.releaseMD = imds.NewEndpoints(imds.EndpointsConfig{Region: r.spec.AWS.Region, Role: c.ReleaseRole, Account: r.t.issuer.Account(),
+		Issuer: registrarIssuer{r.t.st.registrar}, Logger: r.opts.Logger})
+	verb := "started"
+	if adopted {
+		verb = "adopted"
+	}
+	r.say("object store: %s S3 endpoint %s (pid %d), buckets %v, data in %s", verb, c.S3Endpoint, p.PID(), bucketNames(r.spec), c.ObjStore.Dir)
+	return nil
+}
+
+func bucketNames(s spec.Spec) []string {
+	var out []string
+	for _, b := range s.ObjStore.Buckets {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+// stopObjStore stops watching and stops the store: `haven down` leaves
+// nothing running. (A daemon that dies leaves it serving; the next adopts it.)
+func (r *Region) stopObjStore(ctx context.Context) error {
+	var errs []error
+	if r.t.st.releaseMD != nil {
+		errs = append(errs, r.t.st.releaseMD.StopAll(ctx))
+	}
+	if r.t.st.watcher != nil {
+		errs = append(errs, r.t.st.watcher.Stop(ctx))
+	}
+	errs = append(errs, r.t.st.store.Stop(ctx))
+	return errors.Join(errs...)
+}
+
+// startSigningKey makes the key pair signed URLs are made with, the first
+// time, and keeps its private key in the secrets service (never on disk in
+// the clear, never in the environment): the app reads it like the database
+// secret, with the app role, which may read that one secret. The edge gets
+// the public half as its trusted key group.
+func (r *Region) startSigningKey(context.Context) error {
+	name := r.cfg.Storage.SigningKeySecret
+	if name == "" {
+		return nil
+	}
+	store := r.t.secrets.Store()
+	cur, err := store.GetSecretValue(secrets.GetSecretValueInput{SecretId: name})
+	var ae *secrets.APIError
+	var pemKey []byte
+	var arn string
+	switch {
+	case errors.As(err, &ae) && ae.Code == secrets.CodeResourceNotFound:
+		if pemKey, err = edge.NewSigningKey(); err != nil {
+			return err
+		}
+		s := string(pemKey)
+		out, err := store.CreateSecret(secrets.CreateSecretInput{Name: name, SecretString: &s,
+			Description: "PEM private key of the edge's trusted key group " + r.spec.Edge.KeyGroup + " (signed URLs of " + r.spec.Name + ")"})
+		if err != nil {
+			return fmt.Errorf("store the signing key: %w", err)
+		}
+		arn = out.ARN
+	case err != nil:
+		return fmt.Errorf("read the signing key: %w", err)
+	default:
+		if cur.SecretString == nil {
+			return fmt.Errorf("read the signing key: secret %s holds no string", name)
+		}
+		pemKey, arn = []byte(*cur.SecretString), cur.ARN
+	}
+	key, err := edge.ParseSigningKey(pemKey)
+	if err != nil {
+		return fmt.Errorf("secret %s: %w", name, err)
+	}
+	r.t.st.keyID, r.t.st.keyPEM = key.ID, key.PublicPEM
+	if err := r.t.policies.Attach(r.cfg.AppRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
+		Sid: "ReadSigningKey", Effect: iam.Allow, Action: iam.StringList{"secretsmanager:GetSecretValue"}, Resource: iam.StringList{arn},
+	}}}); err != nil {
+		return err
+	}
+	r.say("edge: signing key %s of key group %s in secret %s", key.ID, r.spec.Edge.KeyGroup, name)
+	return nil
+}
+
+// edgeCredentials is the edge's own identity for origin access control:
+// credentials of the edge role, registered with the store, issued again
+// by the SDK's credentials cache before they expire.
+func (r *Region) edgeCredentials() aws.CredentialsProvider {
+	reg, role := r.t.st.registrar, r.cfg.Storage.EdgeRole
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		c, err := reg.Issue(role, "edge")
+		if err != nil {
+			return aws.Credentials{}, err
+		}
+		return aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken,
+			Source: "haven-edge", CanExpire: true, Expires: c.Expiration}, nil
+	})
+}
+
+// startEdge starts the edge: a certificate from the region CA, its own
+// identity on the bucket origins, the load balancer (verified against the
+// region CA) as the default origin, the signing key's public half as the
+// trusted key group.
+func (r *Region) startEdge(ctx context.Context) error {
+	cfg := r.cfg.Storage.Edge
+	if cfg.Addr == "" {
+		return nil
+	}
+	tlsCfg, err := r.t.ca.ServerTLS(r.cfg.Storage.EdgeNames, r.cfg.Storage.EdgeIPs, 90*24*time.Hour)
+	if err != nil {
+		return fmt.Errorf("issue edge certificate: %w", err)
+	}
+	cfg.TLS, cfg.Logger = tlsCfg, r.opts.Logger
+	creds := r.edgeCredentials()
+	origins := make([]edge.Origin, len(cfg.Origins))
+	for i, o := range cfg.Origins {
+		if o.OAC != nil {
+			oac := *o.OAC
+			oac.Credentials = creds
+			o.OAC = &oac
+		} else {
+			o.TLS = &tls.Config{RootCAs: r.t.ca.Pool(), MinVersion: tls.VersionTLS12}
+		}
+		origins[i] = o
+	}
+	cfg.Origins = origins
+	if len(cfg.KeyGroups) > 0 {
+		cfg.KeyGroups = []edge.KeyGroup{{ID: cfg.KeyGroups[0].ID, PublicKeys: []edge.PublicKey{{ID: r.t.st.keyID, PEM: r.t.st.keyPEM}}}}
+	}
+	cfg.OnEvent = func(e edge.Event) {
+		r.events.Emit(api.Event{Component: "edge", Kind: e.Kind, Subject: e.Subject, Message: e.Message, Attrs: e.Attrs})
+	}
+	e, err := edge.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := e.Start(ctx); err != nil {
+		return fmt.Errorf("start edge on %s: %w (set edge.listen to a free address, or empty to run without the edge)", cfg.Addr, err)
+	}
+	r.t.st.edge = e
+	r.say("edge: %s → %d behaviours, the load balancer for the rest (CA %s)", e.URL(), len(cfg.Behaviors), r.caPath())
+	return nil
+}
+
+func (r *Region) stopEdge(ctx context.Context) error {
+	if r.t.st.edge == nil {
+		return nil
+	}
+	err := r.t.st.edge.Stop(ctx)
+	if _, rerr := r.t.st.registrar.RevokeInstance(ctx, "edge"); rerr != nil && err == nil {
+		r.log.Warn("revoke the edge's credentials in the object store", "err", rerr)
+	}
+	return err
+}
+
+// storageEnv is what the app's environment needs at run time from these
+// tiers: the signing key's ID.
+func (r *Region) storageEnv(env map[string]string) {
+	if r.t.st.keyID != "" {
+		env["CLOUDFRONT_KEY_PAIR_ID"] = r.t.st.keyID
+	}
+}
+
+// releaseMetadata starts the release task's metadata endpoint, with the
+// release role (the region's deploy pipeline), or the app role's when the
+// store is not running.
+func (r *Region) releaseMetadata(ctx context.Context, az string, allow func(pid int) error) (string, func(), error) {
+	md := r.t.imds
+	if r.t.st.releaseMD != nil {
+		md = r.t.st.releaseMD
+	}
+	url, err := md.Start(ctx, "release", az, "127.0.0.1", allow)
+	if err != nil {
+		return "", nil, err
+	}
+	return url, func() { _ = md.End(context.WithoutCancel(ctx), "release") }, nil
+}
+
+// edgeAPI gives the edge routes the running edge (nil when none runs).
+func (a *regionAPI) edgeAPI() routes.Edge {
+	if e := a.r.view().st.edge; e != nil {
+		return e
+	}
+	return nil
+}
+
+// storageStatus adds the store's and the edge's snapshots to the status.
+func (r *Region) storageStatus(st *api.Status, v *tiers) {
+	if w := v.st.watcher; w != nil {
+		o := w.Observed()
+		s := &api.ObjStoreStatus{Endpoint: r.cfg.Storage.S3Endpoint, PID: o.Status.PID, Reachable: o.Err == nil, Polled: o.Polled,
+			Credentials: o.Status.Credentials, MaxUploadBytes: o.Status.MaxUploadBytes,
+			RejectedUploads: o.Status.RejectedUploads, AbortedUploads: o.Status.AbortedUploads, Buckets: []api.ObjStoreBucket{}}
+		if o.Err != nil {
+			s.Error = o.Err.Error()
+		}
+		for _, b := range o.Status.Buckets {
+			s.Buckets = append(s.Buckets, api.ObjStoreBucket{Name: b.Name, Objects: b.Objects, Bytes: b.Bytes, IncompleteUploads: b.IncompleteUploads})
+		}
+		for _, rc := range o.Status.Requests {
+			s.Requests += rc.Count
+			if rc.Outcome != "OK" {
+				s.Errors += rc.Count
+			}
+		}
+		st.ObjStore = s
+		st.Endpoints.S3 = s.Endpoint
+	}
+	if e := v.st.edge; e != nil {
+		x := e.Stats()
+		es := &api.EdgeStatus{URL: e.URL(), KeyGroup: r.spec.Edge.KeyGroup, KeyPairID: v.st.keyID,
+			Requests: x.Requests, Hits: x.Hits, RefreshHits: x.RefreshHits, Misses: x.Misses, StaleServed: x.StaleServed,
+			StaleIfError: x.StaleIfError, Collapsed: x.Collapsed, PassThrough: x.PassThrough, OriginRequests: x.OriginRequests,
+			OriginErrors: x.OriginErrors, Denied: x.Denied, Rejected: x.Rejected, Invalidations: x.Invalidations,
+			Evictions: x.Evictions, Objects: x.Objects, Bytes: x.Bytes, HitRatio: x.HitRatio}
+		for _, b := range r.spec.Edge.Behaviors {
+			line := b.Path + " → " + b.Target
+			if b.Signed {
+				line += " (signed)"
+			}
+			if b.Caching() {
+				line += fmt.Sprintf(" ttl %s/%s/%s", b.MinTTL, b.DefaultTTL, b.MaxTTL)
+			}
+			es.Behaviors = append(es.Behaviors, line)
+		}
+		es.Behaviors = append(es.Behaviors, "* → lb (uncached)")
+		st.Edge = es
+		st.Endpoints.Edge = es.URL
+	}
+}
