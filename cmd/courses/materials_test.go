@@ -354,7 +354,10 @@ func TestMaterialsInTheBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := newHTTPTestServer(t, s)
-	if csp := func() string { r, _ := newClient(t, base).get("/login"); return r.Header.Get("Content-Security-Policy") }(); !strings.Contains(csp, "connect-src 'self' "+b.srv.URL) {
+	if csp := func() string {
+		r, _ := newClient(t, base).get("/login")
+		return r.Header.Get("Content-Security-Policy")
+	}(); !strings.Contains(csp, "connect-src 'self' "+b.srv.URL) {
 		t.Errorf("CSP %q does not let pages upload to the bucket", csp)
 	}
 

@@ -61,12 +61,12 @@ type Server struct {
 	pages     map[string]*template.Template
 	static    *assets
 	materials *Materials // nil: materials stay in the database
-	favicon  []byte
-	throttle ThrottlePolicy
-	clientIP ClientIPConfig
-	sso      *ssoClient // nil: single sign-on off
-	csp      string
-	draining atomic.Bool
+	favicon   []byte
+	throttle  ThrottlePolicy
+	clientIP  ClientIPConfig
+	sso       *ssoClient // nil: single sign-on off
+	csp       string
+	draining  atomic.Bool
 	// passwordChecks counts bcrypt comparisons (tests assert that a
 	// throttled login costs none).
 	passwordChecks atomic.Int64
@@ -174,9 +174,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		pages:     pages,
 		static:    static,
 		materials: cfg.Materials,
-		favicon:  faviconICO(),
-		throttle: cfg.Throttle,
-		clientIP: *cfg.ClientIP,
+		favicon:   faviconICO(),
+		throttle:  cfg.Throttle,
+		clientIP:  *cfg.ClientIP,
 	}, nil
 }
 
