@@ -180,7 +180,8 @@ func (a *regionAPI) RunOnInstance(ctx context.Context, id string, in api.RunRequ
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + v.secrets.Endpoint(), "COURSES_DB_SECRET_ID=" + r.cfg.DBSecret.Name,
-		"PGUSER=" + r.cfg.AppEnv["PGUSER"], "AWS_REGION=" + r.spec.AWS.Region, "AWS_DEFAULT_REGION=" + r.spec.AWS.Region}
+		"PGUSER=" + r.cfg.AppEnv["PGUSER"], "AWS_REGION=" + r.spec.AWS.Region, "AWS_DEFAULT_REGION=" + r.spec.AWS.Region,
+		"AWS_ENDPOINT_URL_S3=" + r.cfg.Storage.S3Endpoint}
 	if md := v.imds.Endpoint(id); md != "" {
 		env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+md)
 	}

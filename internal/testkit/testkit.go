@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,11 @@ type Options struct {
 	MultiAZ bool
 	// Extra is appended to the generated spec (YAML), e.g. for other sections.
 	Extra string
+	// AppEnv is app.env: extra environment of every instance. Default none.
+	AppEnv map[string]string
+	// ObjStore and Edge are added to the objstore and edge mappings (which
+	// set the listen addresses), e.g. "max_upload: 1MiB". Default none.
+	ObjStore, Edge string
 }
 
 // Region is a running test region.
@@ -81,7 +87,7 @@ type Region struct {
 }
 
 // Ports are the region's listener ports on 127.0.0.1.
-type Ports struct{ HTTPS, HTTP, DB, Secrets, App int }
+type Ports struct{ HTTPS, HTTP, DB, Secrets, App, S3, Edge int }
 
 // FreePort returns a TCP port free on 127.0.0.1 now.
 func FreePort(t testing.TB) int {
@@ -120,19 +126,39 @@ func NewSpec(t testing.TB, o Options) *Region {
 	}
 	_ = os.Chmod(dir, 0o711)
 	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml")}
-	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000)}
+	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000),
+		S3: FreePort(t), Edge: FreePort(t)}
+	if o.ObjStore != "" {
+		o.ObjStore = ", " + o.ObjStore
+	}
+	if o.Edge != "" {
+		o.Edge = ", " + o.Edge
+	}
+	env := "{}"
+	if len(o.AppEnv) > 0 {
+		var kv []string
+		for k, v := range o.AppEnv {
+			kv = append(kv, fmt.Sprintf("%s: %q", k, v))
+		}
+		sort.Strings(kv)
+		env = "{" + strings.Join(kv, ", ") + "}"
+	}
 	spec := fmt.Sprintf(`name: test
 app:
   command: [courses, serve]
+  env: %s
   port: %d
-  release: [courses, seed, --students, "%d", --courses, "%d"]
+  release: [courses, release, --students, "%d", --courses, "%d"]
   health_check: {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}
   instance: {cpu: 0.5, memory: 256MiB}
 fleet: {min: %d, desired: %d, max: %d, health_check_type: elb, grace_period: 5s}
 load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets, o.Extra)
+objstore: {listen: 127.0.0.1:%d%s}
+edge: {listen: 127.0.0.1:%d%s}
+%s`, env, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+		r.Ports.S3, o.ObjStore, r.Ports.Edge, o.Edge, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
