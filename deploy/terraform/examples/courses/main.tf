@@ -77,6 +77,7 @@ module "haven" {
   cloudfront_certificate_arn   = var.cloudfront_certificate_arn
   materials_signing_public_key = var.materials_signing_public_key
   static_paths                 = var.static_paths
+  signed_paths                 = var.signed_paths
   waf_web_acl_arn              = var.waf_web_acl_arn
   alarm_email                  = var.alarm_email
 
