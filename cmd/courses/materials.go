@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -175,14 +174,18 @@ func NewMaterials(ctx context.Context, cfg MaterialsConfig, log *slog.Logger) (*
 	}
 	client := s3.NewFromConfig(awsCfg)
 	m := &Materials{cfg: cfg, s3: client, presign: sdkPresigner{s3.NewPresignClient(client)}, log: log.With("component", "materials")}
-	// Where a presigned URL points, for the page's Content-Security-Policy.
-	probe, err := m.presign.PresignPutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cfg.Bucket), Key: aws.String(cfg.Prefix + "probe")})
+	// Where presigned URLs point, for the page's Content-Security-Policy:
+	// the SDK's own endpoint rules, without credentials or network (the
+	// instance's identity may not be served yet when the app starts).
+	o := client.Options()
+	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, s3.EndpointParameters{
+		Bucket: aws.String(cfg.Bucket), Region: aws.String(o.Region), Endpoint: o.BaseEndpoint,
+		ForcePathStyle: aws.Bool(o.UsePathStyle), UseFIPS: aws.Bool(false), UseDualStack: aws.Bool(false),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("presign an upload to s3://%s: %w", cfg.Bucket, err)
+		return nil, fmt.Errorf("resolve the endpoint of s3://%s: %w", cfg.Bucket, err)
 	}
-	if u, err := url.Parse(probe.URL); err == nil {
-		m.origin = u.Scheme + "://" + u.Host
-	}
+	m.origin = ep.URI.Scheme + "://" + ep.URI.Host
 	if cfg.KeyPairID != "" {
 		m.signer = newMaterialSigner(cfg, secretsmanager.NewFromConfig(awsCfg), systemClock{}, m.log)
 	}

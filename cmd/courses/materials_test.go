@@ -454,3 +454,18 @@ func TestMaterialsInTheBucket(t *testing.T) {
 		t.Errorf("the upload's bytes in the database: %d (%v), want none", inDB, err)
 	}
 }
+
+// TestUploadOrigin: the page's connect-src names where presigned uploads go,
+// found from the SDK's endpoint rules without credentials (the app starts
+// before its instance identity may be served).
+func TestUploadOrigin(t *testing.T) {
+	t.Setenv("AWS_REGION", "eu-west-1")
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1") // nothing answers
+	for ep, want := range map[string]string{"http://127.0.0.1:9000": "http://127.0.0.1:9000", "": "https://courses-assets.s3.eu-west-1.amazonaws.com"} {
+		t.Setenv("AWS_ENDPOINT_URL_S3", ep)
+		m, err := NewMaterials(context.Background(), MaterialsConfig{Bucket: "courses-assets"}, testLogger(t))
+		if err != nil || m.origin != want {
+			t.Errorf("endpoint %q: origin %q, %v; want %q", ep, m.origin, err, want)
+		}
+	}
+}
