@@ -56,7 +56,11 @@ func (ri registrarIssuer) RevokeInstance(instanceID string) int {
 // newRegistrar is the credential issuer the metadata endpoints use. The
 // store need not run yet: what it misses is registered by Resync.
 func (r *Region) newRegistrar(issuer *iam.Issuer) registrarIssuer {
-	r.t.st.registrar = &objstore.Registrar{Issuer: issuer, Store: objstore.NewClient(r.cfg.Storage.ObjStore.Dir), Logger: r.opts.Logger}
+	// The SDK's IMDS client waits 500ms for an answer: a slow store must
+	// not make the metadata endpoint slower than that (what it has not
+	// confirmed by then is registered in the background).
+	r.t.st.registrar = &objstore.Registrar{Issuer: issuer, Store: objstore.NewClient(r.cfg.Storage.ObjStore.Dir),
+		Timeout: 300 * time.Millisecond, Logger: r.opts.Logger}
 	return registrarIssuer{r.t.st.registrar}
 }
 
@@ -146,6 +150,7 @@ func (r *Region) stopObjStore(ctx context.Context) error {
 	if r.t.st.watcher != nil {
 		errs = append(errs, r.t.st.watcher.Stop(ctx))
 	}
+	r.t.st.registrar.Close()
 	errs = append(errs, r.t.st.store.Stop(ctx))
 	return errors.Join(errs...)
 }
