@@ -55,6 +55,13 @@ func (e s3NotFound) ErrorCode() string { return e.code }
 func newFakeBucket(t *testing.T) *fakeBucket {
 	b := &fakeBucket{objects: map[string]fakeObject{}}
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// CORS, as the region's bucket rule: pages of another origin may PUT.
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "PUT")
+			w.Header().Set("Access-Control-Allow-Headers", r.Header.Get("Access-Control-Request-Headers"))
+			return
+		}
 		if r.Method != http.MethodPut {
 			http.Error(w, "only PUT", http.StatusMethodNotAllowed)
 			return
