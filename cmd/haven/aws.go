@@ -18,12 +18,18 @@ func newAWSCmd(g *globals) *cobra.Command {
 	tf := &cobra.Command{
 		Use:   "tfvars",
 		Short: "Map the spec onto the Terraform module's variables, clamping to AWS's ranges with a warning",
+		Long: `Map the spec onto the Terraform module's variables (deploy/terraform).
+
+Every field of haven.yaml is exported, or warned about, or local only by design
+(docs/spec.md says which). A value outside AWS's range is clamped with a warning
+naming the field; a field the module cannot deploy yet is named in a warning when
+the spec sets it.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := spec.LoadFile(g.specFile)
 			if err != nil {
 				return err
 			}
-			vars, warns, err := tfvars.Generate(tfvars.FromSpec(s))
+			vars, warns, err := tfvars.GenerateSpec(s)
 			if err != nil {
 				return fmt.Errorf("generate tfvars from %s: %w", g.specFile, err)
 			}
@@ -40,10 +46,9 @@ func newAWSCmd(g *globals) *cobra.Command {
 			}
 			var ws []warning
 			for _, w := range warns {
-				f := tfvars.SpecField(s, w.Field)
-				ws = append(ws, warning{f, w.Variable, w.From, w.To, w.Reason})
+				ws = append(ws, warning{w.Field, w.Variable, w.From, w.To, w.Reason})
 				if !asJSON {
-					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s: %s becomes %s in %s (%s)\n", f, w.From, w.To, w.Variable, w.Reason)
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
 				}
 			}
 			if out != "" && out != "-" {

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -135,5 +137,92 @@ func TestStatusWithoutRegionSaysHowToStart(t *testing.T) {
 	_, _, err := run(t, "status", "--state-dir", t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "haven up") {
 		t.Errorf("status with no region: %v, want advice to run haven up", err)
+	}
+}
+
+// TestValidateWarnsWhatAWSRefuses: a name valid locally (up to 32
+// characters) but over AWS's 20 is valid, with a warning naming the field
+// and the limit; the JSON says it does not deploy to AWS.
+func TestValidateWarnsWhatAWSRefuses(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "haven.yaml")
+	name := "exam-week-courses-platform" // 26 characters
+	if err := os.WriteFile(f, []byte("name: "+name+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := run(t, "validate", "-f", f)
+	if err != nil {
+		t.Fatalf("validate: %v (the spec is valid locally)", err)
+	}
+	if !strings.Contains(stderr, "name: valid locally, but will not deploy to AWS") || !strings.Contains(stderr, "at most 20 characters") {
+		t.Errorf("stderr %q does not warn about the name and AWS's limit", stderr)
+	}
+	out, _, err := run(t, "validate", "-f", f, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Valid    bool `json:"valid"`
+		Deploys  bool `json:"deploys_to_aws"`
+		Problems []struct {
+			Field, Message string
+		} `json:"aws_problems"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !res.Valid || res.Deploys || len(res.Problems) != 1 || res.Problems[0].Field != "name" {
+		t.Errorf("validate --json = %+v, want valid, not deployable, one problem on name", res)
+	}
+	// The repository's spec deploys: no warning.
+	_, stderr, err = run(t, "validate", "-f", filepath.Join("..", "..", "haven.yaml"))
+	if err != nil || strings.Contains(stderr, "will not deploy") {
+		t.Errorf("validate haven.yaml: %v, stderr %q", err, stderr)
+	}
+}
+
+// TestTfvarsRepoSpecWarningsExplained: every warning `haven aws tfvars`
+// prints for the repository's haven.yaml names a field that the README's
+// "The same spec on AWS" section explains.
+func TestTfvarsRepoSpecWarningsExplained(t *testing.T) {
+	_, stderr, err := run(t, "aws", "tfvars", "-f", filepath.Join("..", "..", "haven.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(readme)
+	start := strings.Index(doc, "## The same spec on AWS")
+	if start < 0 {
+		t.Fatal(`README.md has no "## The same spec on AWS" section`)
+	}
+	section := doc[start:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+	warned := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		rest, ok := strings.CutPrefix(line, "warning: ")
+		if !ok {
+			t.Errorf("stderr line %q is not a warning", line)
+			continue
+		}
+		field, _, _ := strings.Cut(rest, ": ")
+		warned[field] = true
+		if !strings.Contains(section, "`"+field+"`") {
+			t.Errorf("README's AWS section does not explain the warning %q", line)
+		}
+	}
+	// And the list is not stale: each spec field a bullet names still warns.
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "- ") {
+			continue
+		}
+		for _, m := range regexp.MustCompile("`([a-z_.]+)`").FindAllStringSubmatch(line, -1) {
+			if _, ok := parity.FieldByPath(m[1]); ok && !warned[m[1]] {
+				t.Errorf("README explains a warning about %s, which haven aws tfvars no longer gives", m[1])
+			}
+		}
 	}
 }

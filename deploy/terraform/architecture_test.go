@@ -22,6 +22,8 @@ type plan struct {
 	config    map[string]map[string]any // module-relative address -> expressions
 	dependsOn map[string][]string       // module-relative address -> depends_on
 	unknown   map[string]map[string]any // address -> after_unknown (known only after apply)
+	call      map[string]any            // the example's module "haven" call: argument -> expression
+	variables map[string]any            // the example's input variables -> value
 }
 
 func loadPlan(t *testing.T) (*plan, tfvars.Vars) {
@@ -58,10 +60,14 @@ func parsePlan(t *testing.T, raw []byte) *plan {
 				} `json:"child_modules"`
 			} `json:"root_module"`
 		} `json:"planned_values"`
+		Variables map[string]struct {
+			Value any `json:"value"`
+		} `json:"variables"`
 		Configuration struct {
 			RootModule struct {
 				ModuleCalls map[string]struct {
-					Module struct {
+					Expressions map[string]any `json:"expressions"`
+					Module      struct {
 						Resources []struct {
 							Address     string         `json:"address"`
 							Expressions map[string]any `json:"expressions"`
@@ -84,6 +90,11 @@ func parsePlan(t *testing.T, raw []byte) *plan {
 			p.resources[r.Address] = r.Values
 			p.types[r.Type] = append(p.types[r.Type], r.Address)
 		}
+	}
+	p.call = doc.Configuration.RootModule.ModuleCalls["haven"].Expressions
+	p.variables = map[string]any{}
+	for k, v := range doc.Variables {
+		p.variables[k] = v.Value
 	}
 	for _, r := range doc.Configuration.RootModule.ModuleCalls["haven"].Module.Resources {
 		p.config[r.Address] = r.Expressions
@@ -385,7 +396,7 @@ func TestAppDatabaseLogin(t *testing.T) {
 	eq(t, "function subnets", refsOf(vpc, "subnet_ids"), []string{"aws_subnet.app"})
 	eq(t, "function groups", refsOf(vpc, "security_group_ids"), []string{"aws_security_group.db_logins.id", "aws_security_group.db_logins"})
 
-	rot := p.get(mod + "aws_secretsmanager_secret_rotation.db_app")
+	rot := p.get(mod + "aws_secretsmanager_secret_rotation.db_app[0]")
 	eq(t, "app rotation days", num(first(rot["rotation_rules"])["automatically_after_days"]), float64(vars.DBSecretRotationDays))
 	eq(t, "rotation function", p.refs("aws_secretsmanager_secret_rotation.db_app", "rotation_lambda_arn"),
 		[]string{"aws_lambda_function.db_logins.arn", "aws_lambda_function.db_logins"})

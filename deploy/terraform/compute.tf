@@ -3,9 +3,12 @@ locals {
   # fetched at start from Secrets Manager with the instance role. No AWS
   # endpoint override is set, so the SDK talks to real AWS (IMDSv2 for
   # credentials, regional endpoints through the VPC endpoints).
+  #
+  # As locally, the spec's environment (app_environment) may override these,
+  # but not PORT; HOST, HAVEN_INSTANCE_ID and HAVEN_ZONE come from the
+  # instance's metadata at boot (modules/app_boot).
   app_environment = merge({
     AWS_REGION = var.region
-    PORT       = tostring(var.app_port)
     # The same names the app reads locally (libpq's PG* variables and the
     # secret's id); only the values differ. The secret is the app's own
     # login (db_logins.tf), never the master's.
@@ -20,7 +23,7 @@ locals {
     # secret holding its private key.
     CLOUDFRONT_KEY_PAIR_ID           = aws_cloudfront_public_key.materials.id
     CLOUDFRONT_SIGNING_KEY_SECRET_ID = aws_secretsmanager_secret.signing_key.arn
-  }, local.oidc_environment, var.app_environment)
+  }, local.oidc_environment, var.app_environment, { PORT = tostring(var.app_port) })
 
   # Staff single sign-on: the issuer, the client ID and the ARN of the client
   # secret's secret (the app fetches the secret with the instance role, as it
@@ -37,54 +40,23 @@ locals {
     COURSES_SSO_ONLY_STAFF        = tostring(var.oidc_staff_sso_only)
   } : {}
 
-  systemd_unit = <<-UNIT
-    [Unit]
-    Description=${var.name} app
-    Wants=network-online.target
-    After=network-online.target
-
-    [Service]
-    DynamicUser=yes
-    EnvironmentFile=/etc/${var.name}/env
-    ExecStart=/usr/local/bin/${var.name} ${join(" ", [for a in var.app_command : format("%q", a)])}
-    Restart=always
-    RestartSec=2
-    NoNewPrivileges=yes
-    ProtectSystem=strict
-    ProtectHome=yes
-    PrivateTmp=yes
-
-    [Install]
-    WantedBy=multi-user.target
-  UNIT
-
-  cloud_config = {
-    write_files = [
-      {
-        path        = "/etc/${var.name}/env"
-        permissions = "0644"
-        content     = join("", [for k in sort(keys(local.app_environment)) : "${k}=${local.app_environment[k]}\n"])
-      },
-      {
-        path        = "/etc/systemd/system/${var.name}.service"
-        permissions = "0644"
-        content     = local.systemd_unit
-      },
-    ]
-    runcmd = [
-      ["aws", "s3", "cp", "--region", var.region, "s3://${var.artifacts_bucket}/${var.artifact_key}", "/usr/local/bin/${var.name}"],
-      ["chmod", "0755", "/usr/local/bin/${var.name}"],
-      ["systemctl", "daemon-reload"],
-      ["systemctl", "enable", "--now", "${var.name}.service"],
-    ]
-  }
-
-  user_data = "#cloud-config\n${yamlencode(local.cloud_config)}"
-
   scaling_metric = {
     cpu           = "ASGAverageCPUUtilization"
     request_count = "ALBRequestCountPerTarget"
   }
+}
+
+# The user data: the binary, its environment file, its systemd unit and the
+# boot script that adds HOST, HAVEN_INSTANCE_ID and HAVEN_ZONE (modules/app_boot).
+module "app_boot" {
+  source = "./modules/app_boot"
+
+  name             = var.name
+  region           = var.region
+  artifacts_bucket = var.artifacts_bucket
+  artifact_key     = var.artifact_key
+  command          = var.app_command
+  environment      = local.app_environment
 }
 
 resource "aws_launch_template" "app" {
@@ -92,7 +64,7 @@ resource "aws_launch_template" "app" {
   image_id               = var.ami_id
   instance_type          = var.instance_type
   vpc_security_group_ids = [aws_security_group.app.id]
-  user_data              = base64encode(local.user_data)
+  user_data              = base64encode(module.app_boot.user_data)
   update_default_version = true
   ebs_optimized          = true
 
@@ -156,7 +128,7 @@ resource "aws_autoscaling_group" "app" {
   vpc_zone_identifier = aws_subnet.app[*].id
   target_group_arns   = [aws_lb_target_group.app.arn]
 
-  health_check_type         = "ELB"
+  health_check_type         = var.health_check_type
   health_check_grace_period = var.health_check_grace_period
   default_instance_warmup   = var.default_instance_warmup
   capacity_rebalance        = true

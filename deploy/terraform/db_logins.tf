@@ -170,7 +170,11 @@ resource "aws_lambda_invocation" "db_bootstrap" {
   ]
 }
 
+# db_secret_rotation_days = 0 means no rotation, as secrets.db.rotation: 0
+# does locally: no schedule at all, never a default one.
 resource "aws_secretsmanager_secret_rotation" "db_app" {
+  count = var.db_secret_rotation_days > 0 ? 1 : 0
+
   secret_id           = aws_secretsmanager_secret.db_app.id
   rotation_lambda_arn = aws_lambda_function.db_logins.arn
 

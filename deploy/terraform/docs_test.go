@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/haven-platform/haven/internal/parity"
 )
 
 // variablesIn returns the variable names declared in the .tf files of dir.
@@ -31,9 +33,9 @@ func variablesIn(t *testing.T, dir string) []string {
 }
 
 // TestDocsNameRealVariables: every variable docs/aws.md tells a user to set
-// (the deployment values file) or says `haven aws tfvars` writes (the parity
-// table's "→ variable") is a variable of examples/courses, the root module a
-// user applies.
+// (the deployment values file) or that the classification says `haven aws
+// tfvars` writes (internal/parity, which renders the docs' tables) is a
+// variable of examples/courses, the root module a user applies.
 func TestDocsNameRealVariables(t *testing.T) {
 	b, err := os.ReadFile("../../docs/aws.md")
 	if err != nil {
@@ -51,8 +53,10 @@ func TestDocsNameRealVariables(t *testing.T) {
 	for _, m := range regexp.MustCompile(`"([a-z0-9_]+)":`).FindAllStringSubmatch(block, -1) {
 		named = append(named, m[1])
 	}
-	for _, m := range regexp.MustCompile("→ `([a-z0-9_]+)").FindAllStringSubmatch(doc, -1) {
-		named = append(named, m[1])
+	for _, f := range parity.Fields {
+		if f.Kind == parity.Exported {
+			named = append(named, strings.Split(strings.Split(f.Variable, ".")[0], "[")[0])
+		}
 	}
 	if len(named) < 20 {
 		t.Fatalf("found only %d variable names in docs/aws.md; did its format change?", len(named))

@@ -7,8 +7,8 @@ variable "name" {
   type        = string
 
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name))
-    error_message = "name must start with a letter and contain only lower-case letters, digits and hyphens (at most 20 characters)."
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.name)) && !strcontains(var.name, "--") && !endswith(var.name, "-")
+    error_message = "name must start with a letter and contain only lower-case letters, digits and hyphens (at most 20 characters), with no two hyphens in a row and none at the end (RDS refuses the database identifier <name>-db otherwise)."
   }
 }
 
@@ -112,9 +112,14 @@ variable "alb_deletion_protection" {
 }
 
 variable "alb_idle_timeout" {
-  description = "ALB idle timeout in seconds (AWS default 60)."
+  description = "ALB idle timeout in seconds, 1-4000 (haven.yaml `load_balancer.idle_timeout`): a target silent this long gets a 504, and idle client connections close. AWS default 60."
   type        = number
   default     = 60
+
+  validation {
+    condition     = var.alb_idle_timeout >= 1 && var.alb_idle_timeout <= 4000
+    error_message = "alb_idle_timeout must be between 1 and 4000 seconds."
+  }
 }
 
 variable "app_port" {
@@ -234,7 +239,7 @@ variable "app_command" {
 }
 
 variable "app_environment" {
-  description = "Extra environment for the app. AWS endpoint overrides are refused so the SDK talks to real AWS."
+  description = "Extra environment for the app (haven.yaml `app.env`); it overrides the module's own variables of the same name. AWS endpoint overrides and static credentials are refused so the SDK talks to real AWS."
   type        = map(string)
   default     = {}
 
@@ -260,6 +265,17 @@ variable "max_size" {
 variable "desired_capacity" {
   description = "ASG desired capacity at creation (haven.yaml `fleet.desired`). Later changes are left to scaling."
   type        = number
+}
+
+variable "health_check_type" {
+  description = "What decides an instance is unhealthy (haven.yaml `fleet.health_check_type`): ELB (the target group's health checks, and the instance's status checks) or EC2 (the status checks only)."
+  type        = string
+  default     = "ELB"
+
+  validation {
+    condition     = contains(["ELB", "EC2"], var.health_check_type)
+    error_message = "health_check_type must be ELB or EC2."
+  }
 }
 
 variable "health_check_grace_period" {
@@ -330,9 +346,14 @@ variable "db_engine_version" {
 }
 
 variable "db_name" {
-  description = "Name of the database created in the instance."
+  description = "The app's database, created with the instance (haven.yaml `database.name`): a letter, then letters, digits or underscores, at most 63 characters."
   type        = string
   default     = "app"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9_]{0,62}$", var.db_name))
+    error_message = "db_name must start with a letter and hold only lower-case letters, digits and underscores (at most 63 characters)."
+  }
 }
 
 variable "db_username" {
@@ -426,13 +447,13 @@ variable "db_deletion_protection" {
 }
 
 variable "db_secret_rotation_days" {
-  description = "Rotation period in days of the app's database secret (haven.yaml `secrets.db.rotation`), 1-1000."
+  description = "Rotation period in days of the app's database secret (haven.yaml `secrets.db.rotation`), 1-1000; 0 turns rotation off (no rotation schedule), as `secrets.db.rotation: 0` does locally."
   type        = number
   default     = 7
 
   validation {
-    condition     = var.db_secret_rotation_days >= 1 && var.db_secret_rotation_days <= 1000
-    error_message = "db_secret_rotation_days must be between 1 and 1000."
+    condition     = var.db_secret_rotation_days == 0 || (var.db_secret_rotation_days >= 1 && var.db_secret_rotation_days <= 1000)
+    error_message = "db_secret_rotation_days must be 0 (off) or between 1 and 1000."
   }
 }
 

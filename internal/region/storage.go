@@ -340,8 +340,8 @@ func (r *Region) storageStatus(st *api.Status, v *tiers) {
 			if b.Signed {
 				line += " (signed)"
 			}
-			if b.Caching() {
-				line += fmt.Sprintf(" ttl %s/%s/%s", b.MinTTL, b.DefaultTTL, b.MaxTTL)
+			if lo, def, hi := b.TTLs(); b.Caching() {
+				line += fmt.Sprintf(" ttl %s/%s/%s", lo, def, hi)
 			}
 			es.Behaviors = append(es.Behaviors, line)
 		}

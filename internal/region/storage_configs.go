@@ -149,8 +149,9 @@ func storageConfigs(s spec.Spec, l Layout) (StorageConfigs, error) {
 	}
 	var signed bool
 	for _, b := range s.Edge.Behaviors {
+		lo, def, hi := b.TTLs()
 		eb := edge.Behavior{PathPattern: b.Path, Target: b.Target, Compress: true,
-			CachePolicy: edge.CachePolicy{Name: "spec", MinTTL: b.MinTTL.D(), DefaultTTL: b.DefaultTTL.D(), MaxTTL: b.MaxTTL.D(),
+			CachePolicy: edge.CachePolicy{Name: "spec", MinTTL: lo.D(), DefaultTTL: def.D(), MaxTTL: hi.D(),
 				EnableAcceptEncodingGzip: b.Caching(), EnableAcceptEncodingBrotli: b.Caching()}}
 		if b.Target == spec.TargetLB {
 			eb.OriginRequestPolicy = edge.AllViewerExceptHostHeader()

@@ -19,6 +19,7 @@ import (
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
+	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
@@ -495,13 +496,13 @@ func (r *Region) endIdentity(e fleet.Event) {
 	}
 }
 
-// warnInertScaling says plainly which spec settings the local region does not act on yet.
+// warnInertScaling says plainly which spec settings the local region does
+// not act on yet: one line per capability internal/parity marks not built
+// locally whose fields the spec sets (target tracking, scheduled actions,
+// the edge).
 func (r *Region) warnInertScaling() {
-	for _, p := range r.spec.Fleet.Scaling {
-		if p.TargetTracking != "" {
-			r.warn(fmt.Sprintf("fleet.scaling: target tracking on %s is not acted on locally yet; capacity stays at desired unless changed with `haven fleet scale`", p.TargetTracking))
-			break
-		}
+	for _, w := range parity.LocalWarnings(r.spec) {
+		r.warn(w)
 	}
 }
 

@@ -4,7 +4,8 @@ package spec
 // and the Terraform variables for AWS (haven aws tfvars).
 type Spec struct {
 	// Name names the region, its resources and its cgroups. Lowercase letters,
-	// digits and dashes, 1–32 characters. Default: "courses".
+	// digits and dashes, 1–32 characters; AWS takes at most 20, with no
+	// double or trailing dash (`haven validate` warns). Default: "courses".
 	Name string `yaml:"name" json:"name"`
 	// Zones lists the two availability zones by suffix. Default: [a, b].
 	// Locally, zone i owns the address range 127.0.(i+1).0/24.
@@ -35,7 +36,8 @@ type App struct {
 	Command []string `yaml:"command" json:"command"`
 	// Env holds extra environment variables for every instance. Values must not
 	// be secrets: the platform refuses variables whose names look like
-	// credentials. Default: none.
+	// credentials, and HOST, PORT, HAVEN_INSTANCE_ID and HAVEN_ZONE, which it
+	// sets for each instance. Default: none.
 	Env map[string]string `yaml:"env" json:"env,omitempty"`
 	// Port is the TCP port the app listens on at its instance address (env PORT).
 	// Default: 8080.
@@ -86,7 +88,8 @@ type Fleet struct {
 	// Desired is the starting capacity, between min and max. Default: 2.
 	Desired int `yaml:"desired" json:"desired"`
 	// HealthCheckType is "elb" (the load balancer's checks decide) or "ec2"
-	// (a running process is healthy). Default: elb.
+	// (a running process is healthy; on AWS, the instance's status checks).
+	// Default: elb.
 	HealthCheckType string `yaml:"health_check_type" json:"health_check_type"`
 	// GracePeriod after launch during which failed health checks do not
 	// replace an instance. Default: 10s.
@@ -134,7 +137,8 @@ type LoadBalancer struct {
 	// requests. Default: 5s (AWS: 300s).
 	DeregistrationDelay Duration `yaml:"deregistration_delay" json:"deregistration_delay"`
 	// SlowStart ramps a new target's share of traffic up linearly. 0 is off;
-	// otherwise 30s–900s on AWS. Default: 0.
+	// otherwise 30s–900s on AWS. Must be 0 with least_outstanding_requests,
+	// as on an ALB. Default: 0.
 	SlowStart Duration `yaml:"slow_start" json:"slow_start"`
 	// IdleTimeout is the longest a target may stay silent before a 504. Default: 60s.
 	IdleTimeout Duration `yaml:"idle_timeout" json:"idle_timeout"`
@@ -156,9 +160,12 @@ type Database struct {
 	// Endpoint is the stable address apps connect to; it forwards to the
 	// current primary. Default: 127.0.0.1:6432.
 	Endpoint string `yaml:"endpoint" json:"endpoint"`
-	// Name is the application's database. Default: the region name.
+	// Name is the application's database. Default: the region name, dashes
+	// as underscores.
 	Name string `yaml:"name" json:"name"`
-	// User is the application's login role. Default: the region name.
+	// User is the application's owner role; the app logs in as <user>_a and
+	// <user>_b. At most 61 characters, not postgres or pg_*. Default: the
+	// region name, dashes as underscores.
 	User string `yaml:"user" json:"user"`
 	// BackupRetention keeps backups and WAL this long (AWS: 1–35 days). Default: 7d.
 	BackupRetention Duration `yaml:"backup_retention" json:"backup_retention"`
@@ -177,7 +184,8 @@ type Secrets struct {
 
 // SecretRotation is a secret's rotation schedule.
 type SecretRotation struct {
-	// Rotation is the period between automatic rotations; 0 disables. Default: 7d.
+	// Rotation is the period between automatic rotations; 0 disables it,
+	// locally and on AWS (no rotation schedule). Default: 7d.
 	Rotation Duration `yaml:"rotation" json:"rotation"`
 	// Strategy is alternating_users (two roles, no failed login) or
 	// single_user. Default: alternating_users.

@@ -84,6 +84,14 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 		{"bad durability", "database: {durability: maybe}\n", "database.durability", ":1:", "preferred"},
 		{"retention", "database: {backup_retention: 40d}\n", "database.backup_retention", ":1:", "1d to 35d"},
 		{"two docs", "name: a\n---\nname: b\n", "", ":", "more than one YAML document"},
+		// The same meaning on both targets: an ALB refuses slow start with
+		// least outstanding requests, so the local LB must not do it either.
+		{"slow start with lor", "load_balancer: {algorithm: least_outstanding_requests, slow_start: 30s}\n", "load_balancer.slow_start", ":1:", "an ALB does not combine them"},
+		// <user>_a and <user>_b must stay two names within PostgreSQL's 63 bytes.
+		{"user too long", "database: {user: " + strings.Repeat("u", 62) + "}\n", "database.user", ":1:", "at most 61 characters"},
+		{"user pg_", "database: {user: pg_app}\n", "database.user", ":1:", "pg_*"},
+		// HOST and PORT come from the platform on both targets; a spec value was ignored.
+		{"platform env", "app:\n  env:\n    HOST: 0.0.0.0\n", "app.env.HOST", ":3:", "set by the platform"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

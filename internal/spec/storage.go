@@ -106,21 +106,41 @@ type EdgeBehavior struct {
 	// MinTTL, DefaultTTL and MaxTTL bound how long an object stays fresh:
 	// the origin's Cache-Control (s-maxage, max-age) or Expires is clamped
 	// to [min, max], and default applies when it sends none. All three 0
-	// caches nothing. When none is set: 1s, 24h and 365d for a bucket
-	// (CloudFront's CachingOptimized), 0 for the load balancer
-	// (CachingDisabled).
-	MinTTL Duration `yaml:"min_ttl" json:"min_ttl"`
+	// caches nothing. Each one not set takes CloudFront's CachingOptimized
+	// value for a bucket (1s, 24h, 365d) and CachingDisabled's (0) for the
+	// load balancer; TTLs gives the values in force.
+	MinTTL *Duration `yaml:"min_ttl" json:"min_ttl,omitempty"`
 	// DefaultTTL: see MinTTL.
-	DefaultTTL Duration `yaml:"default_ttl" json:"default_ttl"`
+	DefaultTTL *Duration `yaml:"default_ttl" json:"default_ttl,omitempty"`
 	// MaxTTL: see MinTTL.
-	MaxTTL Duration `yaml:"max_ttl" json:"max_ttl"`
+	MaxTTL *Duration `yaml:"max_ttl" json:"max_ttl,omitempty"`
 }
 
 // TargetLB is the edge behaviour target of the load balancer.
 const TargetLB = "lb"
 
+// TTLs returns the behaviour's min, default and max TTL in force: each one
+// set, else its default for the target.
+func (b EdgeBehavior) TTLs() (minTTL, defaultTTL, maxTTL Duration) {
+	if b.Target != TargetLB {
+		minTTL, defaultTTL, maxTTL = bucketMinTTL, bucketDefaultTTL, bucketMaxTTL
+	}
+	for _, v := range []struct {
+		set *Duration
+		to  *Duration
+	}{{b.MinTTL, &minTTL}, {b.DefaultTTL, &defaultTTL}, {b.MaxTTL, &maxTTL}} {
+		if v.set != nil {
+			*v.to = *v.set
+		}
+	}
+	return minTTL, defaultTTL, maxTTL
+}
+
 // Caching reports whether the behaviour caches anything.
-func (b EdgeBehavior) Caching() bool { return b.MinTTL > 0 || b.DefaultTTL > 0 || b.MaxTTL > 0 }
+func (b EdgeBehavior) Caching() bool {
+	lo, def, hi := b.TTLs()
+	return lo > 0 || def > 0 || hi > 0
+}
 
 // CachingOptimized's TTLs, the defaults of a behaviour whose target is a bucket.
 const (
@@ -145,12 +165,6 @@ func (s *Spec) fillStorage() {
 	}
 	if s.Edge.KeyGroup == "" {
 		s.Edge.KeyGroup = s.Name + "-materials"
-	}
-	for i := range s.Edge.Behaviors {
-		b := &s.Edge.Behaviors[i]
-		if b.Target != TargetLB && !b.Caching() {
-			b.MinTTL, b.DefaultTTL, b.MaxTTL = bucketMinTTL, bucketDefaultTTL, bucketMaxTTL
-		}
 	}
 }
 
@@ -246,18 +260,19 @@ func (e *Edge) validate(ps *problems, buckets []Bucket) {
 		if b.Target != TargetLB && !slices.Contains(targets, b.Target) {
 			ps.add(f+".target", "unknown target %q; use lb (the load balancer) or a bucket of objstore.buckets (%s)", b.Target, strings.Join(targets, ", "))
 		}
+		lo, def, hi := b.TTLs()
 		for _, t := range []struct {
 			n string
 			d Duration
-		}{{"min_ttl", b.MinTTL}, {"default_ttl", b.DefaultTTL}, {"max_ttl", b.MaxTTL}} {
+		}{{"min_ttl", lo}, {"default_ttl", def}, {"max_ttl", hi}} {
 			if t.d < 0 || t.d.D() > 365*24*time.Hour {
 				ps.add(f+"."+t.n, "must be from 0 to 365d, got %s", t.d)
 			}
 		}
-		if b.MinTTL > b.MaxTTL {
-			ps.add(f+".min_ttl", "must be ≤ max_ttl (%s), got %s", b.MaxTTL, b.MinTTL)
-		} else if b.DefaultTTL < b.MinTTL || b.DefaultTTL > b.MaxTTL {
-			ps.add(f+".default_ttl", "must be between min_ttl (%s) and max_ttl (%s), got %s", b.MinTTL, b.MaxTTL, b.DefaultTTL)
+		if lo > hi {
+			ps.add(f+".min_ttl", "must be ≤ max_ttl (%s), got %s", hi, lo)
+		} else if def < lo || def > hi {
+			ps.add(f+".default_ttl", "must be between min_ttl (%s) and max_ttl (%s), got %s", lo, hi, def)
 		}
 	}
 	if !keyGroupRE.MatchString(e.KeyGroup) {

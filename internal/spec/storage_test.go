@@ -23,8 +23,8 @@ func TestStorageDefaults(t *testing.T) {
 		bs[1].Path != "/materials/*" || !bs[1].Signed {
 		t.Fatalf("behaviors = %+v", bs)
 	}
-	if bs[0].MinTTL.D() != time.Second || bs[0].DefaultTTL.D() != 24*time.Hour || bs[0].MaxTTL.D() != 365*24*time.Hour {
-		t.Errorf("bucket behaviour TTLs = %s/%s/%s, want CachingOptimized's 1s/24h/365d", bs[0].MinTTL, bs[0].DefaultTTL, bs[0].MaxTTL)
+	if lo, def, hi := bs[0].TTLs(); lo.D() != time.Second || def.D() != 24*time.Hour || hi.D() != 365*24*time.Hour {
+		t.Errorf("bucket behaviour TTLs = %s/%s/%s, want CachingOptimized's 1s/24h/365d", lo, def, hi)
 	}
 	if s.Edge.KeyGroup != "exam-materials" || s.Edge.Listen != "127.0.0.1:8444" {
 		t.Errorf("edge = %+v", s.Edge)
@@ -39,8 +39,12 @@ func TestEdgeBehaviourToTheLBCachesNothingByDefault(t *testing.T) {
 	if b := s.Edge.Behaviors[0]; b.Caching() {
 		t.Errorf("lb behaviour caches: %+v", b)
 	}
-	if b := s.Edge.Behaviors[1]; b.MinTTL != 0 || b.DefaultTTL.D() != time.Hour || b.MaxTTL.D() != 2*time.Hour {
-		t.Errorf("explicit TTLs were replaced: %+v", b)
+	if lo, def, hi := s.Edge.Behaviors[1].TTLs(); lo.D() != time.Second || def.D() != time.Hour || hi.D() != 2*time.Hour {
+		t.Errorf("TTLs = %s/%s/%s, want the unset min at its default and the set ones kept", lo, def, hi)
+	}
+	zero, err := Parse([]byte("edge:\n  behaviors:\n    - {path: /x/*, target: courses-assets, min_ttl: 0s, default_ttl: 0s, max_ttl: 0s}\n"), "h.yaml")
+	if err != nil || zero.Edge.Behaviors[0].Caching() {
+		t.Errorf("all TTLs 0 on a bucket behaviour: %v, caching %v; want caching off", err, err == nil && zero.Edge.Behaviors[0].Caching())
 	}
 }
 

@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// maxUser is the longest database.user: its logins <user>_a and <user>_b
+// must fit PostgreSQL's 63-byte names, or both would be cut to one name.
+const maxUser = 61
+
 var (
 	nameRE  = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 	identRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
@@ -15,7 +19,11 @@ var (
 	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// secretEnvRE matches environment variable names that would carry a
 	// credential; the platform refuses them so no secret sits in a spec or env.
-	secretEnvRE    = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|ACCESS_KEY|CREDENTIAL|PGPASS)`)
+	secretEnvRE = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|SECRET|TOKEN|PRIVATE_KEY|ACCESS_KEY|CREDENTIAL|PGPASS)`)
+	// platformEnv are the variables every instance gets from the platform,
+	// which app.env cannot override (internal/fleet; on AWS the module's
+	// boot script and PORT).
+	platformEnv    = map[string]bool{"HOST": true, "PORT": true, "HAVEN_INSTANCE_ID": true, "HAVEN_ZONE": true}
 	windowRE       = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
 	regionRE       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
 	instanceTypeRE = regexp.MustCompile(`^[a-z0-9]+\.[a-z0-9]+$`)
@@ -105,6 +113,9 @@ func (a *App) validate(ps *problems) {
 		f := "app.env." + k
 		if !envRE.MatchString(k) {
 			ps.add(f, "must be a valid environment variable name")
+		}
+		if platformEnv[k] {
+			ps.add(f, "is set by the platform for each instance (its address, port, id and zone), locally and on AWS; remove it")
 		}
 		if secretEnvRE.MatchString(k) {
 			ps.add(f, "looks like a credential; secrets never go in the spec or the environment: store it in the secrets service and fetch it at startup")
@@ -237,6 +248,8 @@ func (l *LoadBalancer) validate(ps *problems) {
 	}
 	if l.SlowStart < 0 || l.SlowStart.D() > 15*time.Minute {
 		ps.add("load_balancer.slow_start", "must be 0 (off) or up to 15m, got %s", l.SlowStart)
+	} else if l.SlowStart != 0 && l.Algorithm == "least_outstanding_requests" {
+		ps.add("load_balancer.slow_start", "must be 0 with load_balancer.algorithm least_outstanding_requests, got %s: an ALB does not combine them, so neither does haven", l.SlowStart)
 	}
 	if l.IdleTimeout.D() < time.Second || l.IdleTimeout.D() > 4000*time.Second {
 		ps.add("load_balancer.idle_timeout", "must be from 1s to 4000s, got %s", l.IdleTimeout)
@@ -257,8 +270,10 @@ func (d *Database) validate(ps *problems) {
 	if !identRE.MatchString(d.Name) {
 		ps.add("database.name", "must be a lowercase SQL identifier, got %q", d.Name)
 	}
-	if !identRE.MatchString(d.User) || d.User == "postgres" {
-		ps.add("database.user", "must be a lowercase SQL identifier other than postgres, got %q", d.User)
+	if !identRE.MatchString(d.User) || d.User == "postgres" || strings.HasPrefix(d.User, "pg_") {
+		ps.add("database.user", "must be a lowercase SQL identifier other than postgres and pg_*, got %q", d.User)
+	} else if len(d.User) > maxUser {
+		ps.add("database.user", "must be at most %d characters, got %d: the app's logins %s_a and %s_b must fit PostgreSQL's 63", maxUser, len(d.User), d.User, d.User)
 	}
 	if d.BackupRetention.D() < 24*time.Hour || d.BackupRetention.D() > 35*24*time.Hour {
 		ps.add("database.backup_retention", "must be from 1d to 35d, got %s", d.BackupRetention)

@@ -1,12 +1,38 @@
 package tfvars
 
 import (
+	"errors"
 	"regexp"
 	"strconv"
 	"strings"
 
+	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/spec"
 )
+
+// GenerateSpec is `haven aws tfvars`: it maps a validated spec onto the
+// module's variables with FromSpec and Generate, and names spec fields in
+// every warning and problem (e.g. "app.health_check.interval"). Beyond
+// Generate's clamping, it warns about each field the spec sets that the
+// module cannot deploy yet (parity.NotOnAWS). Together with the fields
+// parity marks exported or local-only, nothing in the spec is dropped
+// without a word.
+func GenerateSpec(s spec.Spec) (Vars, []Warning, error) {
+	v, ws, err := Generate(FromSpec(s))
+	for i := range ws {
+		ws[i].Field = SpecField(s, ws[i].Field)
+	}
+	for _, u := range parity.AWSWarnings(s) {
+		ws = append(ws, Warning{Field: u.Field, From: u.Value, Reason: u.Reason})
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		for i := range e.Problems {
+			e.Problems[i].Field = SpecField(s, e.Problems[i].Field)
+		}
+	}
+	return v, ws, err
+}
 
 // FromSpec maps a validated spec onto the module's input. The same numbers
 // drive `haven up`, so what a team tests locally is what it deploys.
@@ -27,6 +53,8 @@ func FromSpec(s spec.Spec) Input {
 		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(),
 		MaintenanceWindow: s.AWS.MaintenanceWindow, RotationStrategy: s.Secrets.DB.Strategy,
 		LogRetention: s.AWS.LogRetention.D(),
+		AppEnv:       s.App.Env, IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
+		HealthCheckType: s.Fleet.HealthCheckType, DBName: s.Database.Name, DBUser: s.Database.User,
 	}
 	// The module serves static_paths from its one bucket; a behaviour to
 	// the load balancer is the default behaviour's business there.
@@ -42,8 +70,10 @@ func FromSpec(s spec.Spec) Input {
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
 	}
-	if len(s.App.Command) > 1 {
-		in.AppCommand = s.App.Command[1:]
+	if len(s.App.Command) > 0 {
+		// The program is the uploaded artifact; a program alone runs with
+		// no arguments, never with the module's default ["serve"].
+		in.AppCommand = append([]string{}, s.App.Command[1:]...)
 	}
 	for _, p := range s.Fleet.Scaling {
 		switch {
@@ -68,12 +98,17 @@ var specFields = map[string]string{
 	"DeregistrationDelay": "load_balancer.deregistration_delay", "SlowStart": "load_balancer.slow_start",
 	"Algorithm": "load_balancer.algorithm", "MultiAZ": "database.multi_az",
 	"BackupRetention": "database.backup_retention", "BackupWindow": "aws.backup_window",
-	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.behaviors", "SignedPaths": "edge.behaviors",
+	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.behaviors[].path", "SignedPaths": "edge.behaviors[].signed",
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
-	"LogRetention": "aws.log_retention",
+	"LogRetention": "aws.log_retention", "AppEnv": "app.env", "IdleTimeout": "load_balancer.idle_timeout",
+	"HealthCheckType": "fleet.health_check_type", "DBName": "database.name", "DBUser": "database.user",
 }
 
-var indexed = regexp.MustCompile(`^(TargetTracking|Scheduled)\[(\d+)\]\.?(.*)$`)
+var (
+	indexed = regexp.MustCompile(`^(TargetTracking|Scheduled)\[(\d+)\]\.?(.*)$`)
+	// listIndexed is an element of a list field: AZs[1], StaticPaths[0].
+	listIndexed = regexp.MustCompile(`^(AZs|StaticPaths)\[(\d+)\]$`)
+)
 
 // SpecField names the spec field an Input field path (as in Warning.Field)
 // comes from, e.g. "HealthCheck.Interval" → "app.health_check.interval".
@@ -81,6 +116,14 @@ var indexed = regexp.MustCompile(`^(TargetTracking|Scheduled)\[(\d+)\]\.?(.*)$`)
 func SpecField(s spec.Spec, inputField string) string {
 	if f, ok := specFields[inputField]; ok {
 		return f
+	}
+	if k, ok := strings.CutPrefix(inputField, "AppEnv."); ok {
+		return "app.env." + k
+	}
+	if m := listIndexed.FindStringSubmatch(inputField); m != nil {
+		if f, ok := specFields[m[1]]; ok {
+			return f + "[" + m[2] + "]"
+		}
 	}
 	if m := indexed.FindStringSubmatch(inputField); m != nil {
 		want, n := m[1], 0

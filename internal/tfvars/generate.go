@@ -3,8 +3,8 @@ package tfvars
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -17,32 +17,37 @@ import (
 // Vars are the variables of examples/courses (and of the module), named as
 // in Terraform. Marshal them with JSON for a terraform.tfvars.json file.
 type Vars struct {
-	Name                    string          `json:"name"`
-	Region                  string          `json:"region"`
-	AZs                     []string        `json:"azs"`
-	InstanceType            string          `json:"instance_type"`
-	DBInstanceClass         string          `json:"db_instance_class"`
-	AppPort                 int             `json:"app_port"`
-	AppCommand              []string        `json:"app_command,omitempty"`
-	HealthCheck             HealthCheckVars `json:"health_check"`
-	DeregistrationDelay     int             `json:"deregistration_delay"`
-	SlowStart               int             `json:"slow_start"`
-	LoadBalancingAlgorithm  string          `json:"load_balancing_algorithm"`
-	MinSize                 int             `json:"min_size"`
-	MaxSize                 int             `json:"max_size"`
-	DesiredCapacity         int             `json:"desired_capacity"`
-	HealthCheckGracePeriod  int             `json:"health_check_grace_period"`
-	TargetTracking          []TargetVars    `json:"target_tracking"`
-	ScheduledActions        []ScheduledVars `json:"scheduled_actions"`
-	DBMultiAZ               bool            `json:"db_multi_az"`
-	DBBackupRetentionPeriod int             `json:"db_backup_retention_period"`
-	DBBackupWindow          string          `json:"db_backup_window,omitempty"`
-	DBMaintenanceWindow     string          `json:"db_maintenance_window,omitempty"`
-	DBSecretRotationDays    int             `json:"db_secret_rotation_days,omitempty"`
-	DBRotationStrategy      string          `json:"db_rotation_strategy,omitempty"`
-	LogRetentionDays        int             `json:"log_retention_days,omitempty"`
-	StaticPaths             []string        `json:"static_paths,omitempty"`
-	SignedPaths             []string        `json:"signed_paths,omitempty"`
+	Name                    string            `json:"name"`
+	Region                  string            `json:"region"`
+	AZs                     []string          `json:"azs"`
+	InstanceType            string            `json:"instance_type"`
+	DBInstanceClass         string            `json:"db_instance_class"`
+	AppPort                 int               `json:"app_port"`
+	AppCommand              *[]string         `json:"app_command,omitempty"`
+	AppEnvironment          map[string]string `json:"app_environment,omitempty"`
+	HealthCheck             HealthCheckVars   `json:"health_check"`
+	DeregistrationDelay     int               `json:"deregistration_delay"`
+	SlowStart               int               `json:"slow_start"`
+	LoadBalancingAlgorithm  string            `json:"load_balancing_algorithm"`
+	ALBIdleTimeout          int               `json:"alb_idle_timeout,omitempty"`
+	MinSize                 int               `json:"min_size"`
+	MaxSize                 int               `json:"max_size"`
+	DesiredCapacity         int               `json:"desired_capacity"`
+	HealthCheckGracePeriod  int               `json:"health_check_grace_period"`
+	HealthCheckType         string            `json:"health_check_type,omitempty"`
+	TargetTracking          []TargetVars      `json:"target_tracking"`
+	ScheduledActions        []ScheduledVars   `json:"scheduled_actions"`
+	DBMultiAZ               bool              `json:"db_multi_az"`
+	DBName                  string            `json:"db_name,omitempty"`
+	DBUsername              string            `json:"db_username,omitempty"`
+	DBBackupRetentionPeriod int               `json:"db_backup_retention_period"`
+	DBBackupWindow          string            `json:"db_backup_window,omitempty"`
+	DBMaintenanceWindow     string            `json:"db_maintenance_window,omitempty"`
+	DBSecretRotationDays    int               `json:"db_secret_rotation_days"`
+	DBRotationStrategy      string            `json:"db_rotation_strategy,omitempty"`
+	LogRetentionDays        int               `json:"log_retention_days,omitempty"`
+	StaticPaths             []string          `json:"static_paths,omitempty"`
+	SignedPaths             []string          `json:"signed_paths,omitempty"`
 
 	// Deployment values, written only when set.
 	AMIID                     string   `json:"ami_id,omitempty"`
@@ -87,7 +92,8 @@ type ScheduledVars struct {
 	DesiredCapacity *int    `json:"desired_capacity,omitempty"`
 }
 
-// Warning records a value changed to fit AWS.
+// Warning records a value changed to fit AWS, or left out of the
+// variables because the module cannot take it (Variable or To empty).
 type Warning struct {
 	// Field is the Input field path, e.g. "HealthCheck.Interval" or
 	// "TargetTracking[0].Warmup".
@@ -102,7 +108,38 @@ type Warning struct {
 
 // String renders the warning for a terminal.
 func (w Warning) String() string {
+	if w.To == "" {
+		return fmt.Sprintf("%s: %s is not deployed to AWS: %s", w.Field, w.From, w.Reason)
+	}
 	return fmt.Sprintf("%s: %s becomes %s in %s (%s)", w.Field, w.From, w.To, w.Variable, w.Reason)
+}
+
+// Problem is one value the module cannot take, naming its field.
+type Problem struct {
+	// Field is the Input field path (from Generate) or the spec path (from
+	// GenerateSpec).
+	Field string `json:"field"`
+	// Msg says what is wrong and what AWS allows.
+	Msg string `json:"message"`
+}
+
+func (p Problem) String() string { return p.Field + ": " + p.Msg }
+
+// Error lists every value of one generation that AWS cannot take.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("generate tfvars: ")
+	for i, p := range e.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(p.String())
+	}
+	return b.String()
 }
 
 // JSON renders vars as a terraform.tfvars.json document: keys sorted,
@@ -137,32 +174,47 @@ const (
 	defaultMatcher         = "200"
 
 	day = 24 * time.Hour
+
+	// maxName is the longest name the module takes: it prefixes every
+	// resource name, and AWS caps some at 32 characters (load balancers,
+	// target groups).
+	maxName = 20
+	// masterUser is the module's RDS master user (db_master_username).
+	masterUser = "haven_admin"
 )
 
 var (
-	nameRe     = regexp.MustCompile(`^[a-z][a-z0-9-]{0,19}$`)
-	regionRe   = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
-	actionRe   = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
-	windowRe   = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
-	amiRe      = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
-	dnsNameRe  = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
-	cfCertRe   = regexp.MustCompile(`^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/`)
-	prefixRe   = regexp.MustCompile(`^pl-[0-9a-f]{8,17}$`)
-	strategies = map[string]bool{"alternating_users": true, "single_user": true}
+	nameRe    = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+	dbNameRe  = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
+	dbUserRe  = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,60}$`)
+	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// reservedRoles are role names the app's owner role may not take on RDS.
+	reservedRoles = map[string]bool{"postgres": true, "rdsadmin": true, "rds_superuser": true, "rds_replication": true,
+		"rds_password": true, "rds_iam": true, masterUser: true}
+	// awsCredentialEnv are the variables that would hand the SDK a static credential.
+	awsCredentialEnv = map[string]bool{"AWS_ACCESS_KEY_ID": true, "AWS_SECRET_ACCESS_KEY": true, "AWS_SESSION_TOKEN": true}
+	regionRe         = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]+$`)
+	actionRe         = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	windowRe         = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-3]):([0-5][0-9])$`)
+	amiRe            = regexp.MustCompile(`^ami-[0-9a-f]{8,17}$`)
+	dnsNameRe        = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+	cfCertRe         = regexp.MustCompile(`^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/`)
+	prefixRe         = regexp.MustCompile(`^pl-[0-9a-f]{8,17}$`)
+	strategies       = map[string]bool{"alternating_users": true, "single_user": true}
 	// logRetentionDays are the retention periods CloudWatch Logs accepts.
 	logRetentionDays = []int{1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653}
 	metricName       = map[string]bool{"cpu": true, "request_count": true}
 	algorithms       = map[string]bool{"round_robin": true, "least_outstanding_requests": true}
 )
 
-// generator accumulates warnings and errors while mapping one Input.
+// generator accumulates warnings and problems while mapping one Input.
 type generator struct {
 	warnings []Warning
-	errs     []error
+	problems []Problem
 }
 
 func (g *generator) errorf(field, format string, args ...any) {
-	g.errs = append(g.errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	g.problems = append(g.problems, Problem{Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (g *generator) warn(field, variable, from, to, reason string) {
@@ -238,7 +290,8 @@ func fmtDays(d time.Duration) string {
 
 // Generate maps in onto the module's variables. Values outside the ranges
 // AWS accepts are clamped and reported as warnings; values that cannot be
-// mapped at all are errors, joined, each naming its Input field.
+// mapped at all are an *Error with one Problem per value, each naming its
+// Input field.
 func Generate(in Input) (Vars, []Warning, error) {
 	g := &generator{}
 	v := Vars{
@@ -248,7 +301,6 @@ func Generate(in Input) (Vars, []Warning, error) {
 		InstanceType:     in.InstanceType,
 		DBInstanceClass:  in.DBInstanceClass,
 		AppPort:          in.AppPort,
-		AppCommand:       append([]string(nil), in.AppCommand...),
 		MinSize:          in.Min,
 		MaxSize:          in.Max,
 		DesiredCapacity:  in.Desired,
@@ -266,15 +318,20 @@ func Generate(in Input) (Vars, []Warning, error) {
 	g.database(in, &v)
 	g.deployment(in.Deployment, &v)
 
-	if len(g.errs) > 0 {
-		return Vars{}, g.warnings, fmt.Errorf("generate tfvars: %w", errors.Join(g.errs...))
+	if len(g.problems) > 0 {
+		return Vars{}, g.warnings, &Error{Problems: g.problems}
 	}
 	return v, g.warnings, nil
 }
 
 func (g *generator) identity(in Input, v *Vars) {
-	if !nameRe.MatchString(in.Name) {
-		g.errorf("Name", "must be 1–20 lower-case letters, digits or hyphens starting with a letter, got %q", in.Name)
+	switch {
+	case len(in.Name) > maxName:
+		g.errorf("Name", "AWS takes at most %d characters (the module starts every resource name with it, and AWS limits those names), got %q (%d characters)", maxName, in.Name, len(in.Name))
+	case !nameRe.MatchString(in.Name):
+		g.errorf("Name", "must be lower-case letters, digits or hyphens starting with a letter, got %q", in.Name)
+	case strings.Contains(in.Name, "--") || strings.HasSuffix(in.Name, "-"):
+		g.errorf("Name", "must not end with a hyphen or hold two in a row: RDS refuses the database identifier %q built from it, got %q", in.Name+"-db", in.Name)
 	}
 	if !regionRe.MatchString(in.Region) {
 		g.errorf("Region", "must be an AWS region such as eu-west-1, got %q", in.Region)
@@ -304,9 +361,11 @@ func (g *generator) identity(in Input, v *Vars) {
 	if in.AppPort < 1 || in.AppPort > 65535 {
 		g.errorf("AppPort", "must be 1–65535, got %d", in.AppPort)
 	}
-	if len(v.AppCommand) == 0 {
-		v.AppCommand = nil
+	if in.AppCommand != nil {
+		args := append([]string{}, in.AppCommand...)
+		v.AppCommand = &args
 	}
+	g.appEnv(in.AppEnv, v)
 	for i, p := range in.StaticPaths {
 		if !strings.HasPrefix(p, "/") {
 			g.errorf(fmt.Sprintf("StaticPaths[%d]", i), "must start with /, got %q", p)
@@ -322,6 +381,29 @@ func (g *generator) identity(in Input, v *Vars) {
 	}
 	if len(v.SignedPaths) == 0 {
 		v.SignedPaths = nil
+	}
+}
+
+// appEnv copies the app's environment, leaving out what would point the SDK
+// away from AWS (with a warning) and refusing credentials.
+func (g *generator) appEnv(env map[string]string, v *Vars) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		field := "AppEnv." + k
+		switch {
+		case !envNameRe.MatchString(k):
+			g.errorf(field, "must be a valid environment variable name")
+		case awsCredentialEnv[k]:
+			g.errorf(field, "is an AWS credential; instances get theirs from the instance profile")
+		case strings.HasPrefix(k, "AWS_ENDPOINT_URL") || k == "AWS_EC2_METADATA_SERVICE_ENDPOINT":
+			g.warn(field, "app_environment", env[k], "", "an AWS endpoint override; on AWS the SDK reaches AWS's own endpoints, so the module refuses it")
+		case strings.ContainsRune(env[k], 0):
+			g.errorf(field, "must not contain a NUL byte")
+		default:
+			if v.AppEnvironment == nil {
+				v.AppEnvironment = map[string]string{}
+			}
+			v.AppEnvironment[k] = env[k]
+		}
 	}
 }
 
@@ -380,6 +462,9 @@ func (g *generator) targetGroup(in Input, v *Vars) {
 	if in.SlowStart != 0 {
 		v.SlowStart = g.seconds("SlowStart", "slow_start", in.SlowStart, 30, 900)
 	}
+	if in.IdleTimeout != 0 {
+		v.ALBIdleTimeout = g.seconds("IdleTimeout", "alb_idle_timeout", in.IdleTimeout, 1, 4000)
+	}
 	if v.SlowStart != 0 && v.LoadBalancingAlgorithm == "least_outstanding_requests" {
 		g.warn("SlowStart", "slow_start", fmtSeconds(v.SlowStart), "0s",
 			"AWS does not combine slow start with least_outstanding_requests")
@@ -399,6 +484,13 @@ func (g *generator) fleet(in Input, v *Vars) {
 		g.errorf("Desired", "must lie within Min–Max (%d–%d), got %d", in.Min, in.Max, in.Desired)
 	}
 	v.HealthCheckGracePeriod = g.seconds("GracePeriod", "health_check_grace_period", in.GracePeriod, 0, -1)
+	switch strings.ToLower(in.HealthCheckType) {
+	case "":
+	case "elb", "ec2":
+		v.HealthCheckType = strings.ToUpper(in.HealthCheckType)
+	default:
+		g.errorf("HealthCheckType", "must be elb or ec2, got %q", in.HealthCheckType)
+	}
 
 	seen := map[string]bool{}
 	for i, tt := range in.TargetTracking {
@@ -473,6 +565,19 @@ func (g *generator) database(in Input, v *Vars) {
 	}
 	v.DBBackupRetentionPeriod = g.days("BackupRetention", "db_backup_retention_period", in.BackupRetention, 1, 35, zeroReason)
 
+	if in.DBName != "" && !dbNameRe.MatchString(in.DBName) {
+		g.errorf("DBName", "RDS takes a letter, then letters, digits or underscores, at most 63 characters, got %q", in.DBName)
+	}
+	v.DBName = in.DBName
+	switch u := in.DBUser; {
+	case u == "":
+	case !dbUserRe.MatchString(u):
+		g.errorf("DBUser", "must be a lower-case SQL identifier of at most 61 characters (the logins %s_a and %s_b must fit PostgreSQL's 63), got %q", u, u, u)
+	case reservedRoles[u] || strings.HasPrefix(u, "pg_"):
+		g.errorf("DBUser", "%q is a role RDS or the module already has (the master is %s; postgres, rdsadmin, rds_superuser, rds_replication, rds_password, rds_iam and pg_* belong to the engine)", u, masterUser)
+	}
+	v.DBUsername = in.DBUser
+
 	if in.BackupWindow != "" {
 		m := windowRe.FindStringSubmatch(in.BackupWindow)
 		if m == nil {
@@ -496,6 +601,7 @@ func (g *generator) database(in Input, v *Vars) {
 		v.DBMaintenanceWindow = in.MaintenanceWindow
 	}
 
+	// 0 is "no rotation" on both sides; the module then creates no schedule.
 	if in.Rotation != 0 {
 		v.DBSecretRotationDays = g.days("Rotation", "db_secret_rotation_days", in.Rotation, 1, 1000, "")
 	}

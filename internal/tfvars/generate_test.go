@@ -392,13 +392,19 @@ func TestJSONShape(t *testing.T) {
 	if err := json.Unmarshal(out, &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"ami_id", "db_backup_window", "db_secret_rotation_days", "app_command", "static_paths", "certificate_arn",
+	for _, k := range []string{"ami_id", "db_backup_window", "app_command", "app_environment", "alb_idle_timeout",
+		"health_check_type", "db_name", "db_username", "static_paths", "certificate_arn",
 		"db_maintenance_window", "db_rotation_strategy", "log_retention_days", "db_logins_artifact_key", "origin_domain_name",
 		"cloudfront_aliases", "cloudfront_certificate_arn", "route53_zone_id", "alb_ingress", "cloudfront_prefix_list_id",
 		"materials_signing_public_key"} {
 		if _, ok := m[k]; ok {
 			t.Errorf("%s present although unset", k)
 		}
+	}
+	// Rotation 0 is "off", as in the spec: written, never left to the
+	// module's default of 7 days.
+	if v, ok := m["db_secret_rotation_days"]; !ok || v != 0.0 {
+		t.Errorf("db_secret_rotation_days = %v (present %v), want 0", v, ok)
 	}
 	for _, k := range []string{"target_tracking", "scheduled_actions"} {
 		if v, ok := m[k].([]any); !ok || len(v) != 0 {

@@ -27,14 +27,22 @@ type Input struct {
 	// AppPort is the port the app listens on inside an instance. Required.
 	AppPort int
 	// AppCommand holds the app's arguments after the program name
-	// (spec app.command[1:]). Empty leaves the module default ["serve"].
+	// (spec app.command[1:]). Nil leaves the module default ["serve"]; an
+	// empty, non-nil slice runs the program without arguments.
 	AppCommand []string
+	// AppEnv is extra environment for every instance (spec app.env). AWS
+	// endpoint overrides are left out with a warning: on AWS the SDK must
+	// reach AWS. Credentials are refused.
+	AppEnv map[string]string
 
 	// HealthCheck is the target group health check.
 	HealthCheck HealthCheck
 
 	// Min, Max and Desired size the Auto Scaling group. 0 ≤ Min ≤ Desired ≤ Max, Max ≥ 1.
 	Min, Max, Desired int
+	// HealthCheckType is "elb" (the load balancer's checks decide) or "ec2"
+	// (the instance's status checks). Empty keeps the module default ELB.
+	HealthCheckType string
 	// GracePeriod is the ASG health check grace period. 0 means none.
 	GracePeriod time.Duration
 	// DeregistrationDelay is the target group's draining time (AWS 0–3600 s).
@@ -43,6 +51,9 @@ type Input struct {
 	SlowStart time.Duration
 	// Algorithm is "round_robin" (default) or "least_outstanding_requests".
 	Algorithm string
+	// IdleTimeout is the ALB's idle timeout (AWS 1–4000 s, rounded up to
+	// whole seconds). 0 keeps the module default of 60 s.
+	IdleTimeout time.Duration
 	// TargetTracking lists the target tracking policies, at most one per metric.
 	TargetTracking []TargetTracking
 	// Scheduled lists the scheduled actions.
@@ -50,6 +61,13 @@ type Input struct {
 
 	// MultiAZ runs a synchronous standby in a second AZ.
 	MultiAZ bool
+	// DBName is the app's database (RDS: a letter, then letters, digits or
+	// underscores, at most 63). Empty keeps the module default "app".
+	DBName string
+	// DBUser is the app's owner role; the app logs in as DBUser_a and
+	// DBUser_b. At most 61 characters, not the master. Empty keeps the
+	// module default "app".
+	DBUser string
 	// BackupRetention is the automated backup retention (AWS 1–35 days,
 	// rounded up to whole days). 0 becomes 1 day with a warning.
 	BackupRetention time.Duration
@@ -61,7 +79,9 @@ type Input struct {
 	// Empty keeps the module default sun:04:00-sun:05:00.
 	MaintenanceWindow string
 	// Rotation is the app DB secret's rotation period (Secrets Manager 1–1000
-	// days, rounded up to whole days). 0 keeps the module default of 7 days.
+	// days, rounded up to whole days). 0 means no rotation, as in the spec
+	// (secrets.db.rotation: 0): unlike the other fields, zero is not "the
+	// module default".
 	Rotation time.Duration
 	// RotationStrategy is "alternating_users" or "single_user". Empty keeps
 	// the module default alternating_users.

@@ -46,24 +46,29 @@ module "haven" {
   deregistration_delay     = var.deregistration_delay
   slow_start               = var.slow_start
   load_balancing_algorithm = var.load_balancing_algorithm
+  alb_idle_timeout         = var.alb_idle_timeout
 
   ami_id           = var.ami_id
   instance_type    = var.instance_type
   artifacts_bucket = var.artifacts_bucket
   artifact_key     = var.artifact_key
   app_command      = var.app_command
+  app_environment  = var.app_environment
 
   db_logins_artifact_key = var.db_logins_artifact_key
 
   min_size                  = var.min_size
   max_size                  = var.max_size
   desired_capacity          = var.desired_capacity
+  health_check_type         = var.health_check_type
   health_check_grace_period = var.health_check_grace_period
   target_tracking           = var.target_tracking
   scheduled_actions         = var.scheduled_actions
 
   db_instance_class          = var.db_instance_class
   db_multi_az                = var.db_multi_az
+  db_name                    = var.db_name
+  db_username                = var.db_username
   db_backup_retention_period = var.db_backup_retention_period
   db_backup_window           = var.db_backup_window
   db_maintenance_window      = var.db_maintenance_window

@@ -125,6 +125,12 @@ variable "load_balancing_algorithm" {
   default     = "round_robin"
 }
 
+variable "alb_idle_timeout" {
+  description = "haven.yaml load_balancer.idle_timeout (seconds)."
+  type        = number
+  default     = 60
+}
+
 variable "ami_id" {
   description = "Deployment: AMI of the app instances (Amazon Linux 2023)."
   type        = string
@@ -157,6 +163,12 @@ variable "app_command" {
   default     = ["serve"]
 }
 
+variable "app_environment" {
+  description = "haven.yaml app.env."
+  type        = map(string)
+  default     = {}
+}
+
 variable "min_size" {
   description = "haven.yaml fleet.min."
   type        = number
@@ -173,6 +185,12 @@ variable "desired_capacity" {
   description = "haven.yaml fleet.desired."
   type        = number
   default     = 2
+}
+
+variable "health_check_type" {
+  description = "haven.yaml fleet.health_check_type (ELB or EC2)."
+  type        = string
+  default     = "ELB"
 }
 
 variable "health_check_grace_period" {
@@ -216,6 +234,18 @@ variable "db_multi_az" {
   default     = true
 }
 
+variable "db_name" {
+  description = "haven.yaml database.name."
+  type        = string
+  default     = "app"
+}
+
+variable "db_username" {
+  description = "haven.yaml database.user (the app's owner role)."
+  type        = string
+  default     = "app"
+}
+
 variable "db_backup_retention_period" {
   description = "haven.yaml database.backup_retention (days)."
   type        = number
@@ -253,7 +283,7 @@ variable "db_deletion_protection" {
 }
 
 variable "db_secret_rotation_days" {
-  description = "haven.yaml secrets.db.rotation (days)."
+  description = "haven.yaml secrets.db.rotation (days; 0: no rotation)."
   type        = number
   default     = 7
 }
