@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"mime"
@@ -15,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -194,8 +192,3 @@ func publishAssets(ctx context.Context, a *assets, s3c staticBucket, bucket, pre
 	}
 	return res, nil
 }
-
-var errNoBucket = errors.New("S3_BUCKET is not set: the app keeps materials in the database and serves static files itself")
-
-// bucketTimeout bounds one S3 call of a request.
-const bucketTimeout = 30 * time.Second

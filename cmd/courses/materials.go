@@ -264,6 +264,11 @@ func (m *Materials) Stat(ctx context.Context, key string) (int64, error) {
 
 var errObjectMissing = errors.New("the object is not in the bucket")
 
+var errNoBucket = errors.New("S3_BUCKET is not set: the app keeps materials in the database and serves static files itself")
+
+// bucketTimeout bounds one S3 call of a request.
+const bucketTimeout = 30 * time.Second
+
 // Open returns an object's body, size and content type.
 func (m *Materials) Open(ctx context.Context, key string) (io.ReadCloser, int64, string, error) {
 	out, err := m.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(m.cfg.Bucket), Key: aws.String(key)})
