@@ -119,7 +119,8 @@ func (w *Watcher) poll(ctx context.Context) {
 	if err != nil && prev != nil {
 		next.Status = prev.Status // keep the last snapshot, marked stale by Err
 	}
-	w.cur.Store(next)
+	// A change is reported before the observation is published, so whoever
+	// sees the new observation finds its event in the log too.
 	wasDown := prev != nil && prev.Err != nil
 	switch {
 	case err != nil && (prev == nil || !wasDown):
@@ -129,6 +130,7 @@ func (w *Watcher) poll(ctx context.Context) {
 		w.Logger.Info("object store answers again", "component", "objstore", "pid", st.PID)
 		w.emit(WatchEvent{Kind: EventReachable, Message: fmt.Sprintf("the object store answers again (pid %d)", st.PID)})
 	}
+	w.cur.Store(next)
 }
 
 func (w *Watcher) emit(e WatchEvent) {

@@ -38,7 +38,7 @@ func TestWatcher(t *testing.T) {
 
 	var mu sync.Mutex
 	var events []string
-	w := &Watcher{Client: NewClient(dir), Interval: 20 * time.Millisecond, OnEvent: func(e WatchEvent) {
+	w := &Watcher{Client: NewClient(dir), Interval: 20 * time.Millisecond, Logger: testLogger(t), OnEvent: func(e WatchEvent) {
 		mu.Lock()
 		events = append(events, e.Kind)
 		mu.Unlock()
