@@ -52,6 +52,11 @@ type MaterialsConfig struct {
 	MaxUpload int64
 	// UploadURLTTL is how long a presigned PUT stays valid. Default 15m.
 	UploadURLTTL time.Duration
+	// BrowserEndpoint is the S3 endpoint browsers upload to, when it is not
+	// the one the app reaches S3 at (env COURSES_S3_BROWSER_ENDPOINT): in a
+	// local region's VPC the app goes through its zone's interface
+	// endpoint, browsers to the store itself. Default: the SDK's endpoint.
+	BrowserEndpoint string
 }
 
 // Defaults of MaterialsConfig.
@@ -66,7 +71,8 @@ const (
 // platform (or the AWS module) sets.
 func materialsConfigFromEnv() (MaterialsConfig, error) {
 	c := MaterialsConfig{Bucket: os.Getenv("S3_BUCKET"), Prefix: os.Getenv("S3_PREFIX"),
-		KeyPairID: os.Getenv("CLOUDFRONT_KEY_PAIR_ID"), SigningKeySecretID: os.Getenv("CLOUDFRONT_SIGNING_KEY_SECRET_ID")}
+		KeyPairID: os.Getenv("CLOUDFRONT_KEY_PAIR_ID"), SigningKeySecretID: os.Getenv("CLOUDFRONT_SIGNING_KEY_SECRET_ID"),
+		BrowserEndpoint: os.Getenv("COURSES_S3_BROWSER_ENDPOINT")}
 	if v := os.Getenv("COURSES_MATERIAL_URL_TTL"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
@@ -173,11 +179,15 @@ func NewMaterials(ctx context.Context, cfg MaterialsConfig, log *slog.Logger) (*
 		return nil, fmt.Errorf("load aws config: %w", err)
 	}
 	client := s3.NewFromConfig(awsCfg)
-	m := &Materials{cfg: cfg, s3: client, presign: sdkPresigner{s3.NewPresignClient(client)}, log: log.With("component", "materials")}
+	browser := client
+	if cfg.BrowserEndpoint != "" {
+		browser = s3.NewFromConfig(awsCfg, func(o *s3.Options) { o.BaseEndpoint = aws.String(cfg.BrowserEndpoint) })
+	}
+	m := &Materials{cfg: cfg, s3: client, presign: sdkPresigner{s3.NewPresignClient(browser)}, log: log.With("component", "materials")}
 	// Where presigned URLs point, for the page's Content-Security-Policy:
 	// the SDK's own endpoint rules, without credentials or network (the
 	// instance's identity may not be served yet when the app starts).
-	o := client.Options()
+	o := browser.Options()
 	ep, err := o.EndpointResolverV2.ResolveEndpoint(ctx, s3.EndpointParameters{
 		Bucket: aws.String(cfg.Bucket), Region: aws.String(o.Region), Endpoint: o.BaseEndpoint,
 		ForcePathStyle: aws.Bool(o.UsePathStyle), UseFIPS: aws.Bool(false), UseDualStack: aws.Bool(false),

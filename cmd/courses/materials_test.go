@@ -468,11 +468,16 @@ func TestMaterialsInTheBucket(t *testing.T) {
 func TestUploadOrigin(t *testing.T) {
 	t.Setenv("AWS_REGION", "eu-west-1")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1") // nothing answers
-	for ep, want := range map[string]string{"http://127.0.0.1:9000": "http://127.0.0.1:9000", "": "https://courses-assets.s3.eu-west-1.amazonaws.com"} {
-		t.Setenv("AWS_ENDPOINT_URL_S3", ep)
-		m, err := NewMaterials(context.Background(), MaterialsConfig{Bucket: "courses-assets"}, testLogger(t))
-		if err != nil || m.origin != want {
-			t.Errorf("endpoint %q: origin %q, %v; want %q", ep, m.origin, err, want)
+	for _, tt := range []struct{ endpoint, browser, want string }{
+		{"http://127.0.0.1:9000", "", "http://127.0.0.1:9000"},
+		{"", "", "https://courses-assets.s3.eu-west-1.amazonaws.com"},
+		// In a VPC the app goes through its zone's endpoint, browsers to the store.
+		{"http://198.18.1.20:443", "http://127.0.0.1:9000", "http://127.0.0.1:9000"},
+	} {
+		t.Setenv("AWS_ENDPOINT_URL_S3", tt.endpoint)
+		m, err := NewMaterials(context.Background(), MaterialsConfig{Bucket: "courses-assets", BrowserEndpoint: tt.browser}, testLogger(t))
+		if err != nil || m.origin != tt.want {
+			t.Errorf("endpoint %q, browser endpoint %q: origin %q, %v; want %q", tt.endpoint, tt.browser, m.origin, err, tt.want)
 		}
 	}
 }

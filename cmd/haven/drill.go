@@ -12,7 +12,7 @@ import (
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Prove a promise under load: lose an instance, fail the database over, ..."}
-	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g))
+	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g))
 	return cmd
 }
 
@@ -92,4 +92,50 @@ func printInstanceLoss(w, errw io.Writer, r *drill.InstanceLossReport) {
 	for e, n := range r.Errors {
 		fmt.Fprintf(errw, "  error x%d: %s\n", n, e)
 	}
+}
+
+func newZoneLossCmd(g *globals) *cobra.Command {
+	var cfg drill.ZoneLossConfig
+	var wf workloadFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "zone-loss",
+		Short: "Fail the zone of the database primary (power or partition) under logged-in load and ledger writers; restore it; report what users saw, the write RTO, the fleet's recovery and the rebalance",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			var err error
+			if cfg.Workload, err = wf.build(); err != nil {
+				return err
+			}
+			rep, err := drill.ZoneLoss(cmd.Context(), g.client(), cfg)
+			if err != nil {
+				return err
+			}
+			res := drillResult{name: "zone-loss", header: fmt.Sprintf("zone-loss drill (%s, %d rounds)", rep.Fault, rep.Rounds), pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printZoneLoss(w, rep) })
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Zone, "zone", "primary", "the zone to fail: a zone name, or primary (the database primary's zone, each round)")
+	cmd.Flags().StringVar(&cfg.Fault, "fault", "power", "power (SIGKILL everything in the zone) or partition (its links drop every packet)")
+	cmd.Flags().IntVar(&cfg.Rounds, "rounds", 1, "how many times to fail and restore a zone")
+	cmd.Flags().IntVar(&cfg.Rate, "rate", 20, "web requests per second through the load balancer")
+	cmd.Flags().IntVar(&cfg.Users, "users", 10, "seeded students to log in")
+	cmd.Flags().IntVar(&cfg.Writers, "writers", 4, "ledger writers through the database endpoint")
+	cmd.Flags().DurationVar(&cfg.Hold, "hold", 3*time.Second, "how long the zone stays failed once the database failed over and the fleet is back at desired")
+	cmd.Flags().DurationVar(&cfg.WebWindow, "web-window", 5*time.Second, "the longest web requests may fail after the fault")
+	wf.add(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+func printZoneLoss(w io.Writer, r *drill.ZoneLossReport) {
+	fmt.Fprintf(w, "  write RTO median %.0f ms, max %.0f ms; web errors ended within %.1f s of the fault (worst round); fleet back at desired %d outside the zone within %.1f s\n",
+		r.WriteRTO.Median, r.WriteRTO.Max, r.ErrorFreeAfterMSMax/1000, r.Desired, r.FleetRecoveredMSMax/1000)
+	fmt.Fprintf(w, "  after restore: zones rebalanced within %.1f s, synchronous standby within %.1f s\n", r.RebalancedMSMax/1000, r.HealedMSMax/1000)
+	if r.Web != nil {
+		fmt.Fprintf(w, "  web: %d requests, %d failed, p50 %.1f ms, p99 %.1f ms\n", r.Web.Requests, r.Web.Failed, r.Web.P50MS, r.Web.P99MS)
+	}
+	fmt.Fprintf(w, "  ledger: ok %d fail %d unknown %d, acknowledged lost %d, fail present %d; split-brain acks %d\n",
+		r.OK, r.Fail, r.Unknown, r.AcknowledgedLost, r.FailPresent, r.SplitBrainAcks)
+	fmt.Fprintf(w, "  end: primary %s (epoch %d), %d writable primaries, synchronous standby streaming %v\n", r.FinalPrimary, r.FinalEpoch, r.Primaries, r.SyncStandbyStreaming)
 }

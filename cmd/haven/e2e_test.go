@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,10 +80,15 @@ func TestRegionEndToEnd(t *testing.T) {
 	if zones["a"] != 1 || zones["b"] != 1 {
 		t.Fatalf("healthy in-service instances per zone = %v, want 1 in a and 1 in b", zones)
 	}
+	// Each instance's address is in its zone's range: the app subnet in a
+	// VPC, the zone's loopback /24 otherwise; status says which.
+	cidrs := map[string]netip.Prefix{}
+	for _, z := range st.Zones {
+		cidrs[z.Name] = netip.MustParsePrefix(z.CIDR)
+	}
 	for _, in := range st.Instances {
-		want := map[string]string{"a": "127.0.1.", "b": "127.0.2."}[in.Zone]
-		if !strings.HasPrefix(in.Address, want) {
-			t.Errorf("instance %s in zone %s has address %s outside its zone", in.ID, in.Zone, in.Address)
+		if a, err := netip.ParseAddr(in.Address); err != nil || !cidrs[in.Zone].Contains(a) || in.Subnet != cidrs[in.Zone].String() {
+			t.Errorf("instance %s in zone %s has address %s (subnet %q) outside its zone's %s", in.ID, in.Zone, in.Address, in.Subnet, cidrs[in.Zone])
 		}
 	}
 
@@ -304,6 +310,11 @@ func assertGone(t *testing.T, ctx context.Context, r *testkit.Region, before []i
 			t.Errorf("process %d is still alive:\n%s", pid, testkit.Describe([]int{pid}))
 		}
 	}
+	// Nor anything of its network: namespace, veth, host link, nftables
+	// table, address lease.
+	if left := r.NetworkLeft(); len(left) > 0 {
+		t.Errorf("the region's network left behind: %v", left)
+	}
 }
 
 func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
@@ -345,12 +356,32 @@ func (s *syncBuffer) String() string {
 
 // TestTwoRegionsSideBySide runs two regions at once, each with its own state
 // dir and ports: both serve, and stopping one leaves the other running.
+// TestTwoRegionsSideBySide runs two regions at once, one in its VPC (as
+// root) and one on loopback ranges (HAVEN_NETWORK=loopback, the fallback
+// without root), which warns once that security groups are not enforced.
 func TestTwoRegionsSideBySide(t *testing.T) {
 	ctx := testCtx(t, 6*time.Minute)
 	one := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2})
-	two := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2})
+	two := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2, Env: []string{region.NetworkEnv + "=loopback"}})
 	one.Up(ctx)
-	two.Up(ctx)
+	st2 := two.Up(ctx)
+	if st2.Network.Mode != "loopback" {
+		t.Errorf("region two with %s=loopback: network %q, want loopback", region.NetworkEnv, st2.Network.Mode)
+	}
+	warned := 0
+	for _, w := range st2.Warnings {
+		if strings.Contains(w, "security groups are not enforced") {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("region two warned %d times that security groups are not enforced, want once: %q", warned, st2.Warnings)
+	}
+	for _, in := range st2.Instances {
+		if !strings.HasPrefix(in.Address, "127.") {
+			t.Errorf("loopback region's instance %s at %s", in.ID, in.Address)
+		}
+	}
 	for i, r := range []*testkit.Region{one, two} {
 		st := r.StatusJSON(ctx)
 		if st.Fleet.Healthy != 2 || st.StateDir != r.StateDir {
@@ -384,7 +415,8 @@ func TestCrashThenDownCleansUp(t *testing.T) {
 	r := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2})
 	st := r.Up(ctx)
 	table := endpoint.NATTableName(r.StateDir)
-	nat := endpoint.NATAvailable(ctx) == nil
+	inVPC := st.Network.Mode == "vpc"
+	nat := !inVPC && endpoint.NATAvailable(ctx) == nil
 	if nat {
 		if err := exec.Command("nft", "list", "table", "ip", table).Run(); err != nil {
 			t.Fatalf("the region's endpoint table %s is missing while it runs: %v", table, err)
@@ -415,8 +447,12 @@ func TestCrashThenDownCleansUp(t *testing.T) {
 	if err != nil {
 		t.Fatalf("haven down after the crash: %v\n%s%s", err, out, errOut)
 	}
-	if !strings.Contains(errOut, "died without stopping") || !strings.Contains(errOut, "database processes") {
+	if !strings.Contains(errOut, "died without stopping") || !strings.Contains(errOut, "database processes") ||
+		(inVPC && !strings.Contains(errOut, "network namespaces")) {
 		t.Errorf("haven down does not say what it cleaned up:\n%s", errOut)
+	}
+	if left := r.NetworkLeft(); len(left) > 0 {
+		t.Errorf("the region's network left behind after down: %v", left)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

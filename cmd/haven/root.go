@@ -43,6 +43,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newDownCmd(g),
 		newStatusCmd(g),
 		newInstanceCmd(g),
+		newZoneCmd(g),
 		newFleetCmd(g),
 		newDrillCmd(g),
 		newDBCmd(g),

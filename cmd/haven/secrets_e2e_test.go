@@ -70,6 +70,15 @@ func TestSecretsIdentityAndRotation(t *testing.T) {
 		if !strings.HasSuffix(strings.TrimSpace(own.Stdout), "200") || !strings.Contains(own.Stdout, `"AccessKeyId"`) {
 			t.Fatalf("instance %s could not read its own credentials: %q %q", a.ID, redact(own.Stdout), own.Stderr)
 		}
+		if st.Network.Mode == "vpc" {
+			// Every instance's endpoint is 169.254.169.254 inside its own
+			// namespace (TestVPCBoundaries proves B's never reaches A);
+			// the /proc identification below is the loopback fallback's.
+			if imdsA != imdsB || !strings.Contains(imdsA, "169.254.169.254") {
+				t.Fatalf("in a VPC the metadata endpoints are %q and %q, want 169.254.169.254 for both", imdsA, imdsB)
+			}
+			return
+		}
 		other := run(a.ID, "sh", "-c", `curl -s -o /dev/null -w '%{http_code}' -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" "$1/latest/api/token"`, "sh", imdsB)
 		if other.Stdout != "403" {
 			t.Fatalf("instance %s asking instance %s's metadata endpoint for a token got %q, want 403", a.ID, b.ID, other.Stdout)

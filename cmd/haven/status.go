@@ -36,6 +36,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "error: %s\n", st.Error)
 			}
 			fmt.Fprintf(w, "https %s   ca %s   database %s\n", st.Endpoints.HTTPS, st.Endpoints.CACert, st.Endpoints.Database)
+			fmt.Fprint(w, networkStatus(st))
 			fmt.Fprint(w, compactStatus(st))
 			fmt.Fprint(w, storageStatus(st))
 			if st.Database != nil {
@@ -78,15 +79,44 @@ func storageStatus(st api.Status) string {
 	return b.String()
 }
 
+// networkStatus renders the network and the zones: in a VPC each zone's
+// subnets and fault, on loopback each zone's range and why there is no VPC.
+func networkStatus(st api.Status) string {
+	var b strings.Builder
+	n := st.Network
+	if n.Mode == "vpc" {
+		fmt.Fprintf(&b, "network vpc %s (namespaces %s-*, host %s), database endpoint %s inside; security groups %s enforced\n",
+			n.Range, n.Prefix, n.HostAddr, n.DBEndpoint, strings.Join(n.SecurityGroups, ", "))
+	} else if n.Mode != "" {
+		fmt.Fprintf(&b, "network loopback: %s\n", n.Why)
+	}
+	for _, z := range st.Zones {
+		line := fmt.Sprintf("  zone %s (%s)", z.Name, z.AZ)
+		if len(z.Subnets) > 0 {
+			line += fmt.Sprintf(": public %s, app %s, db %s", z.Subnets["public"], z.Subnets["app"], z.Subnets["db"])
+		} else {
+			line += ": " + z.CIDR
+		}
+		if z.Fault != "" {
+			line += "; FAULT: " + z.Fault
+		}
+		if z.Impaired {
+			line += "; impaired (nothing launched there)"
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
 // compactStatus renders the fleet as a small table.
 func compactStatus(st api.Status) string {
 	var b strings.Builder
 	f := st.Fleet
 	fmt.Fprintf(&b, "fleet min %d desired %d max %d: %d in service, %d healthy (health check %s)\n", f.Min, f.Desired, f.Max, f.InService, f.Healthy, f.HealthCheckType)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  INSTANCE\tZONE\tADDRESS\tSTATE\tHEALTH\tIN-FLIGHT")
+	fmt.Fprintln(tw, "  INSTANCE\tZONE\tADDRESS\tSUBNET\tSTATE\tHEALTH\tIN-FLIGHT")
 	for _, in := range st.Instances {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\n", in.ID, in.AZ, in.Address, in.State, in.Health, in.InFlight)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.ID, in.AZ, in.Address, in.Subnet, in.State, in.Health, in.InFlight)
 	}
 	tw.Flush()
 	return b.String()
@@ -150,6 +180,23 @@ func cleanUpAfterCrash(ctx context.Context, w io.Writer, dir string) error {
 	}
 	if l.ObjStore != 0 {
 		fmt.Fprintf(w, "  the object store (pid %d), stopped; its data stays in the state dir\n", l.ObjStore)
+	}
+	if n := l.Network; n != nil {
+		if len(n.Namespaces) > 0 {
+			fmt.Fprintf(w, "  network namespaces %s\n", strings.Join(n.Namespaces, ", "))
+		}
+		if len(n.Killed) > 0 {
+			fmt.Fprintf(w, "  %d processes still in them (killed: %v)\n", len(n.Killed), n.Killed)
+		}
+		if len(n.Links) > 0 {
+			fmt.Fprintf(w, "  host links %s (and their routes)\n", strings.Join(n.Links, ", "))
+		}
+		if len(n.Tables) > 0 {
+			fmt.Fprintf(w, "  nftables tables %s\n", strings.Join(n.Tables, ", "))
+		}
+		if n.Lease {
+			fmt.Fprintln(w, "  the region's address lease")
+		}
 	}
 	return nil
 }

@@ -883,3 +883,46 @@ func TestInternetIngressIsFlagged(t *testing.T) {
 		`HAVEN-AWS-018 module.haven.aws_vpc_security_group_ingress_rule.alb_internet["https"]`,
 	})
 }
+
+// TestExtraSecurityGroupRules: haven.yaml's security_groups, exported by
+// `haven aws tfvars`, become rules of the seed's groups in the plan, one
+// per rule, with its group, direction, protocol, ports and peer; the
+// seed's rules stay as they are.
+func TestExtraSecurityGroupRules(t *testing.T) {
+	in := coursesInput()
+	in.SecurityGroupRules = []tfvars.SecurityGroupRule{
+		{Group: "app-sg", Direction: "ingress", FromPort: 9100, CIDR: "10.20.0.0/16", Description: "Metrics from the monitoring network"},
+		{Group: "app-sg", Direction: "egress", Protocol: "udp", FromPort: 8125, PeerGroup: "vpce-sg", Description: "StatsD to an interface endpoint"},
+		{Group: "db-sg", Direction: "ingress", FromPort: 5432, PeerGroup: "alb-sg", Description: "Example: a second client group"},
+	}
+	p, vars, _ := loadScenario(t, "security-groups", in)
+	if len(vars.ExtraSecurityGroupRules) != 3 {
+		t.Fatalf("tfvars carry %d extra rules, want 3", len(vars.ExtraSecurityGroupRules))
+	}
+	want := map[string]map[string]any{
+		mod + `aws_vpc_security_group_ingress_rule.extra["app-sg ingress tcp 9100-9100 10.20.0.0/16"]`: {"ip_protocol": "tcp", "from_port": 9100.0, "to_port": 9100.0, "cidr_ipv4": "10.20.0.0/16", "description": "Metrics from the monitoring network"},
+		mod + `aws_vpc_security_group_egress_rule.extra["app-sg egress udp 8125-8125 vpce-sg"]`:        {"ip_protocol": "udp", "from_port": 8125.0, "to_port": 8125.0, "cidr_ipv4": nil, "description": "StatsD to an interface endpoint"},
+		mod + `aws_vpc_security_group_ingress_rule.extra["db-sg ingress tcp 5432-5432 alb-sg"]`:        {"ip_protocol": "tcp", "from_port": 5432.0, "to_port": 5432.0, "cidr_ipv4": nil, "description": "Example: a second client group"},
+	}
+	for addr, attrs := range want {
+		v := p.get(addr)
+		for k, w := range attrs {
+			eq(t, addr+" "+k, v[k], w)
+		}
+		// A group peer is the referenced group's id, known after apply.
+		if attrs["cidr_ipv4"] == nil && p.unknown[addr]["referenced_security_group_id"] != true {
+			t.Errorf("%s: referenced_security_group_id is not another group's id", addr)
+		}
+	}
+	extras := 0
+	for _, kind := range []string{"ingress", "egress"} {
+		for _, addr := range p.types["aws_vpc_security_group_"+kind+"_rule"] {
+			if strings.HasPrefix(ruleName(addr), "aws_vpc_security_group_"+kind+"_rule.extra") {
+				extras++
+			}
+		}
+	}
+	eq(t, "extra rules in the plan", extras, 3)
+	base, _ := loadPlan(t)
+	eq(t, "seed's ingress rules", len(p.types["aws_vpc_security_group_ingress_rule"])-2, len(base.types["aws_vpc_security_group_ingress_rule"]))
+}

@@ -231,3 +231,45 @@ resource "aws_vpc_security_group_ingress_rule" "endpoints_from_db_logins" {
   to_port                      = 443
   referenced_security_group_id = aws_security_group.db_logins.id
 }
+
+# --- rules from haven.yaml security_groups --------------------------------------
+# The seed's chain above is fixed; haven.yaml may add rules to its groups
+# (`haven aws tfvars` exports them), which the local region enforces too.
+
+locals {
+  security_group_ids = {
+    "alb-sg"  = aws_security_group.alb.id
+    "app-sg"  = aws_security_group.app.id
+    "db-sg"   = aws_security_group.db.id
+    "vpce-sg" = aws_security_group.endpoints.id
+  }
+  # Keyed by the rule itself, so reordering the list changes nothing.
+  extra_security_group_rules = {
+    for r in var.extra_security_group_rules :
+    "${r.group} ${r.direction} ${r.protocol} ${r.from_port}-${r.to_port} ${coalesce(r.peer_group, r.cidr_ipv4, "-")}" => r
+  }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "extra" {
+  for_each = { for k, r in local.extra_security_group_rules : k => r if r.direction == "ingress" }
+
+  security_group_id            = local.security_group_ids[each.value.group]
+  description                  = each.value.description
+  ip_protocol                  = each.value.protocol
+  from_port                    = each.value.from_port
+  to_port                      = each.value.to_port
+  cidr_ipv4                    = each.value.cidr_ipv4
+  referenced_security_group_id = each.value.peer_group == null ? null : local.security_group_ids[each.value.peer_group]
+}
+
+resource "aws_vpc_security_group_egress_rule" "extra" {
+  for_each = { for k, r in local.extra_security_group_rules : k => r if r.direction == "egress" }
+
+  security_group_id            = local.security_group_ids[each.value.group]
+  description                  = each.value.description
+  ip_protocol                  = each.value.protocol
+  from_port                    = each.value.from_port
+  to_port                      = each.value.to_port
+  cidr_ipv4                    = each.value.cidr_ipv4
+  referenced_security_group_id = each.value.peer_group == null ? null : local.security_group_ids[each.value.peer_group]
+}

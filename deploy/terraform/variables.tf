@@ -640,3 +640,27 @@ variable "oidc_staff_sso_only" {
   type        = bool
   default     = false
 }
+
+variable "extra_security_group_rules" {
+  description = "Rules added to the module's security groups beyond the seed's chain (haven.yaml `security_groups`, exported by `haven aws tfvars`): each names its group (alb-sg, app-sg, db-sg or vpce-sg), ingress or egress, tcp or udp, a port range, and one peer: another of those groups (peer_group) or an IPv4 range (cidr_ipv4)."
+  type = list(object({
+    group       = string
+    direction   = string
+    protocol    = string
+    from_port   = number
+    to_port     = number
+    peer_group  = optional(string)
+    cidr_ipv4   = optional(string)
+    description = string
+  }))
+  default = []
+
+  validation {
+    condition = alltrue([for r in var.extra_security_group_rules :
+      contains(["alb-sg", "app-sg", "db-sg", "vpce-sg"], r.group) && contains(["ingress", "egress"], r.direction) && contains(["tcp", "udp"], r.protocol) &&
+      r.from_port >= 1 && r.to_port >= r.from_port && r.to_port <= 65535 &&
+      ((r.peer_group == null) != (r.cidr_ipv4 == null)) && (r.peer_group == null || contains(["alb-sg", "app-sg", "db-sg", "vpce-sg"], coalesce(r.peer_group, "alb-sg")))
+    ])
+    error_message = "extra_security_group_rules: each rule needs a group and a peer_group among alb-sg, app-sg, db-sg, vpce-sg (or a cidr_ipv4 instead of the peer_group), direction ingress or egress, protocol tcp or udp, and ports within 1-65535."
+  }
+}

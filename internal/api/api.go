@@ -39,6 +39,7 @@ type Status struct {
 	PID       int        `json:"pid"`
 	Progress  []string   `json:"progress,omitempty"`
 	Endpoints Endpoints  `json:"endpoints"`
+	Network   Network    `json:"network"`
 	Zones     []Zone     `json:"zones"`
 	Fleet     Fleet      `json:"fleet"`
 	LB        LB         `json:"load_balancer"`
@@ -63,11 +64,41 @@ type Endpoints struct {
 	Edge string `json:"edge,omitempty"`
 }
 
+// Network is how the region's zones are separated.
+type Network struct {
+	// Mode is "vpc" (a network namespace per instance and database node,
+	// security groups enforced by nftables) or "loopback" (the fallback
+	// without root or namespaces: nothing is enforced).
+	Mode string `json:"mode"`
+	// Range is the VPC's range of 198.18.0.0/15 (vpc).
+	Range string `json:"range,omitempty"`
+	// Prefix names everything the VPC has on the host: namespaces
+	// PREFIX-*, host link PREFIX-h (vpc).
+	Prefix string `json:"prefix,omitempty"`
+	// HostAddr is the host's address on its link into the VPC (vpc).
+	HostAddr string `json:"host_addr,omitempty"`
+	// DBEndpoint is the database endpoint's address inside the VPC (vpc).
+	DBEndpoint string `json:"db_endpoint,omitempty"`
+	// SecurityGroups are the enforced groups (vpc).
+	SecurityGroups []string `json:"security_groups,omitempty"`
+	// Why says why there is no VPC (loopback).
+	Why string `json:"why,omitempty"`
+}
+
 // Zone is one availability zone and the address range it owns.
 type Zone struct {
 	Name string `json:"name"`
 	AZ   string `json:"az"`
+	// CIDR is the range instances take their addresses from: the app
+	// subnet in a VPC, the zone's loopback /24 otherwise.
 	CIDR string `json:"cidr"`
+	// Subnets are the zone's subnets by tier (public, app, db) in a VPC.
+	Subnets map[string]string `json:"subnets,omitempty"`
+	// Fault is the zone's injected fault ("power off", "partition",
+	// "degrade 10% loss"), "" when healthy.
+	Fault string `json:"fault,omitempty"`
+	// Impaired is true while the fleet launches nothing into the zone.
+	Impaired bool `json:"impaired,omitempty"`
 }
 
 // Fleet is the Auto Scaling Group's capacity.
@@ -96,10 +127,12 @@ type LB struct {
 
 // Instance is one app instance and its load balancer target state.
 type Instance struct {
-	ID       string `json:"id"`
-	Zone     string `json:"zone"`
-	AZ       string `json:"az"`
-	Address  string `json:"address"`
+	ID      string `json:"id"`
+	Zone    string `json:"zone"`
+	AZ      string `json:"az"`
+	Address string `json:"address"`
+	// Subnet is the zone's range the address is in.
+	Subnet   string `json:"subnet"`
 	PID      int    `json:"pid"`
 	State    string `json:"state"`
 	Health   string `json:"health"`
@@ -284,9 +317,13 @@ type FaultRequest struct {
 	// Scenario is a name from the catalogue, e.g. db-kill or instance-freeze
 	// (`haven faults` lists them).
 	Scenario string `json:"scenario"`
-	// Target is the instance id (instance-*) or the database node (db-*;
-	// default the primary, the standby for db-standby-loss).
+	// Target is the instance id (instance-*), the database node (db-*;
+	// default the primary, the standby for db-standby-loss) or the zone
+	// (zone-*: a zone name, or "primary" for the database primary's zone).
 	Target string `json:"target,omitempty"`
+	// LossPercent, for zone-degrade: the chance (1-99) that each packet on
+	// the zone's links is dropped. Default 10.
+	LossPercent int `json:"loss_percent,omitempty"`
 	// DelayMS, for db-controller-restart: the primary is killed, and the
 	// controller restarted this long after (0: at once), to land mid-failover.
 	DelayMS int `json:"delay_ms,omitempty"`
@@ -305,6 +342,9 @@ type FaultResult struct {
 	// controller started and the persisted epoch it started from.
 	RestartedAt  time.Time `json:"restarted_at,omitempty"`
 	RestartEpoch int64     `json:"restart_epoch,omitempty"`
+	// Killed (zone-power) are the instances and database nodes whose
+	// processes were SIGKILLed.
+	Killed []string `json:"killed,omitempty"`
 }
 
 // Fault injects a named fault.

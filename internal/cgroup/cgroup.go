@@ -445,7 +445,13 @@ func (g *Group) Add(pid int) error {
 // cgroup.procs, then the pipe is released and the shell execs the real program
 // (same pid). The program therefore sees $0 as cmd.Path rather than a custom
 // cmd.Args[0]. With a disabled Manager the command is started and its pid tracked.
-func (g *Group) Start(cmd *exec.Cmd) error {
+func (g *Group) Start(cmd *exec.Cmd) error { return g.StartWith(cmd, (*exec.Cmd).Start) }
+
+// StartWith is Start with start in place of exec.Cmd.Start, for a caller
+// that must start the process its own way too (inside a network namespace:
+// vpc.Namespace.Start). start must call cmd.Start, keeping the
+// SysProcAttr fields it finds set.
+func (g *Group) StartWith(cmd *exec.Cmd, start func(*exec.Cmd) error) error {
 	if cmd.Err != nil {
 		return fmt.Errorf("start %s: %w", cmd.Path, cmd.Err)
 	}
@@ -461,14 +467,14 @@ func (g *Group) Start(cmd *exec.Cmd) error {
 		}
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
-		if err := cmd.Start(); err != nil {
+		if err := start(cmd); err != nil {
 			return fmt.Errorf("start %s in cgroup %s: %w", cmd.Path, g.name, err)
 		}
 		return nil
 	case g.m.Enabled():
-		return g.startV1(cmd)
+		return g.startV1(cmd, start)
 	default:
-		if err := cmd.Start(); err != nil {
+		if err := start(cmd); err != nil {
 			return fmt.Errorf("start %s: %w", cmd.Path, err)
 		}
 		return g.Add(cmd.Process.Pid)
@@ -478,7 +484,7 @@ func (g *Group) Start(cmd *exec.Cmd) error {
 // shellPath is the trampoline shell for cgroup v1 starts.
 const shellPath = "/bin/sh"
 
-func (g *Group) startV1(cmd *exec.Cmd) error {
+func (g *Group) startV1(cmd *exec.Cmd, start func(*exec.Cmd) error) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("start %s in cgroup %s: %w", cmd.Path, g.name, err)
@@ -495,7 +501,7 @@ func (g *Group) startV1(cmd *exec.Cmd) error {
 	cmd.Path, cmd.Args = shellPath, args
 	cmd.ExtraFiles = append(cmd.ExtraFiles, r)
 	defer func() { cmd.ExtraFiles = cmd.ExtraFiles[:len(cmd.ExtraFiles)-1] }()
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		return fmt.Errorf("start %s in cgroup %s: %w", args[3], g.name, err)
 	}
 	if err := g.Add(cmd.Process.Pid); err != nil {

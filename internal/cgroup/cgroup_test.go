@@ -173,7 +173,14 @@ func TestStartForkInGroup(t *testing.T) {
 	if len(procs) != 2 || !slices.Contains(procs, cmd.Process.Pid) {
 		t.Fatalf("procs got %v, want sh %d and its child", procs, cmd.Process.Pid)
 	}
-	b, _ := os.ReadFile(out)
+	// The shell forks sleep before it writes the file: wait for the line.
+	var b []byte
+	for range 200 {
+		if b, _ = os.ReadFile(out); strings.HasSuffix(string(b), "\n") {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if got, want := strings.TrimSpace(string(b)), fmt.Sprintf("%d zero one arg", cmd.Process.Pid); got != want {
 		t.Errorf("program saw %q, want %q (same pid, args kept)", got, want)
 	}

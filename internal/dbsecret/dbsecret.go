@@ -152,7 +152,28 @@ func (c *Credential) Bootstrap(ctx context.Context) (created bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("read database secret: %w", err)
 	}
-	return false, c.cfg.Roles.SetPassword(ctx, v.Username, v.Password)
+	if err := c.cfg.Roles.SetPassword(ctx, v.Username, v.Password); err != nil {
+		return false, err
+	}
+	// The endpoint moved (the region now has a VPC, or no longer has
+	// one): AWSCURRENT gets a version with the same login and the new
+	// host and port, as RDS updates a managed secret's host. Not while a
+	// rotation is pending: Resume finishes it with the new endpoint.
+	if ep := c.newValue(v.Username, v.Password); ep.Host != v.Host || ep.Port != v.Port {
+		if pending, err := c.Pending(); err != nil || pending {
+			return false, err
+		}
+		v.Host, v.Port = ep.Host, ep.Port
+		b, err := json.Marshal(v)
+		if err != nil {
+			return false, err
+		}
+		str := string(b)
+		if _, err := c.cfg.Store.PutSecretValue(secrets.PutSecretValueInput{SecretId: c.cfg.Name, SecretString: &str}); err != nil {
+			return false, fmt.Errorf("move database secret to endpoint %s: %w", c.cfg.Endpoint, err)
+		}
+	}
+	return false, nil
 }
 
 // Pending reports whether the secret has an AWSPENDING version other than

@@ -205,6 +205,14 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	if !st.MultiAZ || st.Standby == "" {
 		return nil, errors.New("drill db-failover: the database has no standby; set database.multi_az: true in the spec and `haven up` again")
 	}
+	region, err := c.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("drill db-failover: %w", err)
+	}
+	direct, err := directNodes(region)
+	if err != nil {
+		return nil, fmt.Errorf("drill db-failover: %w", err)
+	}
 	login, err := c.DBDrillLogin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("drill db-failover: get a drill login: %w", err)
@@ -237,7 +245,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 
 	var web *webLoad
 	if cfg.WithWebLoad {
-		web, err = startWebLoad(ctx, c, cfg, say)
+		web, err = startWebLoad(ctx, c, cfg.Users, cfg.Rate, cfg.Workload, "drill db-failover --with-web-load", say)
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +255,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	var rtos []float64
 	checked := 0
 	for i := 1; i <= cfg.Rounds; i++ {
-		round, err := runDBRound(ctx, c, cfg, login, w, web, i, say)
+		round, err := runDBRound(ctx, c, cfg, direct, login, w, web, i, say)
 		if err != nil {
 			return nil, fmt.Errorf("drill db-failover round %d: %w", i, err)
 		}
@@ -256,7 +264,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 		after, _ := c.DBStatus(ctx)
 		if addr := nodeAddr(after, after.Primary); addr != "" {
 			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			lr, err := ledger.Check(cctx, nodeDSN(login, addr), table, ops)
+			lr, err := checkLedger(cctx, direct, login, after.Primary, addr, table, ops)
 			cancel()
 			if err != nil {
 				round.Problems = append(round.Problems, "check ledger: "+err.Error())
@@ -292,13 +300,13 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	}
 	rep.FinalEpoch, rep.FinalPrimary = end.Epoch, end.Primary
 	if addr := nodeAddr(end, end.Primary); addr != "" {
-		if lr, err := ledger.Check(ctx, nodeDSN(login, addr), table, ops); err == nil {
+		if lr, err := checkLedger(ctx, direct, login, end.Primary, addr, table, ops); err == nil {
 			rep.AcknowledgedLost, rep.FailPresent = lr.AcknowledgedLost, lr.FailPresent
 		} else {
 			rep.Reasons = append(rep.Reasons, "final ledger check: "+err.Error())
 		}
 	}
-	rep.Primaries = countWritable(ctx, login, end)
+	rep.Primaries = countWritable(ctx, direct, login, end)
 	rep.SyncStandbyStreaming = end.SyncState == "sync" && end.ReplicationState == "streaming"
 	if web != nil {
 		s := web.total()
@@ -385,7 +393,7 @@ func printRound(say func(string, ...any), r *DBRound) {
 }
 
 // runDBRound injects one fault and measures RTO and heal time.
-func runDBRound(ctx context.Context, c *api.Client, cfg DBFailoverConfig, login api.DBDrillLogin, w *ledger.Writers, web *webLoad, i int, say func(string, ...any)) (*DBRound, error) {
+func runDBRound(ctx context.Context, c *api.Client, cfg DBFailoverConfig, direct nodes, login api.DBDrillLogin, w *ledger.Writers, web *webLoad, i int, say func(string, ...any)) (*DBRound, error) {
 	round := &DBRound{Round: i, Fault: cfg.Fault}
 	// Warm up: the writers commit steadily.
 	warm := time.Now()
@@ -470,7 +478,7 @@ func runDBRound(ctx context.Context, c *api.Client, cfg DBFailoverConfig, login 
 		}
 	}
 	if cfg.Fault == api.DBFaultFreeze && round.Healed {
-		round.OldRefused = writeRefused(ctx, login, after, res.Node)
+		round.OldRefused = writeRefused(ctx, direct, login, after, res.Node)
 		if round.OldRefused == "" {
 			round.Problems = append(round.Problems, fmt.Sprintf("the thawed old primary %s accepted a write", res.Node))
 		}
@@ -563,12 +571,22 @@ func nodeDSN(l api.DBDrillLogin, addr string) string {
 	return dsn
 }
 
+// checkLedger compares ops with the ledger table on node (the primary),
+// read directly.
+func checkLedger(ctx context.Context, direct nodes, login api.DBDrillLogin, node, addr, table string, ops []ledger.Op) (ledger.Report, error) {
+	present, err := ledger.ReadDial(ctx, nodeDSN(login, addr), table, direct.dial(node))
+	if err != nil {
+		return ledger.Report{}, err
+	}
+	return ledger.Compare(ops, present), nil
+}
+
 // countWritable asks every node directly whether it accepts writes.
-func countWritable(ctx context.Context, login api.DBDrillLogin, st api.DBStatus) int {
+func countWritable(ctx context.Context, direct nodes, login api.DBDrillLogin, st api.DBStatus) int {
 	n := 0
 	for _, node := range st.Nodes {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		conn, err := pgx.Connect(cctx, nodeDSN(login, node.Address))
+		conn, err := direct.connect(cctx, login, node.Name, node.Address)
 		if err == nil {
 			var rec bool
 			if conn.QueryRow(cctx, "SELECT pg_is_in_recovery()").Scan(&rec) == nil && !rec {
@@ -583,10 +601,10 @@ func countWritable(ctx context.Context, login api.DBDrillLogin, st api.DBStatus)
 
 // writeRefused tries to write to node directly and returns how it was
 // refused ("" when the write committed).
-func writeRefused(ctx context.Context, login api.DBDrillLogin, st api.DBStatus, node string) string {
+func writeRefused(ctx context.Context, direct nodes, login api.DBDrillLogin, st api.DBStatus, node string) string {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, nodeDSN(login, nodeAddr(st, node)))
+	conn, err := direct.connect(cctx, login, node, nodeAddr(st, node))
 	if err != nil {
 		return "connection refused: " + err.Error()
 	}
@@ -664,19 +682,19 @@ type webLoad struct {
 	all    Summary
 }
 
-func startWebLoad(ctx context.Context, c *api.Client, cfg DBFailoverConfig, say func(string, ...any)) (*webLoad, error) {
+func startWebLoad(ctx context.Context, c *api.Client, nUsers, rate int, w Workload, drill string, say func(string, ...any)) (*webLoad, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
-	say("web load: logging in %d users of the %s workload through %s", cfg.Users, workloadName(cfg.Workload), st.Endpoints.HTTPS)
-	site, users, err := OpenSite(ctx, st, cfg.Users, cfg.Workload)
+	say("web load: logging in %d users of the %s workload through %s", nUsers, workloadName(w), st.Endpoints.HTTPS)
+	site, users, err := OpenSite(ctx, st, nUsers, w)
 	if err != nil {
-		return nil, fmt.Errorf("drill db-failover --with-web-load: %w", err)
+		return nil, fmt.Errorf("%s: %w", drill, err)
 	}
-	wl := &webLoad{site: site, users: users, rate: cfg.Rate, ctx: ctx}
+	wl := &webLoad{site: site, users: users, rate: rate, ctx: ctx}
 	wl.all.Errors = map[string]int{}
-	say("web load: %d journey steps/s through the load balancer during every round", cfg.Rate)
+	say("web load: %d journey steps/s through the load balancer during every round", rate)
 	return wl, nil
 }
 
@@ -691,10 +709,16 @@ func (wl *webLoad) beginRound() {
 
 // endRound stops the round's load and places its failures relative to the fault.
 func (wl *webLoad) endRound(fault time.Time, rtoMS float64) *WebWindow {
+	out, _ := wl.endRoundSummary(fault, rtoMS)
+	return out
+}
+
+// endRoundSummary is endRound that also returns the round's summary.
+func (wl *webLoad) endRoundSummary(fault time.Time, rtoMS float64) (*WebWindow, Summary) {
 	wl.mu.Lock()
 	defer wl.mu.Unlock()
 	if wl.cancel == nil {
-		return nil
+		return nil, Summary{}
 	}
 	wl.cancel()
 	<-wl.done
@@ -722,7 +746,7 @@ func (wl *webLoad) endRound(fault time.Time, rtoMS float64) *WebWindow {
 	wl.all.MaxMS = max(wl.all.MaxMS, s.MaxMS)
 	wl.all.P99MS = max(wl.all.P99MS, s.P99MS)
 	wl.all.P50MS = max(wl.all.P50MS, s.P50MS)
-	return out
+	return out, s
 }
 
 func (wl *webLoad) total() Summary {

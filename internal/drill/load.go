@@ -17,6 +17,9 @@ type Recorder struct {
 	failed    int64
 	errs      map[string]int
 	failures  []Failure
+	// first and last are the first and the last failure, of all of them
+	// (failures keeps 50).
+	first, last time.Time
 }
 
 // Failure is one failed request, kept for the report.
@@ -36,13 +39,18 @@ func (r *Recorder) Record(path string, d time.Duration, err error) {
 	r.latencies = append(r.latencies, d)
 	if err != nil {
 		r.failed++
+		now := time.Now().UTC()
+		if r.first.IsZero() {
+			r.first = now
+		}
+		r.last = now
 		msg := err.Error()
 		if len(msg) > 160 {
 			msg = msg[:160]
 		}
 		r.errs[msg]++
 		if len(r.failures) < 50 {
-			r.failures = append(r.failures, Failure{At: time.Now().UTC(), Path: path, Error: msg})
+			r.failures = append(r.failures, Failure{At: now, Path: path, Error: msg})
 		}
 	}
 }
@@ -56,6 +64,10 @@ type Summary struct {
 	MaxMS    float64        `json:"max_ms"`
 	Errors   map[string]int `json:"errors,omitempty"`
 	Failures []Failure      `json:"failures,omitempty"`
+	// FirstFail and LastFail are when the first and the last of every
+	// failed request ended (zero: none failed).
+	FirstFail time.Time `json:"first_fail,omitzero"`
+	LastFail  time.Time `json:"last_fail,omitzero"`
 }
 
 // Summary computes the totals so far.
@@ -64,7 +76,7 @@ func (r *Recorder) Summary() Summary {
 	defer r.mu.Unlock()
 	l := append([]time.Duration(nil), r.latencies...)
 	sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
-	s := Summary{Requests: int64(len(l)), Failed: r.failed, Errors: map[string]int{}, Failures: r.failures}
+	s := Summary{Requests: int64(len(l)), Failed: r.failed, Errors: map[string]int{}, Failures: r.failures, FirstFail: r.first, LastFail: r.last}
 	for k, v := range r.errs {
 		s.Errors[k] = v
 	}

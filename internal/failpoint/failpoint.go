@@ -55,6 +55,10 @@ const (
 	InstanceFreeze      = "instance-freeze"
 	InstanceThaw        = "instance-thaw"
 	InstanceTerm        = "instance-term"
+	ZonePower           = "zone-power"
+	ZonePartition       = "zone-partition"
+	ZoneDegrade         = "zone-degrade"
+	ZoneRestore         = "zone-restore"
 	// SecretsCrashAfterSetSecret crashes the daemon between a rotation's
 	// setSecret and finishSecret steps.
 	SecretsCrashAfterSetSecret = "secrets-crash-after-setsecret"
@@ -74,6 +78,10 @@ var Catalog = []Scenario{
 	{Name: InstanceFreeze, Tier: "fleet", Kind: External, What: "SIGSTOP an instance's process group: a hung server"},
 	{Name: InstanceThaw, Tier: "fleet", Kind: External, What: "SIGCONT an instance's process group"},
 	{Name: InstanceTerm, Tier: "fleet", Kind: External, What: "SIGTERM an instance's process group: the app shuts down gracefully"},
+	{Name: ZonePower, Tier: "zones", Kind: External, What: "SIGKILL every process of a zone (its instances and its database node) and start nothing there until zone-restore: the zone loses power"},
+	{Name: ZonePartition, Tier: "zones", Kind: External, What: "drop every packet on a zone's links until zone-restore: connections to, from and within the zone hang; nothing is launched there meanwhile"},
+	{Name: ZoneDegrade, Tier: "zones", Kind: External, What: "drop each packet on a zone's links with probability loss_percent (nftables numgen) until zone-restore; loss only: this kernel has no netem, so no latency"},
+	{Name: ZoneRestore, Tier: "zones", Kind: External, What: "end a zone's fault: the power or the network returns, the database node rejoins as a standby, the fleet rebalances into the zone"},
 	{Name: SecretsCrashAfterSetSecret, Tier: "secrets", Kind: Point, Action: Crash, What: "the daemon dies right after a rotation's setSecret step; the next start finishes or rolls back the rotation"},
 	{Name: StoreAfterTempWrite, Tier: "secrets", Kind: Point, Action: Error, What: "a secret store write stops after its temp file is synced, before the rename, as a crash would; the write fails and nothing changes"},
 }

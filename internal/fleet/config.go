@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"os/exec"
 	"time"
 
 	"github.com/haven-platform/haven/internal/cgroup"
@@ -100,6 +102,30 @@ type InstanceInfo struct {
 	Port int
 }
 
+// Network gives each instance a network of its own: in the region's VPC, a
+// network namespace with one address in its zone's app subnet (package
+// vpc, through the region). Without one, instances share the host's
+// network and take an address of their zone.
+type Network interface {
+	// Attach creates instance id's network in zone z and returns its
+	// address and how to start a process inside it. On error nothing of it
+	// is left.
+	Attach(ctx context.Context, id string, z *zone.Zone) (Attachment, error)
+	// Detach removes instance id's network, once its processes are gone,
+	// and returns its address to the zone.
+	Detach(ctx context.Context, id string) error
+}
+
+// Attachment is an instance's network.
+type Attachment struct {
+	// Addr is the instance's address, its HOST.
+	Addr netip.Addr
+	// Start starts cmd inside the instance's network: it calls cmd.Start
+	// there, keeping cmd's SysProcAttr (process group, credentials,
+	// cgroup) as the caller set it. Required.
+	Start func(cmd *exec.Cmd) error
+}
+
 // Config configures a fleet.
 type Config struct {
 	// Name identifies the fleet in logs, events and cgroup names. Required.
@@ -127,6 +153,10 @@ type Config struct {
 	// Cgroups, if set, puts each instance in its own cgroup with the template's
 	// CPU and memory limits. Default nil: no limits.
 	Cgroups *cgroup.Manager
+	// Network, if set, gives each instance its own network (see Network);
+	// then every instance listens on Template.Port, which is required.
+	// Default nil: the host's network, an address of the zone each.
+	Network Network
 	// EnvFunc, if set, returns extra environment variables per instance (for
 	// example its metadata endpoint). Values must not be secrets.
 	EnvFunc func(InstanceInfo) map[string]string
@@ -178,6 +208,9 @@ func (c Config) Validate() error {
 	}
 	if c.Template.Port < 0 || c.Template.Port > 65535 {
 		add("fleet.template.port: must be from 0 to 65535, got %d", c.Template.Port)
+	}
+	if c.Network != nil && c.Template.Port == 0 {
+		add("fleet.template.port: required with a Network (every instance listens on it at its own address)")
 	}
 	if err := (cgroup.Limits{CPU: c.Template.CPU, MemoryBytes: c.Template.MemoryBytes}).Validate(); err != nil {
 		add("fleet.template.%w", err)

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -36,10 +37,12 @@ type InstanceStatus struct {
 	Zone    string `json:"zone"`
 	AZ      string `json:"az"`
 	Address string `json:"address"`
-	Port    int    `json:"port"`
-	PID     int    `json:"pid"`
-	State   State  `json:"state"`
-	Health  Health `json:"health"`
+	// Subnet is the range the address is in: the zone's app subnet.
+	Subnet string `json:"subnet"`
+	Port   int    `json:"port"`
+	PID    int    `json:"pid"`
+	State  State  `json:"state"`
+	Health Health `json:"health"`
 	// LaunchedAt is when the process started.
 	LaunchedAt time.Time `json:"launched_at"`
 	// LogPath is the instance's stdout/stderr file ("" when discarded).
@@ -66,8 +69,9 @@ type Fleet struct {
 	mu         sync.Mutex
 	capacity   Capacity
 	insts      map[string]*instance
-	failures   int       // consecutive launch failures
-	nextLaunch time.Time // launches wait until then after failures
+	impaired   map[string]bool // zones nothing is launched into (ImpairZone)
+	failures   int             // consecutive launch failures
+	nextLaunch time.Time       // launches wait until then after failures
 	running    bool
 	cancel     context.CancelFunc // cancels the loop
 	bgCancel   context.CancelFunc // cancels background stops (forces SIGKILL)
@@ -78,13 +82,17 @@ type Fleet struct {
 }
 
 type instance struct {
-	id         string
-	zoneIdx    int
-	zone       *zone.Zone
-	addr       netip.Addr
-	port       int
-	pid        int
-	group      *cgroup.Group
+	id      string
+	zoneIdx int
+	zone    *zone.Zone
+	addr    netip.Addr
+	port    int
+	pid     int
+	group   *cgroup.Group
+	// start starts a process inside the instance's network (Network), or
+	// on the host's.
+	start      func(*exec.Cmd) error
+	networked  bool // the address is the Network's, not the zone's
 	logf       *os.File
 	logPath    string
 	launchedAt time.Time
@@ -110,6 +118,7 @@ func New(cfg Config) (*Fleet, error) {
 		clock:    cfg.Clock,
 		capacity: Capacity{Min: cfg.Min, Desired: cfg.Desired, Max: cfg.Max},
 		insts:    map[string]*instance{},
+		impaired: map[string]bool{},
 		wake:     make(chan struct{}, 1),
 	}, nil
 }
@@ -230,7 +239,7 @@ func (f *Fleet) instancesLocked() []InstanceStatus {
 	out := make([]InstanceStatus, 0, len(f.insts))
 	for _, in := range f.insts {
 		out = append(out, InstanceStatus{
-			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Port: in.port,
+			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Subnet: in.zone.CIDR.String(), Port: in.port,
 			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt,
 			LogPath: in.logPath, Reason: in.reason,
 		})
@@ -294,6 +303,39 @@ func (f *Fleet) Signal(id string, sig syscall.Signal) error {
 		return fmt.Errorf("signal %s (pgid %d): %w", id, in.pid, err)
 	}
 	return nil
+}
+
+// ImpairZone marks zone name impaired (a power loss, a network partition)
+// or, with impaired false, healthy again. Nothing is launched into an
+// impaired zone: replacements and new capacity go to the healthy zones, and
+// once the zone returns, rebalancing moves capacity back (see Plan).
+// Instances already in the zone are left to their health checks; a caller
+// that cut their power signals them (Signal).
+func (f *Fleet) ImpairZone(name string, impaired bool) error {
+	if !slices.ContainsFunc(f.cfg.Zones, func(z *zone.Zone) bool { return z.Name == name }) {
+		return fmt.Errorf("impair zone %s: the fleet has no such zone", name)
+	}
+	f.mu.Lock()
+	if impaired {
+		f.impaired[name] = true
+	} else {
+		delete(f.impaired, name)
+	}
+	f.mu.Unlock()
+	f.poke()
+	return nil
+}
+
+// ImpairedZones lists the impaired zones.
+func (f *Fleet) ImpairedZones() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for z := range f.impaired {
+		out = append(out, z)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (f *Fleet) poke() {
@@ -371,7 +413,10 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			evs = append(evs, f.event(EventInService, in, ""))
 		}
 	}
-	snap := Snapshot{Now: now, Zones: len(f.cfg.Zones), GracePeriod: f.cfg.GracePeriod}
+	snap := Snapshot{Now: now, Zones: len(f.cfg.Zones), GracePeriod: f.cfg.GracePeriod, Impaired: make([]bool, len(f.cfg.Zones))}
+	for i, z := range f.cfg.Zones {
+		snap.Impaired[i] = f.impaired[z.Name]
+	}
 	for _, in := range f.insts {
 		if in.state.Live() {
 			snap.Instances = append(snap.Instances, Observed{ID: in.id, Zone: in.zoneIdx, State: in.state, Health: in.health, LaunchedAt: in.launchedAt})
@@ -466,10 +511,6 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	z := f.cfg.Zones[zi]
 	tpl := f.cfg.Template
 	id := newID()
-	addr, err := z.Allocate(id)
-	if err != nil {
-		return fmt.Errorf("launch in zone %s: %w", z.Name, err)
-	}
 	var cleanup []func()
 	defer func() {
 		if err != nil {
@@ -478,7 +519,27 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 			}
 		}
 	}()
-	cleanup = append(cleanup, func() { z.Release(addr) })
+	// The instance's network: its own (a namespace in its zone's subnet),
+	// or the host's with an address of the zone.
+	var addr netip.Addr
+	start := (*exec.Cmd).Start
+	if f.cfg.Network != nil {
+		att, err := f.cfg.Network.Attach(ctx, id, z)
+		if err != nil {
+			return fmt.Errorf("launch in zone %s: %w", z.Name, err)
+		}
+		cleanup = append(cleanup, func() {
+			if err := f.cfg.Network.Detach(context.WithoutCancel(ctx), id); err != nil {
+				f.log.Warn("detach network of a failed launch", "instance", id, "err", err)
+			}
+		})
+		addr, start = att.Addr, att.Start
+	} else {
+		if addr, err = z.Allocate(id); err != nil {
+			return fmt.Errorf("launch in zone %s: %w", z.Name, err)
+		}
+		cleanup = append(cleanup, func() { z.Release(addr) })
+	}
 	port := tpl.Port
 	if port == 0 {
 		if port, err = zone.FreePort(addr); err != nil {
@@ -528,7 +589,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.WaitDelay = time.Second
 
-	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port,
+	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
 		exited: make(chan struct{}), state: StatePending, health: HealthInitial}
 	if f.cfg.LogDir != "" {
 		in.logPath = filepath.Join(f.cfg.LogDir, id+".log")
@@ -547,10 +608,10 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 		}
 		in.group = g
 		cleanup = append(cleanup, func() { _ = g.Delete(context.WithoutCancel(ctx)) })
-		if err := g.Start(cmd); err != nil {
+		if err := g.StartWith(cmd, start); err != nil {
 			return fmt.Errorf("launch %s: %w", id, err)
 		}
-	} else if err := cmd.Start(); err != nil {
+	} else if err := start(cmd); err != nil {
 		return fmt.Errorf("launch %s: %w", id, err)
 	}
 	in.pid = cmd.Process.Pid
@@ -640,7 +701,13 @@ func (f *Fleet) drainAndStop(ctx context.Context, in *instance) {
 		in.logf.Close()
 	}
 	f.log.Debug("stop: cleaned", "instance", in.id)
-	in.zone.Release(in.addr)
+	if in.networked {
+		if err := f.cfg.Network.Detach(kctx, in.id); err != nil {
+			f.log.Warn("detach network", "instance", in.id, "err", err)
+		}
+	} else {
+		in.zone.Release(in.addr)
+	}
 	f.mu.Lock()
 	in.state = StateTerminated
 	reason := in.reason

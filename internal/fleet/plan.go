@@ -58,7 +58,14 @@ type Snapshot struct {
 	Instances []Observed
 	// GracePeriod after launch during which HealthUnhealthy is ignored.
 	GracePeriod time.Duration
+	// Impaired marks the zones (by index) that are impaired: powered off or
+	// cut off from the others. Nothing is launched there until they return;
+	// a nil or short slice means none.
+	Impaired []bool
 }
+
+// impaired reports whether zone z is impaired in s.
+func (s Snapshot) impaired(z int) bool { return z < len(s.Impaired) && s.Impaired[z] }
 
 // Desired is the requested capacity.
 type Desired struct {
@@ -104,13 +111,18 @@ type Actions struct {
 //
 //   - Desired is clamped to [Min, Max].
 //   - Instances unhealthy past the grace period are terminated and replaced (in the same plan).
-//   - Launches go to the zone with the fewest instances (tie: lowest index).
+//   - Launches go to the zone with the fewest instances (tie: lowest index)
+//     among the zones that are not impaired, as an Auto Scaling Group
+//     launches into the healthy Availability Zones when one is impaired;
+//     with every zone impaired nothing is launched.
 //   - Scale-in removes only in-service instances, only as many as exceed Desired,
 //     from the zone with the most instances (tie: highest index), oldest first.
 //     While pending instances could still fill capacity it waits for them.
 //   - Rebalancing (zones differ by more than one) launches one instance in the
-//     emptiest zone; scale-in then removes one from the fullest zone once the new
-//     one is in service. It never launches and terminates for balance in one plan.
+//     emptiest zone that is not impaired; scale-in then removes one from the
+//     fullest zone once the new one is in service (an impaired zone's first).
+//     It never launches and terminates for balance in one plan. So when an
+//     impaired zone returns, capacity moves back into it.
 func Plan(s Snapshot, d Desired) Actions {
 	var a Actions
 	a.Desired = d.Clamp()
@@ -136,7 +148,10 @@ func Plan(s Snapshot, d Desired) Actions {
 	switch {
 	case n < a.Desired:
 		for range a.Desired - n {
-			z := minZone(counts)
+			z := minZone(counts, s.impaired)
+			if z < 0 {
+				break // every zone impaired
+			}
 			counts[z]++
 			a.Launch = append(a.Launch, Launch{Zone: z, Reason: ReasonCapacity})
 		}
@@ -152,7 +167,7 @@ func Plan(s Snapshot, d Desired) Actions {
 		remove := min(n-a.Desired, max(0, inService-a.Desired))
 		removed := map[string]bool{}
 		for range remove {
-			id, z := scaleInVictim(keep, counts, removed)
+			id, z := scaleInVictim(keep, counts, removed, s.impaired)
 			if id == "" {
 				break
 			}
@@ -167,22 +182,29 @@ func Plan(s Snapshot, d Desired) Actions {
 				pending = true
 			}
 		}
-		lo, hi := minZone(counts), maxZone(counts)
-		if !pending && len(a.Terminate) == 0 && counts[hi]-counts[lo] > 1 {
+		lo, hi := minZone(counts, s.impaired), maxZone(counts)
+		if lo >= 0 && !pending && len(a.Terminate) == 0 && counts[hi]-counts[lo] > 1 {
 			a.Launch = append(a.Launch, Launch{Zone: lo, Reason: ReasonRebalance})
 		}
 	}
 	return a
 }
 
-// scaleInVictim picks the oldest in-service instance of the fullest zone that has one.
-func scaleInVictim(keep []Observed, counts []int, removed map[string]bool) (string, int) {
+// scaleInVictim picks the oldest in-service instance of the fullest zone
+// that has one, impaired zones first.
+func scaleInVictim(keep []Observed, counts []int, removed map[string]bool, impaired func(int) bool) (string, int) {
 	order := make([]int, len(counts))
 	for i := range order {
 		order[i] = i
 	}
-	// Fullest zone first; tie: highest index.
+	// Impaired zones first, then the fullest; tie: highest index.
 	slices.SortStableFunc(order, func(x, y int) int {
+		if ix, iy := impaired(x), impaired(y); ix != iy {
+			if ix {
+				return -1
+			}
+			return 1
+		}
 		if c := cmp.Compare(counts[y], counts[x]); c != 0 {
 			return c
 		}
@@ -207,10 +229,12 @@ func scaleInVictim(keep []Observed, counts []int, removed map[string]bool) (stri
 	return "", 0
 }
 
-func minZone(counts []int) int {
-	z := 0
+// minZone returns the zone with the fewest instances among those not
+// impaired (tie: lowest index), -1 when every zone is impaired.
+func minZone(counts []int, impaired func(int) bool) int {
+	z := -1
 	for i, c := range counts {
-		if c < counts[z] {
+		if !impaired(i) && (z < 0 || c < counts[z]) {
 			z = i
 		}
 	}

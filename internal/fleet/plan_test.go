@@ -22,7 +22,9 @@ func TestPlan(t *testing.T) {
 		insts []Observed
 		d     Desired
 		grace time.Duration
-		want  Actions
+		// impaired zones by index (nil: none)
+		impaired []bool
+		want     Actions
 	}{
 		{name: "empty fleet launches min spread, tie to first zone",
 			d:    Desired{Min: 3, Max: 5, Desired: 3},
@@ -83,6 +85,35 @@ func TestPlan(t *testing.T) {
 			d:     Desired{Min: 2, Max: 4, Desired: 2},
 			grace: 10 * time.Second,
 			want:  Actions{Desired: 2}},
+		{name: "an impaired zone gets no launch: the lost instance is replaced in the healthy zone",
+			insts:    []Observed{inst("b1", 1, in, ok, time.Hour)},
+			d:        Desired{Min: 2, Max: 4, Desired: 2},
+			impaired: []bool{true, false},
+			want:     Actions{Desired: 2, Launch: []Launch{{1, ReasonCapacity}}}},
+		{name: "impaired zone: scale out goes to the healthy zones only",
+			insts:    []Observed{inst("b1", 1, in, ok, time.Hour)},
+			d:        Desired{Min: 2, Max: 6, Desired: 4},
+			impaired: []bool{true, false},
+			want:     Actions{Desired: 4, Launch: []Launch{{1, ReasonCapacity}, {1, ReasonCapacity}, {1, ReasonCapacity}}}},
+		{name: "every zone impaired: nothing is launched",
+			d:        Desired{Min: 2, Max: 4, Desired: 2},
+			impaired: []bool{true, true},
+			want:     Actions{Desired: 2}},
+		{name: "impaired zone: no rebalance into it",
+			insts:    []Observed{inst("b1", 1, in, ok, 2*time.Hour), inst("b2", 1, in, ok, time.Hour)},
+			d:        Desired{Min: 2, Max: 4, Desired: 2},
+			impaired: []bool{true, false},
+			want:     Actions{Desired: 2}},
+		{name: "the zone returns: rebalance launches into it",
+			insts:    []Observed{inst("b1", 1, in, ok, 2*time.Hour), inst("b2", 1, in, ok, time.Hour)},
+			d:        Desired{Min: 2, Max: 4, Desired: 2},
+			impaired: []bool{false, false},
+			want:     Actions{Desired: 2, Launch: []Launch{{0, ReasonRebalance}}}},
+		{name: "scale in takes the impaired zone's instances first",
+			insts:    []Observed{inst("a1", 0, in, ok, time.Hour), inst("b1", 1, in, ok, 3*time.Hour), inst("b2", 1, in, ok, 2*time.Hour)},
+			d:        Desired{Min: 1, Max: 4, Desired: 2},
+			impaired: []bool{true, false},
+			want:     Actions{Desired: 2, Terminate: []Termination{{"a1", ReasonScaleIn}}}},
 		{name: "non-live instances ignored",
 			insts: []Observed{inst("a1", 0, StateDraining, ok, time.Minute), inst("b1", 1, StateTerminated, un, time.Minute)},
 			d:     Desired{Min: 1, Max: 4, Desired: 1},
@@ -90,7 +121,7 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Plan(Snapshot{Now: t0, Zones: 2, Instances: tt.insts, GracePeriod: tt.grace}, tt.d)
+			got := Plan(Snapshot{Now: t0, Zones: 2, Instances: tt.insts, GracePeriod: tt.grace, Impaired: tt.impaired}, tt.d)
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}
@@ -116,7 +147,11 @@ func TestPlanProperties(t *testing.T) {
 				Health: healths[r.IntN(len(healths))], LaunchedAt: t0.Add(-time.Duration(r.IntN(40)) * time.Second),
 			})
 		}
-		s := Snapshot{Now: t0, Zones: zones, Instances: insts, GracePeriod: grace}
+		impaired := make([]bool, zones)
+		for z := range impaired {
+			impaired[z] = r.IntN(4) == 0
+		}
+		s := Snapshot{Now: t0, Zones: zones, Instances: insts, GracePeriod: grace, Impaired: impaired}
 		a := Plan(s, d)
 		fail := func(format string, args ...any) {
 			t.Fatalf("iteration %d: %s\nsnapshot %+v\ndesired %+v\nplan %+v", iter, fmt.Sprintf(format, args...), s, d, a)
@@ -168,16 +203,21 @@ func TestPlanProperties(t *testing.T) {
 				}
 			}
 		}
-		// Launches go to the emptiest zone, lowest index on ties.
+		// Launches go to the emptiest zone that is not impaired, lowest
+		// index on ties; none while every zone is impaired.
+		healthy := false
+		for _, imp := range impaired {
+			healthy = healthy || !imp
+		}
 		for _, l := range a.Launch {
-			want := 0
+			want := -1
 			for z := range counts {
-				if counts[z] < counts[want] {
+				if !impaired[z] && (want < 0 || counts[z] < counts[want]) {
 					want = z
 				}
 			}
 			if l.Zone != want {
-				fail("launch to zone %d, want %d (counts %v)", l.Zone, want, counts)
+				fail("launch to zone %d, want %d (counts %v, impaired %v)", l.Zone, want, counts, impaired)
 			}
 			counts[l.Zone]++
 		}
@@ -188,7 +228,7 @@ func TestPlanProperties(t *testing.T) {
 		if scaleIn > 0 && inService < a.Desired {
 			fail("scale-in leaves %d in service, want ≥ %d", inService, a.Desired)
 		}
-		if kept < a.Desired && after != a.Desired {
+		if kept < a.Desired && after != a.Desired && healthy {
 			fail("below desired: %d after plan, want %d", after, a.Desired)
 		}
 		if kept >= a.Desired && after < a.Desired {

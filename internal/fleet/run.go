@@ -19,19 +19,20 @@ type RunResult struct {
 	Stdout, Stderr string
 }
 
-// Run runs argv inside instance id's process group, like SSM Run Command:
-// its metadata endpoint serves it as it serves the instance. env is its
-// whole environment. It is killed when timeout passes or ctx ends.
+// Run runs argv inside instance id's process group and network, like SSM
+// Run Command: its metadata endpoint serves it as it serves the instance.
+// env is its whole environment. It is killed when timeout passes or ctx ends.
 func (f *Fleet) Run(ctx context.Context, id string, argv, env []string, timeout time.Duration) (RunResult, error) {
 	if len(argv) == 0 {
 		return RunResult{}, errors.New("argv: required")
 	}
-	pid := 0
-	for _, i := range f.Instances() {
-		if i.ID == id && i.State == StateInService {
-			pid = i.PID
-		}
+	f.mu.Lock()
+	in := f.insts[id]
+	pid, start := 0, (*exec.Cmd).Start
+	if in != nil && in.state == StateInService {
+		pid, start = in.pid, in.start
 	}
+	f.mu.Unlock()
 	if pid == 0 {
 		return RunResult{}, fmt.Errorf("instance %s: not found or not in service", id)
 	}
@@ -42,7 +43,11 @@ func (f *Fleet) Run(ctx context.Context, id string, argv, env []string, timeout 
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: pid, Pdeathsig: syscall.SIGKILL}
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &limitedBuffer{b: &out}, &limitedBuffer{b: &errb}
-	err := c.Run()
+	// Inside the instance's network too, as its own processes.
+	err := start(c)
+	if err == nil {
+		err = c.Wait()
+	}
 	res := RunResult{Stdout: out.String(), Stderr: errb.String()}
 	var ee *exec.ExitError
 	switch {
@@ -75,6 +80,9 @@ type Task struct {
 	Log *os.File
 	// Progress, when set, is told an output line at most every 2 s.
 	Progress func(line string)
+	// Start starts the task's process where it runs (inside a network
+	// namespace: vpc.Namespace.Start). Default exec.Cmd.Start.
+	Start func(*exec.Cmd) error
 }
 
 // RunTask runs t in its own process group (killed with it when ctx ends)
@@ -89,7 +97,11 @@ func RunTask(ctx context.Context, t Task) error {
 		return err
 	}
 	c.Stdout, c.Stderr = pw, pw
-	if err := c.Start(); err != nil {
+	start := t.Start
+	if start == nil {
+		start = (*exec.Cmd).Start
+	}
+	if err := start(c); err != nil {
 		pw.Close()
 		pr.Close()
 		return fmt.Errorf("start %s: %w", t.Command[0], err)

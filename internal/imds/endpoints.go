@@ -35,8 +35,10 @@ type EndpointsConfig struct {
 }
 
 // Endpoints runs one metadata endpoint per instance (and one for a one-off
-// task), each on its instance's own address and answering only the
-// processes its allow function accepts.
+// task): in a region's VPC, inside the instance's own network namespace
+// at 169.254.169.254 (Serve), where the namespace identifies the caller;
+// without one, on the instance's own loopback address, answering only the
+// processes its allow function accepts (Start).
 type Endpoints struct {
 	cfg EndpointsConfig
 	log *slog.Logger
@@ -61,8 +63,11 @@ func NewEndpoints(cfg EndpointsConfig) *Endpoints {
 
 // Start starts the endpoint of instance id (in availability zone az) on
 // host, answering only connections whose peer processes pass allow, and
-// returns its URL. An id that has one already gets an error.
-func (e *Endpoints) Start(ctx context.Context, id, az, host string, allow func(pid int) error) (string, error) {
+// returns its URL. candidates, when not nil, lists the instance's
+// processes: a caller is looked for among them alone (peercred.Guard's
+// Candidates), not in every process. An id that has one already gets an
+// error.
+func (e *Endpoints) Start(ctx context.Context, id, az, host string, allow func(pid int) error, candidates func() []int) (string, error) {
 	e.mu.Lock()
 	_, dup := e.byID[id]
 	e.mu.Unlock()
@@ -73,10 +78,40 @@ func (e *Endpoints) Start(ctx context.Context, id, az, host string, allow func(p
 	if err != nil {
 		return "", fmt.Errorf("listen for the metadata endpoint of %s on %s: %w", id, host, err)
 	}
-	g := &peercred.Guard{Listener: ln, Allow: allow, Log: e.log.With("instance", id)}
+	g := &peercred.Guard{Listener: ln, Allow: allow, Candidates: candidates, Log: e.log.With("instance", id)}
 	srv := New(Config{
 		Instance: Instance{ID: id, AvailabilityZone: az, Region: e.cfg.Region, Role: e.cfg.Role, AccountID: e.cfg.Account, PrivateIP: host},
 		Issuer:   e.cfg.Issuer, Listener: g, Clock: e.cfg.Clock, Logger: e.cfg.Logger,
+	})
+	if err := srv.Start(ctx); err != nil {
+		ln.Close()
+		return "", err
+	}
+	e.mu.Lock()
+	e.byID[id] = &running{srv: srv, started: e.cfg.Clock.Now()}
+	e.mu.Unlock()
+	return srv.Endpoint(), nil
+}
+
+// Serve starts the endpoint of instance id (in availability zone az, at
+// address privateIP) on ln, a listener the caller opened inside the
+// instance's own network namespace at 169.254.169.254:80
+// (vpc.Namespace.Listen): a connection it accepts comes from that
+// namespace, by the kernel's word, so it is the instance's and needs no
+// further identification. Its URL is http://169.254.169.254, where the AWS
+// SDKs look by default. An id that has an endpoint already gets an error,
+// and ln is closed.
+func (e *Endpoints) Serve(ctx context.Context, id, az, privateIP string, ln net.Listener) (string, error) {
+	e.mu.Lock()
+	_, dup := e.byID[id]
+	e.mu.Unlock()
+	if dup {
+		ln.Close()
+		return "", fmt.Errorf("metadata endpoint of %s: already running", id)
+	}
+	srv := New(Config{
+		Instance: Instance{ID: id, AvailabilityZone: az, Region: e.cfg.Region, Role: e.cfg.Role, AccountID: e.cfg.Account, PrivateIP: privateIP},
+		Issuer:   e.cfg.Issuer, Listener: ln, Clock: e.cfg.Clock, Logger: e.cfg.Logger,
 	})
 	if err := srv.Start(ctx); err != nil {
 		ln.Close()

@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -68,6 +69,11 @@ type Config struct {
 	// RetryBudget bounds, from the arrival of a request, the time within which a
 	// failed attempt may be retried on another target. Default 5s.
 	RetryBudget time.Duration
+	// Dial connects to targets, for requests and health checks alike: in a
+	// region's VPC, from the load balancer's own namespace and its address
+	// in each zone's public subnet (vpc.Namespace.DialContext). Default: a
+	// plain dial from the process's network.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// AccessLog, if set, receives one JSON object per request, one per line.
 	// Default nil (no access log).
 	AccessLog io.Writer

@@ -152,7 +152,7 @@ func New(cfg Config) (*LB, error) {
 		quit:    make(chan struct{}),
 		targets: map[string]*target{},
 		checkClient: &http.Client{
-			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DisableCompression: true},
+			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, DisableCompression: true, DialContext: cfg.Dial},
 			CheckRedirect: func(*http.Request, []*http.Request) error {
 				return http.ErrUseLastResponse
 			},
@@ -332,7 +332,7 @@ func (l *LB) Register(t Target) error {
 	}
 	nt := &target{
 		id: t.ID, zone: t.Zone, addr: t.Addr,
-		transport: newTargetTransport(l.cfg.IdleTimeout),
+		transport: newTargetTransport(l.cfg.IdleTimeout, l.cfg.Dial),
 		drainWake: make(chan struct{}, 1),
 		state:     StateInitial,
 		reason:    ReasonInitialHealthChecking,
@@ -689,12 +689,17 @@ func (l *LB) redirect(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "https://"+hostport+r.URL.RequestURI(), code)
 }
 
-func newTargetTransport(idle time.Duration) *http.Transport {
-	d := &net.Dialer{Timeout: min(idle, 10*time.Second), KeepAlive: 30 * time.Second}
+func newTargetTransport(idle time.Duration, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Transport {
+	timeout := min(idle, 10*time.Second)
+	if dial == nil {
+		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
 	return &http.Transport{
 		Proxy: nil, // never use HTTP_PROXY for targets
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			c, err := dial(ctx, network, addr)
 			if err != nil {
 				return nil, &dialError{err: err}
 			}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -864,5 +865,42 @@ func TestUpgradeAndHTTP2(t *testing.T) {
 	resp.Body.Close()
 	if resp.Proto != "HTTP/2.0" || string(body) != "HTTP/1.1" {
 		t.Errorf("client proto %s, target saw %q; want HTTP/2.0 and HTTP/1.1", resp.Proto, body)
+	}
+}
+
+// TestDialReachesTargetsForRequestsAndChecks: Config.Dial carries every
+// connection to a target, health checks and requests alike (in a region's
+// VPC, it dials from the load balancer's namespace); a target it cannot
+// reach is never healthy.
+func TestDialReachesTargetsForRequestsAndChecks(t *testing.T) {
+	b := newBackend(t, "a1", nil)
+	var dials atomic.Int64
+	l, c := startLB(t, func(cfg *Config) {
+		cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr != b.addr() {
+				return nil, fmt.Errorf("dial %s: not reachable from this network", addr)
+			}
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	})
+	register(t, l, "a1", "a", b.addr())
+	register(t, l, "b1", "b", "127.0.0.1:1")
+	waitState(t, l, "a1", StateHealthy)
+	checks := dials.Load()
+	if checks == 0 {
+		t.Fatal("the health checks did not dial through Config.Dial")
+	}
+	for range 5 {
+		if code, body := get(t, c, l.HTTPSURL()+"/"); code != 200 || body != "a1" {
+			t.Fatalf("GET = %d %q, want 200 a1", code, body)
+		}
+	}
+	if dials.Load() == checks {
+		t.Error("the requests did not dial through Config.Dial")
+	}
+	if st, _ := l.TargetHealth("b1"); st == StateHealthy {
+		t.Errorf("b1, which Dial cannot reach, is %s", st)
 	}
 }

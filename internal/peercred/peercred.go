@@ -4,13 +4,12 @@ package peercred
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
-	"time"
 
 	"github.com/haven-platform/haven/internal/proc"
 )
@@ -21,46 +20,38 @@ func PeerPIDs(peer, local netip.AddrPort) ([]int, error) {
 	return proc.SocketHolders(peer, local)
 }
 
-// Guard is a listener that hands out only connections whose every peer
-// process passes Allow; the others get a 403 and are closed. It identifies
-// callers by /proc, which works without network namespaces; with them, the
-// namespace a connection comes from identifies the caller instead.
-type Guard struct {
-	net.Listener
-	// Allow returns nil when process pid may call.
-	Allow func(pid int) error
-	// Log receives refusals. Required.
-	Log *slog.Logger
-}
-
-// Accept returns the next allowed connection.
-func (g *Guard) Accept() (net.Conn, error) {
-	for {
-		c, err := g.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		err = g.check(c)
-		if err == nil {
-			return c, nil
-		}
-		g.Log.Warn("request refused", "peer", c.RemoteAddr().String(), "reason", err.Error())
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		msg := "this endpoint serves only its own instance\n"
-		_, _ = fmt.Fprintf(c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(msg), msg)
-		_ = c.Close()
-	}
-}
-
 func (g *Guard) check(c net.Conn) error {
 	peer, ok1 := c.RemoteAddr().(*net.TCPAddr)
 	local, ok2 := c.LocalAddr().(*net.TCPAddr)
 	if !ok1 || !ok2 {
 		return errors.New("not a TCP connection")
 	}
-	pids, err := PeerPIDs(peer.AddrPort(), local.AddrPort())
-	if err != nil {
-		return err
+	var pids []int
+	var candidates []int
+	if g.Candidates != nil {
+		candidates = g.Candidates()
+	}
+	if candidates != nil {
+		// Look for the socket among the candidates' files only: a few
+		// processes, not every process's every descriptor.
+		_, inode, err := SocketOwner(peer.AddrPort(), local.AddrPort())
+		if err != nil {
+			return err
+		}
+		target := "socket:[" + strconv.FormatUint(inode, 10) + "]"
+		for _, pid := range candidates {
+			if holds(pid, target) {
+				pids = append(pids, pid)
+			}
+		}
+		if len(pids) == 0 {
+			return errors.New("no process of the instance holds the connection")
+		}
+	} else {
+		var err error
+		if pids, err = PeerPIDs(peer.AddrPort(), local.AddrPort()); err != nil {
+			return err
+		}
 	}
 	for _, pid := range pids {
 		if err := g.Allow(pid); err != nil {
@@ -68,6 +59,33 @@ func (g *Guard) check(c net.Conn) error {
 		}
 	}
 	return nil
+}
+
+// holds reports whether process pid has a file descriptor on target
+// ("socket:[inode]").
+func holds(pid int, target string) bool {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, fd := range fds {
+		if l, err := os.Readlink(dir + "/" + fd.Name()); err == nil && l == target {
+			return true
+		}
+	}
+	return false
+}
+
+// InstanceProcesses lists the processes of the instance whose process
+// group leader returns (none while it returns 0): a Guard's Candidates.
+func InstanceProcesses(leader func() int) func() []int {
+	return func() []int {
+		if l := leader(); l > 0 {
+			return proc.Group(l)
+		}
+		return nil
+	}
 }
 
 // Started returns the leader of pid's process group and the leader's

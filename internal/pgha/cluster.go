@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,16 @@ type Config struct {
 	ArchiveCommand string
 	// Endpoint is repointed at every epoch change. Optional.
 	Endpoint Endpoint
+	// Spawn starts a node's server (the postmaster) with cmd.Start, where
+	// the node lives: inside its network namespace in a region's VPC
+	// (vpc.Namespace.Start). It must keep cmd's SysProcAttr. Default:
+	// cmd.Start in the controller's own network.
+	Spawn func(node Node, cmd *exec.Cmd) error
+	// Dial opens the controller's probe connections to a node's TCP
+	// address: in a VPC, from outside every zone (vpc.VPC.DialContext), so
+	// a zone cut off from the others looks dead to the controller as it
+	// does to the apps. Default: a plain dial.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ProbeInterval is the time between probe rounds. Default 200ms.
 	ProbeInterval time.Duration
 	// ProbeTimeout bounds each probe (TCP connect, then SQL). Default 300ms.
@@ -103,6 +114,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Spawn == nil {
+		c.Spawn = func(_ Node, cmd *exec.Cmd) error { return cmd.Start() }
+	}
+	if c.Dial == nil {
+		c.Dial = (&net.Dialer{}).DialContext
 	}
 }
 
@@ -194,6 +211,11 @@ type Cluster struct {
 	snap    atomic.Pointer[Status]
 	primary atomic.Pointer[Node]
 
+	// off holds the zones without power (SetZonePower); read by the loop
+	// and by every start, written by SetZonePower.
+	offMu sync.Mutex
+	off   map[string]bool
+
 	faultMu     sync.Mutex // one injected fault at a time
 	runMu       sync.Mutex // guards cancel: Start, Stop, Kill, RestartController
 	cancel      context.CancelFunc
@@ -210,15 +232,17 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	cfg.setDefaults()
 	c := &Cluster{cfg: cfg, log: cfg.Logger.With("component", "pgha"), nodes: map[string]Node{},
-		inst: map[string]*instance{}, probe: map[string]*prober{}, rebuilding: map[string]bool{}, wake: make(chan struct{}, 1),
+		inst: map[string]*instance{}, probe: map[string]*prober{}, rebuilding: map[string]bool{}, off: map[string]bool{}, wake: make(chan struct{}, 1),
 		switchovers: make(chan switchoverReq), rejoined: make(chan rejoinResult)}
 	for _, n := range cfg.Nodes {
 		in, err := newInstance(n, cfg.BinDir, c.log)
 		if err != nil {
 			return nil, err
 		}
+		in.spawn = func(cmd *exec.Cmd) error { return cfg.Spawn(n, cmd) }
+		in.powered = func() bool { return !c.zoneOff(n.Zone) }
 		c.nodes[n.Name], c.inst[n.Name] = n, in
-		c.probe[n.Name] = &prober{node: n, in: in, timeout: cfg.ProbeTimeout, threshold: cfg.FailureThreshold, now: cfg.Clock.Now}
+		c.probe[n.Name] = &prober{node: n, in: in, timeout: cfg.ProbeTimeout, threshold: cfg.FailureThreshold, now: cfg.Clock.Now, dial: cfg.Dial}
 	}
 	return c, nil
 }
@@ -379,6 +403,50 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// SetZonePower cuts (on false) or restores the power of zone: while it is
+// off, every process of the zone's node is SIGKILLed, nothing starts it
+// again (no restart, no rejoin, no rebuild), and the controller treats the
+// node as dead: a primary there fails over to an eligible standby, a
+// standby there is lost (in durability preferred the primary stops waiting
+// for it). When the power returns, the node rejoins as a standby (pg_rewind
+// or a fresh base backup), never as a primary. It returns the nodes of the
+// zone (none: the database has no node there).
+func (c *Cluster) SetZonePower(zone string, on bool) ([]string, error) {
+	var nodes []string
+	for _, n := range c.cfg.Nodes {
+		if n.Zone == zone {
+			nodes = append(nodes, n.Name)
+		}
+	}
+	c.offMu.Lock()
+	if on {
+		delete(c.off, zone)
+	} else {
+		c.off[zone] = true
+	}
+	c.offMu.Unlock()
+	if !on {
+		// Marked off first, so that nothing starts them again meanwhile.
+		for _, name := range nodes {
+			if err := c.inst[name].signalAll(syscall.SIGKILL); err != nil {
+				return nodes, fmt.Errorf("power off zone %s: %w", zone, err)
+			}
+		}
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return nodes, nil
+}
+
+// zoneOff reports whether zone has no power.
+func (c *Cluster) zoneOff(zone string) bool {
+	c.offMu.Lock()
+	defer c.offMu.Unlock()
+	return c.off[zone]
+}
+
 // Kill SIGKILLs every server's process group at once (tests, emergencies).
 func (c *Cluster) Kill() {
 	c.runMu.Lock()
@@ -435,6 +503,9 @@ func (c *Cluster) statusOf(s State, endpointEpoch uint64, obs Observed, rebuildi
 	for _, n := range c.cfg.Nodes {
 		o := obs.Nodes[n.Name]
 		ns := NodeStatus{Name: n.Name, Zone: n.Zone, Addr: n.Addr(), Health: o.Health.String(), Pid: c.inst[n.Name].livePid(), InRecovery: o.InRecovery}
+		if o.Off {
+			ns.Health = "no power"
+		}
 		switch {
 		case rebuilding[n.Name]:
 			ns.Role = "rebuilding"
@@ -556,9 +627,8 @@ func (c *Cluster) rejoin(ctx context.Context, name, primary string, fresh bool) 
 }
 
 // dialCheck is the first probe layer: can the node's address be reached.
-func dialCheck(ctx context.Context, addr string) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+func dialCheck(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), addr string) error {
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,10 @@ type NodeObs struct {
 	InRecovery bool
 	// Rebuilding is true while a rejoin or rebuild of the node is running.
 	Rebuilding bool
+	// Off is true while the node's zone has no power (Cluster.SetZonePower):
+	// nothing of it runs and nothing may start it, so it is dead and is
+	// not rejoined until the power returns.
+	Off bool
 }
 
 func (n NodeObs) answering() bool { return n.Health == HealthUp || n.Health == HealthSlow }
@@ -155,6 +159,12 @@ func Decide(o Observed, s State) Plan {
 				Step{Kind: StepRepoint, Node: s.Standby, Epoch: next.Epoch})
 			return Plan{Reason: "primary " + s.Primary + " dead: fail over to eligible standby " + s.Standby, Steps: steps}
 		}
+		if p.Off {
+			// Nothing can restart it: the database is down until the zone
+			// returns (or, if another node accepts writes, that is fenced
+			// below in the next round).
+			return Plan{Reason: "primary " + s.Primary + " has no power and no eligible standby answers: waiting for its zone"}
+		}
 		steps := []Step{{Kind: StepFence, Node: s.Primary}}
 		for _, name := range sortedNames(o.Nodes) {
 			if n := o.Nodes[name]; name != s.Primary && n.answering() && !n.InRecovery {
@@ -195,7 +205,7 @@ func Decide(o Observed, s State) Plan {
 					Step{Kind: StepDisableSync, Node: s.Primary})
 				reasons = append(reasons, "standby lost (preferred): stop waiting for it")
 			}
-			if !sb.Rebuilding {
+			if !sb.Rebuilding && !sb.Off {
 				plan.Steps = append(plan.Steps, Step{Kind: StepRejoin, Node: s.Standby, Fresh: sb.answering()})
 				reasons = append(reasons, "standby lost: rejoin it")
 			}

@@ -75,6 +75,20 @@ func TestDecide(t *testing.T) {
 			Observed{Nodes: map[string]NodeObs{"a": up(false), "b": up(true)}, StandbyStreaming: true, StandbySync: true, EndpointEpoch: 3},
 			with(func(s *State) { s.StandbyEligible = false }), []StepKind{StepPersist},
 			&State{Epoch: 3, Primary: "a", Standby: "b", StandbyEligible: true, SyncEnabled: true, Durability: DurabilityRequired}},
+		{"primary's zone without power: fail over to the eligible standby",
+			Observed{Nodes: map[string]NodeObs{"a": {Health: HealthDead, Off: true}, "b": up(true)}, EndpointEpoch: 3},
+			base, []StepKind{StepFence, StepPromote, StepPersist, StepRepoint},
+			&State{Epoch: 4, Primary: "b", Standby: "a", SyncEnabled: true, Durability: DurabilityRequired}},
+		{"primary's zone without power, no eligible standby: wait, never restart it there",
+			Observed{Nodes: map[string]NodeObs{"a": {Health: HealthDead, Off: true}, "b": up(true)}, EndpointEpoch: 3},
+			with(func(s *State) { s.StandbyEligible = false }), nil, nil},
+		{"standby's zone without power, preferred: stop waiting for it, do not rejoin it",
+			Observed{Nodes: map[string]NodeObs{"a": up(false), "b": {Health: HealthDead, Off: true}}, StandbyLost: true, EndpointEpoch: 3},
+			with(func(s *State) { s.Durability = DurabilityPreferred }), []StepKind{StepPersist, StepDisableSync},
+			&State{Epoch: 3, Primary: "a", Standby: "b", Durability: DurabilityPreferred}},
+		{"standby's zone without power, already ineligible: nothing to do",
+			Observed{Nodes: map[string]NodeObs{"a": up(false), "b": {Health: HealthDead, Off: true}}, StandbyLost: true, EndpointEpoch: 3},
+			with(func(s *State) { s.Durability, s.StandbyEligible, s.SyncEnabled = DurabilityPreferred, false, false }), nil, nil},
 		{"single node: dead primary restarts",
 			Observed{Nodes: map[string]NodeObs{"a": dead}, EndpointEpoch: 1},
 			State{Epoch: 1, Primary: "a", Durability: DurabilityRequired}, []StepKind{StepFence, StepRestart}, nil},
@@ -113,6 +127,10 @@ func TestDecideProperties(t *testing.T) {
 			if n == s.Standby && r.Intn(5) == 0 {
 				// The observer does not probe a node it is rebuilding.
 				obs = NodeObs{Rebuilding: true}
+			}
+			if r.Intn(6) == 0 {
+				// Nor one whose zone has no power: dead, and off.
+				obs = NodeObs{Health: HealthDead, Off: true}
 			}
 			o.Nodes[n] = obs
 		}
@@ -171,6 +189,9 @@ func TestDecideProperties(t *testing.T) {
 		}
 		restarts := 0
 		for _, st := range p.Steps {
+			if (st.Kind == StepRestart || st.Kind == StepRejoin) && o.Nodes[st.Node].Off {
+				t.Fatalf("%s of %s, whose zone has no power: %s", st.Kind, st.Node, p)
+			}
 			if st.Kind == StepRestart {
 				writable[st.Node] = true
 				restarts++

@@ -34,6 +34,10 @@ type instance struct {
 	uid    int
 	gid    int
 	log    *slog.Logger
+	// spawn starts the postmaster where the node lives (Config.Spawn);
+	// powered reports whether its zone has power. Both are set by New.
+	spawn   func(*exec.Cmd) error
+	powered func() bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -225,6 +229,9 @@ func (in *instance) start(ctx context.Context, rc runConfig) error {
 	if in.running() {
 		return fmt.Errorf("start %s: already running", in.node.Name)
 	}
+	if in.powered != nil && !in.powered() {
+		return fmt.Errorf("start %s: zone %s has no power", in.node.Name, in.node.Zone)
+	}
 	if err := in.prepareDirs(); err != nil {
 		return err
 	}
@@ -241,7 +248,11 @@ func (in *instance) start(ctx context.Context, rc runConfig) error {
 	cmd.Env = in.env()
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	spawn := in.spawn
+	if spawn == nil {
+		spawn = (*exec.Cmd).Start
+	}
+	if err := spawn(cmd); err != nil {
 		logf.Close()
 		return fmt.Errorf("start postgres %s: %w", in.node.Name, err)
 	}

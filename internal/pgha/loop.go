@@ -84,6 +84,18 @@ func (c *Cluster) safeTick(ctx context.Context) {
 func (c *Cluster) observe(ctx context.Context) Observed {
 	o := Observed{Nodes: map[string]NodeObs{}, EndpointEpoch: c.endpointEpoch}
 	for name, p := range c.probe {
+		if c.zoneOff(c.nodes[name].Zone) {
+			// No power: nothing runs there, and the probe would only wait.
+			// Failing since the first round without power (the failover's
+			// RTO counts from there).
+			if p.failingSince.IsZero() {
+				p.failingSince = p.now()
+			}
+			p.close()
+			p.failures, p.repl, p.timeline = p.threshold, nil, 0
+			o.Nodes[name] = NodeObs{Health: HealthDead, Off: true}
+			continue
+		}
 		if c.rebuilding[name] {
 			o.Nodes[name] = NodeObs{Rebuilding: true, Health: HealthUnknown}
 			continue
@@ -107,7 +119,7 @@ func (c *Cluster) observe(ctx context.Context) Observed {
 		}
 	}
 	switch {
-	case sb.Rebuilding:
+	case sb.Rebuilding, sb.Off:
 		c.missing = 0
 		o.StandbyLost = true
 	case found:

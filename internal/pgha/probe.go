@@ -3,6 +3,7 @@ package pgha
 import (
 	"context"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -23,6 +24,7 @@ type prober struct {
 	timeout   time.Duration
 	threshold int
 	now       func() time.Time
+	dial      func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	conn     *pgx.Conn
 	failures int
@@ -92,7 +94,7 @@ func (p *prober) run(ctx context.Context) NodeObs {
 func (p *prober) query(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	if err := dialCheck(ctx, p.node.Addr()); err != nil {
+	if err := dialCheck(ctx, p.dial, p.node.Addr()); err != nil {
 		return fmt.Errorf("tcp probe: %w", err)
 	}
 	if p.conn == nil {

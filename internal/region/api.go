@@ -19,6 +19,8 @@ import (
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/vpc"
+	"github.com/haven-platform/haven/internal/zone"
 )
 
 // serveAPI listens on the state directory's unix socket (mode 0600: only the
@@ -130,6 +132,9 @@ func (a *regionAPI) Inject(ctx context.Context, in api.FaultRequest) (api.FaultR
 	if !ok || sc.Kind != failpoint.External {
 		return api.FaultResult{}, fmt.Errorf("fault %q: unknown; the scenarios are %s", in.Scenario, strings.Join(failpoint.Names(failpoint.External), ", "))
 	}
+	if sc.Tier == "zones" {
+		return r.zoneFault(ctx, in)
+	}
 	if sig, ok := instanceSignals[in.Scenario]; ok {
 		if v.fleet == nil {
 			return api.FaultResult{}, &api.Error{Message: fmt.Sprintf("instance %s: the fleet is not running", in.Target), Status: http.StatusServiceUnavailable}
@@ -178,12 +183,22 @@ func (a *regionAPI) RunOnInstance(ctx context.Context, id string, in api.RunRequ
 	if v.fleet == nil || v.imds == nil {
 		return api.RunResult{}, fmt.Errorf("instance %s: the fleet is not running", id)
 	}
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER=" + v.secrets.Endpoint(), "COURSES_DB_SECRET_ID=" + r.cfg.DBSecret.Name,
-		"PGUSER=" + r.cfg.AppEnv["PGUSER"], "AWS_REGION=" + r.spec.AWS.Region, "AWS_DEFAULT_REGION=" + r.spec.AWS.Region,
-		"AWS_ENDPOINT_URL_S3=" + r.cfg.Storage.S3Endpoint}
-	if md := v.imds.Endpoint(id); md != "" {
-		env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+md)
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "COURSES_DB_SECRET_ID=" + r.cfg.DBSecret.Name,
+		"PGUSER=" + r.cfg.AppEnv["PGUSER"], "AWS_REGION=" + r.spec.AWS.Region, "AWS_DEFAULT_REGION=" + r.spec.AWS.Region}
+	if v.vpc != nil {
+		// Inside the instance's namespace: the metadata endpoint is at
+		// 169.254.169.254, where the SDKs and the aws CLI look by
+		// default; Secrets Manager is the interface endpoint of its zone.
+		for _, in := range v.fleet.Instances() {
+			if in.ID == id {
+				env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(in.Zone), "AWS_ENDPOINT_URL_S3="+r.s3URL(in.Zone))
+			}
+		}
+	} else {
+		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+v.secrets.Endpoint(), "AWS_ENDPOINT_URL_S3="+r.s3URL(""))
+		if md := v.imds.Endpoint(id); md != "" {
+			env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+md)
+		}
 	}
 	for k, val := range in.Env {
 		env = append(env, k+"="+val)
@@ -215,8 +230,29 @@ func (r *Region) Status() api.Status {
 		IntervalMS: hc.Interval.D().Milliseconds(), TimeoutMS: hc.Timeout.D().Milliseconds(),
 		HealthyThreshold: hc.Healthy, UnhealthyThreshold: hc.Unhealthy,
 	}
+	impaired := map[string]bool{}
+	if v.fleet != nil {
+		for _, z := range v.fleet.ImpairedZones() {
+			impaired[z] = true
+		}
+	}
 	for _, z := range v.zones {
-		st.Zones = append(st.Zones, api.Zone{Name: z.Name, AZ: z.AZ, CIDR: z.CIDR.String()})
+		az := api.Zone{Name: z.Name, AZ: z.AZ, CIDR: z.CIDR.String(), Fault: r.zoneFaultOf(z.Name), Impaired: impaired[z.Name]}
+		if z.Plan() != nil {
+			az.Subnets = map[string]string{}
+			for _, t := range zone.Tiers {
+				az.Subnets[string(t)] = z.Subnet(t).String()
+			}
+		}
+		st.Zones = append(st.Zones, az)
+	}
+	st.Network = api.Network{Mode: "loopback", Why: r.netWarning}
+	if n := r.cfg.Network; n.VPC {
+		st.Network = api.Network{Mode: "vpc", Range: n.Range.String(), Prefix: vpc.Prefix(r.opts.StateDir),
+			HostAddr: n.Host.String(), DBEndpoint: n.DBEndpoint.String()}
+		for _, g := range n.Groups {
+			st.Network.SecurityGroups = append(st.Network.SecurityGroups, g.Name)
+		}
 	}
 	st.Fleet = api.Fleet{Min: s.Fleet.Min, Desired: s.Fleet.Desired, Max: s.Fleet.Max, HealthCheckType: s.Fleet.HealthCheckType}
 	if v.secUp {
@@ -241,7 +277,7 @@ func (r *Region) Status() api.Status {
 		st.Fleet.Min, st.Fleet.Desired, st.Fleet.Max = c.Min, c.Desired, c.Max
 		for _, in := range v.fleet.Instances() {
 			ai := api.Instance{
-				ID: in.ID, Zone: in.Zone, AZ: in.AZ, Address: in.Address, PID: in.PID,
+				ID: in.ID, Zone: in.Zone, AZ: in.AZ, Address: in.Address, Subnet: in.Subnet, PID: in.PID,
 				State: string(in.State), Health: string(in.Health), InFlight: int(inflight[in.ID]), Target: targets[in.ID], LaunchedAt: in.LaunchedAt,
 			}
 			st.Instances = append(st.Instances, ai)

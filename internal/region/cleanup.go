@@ -11,6 +11,7 @@ import (
 	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/objstore"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/vpc"
 )
 
 // CgroupPattern matches the name of the cgroup root of stateDir's region.
@@ -22,11 +23,14 @@ type Leftovers struct {
 	Table     string   `json:"nft_table,omitempty"` // the database endpoint's nftables table
 	Cgroups   []string `json:"cgroups,omitempty"`   // cgroup roots removed, with any process in them
 	ObjStore  int      `json:"objstore,omitempty"`  // the object store's pid, stopped
+	// Network is what was left of the region's VPC: namespaces (with the
+	// processes still in them), host links, tables, the address lease.
+	Network *vpc.Swept `json:"network,omitempty"`
 }
 
 // Empty reports whether nothing was left.
 func (l Leftovers) Empty() bool {
-	return len(l.Processes) == 0 && l.Table == "" && len(l.Cgroups) == 0 && l.ObjStore == 0
+	return len(l.Processes) == 0 && l.Table == "" && len(l.Cgroups) == 0 && l.ObjStore == 0 && (l.Network == nil || l.Network.Empty())
 }
 
 // CleanUp removes what a daemon of stateDir left behind when it died
@@ -74,6 +78,14 @@ func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftove
 			continue
 		}
 		l.Cgroups = append(l.Cgroups, root)
+	}
+	// The VPC: every namespace of the region (and whatever still runs in
+	// one: instances, database servers), the host link and route, any
+	// table, the lease. From names alone, as the daemon is gone.
+	if sw, err := vpc.Sweep(ctx, vpc.SweepConfig{Key: stateDir, Logger: logger}); err != nil {
+		errs = append(errs, fmt.Errorf("remove the region's network: %w", err))
+	} else if !sw.Empty() {
+		l.Network = &sw
 	}
 	table := endpoint.NATTableName(stateDir)
 	if removed, err := endpoint.RemoveNAT(ctx, table); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/spec"
 	"github.com/haven-platform/haven/internal/zone"
@@ -30,13 +31,20 @@ type Layout struct {
 	// AppCommand and ReleaseCommand are the spec's commands with the
 	// program resolved to an absolute path (ReleaseCommand nil: no release).
 	AppCommand, ReleaseCommand []string
+	// VPC is the region's range of 198.18.0.0/15 (its lease, a /19) when
+	// the region builds a VPC of network namespaces; the zero Prefix: no
+	// VPC (no root or no namespaces), loopback ranges as the fallback.
+	VPC netip.Prefix
 }
 
 // Configs is every component's configuration, before the region attaches
 // what only exists at run time (loggers, the endpoint, certificates,
 // callbacks between tiers).
 type Configs struct {
-	Zones    zone.Config
+	Zones zone.Config
+	// Network is the region's VPC (Network.VPC false: loopback ranges, the
+	// fallback, where security groups are not enforced).
+	Network  NetworkConfig
 	Cgroup   string // the region's cgroup root
 	Endpoint endpoint.NATConfig
 	DB       pgha.Config
@@ -67,6 +75,23 @@ type Configs struct {
 	Storage StorageConfigs
 }
 
+// NetworkConfig is the region's VPC: its namespaces, security groups and
+// endpoints (package vpc), when it has one.
+type NetworkConfig struct {
+	// VPC is true when the region builds a VPC (Layout.VPC is set).
+	VPC bool
+	// Range is the VPC's range, the lease's /19.
+	Range netip.Prefix
+	// Groups are the security groups nftables enforces: the spec's, with
+	// the local-only rules the local region needs (secgroup.WithLocal).
+	Groups []secgroup.Group
+	// DBEndpoint is the database endpoint's virtual address inside the VPC
+	// (the RDS endpoint); the host reaches it on database.endpoint.
+	DBEndpoint netip.AddrPort
+	// Host is the host's address on its link into the VPC.
+	Host netip.Addr
+}
+
 // configs derives every component's configuration from the spec and the
 // layout. It is pure: no file, process or network is touched.
 func configs(s spec.Spec, l Layout) (Configs, error) {
@@ -75,29 +100,46 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		return Configs{}, fmt.Errorf("database.endpoint: %w", err)
 	}
 	c := Configs{
-		Zones:    zone.Config{Region: s.AWS.Region, Names: s.Zones},
+		Zones:    zone.Config{Region: s.AWS.Region, Names: s.Zones, VPC: l.VPC},
 		Cgroup:   cgroup.RegionRoot(s.Name, l.StateDir),
 		Endpoint: endpoint.NATConfig{Listen: s.Database.Endpoint, Table: endpoint.NATTableName(l.StateDir)},
 	}
 
-	// Database: one node per zone (the first zone alone without Multi-AZ),
-	// each on the first address of its zone, one port above the endpoint's.
+	// Database: one node per zone (the first zone alone without Multi-AZ).
+	// In a VPC each has the first address of its zone's db subnet and
+	// PostgreSQL's port, as on RDS; on loopback the first address of its
+	// zone, one port above the endpoint's.
 	zones, err := zone.New(c.Zones)
 	if err != nil {
 		return Configs{}, err
+	}
+	dbPort := int(ep.Port()) + 1
+	if l.VPC.IsValid() {
+		plan := zones[0].Plan()
+		vip, err := plan.EndpointAddr(0)
+		if err != nil {
+			return Configs{}, err
+		}
+		groups, err := securityGroups(s)
+		if err != nil {
+			return Configs{}, err
+		}
+		c.Network = NetworkConfig{VPC: true, Range: plan.Region(), Groups: groups,
+			DBEndpoint: netip.AddrPortFrom(vip, secgroup.PostgresPort), Host: plan.HostLink().Addr()}
+		dbPort = secgroup.PostgresPort
 	}
 	if !s.Database.MultiAZ {
 		zones = zones[:1]
 	}
 	var nodes []pgha.Node
 	for _, z := range zones {
-		addr, err := z.Allocate("db-" + z.Name)
+		addr, err := z.AllocateIn(zone.DB, "db_"+z.Name)
 		if err != nil {
 			return Configs{}, err
 		}
 		base := filepath.Join(l.PGRoot, "db")
 		nodes = append(nodes, pgha.Node{
-			Name: "db_" + z.Name, Zone: z.Name, ListenAddr: addr, Port: int(ep.Port()) + 1,
+			Name: "db_" + z.Name, Zone: z.Name, ListenAddr: addr, Port: dbPort,
 			DataDir:   filepath.Join(base, "db_"+z.Name, "data"),
 			SocketDir: filepath.Join(base, "db_"+z.Name, "run"),
 			LogFile:   filepath.Join(l.StateDir, "logs", "db_"+z.Name+".log"),
@@ -107,10 +149,21 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	if s.Database.Durability == "required" {
 		dur = pgha.DurabilityRequired
 	}
+	// Who may log in as the app: the zones' app ranges, the endpoint's own
+	// address (restored servers run on the host's loopback), and in a VPC
+	// the host's link (the endpoint's host path) and the database subnets
+	// (a client inside a database node's namespace, as the zone-loss
+	// drill's split-brain writer is).
 	var nets []netip.Prefix
 	all, _ := zone.New(c.Zones)
 	for _, z := range all {
 		nets = append(nets, z.CIDR)
+	}
+	if c.Network.VPC {
+		for _, z := range all {
+			nets = append(nets, z.Subnet(zone.DB))
+		}
+		nets = append(nets, netip.PrefixFrom(c.Network.Host, 32))
 	}
 	nets = append(nets, netip.PrefixFrom(ep.Addr(), ep.Addr().BitLen()))
 	c.DB = pgha.Config{
@@ -125,11 +178,17 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	}
 	c.RestoresDir = filepath.Join(l.PGRoot, "restores")
 
-	// Identity and secrets.
+	// Identity and secrets. The database secret holds the endpoint as the
+	// apps reach it: in a VPC its address there (the daemon reaches it
+	// too, through the host's link).
+	dbEndpointForApps := s.Database.Endpoint
+	if c.Network.VPC {
+		dbEndpointForApps = c.Network.DBEndpoint.String()
+	}
 	c.Secrets = secrets.Config{Dir: filepath.Join(l.StateDir, "secrets"), Region: s.AWS.Region, Addr: s.Secrets.Listen}
 	c.AppRole = s.Name + "-app"
 	c.DBSecret = dbsecret.Config{
-		Name: s.Name + "/db", Owner: s.Database.User, Database: s.Database.Name, Endpoint: s.Database.Endpoint,
+		Name: s.Name + "/db", Owner: s.Database.User, Database: s.Database.Name, Endpoint: dbEndpointForApps,
 		Strategy:    s.Secrets.DB.Strategy,
 		Description: "PostgreSQL login of the " + s.Name + " app (alternating users, rotated by haven)",
 	}
@@ -138,9 +197,13 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	}
 
 	// The app's environment: where the database and the secret are, never
-	// a credential.
+	// a credential. In a VPC the database is its endpoint's address there.
+	dbHost, dbPortEnv := ep.Addr().String(), strconv.Itoa(int(ep.Port()))
+	if c.Network.VPC {
+		dbHost, dbPortEnv = c.Network.DBEndpoint.Addr().String(), strconv.Itoa(int(c.Network.DBEndpoint.Port()))
+	}
 	c.AppEnv = map[string]string{
-		"PGHOST": ep.Addr().String(), "PGPORT": strconv.Itoa(int(ep.Port())),
+		"PGHOST": dbHost, "PGPORT": dbPortEnv,
 		"PGUSER":     s.Database.User + "_a", // the secret's username wins
 		"PGDATABASE": s.Database.Name, "PGSSLMODE": "disable",
 		"PGCONNECT_TIMEOUT": "3", "AWS_REGION": s.AWS.Region,
@@ -197,4 +260,39 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		c.Release, c.ReleaseLog = l.ReleaseCommand, filepath.Join(l.StateDir, "logs", "release.log")
 	}
 	return c, nil
+}
+
+// securityGroups are the groups the region enforces: the spec's (the
+// seed's chain by default) and the local-only rules the local region needs
+// (secgroup.WithLocal: replication between database nodes, the host
+// through the database endpoint).
+func securityGroups(s spec.Spec) ([]secgroup.Group, error) {
+	groups := secgroup.Seed(uint16(s.App.Port))
+	for _, sg := range s.SecurityGroups {
+		for i := range groups {
+			if groups[i].Name != sg.Name {
+				continue
+			}
+			for _, r := range sg.Ingress {
+				groups[i].Ingress = append(groups[i].Ingress, specRule(r))
+			}
+			for _, r := range sg.Egress {
+				groups[i].Egress = append(groups[i].Egress, specRule(r))
+			}
+		}
+	}
+	groups = secgroup.WithLocal(groups)
+	if err := secgroup.Validate(groups, []string{secgroup.DBEndpoint}); err != nil {
+		return nil, fmt.Errorf("security_groups: %w", err)
+	}
+	return groups, nil
+}
+
+// specRule is a spec's security group rule in secgroup's model.
+func specRule(r spec.SecurityGroupRule) secgroup.Rule {
+	out := secgroup.Rule{Description: r.Description, Protocol: secgroup.Protocol(r.Protocol), FromPort: uint16(r.Port), ToPort: uint16(r.ToPort), Group: r.Group}
+	if r.CIDR != "" {
+		out.CIDR, _ = netip.ParsePrefix(r.CIDR) // validated by the spec
+	}
+	return out
 }

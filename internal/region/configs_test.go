@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -21,9 +22,15 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 func TestConfigsGolden(t *testing.T) {
 	layout := Layout{StateDir: "/srv/region/.haven", PGRoot: "/srv/region/.haven/pg",
 		AppCommand: []string{"/opt/haven/bin/courses", "serve"}, ReleaseCommand: []string{"/opt/haven/bin/courses", "seed"}}
-	for _, name := range []string{"default", "single-az"} {
+	for _, name := range []string{"default", "single-az", "vpc"} {
 		t.Run(name, func(t *testing.T) {
-			in, err := os.ReadFile(filepath.Join("testdata", name+".yaml"))
+			layout := layout
+			src := name
+			if name == "vpc" {
+				// The default spec in a VPC: a lease's /19 of 198.18.0.0/15.
+				layout.VPC, src = netip.MustParsePrefix("198.18.64.0/19"), "default"
+			}
+			in, err := os.ReadFile(filepath.Join("testdata", src+".yaml"))
 			if err != nil {
 				t.Fatal(err)
 			}

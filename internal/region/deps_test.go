@@ -18,6 +18,8 @@ var shared = []string{"internal/api", "internal/atomicfile", "internal/clock", "
 // another tier's internals, and fails the test.
 var tierDeps = map[string][]string{
 	"internal/zone":          nil,
+	"internal/secgroup":      nil,
+	"internal/vpc":           {"internal/zone", "internal/secgroup"},
 	"internal/cgroup":        nil,
 	"internal/ca":            nil,
 	"internal/fleet":         {"internal/zone", "internal/cgroup"},

@@ -70,6 +70,14 @@ type Region struct {
 	// failpoints are the code points HAVEN_FAILPOINT armed (none normally).
 	failpoints *failpoint.Set
 
+	// netWarning says why the region has no VPC ("" when it has one).
+	netWarning string
+	// zoneFaults are the zones' current faults (zone-power, ...), under
+	// zoneMu; zoneView is what the status reads.
+	zoneMu     sync.Mutex
+	zoneFaults map[string]string
+	zoneView   atomic.Pointer[map[string]string]
+
 	// t holds the tiers; only the goroutine running start and stop writes
 	// it, handlers read what was published of it.
 	t   tiers
@@ -119,6 +127,15 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	layout := Layout{StateDir: opts.StateDir, PGRoot: pgRoot}
+	var netWarning string
+	if layout.VPC, netWarning, err = claimVPC(opts.StateDir); err != nil {
+		return err
+	}
+	if layout.VPC.IsValid() {
+		// Normally the network step releases it; a start that fails
+		// before that step must not keep it.
+		defer func() { _ = releaseLease(opts.StateDir) }()
+	}
 	if layout.AppCommand, err = resolveCommand(opts.BinDir, opts.Spec.App.Command); err != nil {
 		return err
 	}
@@ -139,7 +156,7 @@ func Run(ctx context.Context, opts Options) error {
 	r := &Region{
 		opts: opts, spec: opts.Spec, cfg: cfg, log: opts.Logger.With("component", "region"),
 		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting,
-		shutdown: make(chan struct{}), failpoints: fps,
+		shutdown: make(chan struct{}), failpoints: fps, netWarning: netWarning, zoneFaults: map[string]string{},
 	}
 	if armed := fps.Armed(); len(armed) > 0 {
 		r.log.Warn("failpoints armed", "points", armed)
@@ -189,6 +206,7 @@ type step struct {
 func (r *Region) steps() []step {
 	return []step{
 		{"zones", r.startZones, nil},
+		{"network", r.startNetwork, r.stopNetwork},
 		{"cgroups", r.startCgroups, r.stopCgroups},
 		{"certificate authority", r.startCA, nil},
 		{"backup configuration", r.prepareBackups, nil}, // the database's archive command needs it

@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -16,7 +18,10 @@ import (
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/objstore"
 	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/spec"
+	"github.com/haven-platform/haven/internal/vpc"
+	"github.com/haven-platform/haven/internal/zone"
 )
 
 // storageTiers are the object store and the edge while they run.
@@ -28,6 +33,11 @@ type storageTiers struct {
 	watcher   *objstore.Watcher
 	// releaseMD serves the release task's metadata, with the release role.
 	releaseMD *imds.Endpoints
+	// s3Node is the store's interface endpoint in the VPC (nil on
+	// loopback): an address in each zone's app subnet, in vpce-sg, where
+	// relay forwards to the store on the host.
+	s3Node *vpc.Node
+	relay  *objstore.Relay
 	// keyID is the signing key pair's ID, keyPEM its public half.
 	keyID  string
 	keyPEM []byte
@@ -124,6 +134,9 @@ func (r *Region) startObjStore(ctx context.Context) error {
 	}
 	r.t.st.releaseMD = imds.NewEndpoints(imds.EndpointsConfig{Region: r.spec.AWS.Region, Role: c.ReleaseRole, Account: r.t.issuer.Account(),
 		Issuer: registrarIssuer{r.t.st.registrar}, Logger: r.opts.Logger})
+	if err := r.startS3Endpoint(ctx); err != nil {
+		return err
+	}
 	verb := "started"
 	if adopted {
 		verb = "adopted"
@@ -140,6 +153,56 @@ func bucketNames(s spec.Spec) []string {
 	return out
 }
 
+// s3NodeName is the store's interface endpoint's node in the VPC.
+const s3NodeName = "vpce-s3"
+
+// startS3Endpoint gives the instances in the VPC their way to the store:
+// an interface endpoint node in each zone's app subnet, in vpce-sg (which
+// app-sg reaches on 443, as for Secrets Manager), whose listeners relay to
+// the store's address on the host. On loopback ranges the instances reach
+// the store's own address.
+func (r *Region) startS3Endpoint(ctx context.Context) error {
+	if r.t.vpc == nil {
+		return nil
+	}
+	var app []vpc.Attach
+	for _, z := range r.t.zones {
+		app = append(app, vpc.Attach{Zone: z.Name, Tier: zone.App})
+	}
+	node, err := r.t.vpc.AddNode(ctx, vpc.NodeSpec{Name: s3NodeName, Attach: app, Groups: []string{secgroup.VPCE}})
+	if err != nil {
+		return fmt.Errorf("the object store's interface endpoint: %w", err)
+	}
+	r.t.st.s3Node = node
+	r.t.st.relay = &objstore.Relay{Target: r.spec.ObjStore.Listen, Logger: r.opts.Logger}
+	for _, ifc := range node.Interfaces {
+		ln, err := node.Listen(ctx, "tcp", net.JoinHostPort(ifc.Addr.String(), strconv.Itoa(vpcePort)))
+		if err != nil {
+			return fmt.Errorf("the object store's interface endpoint: %w", err)
+		}
+		if err := r.t.st.relay.Serve(ln); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	r.say("object store: interface endpoint for the instances at %s (vpce-sg), relayed to %s", r.s3URL(r.t.zones[0].Name), r.cfg.Storage.S3Endpoint)
+	return nil
+}
+
+// s3URL is the S3 endpoint an instance of zone z uses: the interface
+// endpoint's address in that zone in a VPC, the store's own address on
+// loopback ranges (or when z is unknown).
+func (r *Region) s3URL(z string) string {
+	if n := r.t.st.s3Node; n != nil {
+		for _, ifc := range n.Interfaces {
+			if ifc.Zone == z {
+				return "http://" + net.JoinHostPort(ifc.Addr.String(), strconv.Itoa(vpcePort))
+			}
+		}
+	}
+	return r.cfg.Storage.S3Endpoint
+}
+
 // stopObjStore stops watching and stops the store: `haven down` leaves
 // nothing running. (A daemon that dies leaves it serving; the next adopts it.)
 func (r *Region) stopObjStore(ctx context.Context) error {
@@ -151,6 +214,12 @@ func (r *Region) stopObjStore(ctx context.Context) error {
 		errs = append(errs, r.t.st.watcher.Stop(ctx))
 	}
 	r.t.st.registrar.Close()
+	if r.t.st.relay != nil {
+		errs = append(errs, r.t.st.relay.Close())
+	}
+	if r.t.st.s3Node != nil && r.t.vpc != nil {
+		errs = append(errs, r.t.vpc.RemoveNode(ctx, s3NodeName))
+	}
 	errs = append(errs, r.t.st.store.Stop(ctx))
 	return errors.Join(errs...)
 }
@@ -283,19 +352,14 @@ func (r *Region) storageEnv(env map[string]string) {
 	}
 }
 
-// releaseMetadata starts the release task's metadata endpoint, with the
-// release role (the region's deploy pipeline), or the app role's when the
-// store is not running.
-func (r *Region) releaseMetadata(ctx context.Context, az string, allow func(pid int) error) (string, func(), error) {
-	md := r.t.imds
+// releaseEndpoints serves the release task's metadata with the release
+// role (the region's deploy pipeline), or the app role when the store is
+// not running.
+func (r *Region) releaseEndpoints() *imds.Endpoints {
 	if r.t.st.releaseMD != nil {
-		md = r.t.st.releaseMD
+		return r.t.st.releaseMD
 	}
-	url, err := md.Start(ctx, "release", az, "127.0.0.1", allow)
-	if err != nil {
-		return "", nil, err
-	}
-	return url, func() { _ = md.End(context.WithoutCancel(ctx), "release") }, nil
+	return r.t.imds
 }
 
 // edgeAPI gives the edge routes the running edge (nil when none runs).

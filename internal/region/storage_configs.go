@@ -197,7 +197,10 @@ func httpsOrigins(listen string) []string {
 // writes and the prefix it writes under, as the AWS module sets S3_BUCKET
 // and S3_PREFIX.
 func appS3Env(s spec.Spec, c StorageConfigs) map[string]string {
-	env := map[string]string{"AWS_ENDPOINT_URL_S3": c.S3Endpoint}
+	// Browsers upload to the store's own address (presigned URLs); an
+	// instance in a VPC reaches it through its zone's interface endpoint,
+	// which the region sets as AWS_ENDPOINT_URL_S3 per instance.
+	env := map[string]string{"AWS_ENDPOINT_URL_S3": c.S3Endpoint, "COURSES_S3_BROWSER_ENDPOINT": c.S3Endpoint}
 	for _, b := range s.ObjStore.Buckets {
 		for _, a := range b.Access {
 			if a.Role == spec.RoleApp && slices.Contains(a.Actions, "write") && len(a.Keys) > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -23,14 +24,22 @@ import (
 	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
+	"github.com/haven-platform/haven/internal/vpc"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
 // tiers are the running tiers. Fields are set by the start goroutine; API
 // handlers read a published copy (Region.view).
 type tiers struct {
-	zones    []*zone.Zone
+	zones []*zone.Zone
+	// vpc is the region's VPC (nil on loopback ranges); lbNode, vpce and
+	// dbNodes are its fixed nodes.
+	vpc      *vpc.VPC
+	lbNode   *vpc.Node
+	vpce     *vpc.Node
+	dbNodes  map[string]*vpc.Node
 	cgroups  *cgroup.Manager
 	ca       *ca.CA
 	dbEP     dbEndpoint
@@ -87,8 +96,12 @@ func (r *Region) startZones(context.Context) error {
 	for i, z := range zs {
 		z.AZ = r.spec.AWS.AvailabilityZones[i]
 	}
-	// The database nodes hold the addresses configs gave them.
+	// The database nodes hold the addresses configs gave them (in a VPC,
+	// their nodes take them in the network step).
 	for _, n := range r.cfg.DB.Nodes {
+		if r.cfg.Network.VPC {
+			break
+		}
 		for _, z := range zs {
 			if z.Name != n.Zone {
 				continue
@@ -104,7 +117,11 @@ func (r *Region) startZones(context.Context) error {
 		if i > 0 {
 			out += ", "
 		}
-		out += z.AZ + " " + z.CIDR.String()
+		if r.cfg.Network.VPC {
+			out += fmt.Sprintf("%s public %s app %s db %s", z.AZ, z.Subnet(zone.Public), z.Subnet(zone.App), z.Subnet(zone.DB))
+		} else {
+			out += z.AZ + " " + z.CIDR.String()
+		}
 	}
 	r.say("zones: %s", out)
 	return nil
@@ -171,7 +188,13 @@ func (r *Region) prepareBackups(context.Context) error {
 // database's throughput on loopback.
 func (r *Region) startEndpoint(ctx context.Context) error {
 	var err error
-	if natErr := endpoint.NATAvailable(ctx); natErr == nil {
+	if r.t.vpc != nil {
+		// The router forwards the endpoint's address in the VPC; the host
+		// keeps database.endpoint through a proxy to it.
+		r.t.dbEP, err = endpoint.NewRouted(endpoint.RoutedConfig{Router: r.t.vpc, Name: secgroup.DBEndpoint,
+			Listen: r.cfg.Endpoint.Listen, Logger: r.opts.Logger})
+		r.t.epKind = "vpc"
+	} else if natErr := endpoint.NATAvailable(ctx); natErr == nil {
 		c := r.cfg.Endpoint
 		c.Logger = r.opts.Logger
 		r.t.dbEP, err = endpoint.NewNAT(c)
@@ -195,6 +218,9 @@ func (r *Region) stopEndpoint(ctx context.Context) error { return r.t.dbEP.Stop(
 func (r *Region) startDatabase(ctx context.Context) error {
 	cfg := r.cfg.DB
 	cfg.Endpoint, cfg.Logger, cfg.OnEvent = r.t.dbEP, r.opts.Logger, r.dbEvent
+	if r.t.vpc != nil {
+		cfg.Spawn, cfg.Dial = r.spawnDB, r.t.vpc.DialContext
+	}
 	if r.t.backups != nil {
 		cfg.ArchiveCommand = r.t.backups.ArchiveCommand()
 	}
@@ -215,7 +241,11 @@ func (r *Region) startDatabase(ctx context.Context) error {
 	if err := db.Bootstrap(ctx, r.spec.Database.Name, r.spec.Database.User); err != nil {
 		return err
 	}
-	r.say("database: endpoint %s → %s (epoch %d, %s)", r.spec.Database.Endpoint, db.Primary().Addr(), db.Status().State.Epoch, r.t.epKind)
+	where := r.spec.Database.Endpoint
+	if r.t.vpc != nil {
+		where += " (" + r.cfg.Network.DBEndpoint.String() + " in the VPC)"
+	}
+	r.say("database: endpoint %s → %s (epoch %d, %s)", where, db.Primary().Addr(), db.Status().State.Epoch, r.t.epKind)
 	return nil
 }
 
@@ -322,6 +352,12 @@ func (r *Region) startSecrets(ctx context.Context) error {
 	}
 	r.t.secUp = true
 	r.say("secrets: Secrets Manager API at %s, database secret %s", r.t.secrets.Endpoint(), r.cfg.DBSecret.Name)
+	if r.t.vpc != nil {
+		if err := r.serveVPCE(ctx); err != nil {
+			return err
+		}
+		r.say("secrets: interface endpoint for the instances at %s (vpce-sg)", r.vpceURL(r.t.zones[0].Name))
+	}
 	if what, err := r.t.cred.Resume(ctx); err != nil {
 		return err
 	} else if what != "" {
@@ -365,21 +401,46 @@ func (r *Region) runRelease(ctx context.Context) error {
 		return nil
 	}
 	r.say("release: running %s", strings.Join(r.spec.App.Release, " "))
-	md, end, err := r.releaseMetadata(ctx, r.spec.AWS.AvailabilityZones[0], peercred.TaskCaller(r.cfg.Release))
-	if err != nil {
-		return err
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range r.appEnv() {
+		env = append(env, k+"="+v)
 	}
-	defer end()
+	start := (*exec.Cmd).Start
+	md := r.releaseEndpoints()
+	if r.t.vpc != nil {
+		// The task runs as an instance does: in its own namespace in the
+		// first zone's app subnet, with its metadata at 169.254.169.254.
+		z := r.t.zones[0]
+		node, err := r.t.vpc.AddNode(ctx, vpc.NodeSpec{Name: releaseNode, Attach: []vpc.Attach{{Zone: z.Name, Tier: zone.App}}, Groups: []string{secgroup.App}, Metadata: true})
+		if err != nil {
+			return fmt.Errorf("app.release: %w", err)
+		}
+		defer r.t.vpc.RemoveNode(context.WithoutCancel(ctx), releaseNode)
+		// The release role's metadata (storage.go), at 169.254.169.254.
+		ln, err := node.Listen(ctx, "tcp", net.JoinHostPort(vpc.MetadataAddr.String(), "80"))
+		if err != nil {
+			return fmt.Errorf("metadata endpoint of %s: %w", releaseNode, err)
+		}
+		if _, err := md.Serve(ctx, releaseNode, z.AZ, node.Addr().String(), ln); err != nil {
+			return err
+		}
+		defer md.End(context.WithoutCancel(ctx), releaseNode)
+		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(z.Name), "AWS_ENDPOINT_URL_S3="+r.s3URL(z.Name))
+		start = node.Start
+	} else {
+		url, err := md.Start(ctx, releaseNode, r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release), nil)
+		if err != nil {
+			return err
+		}
+		defer md.End(context.WithoutCancel(ctx), releaseNode)
+		env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+url)
+	}
 	logf, err := os.OpenFile(r.cfg.ReleaseLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "AWS_EC2_METADATA_SERVICE_ENDPOINT=" + md}
-	for k, v := range r.appEnv() {
-		env = append(env, k+"="+v)
-	}
-	err = fleet.RunTask(ctx, fleet.Task{Command: r.cfg.Release, Env: env, Log: logf, Progress: func(l string) { r.say("release: %s", l) }})
+	err = fleet.RunTask(ctx, fleet.Task{Command: r.cfg.Release, Env: env, Log: logf, Start: start, Progress: func(l string) { r.say("release: %s", l) }})
 	if err != nil {
 		return fmt.Errorf("app.release %v failed: %w; its output is in %s", r.spec.App.Release, err, r.cfg.ReleaseLog)
 	}
@@ -398,6 +459,11 @@ func (r *Region) startLB(ctx context.Context) error {
 	}
 	cfg := r.cfg.LB
 	cfg.TLS, cfg.AccessLog, cfg.Logger = tlsCfg, accessLog, r.opts.Logger
+	if r.t.lbNode != nil {
+		// Targets are reached from the load balancer's own namespace, from
+		// its address in each zone's public subnet (alb-sg).
+		cfg.Dial = r.t.lbNode.DialContext
+	}
 	l, err := lb.New(cfg)
 	if err != nil {
 		accessLog.Close()
@@ -435,6 +501,9 @@ func (r *Region) startFleet(ctx context.Context) error {
 	cfg.Template.Env = r.appEnv()
 	cfg.Zones, cfg.Balancer, cfg.Cgroups, cfg.Logger = r.t.zones, balancer{r.t.lb}, r.t.cgroups, r.opts.Logger
 	cfg.EnvFunc = r.instanceEnv
+	if r.t.vpc != nil {
+		cfg.Network = instanceNet{r}
+	}
 	cfg.OnEvent = func(e fleet.Event) {
 		r.events.Add("fleet", e.Type, e.Instance, "zone "+e.Zone+" "+e.Reason)
 		r.endIdentity(e)
@@ -457,6 +526,12 @@ func (r *Region) stopFleet(ctx context.Context) error { return r.t.fleet.Stop(ct
 // instanceEnv starts the instance's own metadata endpoint on its own
 // address, answering only the instance's processes, and points the SDK at it.
 func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
+	if r.t.vpc != nil {
+		// The metadata endpoint is at 169.254.169.254 inside the instance
+		// (Attach started it), where the SDK looks without a variable; the
+		// Secrets Manager API is the interface endpoint in its zone.
+		return map[string]string{"AWS_ENDPOINT_URL_SECRETS_MANAGER": r.vpceURL(info.Zone.Name), "AWS_ENDPOINT_URL_S3": r.s3URL(info.Zone.Name)}
+	}
 	az := r.spec.AWS.Region + "a"
 	if info.Zone != nil {
 		az = info.Zone.AZ
@@ -470,7 +545,7 @@ func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
 		}
 		return 0
 	}
-	md, err := r.t.imds.Start(context.Background(), id, az, info.Host, peercred.InstanceCaller(id, leader))
+	md, err := r.t.imds.Start(context.Background(), id, az, info.Host, peercred.InstanceCaller(id, leader), peercred.InstanceProcesses(leader))
 	if err != nil {
 		// The instance starts without identity and fails its health check; the
 		// fleet replaces it. Say why.
@@ -486,7 +561,9 @@ func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
 func (r *Region) endIdentity(e fleet.Event) {
 	switch e.Type {
 	case fleet.EventTerminated:
-		_ = r.t.imds.End(context.Background(), e.Instance)
+		if r.t.vpc == nil { // in a VPC, the network's Detach ended it
+			_ = r.t.imds.End(context.Background(), e.Instance)
+		}
 	case fleet.EventLaunchFailed:
 		known := map[string]bool{}
 		for _, in := range r.t.fleet.Instances() {

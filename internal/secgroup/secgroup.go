@@ -90,11 +90,19 @@ type Rule struct {
 func (r Rule) Exported() bool { return !r.LocalOnly && !r.Host }
 
 // Default returns the seed's chain, internet → alb-sg → app-sg → db-sg, with
-// the app listening on appPort. It matches deploy/terraform/security.tf
-// (alb-sg, app-sg, db-sg and vpce-sg for the interface endpoints), plus
-// local-only rules: replication between database nodes, and the host
-// reaching the database through its endpoint.
-func Default(appPort uint16) []Group {
+// the app listening on appPort, as the local region enforces it:
+// WithLocal(Seed(appPort)). Its exported rules are
+// deploy/terraform/security.tf's (alb-sg, app-sg, db-sg and vpce-sg for
+// the interface endpoints); its local-only rules are replication between
+// database nodes and the host reaching the database through its endpoint.
+func Default(appPort uint16) []Group { return WithLocal(Seed(appPort)) }
+
+// Seed returns the seed's chain as AWS has it (every rule exported), the
+// spec's default security_groups: alb-sg takes 443 and 80 from anywhere and
+// reaches the app port on app-sg; app-sg takes the app port from alb-sg and
+// reaches 5432 on db-sg and 443 on vpce-sg; db-sg takes 5432 from app-sg;
+// vpce-sg takes 443 from app-sg.
+func Seed(appPort uint16) []Group {
 	anywhere := netip.MustParsePrefix("0.0.0.0/0")
 	return []Group{
 		{
@@ -123,12 +131,7 @@ func Default(appPort uint16) []Group {
 			Name:        DB,
 			Description: "Database: PostgreSQL from app-sg only",
 			Ingress: []Rule{
-				{Description: "PostgreSQL from app-sg", FromPort: PostgresPort, Group: App, Through: DBEndpoint},
-				{Description: "Replication between database nodes", FromPort: PostgresPort, Group: DB, LocalOnly: true},
-				{Description: "The host through the database endpoint", FromPort: PostgresPort, Host: true, Through: DBEndpoint},
-			},
-			Egress: []Rule{
-				{Description: "Replication to the other database node", FromPort: PostgresPort, Group: DB, LocalOnly: true},
+				{Description: "PostgreSQL from app-sg", FromPort: PostgresPort, Group: App},
 			},
 		},
 		{
@@ -139,6 +142,64 @@ func Default(appPort uint16) []Group {
 			},
 		},
 	}
+}
+
+// WithLocal returns groups (AWS's view: every rule exported) as the local
+// region enforces them. Locally the database is two nodes behind one
+// endpoint, where RDS is one name that resolves to the primary, so:
+//   - every ingress rule of db-sg from another peer goes Through the
+//     database endpoint (on AWS the endpoint's address is the instance's
+//     own, so the exported rule is the same): nothing reaches a node
+//     directly;
+//   - db-sg gets replication between its members (5432, both ways), which
+//     RDS does inside the service;
+//   - the host reaches the database through the endpoint (the operator,
+//     the drills; AWS has no such peer).
+//
+// The added rules are LocalOnly (or Host) and never exported. groups is
+// not changed.
+func WithLocal(groups []Group) []Group {
+	out := make([]Group, len(groups))
+	for i, g := range groups {
+		g.Ingress, g.Egress = slices.Clone(g.Ingress), slices.Clone(g.Egress)
+		if g.Name == DB {
+			for j, r := range g.Ingress {
+				if r.Through == "" && r.Group != DB && !r.Host && r.FromPort <= PostgresPort && r.toPort() >= PostgresPort {
+					g.Ingress[j].Through = DBEndpoint
+				}
+			}
+			g.Ingress = append(g.Ingress,
+				Rule{Description: "Replication between database nodes", FromPort: PostgresPort, Group: DB, LocalOnly: true},
+				Rule{Description: "The host through the database endpoint", FromPort: PostgresPort, Host: true, Through: DBEndpoint})
+			g.Egress = append(g.Egress,
+				Rule{Description: "Replication to the other database node", FromPort: PostgresPort, Group: DB, LocalOnly: true})
+		}
+		out[i] = g
+	}
+	return out
+}
+
+// Exported returns the rules of groups that belong in the AWS security
+// groups (Rule.Exported), Through dropped: what `haven aws tfvars`
+// exports and deploy/terraform/security.tf holds.
+func Exported(groups []Group) []Group {
+	out := make([]Group, 0, len(groups))
+	for _, g := range groups {
+		e := Group{Name: g.Name, Description: g.Description}
+		for _, r := range g.Ingress {
+			if r.Exported() {
+				r.Through = ""
+				e.Ingress = append(e.Ingress, r)
+			}
+		}
+		for _, r := range g.Egress {
+			if r.Exported() {
+				e.Egress = append(e.Egress, r)
+			}
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // Validate reports the first invalid group or rule, naming it by position

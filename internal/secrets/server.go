@@ -146,6 +146,23 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
+// Serve serves the API on ln too, until Stop: in a region's VPC, the
+// listeners of the Secrets Manager interface endpoint, opened inside its
+// namespace (vpc.Namespace.Listen), which the instances reach. Start first.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.srv == nil {
+		ln.Close()
+		return errors.New("serve secrets API: not started")
+	}
+	go func() {
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("serve", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	s.log.Info("secrets API serving", "addr", ln.Addr().String())
+	return nil
+}
+
 // Stop shuts the server down and closes the audit log.
 func (s *Server) Stop(ctx context.Context) error {
 	var errs []error

@@ -8,7 +8,9 @@ type Spec struct {
 	// double or trailing dash (`haven validate` warns). Default: "courses".
 	Name string `yaml:"name" json:"name"`
 	// Zones lists the two availability zones by suffix. Default: [a, b].
-	// Locally, zone i owns the address range 127.0.(i+1).0/24.
+	// Locally, as root, each zone has a public, an app and a db subnet of
+	// the region's range of 198.18.0.0/15 (docs/vpc.md); without root,
+	// zone i owns the loopback range 127.0.(i+1).0/24.
 	Zones []string `yaml:"zones" json:"zones"`
 	// App is the launch template: what every instance runs.
 	App App `yaml:"app" json:"app"`
@@ -25,6 +27,10 @@ type Spec struct {
 	// Edge is the caching reverse proxy in front of the load balancer and
 	// the object store (CloudFront on AWS).
 	Edge Edge `yaml:"edge" json:"edge"`
+	// SecurityGroups adds rules to the seed's security groups (alb-sg,
+	// app-sg, db-sg, vpce-sg), enforced locally by nftables and exported to
+	// the Terraform module. Default: none, the seed's chain alone.
+	SecurityGroups []SecurityGroup `yaml:"security_groups" json:"security_groups,omitempty"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
 }

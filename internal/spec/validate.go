@@ -79,6 +79,7 @@ func (s *Spec) Validate() []Problem {
 	s.Secrets.validate(&ps)
 	s.ObjStore.validate(&ps)
 	s.Edge.validate(&ps, s.ObjStore.Buckets)
+	s.validateSecurityGroups(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
 	ps = append(ps, s.validateAWSOperations()...)
 	return ps

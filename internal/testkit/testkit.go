@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/vpc"
+	"github.com/haven-platform/haven/internal/zone"
 )
 
 var build struct {
@@ -74,6 +76,9 @@ type Options struct {
 	// ObjStore and Edge are added to the objstore and edge mappings (which
 	// set the listen addresses), e.g. "max_upload: 1MiB". Default none.
 	ObjStore, Edge string
+	// Env is added to the environment of every haven command (and so of
+	// the daemon), e.g. HAVEN_NETWORK=loopback. Default none.
+	Env []string
 }
 
 // Region is a running test region.
@@ -84,6 +89,13 @@ type Region struct {
 	SpecFile string
 	Ports    Ports
 	Client   *api.Client
+	env      []string
+
+	mu sync.Mutex
+	// dbHost is the database endpoint's address the instances use inside
+	// the region's VPC (their PGHOST), learnt from the status: with a VPC
+	// every region's instances have PGPORT=5432.
+	dbHost string
 }
 
 // Ports are the region's listener ports on 127.0.0.1.
@@ -125,7 +137,7 @@ func NewSpec(t testing.TB, o Options) *Region {
 		t.Fatal(err)
 	}
 	_ = os.Chmod(dir, 0o711)
-	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml")}
+	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml"), env: o.Env}
 	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000),
 		S3: FreePort(t), Edge: FreePort(t)}
 	if o.ObjStore != "" {
@@ -196,6 +208,9 @@ func (r *Region) Haven(ctx context.Context, args ...string) (string, string, err
 		full = append(full, "-f", r.SpecFile)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, "haven"), full...)
+	if len(r.env) > 0 {
+		cmd.Env = append(os.Environ(), r.env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -213,7 +228,52 @@ func (r *Region) Up(ctx context.Context) api.Status {
 	if err != nil {
 		r.t.Fatalf("status after up: %v", err)
 	}
+	r.learn(st)
 	return st
+}
+
+// learn remembers what Processes needs of the status.
+func (r *Region) learn(st api.Status) {
+	if host, _, err := net.SplitHostPort(st.Network.DBEndpoint); err == nil {
+		r.mu.Lock()
+		r.dbHost = host
+		r.mu.Unlock()
+	}
+}
+
+// Env returns the environment the region's haven commands run with.
+func (r *Region) Env() []string { return append(os.Environ(), r.env...) }
+
+// NetworkLeft lists what the region's VPC has on this machine: network
+// namespaces, host links, host nftables tables and its address lease,
+// found by name (the region's prefix). After `haven down` it must be empty.
+func (r *Region) NetworkLeft() []string {
+	prefix := vpc.Prefix(r.StateDir)
+	var left []string
+	ents, _ := os.ReadDir(vpc.NetnsDir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), prefix+"-") {
+			left = append(left, "namespace "+e.Name())
+		}
+	}
+	if out, err := exec.Command("ip", "-o", "link", "show").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(strings.TrimSuffix(f[1], ":"), prefix) {
+				left = append(left, "host link "+f[1])
+			}
+		}
+	}
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[2], prefix) {
+				left = append(left, "nftables table "+f[1]+" "+f[2])
+			}
+		}
+	}
+	if _, ok, _ := zone.FindLease("", r.StateDir); ok {
+		left = append(left, "address lease")
+	}
+	return left
 }
 
 // StatusJSON runs `haven status --json` and decodes it.
@@ -227,6 +287,7 @@ func (r *Region) StatusJSON(ctx context.Context) api.Status {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		r.t.Fatalf("decode status: %v\n%s", err, out)
 	}
+	r.learn(st)
 	return st
 }
 
@@ -248,8 +309,11 @@ func (r *Region) Processes() []int {
 	procs := scanProcs()
 	mine := map[int]bool{}
 	marker := "PGPORT=" + strconv.Itoa(r.Ports.DB)
+	r.mu.Lock()
+	vpcMarker := "PGHOST=" + r.dbHost
+	r.mu.Unlock()
 	for _, p := range procs {
-		if strings.Contains(p.cmdline, r.StateDir) || envHas(p.pid, marker) {
+		if strings.Contains(p.cmdline, r.StateDir) || envHas(p.pid, marker) || (vpcMarker != "PGHOST=" && envHas(p.pid, vpcMarker)) {
 			mine[p.pid] = true
 		}
 	}

@@ -70,6 +70,18 @@ func FromSpec(s spec.Spec) Input {
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
 	}
+	for _, g := range s.SecurityGroups {
+		for _, d := range []struct {
+			dir   string
+			rules []spec.SecurityGroupRule
+		}{{"ingress", g.Ingress}, {"egress", g.Egress}} {
+			dir := d.dir
+			for _, r := range d.rules {
+				in.SecurityGroupRules = append(in.SecurityGroupRules, SecurityGroupRule{Group: g.Name, Direction: dir, Protocol: r.Protocol,
+					FromPort: r.Port, ToPort: r.ToPort, PeerGroup: r.Group, CIDR: r.CIDR, Description: r.Description})
+			}
+		}
+	}
 	if len(s.App.Command) > 0 {
 		// The program is the uploaded artifact; a program alone runs with
 		// no arguments, never with the module's default ["serve"].
@@ -102,6 +114,7 @@ var specFields = map[string]string{
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
 	"LogRetention": "aws.log_retention", "AppEnv": "app.env", "IdleTimeout": "load_balancer.idle_timeout",
 	"HealthCheckType": "fleet.health_check_type", "DBName": "database.name", "DBUser": "database.user",
+	"SecurityGroupRules": "security_groups[].name",
 }
 
 var (

@@ -48,6 +48,8 @@ type Vars struct {
 	LogRetentionDays        int               `json:"log_retention_days,omitempty"`
 	StaticPaths             []string          `json:"static_paths,omitempty"`
 	SignedPaths             []string          `json:"signed_paths,omitempty"`
+	// ExtraSecurityGroupRules are the spec's rules beyond the seed's chain.
+	ExtraSecurityGroupRules []SecurityGroupRuleVars `json:"extra_security_group_rules,omitempty"`
 
 	// Deployment values, written only when set.
 	AMIID                     string   `json:"ami_id,omitempty"`
@@ -63,6 +65,19 @@ type Vars struct {
 	ALBIngress                string   `json:"alb_ingress,omitempty"`
 	CloudFrontPrefixListID    string   `json:"cloudfront_prefix_list_id,omitempty"`
 	MaterialsSigningPublicKey string   `json:"materials_signing_public_key,omitempty"`
+}
+
+// SecurityGroupRuleVars is one element of the module's
+// extra_security_group_rules list.
+type SecurityGroupRuleVars struct {
+	Group       string  `json:"group"`
+	Direction   string  `json:"direction"`
+	Protocol    string  `json:"protocol"`
+	FromPort    int     `json:"from_port"`
+	ToPort      int     `json:"to_port"`
+	PeerGroup   *string `json:"peer_group"`
+	CIDRIPv4    *string `json:"cidr_ipv4"`
+	Description string  `json:"description"`
 }
 
 // HealthCheckVars is the module's health_check object; times in seconds.
@@ -317,6 +332,7 @@ func Generate(in Input) (Vars, []Warning, error) {
 	g.fleet(in, &v)
 	g.database(in, &v)
 	g.deployment(in.Deployment, &v)
+	g.securityGroups(in.SecurityGroupRules, &v)
 
 	if len(g.problems) > 0 {
 		return Vars{}, g.warnings, &Error{Problems: g.problems}
@@ -695,4 +711,40 @@ func (g *generator) deployment(d Deployment, v *Vars) {
 	v.ALBIngress = d.ALBIngress
 	v.CloudFrontPrefixListID = d.CloudFrontPrefixListID
 	v.MaterialsSigningPublicKey = d.SigningPublicKey
+}
+
+// securityGroups writes the rules added to the module's security groups.
+func (g *generator) securityGroups(rules []SecurityGroupRule, v *Vars) {
+	groups := map[string]bool{"alb-sg": true, "app-sg": true, "db-sg": true, "vpce-sg": true}
+	for i, r := range rules {
+		field := fmt.Sprintf("SecurityGroupRules[%d]", i)
+		out := SecurityGroupRuleVars{Group: r.Group, Direction: r.Direction, Protocol: r.Protocol, FromPort: r.FromPort, ToPort: r.ToPort, Description: r.Description}
+		if out.Protocol == "" {
+			out.Protocol = "tcp"
+		}
+		if out.ToPort == 0 {
+			out.ToPort = out.FromPort
+		}
+		switch {
+		case !groups[r.Group]:
+			g.errorf(field+".Group", "must be alb-sg, app-sg, db-sg or vpce-sg, got %q", r.Group)
+		case r.Direction != "ingress" && r.Direction != "egress":
+			g.errorf(field+".Direction", "must be ingress or egress, got %q", r.Direction)
+		case out.Protocol != "tcp" && out.Protocol != "udp":
+			g.errorf(field+".Protocol", "must be tcp or udp, got %q", r.Protocol)
+		case out.FromPort < 1 || out.ToPort < out.FromPort || out.ToPort > 65535:
+			g.errorf(field+".FromPort", "must be a port range within 1-65535, got %d-%d", out.FromPort, out.ToPort)
+		case (r.PeerGroup == "") == (r.CIDR == ""):
+			g.errorf(field, "must name exactly one peer: a group or a CIDR")
+		case r.PeerGroup != "" && !groups[r.PeerGroup]:
+			g.errorf(field+".PeerGroup", "must be alb-sg, app-sg, db-sg or vpce-sg, got %q", r.PeerGroup)
+		default:
+			if r.PeerGroup != "" {
+				out.PeerGroup = &rules[i].PeerGroup
+			} else {
+				out.CIDRIPv4 = &rules[i].CIDR
+			}
+			v.ExtraSecurityGroupRules = append(v.ExtraSecurityGroupRules, out)
+		}
+	}
 }

@@ -91,6 +91,11 @@ type Input struct {
 	// accepts, at most 3653 days. 0 keeps the module default of 90 days.
 	LogRetention time.Duration
 
+	// SecurityGroupRules are the rules added to the module's security
+	// groups beyond the seed's chain that security.tf holds (the spec's
+	// security_groups). Default none.
+	SecurityGroupRules []SecurityGroupRule
+
 	// StaticPaths are the path patterns the edge serves from the bucket.
 	// Empty keeps the module default ["/static/*", "/materials/*"].
 	StaticPaths []string
@@ -101,6 +106,23 @@ type Input struct {
 	// Deployment holds account-specific values that haven.yaml does not
 	// carry. Each one is written only when set.
 	Deployment Deployment
+}
+
+// SecurityGroupRule is one rule added to a module security group.
+type SecurityGroupRule struct {
+	// Group is alb-sg, app-sg, db-sg or vpce-sg.
+	Group string
+	// Direction is "ingress" or "egress".
+	Direction string
+	// Protocol is tcp or udp. Default tcp.
+	Protocol string
+	// FromPort and ToPort are the port range (ToPort 0: FromPort).
+	FromPort, ToPort int
+	// PeerGroup or CIDR is the peer: another of the module's groups, or an
+	// IPv4 range.
+	PeerGroup, CIDR string
+	// Description says what the rule is for.
+	Description string
 }
 
 // HealthCheck is a target group health check. Zero fields take AWS defaults:

@@ -206,6 +206,9 @@ func TestEveryExportedFieldFoundOrWarned(t *testing.T) {
 			if f.Kind != parity.Exported {
 				continue
 			}
+			if strings.HasPrefix(f.Path, "security_groups[]") {
+				continue // one element per group × rule: TestSecurityGroupRulesFromSpec checks them
+			}
 			conv, ok := conversion(t, f)
 			if !ok {
 				continue // a mapping (zones → azs, ec2 → EC2): TestExportedFieldsReachTheirVariables checks it
@@ -386,5 +389,28 @@ func TestGenerateSpecNamesSpecFields(t *testing.T) {
 		if !slices.Contains(got, want) {
 			t.Errorf("warnings %v lack %s", got, want)
 		}
+	}
+}
+
+// TestSecurityGroupRulesFromSpec: each rule of the spec's security_groups
+// is one element of extra_security_group_rules, in order (a group's
+// ingress rules, then its egress rules), with every field mapped:
+// protocol tcp and to_port = port by default, a group or a CIDR as peer.
+func TestSecurityGroupRulesFromSpec(t *testing.T) {
+	m, _ := deploy(t, `security_groups:
+  - name: app-sg
+    ingress: [{port: 9100, to_port: 9110, cidr: 10.20.0.0/16, description: metrics}]
+    egress: [{protocol: udp, port: 8125, group: vpce-sg}]
+  - name: db-sg
+    ingress: [{port: 5432, group: alb-sg}]
+`)
+	want := `[{"cidr_ipv4":"10.20.0.0/16","description":"metrics","direction":"ingress","from_port":9100,"group":"app-sg","peer_group":null,"protocol":"tcp","to_port":9110},` +
+		`{"cidr_ipv4":null,"description":"","direction":"egress","from_port":8125,"group":"app-sg","peer_group":"vpce-sg","protocol":"udp","to_port":8125},` +
+		`{"cidr_ipv4":null,"description":"","direction":"ingress","from_port":5432,"group":"db-sg","peer_group":"alb-sg","protocol":"tcp","to_port":5432}]`
+	if got := jsonOf(m["extra_security_group_rules"]); got != want {
+		t.Errorf("extra_security_group_rules =\n%s\nwant\n%s", got, want)
+	}
+	if d, _ := defaultVars(t); d["extra_security_group_rules"] != nil {
+		t.Errorf("the default spec exports extra rules: %s", jsonOf(d["extra_security_group_rules"]))
 	}
 }

@@ -52,6 +52,12 @@ func (ns Namespace) Path() string { return filepath.Join(NetnsDir, ns.name) }
 // String returns the name.
 func (ns Namespace) String() string { return ns.name }
 
+// Exists reports whether the namespace is there.
+func (ns Namespace) Exists() bool {
+	_, err := os.Stat(ns.Path())
+	return err == nil
+}
+
 // Do runs fn on an OS thread that is inside ns, and returns its error. Only
 // that thread is inside: fn must not expect goroutines it starts to be.
 // A panic in fn is re-raised in the caller.

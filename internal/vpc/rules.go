@@ -110,11 +110,18 @@ func portRules(table string, bs []binding) string {
 	return replaceTable("bridge", table, b.String())
 }
 
-// endpointState is an endpoint's virtual address and current target.
+// endpointState is an endpoint's virtual address, current target and
+// generation.
 type endpointState struct {
 	name   string
 	vip    netip.AddrPort
 	target netip.AddrPort // invalid: none
+	// gen is the conntrack mark of the connections the current rules
+	// admit; a connection of another generation is cut (see endpointRules).
+	gen uint32
+	// paused: new connections are held (their SYNs dropped, so the client
+	// retransmits) until the next SetEndpoint or SwitchEndpoint.
+	paused bool
 }
 
 // endpointRules forwards each endpoint's virtual address to its target
@@ -123,19 +130,34 @@ type endpointState struct {
 // destination (what Rule.Through matches). A connection to an endpoint
 // without a target, or to a port an endpoint does not serve, is refused
 // with a reset.
+//
+// Each new connection is marked with the endpoint's generation (conntrack
+// mark). A packet from the client of a connection through the endpoint
+// whose mark is not the current generation is answered with a TCP reset:
+// SwitchEndpoint and PauseEndpoint start a new generation, so every
+// connection made before them fails on its next packet instead of reaching
+// the old target again (the database endpoint's "close every client
+// connection when the epoch changes"). While paused, new connections' SYNs
+// are dropped: the client's kernel retransmits them (after 1 s, 3 s, ...),
+// and they reach the next target.
 func endpointRules(table string, eps []endpointState) string {
 	sort.Slice(eps, func(i, j int) bool { return eps[i].name < eps[j].name })
 	var b strings.Builder
 	b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n")
 	for _, e := range eps {
-		if e.target.IsValid() {
-			fmt.Fprintf(&b, "\t\tip daddr %s tcp dport %d dnat to %s comment %q\n", e.vip.Addr(), e.vip.Port(), e.target, "endpoint "+e.name)
+		if e.target.IsValid() && !e.paused {
+			fmt.Fprintf(&b, "\t\tip daddr %s tcp dport %d ct mark set 0x%08x dnat to %s comment %q\n", e.vip.Addr(), e.vip.Port(), e.gen, e.target, "endpoint "+e.name)
 		}
 	}
 	b.WriteString("\t}\n\n\tchain refuse {\n\t\ttype filter hook prerouting priority filter; policy accept;\n")
 	for _, e := range eps {
 		// Runs after dstnat: a forwarded connection no longer has the
-		// virtual address as its destination.
+		// virtual address as its destination, but conntrack remembers it.
+		if e.paused {
+			fmt.Fprintf(&b, "\t\tip daddr %s tcp dport %d ct state new drop comment %q\n", e.vip.Addr(), e.vip.Port(), "endpoint "+e.name+": paused, the client retransmits")
+		}
+		fmt.Fprintf(&b, "\t\tmeta l4proto tcp ct original ip daddr %s ct original proto-dst %d ct direction original ct mark != 0x%08x counter reject with tcp reset comment %q\n",
+			e.vip.Addr(), e.vip.Port(), e.gen, "endpoint "+e.name+": cut, made before the last switch")
 		fmt.Fprintf(&b, "\t\tip daddr %s meta l4proto tcp reject with tcp reset comment %q\n", e.vip.Addr(), "endpoint "+e.name+": no target or not its port")
 		fmt.Fprintf(&b, "\t\tip daddr %s reject comment %q\n", e.vip.Addr(), "endpoint "+e.name)
 	}

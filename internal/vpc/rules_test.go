@@ -43,8 +43,9 @@ func TestRouterTables(t *testing.T) {
 			{port: "a-pub-2", addr: a("198.18.0.2")},
 		}),
 		endpointRules("hv0badf00d_endpoints", []endpointState{
-			{name: "db", vip: netip.MustParseAddrPort("198.18.31.16:5432"), target: netip.MustParseAddrPort("198.18.20.2:5432")},
-			{name: "cache", vip: netip.MustParseAddrPort("198.18.31.17:6379")},
+			{name: "db", vip: netip.MustParseAddrPort("198.18.31.16:5432"), target: netip.MustParseAddrPort("198.18.20.2:5432"), gen: 3},
+			{name: "cache", vip: netip.MustParseAddrPort("198.18.31.17:6379"), gen: 1},
+			{name: "queue", vip: netip.MustParseAddrPort("198.18.31.18:5672"), target: netip.MustParseAddrPort("198.18.21.2:5672"), gen: 9, paused: true},
 		}),
 		faultRules("hv0badf00d_faults", map[string]Fault{"b": {Kind: Degrade, LossPercent: 20}, "a": {Kind: Partition}}),
 	}, "\n")

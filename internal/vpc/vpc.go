@@ -204,7 +204,7 @@ func New(cfg Config) (*VPC, error) {
 		if err != nil {
 			return nil, fmt.Errorf("vpc.endpoints[%d]: %w", i, err)
 		}
-		eps[e.Name] = &endpointState{name: e.Name, vip: netip.AddrPortFrom(a, e.Port)}
+		eps[e.Name] = &endpointState{name: e.Name, vip: netip.AddrPortFrom(a, e.Port), gen: 1}
 		epNames = append(epNames, e.Name)
 	}
 	if err := secgroup.Validate(cfg.Groups, append([]string{}, epNames...)); err != nil {
@@ -248,6 +248,35 @@ func (v *VPC) Router() Namespace { return v.router }
 // HostAddr returns the host's address on its link into the VPC: connections
 // from the host come from it.
 func (v *VPC) HostAddr() netip.Addr { return v.plan.HostLink().Addr() }
+
+// DialContext connects as the region's control plane: from inside the
+// router namespace, from the router's own address on the host link, which
+// is in no zone and no security group (the router's own connections are
+// not forwarded, so no group applies to them). A zone fault cuts it as it
+// cuts everything else on the zone's links: the database controller's
+// probes, made this way, see a partitioned primary as dead. It fits
+// http.Transport.DialContext; use literal addresses.
+func (v *VPC) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var c net.Conn
+	err := v.router.Do(func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: v.plan.RouterLink().Addr().AsSlice()}}
+		var err error
+		c, err = d.DialContext(ctx, network, address)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dial %s from the router: %w", address, err)
+	}
+	return c, nil
+}
+
+// NodeNamespace returns the namespace node has, or would have, in the
+// region of key (its state directory), for tools outside the daemon that
+// run as root: `ip netns exec` does the same by name. Exists says whether
+// it is there.
+func NodeNamespace(key, node string) Namespace {
+	return Namespace{name: nodeNSName(Prefix(key), node)}
+}
 
 // Start builds the VPC: it first removes anything a previous daemon of the
 // same region left (see Sweep), then creates the router namespace, the
@@ -318,6 +347,14 @@ func (v *VPC) build(ctx context.Context) error {
 		{"net.ipv4.conf.all.rp_filter", "1", false},
 		{"net.ipv4.conf.default.rp_filter", "1", false},
 		{"net.ipv4.ip_forward", "1", false},
+		// Where br_netfilter is loaded (built in on some kernels), frames
+		// a bridge passes up would cross the IP hooks as bridged traffic,
+		// and a reset the router sends for a DNATed connection would
+		// leave by the port, untranslated. Routed traffic only, as on
+		// kernels without it: per namespace, the host's stays as it is.
+		{"net.bridge.bridge-nf-call-iptables", "0", true},
+		{"net.bridge.bridge-nf-call-ip6tables", "0", true},
+		{"net.bridge.bridge-nf-call-arptables", "0", true},
 	} {
 		if err := r.sysctl(s.key, s.val, s.optional); err != nil {
 			return err
@@ -688,27 +725,65 @@ func (v *VPC) Endpoint(name string) (netip.AddrPort, bool) {
 }
 
 // SetEndpoint points the named endpoint at target (a zero AddrPort: no
-// target, so new connections are refused). New connections go to the new
-// target; connections already made keep theirs (conntrack remembers each
-// connection's translation).
+// target, so new connections are refused) and resumes it if paused. New
+// connections go to the new target; connections already made keep theirs
+// (conntrack remembers each connection's translation). SwitchEndpoint cuts
+// them instead.
 func (v *VPC) SetEndpoint(ctx context.Context, name string, target netip.AddrPort) error {
+	return v.changeEndpoint(ctx, name, "set", func(e *endpointState) { e.target, e.paused = target, false }, target)
+}
+
+// SwitchEndpoint points the named endpoint at target, as SetEndpoint does,
+// and cuts every connection made through it before: the next packet a
+// client sends on one is answered with a TCP reset, so no client keeps
+// talking to the old target (a demoted database primary). Connections
+// made after it go to target.
+func (v *VPC) SwitchEndpoint(ctx context.Context, name string, target netip.AddrPort) error {
+	return v.changeEndpoint(ctx, name, "switch", func(e *endpointState) { e.target, e.paused, e.gen = target, false, nextGen(e.gen) }, target)
+}
+
+// PauseEndpoint cuts every connection made through the named endpoint (as
+// SwitchEndpoint does) and holds new ones until the next SetEndpoint or
+// SwitchEndpoint: their SYNs are dropped, so the client's kernel retries
+// them (after 1 s, then 3 s, ...) and they reach the next target.
+func (v *VPC) PauseEndpoint(ctx context.Context, name string) error {
+	v.mu.Lock()
+	e := v.endpoints[name]
+	var target netip.AddrPort
+	if e != nil {
+		target = e.target
+	}
+	v.mu.Unlock()
+	return v.changeEndpoint(ctx, name, "pause", func(e *endpointState) { e.paused, e.gen = true, nextGen(e.gen) }, target)
+}
+
+func (v *VPC) changeEndpoint(ctx context.Context, name, verb string, change func(*endpointState), target netip.AddrPort) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e := v.endpoints[name]
 	if e == nil {
-		return fmt.Errorf("set endpoint %s: no such endpoint", name)
+		return fmt.Errorf("%s endpoint %s: no such endpoint", verb, name)
 	}
 	if target.IsValid() && (!v.plan.Region().Contains(target.Addr()) || target.Port() == 0) {
-		return fmt.Errorf("set endpoint %s: target must be an address in %s and a non-zero port, got %s", name, v.plan.Region(), target)
+		return fmt.Errorf("%s endpoint %s: target must be an address in %s and a non-zero port, got %s", verb, name, v.plan.Region(), target)
 	}
-	old := e.target
-	e.target = target
+	old := *e
+	change(e)
 	if err := v.applyLocked(ctx, v.endpointScript()); err != nil {
-		e.target = old
-		return fmt.Errorf("set endpoint %s: %w", name, err)
+		*e = old
+		return fmt.Errorf("%s endpoint %s: %w", verb, name, err)
 	}
-	v.log.Info("endpoint set", "endpoint", name, "vip", e.vip, "target", target)
+	v.log.Info("endpoint "+verb, "endpoint", name, "vip", e.vip, "target", e.target, "generation", e.gen, "paused", e.paused)
 	return nil
+}
+
+// nextGen is the generation after g (never 0: a connection that no rule
+// marked has mark 0).
+func nextGen(g uint32) uint32 {
+	if g++; g == 0 {
+		g = 1
+	}
+	return g
 }
 
 // Partition makes every link of zone z drop every IP packet (ARP still passes, see faultRules), until Restore.

@@ -3,7 +3,9 @@ package vpc
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -667,4 +669,141 @@ func TestNotRootFails(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "network namespaces unavailable: haven runs as uid 65534") {
 		t.Errorf("Available as uid 65534: %v\n%s", err, out)
 	}
+}
+
+// TestEndpointSwitchCutsConnections: SwitchEndpoint and PauseEndpoint cut
+// every connection made through the endpoint before (the next packet a
+// client sends gets a reset, so nothing keeps talking to the old target),
+// PauseEndpoint holds new connections until the next target, and
+// SetEndpoint moves new connections only.
+func TestEndpointSwitchCutsConnections(t *testing.T) {
+	r := newRegion(t)
+	ctx := context.Background()
+	dbA := netip.AddrPortFrom(r.dbA.Addr(), secgroup.PostgresPort)
+	dbB := netip.AddrPortFrom(r.dbB.Addr(), secgroup.PostgresPort)
+	open := func(dial dialFunc) (net.Conn, *bufio.Reader) {
+		t.Helper()
+		c, err := dial(ctx, "tcp4", r.vip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		br := bufio.NewReader(c)
+		c.SetReadDeadline(time.Now().Add(refusedWithin))
+		if line, err := br.ReadString('\n'); err != nil || line != "db_a\n" {
+			t.Fatalf("first line %q, %v; want db_a", line, err)
+		}
+		return c, br
+	}
+	// echo sends a line and reads it back: "ok", or how it failed.
+	echo := func(c net.Conn, br *bufio.Reader) string {
+		c.SetDeadline(time.Now().Add(refusedWithin))
+		if _, err := io.WriteString(c, "ping\n"); err != nil {
+			return classify(err)
+		}
+		line, err := br.ReadString('\n')
+		switch {
+		case err == nil && line == "ping\n":
+			return "ok"
+		case errors.Is(err, syscall.ECONNRESET):
+			return "reset"
+		case err != nil:
+			return classify(err)
+		}
+		return "got " + line
+	}
+
+	// SetEndpoint: the old connection stays with db_a, new ones go to db_b.
+	app, appR := open(r.a1.DialContext)
+	host, hostR := open(hostDial)
+	if err := r.SetEndpoint(ctx, secgroup.DBEndpoint, dbB); err != nil {
+		t.Fatal(err)
+	}
+	if got := echo(app, appR); got != "ok" {
+		t.Fatalf("after SetEndpoint, the old connection: %s, want ok (kept)", got)
+	}
+	checkPaths(t, []pathCase{{"new connection after SetEndpoint", r.a1.DialContext, r.vip, "ok db_b"}})
+
+	// SwitchEndpoint: every old connection is reset on its next packet.
+	if err := r.SetEndpoint(ctx, secgroup.DBEndpoint, dbA); err != nil {
+		t.Fatal(err)
+	}
+	app, appR = open(r.a1.DialContext)
+	host, hostR = open(hostDial)
+	if err := r.SwitchEndpoint(ctx, secgroup.DBEndpoint, dbB); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		c  net.Conn
+		br *bufio.Reader
+	}{"instance": {app, appR}, "host": {host, hostR}} {
+		if got := echo(c.c, c.br); got != "reset" {
+			t.Errorf("after SwitchEndpoint, the %s's old connection: %s, want reset", name, got)
+		}
+	}
+	checkPaths(t, []pathCase{{"new connection after SwitchEndpoint", r.a1.DialContext, r.vip, "ok db_b"}})
+
+	// PauseEndpoint: old connections reset, new ones held, then released
+	// to the next target by the client's own SYN retransmission.
+	app, appR = func() (net.Conn, *bufio.Reader) {
+		c, err := r.a1.DialContext(ctx, "tcp4", r.vip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		br := bufio.NewReader(c)
+		br.ReadString('\n')
+		return c, br
+	}()
+	if err := r.PauseEndpoint(ctx, secgroup.DBEndpoint); err != nil {
+		t.Fatal(err)
+	}
+	if got := echo(app, appR); got != "reset" {
+		t.Errorf("after PauseEndpoint, the old connection: %s, want reset", got)
+	}
+	checkPaths(t, []pathCase{{"new connection while paused", r.a1.DialContext, r.vip, "timeout"}})
+	held := make(chan string, 1)
+	go func() { held <- outcome(r.b1.DialContext, r.vip, 10*time.Second) }()
+	time.Sleep(300 * time.Millisecond)
+	if err := r.SwitchEndpoint(ctx, secgroup.DBEndpoint, dbA); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-held; got != "ok db_a" {
+		t.Errorf("a connection held by the pause, after the switch: %q, want ok db_a", got)
+	}
+}
+
+// TestControlPlaneDial: the control plane's connections come from the
+// router's host-link address, reach every node (no group applies), and a
+// partition cuts them like anything else on the zone's links.
+func TestControlPlaneDial(t *testing.T) {
+	r := newRegion(t)
+	ctx := context.Background()
+	pg := hostport(r.dbA.Addr(), secgroup.PostgresPort)
+	checkPaths(t, []pathCase{
+		{"control plane to a database node", r.DialContext, pg, "ok db_a"},
+		{"control plane to an app instance", r.DialContext, hostport(r.a1.Addr(), appPort), "ok i-a1"},
+	})
+	c, err := r.DialContext(ctx, "tcp4", pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.LocalAddr().(*net.TCPAddr).IP.String(), r.Plan().RouterLink().Addr().String(); got != want {
+		t.Errorf("control plane dials from %s, want the router's link address %s", got, want)
+	}
+	c.Close()
+	if !NodeNamespace(r.key, "db_a").Exists() || NodeNamespace(r.key, "nope").Exists() {
+		t.Error("NodeNamespace: db_a should exist, nope should not")
+	}
+	if err := r.Partition(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	checkPaths(t, []pathCase{
+		{"control plane to a partitioned database node", r.DialContext, pg, "timeout"},
+		{"control plane to the other zone's node", r.DialContext, hostport(r.dbB.Addr(), secgroup.PostgresPort), "ok db_b"},
+	})
+	if err := r.Restore(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	checkHeals(t, []pathCase{{"control plane after restore", r.DialContext, pg, "ok db_a"}})
 }

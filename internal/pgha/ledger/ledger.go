@@ -50,6 +50,9 @@ type Config struct {
 	Interval time.Duration
 	// OpTimeout bounds one transaction. Default 10s.
 	OpTimeout time.Duration
+	// Dial connects the writers, e.g. from inside a network namespace
+	// (vpc.Namespace.DialContext). Default: a plain dial.
+	Dial pgconn.DialFunc
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -124,6 +127,9 @@ func (w *Writers) Stop() []Op {
 	return w.Ops()
 }
 
+// Table is the table the writers write to.
+func (w *Writers) Table() string { return w.cfg.Table }
+
 // Ops returns a copy of the history so far.
 func (w *Writers) Ops() []Op {
 	w.mu.Lock()
@@ -166,6 +172,9 @@ func (w *Writers) writer(ctx context.Context, id int) {
 				return
 			}
 			cfg.ConnectTimeout = time.Second
+			if w.cfg.Dial != nil {
+				cfg.DialFunc = w.cfg.Dial
+			}
 			cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 				if strings.Contains(n.Message, "synchronous replication") {
 					syncCancelled.Store(true)
@@ -332,10 +341,22 @@ func AtTime(ops []Op, t time.Time) []Op {
 
 // Read returns the ids of the rows in table at dsn.
 func Read(ctx context.Context, dsn, table string) (map[string]bool, error) {
+	return ReadDial(ctx, dsn, table, nil)
+}
+
+// ReadDial is Read with connections made by dial (nil: a plain dial).
+func ReadDial(ctx context.Context, dsn, table string, dial pgconn.DialFunc) (map[string]bool, error) {
 	if table == "" {
 		table = "ledger"
 	}
-	conn, err := pgx.Connect(ctx, dsn)
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	if dial != nil {
+		cfg.DialFunc = dial
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to read ledger: %w", err)
 	}

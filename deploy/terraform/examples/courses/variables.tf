@@ -335,3 +335,18 @@ variable "oidc_staff_sso_only" {
   type        = bool
   default     = false
 }
+
+variable "extra_security_group_rules" {
+  description = "haven.yaml security_groups: rules added to the seed's security groups."
+  type = list(object({
+    group       = string
+    direction   = string
+    protocol    = string
+    from_port   = number
+    to_port     = number
+    peer_group  = optional(string)
+    cidr_ipv4   = optional(string)
+    description = string
+  }))
+  default = []
+}
