@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/haven-platform/haven/internal/termsafe"
 )
 
 func main() {
@@ -19,11 +21,11 @@ func main() {
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {
-				fmt.Fprintln(os.Stderr, "haven: "+ee.msg)
+				fmt.Fprintln(termsafe.Writer(os.Stderr), "haven: "+ee.msg)
 			}
 			os.Exit(ee.code)
 		}
-		fmt.Fprintln(os.Stderr, "haven: "+err.Error())
+		fmt.Fprintln(termsafe.Writer(os.Stderr), "haven: "+err.Error())
 		os.Exit(1)
 	}
 }

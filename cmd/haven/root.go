@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/termsafe"
 )
 
 // globals are the flags every command shares.
@@ -33,6 +34,14 @@ func newRoot() *cobra.Command {
 One haven.yaml drives both the local region and the Terraform module (haven aws tfvars).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Everything a command prints may carry text from the daemon, an
+		// instance or a client of the region's APIs: no control character
+		// reaches the terminal raw (JSON stays valid JSON, see writeJSON).
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			r := cmd.Root()
+			r.SetOut(termsafe.Writer(r.OutOrStdout()))
+			r.SetErr(termsafe.Writer(r.ErrOrStderr()))
+		},
 	}
 	root.PersistentFlags().StringVar(&g.stateDir, "state-dir", "", "region state directory (env HAVEN_STATE_DIR; default ./.haven)")
 	root.AddCommand(
@@ -78,10 +87,15 @@ func addSpecFlag(cmd *cobra.Command, g *globals) {
 	cmd.Flags().StringVarP(&g.specFile, "file", "f", "haven.yaml", "spec file")
 }
 
+// writeJSON prints v as indented JSON, with the runes encoding/json
+// leaves raw that a terminal would act on escaped (termsafe.JSON).
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode JSON: %w", err)
+	}
+	_, err = w.Write(append(termsafe.JSON(b), '\n'))
+	return err
 }
 
 func errorf(code int, format string, a ...any) error {

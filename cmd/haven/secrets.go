@@ -22,6 +22,7 @@ import (
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
 	"github.com/haven-platform/haven/internal/leakscan"
+	"github.com/haven-platform/haven/internal/termsafe"
 )
 
 func newSecretsCmd(g *globals) *cobra.Command {
@@ -116,7 +117,14 @@ func newSecretsCmd(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tPRINCIPAL\tACTION\tSECRET\tVERSION\tRESULT\tSOURCE")
 			for _, r := range recs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), r.Principal, r.Action, r.SecretARN, r.VersionID, r.Result, r.SourceIP)
+				// Every field but the time comes from a caller of the API:
+				// one record a line, no control character raw.
+				q := termsafe.String
+				result := q(r.Result)
+				if r.Count > 1 { // unauthenticated failures aggregated over a window
+					result = fmt.Sprintf("%s ×%d until %s", result, r.Count, r.Until.UTC().Format(time.RFC3339))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Time.UTC().Format(time.RFC3339), q(r.Principal), q(r.Action), q(r.SecretARN), q(r.VersionID), result, q(r.SourceIP))
 			}
 			return tw.Flush()
 		},

@@ -92,15 +92,24 @@ func TestSecretsIdentityAndRotation(t *testing.T) {
 	})
 
 	t.Run("aws CLI with instance credentials reads the DB secret", func(t *testing.T) {
-		res := run(a.ID, "aws", "secretsmanager", "get-secret-value", "--secret-id", info.DBSecret, "--query", "VersionStages", "--output", "text")
+		// Inside the instance, as its unprivileged user: a system-wide CLI,
+		// given the instance's own Secrets Manager endpoint on its command
+		// line (older CLIs ignore AWS_ENDPOINT_URL_SECRETS_MANAGER, and join
+		// a metadata endpoint set in the environment and its path without a
+		// slash); the credentials come from the instance's metadata.
+		const wrap = `ep=${AWS_EC2_METADATA_SERVICE_ENDPOINT:-}; [ -n "$ep" ] && export AWS_EC2_METADATA_SERVICE_ENDPOINT="${ep%/}/"; ` +
+			`exec "$0" --endpoint-url "$AWS_ENDPOINT_URL_SECRETS_MANAGER" "$@"`
+		aws := []string{"/bin/sh", "-c", wrap, instanceAWS(t)}
+		run := func(id string, argv ...string) api.RunResult { return run(id, append(aws, argv...)...) }
+		res := run(a.ID, "secretsmanager", "get-secret-value", "--secret-id", info.DBSecret, "--query", "VersionStages", "--output", "text")
 		if res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "AWSCURRENT" {
 			t.Fatalf("get-secret-value: exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
 		}
-		res = run(a.ID, "aws", "secretsmanager", "put-secret-value", "--secret-id", info.DBSecret, "--secret-string", "{}")
+		res = run(a.ID, "secretsmanager", "put-secret-value", "--secret-id", info.DBSecret, "--secret-string", "{}")
 		if res.ExitCode == 0 || !strings.Contains(res.Stderr, "AccessDeniedException") {
 			t.Fatalf("put-secret-value by the app role: exit %d stderr %q, want AccessDeniedException", res.ExitCode, res.Stderr)
 		}
-		res = run(a.ID, "aws", "secretsmanager", "list-secrets")
+		res = run(a.ID, "secretsmanager", "list-secrets")
 		if res.ExitCode == 0 || !strings.Contains(res.Stderr, "AccessDeniedException") {
 			t.Fatalf("list-secrets by the app role: exit %d stderr %q, want AccessDeniedException", res.ExitCode, res.Stderr)
 		}
@@ -310,4 +319,30 @@ func errorsAs(err error, target **exec.ExitError) bool {
 		*target = e
 	}
 	return ok
+}
+
+// instanceAWS returns an aws CLI the instances' unprivileged user can run:
+// the file and every directory above it open to others. An install under
+// /root (pyenv's) is out of an instance's reach, as it would be on EC2.
+func instanceAWS(t *testing.T) string {
+	t.Helper()
+	cands := []string{"/usr/bin/aws", "/usr/local/bin/aws"}
+	if p, err := exec.LookPath("aws"); err == nil {
+		cands = append([]string{p}, cands...)
+	}
+	for _, c := range cands {
+		ok := true
+		for p := c; ok; p = filepath.Dir(p) {
+			st, err := os.Stat(p)
+			ok = err == nil && st.Mode().Perm()&0o001 != 0
+			if p == "/" {
+				break
+			}
+		}
+		if ok {
+			return c
+		}
+	}
+	t.Fatalf("no aws CLI the instances' user can run among %v: install one system-wide (scripts/setup installs Debian's awscli)", cands)
+	return ""
 }

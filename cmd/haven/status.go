@@ -15,6 +15,7 @@ import (
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/proc"
 	"github.com/haven-platform/haven/internal/region"
+	"github.com/haven-platform/haven/internal/termsafe"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -303,7 +304,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 				for _, e := range ev {
 					if asJSON {
 						b, _ := json.Marshal(e) // one JSON object a line while following
-						fmt.Fprintln(cmd.OutOrStdout(), string(b))
+						fmt.Fprintln(cmd.OutOrStdout(), string(termsafe.JSON(b)))
 					} else {
 						printEvents(cmd.OutOrStdout(), []api.Event{e})
 					}
@@ -329,6 +330,9 @@ func newEventsCmd(g *globals) *cobra.Command {
 
 func printEvents(w io.Writer, ev []api.Event) {
 	for _, e := range ev {
-		fmt.Fprintf(w, "%s  %-8s %-20s %-22s %s\n", e.Time.Format("15:04:05.000"), e.Component, e.Kind, e.Subject, e.Message)
+		// One event a line, whatever its text holds (termsafe.String
+		// escapes newlines too).
+		fmt.Fprintf(w, "%s  %-8s %-20s %-22s %s\n", e.Time.Format("15:04:05.000"), termsafe.String(e.Component),
+			termsafe.String(e.Kind), termsafe.String(e.Subject), termsafe.String(e.Message))
 	}
 }

@@ -252,7 +252,11 @@ for p in instance-id local-ipv4 placement/availability-zone; do curl -s -m 3 -H 
 	})
 
 	t.Run("the aws CLI inside an instance reads the database secret with no metadata endpoint variable", func(t *testing.T) {
-		out := run(a.ID, "env | grep -c AWS_EC2_METADATA_SERVICE_ENDPOINT; aws secretsmanager get-secret-value --secret-id "+info.DBSecret+" --query VersionStages --output text")
+		// The instance runs unprivileged: the CLI must be a system-wide one
+		// (instanceAWS), given the instance's own Secrets Manager endpoint on
+		// its command line (older CLIs ignore AWS_ENDPOINT_URL_SECRETS_MANAGER).
+		out := run(a.ID, "env | grep -c AWS_EC2_METADATA_SERVICE_ENDPOINT; "+instanceAWS(t)+
+			` --endpoint-url "$AWS_ENDPOINT_URL_SECRETS_MANAGER" secretsmanager get-secret-value --secret-id `+info.DBSecret+" --query VersionStages --output text")
 		if lines := strings.Fields(out); len(lines) != 2 || lines[0] != "0" || lines[1] != "AWSCURRENT" {
 			t.Fatalf("aws secretsmanager get-secret-value in %s: %q, want no metadata variable and AWSCURRENT", a.ID, out)
 		}

@@ -275,6 +275,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("reach the daemon of %s: %w: its socket is the operator's (the user running haven) alone", c.StateDir, os.ErrPermission)
+		}
 		var op *net.OpError
 		if errors.As(err, &op) || errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("%w (%s); start one with `haven up`", ErrNotRunning, c.StateDir)

@@ -131,6 +131,11 @@ type AuditRecord struct {
 	Result      string    `json:"result"`
 	SourceIP    string    `json:"sourceIp,omitempty"`
 	UserAgent   string    `json:"userAgent,omitempty"`
+	// Count, when above 1, says the record stands for Count unauthenticated
+	// failures from SourceIP between Time and Until (aggregated per window).
+	Count int `json:"count,omitempty"`
+	// Until is the time of the last failure an aggregated record counts.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // AuditQuery selects audit records; zero fields match everything.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/testkit"
 )
@@ -82,8 +83,12 @@ func startEnv(t *testing.T, n int, ticker bool) *env {
 		t.Fatal(err)
 	}
 	e.mgr = mgr
+	root, err := ca.LoadOrCreate(filepath.Join(dir, "ca"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := pgha.New(pgha.Config{Nodes: e.nodes, StateFile: filepath.Join(dir, "state", "db.json"),
-		ArchiveCommand: mgr.ArchiveCommand(), Logger: discard(), Durability: pgha.DurabilityPreferred})
+		ArchiveCommand: mgr.ArchiveCommand(), Logger: discard(), Durability: pgha.DurabilityPreferred, Certificates: root})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +122,9 @@ func startEnv(t *testing.T, n int, ticker bool) *env {
 	if err := c.Bootstrap(ctx, "app", "app"); err != nil {
 		t.Fatal(err)
 	}
+	if err := c.SetPassword(ctx, "app", appPassword); err != nil {
+		t.Fatal(err)
+	}
 	if err := mgr.StanzaCreate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +137,12 @@ func startEnv(t *testing.T, n int, ticker bool) *env {
 	return e
 }
 
-func (e *env) appDSN() string { return e.cluster.Primary().DSN("app", "app") }
+// appPassword is the test app role's password: no role logs in without one.
+var appPassword = pgha.NewPassword()
+
+func (e *env) appDSN() string {
+	return e.cluster.Primary().DSN("app", "app") + " password=" + appPassword
+}
 
 func connect(t *testing.T, dsn string) *pgx.Conn {
 	t.Helper()

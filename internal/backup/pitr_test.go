@@ -53,7 +53,7 @@ func pitrCheck(t *testing.T, ctx context.Context, e *env, dsn string, writers in
 		t.Fatal(err)
 	}
 	defer srv.Stop(context.WithoutCancel(ctx))
-	rep, err := ledger.CheckRestore(ctx, srv.DSN("app", "app"), table, ops, target)
+	rep, err := ledger.CheckRestore(ctx, srv.DSN("app", "app")+" password="+appPassword, table, ops, target)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -143,3 +143,36 @@ func TestIssueServerRejectsEmpty(t *testing.T) {
 		t.Errorf("IssueServer with ttl 0: got nil error")
 	}
 }
+
+// A client certificate verifies as a client (not as a server) under the
+// root, carrying its common name, and is refused by a server that wants a
+// client certificate from another root.
+func TestIssueClientVerifies(t *testing.T) {
+	c, err := LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := c.IssueClient("replicator", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Leaf.Subject.CommonName != "replicator" {
+		t.Errorf("common name = %q", cert.Leaf.Subject.CommonName)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: c.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("verify as client: %v", err)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: c.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Error("a client certificate verifies as a server certificate")
+	}
+	other, err := LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: other.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Error("verifies under another CA")
+	}
+	if _, err := c.IssueClient("", time.Hour); err == nil {
+		t.Error("IssueClient with no name: nil error")
+	}
+}

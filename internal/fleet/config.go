@@ -12,6 +12,7 @@ import (
 
 	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/clock"
+	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/zone"
 )
 
@@ -153,6 +154,11 @@ type Config struct {
 	// Cgroups, if set, puts each instance in its own cgroup with the template's
 	// CPU and memory limits. Default nil: no limits.
 	Cgroups *cgroup.Manager
+	// Sandbox, if set, runs every instance (and every command run in one)
+	// as its unprivileged user, with no capabilities, no_new_privs and a
+	// private /tmp (package sandbox; the daemon must be root). Default nil:
+	// instances run as the daemon's user.
+	Sandbox *sandbox.Profile
 	// Network, if set, gives each instance its own network (see Network);
 	// then every instance listens on Template.Port, which is required.
 	// Default nil: the host's network, an address of the zone each.

@@ -588,6 +588,9 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	cmd.SysProcAttr.Setpgid = true
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.WaitDelay = time.Second
+	if err := dropPrivileges(cmd, f.cfg.Sandbox); err != nil {
+		return fmt.Errorf("launch %s: %w", id, err)
+	}
 
 	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
 		exited: make(chan struct{}), state: StatePending, health: HealthInitial}

@@ -35,6 +35,10 @@ func TestMain(m *testing.M) {
 		testApp()
 		os.Exit(0)
 	}
+	if os.Getenv("HAVEN_FLEET_TEST_PROBE") == "1" {
+		probe(os.Args[1:])
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

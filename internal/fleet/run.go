@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/haven-platform/haven/internal/sandbox"
 )
 
 // RunResult is a finished command's output (at most 1 MiB of each stream).
@@ -41,6 +43,9 @@ func (f *Fleet) Run(ctx context.Context, id string, argv, env []string, timeout 
 	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	c.Env = env
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pgid: pid, Pdeathsig: syscall.SIGKILL}
+	if err := dropPrivileges(c, f.cfg.Sandbox); err != nil {
+		return RunResult{}, fmt.Errorf("run %s on %s: %w", argv[0], id, err)
+	}
 	var out, errb bytes.Buffer
 	c.Stdout, c.Stderr = &limitedBuffer{b: &out}, &limitedBuffer{b: &errb}
 	// Inside the instance's network too, as its own processes.
@@ -80,6 +85,9 @@ type Task struct {
 	Log *os.File
 	// Progress, when set, is told an output line at most every 2 s.
 	Progress func(line string)
+	// Sandbox, when set, runs the task unprivileged, as the instances run
+	// (Config.Sandbox). Default nil: as the daemon's user.
+	Sandbox *sandbox.Profile
 	// Start starts the task's process where it runs (inside a network
 	// namespace: vpc.Namespace.Start). Default exec.Cmd.Start.
 	Start func(*exec.Cmd) error
@@ -92,6 +100,9 @@ func RunTask(ctx context.Context, t Task) error {
 	c.Env = t.Env
 	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	if err := dropPrivileges(c, t.Sandbox); err != nil {
+		return fmt.Errorf("start %s: %w", t.Command[0], err)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
@@ -139,4 +150,17 @@ func scanLinesOrCR(data []byte, atEOF bool) (int, []byte, error) {
 		return len(data), data, nil
 	}
 	return 0, nil, nil
+}
+
+// dropPrivileges makes cmd start in profile's sandbox (nil: unchanged). It
+// is the last step before a start, so that whoever starts cmd (a cgroup,
+// a network namespace) composes with it.
+func dropPrivileges(cmd *exec.Cmd, profile *sandbox.Profile) error {
+	if profile == nil {
+		return nil
+	}
+	if err := profile.Wrap(cmd); err != nil {
+		return fmt.Errorf("drop privileges: %w", err)
+	}
+	return nil
 }

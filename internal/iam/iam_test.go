@@ -208,6 +208,30 @@ func signedRequest(t testing.TB, c Credentials, body string, at time.Time, regio
 	return r
 }
 
+// signedRequestWithout signs a request without header, then adds it back
+// unsigned, as a relay could.
+func signedRequestWithout(t testing.TB, c Credentials, body string, at time.Time, header string) *http.Request {
+	t.Helper()
+	r := signedRequest(t, c, body, at, "eu-west-1")
+	v := r.Header.Get(header)
+	r.Header.Del(header)
+	r.Header.Del("Authorization")
+	sum := sha256.Sum256([]byte(body))
+	cr, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:4566/", strings.NewReader(body))
+	cr.Header = r.Header.Clone()
+	err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: c.AccessKeyID, SecretAccessKey: c.SecretAccessKey, SessionToken: c.SessionToken},
+		cr, hex.EncodeToString(sum[:]), "secretsmanager", "eu-west-1", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header = cr.Header
+	if strings.Contains(strings.ToLower(r.Header.Get("Authorization")), strings.ToLower(header)) {
+		t.Fatalf("%s is signed: %s", header, r.Header.Get("Authorization"))
+	}
+	r.Header.Set(header, v)
+	return r
+}
+
 func authCode(err error) string {
 	var ae *AuthError
 	if errors.As(err, &ae) {
@@ -247,6 +271,13 @@ func TestVerify(t *testing.T) {
 		}, CodeInvalidSignature},
 		{"tampered signed header", func(e *sigEnv, r *http.Request) *http.Request {
 			r.Header.Set("X-Amz-Target", "secretsmanager.PutSecretValue")
+			return r
+		}, CodeInvalidSignature},
+		{"unsigned x-amz-target", func(e *sigEnv, r *http.Request) *http.Request {
+			return signedRequestWithout(t, e.creds, body, e.clk.Now(), "X-Amz-Target")
+		}, CodeInvalidSignature},
+		{"unsigned x-amz-* header added", func(e *sigEnv, r *http.Request) *http.Request {
+			r.Header.Set("X-Amz-Tagging", "a=b")
 			return r
 		}, CodeInvalidSignature},
 		{"unsigned header added is fine", func(e *sigEnv, r *http.Request) *http.Request {

@@ -69,6 +69,11 @@ type VerifierConfig struct {
 	MaxSkew time.Duration
 	// MaxBody is the largest body accepted, in bytes. Default 1 MiB.
 	MaxBody int64
+	// SignedHeaders are headers (lower case) every request must sign, on top
+	// of host, x-amz-date and every x-amz-* header it carries, e.g.
+	// "x-amz-target" for a JSON protocol whose operation is a header (a
+	// request without it is refused). Default none.
+	SignedHeaders []string
 	// Clock is the time source. Default the wall clock.
 	Clock clock.Clock
 }
@@ -218,6 +223,19 @@ func (v *Verifier) verify(r *http.Request, body []byte) (Principal, error) {
 	}
 	if !slices.IsSorted(a.SignedHeaders) || !slices.Contains(a.SignedHeaders, "host") || !slices.Contains(a.SignedHeaders, "x-amz-date") {
 		return Principal{}, authErr(CodeInvalidSignature, http.StatusBadRequest, "SignedHeaders must be sorted and include host and x-amz-date")
+	}
+	// As AWS requires, the signature covers every x-amz-* header sent (an
+	// unsigned X-Amz-Target would let whoever relays a request change its
+	// operation) and the headers this service binds.
+	for _, name := range v.cfg.SignedHeaders {
+		if !slices.Contains(a.SignedHeaders, name) {
+			return Principal{}, authErr(CodeInvalidSignature, http.StatusBadRequest, "SignedHeaders must include %s", name)
+		}
+	}
+	for name := range r.Header {
+		if l := strings.ToLower(name); strings.HasPrefix(l, "x-amz-") && !slices.Contains(a.SignedHeaders, l) {
+			return Principal{}, authErr(CodeInvalidSignature, http.StatusBadRequest, "header %s must be signed: include it in SignedHeaders", l)
+		}
 	}
 	amzDate := r.Header.Get("X-Amz-Date")
 	t, err := time.Parse("20060102T150405Z", amzDate)

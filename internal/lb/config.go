@@ -69,6 +69,12 @@ type Config struct {
 	// RetryBudget bounds, from the arrival of a request, the time within which a
 	// failed attempt may be retried on another target. Default 5s.
 	RetryBudget time.Duration
+	// HSTS is the Strict-Transport-Security header the HTTPS listener adds to
+	// every response that does not carry one (a target's own is kept), its
+	// error responses included. Default DefaultHSTS ("max-age=31536000").
+	// The listener always follows SecurityPolicy (TLS 1.2 and 1.3, the
+	// cipher suites of PolicyCipherSuites), whatever TLS says.
+	HSTS string
 	// Dial connects to targets, for requests and health checks alike: in a
 	// region's VPC, from the load balancer's own namespace and its address
 	// in each zone's public subnet (vpc.Namespace.DialContext). Default: a
@@ -114,6 +120,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HTTPSAddr == "" {
 		c.HTTPSAddr = DefaultHTTPSAddr
+	}
+	if c.HSTS == "" {
+		c.HSTS = DefaultHSTS
 	}
 	if c.HealthCheck.Path == "" {
 		c.HealthCheck.Path = DefaultHealthPath

@@ -200,7 +200,7 @@ func (l *LB) Start(ctx context.Context) error {
 	l.httpsLn, l.httpLn, l.httpsPort = ln, httpLn, port
 	l.httpsSrv = &http.Server{
 		Handler:           l,
-		TLSConfig:         l.cfg.TLS.Clone(),
+		TLSConfig:         listenerTLS(l.cfg.TLS),
 		ReadHeaderTimeout: l.cfg.IdleTimeout,
 		IdleTimeout:       l.cfg.IdleTimeout,
 		ErrorLog:          errLog,

@@ -109,6 +109,9 @@ func (l *LB) httpsPortValue() string {
 
 func (l *LB) modifyResponse(res *http.Response) error {
 	res.Header.Del("X-Request-Id") // the LB's value, already set, wins
+	if res.Header.Get("Strict-Transport-Security") == "" {
+		res.Header.Set("Strict-Transport-Security", l.cfg.HSTS) // the target's own wins
+	}
 	return nil
 }
 
@@ -135,11 +138,14 @@ func (l *LB) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	l.log.Debug("request failed", "request_id", rsID(rs), "status", le.status, "err", le)
 	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Type", "text/html")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	h.Set("Strict-Transport-Security", l.cfg.HSTS)
 	w.WriteHeader(le.status)
-	fmt.Fprintf(w, "%d %s: %s\n", le.status, http.StatusText(le.status), le.reason)
+	// The reason (which target, what failed) is for the access log and the
+	// operator, not for whoever sent the request.
+	_, _ = io.WriteString(w, errorPage(le.status))
 }
 
 func rsID(rs *reqState) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -22,6 +23,7 @@ func pgbench(ctx context.Context, b *testing.B, host string, port int, args ...s
 	all := append([]string{"-h", host, "-p", strconv.Itoa(port), "-U", "bench", "-n"}, args...)
 	all = append(all, "bench")
 	cmd := exec.CommandContext(ctx, filepath.Join(DefaultBinDir, "pgbench"), all...)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+testPassword) // the benchmark's throwaway role
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -96,9 +98,7 @@ func benchEndpoint(b *testing.B, nodes int) {
 	if nodes == 2 {
 		waitEligible(b, c)
 	}
-	if err := c.Bootstrap(ctx, "bench", "bench"); err != nil {
-		b.Fatal(err)
-	}
+	bootstrapWithPassword(b, c, "bench", "bench")
 	primary := cfg.Nodes[0]
 	pgbench(ctx, b, primary.ListenAddr.String(), primary.Port, "-i", "-q", "-s", "2")
 	port := func(addr string) int {

@@ -9,7 +9,9 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,9 +44,15 @@ type Config struct {
 	// Durability is what happens when the standby is lost. Default
 	// DurabilityRequired.
 	Durability Durability
-	// AppAuth is the pg_hba method for application roles: "trust" or
-	// "scram-sha-256". Default "trust".
+	// AppAuth is the pg_hba method for application roles. Only
+	// "scram-sha-256" (the default) is allowed: no role logs in without a
+	// credential.
 	AppAuth string
+	// Certificates issues the TLS material of replication (the region CA):
+	// every node serves TLS and a standby logs in as the replication role
+	// with a client certificate (pg_hba method cert). Required with two
+	// nodes; a single node allows no replication over TCP.
+	Certificates Certificates
 	// AppDatabase restricts application logins to one database. Default: all.
 	AppDatabase string
 	// AppNetworks may connect as application roles. Default DefaultAppNetworks.
@@ -92,7 +100,7 @@ func (c *Config) setDefaults() {
 		c.Durability = DurabilityRequired
 	}
 	if c.AppAuth == "" {
-		c.AppAuth = AuthTrust
+		c.AppAuth = AuthSCRAM
 	}
 	if c.AppNetworks == nil {
 		c.AppNetworks = DefaultAppNetworks
@@ -150,9 +158,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("database.durability: must be required or preferred, got %q", c.Durability)
 	}
 	switch c.AppAuth {
-	case "", AuthTrust, AuthSCRAM:
+	case "", AuthSCRAM:
 	default:
-		return fmt.Errorf("database.app_auth: must be trust or scram-sha-256, got %q", c.AppAuth)
+		return fmt.Errorf("database.app_auth: must be scram-sha-256 (no role logs in without a credential), got %q", c.AppAuth)
+	}
+	if len(c.Nodes) == 2 && c.Certificates == nil {
+		return errors.New("database.certificates: required with a standby: replication logs in with a client certificate of the region CA")
 	}
 	if c.FailureThreshold < 0 || c.ProbeInterval < 0 || c.ProbeTimeout < 0 {
 		return errors.New("database.probe: intervals and thresholds must not be negative")
@@ -239,6 +250,7 @@ func New(cfg Config) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
+		in.certs = cfg.Certificates
 		in.spawn = func(cmd *exec.Cmd) error { return cfg.Spawn(n, cmd) }
 		in.powered = func() bool { return !c.zoneOff(n.Zone) }
 		c.nodes[n.Name], c.inst[n.Name] = n, in
@@ -247,27 +259,56 @@ func New(cfg Config) (*Cluster, error) {
 	return c, nil
 }
 
-func (c *Cluster) runConfig(standby bool, primary string, syncStandby string) runConfig {
-	rc := runConfig{standby: standby, archiveCommand: c.cfg.ArchiveCommand, hba: c.hba()}
-	if standby {
-		rc.primaryConnInfo = replConnInfo(c.nodes[primary], "")
-	} else {
+func (c *Cluster) runConfig(standby bool, syncStandby string) runConfig {
+	rc := runConfig{standby: standby, archiveCommand: c.cfg.ArchiveCommand, hba: c.hba(), tls: c.cfg.Certificates != nil}
+	if !standby {
 		rc.syncStandbyNames = syncNames(syncStandby)
 	}
 	return rc
 }
 
 func (c *Cluster) hba() HBAConfig {
-	peers := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-	for _, n := range c.cfg.Nodes {
-		peers = append(peers, netip.PrefixFrom(n.ListenAddr, n.ListenAddr.BitLen()))
+	h := HBAConfig{AppDatabase: c.cfg.AppDatabase, AppNetworks: c.cfg.AppNetworks,
+		ReplicationPeers: ReplicationPeers(c.cfg.Nodes), OperatorUsers: operatorUsers()}
+	if c.cfg.Certificates == nil || len(c.cfg.Nodes) < 2 {
+		h.ReplicationPeers = nil // no standby, or no TLS: no replication over TCP
 	}
-	return HBAConfig{AppAuth: c.cfg.AppAuth, AppDatabase: c.cfg.AppDatabase, AppNetworks: c.cfg.AppNetworks, ReplicationPeers: peers}
+	return h
+}
+
+// ReplicationPeers are the addresses a standby's connections come from:
+// each node's own address, and 127.0.0.1 when the nodes share the host's
+// loopback (the kernel gives a connection to another 127/8 address the
+// source 127.0.0.1, and libpq cannot bind a source address). Every peer
+// still needs the replication client certificate: an address never
+// authenticates.
+func ReplicationPeers(nodes []Node) []netip.Prefix {
+	var peers []netip.Prefix
+	loopback := false
+	for _, n := range nodes {
+		peers = append(peers, netip.PrefixFrom(n.ListenAddr, n.ListenAddr.BitLen()))
+		loopback = loopback || n.ListenAddr.IsLoopback()
+	}
+	if lo := netip.MustParsePrefix("127.0.0.1/32"); loopback && !slices.Contains(peers, lo) {
+		peers = append(peers, lo)
+	}
+	return peers
+}
+
+// operatorUsers are the OS users that log in as postgres over the unix
+// socket: the one running this process (the daemon) and postgres, the
+// server's own user (its tools: pg_rewind, pg_basebackup, pgBackRest).
+func operatorUsers() []string {
+	users := []string{"postgres"}
+	if u, err := user.Current(); err == nil {
+		users = append(users, u.Username)
+	}
+	return users
 }
 
 func (c *Cluster) standbyRunConfig(name, primary string) runConfig {
-	rc := c.runConfig(true, primary, "")
-	rc.primaryConnInfo = replConnInfo(c.nodes[primary], name)
+	rc := c.runConfig(true, "")
+	rc.primaryConnInfo = replConnInfo(c.nodes[primary], c.nodes[name])
 	return rc
 }
 
@@ -276,7 +317,7 @@ func (c *Cluster) primaryRunConfig(s State) runConfig {
 	if s.SyncEnabled {
 		sync = s.Standby
 	}
-	return c.runConfig(false, "", sync)
+	return c.runConfig(false, sync)
 }
 
 // Start brings the database up: on first start it initialises the first

@@ -30,11 +30,9 @@ func ledgerPair(t *testing.T, d Durability) (*Cluster, *endpoint.Proxy, string) 
 	}
 	t.Cleanup(func() { ep.Stop(context.Background()) })
 	c := startPair(t, Config{Endpoint: ep, Durability: d})
-	if err := c.Bootstrap(ctx, "ledger", "ledger"); err != nil {
-		t.Fatal(err)
-	}
+	bootstrapWithPassword(t, c, "ledger", "ledger")
 	_, port, _ := strings.Cut(ep.Addr(), ":")
-	dsn := "host=127.0.0.1 port=" + port + " user=ledger dbname=ledger sslmode=disable"
+	dsn := withPassword("host=127.0.0.1 port=" + port + " user=ledger dbname=ledger sslmode=disable")
 	if err := ledger.Setup(ctx, dsn, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +137,7 @@ func testFailover(t *testing.T, fault string, d Durability) {
 	newPrimary := c.Primary()
 	checkCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rep, err := ledger.Check(checkCtx, newPrimary.DSN("ledger", "ledger"), "", ops)
+	rep, err := ledger.Check(checkCtx, withPassword(newPrimary.DSN("ledger", "ledger")), "", ops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +166,7 @@ func testFailover(t *testing.T, fault string, d Durability) {
 		t.Errorf("writable primaries = %d, want 1", primaries)
 	}
 	// The old primary refuses writes (it is a standby now).
-	conn, err := pgx.Connect(checkCtx, old.DSN("ledger", "ledger"))
+	conn, err := pgx.Connect(checkCtx, withPassword(old.DSN("ledger", "ledger")))
 	if err != nil {
 		t.Fatalf("connect to old primary: %v", err)
 	}
@@ -189,7 +187,7 @@ func testFailover(t *testing.T, fault string, d Durability) {
 	if err := c.inst[newPrimary.Name].exec(checkCtx, "DELETE FROM ledger WHERE id = '"+victim+"'"); err == nil {
 		t.Fatal("superuser connected to the ledger database by default; want postgres db")
 	}
-	dconn, err := pgx.Connect(checkCtx, newPrimary.DSN("ledger", "ledger"))
+	dconn, err := pgx.Connect(checkCtx, withPassword(newPrimary.DSN("ledger", "ledger")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +195,7 @@ func testFailover(t *testing.T, fault string, d Durability) {
 		t.Fatal(err)
 	}
 	dconn.Close(checkCtx)
-	rep, err = ledger.Check(checkCtx, newPrimary.DSN("ledger", "ledger"), "", ops)
+	rep, err = ledger.Check(checkCtx, withPassword(newPrimary.DSN("ledger", "ledger")), "", ops)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +239,7 @@ func TestSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
 	n := w.Counts()[ledger.OK]
 	waitFor(t, 20*time.Second, "writes after the switchover", func() bool { return w.Counts()[ledger.OK] >= n+20 })
 	ops := w.Stop()
-	rep, err := ledger.Check(sctx, c.Primary().DSN("ledger", "ledger"), "", ops)
+	rep, err := ledger.Check(sctx, withPassword(c.Primary().DSN("ledger", "ledger")), "", ops)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ type instance struct {
 	uid    int
 	gid    int
 	log    *slog.Logger
+	certs  Certificates // nil: no TLS (a single node)
 	// spawn starts the postmaster where the node lives (Config.Spawn);
 	// powered reports whether its zone has power. Both are set by New.
 	spawn   func(*exec.Cmd) error
@@ -105,13 +106,17 @@ func (in *instance) tool(ctx context.Context, name string, args ...string) (stri
 	return out.String(), nil
 }
 
-// prepareDirs creates the parent of DataDir, SocketDir and the log file, all
-// owned by postgres.
+// prepareDirs creates the parent of DataDir (0711: the postgres user
+// traverses it, nobody lists it) and SocketDir (0700, postgres's).
 func (in *instance) prepareDirs() error {
-	for _, d := range []string{filepath.Dir(filepath.Clean(in.node.DataDir)), in.node.SocketDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	parent := filepath.Dir(filepath.Clean(in.node.DataDir))
+	for _, d := range []string{parent, in.node.SocketDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
+	}
+	if err := os.Chmod(parent, 0o711); err != nil {
+		return fmt.Errorf("chmod %s: %w", parent, err)
 	}
 	if err := os.Chmod(in.node.SocketDir, 0o700); err != nil {
 		return fmt.Errorf("chmod socket dir: %w", err)
@@ -150,7 +155,7 @@ func (in *instance) initdb(ctx context.Context) error {
 		return err
 	}
 	if _, err := in.tool(ctx, "initdb", "-D", in.node.DataDir, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
-		"--auth-local=trust", "--auth-host=reject"); err != nil {
+		"--auth-local=peer", "--auth-host=reject"); err != nil { // configure writes the real pg_hba.conf before any start
 		return fmt.Errorf("initdb %s: %w", in.node.Name, err)
 	}
 	in.log.Info("initialized data directory", "data_dir", in.node.DataDir)
@@ -166,8 +171,8 @@ func (in *instance) writeFile(name, content string) error {
 	return in.chown(p)
 }
 
-// configure writes postgresql.auto.conf, pg_hba.conf and the standby signal
-// for this run. Base backups and pg_rewind copy the other node's files, so
+// configure writes postgresql.auto.conf, pg_hba.conf, pg_ident.conf, the
+// node's TLS files and the standby signal for this run. Base backups and pg_rewind copy the other node's files, so
 // every start rewrites them: each node's replication settings are its own.
 func (in *instance) configure(rc runConfig) error {
 	if err := in.writeFile("postgresql.auto.conf", autoConf(serverSettings(in.node, rc))); err != nil {
@@ -175,6 +180,14 @@ func (in *instance) configure(rc runConfig) error {
 	}
 	if err := in.writeFile("pg_hba.conf", HBA(rc.hba)); err != nil {
 		return err
+	}
+	if err := in.writeFile("pg_ident.conf", Ident(rc.hba)); err != nil {
+		return err
+	}
+	if rc.tls {
+		if err := in.writeTLS(); err != nil {
+			return err
+		}
 	}
 	sig := filepath.Join(in.node.DataDir, "standby.signal")
 	if rc.standby {

@@ -67,7 +67,7 @@ func TestZonePowerLoss(t *testing.T) {
 	ops := w.Stop()
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rep, err := ledger.Check(cctx, c.Primary().DSN("ledger", "ledger"), "", ops)
+	rep, err := ledger.Check(cctx, withPassword(c.Primary().DSN("ledger", "ledger")), "", ops)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -238,9 +238,9 @@ func (c *Cluster) Replication(ctx context.Context) (Replication, error) {
 }
 
 // TestLogin logs in to database through addr (the endpoint) as user with
-// password. loggedIn is false, with the server's reason, when the server
+// password pass. loggedIn is false, with the server's reason, when the server
 // refuses the credential; err is set when the login could not be tried.
-func TestLogin(ctx context.Context, addr, database, user, password string) (loggedIn bool, reason string, err error) {
+func TestLogin(ctx context.Context, addr, database, user, pass string) (loggedIn bool, reason string, err error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false, "", fmt.Errorf("log in through %s: %w", addr, err)
@@ -249,7 +249,8 @@ func TestLogin(ctx context.Context, addr, database, user, password string) (logg
 	if err != nil {
 		return false, "", err
 	}
-	cfg.Database, cfg.User, cfg.Password = database, user, password
+	cfg.Database, cfg.User = database, user
+	cfg.Password = pass
 	cfg.ConnectTimeout = 5 * time.Second
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

@@ -21,7 +21,15 @@ func TestSingleNodeLifecycle(t *testing.T) {
 			t.Fatalf("bootstrap #%d: %v", i, err)
 		}
 	}
-	conn, err := pgx.Connect(ctx, nodes[0].DSN("courses_app", "courses"))
+	// The role logs in with nothing but a password.
+	if conn, err := pgx.Connect(ctx, nodes[0].DSN("courses_app", "courses")); err == nil {
+		conn.Close(ctx)
+		t.Error("app role connected over TCP without a password")
+	}
+	if err := c.SetPassword(ctx, "courses_app", testPassword); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, withPassword(nodes[0].DSN("courses_app", "courses")))
 	if err != nil {
 		t.Fatalf("connect as app role over tcp: %v", err)
 	}

@@ -35,7 +35,7 @@ func TestLostStandbyPreferredKeepsServingAndRebuilds(t *testing.T) {
 	n := w.Counts()[ledger.OK]
 	waitFor(t, 20*time.Second, "writes after the rebuild", func() bool { return w.Counts()[ledger.OK] >= n+10 })
 	ops := w.Stop()
-	rep, err := ledger.Check(ctx, c.Primary().DSN("ledger", "ledger"), "", ops)
+	rep, err := ledger.Check(ctx, withPassword(c.Primary().DSN("ledger", "ledger")), "", ops)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/testkit"
 )
 
@@ -66,6 +67,9 @@ func startTestCluster(t testing.TB, cfg Config) *Cluster {
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(t)
 	}
+	if cfg.Certificates == nil && len(cfg.Nodes) == 2 {
+		cfg.Certificates = testCA(t)
+	}
 	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +117,35 @@ func pidAlive(pid int) bool {
 	// A zombie is dead for our purposes.
 	f := strings.Fields(string(b))
 	return len(f) > 2 && f[2] != "Z"
+}
+
+// testCA is a region CA for the test: replication logs in with its client
+// certificates.
+func testCA(t testing.TB) *ca.CA {
+	t.Helper()
+	c, err := ca.LoadOrCreate(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// testPassword is what the tests' application roles log in with: no role
+// logs in without a credential.
+var testPassword = NewPassword()
+
+// withPassword adds testPassword to a TCP DSN.
+func withPassword(dsn string) string { return dsn + " password=" + testPassword }
+
+// bootstrapWithPassword bootstraps database owned by role and gives role testPassword.
+func bootstrapWithPassword(t testing.TB, c *Cluster, database, role string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Bootstrap(ctx, database, role); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetPassword(ctx, role, testPassword); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -94,6 +94,79 @@ func UID(pid int) (int, error) {
 	return int(st.Uid), nil
 }
 
+// Status is the part of /proc/<pid>/status that says what a process may do.
+type Status struct {
+	// UIDs and GIDs are the real, effective, saved and filesystem ids.
+	UIDs, GIDs [4]int
+	// CapInh, CapPrm, CapEff, CapBnd and CapAmb are the capability sets:
+	// inheritable, permitted, effective, bounding and ambient.
+	CapInh, CapPrm, CapEff, CapBnd, CapAmb uint64
+	// NoNewPrivs is set when execve can never grant privileges (setuid
+	// bits and file capabilities are ignored).
+	NoNewPrivs bool
+}
+
+// ReadStatus reads /proc/<pid>/status.
+func ReadStatus(pid int) (Status, error) {
+	b, err := os.ReadFile(path(pid, "status"))
+	if err != nil {
+		return Status{}, err
+	}
+	return ParseStatus(b)
+}
+
+// ParseStatus parses the content of a status file (other lines around it
+// are ignored). Every field of Status must be present.
+func ParseStatus(b []byte) (Status, error) {
+	var s Status
+	seen := 0
+	ids := func(v string, out *[4]int) error {
+		f := strings.Fields(v)
+		if len(f) != 4 {
+			return fmt.Errorf("want 4 ids, got %q", v)
+		}
+		for i := range f {
+			n, err := strconv.Atoi(f[i])
+			if err != nil {
+				return err
+			}
+			out[i] = n
+		}
+		return nil
+	}
+	caps := map[string]*uint64{"CapInh": &s.CapInh, "CapPrm": &s.CapPrm, "CapEff": &s.CapEff, "CapBnd": &s.CapBnd, "CapAmb": &s.CapAmb}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		var err error
+		switch k {
+		case "Uid":
+			err = ids(v, &s.UIDs)
+		case "Gid":
+			err = ids(v, &s.GIDs)
+		case "NoNewPrivs":
+			s.NoNewPrivs = v == "1"
+		default:
+			p, ok := caps[k]
+			if !ok {
+				continue
+			}
+			*p, err = strconv.ParseUint(v, 16, 64)
+		}
+		if err != nil {
+			return Status{}, fmt.Errorf("parse status %s: %w", k, err)
+		}
+		seen++
+	}
+	if seen < 8 {
+		return Status{}, fmt.Errorf("parse status: %d of the 8 fields found (Uid, Gid, NoNewPrivs, CapInh, CapPrm, CapEff, CapBnd, CapAmb)", seen)
+	}
+	return s, nil
+}
+
 // Comm is the process's command name (at most 15 bytes).
 func Comm(pid int) (string, error) {
 	b, err := os.ReadFile(path(pid, "comm"))

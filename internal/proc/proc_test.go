@@ -89,3 +89,25 @@ func TestRealProcesses(t *testing.T) {
 		t.Errorf("holders of our connection = %v, %v; want [%d]", pids, err, os.Getpid())
 	}
 }
+
+func TestParseStatus(t *testing.T) {
+	in := "Name:\tcourses\nUmask:\t0022\nUid:\t1900000123\t1900000123\t1900000123\t1900000123\nGid:\t1900000123\t1900000123\t1900000123\t1900000123\n" +
+		"CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t0\n"
+	s, err := ParseStatus([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.UIDs[0] != 1900000123 || s.GIDs[3] != 1900000123 || s.CapEff != 0 || s.CapBnd != 0x1ffffffffff || !s.NoNewPrivs {
+		t.Errorf("ParseStatus = %+v", s)
+	}
+	if _, err := ParseStatus([]byte("Name:\tx\nUid:\t0\t0\t0\t0\n")); err == nil {
+		t.Error("a status without capabilities parsed")
+	}
+	self, err := ReadStatus(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.UIDs[1] != os.Geteuid() {
+		t.Errorf("own effective uid %d, want %d", self.UIDs[1], os.Geteuid())
+	}
+}

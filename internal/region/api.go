@@ -104,6 +104,14 @@ func (s secretsTier) Info() api.SecretsInfo {
 			info.AtRest[rel+".*"] = k.What + ", a temp copy of a write in progress"
 		}
 	}
+	for _, n := range s.r.cfg.DB.Nodes {
+		for _, k := range pgha.TLSKeyFiles(n) {
+			if rel, err := filepath.Rel(s.r.opts.StateDir, k); err == nil && !strings.HasPrefix(rel, "..") {
+				info.AtRest[rel] = "database node TLS key (the postgres user's, 0600; replication logs in with it)"
+				info.AtRest[rel+".tmp"] = "database node TLS key, a write in progress"
+			}
+		}
+	}
 	if s.r.opts.SpecFile != "" {
 		info.SpecFile, _ = filepath.Abs(s.r.opts.SpecFile)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/spec"
@@ -31,6 +32,10 @@ type Layout struct {
 	// AppCommand and ReleaseCommand are the spec's commands with the
 	// program resolved to an absolute path (ReleaseCommand nil: no release).
 	AppCommand, ReleaseCommand []string
+	// Sandbox is how the app's processes (instances, the release task)
+	// drop privileges: the region's unprivileged user. Nil when haven is
+	// not root: they run as haven's user.
+	Sandbox *sandbox.Profile
 	// VPC is the region's range of 198.18.0.0/15 (its lease, a /19) when
 	// the region builds a VPC of network namespaces; the zero Prefix: no
 	// VPC (no root or no namespaces), loopback ranges as the fallback.
@@ -255,6 +260,7 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		HealthCheckType: s.Fleet.HealthCheckType, GracePeriod: s.Fleet.GracePeriod.D(),
 		StopTimeout: 30 * time.Second,
 		LogDir:      filepath.Join(l.StateDir, "logs", "instances"),
+		Sandbox:     l.Sandbox,
 	}
 	if len(s.App.Release) > 0 {
 		c.Release, c.ReleaseLog = l.ReleaseCommand, filepath.Join(l.StateDir, "logs", "release.log")

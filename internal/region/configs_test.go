@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -21,7 +22,8 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 // compares it with testdata/<name>.golden (go test -update rewrites them).
 func TestConfigsGolden(t *testing.T) {
 	layout := Layout{StateDir: "/srv/region/.haven", PGRoot: "/srv/region/.haven/pg",
-		AppCommand: []string{"/opt/haven/bin/courses", "serve"}, ReleaseCommand: []string{"/opt/haven/bin/courses", "seed"}}
+		AppCommand: []string{"/opt/haven/bin/courses", "serve"}, ReleaseCommand: []string{"/opt/haven/bin/courses", "seed"},
+		Sandbox: &sandbox.Profile{UID: 1912345678, GID: 1912345678}}
 	for _, name := range []string{"default", "single-az", "vpc"} {
 		t.Run(name, func(t *testing.T) {
 			layout := layout

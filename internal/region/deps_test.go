@@ -11,7 +11,7 @@ const mod = "github.com/haven-platform/haven/"
 
 // shared are the building blocks any tier may use.
 var shared = []string{"internal/api", "internal/atomicfile", "internal/clock", "internal/events", "internal/failpoint",
-	"internal/peercred", "internal/proc", "internal/spec"}
+	"internal/peercred", "internal/proc", "internal/sandbox", "internal/spec"}
 
 // tierDeps lists every tier package and the other tiers whose public API it
 // builds on. Anything else a tier imports from haven is a dependency on

@@ -32,6 +32,7 @@ import (
 	"github.com/haven-platform/haven/internal/events"
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -127,6 +128,9 @@ func Run(ctx context.Context, opts Options) error {
 		return err
 	}
 	layout := Layout{StateDir: opts.StateDir, PGRoot: pgRoot}
+	if layout.Sandbox, err = instanceSandbox(opts.StateDir); err != nil {
+		return err
+	}
 	var netWarning string
 	if layout.VPC, netWarning, err = claimVPC(opts.StateDir); err != nil {
 		return err
@@ -286,6 +290,20 @@ func (r *Region) setFailed(err error) {
 	r.mu.Lock()
 	r.phase, r.err = api.PhaseFailed, err.Error()
 	r.mu.Unlock()
+}
+
+// instanceSandbox is how the app's processes drop privileges: as root,
+// to the region's own unprivileged uid (sandbox.RegionID); otherwise they
+// run as haven's user (nil), which already is not root.
+func instanceSandbox(stateDir string) (*sandbox.Profile, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	id, err := sandbox.RegionID(stateDir)
+	if err != nil {
+		return nil, fmt.Errorf("choose the instances' user: %w", err)
+	}
+	return &sandbox.Profile{UID: id, GID: id}, nil
 }
 
 // resolveCommand finds the program next to the haven binary first, then on PATH.

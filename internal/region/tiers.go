@@ -218,6 +218,7 @@ func (r *Region) stopEndpoint(ctx context.Context) error { return r.t.dbEP.Stop(
 func (r *Region) startDatabase(ctx context.Context) error {
 	cfg := r.cfg.DB
 	cfg.Endpoint, cfg.Logger, cfg.OnEvent = r.t.dbEP, r.opts.Logger, r.dbEvent
+	cfg.Certificates = r.t.ca // replication logs in with the region CA's client certificates
 	if r.t.vpc != nil {
 		cfg.Spawn, cfg.Dial = r.spawnDB, r.t.vpc.DialContext
 	}
@@ -440,7 +441,8 @@ func (r *Region) runRelease(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	err = fleet.RunTask(ctx, fleet.Task{Command: r.cfg.Release, Env: env, Log: logf, Start: start, Progress: func(l string) { r.say("release: %s", l) }})
+	err = fleet.RunTask(ctx, fleet.Task{Command: r.cfg.Release, Env: env, Log: logf, Start: start, Progress: func(l string) { r.say("release: %s", l) },
+		Sandbox: r.cfg.Fleet.Sandbox}) // app code: as unprivileged as the instances
 	if err != nil {
 		return fmt.Errorf("app.release %v failed: %w; its output is in %s", r.spec.App.Release, err, r.cfg.ReleaseLog)
 	}
@@ -517,6 +519,11 @@ func (r *Region) startFleet(ctx context.Context) error {
 		return fmt.Errorf("start fleet: %w", err)
 	}
 	r.say("fleet: launching %d instances of %v across zones %v", r.spec.Fleet.Desired, r.spec.App.Command, r.spec.Zones)
+	if sb := cfg.Sandbox; sb != nil {
+		r.say("fleet: instances run as uid %d: no capabilities, no_new_privs, a private /tmp; no access to the state dir", sb.UID)
+	} else {
+		r.warn("fleet: haven is not root, so instances run as its own user, without a sandbox of their own")
+	}
 	r.warnInertScaling()
 	return nil
 }

@@ -56,11 +56,12 @@ type env struct {
 	admin  iam.Credentials
 	app    iam.Credentials
 	nobody iam.Credentials
+	mods   []func(*Config) // applied to the server's Config at every start
 }
 
-func newEnv(t testing.TB) *env {
+func newEnv(t testing.TB, mods ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, dir: t.TempDir(), clk: &clock.Offset{}, issClk: &clock.Offset{}, logs: &logBuffer{t: t}}
+	e := &env{t: t, dir: t.TempDir(), clk: &clock.Offset{}, issClk: &clock.Offset{}, logs: &logBuffer{t: t}, mods: mods}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
 	e.iss, err = iam.NewIssuer(iam.IssuerConfig{TTL: 10 * time.Minute, Account: testAccount, Clock: e.issClk, Logger: logger})
@@ -85,7 +86,11 @@ func newEnv(t testing.TB) *env {
 
 func (e *env) start(logger *slog.Logger) {
 	e.t.Helper()
-	srv, err := New(Config{Dir: e.dir, Region: testRegion, Account: testAccount, Keys: e.iss, Policies: e.pol, Clock: e.clk, Logger: logger})
+	cfg := Config{Dir: e.dir, Region: testRegion, Account: testAccount, Keys: e.iss, Policies: e.pol, Clock: e.clk, Logger: logger}
+	for _, m := range e.mods {
+		m(&cfg)
+	}
+	srv, err := New(cfg)
 	must(e.t, err)
 	must(e.t, srv.Start(context.Background()))
 	e.t.Cleanup(func() { _ = srv.Stop(context.Background()) })

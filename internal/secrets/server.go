@@ -48,6 +48,10 @@ type Config struct {
 	Clock clock.Clock
 	// Failpoint injects failures in tests. Default none.
 	Failpoint Failpoint
+	// Audit bounds the audit log: rotation size, retention, and the window
+	// over which unauthenticated failures are aggregated. Each field says
+	// its default; its clock defaults to Clock.
+	Audit AuditConfig
 	// Logger receives events, never secret values. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -62,8 +66,10 @@ type Server struct {
 	verifier *iam.Verifier
 	audit    *AuditLog
 
-	ln  net.Listener
-	srv *http.Server
+	ln        net.Listener
+	srv       *http.Server
+	stopFlush chan struct{}
+	flushed   chan struct{}
 }
 
 // New validates cfg and opens the store (root key, state) and the audit log.
@@ -81,7 +87,9 @@ func New(cfg Config) (*Server, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	v, err := iam.NewVerifier(iam.VerifierConfig{Keys: cfg.Keys, Service: "secretsmanager", Region: cfg.Region, MaxSkew: cfg.MaxSkew, MaxBody: cfg.MaxBody, Clock: cfg.Clock})
+	// X-Amz-Target names the operation: it must be signed, as AWS requires.
+	v, err := iam.NewVerifier(iam.VerifierConfig{Keys: cfg.Keys, Service: "secretsmanager", Region: cfg.Region, MaxSkew: cfg.MaxSkew, MaxBody: cfg.MaxBody, Clock: cfg.Clock,
+		SignedHeaders: []string{"x-amz-target"}})
 	if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
 	}
@@ -90,7 +98,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.audit, err = OpenAuditLog(filepath.Join(cfg.Dir, AuditFile))
+	if cfg.Audit.Clock == nil {
+		cfg.Audit.Clock = cfg.Clock
+	}
+	s.audit, err = OpenAuditLog(filepath.Join(cfg.Dir, AuditFile), cfg.Audit)
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +153,24 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("serve", "err", err)
 		}
 	}()
+	// Aggregated unauthenticated failures are written when their window
+	// ends, even if no other call comes.
+	s.stopFlush, s.flushed = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.flushed)
+		t := time.NewTicker(max(s.audit.cfg.Window/4, time.Second))
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopFlush:
+				return
+			case <-t.C:
+				if err := s.audit.Flush(); err != nil {
+					s.log.Error("audit write failed", "err", err)
+				}
+			}
+		}
+	}()
 	s.log.Info("secrets API started", "addr", ln.Addr().String())
 	return nil
 }
@@ -170,6 +199,11 @@ func (s *Server) Stop(ctx context.Context) error {
 		if err := s.srv.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop secrets API: %w", err))
 		}
+	}
+	if s.stopFlush != nil {
+		close(s.stopFlush)
+		<-s.flushed
+		s.stopFlush = nil
 	}
 	if err := s.audit.Close(); err != nil {
 		errs = append(errs, err)

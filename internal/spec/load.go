@@ -104,22 +104,43 @@ func Parse(data []byte, file string) (Spec, error) {
 	}
 	lines := map[string]int{}
 	var ps []Problem
+	// check reports every field of the wrong type or unknown, and takes it
+	// out of the tree (the field keeps its default), so the rest of the
+	// file still decodes and validates: one run names every problem.
 	check(root, reflect.TypeOf(s), "", lines, &ps)
-	if len(ps) > 0 {
-		return fail(ps...)
-	}
+	bad := len(ps)
 	if err := root.Decode(&s); err != nil {
-		return fail(Problem{Line: yamlErrLine(err), Msg: strings.TrimPrefix(err.Error(), "yaml: ")})
+		return fail(append(ps, Problem{Line: yamlErrLine(err), Msg: strings.TrimPrefix(err.Error(), "yaml: ")})...)
 	}
 	s.fillDerived()
-	ps = s.Validate()
-	for i := range ps {
-		ps[i].Line = lineFor(lines, ps[i].Field)
+	for _, p := range s.Validate() {
+		// A field reported above holds its default now: what Validate
+		// says of it (or of what it holds) would only repeat or mislead.
+		if !coveredBy(p.Field, ps[:bad]) {
+			p.Line = lineFor(lines, p.Field)
+			ps = append(ps, p)
+		}
 	}
 	if len(ps) > 0 {
+		sort.SliceStable(ps, func(i, j int) bool { return ps[i].Line < ps[j].Line })
 		return fail(ps...)
 	}
 	return s, nil
+}
+
+// coveredBy reports whether field is, or is inside, a field of reported.
+func coveredBy(field string, reported []Problem) bool {
+	for _, r := range reported {
+		if r.Field == "(top level)" || field == r.Field || strings.HasPrefix(field, r.Field+".") || strings.HasPrefix(field, r.Field+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// drop takes n out of the decoding: a null keeps the field's default.
+func drop(n *yaml.Node) {
+	n.Kind, n.Tag, n.Value, n.Content, n.Alias = yaml.ScalarNode, "!!null", "", nil, nil
 }
 
 // lineFor finds the line of a field, or of its nearest parent that has one.
@@ -158,12 +179,14 @@ func yamlErrLine(err error) int {
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
 // check walks the YAML tree against the Go type, recording each field's line
-// and reporting unknown fields and values of the wrong type by their path.
+// and reporting unknown fields, values of the wrong type and numbers that
+// are not finite (.nan, .inf) by their path. It removes what it reports
+// from the tree, so the tree then decodes.
 func check(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *[]Problem) {
 	if path != "" {
 		lines[path] = n.Line
 	}
-	if n.Kind == yaml.AliasNode {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
@@ -176,16 +199,21 @@ func check(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *
 	if name == "" {
 		name = "(top level)"
 	}
+	orig := n
+	report := func(line int, field, msg string) {
+		*ps = append(*ps, Problem{Line: line, Field: field, Msg: msg})
+		drop(orig)
+	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			*ps = append(*ps, Problem{Line: n.Line, Field: name, Msg: strings.TrimPrefix(err.Error(), "yaml: ")})
+			report(n.Line, name, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return
 	}
 	switch t.Kind() {
 	case reflect.Struct:
 		if n.Kind != yaml.MappingNode {
-			*ps = append(*ps, Problem{Line: n.Line, Field: name, Msg: "must be a mapping of fields, got a " + kindName(n.Kind)})
+			report(n.Line, name, "must be a mapping of fields, got a "+kindName(n.Kind))
 			return
 		}
 		fields := map[string]reflect.StructField{}
@@ -200,18 +228,21 @@ func check(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *
 			names = append(names, tag)
 		}
 		sort.Strings(names)
+		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			f, ok := fields[k.Value]
 			if !ok {
 				*ps = append(*ps, Problem{Line: k.Line, Field: join(path, k.Value), Msg: "unknown field; allowed here: " + strings.Join(names, ", ")})
-				continue
+				continue // left out of the tree
 			}
 			check(v, f.Type, join(path, k.Value), lines, ps)
+			kept = append(kept, k, v)
 		}
+		n.Content = kept
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			*ps = append(*ps, Problem{Line: n.Line, Field: name, Msg: "must be a list, got a " + kindName(n.Kind)})
+			report(n.Line, name, "must be a list, got a "+kindName(n.Kind))
 			return
 		}
 		for i, c := range n.Content {
@@ -219,7 +250,7 @@ func check(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			*ps = append(*ps, Problem{Line: n.Line, Field: name, Msg: "must be a mapping, got a " + kindName(n.Kind)})
+			report(n.Line, name, "must be a mapping, got a "+kindName(n.Kind))
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -227,11 +258,16 @@ func check(n *yaml.Node, t reflect.Type, path string, lines map[string]int, ps *
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {
-			*ps = append(*ps, Problem{Line: n.Line, Field: name, Msg: "must be a " + scalarName(t) + ", got a " + kindName(n.Kind)})
+			report(n.Line, name, "must be a "+scalarName(t)+", got a "+kindName(n.Kind))
 			return
 		}
-		if err := n.Decode(reflect.New(t).Interface()); err != nil {
-			*ps = append(*ps, Problem{Line: n.Line, Field: name, Msg: fmt.Sprintf("must be a %s, got %q", scalarName(t), n.Value)})
+		v := reflect.New(t)
+		if err := n.Decode(v.Interface()); err != nil {
+			report(n.Line, name, fmt.Sprintf("must be a %s, got %q", scalarName(t), n.Value))
+			return
+		}
+		if k := t.Kind(); (k == reflect.Float64 || k == reflect.Float32) && !finite(v.Elem().Float()) {
+			report(n.Line, name, fmt.Sprintf("must be a finite number, got %q", n.Value))
 		}
 	}
 }

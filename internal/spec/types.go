@@ -80,7 +80,7 @@ func ParseByteSize(s string) (ByteSize, error) {
 	for _, u := range byteUnits {
 		if strings.HasSuffix(s, u.suffix) {
 			n, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), 64)
-			if err != nil || n < 0 || n > 1<<50/float64(u.mult) {
+			if err != nil || !finite(n) || n < 0 || n > 1<<50/float64(u.mult) {
 				break
 			}
 			return ByteSize(n * float64(u.mult)), nil

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -82,6 +83,7 @@ func (s *Spec) Validate() []Problem {
 	s.validateSecurityGroups(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
 	ps = append(ps, s.validateAWSOperations()...)
+	validateFinite(&ps, reflect.ValueOf(s).Elem(), "")
 	return ps
 }
 

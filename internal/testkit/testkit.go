@@ -76,6 +76,10 @@ type Options struct {
 	// ObjStore and Edge are added to the objstore and edge mappings (which
 	// set the listen addresses), e.g. "max_upload: 1MiB". Default none.
 	ObjStore, Edge string
+	// Dir is where the region's directory (spec and state) is made.
+	// Default os.TempDir(). Instances see a private /tmp of their own, so a
+	// test of what they cannot reach on the host puts the region elsewhere.
+	Dir string
 	// Env is added to the environment of every haven command (and so of
 	// the daemon), e.g. HAVEN_NETWORK=loopback. Default none.
 	Env []string
@@ -132,7 +136,7 @@ func NewSpec(t testing.TB, o Options) *Region {
 		o.Max = 6
 	}
 	bin := Binaries(t)
-	dir, err := os.MkdirTemp("", "haven-region-")
+	dir, err := os.MkdirTemp(o.Dir, "haven-region-")
 	if err != nil {
 		t.Fatal(err)
 	}

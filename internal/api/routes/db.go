@@ -197,10 +197,8 @@ func DBRoutes(mux *http.ServeMux, info DBInfo, t DBTiers, ev Events) {
 		}
 		ctx, cancel := context.WithTimeout(req.Context(), 15*time.Second)
 		defer cancel()
-		out := api.DBDrillLogin{User: info.AppUser + "_drill", Database: info.AppDatabase, Endpoint: info.Endpoint}
-		if info.AppAuth != pgha.AuthTrust {
-			out.Password = pgha.NewPassword()
-		}
+		out := api.DBDrillLogin{User: info.AppUser + "_drill", Database: info.AppDatabase, Endpoint: info.Endpoint,
+			Password: pgha.NewPassword()}
 		if err := d.EnsureWorkRole(ctx, info.AppDatabase, out.User, out.Password); err != nil {
 			replyErr(w, http.StatusInternalServerError, fmt.Errorf("drill login: %w", err))
 			return
