@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,7 +10,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"net/http/httptest"
 )
 
 // TestBrowserTeacherUpload: a teacher adds a material in a real Chromium,

@@ -242,7 +242,11 @@ func printReady(w io.Writer, st api.Status) {
 		fmt.Fprintf(w, "  secrets    %s\n", st.Endpoints.Secrets)
 	}
 	if st.Endpoints.S3 != "" {
-		fmt.Fprintf(w, "  s3         %s   (AWS_ENDPOINT_URL_S3 of the app)\n", st.Endpoints.S3)
+		who := "AWS_ENDPOINT_URL_S3 of the app"
+		if st.Network.Mode == "vpc" {
+			who = "on the host; instances reach it through their zone's interface endpoint"
+		}
+		fmt.Fprintf(w, "  s3         %s   (%s)\n", st.Endpoints.S3, who)
 	}
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)
