@@ -468,6 +468,27 @@ print(u)
 		}
 	})
 
+	t.Run("an apply keeps the app role's S3 and signing key grants", func(t *testing.T) {
+		// The app role's policies are derived again on every apply: its
+		// S3 statements and its read of the signing key must survive one.
+		max := r.StatusJSON(ctx).Fleet.Max
+		edit(t, r.SpecFile, fmt.Sprintf("max: %d,", max), fmt.Sprintf("max: %d,", max+1))
+		if out, errOut, err := r.Haven(ctx, "apply", "--auto-approve"); err != nil || !strings.Contains(out, "Apply complete") {
+			t.Fatalf("apply fleet.max %d → %d: %v\n%s\n%s", max, max+1, err, out, errOut)
+		}
+		res := sh(t, `exec /usr/bin/python3 -c "$1" "$2"`, `
+import os, sys, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL_S3"], config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+s3.put_object(Bucket=sys.argv[1], Key="materials/courses/1/after-apply.txt", Body=b"x")
+sm = boto3.client("secretsmanager", endpoint_url=os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"])
+print(sm.get_secret_value(SecretId="test/cloudfront-signing-key")["SecretString"].startswith("-----BEGIN PRIVATE KEY-----"))
+`, bucket)
+		if res.ExitCode != 0 || res.Stdout != "True\n" {
+			t.Errorf("after the apply, the app role's S3 write and signing key read: exit %d %q %s", res.ExitCode, res.Stdout, res.Stderr)
+		}
+	})
+
 	// An object that goes stale fast, for the stale-if-error window.
 	res := sh(t, `set -e; printf 'stale but served\n' > /tmp/stale.txt
 aws s3 cp --only-show-errors /tmp/stale.txt "$1" --cache-control "max-age=1, stale-if-error=3" --content-type text/plain`, s3url+"stale/note.txt")

@@ -51,6 +51,8 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newDaemonCmd(g),
 		newDownCmd(g),
 		newStatusCmd(g),
+		newPlanCmd(g),
+		newApplyCmd(g),
 		newInstanceCmd(g),
 		newZoneCmd(g),
 		newFleetCmd(g),

@@ -28,6 +28,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			st.Spec.Drift = drift(cmd.Context(), g.client(), g.specFile, st.Spec.Hash)
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), st)
 			}
@@ -37,6 +38,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "error: %s\n", st.Error)
 			}
 			fmt.Fprintf(w, "https %s   ca %s   database %s\n", st.Endpoints.HTTPS, st.Endpoints.CACert, st.Endpoints.Database)
+			fmt.Fprint(w, specLine(st.Spec))
 			fmt.Fprint(w, networkStatus(st))
 			fmt.Fprint(w, compactStatus(st))
 			fmt.Fprint(w, storageStatus(st))
@@ -53,6 +55,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
+	addSpecFlag(cmd, g)
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/plan"
 	"github.com/haven-platform/haven/internal/region"
 	"github.com/haven-platform/haven/internal/spec"
 )
@@ -38,6 +39,10 @@ once fleet.min instances are healthy behind the load balancer.`,
 			}
 			dir := g.dir()
 			if st, err := g.client().Status(cmd.Context()); err == nil {
+				if h := plan.Hash(s); st.Spec.Hash != "" && h != st.Spec.Hash {
+					return fmt.Errorf("start region: region %q is already running in %s on spec %s, and %s is spec %s: run `haven plan -f %s` to see the changes and `haven apply -f %s` to make them without downtime",
+						st.Region, dir, st.Spec.Hash, g.specFile, h, g.specFile, g.specFile)
+				}
 				return fmt.Errorf("start region: region %q is already running in %s (pid %d); stop it with `haven down --state-dir %s` or pick another --state-dir", st.Region, dir, st.PID, dir)
 			}
 			if detach {

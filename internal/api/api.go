@@ -49,7 +49,9 @@ type Status struct {
 	// also when edge.listen is empty).
 	ObjStore *ObjStoreStatus `json:"objstore,omitempty"`
 	Edge     *EdgeStatus     `json:"edge,omitempty"`
-	Warnings []string        `json:"warnings,omitempty"`
+	// Spec is the recorded spec's hash and its last apply.
+	Spec     SpecState `json:"spec"`
+	Warnings []string  `json:"warnings,omitempty"`
 }
 
 // Endpoints are the addresses a user or app reaches the region at.

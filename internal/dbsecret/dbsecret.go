@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/secrets"
@@ -63,6 +64,9 @@ type Config struct {
 type Credential struct {
 	cfg Config
 	arn string
+	// strategy is cfg.Strategy, which SetStrategy changes while
+	// rotations run.
+	strategy atomic.Pointer[string]
 }
 
 var _ secrets.Rotator = (*Credential)(nil)
@@ -73,8 +77,19 @@ func New(cfg Config) *Credential {
 		cfg.Strategy = AlternatingUsers
 	}
 	c := &Credential{cfg: cfg}
+	c.strategy.Store(&cfg.Strategy)
 	cfg.Driver.Register(cfg.Name, c)
 	return c
+}
+
+// SetStrategy makes the next rotation use strategy (AlternatingUsers or
+// SingleUser).
+func (c *Credential) SetStrategy(strategy string) error {
+	if strategy != AlternatingUsers && strategy != SingleUser {
+		return fmt.Errorf("set rotation strategy of %s: %q is neither %s nor %s", c.cfg.Name, strategy, AlternatingUsers, SingleUser)
+	}
+	c.strategy.Store(&strategy)
+	return nil
 }
 
 // Users are the two alternating login roles.
@@ -137,7 +152,7 @@ func (c *Credential) Bootstrap(ctx context.Context) (created bool, err error) {
 		s := string(b)
 		out, err := c.cfg.Store.CreateSecret(secrets.CreateSecretInput{
 			Name: c.cfg.Name, SecretString: &s, Description: c.cfg.Description,
-			Tags: []secrets.Tag{{Key: "haven:rotation", Value: c.cfg.Strategy}},
+			Tags: []secrets.Tag{{Key: "haven:rotation", Value: *c.strategy.Load()}},
 		})
 		if err != nil {
 			return false, fmt.Errorf("create database secret: %w", err)
@@ -155,25 +170,50 @@ func (c *Credential) Bootstrap(ctx context.Context) (created bool, err error) {
 	if err := c.cfg.Roles.SetPassword(ctx, v.Username, v.Password); err != nil {
 		return false, err
 	}
-	// The endpoint moved (the region now has a VPC, or no longer has
-	// one): AWSCURRENT gets a version with the same login and the new
-	// host and port, as RDS updates a managed secret's host. Not while a
-	// rotation is pending: Resume finishes it with the new endpoint.
-	if ep := c.newValue(v.Username, v.Password); ep.Host != v.Host || ep.Port != v.Port {
-		if pending, err := c.Pending(); err != nil || pending {
-			return false, err
-		}
-		v.Host, v.Port = ep.Host, ep.Port
-		b, err := json.Marshal(v)
-		if err != nil {
-			return false, err
-		}
-		str := string(b)
-		if _, err := c.cfg.Store.PutSecretValue(secrets.PutSecretValueInput{SecretId: c.cfg.Name, SecretString: &str}); err != nil {
-			return false, fmt.Errorf("move database secret to endpoint %s: %w", c.cfg.Endpoint, err)
-		}
+	if _, err := c.Follow(ctx); err != nil {
+		return false, err
 	}
 	return false, nil
+}
+
+// Follow makes AWSCURRENT name the configured endpoint and database, as RDS
+// updates a managed secret's host: a version with the same login and the
+// new host, port and dbname. It is called on every start and on every
+// apply, so no version an app can read keeps an old endpoint. A rotation
+// pending from before the move wrote its AWSPENDING with the old endpoint:
+// it is cancelled (AWSCURRENT's login still works: Bootstrap set its
+// password), and the next scheduled rotation starts afresh. It reports
+// whether it changed the secret.
+func (c *Credential) Follow(ctx context.Context) (bool, error) {
+	cur, err := c.cfg.Store.GetSecretValue(secrets.GetSecretValueInput{SecretId: c.cfg.Name})
+	if err != nil {
+		return false, fmt.Errorf("read database secret: %w", err)
+	}
+	v, err := Parse(*cur.SecretString)
+	if err != nil {
+		return false, fmt.Errorf("read database secret: %w", err)
+	}
+	want := c.newValue(v.Username, v.Password)
+	if want.Host == v.Host && want.Port == v.Port && want.DBName == v.DBName {
+		return false, nil
+	}
+	if pending, err := c.Pending(); err != nil {
+		return false, err
+	} else if pending {
+		if _, err := c.cfg.Driver.Cancel(ctx, c.cfg.Name); err != nil {
+			return false, fmt.Errorf("cancel the rotation of %s pending from before the endpoint moved: %w", c.cfg.Name, err)
+		}
+	}
+	v.Host, v.Port, v.DBName = want.Host, want.Port, want.DBName
+	b, err := json.Marshal(v)
+	if err != nil {
+		return false, err
+	}
+	str := string(b)
+	if _, err := c.cfg.Store.PutSecretValue(secrets.PutSecretValueInput{SecretId: c.cfg.Name, SecretString: &str}); err != nil {
+		return false, fmt.Errorf("move database secret to endpoint %s, database %s: %w", c.cfg.Endpoint, c.cfg.Database, err)
+	}
+	return true, nil
 }
 
 // Pending reports whether the secret has an AWSPENDING version other than
@@ -244,7 +284,7 @@ func (c *Credential) CreateSecret(_ context.Context, in secrets.StepInput) (stri
 		return "", err
 	}
 	next := cur.Username
-	if c.cfg.Strategy != SingleUser {
+	if *c.strategy.Load() != SingleUser {
 		u := c.Users()
 		next = u[0]
 		if cur.Username == u[0] {

@@ -1,9 +1,11 @@
 package dbsecret
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +22,8 @@ type fakeDB struct {
 	mu        sync.Mutex
 	passwords map[string]string
 	logins    []string
+	// addr and dbname are where the database is ("": 127.0.0.1:6432, app).
+	addr, dbname string
 }
 
 func (f *fakeDB) EnsureLoginRoles(_ context.Context, owner string, logins []string) error {
@@ -39,7 +43,7 @@ func (f *fakeDB) SetPassword(_ context.Context, role, pw string) error {
 func (f *fakeDB) testLogin(_ context.Context, addr, db, user, pw string) (bool, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if addr != "127.0.0.1:6432" || db != "app" {
+	if addr != cmp.Or(f.addr, "127.0.0.1:6432") || db != cmp.Or(f.dbname, "app") {
 		return false, "", fmt.Errorf("wrong endpoint %s/%s", addr, db)
 	}
 	if f.passwords[user] != pw {
@@ -139,5 +143,70 @@ func TestParseNeverEchoesTheValue(t *testing.T) {
 	}
 	if _, err := Parse(`{"username":"a"}`); err == nil {
 		t.Fatal("a secret without password parsed")
+	}
+}
+
+// TestRestartFollowsEndpointAndDatabase is the stale-port bug: a region
+// stopped, then brought up on another database.endpoint (and database
+// name). Whatever the secret held, every version an app can read after the
+// next bootstrap and resume names the new host, port and dbname, also when
+// a rotation was pending from before the change (its AWSPENDING was
+// written with the old port, and finishing it would have made the old
+// port AWSCURRENT again).
+func TestRestartFollowsEndpointAndDatabase(t *testing.T) {
+	for _, pendingRotation := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pending=%v", pendingRotation), func(t *testing.T) {
+			fps := failpoint.NewSet()
+			c, db, d := newCred(t, fps)
+			ctx := context.Background()
+			if _, err := c.Bootstrap(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if pendingRotation {
+				if err := fps.Arm(failpoint.SecretsCrashAfterSetSecret, failpoint.Error); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := d.Rotate(ctx, "app/db"); !errors.Is(err, failpoint.ErrInjected) {
+					t.Fatalf("rotation through the failpoint: %v", err)
+				}
+				fps.Disarm(failpoint.SecretsCrashAfterSetSecret)
+			}
+			// The next up: the same store, another endpoint and database.
+			cfg := c.cfg
+			cfg.Endpoint, cfg.Database = "127.0.0.1:10432", "app2"
+			db.mu.Lock()
+			db.addr, db.dbname = cfg.Endpoint, cfg.Database
+			db.mu.Unlock()
+			c2 := New(cfg)
+			if _, err := c2.Bootstrap(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c2.Resume(ctx); err != nil {
+				t.Fatal(err)
+			}
+			out, err := cfg.Store.ListSecretVersionIds(secrets.ListSecretVersionIdsInput{SecretId: "app/db"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range out.Versions {
+				if !slices.Contains(v.VersionStages, secrets.StageCurrent) && !slices.Contains(v.VersionStages, secrets.StagePending) {
+					continue
+				}
+				g, err := cfg.Store.GetSecretValue(secrets.GetSecretValueInput{SecretId: "app/db", VersionId: v.VersionId})
+				if err != nil {
+					t.Fatal(err)
+				}
+				val, err := Parse(*g.SecretString)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if val.Port != 10432 || val.Host != "127.0.0.1" || val.DBName != "app2" {
+					t.Errorf("version %v names %s:%d/%s, want 127.0.0.1:10432/app2", v.VersionStages, val.Host, val.Port, val.DBName)
+				}
+				if slices.Contains(v.VersionStages, secrets.StageCurrent) && db.passwords[val.Username] != val.Password {
+					t.Errorf("AWSCURRENT's password for %s is not the database's", val.Username)
+				}
+			}
+		})
 	}
 }

@@ -221,31 +221,41 @@ func TestCollapsingUncacheable(t *testing.T) {
 }
 
 // TestStaleWhileRevalidate serves the stale object at once and really
-// revalidates in the background.
+// revalidates in the background: once per object however many stale
+// requests arrive while the revalidation is in flight.
 func TestStaleWhileRevalidate(t *testing.T) {
 	o := newOrigin(t, static("v1", "Cache-Control", "max-age=10, stale-while-revalidate=60", "ETag", `"v1"`))
 	e, clk := newTestEdge(t, o, nil)
 	want(t, get(e, "/static/s.css"), 200, miss, "v1")
-	o.set(static("v2", "Cache-Control", "max-age=10, stale-while-revalidate=60", "ETag", `"v2"`))
+	// The origin holds the revalidation until the test opens the gate, so
+	// what the edge serves meanwhile does not depend on the scheduler.
+	release, open := gate(t)
+	defer open()
+	v2 := static("v2", "Cache-Control", "max-age=10, stale-while-revalidate=60", "ETag", `"v2"`)
+	o.set(func(w http.ResponseWriter, r *http.Request) { <-release; v2(w, r) })
 	clk.Advance(15 * time.Second)
-	w := get(e, "/static/s.css")
+	w := get(e, "/static/s.css") // returns although the origin has not answered
 	want(t, w, 200, hit, "v1")
 	if w.Header().Get("Age") != "15" {
 		t.Errorf("stale Age = %q, want 15", w.Header().Get("Age"))
 	}
-	waitFor(t, "the background revalidation", func() bool { return o.count() == 2 })
-	waitFor(t, "the revalidated object to be stored", func() bool {
-		return get(e, "/static/s.css").Body.String() == "v2"
-	})
+	waitFor(t, "the background revalidation to reach the origin", func() bool { return o.count() == 2 })
+	// A second stale request while the revalidation is in flight is served
+	// stale too and starts no revalidation of its own.
+	want(t, get(e, "/static/s.css"), 200, hit, "v1")
+	open()
+	// Every revalidation a request launched is registered before that
+	// request returns, so none in flight means all have been stored.
+	waitFor(t, "the background revalidation to finish", func() bool { return e.flights.inFlight() == 0 })
 	if r := o.last(); r.Header.Get("If-None-Match") != `"v1"` {
 		t.Errorf("background revalidation sent If-None-Match %q", r.Header.Get("If-None-Match"))
 	}
 	want(t, get(e, "/static/s.css"), 200, hit, "v2")
 	if o.count() != 2 {
-		t.Errorf("origin requests = %d, want 2", o.count())
+		t.Errorf("origin requests = %d, want 2 (one fill, one revalidation)", o.count())
 	}
-	if s := e.Stats(); s.StaleServed != 1 {
-		t.Errorf("StaleServed = %d, want 1", s.StaleServed)
+	if s := e.Stats(); s.StaleServed != 2 || s.Hits != 3 || s.Misses != 1 {
+		t.Errorf("stats = %+v, want 2 stale served, 3 hits, 1 miss", s)
 	}
 	// Past the window, the request waits for the origin.
 	clk.Advance(100 * time.Second)

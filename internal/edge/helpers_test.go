@@ -245,3 +245,11 @@ func pemPublic(t testing.TB, pub any) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
 }
+
+// inFlight is the number of fetches in flight, background revalidations
+// included.
+func (g *flightGroup) inFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.m)
+}

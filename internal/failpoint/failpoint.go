@@ -62,6 +62,9 @@ const (
 	// SecretsCrashAfterSetSecret crashes the daemon between a rotation's
 	// setSecret and finishSecret steps.
 	SecretsCrashAfterSetSecret = "secrets-crash-after-setsecret"
+	// ApplyCrashAfterStep crashes the daemon after an apply's first
+	// component changed and the journal recorded it.
+	ApplyCrashAfterStep = "apply-crash-after-step"
 	// StoreAfterTempWrite aborts a secret store write after its temp file is
 	// synced, before the rename.
 	StoreAfterTempWrite = "store-after-temp-write"
@@ -82,6 +85,7 @@ var Catalog = []Scenario{
 	{Name: ZonePartition, Tier: "zones", Kind: External, What: "drop every packet on a zone's links until zone-restore: connections to, from and within the zone hang; nothing is launched there meanwhile"},
 	{Name: ZoneDegrade, Tier: "zones", Kind: External, What: "drop each packet on a zone's links with probability loss_percent (nftables numgen) until zone-restore; loss only: this kernel has no netem, so no latency"},
 	{Name: ZoneRestore, Tier: "zones", Kind: External, What: "end a zone's fault: the power or the network returns, the database node rejoins as a standby, the fleet rebalances into the zone"},
+	{Name: ApplyCrashAfterStep, Tier: "region", Kind: Point, Action: Crash, What: "the daemon dies in the middle of haven apply, after its first change is made and journaled; the next up ends the region fully on one spec and the journal says which"},
 	{Name: SecretsCrashAfterSetSecret, Tier: "secrets", Kind: Point, Action: Crash, What: "the daemon dies right after a rotation's setSecret step; the next start finishes or rolls back the rotation"},
 	{Name: StoreAfterTempWrite, Tier: "secrets", Kind: Point, Action: Error, What: "a secret store write stops after its temp file is synced, before the rename, as a crash would; the write fails and nothing changes"},
 }

@@ -45,6 +45,9 @@ type InstanceStatus struct {
 	Health Health `json:"health"`
 	// LaunchedAt is when the process started.
 	LaunchedAt time.Time `json:"launched_at"`
+	// TemplateVersion is the version of the launch template the instance
+	// was launched from: 1 at start, one more on each SetLaunchTemplate.
+	TemplateVersion int `json:"template_version"`
 	// LogPath is the instance's stdout/stderr file ("" when discarded).
 	LogPath string `json:"log_path,omitempty"`
 	// Reason is why the instance is stopping or stopped, if it is.
@@ -66,7 +69,11 @@ type Fleet struct {
 	// after every change, read without it.
 	snap atomic.Pointer[fleetSnapshot]
 
-	mu         sync.Mutex
+	mu sync.Mutex
+	// version is the launch template's version (cfg.Template, which
+	// SetLaunchTemplate replaces under mu, as it does cfg.HealthCheckType
+	// and cfg.GracePeriod).
+	version    int
 	capacity   Capacity
 	insts      map[string]*instance
 	impaired   map[string]bool // zones nothing is launched into (ImpairZone)
@@ -96,6 +103,7 @@ type instance struct {
 	logf       *os.File
 	logPath    string
 	launchedAt time.Time
+	version    int           // the launch template's version
 	exited     chan struct{} // closed when cmd.Wait returns
 	exitErr    error         // set before exited is closed
 
@@ -117,6 +125,7 @@ func New(cfg Config) (*Fleet, error) {
 		log:      log,
 		clock:    cfg.Clock,
 		capacity: Capacity{Min: cfg.Min, Desired: cfg.Desired, Max: cfg.Max},
+		version:  1,
 		insts:    map[string]*instance{},
 		impaired: map[string]bool{},
 		wake:     make(chan struct{}, 1),
@@ -240,7 +249,7 @@ func (f *Fleet) instancesLocked() []InstanceStatus {
 	for _, in := range f.insts {
 		out = append(out, InstanceStatus{
 			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Subnet: in.zone.CIDR.String(), Port: in.port,
-			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt,
+			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt, TemplateVersion: in.version,
 			LogPath: in.logPath, Reason: in.reason,
 		})
 	}
@@ -384,6 +393,9 @@ func (f *Fleet) safeReconcile(ctx context.Context) {
 func (f *Fleet) reconcile(ctx context.Context) {
 	now := f.clock.Now()
 	var evs []Event
+	// Stops start after evs are recorded, so an instance's replace event
+	// always comes before the terminate event its stop records.
+	var stops []*instance
 	f.mu.Lock()
 	for _, in := range f.insts {
 		select {
@@ -393,7 +405,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 				in.state, in.health, in.reason = StateTerminated, HealthUnhealthy, reason
 				evs = append(evs, f.event(EventReplace, in, reason))
 				f.stops.Add(1)
-				go f.stopInstance(f.bg, in)
+				stops = append(stops, in)
 			}
 			continue
 		default:
@@ -431,7 +443,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			evs = append(evs, f.event(EventReplace, in, t.Reason))
 		}
 		f.stops.Add(1)
-		go f.stopInstance(f.bg, in)
+		stops = append(stops, in)
 	}
 	launches := acts.Launch
 	if len(launches) > 0 && now.Before(f.nextLaunch) {
@@ -440,6 +452,9 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
+	for _, in := range stops {
+		go f.stopInstance(f.bg, in)
+	}
 
 	for _, l := range launches {
 		if ctx.Err() != nil {
@@ -509,7 +524,9 @@ var passEnv = []string{"PATH", "HOME", "LANG", "TZ", "TMPDIR"}
 
 func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	z := f.cfg.Zones[zi]
-	tpl := f.cfg.Template
+	f.mu.Lock()
+	tpl, version := f.cfg.Template, f.version // SetLaunchTemplate changes them under mu
+	f.mu.Unlock()
 	id := newID()
 	var cleanup []func()
 	defer func() {
@@ -593,7 +610,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	}
 
 	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
-		exited: make(chan struct{}), state: StatePending, health: HealthInitial}
+		exited: make(chan struct{}), state: StatePending, health: HealthInitial, version: version}
 	if f.cfg.LogDir != "" {
 		in.logPath = filepath.Join(f.cfg.LogDir, id+".log")
 		lf, err := os.OpenFile(in.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)

@@ -215,3 +215,30 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// tg returns the target group settings in force: the Config's, or the last
+// SetTargetGroup's.
+func (l *LB) tg() *Config { return l.group.Load() }
+
+// SetTargetGroup changes the target group's settings in place, as
+// ModifyTargetGroup and ModifyTargetGroupAttributes do on AWS: c's
+// HealthCheck, Algorithm, DeregistrationDelay, SlowStart and IdleTimeout;
+// every other field of c is ignored. Each health check loop takes the new
+// interval after its current wait, each probe the new path, timeout and
+// matcher, targets that start draining the new delay, requests that start
+// the new idle timeout. No target is re-registered and no connection is
+// closed. The listeners keep the idle timeout they started with for their
+// keep-alive connections.
+func (l *LB) SetTargetGroup(c Config) error {
+	next := *l.tg()
+	next.HealthCheck, next.Algorithm = c.HealthCheck, c.Algorithm
+	next.DeregistrationDelay, next.SlowStart, next.IdleTimeout = c.DeregistrationDelay, c.SlowStart, c.IdleTimeout
+	if err := next.Validate(); err != nil {
+		return fmt.Errorf("modify target group %s: %w", l.cfg.Name, err)
+	}
+	next = next.withDefaults()
+	l.group.Store(&next)
+	l.log.Info("target group modified", "interval", next.HealthCheck.Interval, "timeout", next.HealthCheck.Timeout,
+		"deregistration_delay", next.DeregistrationDelay, "algorithm", next.Algorithm)
+	return nil
+}

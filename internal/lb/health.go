@@ -69,7 +69,7 @@ func nextHealth(h healthCounters, passed bool, healthy, unhealthy int) healthCou
 // probe runs one health check against t and returns whether it passed and, if
 // not, the ALB reason code.
 func (l *LB) probe(ctx context.Context, t *target) (bool, string) {
-	hc := l.cfg.HealthCheck
+	hc := l.tg().HealthCheck
 	ctx, cancel := context.WithTimeout(ctx, hc.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+t.addr+hc.Path, nil)
@@ -86,7 +86,7 @@ func (l *LB) probe(ctx context.Context, t *target) (bool, string) {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	if !l.match.Match(resp.StatusCode) {
+	if !hc.Matcher.Match(resp.StatusCode) {
 		return false, ReasonResponseCodeMismatch
 	}
 	return true, ""
@@ -99,8 +99,7 @@ func (l *LB) probe(ctx context.Context, t *target) (bool, string) {
 // together spread out.
 func (l *LB) healthLoop(ctx context.Context, t *target) {
 	defer l.wg.Done()
-	interval := l.cfg.HealthCheck.Interval
-	wait := time.Duration(rand.Int64N(int64(interval)/10 + 1))
+	wait := time.Duration(rand.Int64N(int64(l.tg().HealthCheck.Interval)/10 + 1))
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,6 +112,6 @@ func (l *LB) healthLoop(ctx context.Context, t *target) {
 			return
 		}
 		l.applyCheck(t, passed, reason)
-		wait = max(interval-l.clock.Now().Sub(start), 0)
+		wait = max(l.tg().HealthCheck.Interval-l.clock.Now().Sub(start), 0) // SetTargetGroup may change it
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/clock"
-	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Sentinel errors callers may branch on.
@@ -77,10 +76,12 @@ type counters struct {
 // LB is an HTTPS load balancer. Create it with New, then Start it; targets may
 // be registered before or after Start.
 type LB struct {
-	cfg         Config
-	log         *slog.Logger
-	clock       clock.Clock
-	match       spec.Matcher
+	cfg   Config
+	log   *slog.Logger
+	clock clock.Clock
+	// group holds the target group settings SetTargetGroup changes in
+	// place; every reader of them goes through tg().
+	group       atomic.Pointer[Config]
 	proxy       *httputil.ReverseProxy
 	checkClient *http.Client
 	stats       counters
@@ -148,7 +149,6 @@ func New(cfg Config) (*LB, error) {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "lb", "lb", cfg.Name),
 		clock:   cfg.Clock,
-		match:   cfg.HealthCheck.Matcher,
 		quit:    make(chan struct{}),
 		targets: map[string]*target{},
 		checkClient: &http.Client{
@@ -158,6 +158,7 @@ func New(cfg Config) (*LB, error) {
 			},
 		},
 	}
+	l.group.Store(&cfg)
 	if cfg.AccessLog != nil {
 		l.access = json.NewEncoder(cfg.AccessLog)
 	}
@@ -420,7 +421,7 @@ func (l *LB) Deregister(ctx context.Context, id string) error {
 // drain waits for t's in-flight requests or the deregistration delay, then
 // removes t.
 func (l *LB) drain(t *target) {
-	timeout := l.clock.After(l.cfg.DeregistrationDelay)
+	timeout := l.clock.After(l.tg().DeregistrationDelay)
 	expired := false
 wait:
 	for t.inflight.Load() > 0 {
@@ -533,7 +534,7 @@ func (l *LB) applyCheck(t *target, passed bool, reason string) {
 		return
 	}
 	old := t.state
-	t.health = nextHealth(t.health, passed, l.cfg.HealthCheck.HealthyThreshold, l.cfg.HealthCheck.UnhealthyThreshold)
+	t.health = nextHealth(t.health, passed, l.tg().HealthCheck.HealthyThreshold, l.tg().HealthCheck.UnhealthyThreshold)
 	changed := t.health.State != old
 	cancelled := 0
 	switch {
@@ -583,7 +584,7 @@ func (l *LB) becomeHealthyLocked(t *target) {
 	t.upSince = now
 	t.wasHealthy = true
 	// As on ALB, slow start does not apply when no other target is healthy.
-	t.slowStart = l.cfg.SlowStart > 0 && othersHealthy
+	t.slowStart = l.tg().SlowStart > 0 && othersHealthy
 	t.current = 0
 }
 
@@ -625,7 +626,7 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 	for i, t := range cands {
 		w := 1.0
 		if t.slowStart && !failOpen {
-			w = slowStartWeight(now.Sub(t.upSince), l.cfg.SlowStart)
+			w = slowStartWeight(now.Sub(t.upSince), l.tg().SlowStart)
 			if w >= 1 {
 				t.slowStart = false
 			}
@@ -633,7 +634,7 @@ func (l *LB) pick(a *attempt, tried []*target) *target {
 		cs[i] = choice{weight: w, inflight: t.inflight.Load(), current: &t.current, skip: slices.Contains(tried, t)}
 	}
 	var i int
-	if l.cfg.Algorithm == LeastOutstandingRequests {
+	if l.tg().Algorithm == LeastOutstandingRequests {
 		l.lorStart++
 		i = pickLeastOutstanding(cs, l.lorStart%len(cs))
 	} else {

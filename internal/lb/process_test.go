@@ -91,7 +91,11 @@ func (ld *load) check(t *testing.T) {
 }
 
 func TestKillBackendZeroFailedGETs(t *testing.T) {
-	l, c := startLB(t, nil)
+	// Slow health checks, so the requests' connection errors find the
+	// killed target first even when a loaded machine takes a while to
+	// tear the process down (with the fast ones, checks timing out on the
+	// dying process could mark it unhealthy before any request failed).
+	l, c := startLB(t, func(c *Config) { c.HealthCheck.Interval, c.HealthCheck.Timeout = time.Second, 900*time.Millisecond })
 	pa, pb := startBackendProcess(t), startBackendProcess(t)
 	register(t, l, "a", "za", pa.addr)
 	register(t, l, "b", "zb", pb.addr)

@@ -219,7 +219,8 @@ func (rt roundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
 // until it is read to the end or closed.
 func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *replayBody, idempotent bool) (*http.Response, *lbError) {
 	t := a.t
-	idle := time.AfterFunc(l.cfg.IdleTimeout, func() { a.cancel(errIdleTimeout) })
+	idleTimeout := l.tg().IdleTimeout
+	idle := time.AfterFunc(idleTimeout, func() { a.cancel(errIdleTimeout) })
 	out := req.WithContext(ctx)
 	u := *req.URL
 	u.Host = t.addr
@@ -246,9 +247,9 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			idle.Stop()
 		} else {
-			idle.Reset(l.cfg.IdleTimeout)
+			idle.Reset(idleTimeout)
 		}
-		w := &bodyWatch{rc: resp.Body, l: l, a: a, idle: idle, timeout: l.cfg.IdleTimeout,
+		w := &bodyWatch{rc: resp.Body, l: l, a: a, idle: idle, timeout: idleTimeout,
 			cause: func() error { return context.Cause(ctx) }}
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 			resp.Body = &rwBodyWatch{bodyWatch: w, w: rwc}

@@ -46,6 +46,7 @@ func (r *Region) serveAPI() (func(), error) {
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
 	routes.EdgeRoutes(mux, a.edgeAPI)
+	routes.SpecRoutes(mux, r)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
 	return func() { _ = srv.Close(); _ = os.Remove(sock) }, nil
@@ -92,7 +93,7 @@ func (a *regionAPI) secrets() routes.Secrets {
 func (s secretsTier) Info() api.SecretsInfo {
 	info := api.SecretsInfo{
 		Endpoint: s.v.secrets.Endpoint(), Region: s.r.spec.AWS.Region, DBSecret: s.r.cfg.DBSecret.Name, DBSecretARN: s.v.cred.ARN(),
-		AppRole: s.r.cfg.AppRole, RotationS: s.r.cfg.Rotation.Seconds(), Strategy: s.r.spec.Secrets.DB.Strategy,
+		AppRole: s.r.cfg.AppRole, RotationS: s.r.now().cfg.Rotation.Seconds(), Strategy: s.r.now().spec.Secrets.DB.Strategy,
 		AuditLog: s.v.secrets.AuditPath(), Metadata: s.v.imds.List(),
 	}
 	delete(info.Metadata, "release")
@@ -222,7 +223,7 @@ func (a *regionAPI) RunOnInstance(ctx context.Context, id string, in api.RunRequ
 // Status is a snapshot of the whole region, assembled from each tier's
 // published snapshot: it never waits on a tier.
 func (r *Region) Status() api.Status {
-	s := r.spec
+	s := r.now().spec
 	v := r.view()
 	r.mu.Lock()
 	st := api.Status{
@@ -232,6 +233,9 @@ func (r *Region) Status() api.Status {
 		Instances: []api.Instance{},
 	}
 	r.mu.Unlock()
+	if ss := r.specState.Load(); ss != nil {
+		st.Spec = *ss
+	}
 	hc := s.App.HealthCheck
 	st.LB = api.LB{
 		Algorithm: s.LoadBalancer.Algorithm, HealthCheckPath: hc.Path,

@@ -33,6 +33,7 @@ import (
 	"github.com/haven-platform/haven/internal/failpoint"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/sandbox"
+	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/spec"
 )
 
@@ -86,6 +87,23 @@ type Region struct {
 
 	shutdown     chan struct{}
 	shutdownOnce sync.Once
+
+	// layout is the machine's layout configs was given at start.
+	layout Layout
+	// cur is the spec and configuration the region runs since the last
+	// apply (nil: the ones it started with, spec and cfg).
+	cur atomic.Pointer[running]
+	// applyMu is held by an apply, and by the stop, so they never overlap.
+	applyMu sync.Mutex
+	// roller replaces the fleet's instances on a launch template change.
+	roller Roller
+	// sched is the database secret's rotation schedule (nil: off), under
+	// schedMu: an apply replaces it.
+	schedMu sync.Mutex
+	sched   *secrets.Scheduler
+	// specState is what the status shows of the spec record (SpecState),
+	// refreshed when the record or the journal changes.
+	specState atomic.Pointer[api.SpecState]
 }
 
 // Run brings the region up, serves the daemon API on the state directory's
@@ -161,6 +179,7 @@ func Run(ctx context.Context, opts Options) error {
 		opts: opts, spec: opts.Spec, cfg: cfg, log: opts.Logger.With("component", "region"),
 		events: events.New(evf, 20000), started: time.Now(), phase: api.PhaseStarting,
 		shutdown: make(chan struct{}), failpoints: fps, netWarning: netWarning, zoneFaults: map[string]string{},
+		layout: layout, roller: fleetRoller{timeout: opts.ReadyTimeout},
 	}
 	if armed := fps.Armed(); len(armed) > 0 {
 		r.log.Warn("failpoints armed", "points", armed)
@@ -181,6 +200,7 @@ func Run(ctx context.Context, opts Options) error {
 		r.setFailed(startErr)
 		r.log.Error("start region", "err", startErr)
 	} else {
+		r.recordUp()
 		r.setPhase(api.PhaseReady)
 		r.say("region %s is ready at %s", r.spec.Name, r.t.lb.HTTPSURL())
 	}
@@ -189,6 +209,8 @@ func Run(ctx context.Context, opts Options) error {
 	case <-r.shutdown:
 	}
 	r.setPhase(api.PhaseStopping)
+	r.applyMu.Lock() // an apply in progress ends first
+	defer r.applyMu.Unlock()
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	stopErr := r.stop(stopCtx, running)

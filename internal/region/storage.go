@@ -38,10 +38,15 @@ type storageTiers struct {
 	// relay forwards to the store on the host.
 	s3Node *vpc.Node
 	relay  *objstore.Relay
-	// keyID is the signing key pair's ID, keyPEM its public half.
+	// keyID is the signing key pair's ID, keyPEM its public half, keyARN
+	// the secret that holds its private key.
 	keyID  string
 	keyPEM []byte
-	edge   *edge.Edge
+	keyARN string
+	// s3Up is set once the store runs: the app role's S3 statements then
+	// belong in its policies.
+	s3Up bool
+	edge *edge.Edge
 }
 
 // registrarIssuer lets the metadata endpoints issue through the registrar,
@@ -80,7 +85,13 @@ func (r *Region) newRegistrar(issuer *iam.Issuer) registrarIssuer {
 // release roles their S3 statements in the region's IAM policies.
 func (r *Region) startObjStore(ctx context.Context) error {
 	c := r.cfg.Storage
+	// The app role's S3 statements are derived with the rest of its
+	// policies (derive, on start and on every apply); the other roles'
+	// are set here.
 	for role, ps := range c.ObjStore.Roles {
+		if role == r.cfg.AppRole {
+			continue
+		}
 		for _, p := range ps {
 			if err := r.t.policies.Attach(role, p); err != nil {
 				return err
@@ -135,6 +146,10 @@ func (r *Region) startObjStore(ctx context.Context) error {
 	r.t.st.releaseMD = imds.NewEndpoints(imds.EndpointsConfig{Region: r.spec.AWS.Region, Role: c.ReleaseRole, Account: r.t.issuer.Account(),
 		Issuer: registrarIssuer{r.t.st.registrar}, Logger: r.opts.Logger})
 	if err := r.startS3Endpoint(ctx); err != nil {
+		return err
+	}
+	r.t.st.s3Up = true
+	if err := r.derive(ctx, &r.t, r.cfg); err != nil {
 		return err
 	}
 	verb := "started"
@@ -229,7 +244,7 @@ func (r *Region) stopObjStore(ctx context.Context) error {
 // the clear, never in the environment): the app reads it like the database
 // secret, with the app role, which may read that one secret. The edge gets
 // the public half as its trusted key group.
-func (r *Region) startSigningKey(context.Context) error {
+func (r *Region) startSigningKey(ctx context.Context) error {
 	name := r.cfg.Storage.SigningKeySecret
 	if name == "" {
 		return nil
@@ -263,14 +278,28 @@ func (r *Region) startSigningKey(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("secret %s: %w", name, err)
 	}
-	r.t.st.keyID, r.t.st.keyPEM = key.ID, key.PublicPEM
-	if err := r.t.policies.Attach(r.cfg.AppRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
-		Sid: "ReadSigningKey", Effect: iam.Allow, Action: iam.StringList{"secretsmanager:GetSecretValue"}, Resource: iam.StringList{arn},
-	}}}); err != nil {
+	r.t.st.keyID, r.t.st.keyPEM, r.t.st.keyARN = key.ID, key.PublicPEM, arn
+	if err := r.derive(ctx, &r.t, r.cfg); err != nil { // the app role may now read the key
 		return err
 	}
 	r.say("edge: signing key %s of key group %s in secret %s", key.ID, r.spec.Edge.KeyGroup, name)
 	return nil
+}
+
+// storagePolicies are the app role's policies from these tiers: its S3
+// statements (from the spec's bucket grants) once the store runs, and
+// reading the signing key's secret once the key is made.
+func storagePolicies(v *tiers, c Configs) []iam.Policy {
+	var ps []iam.Policy
+	if v.st.s3Up {
+		ps = append(ps, c.Storage.ObjStore.Roles[c.AppRole]...)
+	}
+	if v.st.keyARN != "" {
+		ps = append(ps, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
+			Sid: "ReadSigningKey", Effect: iam.Allow, Action: iam.StringList{"secretsmanager:GetSecretValue"}, Resource: iam.StringList{v.st.keyARN},
+		}}})
+	}
+	return ps
 }
 
 // edgeCredentials is the edge's own identity for origin access control:
@@ -346,9 +375,9 @@ func (r *Region) stopEdge(ctx context.Context) error {
 
 // storageEnv is what the app's environment needs at run time from these
 // tiers: the signing key's ID.
-func (r *Region) storageEnv(env map[string]string) {
-	if r.t.st.keyID != "" {
-		env["CLOUDFRONT_KEY_PAIR_ID"] = r.t.st.keyID
+func storageEnv(t *tiers, env map[string]string) {
+	if t.st.keyID != "" {
+		env["CLOUDFRONT_KEY_PAIR_ID"] = t.st.keyID
 	}
 }
 

@@ -54,7 +54,6 @@ type tiers struct {
 	secrets  *secrets.Server
 	secUp    bool // the Secrets Manager API serves
 	cred     *dbsecret.Credential
-	sched    *secrets.Scheduler
 	imds     *imds.Endpoints
 	lb       *lb.LB
 	fleet    *fleet.Fleet
@@ -341,11 +340,7 @@ func (r *Region) stopBackups(ctx context.Context) error {
 // Manager API, finishes or rolls back a rotation a crash interrupted and
 // starts the rotation schedule.
 func (r *Region) startSecrets(ctx context.Context) error {
-	if err := r.t.policies.Set(r.cfg.AppRole, iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
-		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
-		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
-		Resource: iam.StringList{r.t.cred.ARN()},
-	}}}); err != nil {
+	if err := r.derive(ctx, &r.t, r.cfg); err != nil { // the app role's policy, the secret's endpoint
 		return err
 	}
 	if err := r.t.secrets.Start(ctx); err != nil {
@@ -365,33 +360,43 @@ func (r *Region) startSecrets(ctx context.Context) error {
 		r.say("secrets: %s", what)
 	}
 	if r.cfg.Rotation > 0 {
-		r.t.sched = secrets.NewScheduler(secrets.SchedulerConfig{
+		s := secrets.NewScheduler(secrets.SchedulerConfig{
 			Driver: r.t.secrets.Driver(), Every: map[string]time.Duration{r.cfg.DBSecret.Name: r.cfg.Rotation}, CheckInterval: r.cfg.RotationCheck,
 		})
-		if err := r.t.sched.Start(ctx); err != nil {
+		if err := s.Start(ctx); err != nil {
 			return err
 		}
+		r.schedMu.Lock()
+		r.sched = s
+		r.schedMu.Unlock()
 	}
 	return nil
 }
 
 // stopSecrets stops the rotation schedule (closeSecrets stops the API).
 func (r *Region) stopSecrets(ctx context.Context) error {
-	if r.t.sched == nil {
+	r.schedMu.Lock()
+	defer r.schedMu.Unlock()
+	if r.sched == nil {
 		return nil
 	}
-	return r.t.sched.Stop(ctx)
+	err := r.sched.Stop(ctx)
+	r.sched = nil
+	return err
 }
 
 // appEnv is the whole environment of an app process: the daemon's PATH and
 // HOME, the spec's non-secret settings, the Secrets Manager endpoint.
-func (r *Region) appEnv() map[string]string {
+func (r *Region) appEnv() map[string]string { return r.appEnvOf(&r.t, r.cfg) }
+
+// appEnvOf is appEnv for configuration c (an apply's).
+func (r *Region) appEnvOf(t *tiers, c Configs) map[string]string {
 	env := map[string]string{}
-	for k, v := range r.cfg.AppEnv {
+	for k, v := range c.AppEnv {
 		env[k] = v
 	}
-	env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = r.t.secrets.Endpoint()
-	r.storageEnv(env)
+	env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = t.secrets.Endpoint()
+	storageEnv(t, env)
 	return env
 }
 

@@ -208,7 +208,7 @@ edge: {listen: 127.0.0.1:%d%s}
 func (r *Region) Haven(ctx context.Context, args ...string) (string, string, error) {
 	full := append([]string{}, args...)
 	full = append(full, "--state-dir", r.StateDir)
-	if len(args) > 0 && (args[0] == "up" || args[0] == "validate") {
+	if len(args) > 0 && (args[0] == "up" || args[0] == "validate" || args[0] == "plan" || args[0] == "apply" || args[0] == "status") {
 		full = append(full, "-f", r.SpecFile)
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(r.Bin, "haven"), full...)

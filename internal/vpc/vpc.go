@@ -967,3 +967,38 @@ func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), ones), true
 }
+
+// SetGroups replaces the security groups' rules and applies them in one
+// nft transaction: the ruleset is rebuilt from the new groups and the
+// current members, and established connections stay (conntrack keeps
+// them). Every group a node is in must still exist. On an error the old
+// groups stay in force.
+func (v *VPC) SetGroups(ctx context.Context, groups []secgroup.Group) error {
+	var eps []string
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for name := range v.endpoints {
+		eps = append(eps, name)
+	}
+	if err := secgroup.Validate(groups, eps); err != nil {
+		return fmt.Errorf("set security groups: %w", err)
+	}
+	for _, n := range v.nodes {
+		for _, g := range n.Groups {
+			if !slices.ContainsFunc(groups, func(x secgroup.Group) bool { return x.Name == g }) {
+				return fmt.Errorf("set security groups: node %s is in group %s, which the new groups lack", n.Name, g)
+			}
+		}
+	}
+	old := v.cfg.Groups
+	v.cfg.Groups = groups
+	sg, err := v.sgScript()
+	if err == nil {
+		err = v.applyLocked(ctx, sg)
+	}
+	if err != nil {
+		v.cfg.Groups = old
+		return fmt.Errorf("set security groups: %w", err)
+	}
+	return nil
+}

@@ -83,6 +83,19 @@ func (b *browserRun) location() string {
 	return loc
 }
 
+// errorCode is the network error Chromium's error page shows (such as
+// net::ERR_CONNECTION_RESET), or "" on any other page.
+func (b *browserRun) errorCode() string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('.error-code') || {textContent: ''}).textContent.trim()`))
+	if err != nil {
+		return "error code unknown: " + err.Error()
+	}
+	return s
+}
+
 func (b *browserRun) text(sel string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, stepTimeout)
@@ -163,6 +176,10 @@ func TestBrowserTeacherSSO(t *testing.T) {
 	r := newRegion(t, options{students: 700, courses: 10, teachers: 2})
 
 	opts := append(headless.Options(bin, t.TempDir(), 1280, 900), chromedp.IgnoreCertErrors) // the region's CA
+	// Chromium's own network log goes with the screenshots: a navigation
+	// that ends on an error page is explained there (the default capture
+	// mode leaves cookies and credentials out).
+	opts = append(opts, chromedp.Flag("log-net-log", filepath.Join(dir, "netlog.json")))
 	life, stop := context.WithTimeout(context.Background(), 4*time.Minute)
 	actx, cancelAlloc := chromedp.NewExecAllocator(life, opts...)
 	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
@@ -206,7 +223,8 @@ func TestBrowserTeacherSSO(t *testing.T) {
 	b.do("type the password", chromedp.Clear(chromedp.ID("password")), chromedp.SendKeys(chromedp.ID("password"), idpPassword))
 	b.load("sign in", chromedp.Click(chromedp.CSS(`form[action="/login"] button[type="submit"]`)))
 	if loc := b.location(); loc != r.appURL+want {
-		t.Fatalf("after signing in the browser is at %s, want %s", loc, r.appURL+want)
+		b.shot("failed-sign-in")
+		t.Fatalf("after signing in the browser is at %s (%s), want %s", loc, b.errorCode(), r.appURL+want)
 	}
 	b.do("see the gradebook", chromedp.WaitVisible(chromedp.CSS("table.gradebook")))
 	if got := b.text("#gb-count"); !strings.Contains(got, "Showing 1–50 of 651") {
