@@ -103,3 +103,40 @@ func TestStoragePolicies(t *testing.T) {
 		t.Errorf("bucket policy names another principal than the edge: %s", pol)
 	}
 }
+
+// TestStoragePoliciesOfTheAppRole: what derive adds to the app role's own
+// policy from these tiers: nothing before the store and the key are up,
+// then the S3 statements of the spec's grants and the read of the signing
+// key's secret (the only secret besides its own it may read).
+func TestStoragePoliciesOfTheAppRole(t *testing.T) {
+	s, err := spec.Parse([]byte("name: courses\n"), "h.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := configs(s, Layout{StateDir: "/s", PGRoot: "/s/pg", AppCommand: []string{"/bin/courses"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keyARN = "arn:aws:secretsmanager:eu-west-1:000000000000:secret:courses/cloudfront-signing-key-AbCdEf"
+	var v tiers
+	if ps := storagePolicies(&v, c); len(ps) != 0 {
+		t.Fatalf("before the store and the key: %d policies, want none", len(ps))
+	}
+	v.st.s3Up, v.st.keyARN = true, keyARN
+	ps := append([]iam.Policy{appPolicy("arn:aws:secretsmanager:eu-west-1:000000000000:secret:courses/db-x")}, storagePolicies(&v, c)...)
+	for _, tt := range []struct {
+		action, resource string
+		want             iam.Decision
+	}{
+		{"secretsmanager:GetSecretValue", "arn:aws:secretsmanager:eu-west-1:000000000000:secret:courses/db-x", iam.Allowed},
+		{"secretsmanager:GetSecretValue", keyARN, iam.Allowed},
+		{"secretsmanager:PutSecretValue", keyARN, iam.ImplicitDeny},
+		{"secretsmanager:GetSecretValue", "arn:aws:secretsmanager:eu-west-1:000000000000:secret:other-y", iam.ImplicitDeny},
+		{"s3:PutObject", "arn:aws:s3:::courses-assets/materials/courses/1/a.pdf", iam.Allowed},
+		{"s3:PutObject", "arn:aws:s3:::courses-assets/static/style.css", iam.ImplicitDeny},
+	} {
+		if got := iam.Evaluate(ps, tt.action, tt.resource); got != tt.want {
+			t.Errorf("app role %s on %s = %v, want %v", tt.action, tt.resource, got, tt.want)
+		}
+	}
+}

@@ -150,20 +150,20 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.Edge != "" {
 		o.Edge = ", " + o.Edge
 	}
-	env := "{}"
+	// No env line without AppEnv: a test may add one (apply's does).
+	env := ""
 	if len(o.AppEnv) > 0 {
 		var kv []string
 		for k, v := range o.AppEnv {
 			kv = append(kv, fmt.Sprintf("%s: %q", k, v))
 		}
 		sort.Strings(kv)
-		env = "{" + strings.Join(kv, ", ") + "}"
+		env = "  env: {" + strings.Join(kv, ", ") + "}\n"
 	}
 	spec := fmt.Sprintf(`name: test
 app:
   command: [courses, serve]
-  env: %s
-  port: %d
+%s  port: %d
   release: [courses, release, --students, "%d", --courses, "%d"]
   health_check: {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}
   instance: {cpu: 0.5, memory: 256MiB}
