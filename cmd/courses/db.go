@@ -207,6 +207,17 @@ func classify(err error) errClass {
 	return classOther
 }
 
+// endpointGone reports whether err says nothing serves the database's
+// address any more (the connection was refused): the endpoint may have
+// moved, as RDS endpoints do, and the secret names the new host and port,
+// so the next connection reads the secret again. A failover's refused
+// connections (no primary for a moment) cost one read of the secret per
+// attempt, bounded by the backoff. It is pure.
+func endpointGone(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) && errors.Is(err, syscall.ECONNREFUSED)
+}
+
 // backoff returns the wait before attempt n (0-based): 50ms doubling, capped at
 // 1s, with up to 50% jitter removed. It is pure given jitter in [0,1).
 func backoff(n int, jitter float64) time.Duration {
@@ -247,6 +258,10 @@ func (d *DB) retry(ctx context.Context, op string, fn attemptFunc) error {
 				return err
 			}
 			d.creds.Invalidate()
+		case classRoleChanged:
+			if d.creds != nil && endpointGone(err) {
+				d.creds.Invalidate()
+			}
 		}
 		d.resetPool(started)
 		if !safe {

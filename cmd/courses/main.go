@@ -283,6 +283,13 @@ func openFromEnv(ctx context.Context, conn string, maxConns int32, budget time.D
 // then drains. ready, if set, is called with the bound address.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(addr string)) error {
 	log = log.With("component", "serve")
+	fault, err := buildFault()
+	if err != nil {
+		return err
+	}
+	if fault == "crash" {
+		return fmt.Errorf("%s=crash: this build exits at start (a bad release, for haven drill bad-deploy)", faultEnv)
+	}
 	// Resources must outlive the signal context during shutdown.
 	bg := context.WithoutCancel(ctx)
 	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, log)
@@ -326,7 +333,7 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
 	hs := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           withFault(fault, srv.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,

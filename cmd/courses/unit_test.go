@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -302,5 +303,81 @@ func TestGroupGrades(t *testing.T) {
 	}
 	if got := groupGrades(nil); len(got) != 0 {
 		t.Errorf("groupGrades(nil) = %+v, want empty", got)
+	}
+}
+
+// movingCreds is a secret whose endpoint moved: it names from until the
+// app invalidates it, then to.
+type movingCreds struct {
+	mu               sync.Mutex
+	from, to         int
+	invalidated      bool
+	fetches, invalid int
+}
+
+func (m *movingCreds) Credentials(context.Context) (DBCredentials, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fetches++
+	port := m.from
+	if m.invalidated {
+		port = m.to
+	}
+	return DBCredentials{Username: "u", Password: "p", Host: "127.0.0.1", Port: port, DBName: "d"}, nil
+}
+
+func (m *movingCreds) Invalidate() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.invalidated = true
+	m.invalid++
+}
+
+// TestRefusedConnectionRereadsTheSecret: when the database's address
+// refuses connections (its endpoint moved), the app reads the secret again
+// and its next connection goes to the address the secret now names.
+func TestRefusedConnectionRereadsTheSecret(t *testing.T) {
+	if endpointGone(&net.OpError{Op: "read", Err: syscall.ECONNREFUSED}) || endpointGone(errors.New("x")) {
+		t.Error("endpointGone: true for an error that is not a refused connection attempt")
+	}
+	moved, err := net.Listen("tcp", "127.0.0.1:0") // the new address: accepts, then hangs up
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer moved.Close()
+	var accepted sync.WaitGroup
+	accepted.Add(1)
+	var once sync.Once
+	go func() {
+		for {
+			c, err := moved.Accept()
+			if err != nil {
+				return
+			}
+			once.Do(accepted.Done)
+			c.Close()
+		}
+	}()
+	creds := &movingCreds{from: freePort(t), to: moved.Addr().(*net.TCPAddr).Port}
+	clk := &fakeClock{now: time.Unix(1000, 0)}
+	db, err := OpenDB(context.Background(), DBConfig{ConnString: "host=127.0.0.1 port=1 user=x dbname=x sslmode=disable",
+		Clock: clk, Logger: testLogger(t), RetryBudget: 2 * time.Second, Credentials: creds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Read(context.Background(), func(ctx context.Context, q Querier) error {
+		_, err := q.Exec(ctx, "SELECT 1")
+		return err
+	})
+	if !errors.Is(err, ErrDBUnavailable) {
+		t.Fatalf("err = %v, want ErrDBUnavailable (the new address hangs up)", err)
+	}
+	accepted.Wait() // a connection reached the new address
+	creds.mu.Lock()
+	defer creds.mu.Unlock()
+	if creds.invalid != 1 || creds.fetches < 2 {
+		t.Errorf("invalidated %d times, fetched %d times; want 1 invalidation (the refused connection; the new address's hang-ups are not refusals) and a fetch after it",
+			creds.invalid, creds.fetches)
 	}
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -9,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
@@ -20,7 +27,8 @@ import (
 // TestPlanAndApplyUnderLoad changes a running region with haven apply
 // while logged-in users walk the site: the in-place changes (fleet max, a
 // scaling target, the health check interval, the deregistration delay),
-// then the rolling ones (instance size, an app env variable), with no
+// the database endpoint's host address (a restart of the endpoint), then
+// the rolling ones (instance size, an app env variable), with no
 // failed request; a refused change exits non-zero naming the field and
 // leaves the region untouched; a daemon killed in the middle of a rolling
 // apply, then haven up on the new spec, ends on the new spec in full and
@@ -42,43 +50,8 @@ func TestPlanAndApplyUnderLoad(t *testing.T) {
 	}
 
 	// Logged-in load for the whole test.
-	site, users, err := drill.OpenSite(ctx, st, 4, courses.Workload{Password: courses.DefaultPassword})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer site.Close()
-	var ok, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, u := range users {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				if path, err := site.Step(ctx, u); err != nil {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, path+": "+err.Error())
-				} else {
-					ok.Add(1)
-				}
-			}
-		}()
-	}
-	stopLoad := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}
-	defer stopLoad()
+	load := startLoad(t, ctx, st)
+	defer load.stop()
 
 	apply := func(what string, want plan.Action, edits ...string) {
 		t.Helper()
@@ -102,7 +75,7 @@ func TestPlanAndApplyUnderLoad(t *testing.T) {
 		if st := r.StatusJSON(ctx); st.Spec.Hash != p.To || st.Spec.LastApply == nil || st.Spec.LastApply.Outcome != plan.OutcomeApplied {
 			t.Errorf("%s: status spec %+v, want %s applied", what, st.Spec, p.To)
 		}
-		t.Logf("%s: %d changes applied; %d requests ok, %d failed so far", what, len(p.Changes), ok.Load(), failed.Load())
+		t.Logf("%s: %d changes applied; %d requests ok, %d failed so far", what, len(p.Changes), load.ok.Load(), load.failed.Load())
 	}
 	apply("in place", plan.InPlace,
 		"max: 6,", "max: 7,",
@@ -111,6 +84,23 @@ func TestPlanAndApplyUnderLoad(t *testing.T) {
 		"deregistration_delay: 2s", "deregistration_delay: 3s")
 	if st := r.StatusJSON(ctx); st.Fleet.Max != 7 || st.LB.IntervalMS != 400 {
 		t.Errorf("after the in-place apply: max %d, interval %d ms; want 7, 400", st.Fleet.Max, st.LB.IntervalMS)
+	}
+	// The database endpoint in a VPC: only the host's address moves (the
+	// instances reach the database at its VPC address, which the secret
+	// names); the old host port closes.
+	oldEP, newEP := fmt.Sprintf("127.0.0.1:%d", r.Ports.DB), fmt.Sprintf("127.0.0.1:%d", testkit.FreePort(t))
+	apply("endpoint", plan.Restart, "endpoint: "+oldEP, "endpoint: "+newEP)
+	if c, err := net.DialTimeout("tcp", oldEP, 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("the old endpoint %s still accepts connections", oldEP)
+	}
+	if c, err := net.DialTimeout("tcp", newEP, 2*time.Second); err != nil {
+		t.Errorf("the new endpoint %s: %v", newEP, err)
+	} else {
+		c.Close()
+	}
+	if st := r.StatusJSON(ctx); st.Endpoints.Database != newEP {
+		t.Errorf("status endpoint %s, want %s", st.Endpoints.Database, newEP)
 	}
 	before := instanceIDs(r.StatusJSON(ctx))
 	apply("rolling", plan.Rolling,
@@ -134,9 +124,9 @@ func TestPlanAndApplyUnderLoad(t *testing.T) {
 		t.Errorf("a refused apply touched the region: spec %s → %s", held.Spec.Hash, st.Spec.Hash)
 	}
 	edit(t, r.SpecFile, "database: {durability: required, ", "database: {")
-	stopLoad()
-	if failed.Load() != 0 || ok.Load() < 50 {
-		t.Errorf("under apply: %d requests ok, %d failed (first: %v); want 0 failed", ok.Load(), failed.Load(), firstErr.Load())
+	load.stop()
+	if load.failed.Load() != 0 || load.ok.Load() < 50 {
+		t.Errorf("under apply: %d requests ok, %d failed (first: %v); want 0 failed", load.ok.Load(), load.failed.Load(), load.firstErr.Load())
 	}
 
 	// kill -9 in the middle of a rolling apply, then up on the new spec.
@@ -174,6 +164,211 @@ func TestPlanAndApplyUnderLoad(t *testing.T) {
 	if st.Spec.Drift == nil && st.Spec.Hash != pl.To {
 		t.Error("no drift reported")
 	}
+}
+
+// TestApplyMovesTheDatabaseEndpoint changes database.endpoint of a running
+// region on loopback ranges (where the secret names database.endpoint)
+// under logged-in load. First a change that fails (the new port is held
+// by another program) together with in-place changes: apply exits
+// non-zero, the in-place changes are reverted, the recorded spec is the
+// old one and the journal says rolled back. Then the move: the secret
+// names the new port as soon as apply returns, every GetSecretValue after
+// that returns that version (the audit trail), the instances read it again
+// and reconnect, the old port is closed, and no request fails.
+func TestApplyMovesTheDatabaseEndpoint(t *testing.T) {
+	ctx := testCtx(t, 5*time.Minute)
+	r := testkit.NewSpec(t, testkit.Options{Students: 10, Courses: 2, Env: []string{"HAVEN_NETWORK=loopback"}})
+	st := r.Up(ctx)
+	st = r.StatusJSON(ctx)
+	oldEP := fmt.Sprintf("127.0.0.1:%d", r.Ports.DB)
+	info, err := r.Client.SecretsInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := secretValue(t, ctx, r.Client, info.DBSecret); v.Port != r.Ports.DB {
+		t.Fatalf("the secret names port %d before any change, want %d", v.Port, r.Ports.DB)
+	}
+	load := startLoad(t, ctx, st)
+	defer load.stop()
+
+	// A change that fails: rolled back, recorded spec unchanged.
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	heldEP := held.Addr().String()
+	edit(t, r.SpecFile, "max: 6,", "max: 7,")
+	edit(t, r.SpecFile, "interval: 300ms", "interval: 400ms")
+	edit(t, r.SpecFile, "endpoint: "+oldEP, "endpoint: "+heldEP)
+	out, errOut, err := r.Haven(ctx, "apply", "--auto-approve")
+	held.Close()
+	if err == nil || !strings.Contains(errOut, "another program listens on "+heldEP) {
+		t.Fatalf("apply to a held port: err %v; want non-zero naming the held port\n%s\n%s", err, out, errOut)
+	}
+	after := r.StatusJSON(ctx)
+	if after.Spec.Hash != st.Spec.Hash || after.Spec.LastApply == nil || after.Spec.LastApply.Outcome != plan.OutcomeRolledBack ||
+		!strings.Contains(after.Spec.LastApply.Error, heldEP) {
+		t.Errorf("after the failed apply: spec %+v; want the recorded %s and the last apply rolled back naming %s", after.Spec, st.Spec.Hash, heldEP)
+	}
+	if after.Fleet.Max != 6 || after.LB.IntervalMS != 300 || after.Endpoints.Database != oldEP {
+		t.Errorf("after the failed apply: max %d, interval %d ms, endpoint %s; want 6, 300 ms, %s (reverted)",
+			after.Fleet.Max, after.LB.IntervalMS, after.Endpoints.Database, oldEP)
+	}
+	if v, _ := secretValue(t, ctx, r.Client, info.DBSecret); v.Port != r.Ports.DB {
+		t.Errorf("the secret names port %d after the failed apply, want %d", v.Port, r.Ports.DB)
+	}
+	if j, err := os.ReadFile(r.StateDir + "/spec/apply.json"); err != nil || !strings.Contains(string(j), `"rolled back"`) {
+		t.Errorf("journal after the failed apply: %v\n%s", err, j)
+	}
+	edit(t, r.SpecFile, "max: 7,", "max: 6,")
+	edit(t, r.SpecFile, "interval: 400ms", "interval: 300ms")
+
+	// The move.
+	newPort := testkit.FreePort(t)
+	newEP := fmt.Sprintf("127.0.0.1:%d", newPort)
+	edit(t, r.SpecFile, "endpoint: "+heldEP, "endpoint: "+newEP)
+	out, errOut, err = r.Haven(ctx, "plan")
+	if err != nil || !strings.Contains(out, "-/+ database.endpoint: "+oldEP+" → "+newEP) || !strings.Contains(out, "restart (database endpoint)") {
+		t.Fatalf("plan of the move: %v\n%s\n%s", err, out, errOut)
+	}
+	started := time.Now()
+	out, errOut, err = r.Haven(ctx, "apply", "--auto-approve")
+	if err != nil || !strings.Contains(out, "Apply complete") {
+		t.Fatalf("apply of the move: %v\n%s\n%s\ndaemon log:\n%s", err, out, errOut, r.Tail("daemon.log"))
+	}
+	applied := time.Now()
+	v, version := secretValue(t, ctx, r.Client, info.DBSecret)
+	if v.Port != newPort || v.Host != "127.0.0.1" {
+		t.Fatalf("the secret names %s:%d as apply returns, want %s", v.Host, v.Port, newEP)
+	}
+	if c, err := net.DialTimeout("tcp", oldEP, 2*time.Second); err == nil {
+		c.Close()
+		t.Errorf("the old endpoint %s still accepts connections", oldEP)
+	}
+	if after := r.StatusJSON(ctx); after.Endpoints.Database != newEP {
+		t.Errorf("status endpoint %s, want %s", after.Endpoints.Database, newEP)
+	}
+	// The instances' connections were cut; each reads the secret again
+	// before its next connection. Wait for every instance in service to
+	// have read the new version, under load.
+	inService := instanceIDs(r.StatusJSON(ctx))
+	deadline := time.Now().Add(time.Minute)
+	var reads []api.AuditRecord
+	for {
+		reads, err = r.Client.SecretsAudit(ctx, api.AuditQuery{Since: started, Action: "GetSecretValue"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		readers := map[string]bool{}
+		for _, rec := range reads {
+			if rec.Instance != "" && rec.Result == "Success" && rec.VersionID == version {
+				readers[rec.Instance] = true
+			}
+		}
+		if len(readers) >= len(inService) || time.Now().After(deadline) {
+			t.Logf("instances that read the secret after the move: %d of %d in service", len(readers), len(inService))
+			if len(readers) < len(inService) {
+				t.Errorf("only %d of %d instances read the secret again within a minute of the move", len(readers), len(inService))
+			}
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // more load through the new endpoint
+	load.stop()
+	reads, err = r.Client.SecretsAudit(ctx, api.AuditQuery{Since: applied, Action: "GetSecretValue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, rec := range reads {
+		if rec.Result != "Success" || rec.Time.Before(applied) {
+			continue
+		}
+		n++
+		if rec.VersionID != version {
+			t.Errorf("GetSecretValue at %s by %s%s returned version %s, not %s (the one naming port %d)",
+				rec.Time.Format(time.RFC3339Nano), rec.Instance, rec.Principal, rec.VersionID, version, newPort)
+		}
+	}
+	t.Logf("after the move: %d GetSecretValue answers, all version %s (port %d); %d requests ok, %d failed",
+		n, version, newPort, load.ok.Load(), load.failed.Load())
+	if load.failed.Load() != 0 || load.ok.Load() < 20 {
+		t.Errorf("under the endpoint move: %d requests ok, %d failed (first: %v); want 0 failed", load.ok.Load(), load.failed.Load(), load.firstErr.Load())
+	}
+}
+
+// dbSecret is the part of the database secret a test checks.
+type dbSecret struct {
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// secretValue reads AWSCURRENT of the database secret as the operator
+// and returns where it says the database is, and its version.
+func secretValue(t *testing.T, ctx context.Context, c *api.Client, id string) (dbSecret, string) {
+	t.Helper()
+	oc, err := c.OperatorCredentials(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm := secretsmanager.NewFromConfig(aws.Config{Region: oc.Region, Credentials: credentials.NewStaticCredentialsProvider(oc.AccessKeyID, oc.SecretAccessKey, oc.SessionToken)},
+		func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(oc.Endpoint) })
+	out, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v dbSecret
+	if err := json.Unmarshal([]byte(aws.ToString(out.SecretString)), &v); err != nil {
+		t.Fatalf("decode secret: %v", err)
+	}
+	return v, aws.ToString(out.VersionId)
+}
+
+// siteLoad is logged-in users walking the site until stop.
+type siteLoad struct {
+	ok, failed atomic.Int64
+	firstErr   atomic.Value
+	stop       func()
+}
+
+func startLoad(t *testing.T, ctx context.Context, st api.Status) *siteLoad {
+	t.Helper()
+	site, users, err := drill.OpenSite(ctx, st, 4, courses.Workload{Password: courses.DefaultPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &siteLoad{}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, u := range users {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if path, err := site.Step(ctx, u); err != nil {
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, path+": "+err.Error())
+				} else {
+					l.ok.Add(1)
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	l.stop = func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+			site.Close()
+		})
+	}
+	return l
 }
 
 func edit(t *testing.T, file, old, repl string) {

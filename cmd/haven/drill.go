@@ -12,7 +12,7 @@ import (
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Prove a promise under load: lose an instance, fail the database over, ..."}
-	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g))
+	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newBadDeployCmd(g))
 	return cmd
 }
 
@@ -138,4 +138,45 @@ func printZoneLoss(w io.Writer, r *drill.ZoneLossReport) {
 	fmt.Fprintf(w, "  ledger: ok %d fail %d unknown %d, acknowledged lost %d, fail present %d; split-brain acks %d\n",
 		r.OK, r.Fail, r.Unknown, r.AcknowledgedLost, r.FailPresent, r.SplitBrainAcks)
 	fmt.Fprintf(w, "  end: primary %s (epoch %d), %d writable primaries, synchronous standby streaming %v\n", r.FinalPrimary, r.FinalEpoch, r.Primaries, r.SyncStandbyStreaming)
+}
+
+func newBadDeployCmd(g *globals) *cobra.Command {
+	var cfg drill.BadDeployConfig
+	var wf workloadFlags
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "bad-deploy",
+		Short: "Deploy a bad build (crash, unhealthy, errors, slow) under logged-in load: it must roll back by itself; then a good deploy",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			var err error
+			if cfg.Workload, err = wf.build(); err != nil {
+				return err
+			}
+			rep, err := drill.BadDeploy(cmd.Context(), g.client(), cfg)
+			if err != nil {
+				return err
+			}
+			res := drillResult{name: "bad-deploy", header: "bad-deploy drill (" + rep.Kind + ")", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) {
+				for _, p := range []drill.DeployPhase{rep.Bad, rep.Good} {
+					fmt.Fprintf(w, "  %s %s -> %s: %s in %.1f s; %d requests, %d failed, %d over 1 s, p99 %.0f ms; in service >= %d (desired %d), zone skew <= %d\n",
+						p.Rollout, p.From, p.Target, p.Phase, p.DurationS, p.Requests, p.Failed, p.Slow, p.P99MS, p.MinInService, rep.Desired, p.MaxZoneSkew)
+					if p.Gate != "" {
+						fmt.Fprintf(w, "    %s gate: %s\n", p.Gate, p.Reason)
+					}
+				}
+				if rep.Bound > 0 {
+					fmt.Fprintf(w, "  bound on bad requests: %d\n", rep.Bound)
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Kind, "kind", "crash", "the bad build: crash, unhealthy, errors or slow")
+	cmd.Flags().IntVar(&cfg.Rate, "rate", 30, "requests per second")
+	cmd.Flags().IntVar(&cfg.Users, "users", 20, "seeded students to log in")
+	cmd.Flags().DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "the longest each rollout may take")
+	wf.add(cmd.Flags())
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
 }

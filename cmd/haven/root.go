@@ -56,6 +56,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newInstanceCmd(g),
 		newZoneCmd(g),
 		newFleetCmd(g),
+		newDeployCmd(g),
 		newDrillCmd(g),
 		newDBCmd(g),
 		newEventsCmd(g),
@@ -64,6 +65,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newSecretsCmd(g),
 		newEdgeCmd(g),
 		newObjStoreCmd(),
+		newIdentityCmd(g),
 	)
 	return root
 }

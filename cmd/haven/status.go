@@ -48,6 +48,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "  %-8s zone %-2s %-16s %-8s %s\n", n.Name, n.Zone, n.Address, n.Role, n.State)
 				}
 			}
+			if st.Identity != nil {
+				fmt.Fprint(w, identityStatus(st.Identity, false))
+			}
 			for _, warn := range st.Warnings {
 				fmt.Fprintf(w, "warning: %s\n", warn)
 			}

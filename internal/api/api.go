@@ -49,6 +49,9 @@ type Status struct {
 	// also when edge.listen is empty).
 	ObjStore *ObjStoreStatus `json:"objstore,omitempty"`
 	Edge     *EdgeStatus     `json:"edge,omitempty"`
+	// Identity is the identity tier (nil: identity.enabled is false, or
+	// the provider is not running yet).
+	Identity *Identity `json:"identity,omitempty"`
 	// Spec is the recorded spec's hash and its last apply.
 	Spec     SpecState `json:"spec"`
 	Warnings []string  `json:"warnings,omitempty"`

@@ -67,7 +67,13 @@ type Credential struct {
 	// strategy is cfg.Strategy, which SetStrategy changes while
 	// rotations run.
 	strategy atomic.Pointer[string]
+	// at is cfg.Endpoint and cfg.Database, which SetEndpoint changes
+	// while rotations run.
+	at atomic.Pointer[location]
 }
+
+// location is where the secret says the database is.
+type location struct{ endpoint, database string }
 
 var _ secrets.Rotator = (*Credential)(nil)
 
@@ -78,6 +84,7 @@ func New(cfg Config) *Credential {
 	}
 	c := &Credential{cfg: cfg}
 	c.strategy.Store(&cfg.Strategy)
+	c.at.Store(&location{cfg.Endpoint, cfg.Database})
 	cfg.Driver.Register(cfg.Name, c)
 	return c
 }
@@ -91,6 +98,23 @@ func (c *Credential) SetStrategy(strategy string) error {
 	c.strategy.Store(&strategy)
 	return nil
 }
+
+// SetEndpoint makes endpoint (host:port) and database where the secret
+// says the database is: Follow then writes them into AWSCURRENT, and
+// rotations test their logins there.
+func (c *Credential) SetEndpoint(endpoint, database string) error {
+	if _, err := netip.ParseAddrPort(endpoint); err != nil {
+		return fmt.Errorf("set endpoint of %s: %w", c.cfg.Name, err)
+	}
+	if database == "" {
+		return fmt.Errorf("set endpoint of %s: the database name is empty", c.cfg.Name)
+	}
+	c.at.Store(&location{endpoint, database})
+	return nil
+}
+
+// Endpoint is the endpoint the secret names (after Follow).
+func (c *Credential) Endpoint() string { return c.at.Load().endpoint }
 
 // Users are the two alternating login roles.
 func (c *Credential) Users() [2]string {
@@ -124,8 +148,9 @@ func Parse(s string) (Value, error) {
 
 // newValue returns a value for user with a fresh random password.
 func (c *Credential) newValue(user string, password string) Value {
-	ep, _ := netip.ParseAddrPort(c.cfg.Endpoint)
-	return Value{Username: user, Password: password, Host: ep.Addr().String(), Port: int(ep.Port()), DBName: c.cfg.Database, Engine: "postgres"}
+	at := c.at.Load()
+	ep, _ := netip.ParseAddrPort(at.endpoint)
+	return Value{Username: user, Password: password, Host: ep.Addr().String(), Port: int(ep.Port()), DBName: at.database, Engine: "postgres"}
 }
 
 // Bootstrap creates the login roles, creates the secret on first start
@@ -211,7 +236,7 @@ func (c *Credential) Follow(ctx context.Context) (bool, error) {
 	}
 	str := string(b)
 	if _, err := c.cfg.Store.PutSecretValue(secrets.PutSecretValueInput{SecretId: c.cfg.Name, SecretString: &str}); err != nil {
-		return false, fmt.Errorf("move database secret to endpoint %s, database %s: %w", c.cfg.Endpoint, c.cfg.Database, err)
+		return false, fmt.Errorf("move database secret to endpoint %s, database %s: %w", c.Endpoint(), want.DBName, err)
 	}
 	return true, nil
 }
@@ -266,7 +291,7 @@ func (c *Credential) TestLogin(ctx context.Context, in secrets.GetSecretValueInp
 	if err != nil {
 		return v.VersionId, "", false, "", err
 	}
-	ok, reason, err := c.cfg.TestLogin(ctx, c.cfg.Endpoint, s.DBName, s.Username, s.Password)
+	ok, reason, err := c.cfg.TestLogin(ctx, c.Endpoint(), s.DBName, s.Username, s.Password)
 	return v.VersionId, s.Username, ok, reason, err
 }
 
@@ -321,7 +346,7 @@ func (c *Credential) TestSecret(ctx context.Context, in secrets.StepInput) error
 	if err != nil {
 		return err
 	}
-	ok, reason, err := c.cfg.TestLogin(ctx, c.cfg.Endpoint, s.DBName, s.Username, s.Password)
+	ok, reason, err := c.cfg.TestLogin(ctx, c.Endpoint(), s.DBName, s.Username, s.Password)
 	if err != nil {
 		return err
 	}

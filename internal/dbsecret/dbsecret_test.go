@@ -210,3 +210,57 @@ func TestRestartFollowsEndpointAndDatabase(t *testing.T) {
 		})
 	}
 }
+
+// TestSetEndpointMovesARunningSecret is an apply of database.endpoint on a
+// running region: after SetEndpoint and Follow, AWSCURRENT names the new
+// port with the same login, and the next rotation writes and tests its
+// login at the new port (never the old one).
+func TestSetEndpointMovesARunningSecret(t *testing.T) {
+	c, db, d := newCred(t, nil)
+	ctx := context.Background()
+	if _, err := c.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	current := func() Value {
+		t.Helper()
+		g, err := c.cfg.Store.GetSecretValue(secrets.GetSecretValueInput{SecretId: "app/db"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := Parse(*g.SecretString)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := current()
+	if err := c.SetEndpoint("127.0.0.1:10432", ""); err == nil {
+		t.Error("SetEndpoint with no database succeeded")
+	}
+	if err := c.SetEndpoint("nowhere", "app"); err == nil {
+		t.Error("SetEndpoint of a bad address succeeded")
+	}
+	if err := c.SetEndpoint("127.0.0.1:10432", "app"); err != nil {
+		t.Fatal(err)
+	}
+	db.mu.Lock()
+	db.addr = "127.0.0.1:10432"
+	db.mu.Unlock()
+	if moved, err := c.Follow(ctx); err != nil || !moved {
+		t.Fatalf("Follow: moved %v, %v; want moved", moved, err)
+	}
+	after := current()
+	if after.Port != 10432 || after.Username != before.Username || after.Password != before.Password {
+		t.Errorf("AWSCURRENT after the move: port %d, user %s (same password %v); want 10432, %s, same password",
+			after.Port, after.Username, after.Password == before.Password, before.Username)
+	}
+	if moved, err := c.Follow(ctx); err != nil || moved {
+		t.Errorf("a second Follow: moved %v, %v; want nothing to do", moved, err)
+	}
+	if _, err := d.Rotate(ctx, "app/db"); err != nil {
+		t.Fatalf("rotation after the move (tests its login at the new port): %v", err)
+	}
+	if v := current(); v.Port != 10432 || v.Username == before.Username {
+		t.Errorf("after the rotation: port %d, user %s; want 10432 and the other user", v.Port, v.Username)
+	}
+}

@@ -148,3 +148,16 @@ func workloadName(w Workload) string {
 	}
 	return w.Name()
 }
+
+// Slower counts the recorded requests that took longer than d.
+func (r *Recorder) Slower(d time.Duration) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n int64
+	for _, l := range r.latencies {
+		if l > d {
+			n++
+		}
+	}
+	return n
+}

@@ -49,6 +49,9 @@ type LaunchTemplate struct {
 	MemoryBytes int64
 	// Dir is the working directory. Default: the daemon's.
 	Dir string
+	// Version names the launch template version (a release's "v3").
+	// Default "": unversioned.
+	Version string
 }
 
 // Target is an instance as the Balancer sees it.

@@ -52,6 +52,8 @@ type InstanceStatus struct {
 	LogPath string `json:"log_path,omitempty"`
 	// Reason is why the instance is stopping or stopped, if it is.
 	Reason string `json:"reason,omitempty"`
+	// Version is the launch template version it runs ("" when unversioned).
+	Version string `json:"version,omitempty"`
 }
 
 // Capacity is the fleet's current min, desired and max.
@@ -75,6 +77,7 @@ type Fleet struct {
 	// and cfg.GracePeriod).
 	version    int
 	capacity   Capacity
+	refresh    bool // an instance refresh owns launches and terminations (SetRefresh)
 	insts      map[string]*instance
 	impaired   map[string]bool // zones nothing is launched into (ImpairZone)
 	failures   int             // consecutive launch failures
@@ -99,7 +102,8 @@ type instance struct {
 	// start starts a process inside the instance's network (Network), or
 	// on the host's.
 	start      func(*exec.Cmd) error
-	networked  bool // the address is the Network's, not the zone's
+	release    string // the launch template's Version (a release version)
+	networked  bool   // the address is the Network's, not the zone's
 	logf       *os.File
 	logPath    string
 	launchedAt time.Time
@@ -250,7 +254,7 @@ func (f *Fleet) instancesLocked() []InstanceStatus {
 		out = append(out, InstanceStatus{
 			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Subnet: in.zone.CIDR.String(), Port: in.port,
 			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt, TemplateVersion: in.version,
-			LogPath: in.logPath, Reason: in.reason,
+			LogPath: in.logPath, Reason: in.reason, Version: in.release,
 		})
 	}
 	slices.SortFunc(out, func(a, b InstanceStatus) int {
@@ -436,6 +440,13 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	}
 	c := f.capacity
 	acts := Plan(snap, Desired{Min: c.Min, Max: c.Max, Desired: c.Desired})
+	if f.refresh {
+		// The instance refresh launches and terminates; the fleet still
+		// stops what is unhealthy past its grace period.
+		acts.Launch = nil
+		acts.Terminate = slices.DeleteFunc(acts.Terminate, func(t Termination) bool { return t.Reason != ReasonUnhealthy })
+	}
+	tpl := f.cfg.Template // SetLaunchTemplate changes it under mu
 	for _, t := range acts.Terminate {
 		in := f.insts[t.ID]
 		in.state, in.reason = StateDraining, t.Reason
@@ -460,7 +471,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := f.launch(ctx, l.Zone, l.Reason); err != nil {
+		if _, err := f.launch(ctx, tpl, l.Zone, l.Reason); err != nil {
 			f.mu.Lock()
 			f.failures++
 			d := backoff(f.cfg.ReconcileInterval, f.failures)
@@ -522,10 +533,10 @@ func newID() string {
 // passEnv are the daemon variables an instance inherits.
 var passEnv = []string{"PATH", "HOME", "LANG", "TZ", "TMPDIR"}
 
-func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
+func (f *Fleet) launch(ctx context.Context, tpl LaunchTemplate, zi int, reason string) (_ string, err error) {
 	z := f.cfg.Zones[zi]
 	f.mu.Lock()
-	tpl, version := f.cfg.Template, f.version // SetLaunchTemplate changes them under mu
+	version := f.version // SetLaunchTemplate changes it under mu
 	f.mu.Unlock()
 	id := newID()
 	var cleanup []func()
@@ -543,7 +554,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if f.cfg.Network != nil {
 		att, err := f.cfg.Network.Attach(ctx, id, z)
 		if err != nil {
-			return fmt.Errorf("launch in zone %s: %w", z.Name, err)
+			return "", fmt.Errorf("launch in zone %s: %w", z.Name, err)
 		}
 		cleanup = append(cleanup, func() {
 			if err := f.cfg.Network.Detach(context.WithoutCancel(ctx), id); err != nil {
@@ -553,14 +564,14 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 		addr, start = att.Addr, att.Start
 	} else {
 		if addr, err = z.Allocate(id); err != nil {
-			return fmt.Errorf("launch in zone %s: %w", z.Name, err)
+			return "", fmt.Errorf("launch in zone %s: %w", z.Name, err)
 		}
 		cleanup = append(cleanup, func() { z.Release(addr) })
 	}
 	port := tpl.Port
 	if port == 0 {
 		if port, err = zone.FreePort(addr); err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 	}
 	host := addr.String()
@@ -606,16 +617,16 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	cmd.WaitDelay = time.Second
 	if err := dropPrivileges(cmd, f.cfg.Sandbox); err != nil {
-		return fmt.Errorf("launch %s: %w", id, err)
+		return "", fmt.Errorf("launch %s: %w", id, err)
 	}
 
 	in := &instance{id: id, zoneIdx: zi, zone: z, addr: addr, port: port, start: start, networked: f.cfg.Network != nil,
-		exited: make(chan struct{}), state: StatePending, health: HealthInitial, version: version}
+		exited: make(chan struct{}), state: StatePending, health: HealthInitial, version: version, release: tpl.Version}
 	if f.cfg.LogDir != "" {
 		in.logPath = filepath.Join(f.cfg.LogDir, id+".log")
 		lf, err := os.OpenFile(in.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 		in.logf = lf
 		cleanup = append(cleanup, func() { lf.Close() })
@@ -624,15 +635,15 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if f.cfg.Cgroups != nil {
 		g, err := f.cfg.Cgroups.Create(id, cgroup.Limits{CPU: tpl.CPU, MemoryBytes: tpl.MemoryBytes})
 		if err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 		in.group = g
 		cleanup = append(cleanup, func() { _ = g.Delete(context.WithoutCancel(ctx)) })
 		if err := g.StartWith(cmd, start); err != nil {
-			return fmt.Errorf("launch %s: %w", id, err)
+			return "", fmt.Errorf("launch %s: %w", id, err)
 		}
 	} else if err := start(cmd); err != nil {
-		return fmt.Errorf("launch %s: %w", id, err)
+		return "", fmt.Errorf("launch %s: %w", id, err)
 	}
 	in.pid = cmd.Process.Pid
 	in.launchedAt = f.clock.Now()
@@ -649,7 +660,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	if b := f.cfg.Balancer; b != nil {
 		t := Target{ID: id, Zone: z.Name, AZ: z.AZ, Addr: net.JoinHostPort(host, strconv.Itoa(port))}
 		if err := b.Register(t); err != nil {
-			return fmt.Errorf("launch %s: register with balancer: %w", id, err)
+			return "", fmt.Errorf("launch %s: register with balancer: %w", id, err)
 		}
 	}
 	evs := []Event{f.event(EventLaunch, in, reason)}
@@ -662,7 +673,7 @@ func (f *Fleet) launch(ctx context.Context, zi int, reason string) (err error) {
 	f.publishLocked()
 	f.mu.Unlock()
 	f.emit(evs...)
-	return nil
+	return id, nil
 }
 
 // stopInstance drains and stops in (already marked draining or terminated by the

@@ -52,6 +52,13 @@ type TargetStatus struct {
 	Reason   string    // ALB reason code; empty when healthy
 	InFlight int64     // requests being proxied to the target
 	Since    time.Time // when State last changed
+	// Requests and Responses5xx count the responses that ended on the
+	// target since it was registered (5xx includes the LB's 502 and 504
+	// for it); Latency counts them by duration, one count per bucket of
+	// LatencyBounds and a last one above them.
+	Requests     uint64   `json:"requests,omitempty"`
+	Responses5xx uint64   `json:"responses_5xx,omitempty"`
+	Latency      []uint64 `json:"latency,omitempty"`
 }
 
 // Stats are cumulative counters since New.
@@ -115,6 +122,7 @@ type target struct {
 	transport      *http.Transport
 	inflight       atomic.Int64
 	drainWake      chan struct{} // buffered(1): in-flight count reached zero
+	counts         targetCounters
 
 	// guarded by LB.mu
 	state      State
@@ -465,6 +473,7 @@ type snapshot struct {
 type snapTarget struct {
 	st       TargetStatus
 	inflight *atomic.Int64 // read live: it changes with every request
+	counts   *targetCounters
 }
 
 // publishLocked stores a snapshot of the targets and listeners (l.mu held).
@@ -474,7 +483,7 @@ func (l *LB) publishLocked() {
 		s.httpsAddr = l.httpsLn.Addr().String()
 	}
 	for _, t := range l.order {
-		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight})
+		s.targets = append(s.targets, snapTarget{st: t.statusLocked(), inflight: &t.inflight, counts: &t.counts})
 	}
 	slices.SortFunc(s.targets, func(a, b snapTarget) int { return strings.Compare(a.st.ID, b.st.ID) })
 	l.snap.Store(s)
@@ -495,6 +504,7 @@ func (l *LB) Targets() []TargetStatus {
 	for _, t := range s.targets {
 		st := t.st
 		st.InFlight = t.inflight.Load()
+		t.counts.fill(&st)
 		out = append(out, st)
 	}
 	return out

@@ -481,6 +481,9 @@ func (l *LB) finishRequest(rs *reqState, rec *recorder, r *http.Request, aborted
 	default:
 		l.stats.r2xx.Add(1)
 	}
+	if rs.target != nil {
+		rs.target.counts.record(status, time.Since(rs.start))
+	}
 	if l.access == nil {
 		return
 	}

@@ -39,10 +39,12 @@ var cases = []struct {
 	{"scaling-target", func(s *spec.Spec) { s.Fleet.Scaling[0].Target = 60 }, InPlace},
 	{"health-check-interval", func(s *spec.Spec) { s.App.HealthCheck.Interval = spec.Duration(2e9) }, InPlace},
 	{"deregistration-delay", func(s *spec.Spec) { s.LoadBalancer.DeregistrationDelay = spec.Duration(10e9) }, InPlace},
+	{"instance-refresh", func(s *spec.Spec) { s.Fleet.InstanceRefresh.MinHealthyPercentage = 50 }, InPlace},
+	{"idle-timeout", func(s *spec.Spec) { s.LoadBalancer.IdleTimeout = spec.Duration(30e9) }, InPlace},
 	{"instance-size", func(s *spec.Spec) { s.App.Instance.CPU = 0.5; s.App.Instance.Memory = 512 << 20 }, Rolling},
 	{"app-env", func(s *spec.Spec) { s.App.Env = map[string]string{"FEATURE_GRADEBOOK": "on at last"} }, Rolling},
 	{"database-version", func(s *spec.Spec) { s.Database.Version = 16 }, Refused},
-	{"database-endpoint", func(s *spec.Spec) { s.Database.Endpoint = "127.0.0.1:10432" }, Refused},
+	{"database-endpoint", func(s *spec.Spec) { s.Database.Endpoint = "127.0.0.1:10432" }, Restart},
 	{"zones", func(s *spec.Spec) {
 		s.Zones = []string{"a", "c"}
 		s.AWS.AvailabilityZones = []string{"eu-west-1a", "eu-west-1c"}

@@ -40,12 +40,19 @@ func (r *Region) serveAPI() (func(), error) {
 	a := &regionAPI{r}
 	routes.RegionRoutes(mux, a)
 	routes.DBRoutes(mux, routes.DBInfo{
-		Endpoint: r.spec.Database.Endpoint, AppUser: r.spec.Database.User, AppDatabase: r.spec.Database.Name,
+		Endpoint: func() string { return r.now().spec.Database.Endpoint }, AppUser: r.spec.Database.User, AppDatabase: r.spec.Database.Name,
 		AppAuth: r.cfg.DB.AppAuth, MultiAZ: r.spec.Database.MultiAZ,
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
 	routes.EdgeRoutes(mux, a.edgeAPI)
+	routes.DeployRoutes(mux, func() routes.Releases {
+		if rel := r.view().releases; rel != nil && r.view().fleet != nil {
+			return rel
+		}
+		return nil
+	})
+	routes.IdentityRoutes(mux, a.identity)
 	routes.SpecRoutes(mux, r)
 	srv := &http.Server{Handler: mux}
 	go func() { _ = srv.Serve(l) }()
@@ -302,6 +309,7 @@ func (r *Region) Status() api.Status {
 		}
 	}
 	r.storageStatus(&st, v)
+	st.Identity = r.identityStatus(v)
 	if v.db != nil {
 		ds := v.db.Status()
 		d := &api.Database{Endpoint: s.Database.Endpoint, Epoch: int64(ds.State.Epoch), Primary: ds.State.Primary}

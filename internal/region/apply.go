@@ -176,7 +176,7 @@ func (r *Region) Apply(ctx context.Context, req api.SpecRequest) (api.ApplyResul
 		res.Log = append(res.Log, msg)
 		r.say("apply: %s", msg)
 	}
-	logf("%s → %s: %d in place, %d rolling", p.From, p.To, p.Summary.InPlace, p.Summary.Rolling)
+	logf("%s → %s: %d in place, %d restart, %d rolling", p.From, p.To, p.Summary.InPlace, p.Summary.Restart, p.Summary.Rolling)
 	next2 := &running{spec: next, cfg: cfg}
 	done, applyErr := r.execute(ctx, p, old, next2, logf, func(component string) error {
 		for i, step := range j.Steps {
@@ -221,13 +221,14 @@ func (r *Region) Apply(ctx context.Context, req api.SpecRequest) (api.ApplyResul
 const rollingStep = "fleet rolling"
 
 // execute makes the plan's changes, component by component: the in-place
-// ones first, then the derived state, then the rolling ones. After each
-// component it calls journal. It returns the components done.
+// ones first, then the restarts, then the derived state, then the rolling
+// ones. After each component it calls journal. It returns the components
+// done.
 func (r *Region) execute(ctx context.Context, p plan.Plan, from, to *running, logf func(string, ...any), journal func(component string) error) ([]string, error) {
 	v := r.view()
 	touched := map[string]bool{}
 	for _, c := range p.Changes {
-		if c.Action == plan.InPlace {
+		if c.Action == plan.InPlace || c.Action == plan.Restart {
 			touched[c.Component] = true
 		}
 	}
@@ -290,9 +291,21 @@ func (r *Region) execute(ctx context.Context, p plan.Plan, from, to *running, lo
 			return nil
 		}},
 		{"scaling", func() error { logf("scaling: policies replaced"); return nil }},
+		{"releases", func() error {
+			if v.releases == nil {
+				return errors.New("the release controller is not running")
+			}
+			if err := v.releases.SetPolicy(nc.Releases); err != nil {
+				return err
+			}
+			ir := ns.Fleet.InstanceRefresh
+			logf("releases: instance refresh healthy %d–%d%%, checkpoints %v, bake %s", ir.MinHealthyPercentage, ir.MaxHealthyPercentage, ir.Checkpoints, ir.Bake)
+			return nil
+		}},
 		{"release", func() error { logf("release: recorded; it runs at the next haven up"); return nil }},
 		{"edge", func() error { logf("edge: recorded for haven aws tfvars"); return nil }},
 		{"aws", func() error { logf("aws: recorded for haven aws tfvars"); return nil }},
+		{"database endpoint", func() error { return r.moveEndpoint(ctx, v, from, to, logf) }},
 	}
 	for _, s := range steps {
 		if err := step(s.component, s.fn); err != nil {
@@ -317,6 +330,50 @@ func (r *Region) execute(ctx context.Context, p plan.Plan, from, to *running, lo
 		}
 	}
 	return done, nil
+}
+
+// movable is a database endpoint that can move while it serves (every
+// kind the region runs: NAT, Proxy, Routed).
+type movable interface {
+	AddAddr(ctx context.Context, addr string) error
+	RemoveAddr(ctx context.Context, addr string) error
+}
+
+// moveEndpoint moves the database endpoint from from's address to to's
+// without a moment when the secret names an address nothing serves: the
+// endpoint serves both addresses, the secret names the new one (derive),
+// then the old address closes and its connections, and every other one
+// through the endpoint, are cut as on a failover, so the app reconnects
+// and reads the secret again. New instances get the new PGHOST and PGPORT
+// (a new launch template version; running instances are not replaced: the
+// secret's host and port win over their environment).
+func (r *Region) moveEndpoint(ctx context.Context, v *tiers, from, to *running, logf func(string, ...any)) error {
+	oldAddr, newAddr := from.spec.Database.Endpoint, to.spec.Database.Endpoint
+	if oldAddr == newAddr {
+		return nil
+	}
+	ep, ok := v.dbEP.(movable)
+	if !ok || v.dbEP == nil {
+		return errors.New("the database endpoint is not running")
+	}
+	if err := ep.AddAddr(ctx, newAddr); err != nil {
+		return err
+	}
+	if err := r.derive(ctx, v, to.cfg); err != nil {
+		return errors.Join(fmt.Errorf("point the database secret at %s: %w", newAddr, err), ep.RemoveAddr(context.WithoutCancel(ctx), newAddr))
+	}
+	if err := ep.RemoveAddr(ctx, oldAddr); err != nil {
+		return err
+	}
+	if v.fleet != nil {
+		t := to.cfg.Fleet.Template
+		t.Env = r.appEnvOf(v, to.cfg)
+		if _, err := v.fleet.SetLaunchTemplate(t); err != nil {
+			return err
+		}
+	}
+	logf("database endpoint: moved %s → %s; the secret names %s; connections through the endpoint were cut and reconnect", oldAddr, newAddr, to.cfg.DBSecret.Endpoint)
+	return nil
 }
 
 // applySecrets replaces the rotation schedule and the strategy.
@@ -359,19 +416,27 @@ func (r *Region) derive(ctx context.Context, v *tiers, c Configs) error {
 	if v.cred == nil || v.policies == nil {
 		return nil
 	}
+	if err := v.cred.SetEndpoint(c.DBSecret.Endpoint, c.DBSecret.Database); err != nil {
+		return err
+	}
 	if moved, err := v.cred.Follow(ctx); err != nil {
 		return err
 	} else if moved {
 		r.say("secrets: %s now names %s, database %s", c.DBSecret.Name, c.DBSecret.Endpoint, c.DBSecret.Database)
 	}
-	return v.policies.Set(c.AppRole, append([]iam.Policy{appPolicy(v.cred.ARN())}, storagePolicies(v, c)...)...)
+	arns := []string{v.cred.ARN()}
+	if v.idpSecretARN != "" {
+		arns = append(arns, v.idpSecretARN) // the app's client secret at the identity provider
+	}
+	return v.policies.Set(c.AppRole, append([]iam.Policy{appPolicy(arns...)}, storagePolicies(v, c)...)...)
 }
 
-// appPolicy is the app role's policy: read its own database secret.
-func appPolicy(secretARN string) iam.Policy {
+// appPolicy is the app role's policy: read its own secrets, the database
+// credential and, with the identity tier, its client secret.
+func appPolicy(secretARNs ...string) iam.Policy {
 	return iam.Policy{Version: "2012-10-17", Statement: []iam.Statement{{
 		Sid: "ReadOwnDBSecret", Effect: iam.Allow,
 		Action:   iam.StringList{"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"},
-		Resource: iam.StringList{secretARN},
+		Resource: iam.StringList(secretARNs),
 	}}}
 }

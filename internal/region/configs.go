@@ -9,12 +9,15 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/backup"
+	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/dbsecret"
 	"github.com/haven-platform/haven/internal/fleet"
+	"github.com/haven-platform/haven/internal/idp"
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/release"
 	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
@@ -36,6 +39,12 @@ type Layout struct {
 	// drop privileges: the region's unprivileged user. Nil when haven is
 	// not root: they run as haven's user.
 	Sandbox *sandbox.Profile
+	// PublicDir holds what the instances may read of the region's files:
+	// the region CA's certificate, with which they trust the identity
+	// provider. As root it is outside the state dir, which the instances
+	// cannot read (/run/haven/<vpc.Prefix>); otherwise the CA's own
+	// directory, since they run as haven's user.
+	PublicDir string
 	// VPC is the region's range of 198.18.0.0/15 (its lease, a /19) when
 	// the region builds a VPC of network namespaces; the zero Prefix: no
 	// VPC (no root or no namespaces), loopback ranges as the fallback.
@@ -78,6 +87,49 @@ type Configs struct {
 	AppEnv map[string]string
 	// Storage is the object store and the edge.
 	Storage StorageConfigs
+	// Releases is the instance refresh policy of `haven deploy`, and
+	// ReleasesDir where versions, artifacts and rollouts are kept.
+	Releases    release.Policy
+	ReleasesDir string
+	// Identity is the identity provider; nil when identity.enabled is false.
+	Identity *IdentityConfig
+}
+
+// IdentityConfig is the identity tier: the OpenID provider's settings
+// (idp.Config without what exists only at run time: the certificate, the
+// key store, the client secret's hash) and the app's client registration.
+type IdentityConfig struct {
+	// Listen is the provider's listen address; Issuer its issuer URL,
+	// https://<Listen>. In a VPC, Listen is the host's address on its link
+	// into the VPC (the instances reach it there, and so does the browser).
+	Listen, Issuer string
+	// CertIPs are the addresses its certificate names.
+	CertIPs []net.IP
+	// Name is the provider's name on its pages.
+	Name string
+	// ClientID is the app's client id; ClientSecret the name of its client
+	// secret in the secrets store (made by the region on first start).
+	ClientID, ClientSecret string
+	// KeysSecret is the name of the secret holding the signing keys.
+	KeysSecret string
+	// PublicURL is the site's address as browsers reach it (the load
+	// balancer); RedirectURIs and PostLogoutRedirectURIs derive from it.
+	PublicURL                            string
+	RedirectURIs, PostLogoutRedirectURIs []string
+	// StaffSSOOnly refuses staff password logins in the app.
+	StaffSSOOnly bool
+	// KeyRotation is the signing key's rotation period (0: by hand only);
+	// KeyRetention how long a replaced key stays published.
+	KeyRotation, KeyRetention time.Duration
+	// IDTokenLifetime is the ID tokens' lifetime.
+	IDTokenLifetime time.Duration
+	// Users is the directory: the spec's named and generated accounts.
+	Users []idp.User
+	// CAFile is the region CA's certificate as the instances read it
+	// (SSL_CERT_FILE); PublishCA says the region writes it there (as root,
+	// outside the state dir).
+	CAFile    string
+	PublishCA bool
 }
 
 // NetworkConfig is the region's VPC: its namespaces, security groups and
@@ -223,6 +275,18 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	if c.Storage.SigningKeySecret != "" {
 		c.AppEnv["CLOUDFRONT_SIGNING_KEY_SECRET_ID"] = c.Storage.SigningKeySecret
 	}
+	if s.Identity.Enabled {
+		c.Identity = identityConfig(s, l, c.Network)
+		id := c.Identity
+		c.AppEnv["COURSES_OIDC_ISSUER"] = id.Issuer
+		c.AppEnv["COURSES_OIDC_CLIENT_ID"] = id.ClientID
+		c.AppEnv["COURSES_OIDC_CLIENT_SECRET_ID"] = id.ClientSecret
+		c.AppEnv["COURSES_PUBLIC_URL"] = id.PublicURL
+		c.AppEnv["SSL_CERT_FILE"] = id.CAFile
+		if id.StaffSSOOnly {
+			c.AppEnv["COURSES_SSO_ONLY_STAFF"] = "true"
+		}
+	}
 	for k, v := range s.App.Env {
 		c.AppEnv[k] = v
 	}
@@ -262,10 +326,45 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		LogDir:      filepath.Join(l.StateDir, "logs", "instances"),
 		Sandbox:     l.Sandbox,
 	}
+	ir := s.Fleet.InstanceRefresh
+	c.Releases = release.Policy{
+		MinHealthy: ir.MinHealthyPercentage, MaxHealthy: ir.MaxHealthyPercentage, Checkpoints: ir.Checkpoints,
+		Bake: ir.Bake.D(), Warmup: ir.InstanceWarmup.D(), HealthTimeout: ir.HealthTimeout.D(),
+		Max5xxIncrease: ir.Max5xxIncrease, MaxP99Increase: ir.MaxP99Increase.D(), RollbackOn: ir.RollbackOn,
+		NoAutoRollback: !ir.AutoRollback,
+	}
+	c.ReleasesDir = filepath.Join(l.StateDir, "releases")
 	if len(s.App.Release) > 0 {
 		c.Release, c.ReleaseLog = l.ReleaseCommand, filepath.Join(l.StateDir, "logs", "release.log")
 	}
 	return c, nil
+}
+
+// identityConfig derives the identity tier from the spec: the provider on
+// identity.listen (in a VPC, on the host's link address at that port), the
+// app's client with the load balancer's URL as its public URL.
+func identityConfig(s spec.Spec, l Layout, n NetworkConfig) *IdentityConfig {
+	listen := netip.MustParseAddrPort(s.Identity.Listen) // validated by the spec
+	if n.VPC {
+		listen = netip.AddrPortFrom(n.Host, listen.Port())
+	}
+	public := "https://" + s.LoadBalancer.HTTPS
+	id := &IdentityConfig{
+		Listen: listen.String(), Issuer: "https://" + listen.String(), CertIPs: []net.IP{net.IP(listen.Addr().AsSlice())},
+		Name: s.Identity.Name, ClientID: s.Identity.ClientID,
+		ClientSecret: s.Name + "/oidc-client", KeysSecret: s.Name + "/idp-signing-keys",
+		PublicURL:              public,
+		RedirectURIs:           []string{public + "/login/sso/callback"},
+		PostLogoutRedirectURIs: []string{public + "/login?msg=sso-logged-out"},
+		StaffSSOOnly:           s.Identity.StaffSSOOnly,
+		KeyRotation:            s.Identity.KeyRotation.D(), KeyRetention: s.Identity.KeyRetention.D(),
+		IDTokenLifetime: s.Identity.IDTokenLifetime.D(),
+		CAFile:          filepath.Join(l.PublicDir, ca.CertFile), PublishCA: l.Sandbox != nil,
+	}
+	for _, a := range s.Identity.Accounts() {
+		id.Users = append(id.Users, idp.User{Username: a.Username, Name: a.Name, Groups: a.Groups, PasswordHash: a.PasswordHash})
+	}
+	return id
 }
 
 // securityGroups are the groups the region enforces: the spec's (the
@@ -284,6 +383,16 @@ func securityGroups(s spec.Spec) ([]secgroup.Group, error) {
 			}
 			for _, r := range sg.Egress {
 				groups[i].Egress = append(groups[i].Egress, specRule(r))
+			}
+		}
+	}
+	if s.Identity.Enabled {
+		// The identity provider is on the host, outside the zones, as the
+		// university's is outside the VPC on AWS (reached through its NAT).
+		port := netip.MustParseAddrPort(s.Identity.Listen).Port()
+		for i := range groups {
+			if groups[i].Name == secgroup.App {
+				groups[i].Egress = append(groups[i].Egress, secgroup.Rule{Description: "The identity provider on the host", FromPort: port, Host: true})
 			}
 		}
 	}

@@ -23,14 +23,17 @@ var update = flag.Bool("update", false, "rewrite the golden files")
 func TestConfigsGolden(t *testing.T) {
 	layout := Layout{StateDir: "/srv/region/.haven", PGRoot: "/srv/region/.haven/pg",
 		AppCommand: []string{"/opt/haven/bin/courses", "serve"}, ReleaseCommand: []string{"/opt/haven/bin/courses", "seed"},
-		Sandbox: &sandbox.Profile{UID: 1912345678, GID: 1912345678}}
-	for _, name := range []string{"default", "single-az", "vpc"} {
+		Sandbox: &sandbox.Profile{UID: 1912345678, GID: 1912345678}, PublicDir: "/run/haven/hv0badf00d"}
+	for _, name := range []string{"default", "single-az", "vpc", "identity", "identity-vpc"} {
 		t.Run(name, func(t *testing.T) {
 			layout := layout
 			src := name
-			if name == "vpc" {
-				// The default spec in a VPC: a lease's /19 of 198.18.0.0/15.
-				layout.VPC, src = netip.MustParsePrefix("198.18.64.0/19"), "default"
+			if name == "vpc" || name == "identity-vpc" {
+				// In a VPC: a lease's /19 of 198.18.0.0/15.
+				layout.VPC, src = netip.MustParsePrefix("198.18.64.0/19"), strings.TrimSuffix(strings.TrimSuffix(name, "-vpc"), "vpc")
+				if src == "" {
+					src = "default"
+				}
 			}
 			in, err := os.ReadFile(filepath.Join("testdata", src+".yaml"))
 			if err != nil {

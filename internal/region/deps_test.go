@@ -17,24 +17,27 @@ var shared = []string{"internal/api", "internal/atomicfile", "internal/clock", "
 // builds on. Anything else a tier imports from haven is a dependency on
 // another tier's internals, and fails the test.
 var tierDeps = map[string][]string{
-	"internal/zone":          nil,
-	"internal/secgroup":      nil,
-	"internal/vpc":           {"internal/zone", "internal/secgroup"},
-	"internal/cgroup":        nil,
-	"internal/ca":            nil,
-	"internal/fleet":         {"internal/zone", "internal/cgroup"},
-	"internal/lb":            nil,
-	"internal/pgha":          nil,
-	"internal/pgha/endpoint": nil,
-	"internal/pgha/ledger":   nil,
-	"internal/backup":        {"internal/pgha"}, // backups are taken from pgha.Nodes
-	"internal/iam":           nil,
-	"internal/imds":          {"internal/iam"},
-	"internal/secrets":       {"internal/iam"},
-	"internal/dbsecret":      {"internal/secrets"},
-	"internal/events":        nil,
-	"internal/objstore":      {"internal/iam"}, // the store verifies haven's credentials and evaluates its policies
-	"internal/edge":          {"internal/iam"}, // iam.Match is the shared wildcard matcher
+	"internal/zone":           nil,
+	"internal/secgroup":       nil,
+	"internal/vpc":            {"internal/zone", "internal/secgroup"},
+	"internal/cgroup":         nil,
+	"internal/ca":             nil,
+	"internal/fleet":          {"internal/zone", "internal/cgroup"},
+	"internal/lb":             nil,
+	"internal/pgha":           nil,
+	"internal/pgha/endpoint":  nil,
+	"internal/pgha/ledger":    nil,
+	"internal/backup":         {"internal/pgha"}, // backups are taken from pgha.Nodes
+	"internal/iam":            nil,
+	"internal/imds":           {"internal/iam"},
+	"internal/secrets":        {"internal/iam"},
+	"internal/dbsecret":       {"internal/secrets"},
+	"internal/idp":            nil,
+	"internal/idp/idpsecrets": {"internal/idp", "internal/secrets"},
+	"internal/events":         nil,
+	"internal/objstore":       {"internal/iam"}, // the store verifies haven's credentials and evaluates its policies
+	"internal/edge":           {"internal/iam"}, // iam.Match is the shared wildcard matcher
+	"internal/release":        nil,              // drives the fleet and reads the LB through its own interfaces
 }
 
 // TestTiersDoNotDependOnTheWiring is the check anyone can run (go test

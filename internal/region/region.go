@@ -149,6 +149,7 @@ func Run(ctx context.Context, opts Options) error {
 	if layout.Sandbox, err = instanceSandbox(opts.StateDir); err != nil {
 		return err
 	}
+	layout.PublicDir = publicDir(opts.StateDir, layout.Sandbox != nil)
 	var netWarning string
 	if layout.VPC, netWarning, err = claimVPC(opts.StateDir); err != nil {
 		return err
@@ -240,6 +241,7 @@ func (r *Region) steps() []step {
 		{"database", r.startDatabase, r.stopDatabase},
 		{"identity and secrets", r.openSecrets, r.closeSecrets},
 		{"database credential", r.bootstrapCredential, nil},
+		{"identity provider", r.startIdentity, r.stopIdentity}, // before the secrets API: the app role may read its client secret
 		{"backups", r.startBackups, r.stopBackups},
 		{"secrets API", r.startSecrets, r.stopSecrets},
 		{"object store", r.startObjStore, r.stopObjStore},
@@ -248,6 +250,7 @@ func (r *Region) steps() []step {
 		{"load balancer", r.startLB, r.stopLB},
 		{"edge", r.startEdge, r.stopEdge},
 		{"fleet", r.startFleet, r.stopFleet},
+		{"releases", r.startReleases, r.stopReleases},
 		{"health", r.waitHealthy, nil},
 	}
 }

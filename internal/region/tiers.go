@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,12 +20,14 @@ import (
 	"github.com/haven-platform/haven/internal/dbsecret"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/idp"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
 	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
+	"github.com/haven-platform/haven/internal/release"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/vpc"
@@ -55,9 +59,14 @@ type tiers struct {
 	secUp    bool // the Secrets Manager API serves
 	cred     *dbsecret.Credential
 	imds     *imds.Endpoints
-	lb       *lb.LB
-	fleet    *fleet.Fleet
-	st       storageTiers // the object store and the edge (storage.go)
+	// idp is the identity provider (nil: identity is off);
+	// idpSecretARN the ARN of the app's client secret.
+	idp          *idp.Provider
+	idpSecretARN string
+	lb           *lb.LB
+	fleet        *fleet.Fleet
+	releases     *release.Controller
+	st           storageTiers // the object store and the edge (storage.go)
 }
 
 // dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.
@@ -515,11 +524,30 @@ func (r *Region) startFleet(ctx context.Context) error {
 		r.events.Add("fleet", e.Type, e.Instance, "zone "+e.Zone+" "+e.Reason)
 		r.endIdentity(e)
 	}
+	// The fleet launches the current version: the spec's at first, the
+	// last rollout's outcome after that.
+	store, err := release.OpenStore(r.cfg.ReleasesDir)
+	if err != nil {
+		return err
+	}
+	rel, err := release.New(release.Config{
+		Store: store, Fleet: releaseFleet{r}, Zones: r.spec.Zones, Policy: r.cfg.Releases,
+		Targets: r.targetCounts, LatencyBounds: lb.LatencyBounds, Logger: r.opts.Logger,
+		OnEvent: func(kind, subject, msg string) { r.events.Add("deploy", kind, subject, msg) },
+	})
+	if err != nil {
+		return err
+	}
+	cur, err := rel.Ensure(release.Template{Command: cfg.Template.Command, Env: r.spec.App.Env})
+	if err != nil {
+		return err
+	}
+	cfg.Template = r.versionTemplate(cur)
 	f, err := fleet.New(cfg)
 	if err != nil {
 		return err
 	}
-	r.t.fleet = f
+	r.t.fleet, r.t.releases = f, rel
 	if err := f.Start(ctx); err != nil {
 		return fmt.Errorf("start fleet: %w", err)
 	}
@@ -534,6 +562,67 @@ func (r *Region) startFleet(ctx context.Context) error {
 }
 
 func (r *Region) stopFleet(ctx context.Context) error { return r.t.fleet.Stop(ctx) }
+
+// startReleases resumes a rollout a previous daemon left unfinished and
+// serves haven deploy.
+func (r *Region) startReleases(ctx context.Context) error {
+	if err := r.t.releases.Start(ctx); err != nil {
+		return fmt.Errorf("start releases: %w", err)
+	}
+	if st := r.t.releases.Status(); st.Active != nil {
+		r.say("releases: resumed rollout %s (%s → %s)", st.Active.ID, st.Active.From, st.Active.Target)
+	}
+	return nil
+}
+
+func (r *Region) stopReleases(ctx context.Context) error { return r.t.releases.Stop(ctx) }
+
+// versionTemplate is the launch template of release version v: the
+// spec's template with v's command and v's environment over the region's.
+func (r *Region) versionTemplate(v release.Version) fleet.LaunchTemplate {
+	t := r.cfg.Fleet.Template
+	t.Command, t.Version = slices.Clone(v.Command), v.ID
+	t.Env = maps.Clone(r.appEnv())
+	maps.Copy(t.Env, v.Env)
+	return t
+}
+
+// targetCounts are the load balancer's per-target counts for rollouts.
+func (r *Region) targetCounts() []release.TargetCounts {
+	var out []release.TargetCounts
+	for _, t := range r.t.lb.Targets() {
+		out = append(out, release.TargetCounts{ID: t.ID, Requests: t.Requests, Errors5xx: t.Responses5xx, Latency: t.Latency})
+	}
+	return out
+}
+
+// releaseFleet adapts the fleet to what rollouts drive.
+type releaseFleet struct{ r *Region }
+
+func (a releaseFleet) Instances() []release.FleetInstance {
+	var out []release.FleetInstance
+	for _, in := range a.r.t.fleet.Instances() {
+		out = append(out, release.FleetInstance{ID: in.ID, Zone: in.Zone, Version: in.Version, State: string(in.State),
+			Health: string(in.Health), Reason: in.Reason, LaunchedAt: in.LaunchedAt})
+	}
+	return out
+}
+
+func (a releaseFleet) Desired() int { return a.r.t.fleet.Capacity().Desired }
+
+func (a releaseFleet) Launch(ctx context.Context, v release.Version, zone string) (string, error) {
+	return a.r.t.fleet.Launch(ctx, a.r.versionTemplate(v), zone)
+}
+
+func (a releaseFleet) Terminate(ctx context.Context, id string) error {
+	return a.r.t.fleet.Terminate(ctx, id, false)
+}
+
+func (a releaseFleet) Use(v release.Version) error {
+	return a.r.t.fleet.SetTemplate(a.r.versionTemplate(v))
+}
+
+func (a releaseFleet) SetRefresh(on bool) { a.r.t.fleet.SetRefresh(on) }
 
 // instanceEnv starts the instance's own metadata endpoint on its own
 // address, answering only the instance's processes, and points the SDK at it.

@@ -135,6 +135,11 @@ func Compile(in Input) (string, error) {
 		}
 	}
 	b.WriteString("\t\tjump sg_deny\n\t}\n\n\tchain sg_ingress {\n")
+	if hostEgress(in.Groups) {
+		// The host is in no group: a connection to it was let through by
+		// the source's egress rule naming the host, and that is all.
+		fmt.Fprintf(&b, "\t\tip saddr @grouped ip daddr %s accept comment \"host: no security group, the source's egress rules decide\"\n", in.Host)
+	}
 	for _, g := range in.Groups {
 		for _, r := range g.Ingress {
 			m := []string{"ip daddr @" + setName(g.Name)}
@@ -159,6 +164,18 @@ func Compile(in Input) (string, error) {
 }
 `)
 	return b.String(), nil
+}
+
+// hostEgress reports whether an egress rule of groups names the host.
+func hostEgress(groups []Group) bool {
+	for _, g := range groups {
+		for _, r := range g.Egress {
+			if r.Host {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // writeEndpointChecks writes the pre-forwarding check of each endpoint:

@@ -72,7 +72,9 @@ type Rule struct {
 	// anywhere.
 	CIDR netip.Prefix
 	// Host is the peer that is the machine itself: connections from the host
-	// through its link into the VPC. Local only: AWS has no such peer.
+	// through its link into the VPC (ingress), or to the host's address on
+	// that link (egress: the host is in no group, so the egress rule alone
+	// admits it). Local only: AWS has no such peer.
 	Host bool
 	// Through, on an ingress rule, names an endpoint: only connections made
 	// to that endpoint's address (and forwarded by it to the member) match,

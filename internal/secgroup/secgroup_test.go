@@ -55,6 +55,40 @@ func TestCompileDefault(t *testing.T) {
 	golden(t, "default.nft", got)
 }
 
+// TestCompileHostEgress: an egress rule naming the host (the identity
+// provider on the host's link address) admits connections from its group
+// to that port of the host, and nothing else reaches the host.
+func TestCompileHostEgress(t *testing.T) {
+	groups := Default(8080)
+	for i := range groups {
+		if groups[i].Name == App {
+			groups[i].Egress = append(groups[i].Egress, Rule{Description: "The identity provider on the host", FromPort: 9443, Host: true})
+		}
+	}
+	got, err := Compile(Input{
+		Table:     "hv0badf00d_sg",
+		Groups:    groups,
+		Members:   map[string][]netip.Addr{App: addrs("198.18.10.2"), DB: addrs("198.18.20.2")},
+		Endpoints: map[string]netip.AddrPort{DBEndpoint: netip.MustParseAddrPort("198.18.31.16:5432")},
+		Host:      netip.MustParseAddr("198.18.31.2"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`ip saddr @g_app_sg ip daddr 198.18.31.2 tcp dport 9443 return comment`,
+		`ip saddr @grouped ip daddr 198.18.31.2 accept comment "host: no security group, the source's egress rules decide"`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("ruleset lacks %q", want)
+		}
+	}
+	golden(t, "host-egress.nft", got)
+	if def, _ := Compile(Input{Table: "t", Groups: Default(8080), Endpoints: map[string]netip.AddrPort{DBEndpoint: netip.MustParseAddrPort("198.18.31.16:5432")}, Host: netip.MustParseAddr("198.18.31.2")}); strings.Contains(def, "ip daddr 198.18.31.2 accept") {
+		t.Error("without a host egress rule the host is still accepted")
+	}
+}
+
 func TestCompileEdges(t *testing.T) {
 	groups := []Group{
 		{Name: "web", Ingress: []Rule{

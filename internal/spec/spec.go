@@ -27,6 +27,10 @@ type Spec struct {
 	// Edge is the caching reverse proxy in front of the load balancer and
 	// the object store (CloudFront on AWS).
 	Edge Edge `yaml:"edge" json:"edge"`
+	// Identity is the identity tier: an OpenID Connect provider standing in
+	// for the university's (Okta or Entra ID on AWS), and the app's single
+	// sign-on against it.
+	Identity Identity `yaml:"identity" json:"identity"`
 	// SecurityGroups adds rules to the seed's security groups (alb-sg,
 	// app-sg, db-sg, vpce-sg), enforced locally by nftables and exported to
 	// the Terraform module. Default: none, the seed's chain alone.
@@ -102,6 +106,46 @@ type Fleet struct {
 	GracePeriod Duration `yaml:"grace_period" json:"grace_period"`
 	// Scaling lists target tracking policies and scheduled actions. Default: none.
 	Scaling []ScalingPolicy `yaml:"scaling" json:"scaling,omitempty"`
+	// InstanceRefresh is how `haven deploy` rolls a new launch template
+	// version out (an ASG instance refresh) and when it rolls back.
+	InstanceRefresh InstanceRefresh `yaml:"instance_refresh" json:"instance_refresh"`
+}
+
+// InstanceRefresh is the rolling deploy's preferences and health gates
+// (docs/deploys.md).
+type InstanceRefresh struct {
+	// MinHealthyPercentage of desired capacity stays in service throughout.
+	// Range 0–100. Default: 100 (AWS: 90).
+	MinHealthyPercentage int `yaml:"min_healthy_percentage" json:"min_healthy_percentage"`
+	// MaxHealthyPercentage is how far above desired capacity the fleet may
+	// grow while new instances come up before old ones go. Range 100–200,
+	// at least min_healthy_percentage. Default: 200 (AWS: 100).
+	MaxHealthyPercentage int `yaml:"max_healthy_percentage" json:"max_healthy_percentage"`
+	// Checkpoints are percentages of the fleet on the new version where
+	// the rollout bakes: strictly increasing, ending at 100. Default: [50, 100].
+	Checkpoints []int `yaml:"checkpoints" json:"checkpoints"`
+	// Bake is how long each checkpoint is watched (AWS checkpoint_delay).
+	// Default: 10s.
+	Bake Duration `yaml:"bake" json:"bake"`
+	// InstanceWarmup is how long a new instance runs before it counts
+	// toward a checkpoint. Default: 0s.
+	InstanceWarmup Duration `yaml:"instance_warmup" json:"instance_warmup"`
+	// HealthTimeout is how long a new instance may take to be healthy
+	// behind the load balancer before the rollout rolls back. Default: 60s.
+	HealthTimeout Duration `yaml:"health_timeout" json:"health_timeout"`
+	// Max5xxIncrease is how many percentage points the new version's 5xx
+	// rate (measured by the load balancer) may exceed the old one's by.
+	// Default: 1.
+	Max5xxIncrease float64 `yaml:"max_5xx_increase" json:"max_5xx_increase"`
+	// MaxP99Increase is how much the new version's p99 latency may exceed
+	// the old one's by. Default: 500ms.
+	MaxP99Increase Duration `yaml:"max_p99_increase" json:"max_p99_increase"`
+	// RollbackOn names alarms whose ALARM state rolls a rollout back.
+	// Default: none.
+	RollbackOn []string `yaml:"rollback_on" json:"rollback_on,omitempty"`
+	// AutoRollback rolls a failed rollout back to the last good version.
+	// Default: true.
+	AutoRollback bool `yaml:"auto_rollback" json:"auto_rollback"`
 }
 
 // ScalingPolicy is either a target tracking policy (TargetTracking set) or a
@@ -198,6 +242,75 @@ type SecretRotation struct {
 	Strategy string `yaml:"strategy" json:"strategy"`
 }
 
+// Identity is the region's OpenID Connect provider (internal/idp) and the
+// app's client registration at it. On AWS the university's tenant is the
+// provider: its issuer, client id and client secret are deployment values
+// (docs/aws.md), not the spec's.
+type Identity struct {
+	// Enabled runs the provider and gives every instance its issuer, its
+	// client id and the name of its client secret in the secrets service.
+	// Default: false.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Listen is the provider's HTTPS listener, a loopback address; the
+	// issuer is https://<listen>. In a VPC the provider listens on the
+	// host's address on its link into the VPC, at this port, so the
+	// instances reach the same issuer as the browser. Default: 127.0.0.1:9443.
+	Listen string `yaml:"listen" json:"listen"`
+	// Name is the provider's name on its pages. Default: "University sign-in".
+	Name string `yaml:"name" json:"name"`
+	// ClientID is the app's client id at the provider. Letters, digits,
+	// '.', '_' and '-', at most 64. Default: the region name.
+	ClientID string `yaml:"client_id" json:"client_id"`
+	// StaffSSOOnly refuses staff password logins in the app: teachers sign
+	// in with the university account only. Needs enabled. Default: false.
+	StaffSSOOnly bool `yaml:"staff_sso_only" json:"staff_sso_only"`
+	// KeyRotation is how often the provider replaces its signing key; 0
+	// rotates only by `haven identity rotate-key`. 0 or 1m–365d. Default: 90d.
+	KeyRotation Duration `yaml:"key_rotation" json:"key_rotation"`
+	// KeyRetention is how long a replaced key stays in the JWKS, so every
+	// token it signed verifies until it expires: at least id_token_lifetime
+	// and 1h (the access tokens' lifetime), at most 365d. Default: 24h.
+	KeyRetention Duration `yaml:"key_retention" json:"key_retention"`
+	// IDTokenLifetime is how long an ID token is valid, 1m–24h. Default: 1h.
+	IDTokenLifetime Duration `yaml:"id_token_lifetime" json:"id_token_lifetime"`
+	// Users are the directory's named accounts. Default: none.
+	Users []IdentityUser `yaml:"users" json:"users,omitempty"`
+	// Generated are numbered accounts, as a seed writes them: teacher1,
+	// teacher2, ... With enabled, users and generated name at least one
+	// account between them. Default: none.
+	Generated []IdentityGenerated `yaml:"generated" json:"generated,omitempty"`
+}
+
+// IdentityUser is one named account of the provider's directory.
+type IdentityUser struct {
+	// Username is what the user types to sign in, e.g.
+	// dean@example.edu; unique, compared case-insensitively. Required.
+	Username string `yaml:"username" json:"username"`
+	// Name is the display name. Default: the username.
+	Name string `yaml:"name" json:"name,omitempty"`
+	// Groups are the groups claim, e.g. [staff]; the app maps staff to
+	// teacher and students to student. Default: none.
+	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	// PasswordHash is the password's argon2id or bcrypt hash (`haven
+	// identity hash` makes one); a password never goes in the spec. Required.
+	PasswordHash string `yaml:"password_hash" json:"password_hash"`
+}
+
+// IdentityGenerated is a run of numbered accounts sharing groups and a
+// password hash.
+type IdentityGenerated struct {
+	// Username is the pattern, with {n} once for the number, e.g.
+	// teacher{n}@example.edu. Required.
+	Username string `yaml:"username" json:"username"`
+	// Count is how many: n runs from 1 to count, 1–100000. Required.
+	Count int `yaml:"count" json:"count"`
+	// Groups are every account's groups. Default: none.
+	Groups []string `yaml:"groups" json:"groups,omitempty"`
+	// PasswordHash is every account's password hash, argon2id or bcrypt.
+	// Required.
+	PasswordHash string `yaml:"password_hash" json:"password_hash"`
+}
+
 // AWS holds AWS-only settings used by the Terraform module.
 type AWS struct {
 	// Region is the AWS region. Default: eu-west-1.
@@ -236,7 +349,9 @@ func Default() Spec {
 			},
 			Instance: Instance{CPU: 0.25, Memory: 256 << 20},
 		},
-		Fleet: Fleet{Min: 2, Max: 12, Desired: 2, HealthCheckType: "elb", GracePeriod: Duration(10e9)},
+		Fleet: Fleet{Min: 2, Max: 12, Desired: 2, HealthCheckType: "elb", GracePeriod: Duration(10e9),
+			InstanceRefresh: InstanceRefresh{MinHealthyPercentage: 100, MaxHealthyPercentage: 200, Checkpoints: []int{50, 100},
+				Bake: Duration(10e9), HealthTimeout: Duration(60e9), Max5xxIncrease: 1, MaxP99Increase: Duration(500e6), AutoRollback: true}},
 		LoadBalancer: LoadBalancer{
 			HTTPS: "127.0.0.1:8443", HTTP: "127.0.0.1:8080", Algorithm: "round_robin",
 			DeregistrationDelay: Duration(5e9), IdleTimeout: Duration(60e9),
@@ -248,6 +363,8 @@ func Default() Spec {
 		Secrets:  Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
 		ObjStore: ObjStore{Listen: "127.0.0.1:9000", MaxUpload: 5 << 30, AbortIncompleteUploads: Duration(7 * 24 * 3600e9)},
 		Edge:     Edge{Listen: "127.0.0.1:8444"},
+		Identity: Identity{Listen: "127.0.0.1:9443", Name: "University sign-in", KeyRotation: Duration(90 * 24 * 3600e9),
+			KeyRetention: Duration(24 * 3600e9), IDTokenLifetime: Duration(3600e9)},
 		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
 			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
 	}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,6 +29,16 @@ var (
 	windowRE       = regexp.MustCompile(`^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$`)
 	regionRE       = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d$`)
 	instanceTypeRE = regexp.MustCompile(`^[a-z0-9]+\.[a-z0-9]+$`)
+	clientIDRE     = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	// hashRE is the shape of a password hash the identity provider takes:
+	// an argon2id PHC string or a bcrypt hash (idp checks it in full).
+	hashRE = regexp.MustCompile(`^(\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+|\$2[aby]\$\d\d\$[./A-Za-z0-9]{53})$`)
+)
+
+// The bounds of the identity provider's directory.
+const (
+	maxGenerated     = 100000
+	maxIdentityUsers = 200000
 )
 
 // fillDerived fills the defaults that depend on other fields.
@@ -53,6 +64,9 @@ func (s *Spec) fillDerived() {
 		}
 	}
 	s.fillStorage()
+	if s.Identity.ClientID == "" {
+		s.Identity.ClientID = s.Name
+	}
 	if len(s.AWS.AvailabilityZones) == 0 {
 		for _, z := range s.Zones {
 			s.AWS.AvailabilityZones = append(s.AWS.AvailabilityZones, s.AWS.Region+z)
@@ -80,6 +94,7 @@ func (s *Spec) Validate() []Problem {
 	s.Secrets.validate(&ps)
 	s.ObjStore.validate(&ps)
 	s.Edge.validate(&ps, s.ObjStore.Buckets)
+	s.Identity.validate(&ps)
 	s.validateSecurityGroups(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
 	ps = append(ps, s.validateAWSOperations()...)
@@ -171,6 +186,7 @@ func (f *Fleet) validate(ps *problems) {
 	if f.HealthCheckType != "elb" && f.HealthCheckType != "ec2" {
 		ps.add("fleet.health_check_type", `must be "elb" or "ec2", got %q`, f.HealthCheckType)
 	}
+	f.InstanceRefresh.validate(ps)
 	if f.GracePeriod < 0 || f.GracePeriod.D() > 2*time.Hour {
 		ps.add("fleet.grace_period", "must be from 0 to 2h, got %s", f.GracePeriod)
 	}
@@ -296,6 +312,109 @@ func (s *Secrets) validate(ps *problems) {
 	}
 }
 
+func (id *Identity) validate(ps *problems) {
+	checkAddr(ps, "identity.listen", id.Listen, false)
+	if ap, err := netip.ParseAddrPort(id.Listen); err == nil && !ap.Addr().IsLoopback() {
+		ps.add("identity.listen", "must be a loopback address such as 127.0.0.1:9443 (the provider stands in for the university's; it is not served off this machine), got %q", id.Listen)
+	}
+	if id.Name == "" || len(id.Name) > 64 || strings.ContainsFunc(id.Name, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		ps.add("identity.name", "must be 1–64 printable characters, got %q", id.Name)
+	}
+	if !clientIDRE.MatchString(id.ClientID) {
+		ps.add("identity.client_id", "must be 1–64 letters, digits, '.', '_' or '-', got %q", id.ClientID)
+	}
+	if id.StaffSSOOnly && !id.Enabled {
+		ps.add("identity.staff_sso_only", "needs identity.enabled: true: without single sign-on, staff could not log in at all")
+	}
+	if r := id.KeyRotation.D(); r != 0 && (r < time.Minute || r > 365*24*time.Hour) {
+		ps.add("identity.key_rotation", "must be 0 (by `haven identity rotate-key` only) or from 1m to 365d, got %s", id.KeyRotation)
+	}
+	if l := id.IDTokenLifetime.D(); l < time.Minute || l > 24*time.Hour {
+		ps.add("identity.id_token_lifetime", "must be from 1m to 24h, got %s", id.IDTokenLifetime)
+	}
+	if longest := max(id.IDTokenLifetime.D(), time.Hour); id.KeyRetention.D() < longest || id.KeyRetention.D() > 365*24*time.Hour {
+		ps.add("identity.key_retention", "must be from %s (the longest token lifetime, so every token verifies until it expires) to 365d, got %s", Duration(longest), id.KeyRetention)
+	}
+	checkGroups := func(f string, groups []string) {
+		for j, g := range groups {
+			if g == "" || len(g) > 128 || strings.ContainsFunc(g, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+				ps.add(fmt.Sprintf("%s.groups[%d]", f, j), "must be 1–128 printable characters, got %q", g)
+			}
+		}
+	}
+	checkHash := func(f, h string) {
+		if !hashRE.MatchString(h) {
+			ps.add(f+".password_hash", "must be an argon2id or bcrypt hash (`haven identity hash` makes one from a password read on stdin); a password never goes in the spec")
+		}
+	}
+	checkName := func(f, u string) bool {
+		if u == "" || len(u) > 254 || strings.ContainsFunc(u, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+			ps.add(f+".username", "must be 1–254 characters without spaces, got %q", u)
+			return false
+		}
+		return true
+	}
+	seen := map[string]bool{}
+	total := len(id.Users)
+	for i, u := range id.Users {
+		f := fmt.Sprintf("identity.users[%d]", i)
+		if checkName(f, u.Username) {
+			if k := strings.ToLower(u.Username); seen[k] {
+				ps.add(f+".username", "%q is listed twice", u.Username)
+			} else {
+				seen[k] = true
+			}
+		}
+		if len(u.Name) > 254 || strings.ContainsFunc(u.Name, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+			ps.add(f+".name", "must be at most 254 printable characters")
+		}
+		checkGroups(f, u.Groups)
+		checkHash(f, u.PasswordHash)
+	}
+	for i, g := range id.Generated {
+		f := fmt.Sprintf("identity.generated[%d]", i)
+		if checkName(f, g.Username) {
+			if strings.Count(g.Username, "{n}") != 1 {
+				ps.add(f+".username", "must hold {n} once, where the number goes, e.g. teacher{n}@example.edu, got %q", g.Username)
+			} else if k := strings.ToLower(g.Username); seen[k] {
+				ps.add(f+".username", "the pattern %q is listed twice", g.Username)
+			} else {
+				seen[k] = true
+			}
+		}
+		if g.Count < 1 || g.Count > maxGenerated {
+			ps.add(f+".count", "must be from 1 to %d, got %d", maxGenerated, g.Count)
+		} else {
+			total += g.Count
+		}
+		checkGroups(f, g.Groups)
+		checkHash(f, g.PasswordHash)
+	}
+	if total > maxIdentityUsers {
+		ps.add("identity.generated", "the directory may hold at most %d accounts, got %d", maxIdentityUsers, total)
+	}
+	if id.Enabled && total == 0 {
+		ps.add("identity.users", "identity.enabled needs at least one account: list users, or generated accounts such as {username: teacher{n}@example.edu, count: 50, groups: [staff], password_hash: ...}")
+	}
+}
+
+// Accounts expands the directory: the named users, then each generated
+// run, in order. Names are as written.
+func (id *Identity) Accounts() []IdentityUser {
+	n := len(id.Users)
+	for _, g := range id.Generated {
+		n += max(g.Count, 0)
+	}
+	out := make([]IdentityUser, 0, n)
+	out = append(out, id.Users...)
+	for _, g := range id.Generated {
+		for i := 1; i <= g.Count; i++ {
+			out = append(out, IdentityUser{Username: strings.Replace(g.Username, "{n}", strconv.Itoa(i), 1), Groups: g.Groups, PasswordHash: g.PasswordHash})
+		}
+	}
+	return out
+}
+
 // validate checks the AWS-only settings; zones is how many zones the spec lists.
 func (a *AWS) validate(ps *problems, zones int) {
 	if !regionRE.MatchString(a.Region) {
@@ -335,5 +454,54 @@ func checkAddr(ps *problems, field, v string, optional bool) {
 	}
 	if ap.Port() == 0 {
 		ps.add(field, "must name a port from 1 to 65535, got %q", v)
+	}
+}
+
+func (r *InstanceRefresh) validate(ps *problems) {
+	const fp = "fleet.instance_refresh."
+	if r.MinHealthyPercentage < 0 || r.MinHealthyPercentage > 100 {
+		ps.add(fp+"min_healthy_percentage", "must be from 0 to 100, got %d", r.MinHealthyPercentage)
+	}
+	if r.MaxHealthyPercentage < 100 || r.MaxHealthyPercentage > 200 {
+		ps.add(fp+"max_healthy_percentage", "must be from 100 to 200, got %d", r.MaxHealthyPercentage)
+	}
+	if r.MinHealthyPercentage > r.MaxHealthyPercentage {
+		ps.add(fp+"min_healthy_percentage", "must not exceed max_healthy_percentage (%d), got %d", r.MaxHealthyPercentage, r.MinHealthyPercentage)
+	} else if r.MinHealthyPercentage == 100 && r.MaxHealthyPercentage == 100 {
+		ps.add(fp+"max_healthy_percentage", "must be above 100 when min_healthy_percentage is 100, or no instance can be replaced; got 100")
+	}
+	if len(r.Checkpoints) == 0 {
+		ps.add(fp+"checkpoints", "at least one is required, the last one 100")
+	}
+	for i, c := range r.Checkpoints {
+		switch {
+		case c < 1 || c > 100:
+			ps.add(fmt.Sprintf("%scheckpoints[%d]", fp, i), "must be from 1 to 100, got %d", c)
+		case i > 0 && c <= r.Checkpoints[i-1]:
+			ps.add(fmt.Sprintf("%scheckpoints[%d]", fp, i), "must be above the one before (%d): checkpoints increase, got %d", r.Checkpoints[i-1], c)
+		}
+	}
+	if n := len(r.Checkpoints); n > 0 && r.Checkpoints[n-1] != 100 {
+		ps.add(fp+"checkpoints", "must end at 100 (the whole fleet), got %v", r.Checkpoints)
+	}
+	if r.Bake < 0 || r.Bake.D() > 2*time.Hour {
+		ps.add(fp+"bake", "must be from 0 to 2h, got %s", r.Bake)
+	}
+	if r.InstanceWarmup < 0 || r.InstanceWarmup.D() > time.Hour {
+		ps.add(fp+"instance_warmup", "must be from 0 to 1h, got %s", r.InstanceWarmup)
+	}
+	if r.HealthTimeout <= 0 || r.HealthTimeout.D() > time.Hour {
+		ps.add(fp+"health_timeout", "must be from 1s to 1h, got %s", r.HealthTimeout)
+	}
+	if r.Max5xxIncrease < 0 || r.Max5xxIncrease > 100 {
+		ps.add(fp+"max_5xx_increase", "must be from 0 to 100 percentage points, got %g", r.Max5xxIncrease)
+	}
+	if r.MaxP99Increase <= 0 {
+		ps.add(fp+"max_p99_increase", "must be above 0, got %s", r.MaxP99Increase)
+	}
+	for i, a := range r.RollbackOn {
+		if strings.TrimSpace(a) == "" {
+			ps.add(fmt.Sprintf("%srollback_on[%d]", fp, i), "an alarm name is required")
+		}
 	}
 }

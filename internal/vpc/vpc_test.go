@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -806,4 +807,82 @@ func TestControlPlaneDial(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkHeals(t, []pathCase{{"control plane after restore", r.DialContext, pg, "ok db_a"}})
+}
+
+// TestSetGroupsReplacesTheRuleset is haven apply of security_groups on a
+// running VPC: a rule the new groups add admits its path at once, an
+// established connection survives each replacement, dropping the rule
+// refuses the path again, and groups that lack a node's group are refused
+// with the ruleset unchanged. newTestVPC's cleanup removes the tables and
+// namespaces and checks they are gone, whatever failed.
+func TestSetGroupsReplacesTheRuleset(t *testing.T) {
+	r := newRegion(t)
+	ctx := context.Background()
+	app := func(n *Node) string { return hostport(n.Addr(), appPort) }
+	// An established connection from the load balancer to an instance.
+	c, err := r.lb.DialContext(ctx, "tcp4", app(r.a1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if banner, err := br.ReadString('\n'); err != nil || banner != r.a1.Name+"\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	alive := func(when string) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		if _, err := io.WriteString(c, "ping\n"); err != nil {
+			t.Errorf("%s: the established connection is cut: %v", when, err)
+			return
+		}
+		if got, err := br.ReadString('\n'); err != nil || got != "ping\n" {
+			t.Errorf("%s: the established connection is cut: %q, %v", when, got, err)
+		}
+	}
+	alive("before")
+	sibling := pathCase{"app instance to an instance in its own subnet", r.a1.DialContext, app(r.a2), "refused"}
+	checkPaths(t, []pathCase{sibling})
+
+	// Add: app-sg admits app-sg on the app port (both directions of the
+	// pair, as AWS needs ingress and egress).
+	groups := secgroup.Default(appPort)
+	for i := range groups {
+		if groups[i].Name == secgroup.App {
+			rule := secgroup.Rule{Description: "instances talk to each other", Protocol: secgroup.TCP, FromPort: appPort, Group: secgroup.App}
+			groups[i].Ingress = append(groups[i].Ingress, rule)
+			groups[i].Egress = append(groups[i].Egress, rule)
+		}
+	}
+	if err := r.SetGroups(ctx, groups); err != nil {
+		t.Fatal(err)
+	}
+	allowed := sibling
+	allowed.want = "ok " + r.a2.Name
+	checkPaths(t, []pathCase{allowed, {"app instance to an instance in the other zone", r.a1.DialContext, app(r.b1), "ok " + r.b1.Name}})
+	alive("after a rule was added")
+
+	// Drop it again.
+	if err := r.SetGroups(ctx, secgroup.Default(appPort)); err != nil {
+		t.Fatal(err)
+	}
+	checkPaths(t, []pathCase{sibling, {"load balancer to an instance", r.lb.DialContext, app(r.b1), "ok " + r.b1.Name}})
+	alive("after the rule was dropped")
+
+	// Refused: a node's group is missing; nothing changes.
+	// (and no rule names it, so the groups themselves are valid).
+	var noDB []secgroup.Group
+	namesDB := func(r secgroup.Rule) bool { return r.Group == secgroup.DB }
+	for _, g := range secgroup.Default(appPort) {
+		if g.Name != secgroup.DB {
+			g.Ingress, g.Egress = slices.DeleteFunc(g.Ingress, namesDB), slices.DeleteFunc(g.Egress, namesDB)
+			noDB = append(noDB, g)
+		}
+	}
+	if err := r.SetGroups(ctx, noDB); err == nil || !strings.Contains(err.Error(), "db_a") {
+		t.Errorf("SetGroups without the database nodes' group: %v, want an error naming the node", err)
+	}
+	checkPaths(t, []pathCase{sibling, {"app instance through the database endpoint", r.a1.DialContext, r.vip, "ok db_a"}})
+	alive("after a refused change")
 }

@@ -32,8 +32,11 @@ type Backups interface {
 
 // DBInfo is the database's settings, from the spec.
 type DBInfo struct {
-	Endpoint, AppUser, AppDatabase, AppAuth string
-	MultiAZ                                 bool
+	// Endpoint is the database endpoint's host address now (an apply
+	// moves it).
+	Endpoint                      func() string
+	AppUser, AppDatabase, AppAuth string
+	MultiAZ                       bool
 	// Repo is the backup repository; BackupLog where pgBackRest logs.
 	Repo, BackupLog string
 }
@@ -197,7 +200,7 @@ func DBRoutes(mux *http.ServeMux, info DBInfo, t DBTiers, ev Events) {
 		}
 		ctx, cancel := context.WithTimeout(req.Context(), 15*time.Second)
 		defer cancel()
-		out := api.DBDrillLogin{User: info.AppUser + "_drill", Database: info.AppDatabase, Endpoint: info.Endpoint,
+		out := api.DBDrillLogin{User: info.AppUser + "_drill", Database: info.AppDatabase, Endpoint: info.Endpoint(),
 			Password: pgha.NewPassword()}
 		if err := d.EnsureWorkRole(ctx, info.AppDatabase, out.User, out.Password); err != nil {
 			replyErr(w, http.StatusInternalServerError, fmt.Errorf("drill login: %w", err))
@@ -251,7 +254,7 @@ func restoreList(t DBTiers, info DBInfo) []api.DBRestore {
 func dbStatus(ctx context.Context, info DBInfo, d DB, t DBTiers) api.DBStatus {
 	ds := d.Status()
 	out := api.DBStatus{
-		Endpoint: info.Endpoint, AppUser: info.AppUser, AppDatabase: info.AppDatabase, AppAuth: info.AppAuth,
+		Endpoint: info.Endpoint(), AppUser: info.AppUser, AppDatabase: info.AppDatabase, AppAuth: info.AppAuth,
 		MultiAZ: info.MultiAZ, Durability: string(ds.State.Durability),
 		Epoch: int64(ds.State.Epoch), EndpointEpoch: int64(ds.EndpointEpoch),
 		Primary: ds.State.Primary, Standby: ds.State.Standby,

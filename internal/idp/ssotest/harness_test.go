@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,6 +37,7 @@ import (
 	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/idp"
+	"github.com/haven-platform/haven/internal/idp/idpsecrets"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/secrets"
 )
@@ -176,7 +176,7 @@ type region struct {
 	ca       *ca.CA
 	caFile   string
 	idp      *idp.Provider
-	keys     *secretsKeyStore
+	keys     *idpsecrets.KeyStore
 	issuer   string // the issuer front's URL: the issuer the app knows
 	appURL   string // the app's TLS front: the public URL
 	appAddr  string // the app process's own address
@@ -256,7 +256,7 @@ func newRegion(t *testing.T, o options) *region {
 	t.Cleanup(func() { _ = md.Stop(context.Background()) })
 
 	// The provider, its signing keys in the secrets store.
-	r.keys = &secretsKeyStore{store: sm.Store(), name: "haven/idp/signing-keys"}
+	r.keys = &idpsecrets.KeyStore{Store: sm.Store(), Name: "haven/idp/signing-keys"}
 	r.idp, err = idp.New(idp.Config{
 		Issuer:   r.issuer,
 		Listener: idpLn,
@@ -462,40 +462,6 @@ func mustHash(t *testing.T, s string) string {
 	}
 	hashCache.Store(s, h)
 	return h
-}
-
-// secretsKeyStore keeps the provider's signing keys in the region's secrets
-// store, as the region will (a test implementation of idp.KeyStore).
-type secretsKeyStore struct {
-	store *secrets.Store
-	name  string
-	mu    sync.Mutex
-}
-
-func (k *secretsKeyStore) Load(context.Context) ([]byte, error) {
-	out, err := k.store.GetSecretValue(secrets.GetSecretValueInput{SecretId: k.name})
-	var apiErr *secrets.APIError
-	if errors.As(err, &apiErr) && apiErr.Code == secrets.CodeResourceNotFound {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return []byte(*out.SecretString), nil
-}
-
-func (k *secretsKeyStore) Save(_ context.Context, blob []byte) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	s := string(blob)
-	if _, err := k.store.PutSecretValue(secrets.PutSecretValueInput{SecretId: k.name, SecretString: &s}); err != nil {
-		var apiErr *secrets.APIError
-		if errors.As(err, &apiErr) && apiErr.Code == secrets.CodeResourceNotFound {
-			_, err = k.store.CreateSecret(secrets.CreateSecretInput{Name: k.name, SecretString: &s})
-		}
-		return err
-	}
-	return nil
 }
 
 // signingKey returns the provider's current private key and its id, read

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -88,18 +89,21 @@ func NATTableName(key string) string {
 // NAT covers locally generated traffic only (the output hook): right while
 // the zones are loopback address ranges on one host.
 type NAT struct {
-	cfg    NATConfig
-	log    *slog.Logger
-	listen netip.AddrPort
-	tag    uint32 // high 16 bits of every mark: this table's flows
+	cfg NATConfig
+	log *slog.Logger
+	tag uint32 // high 16 bits of every mark: this table's flows
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// addrs are the addresses the rules divert: cfg.Listen, and while
+	// the endpoint moves (AddAddr, RemoveAddr) the old and the new one;
+	// the last is the newest.
+	addrs   []netip.AddrPort
 	st      natState
 	started bool
-	// reserved holds the endpoint's port while the table exists, so that
+	// reserved holds each address's port while the table exists, so that
 	// no other program can listen there and have its traffic taken over
 	// (and a program already there is an error, not silently hijacked).
-	reserved net.Listener
+	reserved map[netip.AddrPort]net.Listener
 	err      error // last failed apply; nil once the kernel has the current rules
 }
 
@@ -127,10 +131,10 @@ func NewNAT(cfg NATConfig) (*NAT, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &NAT{
-		cfg:    cfg,
-		log:    cfg.Logger.With("component", "pgha.endpoint", "mode", "nat", "table", cfg.Table),
-		listen: netip.MustParseAddrPort(cfg.Listen),
-		tag:    tableTag(cfg.Table),
+		cfg:   cfg,
+		log:   cfg.Logger.With("component", "pgha.endpoint", "mode", "nat", "table", cfg.Table),
+		addrs: []netip.AddrPort{netip.MustParseAddrPort(cfg.Listen)},
+		tag:   tableTag(cfg.Table),
 		// A random first generation: connections admitted by a previous
 		// daemon's table of the same name are of another generation.
 		st: natState{Gen: uint16(rand.N(0xffff)) + 1},
@@ -145,16 +149,14 @@ func (n *NAT) Start(ctx context.Context) error {
 	if n.started {
 		return fmt.Errorf("start nat endpoint %s: already started", n.cfg.Listen)
 	}
-	ln, err := net.Listen("tcp", n.cfg.Listen)
+	listen := n.addrs[0]
+	ln, err := reserve(listen)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("start nat endpoint: %w: another program listens on %s; stop it or choose another database.endpoint", err, n.cfg.Listen)
-		}
 		return fmt.Errorf("start nat endpoint: %w", err)
 	}
 	n.st = natState{Gen: nextGen(n.st.Gen)} // no primary until SetTarget
-	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.listen, n.tag, n.st, true)
-	stale, err := n.staleTables(ctx)
+	script := "table ip " + n.cfg.Table + "\ndelete table ip " + n.cfg.Table + "\n" + natRules(n.cfg.Table, n.addrs, n.tag, n.st, true)
+	stale, err := n.staleTables(ctx, listen)
 	if err != nil {
 		n.log.Warn("look for tables of crashed regions on this endpoint", "err", err)
 	}
@@ -167,7 +169,7 @@ func (n *NAT) Start(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("start nat endpoint %s: %w", n.cfg.Listen, err)
 	}
-	n.started, n.reserved = true, ln
+	n.started, n.reserved = true, map[netip.AddrPort]net.Listener{listen: ln}
 	if len(stale) > 0 {
 		n.log.Warn("removed nftables tables a crashed region left on this endpoint address", "tables", stale)
 		for _, t := range stale {
@@ -176,18 +178,7 @@ func (n *NAT) Start(ctx context.Context) error {
 			}
 		}
 	}
-	// The rules divert every connection before it reaches this socket; one
-	// that reaches it anyway (the table deleted by hand) is closed at once,
-	// so its client fails fast instead of waiting in the backlog.
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go refuse(ln)
 	// Connections a crashed daemon's table admitted carry this table's tag
 	// but an older generation: the reject rule cuts them on their next
 	// packet; forgetting them makes that certain.
@@ -198,20 +189,126 @@ func (n *NAT) Start(ctx context.Context) error {
 	return nil
 }
 
+// reserve listens on addr so that no other program can, with a clear
+// error when one already does.
+func reserve(addr netip.AddrPort) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr.String())
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%w: another program listens on %s; stop it or choose another database.endpoint", err, addr)
+		}
+		return nil, err
+	}
+	return ln, nil
+}
+
+// refuse closes every connection that reaches a reserved port: the rules
+// divert every connection before it reaches the socket; one that reaches
+// it anyway (the table deleted by hand) is closed at once, so its client
+// fails fast instead of waiting in the backlog.
+func refuse(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// AddAddr makes the endpoint divert addr too ("ip:port", IPv4), with the
+// same primary and generation: no connection is cut. It is the first half
+// of moving the endpoint (then RemoveAddr of the old address).
+func (n *NAT) AddAddr(ctx context.Context, addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() || ap.Addr().IsUnspecified() || ap.Port() == 0 {
+		return fmt.Errorf("add nat endpoint address %q: an IPv4 address and a non-zero port are required", addr)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.started {
+		return fmt.Errorf("add nat endpoint address %s: not started", addr)
+	}
+	if slices.Contains(n.addrs, ap) {
+		return nil
+	}
+	ln, err := reserve(ap)
+	if err != nil {
+		return fmt.Errorf("add nat endpoint address: %w", err)
+	}
+	if stale, err := n.staleTables(ctx, ap); err != nil || len(stale) > 0 {
+		ln.Close()
+		if err == nil {
+			err = fmt.Errorf("the nftables tables %s of a crashed region divert it; haven down in that region (or nft delete table) first", strings.Join(stale, ", "))
+		}
+		return fmt.Errorf("add nat endpoint address %s: %w", addr, err)
+	}
+	addrs := append(slices.Clone(n.addrs), ap)
+	if err := n.nft(ctx, natRules(n.cfg.Table, addrs, n.tag, n.st, false)); err != nil {
+		ln.Close()
+		return fmt.Errorf("add nat endpoint address %s: %w", addr, err)
+	}
+	n.addrs, n.reserved[ap] = addrs, ln
+	go refuse(ln)
+	n.log.Info("endpoint address added", "addr", addr)
+	return nil
+}
+
+// RemoveAddr stops diverting addr and releases its port: a new
+// generation of rules for the other addresses, in one transaction, then
+// the kernel forgets every connection the endpoint admitted, as on a
+// failover. Every client reconnects; one that tries addr again is refused
+// (nothing listens there). The endpoint keeps at least one address.
+func (n *NAT) RemoveAddr(ctx context.Context, addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("remove nat endpoint address %q: %w", addr, err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	i := slices.Index(n.addrs, ap)
+	if i < 0 {
+		return nil
+	}
+	if len(n.addrs) == 1 {
+		return fmt.Errorf("remove nat endpoint address %s: it is the endpoint's only address", addr)
+	}
+	addrs := slices.Delete(slices.Clone(n.addrs), i, i+1)
+	next := n.st
+	next.Gen = nextGen(next.Gen)
+	if err := n.nft(ctx, natRules(n.cfg.Table, addrs, n.tag, next, false)); err != nil {
+		return fmt.Errorf("remove nat endpoint address %s: %w", addr, err)
+	}
+	n.addrs, n.st = addrs, next
+	// The removed address's connections match no rule any more: forget
+	// them (all of this table's, as Stop does: a connection admitted in
+	// the instant since the new rules is reset and reconnects).
+	ferr := flushConntrackMark(n.tag, 0xffff0000)
+	if ln := n.reserved[ap]; ln != nil {
+		ln.Close()
+		delete(n.reserved, ap)
+	}
+	if ferr != nil {
+		return fmt.Errorf("remove nat endpoint address %s: %w", addr, ferr)
+	}
+	n.log.Info("endpoint address removed", "addr", addr)
+	return nil
+}
+
 // staleTables lists the other haven tables that divert this endpoint's
 // address: a region whose daemon was killed leaves its table behind, and it
 // would keep taking this endpoint's new connections to its dead primary
 // (and resetting the rest). Called with the port reserved: a live endpoint
 // holds its port, so a table for an address whose port we could reserve
 // has no live owner.
-func (n *NAT) staleTables(ctx context.Context) ([]string, error) {
+func (n *NAT) staleTables(ctx context.Context, listen netip.AddrPort) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, n.cfg.NFT, "list", "tables", "ip").Output()
 	if err != nil {
 		return nil, fmt.Errorf("nft list tables: %w", err)
 	}
-	sig := fmt.Sprintf("ct original ip daddr %s ct original proto-dst %d ", n.listen.Addr(), n.listen.Port())
+	sig := fmt.Sprintf("ct original ip daddr %s ct original proto-dst %d ", listen.Addr(), listen.Port())
 	var stale []string
 	for _, line := range strings.Split(string(out), "\n") {
 		name, ok := strings.CutPrefix(strings.TrimSpace(line), "table ip ")
@@ -272,15 +369,22 @@ func (n *NAT) Stop(ctx context.Context) error {
 		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
 	}
 	n.started = false
-	n.reserved.Close()
+	for _, ln := range n.reserved {
+		ln.Close()
+	}
+	n.reserved = nil
 	if err := flushConntrackMark(n.tag, 0xffff0000); err != nil {
 		return fmt.Errorf("stop nat endpoint %s: %w", n.cfg.Listen, err)
 	}
 	return nil
 }
 
-// Addr is the endpoint's address.
-func (n *NAT) Addr() string { return n.cfg.Listen }
+// Addr is the endpoint's address: the newest while it moves.
+func (n *NAT) Addr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.addrs[len(n.addrs)-1].String()
+}
 
 // SetTarget makes addr ("ip:port"; "" = no primary) the primary for epoch
 // and resumes a paused endpoint. When the epoch or the target changes every
@@ -366,7 +470,7 @@ func (n *NAT) applyLocked(ctx context.Context, next natState) error {
 	if !n.started {
 		return errors.New("nat endpoint not started")
 	}
-	if err := n.nft(ctx, natRules(n.cfg.Table, n.listen, n.tag, next, false)); err != nil {
+	if err := n.nft(ctx, natRules(n.cfg.Table, n.addrs, n.tag, next, false)); err != nil {
 		return err
 	}
 	n.st, n.err = next, nil
@@ -382,7 +486,7 @@ func (n *NAT) failSafeLocked(ctx context.Context, cause error) error {
 		return cause
 	}
 	safe := natState{Epoch: n.st.Epoch, Gen: nextGen(n.st.Gen)}
-	if err := n.nft(context.WithoutCancel(ctx), natRules(n.cfg.Table, n.listen, n.tag, safe, false)); err != nil {
+	if err := n.nft(context.WithoutCancel(ctx), natRules(n.cfg.Table, n.addrs, n.tag, safe, false)); err != nil {
 		return fmt.Errorf("%w (and refusing all connections failed too: %v)", cause, err)
 	}
 	n.st = safe
@@ -418,8 +522,9 @@ func nextGen(g uint16) uint16 {
 }
 
 // natRules is the nft script that sets table's chains to express st for
-// the endpoint listen. create declares the table and chains too. Connections
-// to listen are recognised by their original (pre-DNAT) destination.
+// the endpoint's addresses. create declares the table and chains too.
+// Connections to an address are recognised by their original (pre-DNAT)
+// destination.
 //
 //   - nat_out (nat, output, -100): a new connection's SYN gets the mark
 //     tag|gen and is sent to the target (only when there is one, unpaused);
@@ -427,7 +532,7 @@ func nextGen(g uint16) uint16 {
 //     dropped (the client retransmits it); any other packet from a client
 //     whose connection does not carry the current mark (older generation,
 //     or never admitted: no primary) is answered with a TCP reset.
-func natRules(table string, listen netip.AddrPort, tag uint32, st natState, create bool) string {
+func natRules(table string, addrs []netip.AddrPort, tag uint32, st natState, create bool) string {
 	var b strings.Builder
 	if create {
 		fmt.Fprintf(&b, "table ip %s {\n", table)
@@ -438,16 +543,18 @@ func natRules(table string, listen netip.AddrPort, tag uint32, st natState, crea
 	fmt.Fprintf(&b, "flush chain ip %s nat_out\n", table)
 	fmt.Fprintf(&b, "flush chain ip %s filter_out\n", table)
 	mark := fmt.Sprintf("0x%08x", tag|uint32(st.Gen))
-	ours := fmt.Sprintf("meta l4proto tcp ct original ip daddr %s ct original proto-dst %d", listen.Addr(), listen.Port())
 	const syn = "tcp flags & (fin | syn | rst | ack) == syn"
-	if st.Target != "" && !st.Paused {
-		fmt.Fprintf(&b, "add rule ip %s nat_out ip daddr %s tcp dport %d %s ct mark set %s dnat to %s\n",
-			table, listen.Addr(), listen.Port(), syn, mark, st.Target)
+	for _, listen := range addrs {
+		ours := fmt.Sprintf("meta l4proto tcp ct original ip daddr %s ct original proto-dst %d", listen.Addr(), listen.Port())
+		if st.Target != "" && !st.Paused {
+			fmt.Fprintf(&b, "add rule ip %s nat_out ip daddr %s tcp dport %d %s ct mark set %s dnat to %s\n",
+				table, listen.Addr(), listen.Port(), syn, mark, st.Target)
+		}
+		if st.Paused {
+			fmt.Fprintf(&b, "add rule ip %s filter_out %s ct state new %s drop\n", table, ours, syn)
+		}
+		fmt.Fprintf(&b, "add rule ip %s filter_out %s ct direction original ct mark != %s reject with tcp reset\n", table, ours, mark)
 	}
-	if st.Paused {
-		fmt.Fprintf(&b, "add rule ip %s filter_out %s ct state new %s drop\n", table, ours, syn)
-	}
-	fmt.Fprintf(&b, "add rule ip %s filter_out %s ct direction original ct mark != %s reject with tcp reset\n", table, ours, mark)
 	return b.String()
 }
 

@@ -198,6 +198,78 @@ func TestNATForwardsAndCutsOldEpoch(t *testing.T) {
 	}
 }
 
+// TestNATMovesItsAddress: AddAddr forwards a second address without
+// cutting anything; RemoveAddr of the first cuts every connection (the
+// clients reconnect, as after a failover), refuses the old address and
+// frees its port; a failover after the move cuts connections through the
+// new address; a port another program holds is refused and changes nothing.
+func TestNATMovesItsAddress(t *testing.T) {
+	a, b := startBackend(t, "a", "127.0.1.74"), startBackend(t, "b", "127.0.2.74")
+	n := startNAT(t)
+	oldAddr, newAddr := n.Addr(), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	n.SetTarget(1, a.addr)
+	c1 := dial(t, oldAddr)
+	if _, err := roundTrip(c1, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.AddAddr(context.Background(), newAddr); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := roundTrip(c1, "still"); err != nil || got != "a:still" {
+		t.Errorf("old address's connection after AddAddr: %q, %v; want a:still (nothing cut)", got, err)
+	}
+	c2 := dial(t, newAddr)
+	if got, err := roundTrip(c2, "new"); err != nil || got != "a:new" {
+		t.Errorf("new address: %q, %v; want a:new", got, err)
+	}
+	if n.Addr() != newAddr {
+		t.Errorf("Addr() = %s, want the newest %s", n.Addr(), newAddr)
+	}
+
+	if err := n.RemoveAddr(context.Background(), oldAddr); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]net.Conn{"old": c1, "new": c2} {
+		if _, err := roundTrip(c, "after"); !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("%s address's connection after RemoveAddr: err = %v, want ECONNRESET", name, err)
+		}
+	}
+	if _, err := net.DialTimeout("tcp", oldAddr, 5*time.Second); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("dial the removed address: err = %v, want ECONNREFUSED", err)
+	}
+	if ln, err := net.Listen("tcp", oldAddr); err != nil {
+		t.Errorf("the removed address's port is still held: %v", err)
+	} else {
+		ln.Close()
+	}
+	c3 := dial(t, newAddr)
+	if got, err := roundTrip(c3, "y"); err != nil || got != "a:y" {
+		t.Errorf("new address after the move: %q, %v; want a:y", got, err)
+	}
+	n.SetTarget(2, b.addr)
+	if _, err := roundTrip(c3, "z"); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("new address's connection across a failover: err = %v, want ECONNRESET", err)
+	}
+	if got, err := roundTrip(dial(t, newAddr), "w"); err != nil || got != "b:w" {
+		t.Errorf("new address after the failover: %q, %v; want b:w", got, err)
+	}
+
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := n.AddAddr(context.Background(), other.Addr().String()); err == nil || !strings.Contains(err.Error(), "another program listens") {
+		t.Errorf("AddAddr of a held port: %v, want an error saying another program listens", err)
+	}
+	if err := n.RemoveAddr(context.Background(), newAddr); err == nil {
+		t.Error("RemoveAddr of the only address succeeded")
+	}
+	if got, err := roundTrip(dial(t, newAddr), "v"); err != nil || got != "b:v" {
+		t.Errorf("after the refused changes: %q, %v; want b:v", got, err)
+	}
+}
+
 func TestNATNoPrimaryRefusesAtOnce(t *testing.T) {
 	a := startBackend(t, "a", "127.0.1.72")
 	n := startNAT(t)
@@ -323,7 +395,9 @@ func TestNATStartReplacesStaleTableAndStopRemovesIt(t *testing.T) {
 				t.Fatal(err)
 			}
 		} else {
-			n.reserved.Close() // the crashed daemon's sockets close with it
+			for _, ln := range n.reserved {
+				ln.Close() // the crashed daemon's sockets close with it
+			}
 		}
 	}
 	if got := tables(t); strings.Contains(got, table) {
@@ -514,11 +588,11 @@ func TestNATRules(t *testing.T) {
 			"add rule ip t filter_out " + ours + " ct state new tcp flags & (fin | syn | rst | ack) == syn drop\n" +
 			reject("0xabcd0009")},
 	} {
-		if got := natRules("t", l, tag, tc.st, false); got != tc.want {
+		if got := natRules("t", []netip.AddrPort{l}, tag, tc.st, false); got != tc.want {
 			t.Errorf("%s:\ngot:\n%s\nwant:\n%s", tc.name, got, tc.want)
 		}
 	}
-	if got := natRules("t", l, tag, natState{Gen: 1}, true); !strings.HasPrefix(got, "table ip t {\n") ||
+	if got := natRules("t", []netip.AddrPort{l}, tag, natState{Gen: 1}, true); !strings.HasPrefix(got, "table ip t {\n") ||
 		!strings.Contains(got, "type nat hook output priority -100") || !strings.Contains(got, "type filter hook output priority 0") {
 		t.Errorf("create script lacks the table and chains:\n%s", got)
 	}
@@ -562,7 +636,9 @@ func TestNATRemovesTheTableOfACrashedRegionOnTheSameAddress(t *testing.T) {
 	}
 	dead := start(crashed, listen)
 	dead.SetTarget(1, a.addr)
-	dead.reserved.Close() // the daemon is killed: its sockets close, its table stays
+	for _, ln := range dead.reserved {
+		ln.Close() // the daemon is killed: its sockets close, its table stays
+	}
 	elsewhere := start(other, fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	elsewhere.SetTarget(1, a.addr)
 	defer elsewhere.Stop(context.Background())

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -50,9 +51,12 @@ func (c Config) Validate() error {
 type Proxy struct {
 	cfg Config
 	log *slog.Logger
-	ln  net.Listener
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// lns are the listeners: cfg.Listen's, and while the proxy moves
+	// (AddAddr, RemoveAddr) the old and the new one; the last is the
+	// newest.
+	lns      []net.Listener
 	epoch    uint64
 	target   string
 	paused   bool
@@ -99,19 +103,74 @@ func (p *Proxy) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
 	}
-	p.ln = ln
+	p.mu.Lock()
+	p.lns = []net.Listener{ln}
+	p.mu.Unlock()
 	p.wg.Add(1)
-	go p.serve()
+	go p.serve(ln)
 	p.log.Info("endpoint listening", "addr", ln.Addr().String())
 	return nil
 }
 
-// Addr is the address the proxy listens on.
+// Addr is the address the proxy listens on: the newest while it moves.
 func (p *Proxy) Addr() string {
-	if p.ln == nil {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.lns) == 0 {
 		return p.cfg.Listen
 	}
-	return p.ln.Addr().String()
+	return p.lns[len(p.lns)-1].Addr().String()
+}
+
+// AddAddr listens on addr too, forwarding as on the first address; no
+// connection is cut. It is the first half of moving the proxy (then
+// RemoveAddr of the old address).
+func (p *Proxy) AddAddr(ctx context.Context, addr string) error {
+	p.mu.Lock()
+	for _, ln := range p.lns {
+		if ln.Addr().String() == addr {
+			p.mu.Unlock()
+			return nil
+		}
+	}
+	p.mu.Unlock()
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("add endpoint address: listen on %s: %w", addr, err)
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		ln.Close()
+		return fmt.Errorf("add endpoint address %s: the endpoint is stopped", addr)
+	}
+	p.lns = append(p.lns, ln)
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go p.serve(ln)
+	p.log.Info("endpoint address added", "addr", ln.Addr().String())
+	return nil
+}
+
+// RemoveAddr closes the listener on addr and every client connection, as
+// a new epoch does: every client reconnects, and one that tries addr
+// again is refused. The proxy keeps at least one address.
+func (p *Proxy) RemoveAddr(_ context.Context, addr string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := slices.IndexFunc(p.lns, func(ln net.Listener) bool { return ln.Addr().String() == addr })
+	if i < 0 {
+		return nil
+	}
+	if len(p.lns) == 1 {
+		return fmt.Errorf("remove endpoint address %s: it is the endpoint's only address", addr)
+	}
+	p.lns[i].Close()
+	p.lns = slices.Delete(p.lns, i, i+1)
+	p.closeAllLocked()
+	p.log.Info("endpoint address removed", "addr", addr)
+	return nil
 }
 
 // Stop closes the listener and every connection.
@@ -119,10 +178,10 @@ func (p *Proxy) Stop(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
 	p.closeAllLocked()
-	p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
+	for _, ln := range p.lns {
+		ln.Close()
 	}
+	p.mu.Unlock()
 	done := make(chan struct{})
 	go func() { p.wg.Wait(); close(done) }()
 	select {
@@ -181,10 +240,10 @@ func (p *Proxy) closeAllLocked() {
 	}
 }
 
-func (p *Proxy) serve() {
+func (p *Proxy) serve(ln net.Listener) {
 	defer p.wg.Done()
 	for {
-		c, err := p.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return

@@ -178,3 +178,52 @@ func TestPauseHoldsNewConnectionsUntilRepoint(t *testing.T) {
 		t.Errorf("held connection reply = %q, %v; want b:held", r.s, r.err)
 	}
 }
+
+// TestProxyMovesItsAddress: AddAddr serves a second address without
+// cutting anything; RemoveAddr of the first closes it and every session
+// (the clients reconnect), and the new address keeps forwarding.
+func TestProxyMovesItsAddress(t *testing.T) {
+	a := echoServer(t, "a")
+	p := startProxy(t)
+	p.SetTarget(1, a)
+	oldAddr := p.Addr()
+	c1, err := net.Dial("tcp", oldAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	if _, err := roundTrip(c1, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AddAddr(context.Background(), "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	newAddr := p.Addr()
+	if newAddr == oldAddr {
+		t.Fatalf("Addr() = %s after AddAddr, want the new address", newAddr)
+	}
+	if got, err := roundTrip(c1, "still"); err != nil || got != "a:still" {
+		t.Errorf("old address's session after AddAddr: %q, %v; want a:still", got, err)
+	}
+	if err := p.RemoveAddr(context.Background(), oldAddr); err != nil {
+		t.Fatal(err)
+	}
+	if !closedSoon(c1) {
+		t.Error("old address's session still open after RemoveAddr")
+	}
+	if c, err := net.DialTimeout("tcp", oldAddr, time.Second); err == nil {
+		c.Close()
+		t.Error("the removed address still accepts connections")
+	}
+	c2, err := net.Dial("tcp", newAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got, err := roundTrip(c2, "y"); err != nil || got != "a:y" {
+		t.Errorf("new address: %q, %v; want a:y", got, err)
+	}
+	if err := p.RemoveAddr(context.Background(), newAddr); err == nil {
+		t.Error("RemoveAddr of the only address succeeded")
+	}
+}

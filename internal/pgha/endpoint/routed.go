@@ -113,6 +113,17 @@ func (r *Routed) Stop(ctx context.Context) error {
 // Addr is the host's address of the endpoint.
 func (r *Routed) Addr() string { return r.proxy.Addr() }
 
+// AddAddr makes the host's proxy listen on addr too (Proxy.AddAddr); the
+// virtual address, the instances' path, does not move.
+func (r *Routed) AddAddr(ctx context.Context, addr string) error { return r.proxy.AddAddr(ctx, addr) }
+
+// RemoveAddr closes the host's proxy on addr and its connections
+// (Proxy.RemoveAddr); the instances' connections through the virtual
+// address are kept.
+func (r *Routed) RemoveAddr(ctx context.Context, addr string) error {
+	return r.proxy.RemoveAddr(ctx, addr)
+}
+
 // VIP is the endpoint's virtual address inside the VPC.
 func (r *Routed) VIP() netip.AddrPort { return r.vip }
 

@@ -150,3 +150,14 @@ func getJSON(ctx context.Context, c *drill.Client, path string, v any, key strin
 	}
 	return json.Unmarshal(data, v)
 }
+
+// BadBuild returns the environment that makes a bad build of the courses
+// app for haven drill bad-deploy: COURSES_FAULT (crash, unhealthy, errors,
+// slow; see cmd/courses/fault.go).
+func (Workload) BadBuild(kind string) (map[string]string, error) {
+	switch kind {
+	case "crash", "unhealthy", "errors", "slow":
+		return map[string]string{"COURSES_FAULT": kind}, nil
+	}
+	return nil, fmt.Errorf("no bad build of kind %q: crash, unhealthy, errors or slow", kind)
+}
