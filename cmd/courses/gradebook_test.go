@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"net/http"
@@ -122,6 +123,9 @@ func TestMigrationsExpandOnly(t *testing.T) {
 	// an older app version runs side by side during a rolling deploy.
 	forbidden := regexp.MustCompile(`(?i)\b(DROP|RENAME|TRUNCATE|DELETE|UPDATE)\b|ALTER\s+COLUMN|SET\s+NOT\s+NULL|ADD\s+COLUMN\s+\w+\s+[^,;]*\bNOT\s+NULL\b(?:[^,;]*\bDEFAULT\b)?`)
 	for _, m := range migrations[1:] {
+		if m.breakingReason() != "" {
+			continue // a contract step, marked: haven deploy refuses it without --allow-breaking
+		}
 		if loc := forbidden.FindString(m.sql); loc != "" {
 			// NOT NULL with a DEFAULT is fine (PostgreSQL 11+ adds it without
 			// a rewrite, and old inserts get the default).
@@ -135,6 +139,40 @@ func TestMigrationsExpandOnly(t *testing.T) {
 		if m.version != i+1 {
 			t.Errorf("migration %d has version %d: versions must be 1, 2, 3, ... in order", i, m.version)
 		}
+	}
+}
+
+// TestMigrationsListed: `courses migrations --json` lists every migration
+// in order, with none of today's breaking; a migration carrying the marker is
+// reported breaking with its reason, and the marker anywhere else is not one.
+func TestMigrationsListed(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"migrations", "--json"}, &out, &errb); err != nil {
+		t.Fatalf("courses migrations --json: %v\n%s", err, errb.String())
+	}
+	var got []MigrationInfo
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("output is not a JSON list: %v\n%s", err, out.String())
+	}
+	if len(got) != len(migrations) {
+		t.Fatalf("%d migrations listed, want %d", len(got), len(migrations))
+	}
+	for i, m := range got {
+		if m.Version != migrations[i].version || m.Name != migrations[i].name || m.Breaking {
+			t.Errorf("listed %+v, want version %d %q, not breaking", m, migrations[i].version, migrations[i].name)
+		}
+	}
+
+	contract := migration{4, "drop id_token", `
+-- breaking: drops sessions.id_token, which versions before 4 still write
+ALTER TABLE sessions DROP COLUMN id_token;`}
+	quoted := migration{5, "comment", `COMMENT ON TABLE sessions IS 'see -- breaking: below';`}
+	l := migrationList([]migration{contract, quoted})
+	if !l[0].Breaking || l[0].Reason != "drops sessions.id_token, which versions before 4 still write" {
+		t.Errorf("marked migration listed as %+v, want breaking with its reason", l[0])
+	}
+	if l[1].Breaking {
+		t.Errorf("the marker inside a statement made %+v breaking; only a line starting with it counts", l[1])
 	}
 }
 

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -90,7 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			defer db.Close()
-			applied, err := Migrate(cmd.Context(), db, log)
+			applied, err := Migrate(cmd.Context(), db, log.With("component", "migrate"))
 			if err != nil {
 				return err
 			}
@@ -98,6 +99,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		},
 	}
+
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "migrations",
+		Short: "List the schema migrations this build carries, and which break older versions",
+		Long: "List the schema migrations this build carries. A breaking one (marked \"" + breakingMarker + " why\" in its SQL) " +
+			"would break an older version still serving during a rolling deploy. Needs no database.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ms := migrationList(migrations)
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ms)
+			}
+			for _, m := range ms {
+				kind := "expand"
+				if m.Breaking {
+					kind = "BREAKING: " + m.Reason
+				}
+				fmt.Fprintf(stdout, "%3d  %-24s %s\n", m.Version, m.Name, kind)
+			}
+			return nil
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON: [{version, name, breaking, reason}]")
 
 	var seedCfg SeedConfig
 	seed := &cobra.Command{
@@ -114,7 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 			defer db.Close()
-			if _, err := Migrate(cmd.Context(), db, log); err != nil {
+			if _, err := Migrate(cmd.Context(), db, log.With("component", "migrate")); err != nil {
 				return err
 			}
 			return runSeed(cmd.Context(), db, seedCfg, stdout, stderr)
@@ -130,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "courses", version)
 		},
 	}
-	root.AddCommand(serve, migrate, seed, ver, newReleaseCmd(stdout, stderr), newStaticCmd(stdout, stderr), newMaterialsCmd(stdout, stderr))
+	root.AddCommand(serve, migrate, list, seed, ver, newReleaseCmd(stdout, stderr), newStaticCmd(stdout, stderr), newMaterialsCmd(stdout, stderr))
 	return root.ExecuteContext(ctx)
 }
 
@@ -282,7 +309,9 @@ func openFromEnv(ctx context.Context, conn string, maxConns int32, budget time.D
 // runServe runs migrations, serves until ctx is cancelled (SIGTERM/SIGINT),
 // then drains. ready, if set, is called with the bound address.
 func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func(addr string)) error {
-	log = log.With("component", "serve")
+	// Each subsystem names its own component once; the serve command's
+	// own lines are component "serve".
+	base, log := log, log.With("component", "serve")
 	fault, err := buildFault()
 	if err != nil {
 		return err
@@ -292,23 +321,23 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 	}
 	// Resources must outlive the signal context during shutdown.
 	bg := context.WithoutCancel(ctx)
-	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, log)
+	db, err := openFromEnv(bg, cfg.ConnString, cfg.MaxConns, cfg.RetryBudget, base)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 
-	if err := migrateAtStartup(ctx, db, cfg.StartupTimeout, log); err != nil {
+	if err := migrateAtStartup(ctx, db, cfg.StartupTimeout, base.With("component", "migrate")); err != nil {
 		return err
 	}
 
 	var sso *ssoClient
 	if cfg.SSO.Enabled() {
-		secret, err := NewClientSecretProvider(bg, cfg.SSO.ClientSecretID, log)
+		secret, err := NewClientSecretProvider(bg, cfg.SSO.ClientSecretID, base)
 		if err != nil {
 			return err
 		}
-		sso = newSSOClient(cfg.SSO, secret, systemClock{}, log)
+		sso = newSSOClient(cfg.SSO, secret, systemClock{}, base)
 		log.Info("single sign-on on", "issuer", cfg.SSO.Issuer, "client_id", cfg.SSO.ClientID,
 			"redirect_uri", cfg.SSO.RedirectURL(), "staff_sso_only", cfg.SSO.StaffSSOOnly)
 	}
@@ -317,14 +346,14 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		return err
 	}
 	mc.MaxUpload = cfg.MaxUpload
-	materials, err := NewMaterials(bg, mc, log)
+	materials, err := NewMaterials(bg, mc, base)
 	if err != nil {
 		return err
 	}
 	if materials != nil {
 		log.Info("materials in S3", "bucket", mc.Bucket, "prefix", materials.cfg.Prefix, "signed_urls", materials.signer != nil, "key_pair_id", mc.KeyPairID)
 	}
-	srv, err := NewServer(ServerConfig{DB: db, Logger: log, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso, Materials: materials})
+	srv, err := NewServer(ServerConfig{DB: db, Logger: base, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso, Materials: materials})
 	if err != nil {
 		return err
 	}

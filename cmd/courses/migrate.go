@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 )
 
 // migrationLockKey is the pg_advisory_lock key that serialises migrations
@@ -16,12 +17,25 @@ type migration struct {
 	sql     string
 }
 
+// breakingMarker starts a line of a migration's SQL that marks it as
+// breaking the app versions before it, and says why:
+//
+//	-- breaking: drops sessions.id_token, which versions before 4 still write
+//
+// `courses migrations --json` reports it, so a deploy tool can refuse to roll
+// such a version out beside an older one (haven deploy does, unless given
+// --allow-breaking).
+const breakingMarker = "-- breaking:"
+
 // migrations are applied in order, each in its own transaction. Append only.
 //
-// Every migration after the first is expand-only: it adds tables, columns
-// with defaults, or indexes, and never drops, renames or retypes anything, so
-// an older app version running side by side during a rolling deploy keeps
-// working. TestMigrationsExpandOnly holds this.
+// They follow expand and contract, so an older app version running side by
+// side during a rolling deploy keeps working: every migration after the
+// first is expand-only (it adds tables, nullable columns or columns with
+// defaults, or indexes). A contract step (drop, rename, retype, or a new
+// constraint on existing data) ships in a later version than the one that
+// stopped using what it removes, and carries the breaking marker.
+// TestMigrationsExpandOnly holds this: an unmarked migration may not contract.
 var migrations = []migration{
 	{1, "initial schema", `
 CREATE TABLE users (
@@ -197,7 +211,7 @@ func Migrate(ctx context.Context, db *DB, log *slog.Logger) ([]int, error) {
 				return fmt.Errorf("commit migration %d: %w", m.version, err)
 			}
 			applied = append(applied, m.version)
-			log.Info("applied migration", "component", "migrate", "version", m.version, "name", m.name)
+			log.Info("applied migration", "version", m.version, "name", m.name)
 		}
 		return nil
 	})
@@ -205,4 +219,39 @@ func Migrate(ctx context.Context, db *DB, log *slog.Logger) ([]int, error) {
 		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	return applied, nil
+}
+
+// breakingReason returns why m breaks the versions before it (the text after
+// its breaking marker), or "" for an expand-only migration.
+func (m migration) breakingReason() string {
+	for _, line := range strings.Split(m.sql, "\n") {
+		if r, ok := strings.CutPrefix(strings.TrimSpace(line), breakingMarker); ok {
+			if r = strings.TrimSpace(r); r != "" {
+				return r
+			}
+			return "marked breaking"
+		}
+	}
+	return ""
+}
+
+// MigrationInfo is one migration as `courses migrations --json` lists it:
+// what a deploy tool needs to tell whether a version may run beside an
+// older one.
+type MigrationInfo struct {
+	Version  int    `json:"version"`
+	Name     string `json:"name"`
+	Breaking bool   `json:"breaking"`
+	// Reason says why a breaking migration breaks older versions.
+	Reason string `json:"reason,omitempty"`
+}
+
+// migrationList returns ms as `courses migrations` lists them.
+func migrationList(ms []migration) []MigrationInfo {
+	out := make([]MigrationInfo, 0, len(ms))
+	for _, m := range ms {
+		r := m.breakingReason()
+		out = append(out, MigrationInfo{Version: m.version, Name: m.name, Breaking: r != "", Reason: r})
+	}
+	return out
 }

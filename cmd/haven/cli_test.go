@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/spec"
@@ -269,5 +270,30 @@ edge:
 	entries, _ := os.ReadDir(state)
 	if b, _ := os.ReadFile(filepath.Join(state, "keep")); len(entries) != 1 || string(b) != "kept" {
 		t.Errorf("the state dir after a refused spec holds %d entries (keep = %q), want it as it was", len(entries), b)
+	}
+}
+
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 11, 30, 7, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{"10m": now.Add(-10 * time.Minute), "0s": now, "2026-11-30T06:00:00Z": now.Add(-time.Hour)} {
+		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseSince(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "-5m", "10"} {
+		if _, err := parseSince(bad, now); err == nil || !strings.Contains(err.Error(), "--since") {
+			t.Errorf("parseSince(%q): %v, want an error naming --since", bad, err)
+		}
+	}
+}
+
+func TestVersionAndLogsUsage(t *testing.T) {
+	out, _, err := run(t, "version")
+	if err != nil || !strings.HasPrefix(out, "haven ") {
+		t.Errorf("haven version: %q %v", out, err)
+	}
+	_, _, err = run(t, "logs", "nginx", "--state-dir", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "the targets are daemon, lb") {
+		t.Errorf("haven logs nginx: %v", err)
 	}
 }

@@ -308,7 +308,7 @@ func newDBFailoverDrillCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "db-failover", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; "),
+			res := drillResult{name: "db-failover", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; "), save: g.client(),
 				header: fmt.Sprintf("db-failover drill (%s, %s mode, %d rounds, %d writers)", rep.Fault, rep.Durability, rep.Rounds, rep.Writers)}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printDBFailover(w, rep) })
 		},
@@ -353,7 +353,7 @@ func newPITRDrillCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "pitr", header: "pitr drill", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; ")}
+			res := drillResult{name: "pitr", header: "pitr drill", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; "), save: g.client()}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) {
 				fmt.Fprintf(w, "  T = %s, restored from %s in %.1f s (%s)\n", rep.Target.UTC().Format(time.RFC3339Nano), rep.Backup, rep.RestoreS, rep.RestoreID)
 				fmt.Fprintf(w, "  committed %d: %d before T (missing %d), %d after T (present %d), %d in flight at T, %d unknown; restored %d rows\n",

@@ -15,6 +15,7 @@ import (
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/api/routes"
 	"github.com/haven-platform/haven/internal/release"
+	"github.com/haven-platform/haven/internal/termsafe"
 )
 
 func newDeployCmd(g *globals) *cobra.Command {
@@ -188,6 +189,12 @@ func printRollout(w io.Writer, r release.Rollout) {
 	fmt.Fprintln(w)
 	if r.Gate != "" {
 		fmt.Fprintf(w, "  %s gate failed: %s\n", r.Gate, r.Reason)
+	}
+	if r.AllowedBreaking != "" {
+		fmt.Fprintf(w, "  allowed breaking migrations (--allow-breaking): %s\n", termsafe.String(r.AllowedBreaking))
+	}
+	for _, at := range r.Resumed {
+		fmt.Fprintf(w, "  resumed after a daemon restart at %s\n", at.Local().Format(time.DateTime))
 	}
 	fmt.Fprintf(w, "  new: %d requests, %d 5xx, p99 %s; old: %d requests, %d 5xx, p99 %s\n",
 		r.New.Requests, r.New.Errors5xx, r.New.P99, r.Old.Requests, r.Old.Errors5xx, r.Old.P99)

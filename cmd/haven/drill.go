@@ -7,12 +7,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
 )
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Prove a promise under load: lose an instance, fail the database over, ..."}
-	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newBadDeployCmd(g))
+	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newBadDeployCmd(g), newDrillReportsCmd(g))
 	return cmd
 }
 
@@ -34,7 +35,7 @@ func newInstanceLossCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "instance-loss", header: "instance-loss drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			res := drillResult{name: "instance-loss", header: "instance-loss drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons), save: g.client()}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printInstanceLoss(w, cmd.ErrOrStderr(), rep) })
 		},
 	}
@@ -54,12 +55,18 @@ type drillResult struct {
 	pass    bool     // the report's verdict
 	reasons []string // why it failed
 	why     string   // the reasons as the exit message gives them
+	// save, if set, keeps the report in the region's state dir (haven
+	// drill reports lists them); a failure to save is said, not fatal.
+	save *api.Client
 }
 
 // finishDrill prints a drill's report, as JSON or as text (the header with
 // the verdict, the drill's own lines from body, then the reasons), and
 // fails with exit code 2 when the drill did not pass.
 func finishDrill(w io.Writer, asJSON bool, rep any, res drillResult, body func(io.Writer)) error {
+	if res.save != nil {
+		saveReport(res.save, rep)
+	}
 	if asJSON {
 		if err := writeJSON(w, rep); err != nil {
 			return err
@@ -111,7 +118,7 @@ func newZoneLossCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "zone-loss", header: fmt.Sprintf("zone-loss drill (%s, %d rounds)", rep.Fault, rep.Rounds), pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			res := drillResult{name: "zone-loss", header: fmt.Sprintf("zone-loss drill (%s, %d rounds)", rep.Fault, rep.Rounds), pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons), save: g.client()}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printZoneLoss(w, rep) })
 		},
 	}

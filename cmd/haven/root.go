@@ -65,6 +65,10 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newSecretsCmd(g),
 		newEdgeCmd(g),
 		newObjStoreCmd(),
+		newAlarmsCmd(g),
+		newLogsCmd(g),
+		newConsoleCmd(g),
+		newVersionCmd(),
 		newIdentityCmd(g),
 	)
 	return root

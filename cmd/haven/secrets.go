@@ -133,7 +133,45 @@ func newSecretsCmd(g *globals) *cobra.Command {
 	audit.Flags().DurationVar(&since, "since", 0, "only calls newer than this (e.g. 1h)")
 	audit.Flags().StringVar(&action, "action", "", "only this action, e.g. GetSecretValue")
 	audit.Flags().BoolVar(&failedOnly, "failed", false, "only refused or failed calls")
-	cmd.AddCommand(list, rotate, audit)
+	put := &cobra.Command{
+		Use:   "put NAME",
+		Short: "Store a secret read from standard input (never from an argument): a new secret, or a new AWSCURRENT version of an existing one",
+		Long: `Store a secret read from standard input, never from an argument (arguments show in ps and
+shell history). Alarm actions name their credentials this way, e.g.
+  printf '{"username":"haven","password":"…"}' | haven secrets put ops/servicenow`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 65537))
+			if err != nil {
+				return fmt.Errorf("read the secret from standard input: %w", err)
+			}
+			value := strings.TrimRight(string(b), "\r\n")
+			if value == "" || len(b) > 65536 {
+				return errors.New("secrets put: give the value on standard input (1 to 65536 bytes), e.g. printf '{\"token\":\"…\"}' | haven secrets put NAME")
+			}
+			sm, _, err := drill.OperatorSecrets(ctx, g.client(), 15*time.Minute)
+			if err != nil {
+				return err
+			}
+			out, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(args[0]), SecretString: aws.String(value)})
+			var exists *smtypes.ResourceExistsException
+			switch {
+			case errors.As(err, &exists):
+				pv, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String(args[0]), SecretString: aws.String(value)})
+				if err != nil {
+					return fmt.Errorf("put %s: %w", args[0], err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: new AWSCURRENT version %s\n", args[0], aws.ToString(pv.VersionId))
+			case err != nil:
+				return fmt.Errorf("create %s: %w", args[0], err)
+			default:
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: created (%s)\n", args[0], aws.ToString(out.ARN))
+			}
+			return nil
+		},
+	}
+	cmd.AddCommand(list, rotate, audit, put)
 	return cmd
 }
 
@@ -402,7 +440,7 @@ func newSecretRotationCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res := drillResult{name: "secret-rotation", header: "secret-rotation drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons)}
+			res := drillResult{name: "secret-rotation", header: "secret-rotation drill", pass: rep.Pass, reasons: rep.Reasons, why: fmt.Sprint(rep.Reasons), save: g.client()}
 			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) {
 				fmt.Fprintf(w, "  requests %d, failed %d, p50 %.1f ms, p99 %.1f ms over %.0f s at %d/s\n", rep.Requests, rep.Failed, rep.P50MS, rep.P99MS, rep.DurationS, rep.Rate)
 				fmt.Fprintf(w, "  rotations %d/%d completed; stale credentials refused: %v\n", rep.Completed, rep.Requested, rep.StaleRefused)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/haven-platform/haven/internal/alarms"
 	"github.com/haven-platform/haven/internal/api"
 )
 
@@ -86,5 +87,39 @@ func TestEventsEscapeControlCharacters(t *testing.T) {
 	}
 	if !strings.Contains(out, `i-0\u001b[31m`) || !strings.Contains(out, `\u001b[8mline one\nline two`) {
 		t.Errorf("event not escaped on one line:\n%s", out)
+	}
+}
+
+// A webhook's error text comes from the far end (its status line, its
+// body): `haven alarms` and `haven alarms history` show it escaped, one
+// row a line.
+func TestAlarmsEscapeAnEndpointsText(t *testing.T) {
+	bad := "post webhook: 500 \x1b]0;pwned\x07\nsecond line\u202e"
+	now := time.Now()
+	st := alarms.Status{Time: now, Alarms: []alarms.AlarmStatus{{
+		Definition: alarms.Definition{Name: "db-failover", Metric: "DatabaseFailovers", Statistic: "Sum", Period: time.Minute,
+			EvaluationPeriods: 1, DatapointsToAlarm: 1, Comparison: alarms.GreaterThanThreshold, Runbook: "docs/runbooks/db-failover.md"},
+		State: alarms.StateAlarm, StateUpdated: now, Reason: "Threshold Crossed",
+	}}, Outbox: []alarms.Delivery{{ID: "k#hook", Alarm: "db-failover", Action: "hook", Attempts: 3, NextAttempt: now, LastError: bad,
+		Notification: alarms.Notification{OldStateValue: alarms.StateOK, NewStateValue: alarms.StateAlarm}}}}
+	dir := fakeDaemon(t, map[string]any{
+		"GET /v1/alarms": st,
+		"GET /v1/alarms/{name}/history": []alarms.HistoryItem{{Time: now, Type: alarms.HistoryAction, Action: "hook", Attempt: 3,
+			Summary: "Failed to execute action hook for the ALARM transition", Error: bad}},
+	})
+	for _, args := range [][]string{{"alarms"}, {"alarms", "history", "db-failover"}} {
+		out, errOut, err := run(t, append(args, "--state-dir", dir)...)
+		if err != nil {
+			t.Fatalf("haven %v: %v\n%s", args, err, errOut)
+		}
+		if strings.ContainsAny(out, "\x1b\x07\u202e") {
+			t.Errorf("haven %v: raw control characters reached the terminal:\n%q", args, out)
+		}
+		if !strings.Contains(out, `500 \u001b]0;pwned\u0007\nsecond line\u202e`) {
+			t.Errorf("haven %v: the endpoint's text is not shown escaped on one line:\n%s", args, out)
+		}
+		if strings.Contains(out, "\nsecond line") {
+			t.Errorf("haven %v: the endpoint's newline broke the row:\n%s", args, out)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -69,11 +71,22 @@ func newDaemonCmd(g *globals) *cobra.Command {
 				return err
 			}
 			logger := slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
-			return region.Run(cmd.Context(), region.Options{Spec: s, SpecFile: g.specFile, StateDir: g.dir(), BinDir: binDir(), Logger: logger})
+			return region.Run(cmd.Context(), region.Options{Spec: s, SpecFile: g.specFile, SpecSHA256: fileSHA256(g.specFile), StateDir: g.dir(), BinDir: binDir(), Logger: logger})
 		},
 	}
 	addSpecFlag(cmd, g)
 	return cmd
+}
+
+// fileSHA256 is the hex SHA-256 of a file, "" when it cannot be read (drill
+// reports name the spec by it).
+func fileSHA256(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // binDir is the directory of the running haven binary: app binaries such as
@@ -100,7 +113,7 @@ func upForeground(ctx context.Context, g *globals, s spec.Spec, dir string, stdo
 	defer stop()
 	done := make(chan error, 1)
 	go func() {
-		done <- region.Run(runCtx, region.Options{Spec: s, SpecFile: g.specFile, StateDir: dir, BinDir: binDir(), Logger: logger})
+		done <- region.Run(runCtx, region.Options{Spec: s, SpecFile: g.specFile, SpecSHA256: fileSHA256(g.specFile), StateDir: dir, BinDir: binDir(), Logger: logger})
 	}()
 	fmt.Fprintf(stderr, "haven: bringing up region %q (state %s, log %s); Ctrl-C stops it\n", s.Name, dir, logf.Name())
 	w := newWatcher(g.client(), stderr)

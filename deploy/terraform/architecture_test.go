@@ -459,13 +459,31 @@ func TestFleetMatchesSpec(t *testing.T) {
 	eq(t, "health_check_type", asg["health_check_type"], "ELB")
 	eq(t, "health_check_grace_period", num(asg["health_check_grace_period"]), in.GracePeriod.Seconds())
 	eq(t, "capacity_rebalance", asg["capacity_rebalance"], true)
+	// Instance refresh: the spec's fleet.instance_refresh (haven.yaml keeps
+	// the defaults: launch before terminate, checkpoints 50 and 100, a
+	// 10 s bake, auto rollback on the 5xx and healthy-hosts alarms).
 	ir := first(asg["instance_refresh"])
+	eq(t, "strategy", ir["strategy"], "Rolling")
 	prefs := first(ir["preferences"])
-	eq(t, "min_healthy_percentage", num(prefs["min_healthy_percentage"]), 90.0)
+	spr := in.InstanceRefresh
+	eq(t, "min_healthy_percentage", num(prefs["min_healthy_percentage"]), float64(spr.MinHealthy))
+	eq(t, "max_healthy_percentage", num(prefs["max_healthy_percentage"]), 200.0)
+	eq(t, "checkpoint_percentages", fmt.Sprint(prefs["checkpoint_percentages"]), "[50 100]")
+	eq(t, "checkpoint_delay", prefs["checkpoint_delay"], fmt.Sprint(spr.Bake.Seconds()))
+	eq(t, "instance_warmup", prefs["instance_warmup"], "0")
 	eq(t, "auto_rollback", prefs["auto_rollback"], true)
-	alarmSpec := first(first(first(p.config["aws_autoscaling_group.app"]["instance_refresh"])["preferences"])["alarm_specification"])
-	if refs := refsOf(alarmSpec, "alarms"); !slices.Contains(refs, "aws_cloudwatch_metric_alarm.alb_5xx_rate.alarm_name") {
-		t.Errorf("instance refresh alarms reference %v, want the 5xx alarm", refs)
+	eq(t, "refresh alarms", fmt.Sprint(strs(first(prefs["alarm_specification"])["alarms"])),
+		fmt.Sprint([]string{in.Name + "-alb-5xx-rate", in.Name + "-healthy-hosts-below-min"}))
+	// Every alarm the refresh can be told to watch is one alarms.tf creates
+	// under that name (compute.tf builds the names from var.name).
+	alarmNames := map[string]bool{}
+	for _, addr := range p.types["aws_cloudwatch_metric_alarm"] {
+		alarmNames[fmt.Sprint(p.get(addr)["alarm_name"])] = true
+	}
+	for _, a := range tfvars.RefreshAlarms {
+		if !alarmNames[in.Name+"-"+a] {
+			t.Errorf("rollback_on %s: the module creates no alarm %s-%s for the refresh to watch (alarms %v)", a, in.Name, a, alarmNames)
+		}
 	}
 
 	// Target tracking: equal to the spec (warmups are whole seconds already).

@@ -40,6 +40,16 @@ locals {
     COURSES_SSO_ONLY_STAFF        = tostring(var.oidc_staff_sso_only)
   } : {}
 
+  # The alarms an instance refresh watches: the 5xx rate and healthy hosts
+  # always (AWS's stand-ins for the local errors and health gates, which
+  # compare versions), then the spec's rollback_on, by haven alarm name.
+  # alarms.tf names each alarm "<name>-<haven alarm name>"; the names are
+  # built here rather than referenced because asg-at-max watches this group
+  # (a reference would be a cycle). The plan test checks each one exists.
+  refresh_alarms = [
+    for a in distinct(concat(["alb-5xx-rate", "healthy-hosts-below-min"], var.instance_refresh.rollback_alarms)) : "${var.name}-${a}"
+  ]
+
   scaling_metric = {
     cpu           = "ASGAverageCPUUtilization"
     request_count = "ALBRequestCountPerTarget"
@@ -147,18 +157,23 @@ resource "aws_autoscaling_group" "app" {
     version = aws_launch_template.app.latest_version
   }
 
+  # A new launch template version rolls out as `haven deploy` rolls it out
+  # locally, from the same spec fields (var.instance_refresh): launch before
+  # terminate up to max_healthy_percentage, a bake at each checkpoint, and a
+  # rollback when a watched alarm goes to ALARM.
   instance_refresh {
     strategy = "Rolling"
 
     preferences {
-      min_healthy_percentage = var.instance_refresh_min_healthy_percentage
-      auto_rollback          = true
+      min_healthy_percentage = var.instance_refresh.min_healthy_percentage
+      max_healthy_percentage = var.instance_refresh.max_healthy_percentage
+      checkpoint_percentages = var.instance_refresh.checkpoint_percentages
+      checkpoint_delay       = tostring(var.instance_refresh.checkpoint_delay)
+      instance_warmup        = tostring(var.instance_refresh.instance_warmup)
+      auto_rollback          = var.instance_refresh.auto_rollback
 
       alarm_specification {
-        alarms = [
-          aws_cloudwatch_metric_alarm.alb_5xx_rate.alarm_name,
-          aws_cloudwatch_metric_alarm.healthy_hosts.alarm_name,
-        ]
+        alarms = local.refresh_alarms
       }
     }
   }

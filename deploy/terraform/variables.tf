@@ -323,10 +323,55 @@ variable "scheduled_actions" {
   default = []
 }
 
-variable "instance_refresh_min_healthy_percentage" {
-  description = "Minimum healthy percentage during an instance refresh."
-  type        = number
-  default     = 90
+variable "instance_refresh" {
+  description = <<-EOT
+    Instance refresh preferences (haven.yaml `fleet.instance_refresh`, the same fields `haven deploy` rolls out with locally).
+    min_healthy_percentage (0-100) and max_healthy_percentage (100-200, at most 100 above min): 100 and 200 launch each batch before terminating, so serving capacity never drops below desired.
+    checkpoint_percentages: strictly increasing, ending at 100; checkpoint_delay: the bake at each, in seconds (0-172800).
+    instance_warmup: seconds a new instance runs before it counts.
+    auto_rollback: a failed refresh, or one of the alarms in ALARM, rolls back to the previous launch template version.
+    rollback_alarms: haven alarm names (alb-5xx-rate, healthy-hosts-below-min, target-p99-latency, db-cpu, db-free-storage, db-connections, asg-at-max) watched beside alb-5xx-rate and healthy-hosts-below-min, which every refresh watches.
+  EOT
+  type = object({
+    min_healthy_percentage = optional(number, 100)
+    max_healthy_percentage = optional(number, 200)
+    checkpoint_percentages = optional(list(number), [50, 100])
+    checkpoint_delay       = optional(number, 10)
+    instance_warmup        = optional(number, 0)
+    auto_rollback          = optional(bool, true)
+    rollback_alarms        = optional(list(string), [])
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    condition = (
+      var.instance_refresh.min_healthy_percentage >= 0 && var.instance_refresh.min_healthy_percentage <= 100 &&
+      var.instance_refresh.max_healthy_percentage >= 100 && var.instance_refresh.max_healthy_percentage <= 200 &&
+      var.instance_refresh.max_healthy_percentage - var.instance_refresh.min_healthy_percentage <= 100 &&
+      !(var.instance_refresh.min_healthy_percentage == 100 && var.instance_refresh.max_healthy_percentage == 100)
+    )
+    error_message = "instance_refresh: min_healthy_percentage must be 0-100 and max_healthy_percentage 100-200, at most 100 apart (AWS), and not both 100 (nothing could be replaced)."
+  }
+
+  validation {
+    condition = (
+      length(var.instance_refresh.checkpoint_percentages) > 0 &&
+      alltrue([for i, c in var.instance_refresh.checkpoint_percentages : c >= 1 && c <= 100 && (i == 0 || c > var.instance_refresh.checkpoint_percentages[max(i - 1, 0)])]) &&
+      try(var.instance_refresh.checkpoint_percentages[length(var.instance_refresh.checkpoint_percentages) - 1] == 100, false)
+    )
+    error_message = "instance_refresh.checkpoint_percentages must be strictly increasing, each 1-100, ending at 100 (the whole fleet)."
+  }
+
+  validation {
+    condition     = var.instance_refresh.checkpoint_delay >= 0 && var.instance_refresh.checkpoint_delay <= 172800 && var.instance_refresh.instance_warmup >= 0
+    error_message = "instance_refresh: checkpoint_delay must be 0-172800 seconds (AWS) and instance_warmup at least 0."
+  }
+
+  validation {
+    condition     = alltrue([for a in var.instance_refresh.rollback_alarms : contains(["alb-5xx-rate", "healthy-hosts-below-min", "target-p99-latency", "db-cpu", "db-free-storage", "db-connections", "asg-at-max"], a)])
+    error_message = "instance_refresh.rollback_alarms names an alarm the module does not create: use alb-5xx-rate, healthy-hosts-below-min, target-p99-latency, db-cpu, db-free-storage, db-connections or asg-at-max."
+  }
 }
 
 # ---------------------------------------------------------------------------

@@ -2,6 +2,8 @@ package alarms
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -143,4 +145,25 @@ func (f CredentialsFunc) Credential(ctx context.Context) (Credential, error) { r
 func snippet(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 200))
 	return strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
+}
+
+// CredentialFromSecret reads an action's credential from a secret's value:
+// {"username": ..., "password": ...} for basic auth, or {"token": ...} for
+// a bearer token. The error never quotes the value.
+func CredentialFromSecret(value string) (Credential, error) {
+	var v struct {
+		Username string `json:"username"`
+		Password string `json:"password"`
+		Token    string `json:"token"`
+	}
+	if err := json.Unmarshal([]byte(value), &v); err != nil {
+		return Credential{}, errors.New(`the secret is not JSON: store {"username": ..., "password": ...} or {"token": ...}`)
+	}
+	switch {
+	case v.Token != "" && v.Username == "" && v.Password == "":
+		return BearerToken(v.Token), nil
+	case v.Token == "" && v.Username != "" && v.Password != "":
+		return BasicAuth(v.Username, v.Password), nil
+	}
+	return Credential{}, errors.New(`the secret must hold either "username" and "password", or "token"`)
 }

@@ -177,3 +177,28 @@ func TestCredentialNeverShowsItsSecret(t *testing.T) {
 		}
 	}
 }
+
+func TestCredentialFromSecret(t *testing.T) {
+	for _, c := range []struct {
+		in, want string // want: the Authorization header, or an error's words
+	}{
+		{`{"username":"haven","password":"s3cret"}`, "Basic aGF2ZW46czNjcmV0"},
+		{`{"token":"abc"}`, "Bearer abc"},
+		{`{"username":"haven"}`, `either "username" and "password", or "token"`},
+		{`{"token":"abc","password":"x"}`, `either`},
+		{`s3cret`, "not JSON"},
+	} {
+		cred, err := CredentialFromSecret(c.in)
+		if err != nil {
+			if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("%s: error %v, want %q and no value", c.in, err, c.want)
+			}
+			continue
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://x", nil)
+		cred.apply(req)
+		if got := req.Header.Get("Authorization"); got != c.want {
+			t.Errorf("%s: Authorization %q, want %q", c.in, got, c.want)
+		}
+	}
+}

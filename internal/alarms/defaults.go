@@ -11,7 +11,8 @@ import (
 // default where AWS has the same alarm.
 type Params struct {
 	// FleetMin is the fleet's minimum size (spec fleet.min; AWS var.min_size):
-	// healthy-hosts-below-min alarms below it. Required, ≥ 1.
+	// healthy-hosts-below-min alarms below it (with 0 it never does, as
+	// on AWS). ≥ 0.
 	FleetMin int
 	// HTTP5XXPercent: alb-5xx-rate alarms above this percentage of requests
 	// answered with 5xx. Default 5 (AWS var.alarm_5xx_rate_percent).
@@ -57,8 +58,8 @@ func RunbookPath(name string) string { return "docs/runbooks/" + name + ".md" }
 // module's alarms.tf creates on AWS (the parity test holds them together),
 // in AWS's units: the local region divides periods by its time scale.
 func DefaultDefinitions(p Params) ([]Definition, error) {
-	if p.FleetMin < 1 {
-		return nil, fmt.Errorf("default alarms: fleet_min: must be ≥ 1 (fleet.min), got %d", p.FleetMin)
+	if p.FleetMin < 0 {
+		return nil, fmt.Errorf("default alarms: fleet_min: must be ≥ 0 (fleet.min), got %d", p.FleetMin)
 	}
 	for _, v := range []struct {
 		name string

@@ -238,16 +238,33 @@ func (d Definition) Actions(s State) []string {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,99}$`)
 
+// FieldProblem is one problem of a definition: the field (its JSON and
+// spec name, e.g. "datapoints_to_alarm") and what is wrong.
+type FieldProblem struct {
+	Field, Msg string
+}
+
 // Validate checks one definition and returns every problem found, each
 // naming the field as alarms.<name>.<field>.
 func (d Definition) Validate() error {
-	var errs []error
 	prefix := "alarms." + d.Name
 	if d.Name == "" {
 		prefix = "alarms.(unnamed)"
 	}
+	var errs []error
+	for _, p := range d.Problems() {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", prefix, p.Field, p.Msg))
+	}
+	return errors.Join(errs...)
+}
+
+// Problems checks one definition and returns every problem found, in the
+// order of the fields (Validate words them with the alarm's name; the spec
+// with its own path).
+func (d Definition) Problems() []FieldProblem {
+	var ps []FieldProblem
 	add := func(field, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: %s", prefix, field, fmt.Sprintf(format, a...)))
+		ps = append(ps, FieldProblem{Field: field, Msg: fmt.Sprintf(format, a...)})
 	}
 	if !nameRE.MatchString(d.Name) {
 		add("name", "must be 1-100 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, got %q", d.Name)
@@ -305,7 +322,7 @@ func (d Definition) Validate() error {
 	if d.Runbook != "" && (strings.HasPrefix(d.Runbook, "/") || strings.Contains(d.Runbook, "..")) {
 		add("runbook", "must be a path inside the repository such as docs/runbooks/%s.md, got %q", d.Name, d.Runbook)
 	}
-	return errors.Join(errs...)
+	return ps
 }
 
 // ValidateAll validates every definition, checks names are unique and that

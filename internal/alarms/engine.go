@@ -63,6 +63,14 @@ type Config struct {
 	// OnTransition, if set, is called after each state change is persisted
 	// (for the region's event log). It must not block.
 	OnTransition func(Transition)
+	// NotBefore is when the Source began collecting: it has no data from
+	// before, which is unknown rather than missing. An alarm is not
+	// evaluated (it keeps its state: a new one INSUFFICIENT_DATA, a
+	// restored one what it was) until its N evaluated periods all start at
+	// or after NotBefore, and datapoints of earlier periods are ignored.
+	// CloudWatch's metrics have no beginning; a daemon's store does.
+	// Default: zero (the source's history is complete).
+	NotBefore time.Time
 }
 
 // Transition is one state change of one alarm.
@@ -322,12 +330,20 @@ func (e *Engine) Tick(ctx context.Context) []Transition {
 	defer e.tickMu.Unlock()
 	now := e.clk.Now().UTC()
 	type result struct {
-		ev  Evaluation
-		err error
+		ev   Evaluation
+		err  error
+		skip bool
 	}
 	results := make([]result, len(e.defs))
 	for i, d := range e.defs {
 		start, end := Window(d, now)
+		if !e.cfg.NotBefore.IsZero() {
+			if end.Add(-time.Duration(d.EvaluationPeriods) * d.Period).Before(e.cfg.NotBefore) {
+				results[i].skip = true // not enough history yet
+				continue
+			}
+			start = maxTime(start, alignDown(e.cfg.NotBefore.Add(d.Period-1), d.Period))
+		}
 		pts, err := e.cfg.Source.Datapoints(ctx, Query{Metric: d.Metric, Statistic: d.Statistic, Period: d.Period, Start: start, End: end})
 		if err != nil {
 			results[i].err = err
@@ -343,6 +359,9 @@ func (e *Engine) Tick(ctx context.Context) []Transition {
 	var out []Transition
 	for i, d := range e.defs {
 		r := results[i]
+		if r.skip {
+			continue
+		}
 		if r.err != nil {
 			if e.lastErr[d.Name] != r.err.Error() {
 				e.log.Warn("read alarm datapoints", "alarm", d.Name, "metric", d.Metric, "err", r.err)
@@ -602,4 +621,11 @@ func cloneReasonData(r ReasonData) ReasonData {
 	r.RecentDatapoints = slices.Clone(r.RecentDatapoints)
 	r.EvaluatedDatapoints = slices.Clone(r.EvaluatedDatapoints)
 	return r
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

@@ -500,3 +500,51 @@ func TestHistoryIsBoundedAndStatusIsAnImmutableSnapshot(t *testing.T) {
 		t.Errorf("history %d items, newest %+v; want the last 3 state updates", len(hist), hist[0])
 	}
 }
+
+// TestNotBeforeWaitsForHistory: a store born at NotBefore has no history
+// before it, which is unknown, not missing: an alarm whose missing data
+// breaches stays as it is until its N periods all lie after NotBefore,
+// and breaching datapoints from before NotBefore never count.
+func TestNotBeforeWaitsForHistory(t *testing.T) {
+	clk := clock.NewFake(t0)
+	lg, _ := newLogs(t)
+	store := NewStore(0, 0)
+	// Before NotBefore the region was starting: no healthy host.
+	for s := time.Duration(0); s < 2*time.Minute; s += time.Second {
+		must(t, store.Put(MetricHealthyHostCount, Sample{Time: t0.Add(s), Value: 0}))
+	}
+	notBefore := t0.Add(2*time.Minute + 30*time.Second)
+	for s := 2*time.Minute + 30*time.Second; s < 10*time.Minute; s += time.Second {
+		must(t, store.Put(MetricHealthyHostCount, Sample{Time: t0.Add(s), Value: 2}))
+	}
+	defs, _ := DefaultDefinitions(Params{FleetMin: 2})
+	var hh []Definition
+	for _, d := range defs {
+		if d.Name == AlarmHealthyHosts {
+			hh = append(hh, d) // 3 of 3 × 60 s, missing data breaching
+		}
+	}
+	e, err := New(Config{Region: "dev", Definitions: hh, Source: store, StateDir: t.TempDir(), Clock: clk, Logger: lg, NotBefore: notBefore})
+	must(t, err)
+	for _, at := range []time.Duration{2 * time.Minute, 3 * time.Minute, 5*time.Minute + 59*time.Second} {
+		clk.Set(t0.Add(at))
+		if tr := e.Tick(context.Background()); len(tr) != 0 {
+			t.Fatalf("at +%s: transitions %+v before 3 periods of history (NotBefore +2m30s)", at, tr)
+		}
+		if st := stateOf(e, AlarmHealthyHosts); st.State != StateInsufficientData || !st.LastEvaluated.IsZero() {
+			t.Fatalf("at +%s: %s evaluated %v, want INSUFFICIENT_DATA, not evaluated", at, st.State, st.LastEvaluated)
+		}
+	}
+	// At +6m the periods 3m, 4m and 5m are complete and after NotBefore:
+	// healthy, so OK, with the partial 2m period's zeros left out.
+	clk.Set(t0.Add(6 * time.Minute))
+	tr := e.Tick(context.Background())
+	if len(tr) != 1 || tr[0].NewState != StateOK {
+		t.Fatalf("at +6m: transitions %+v, want one to OK", tr)
+	}
+	for _, dp := range tr[0].ReasonData.EvaluatedDatapoints {
+		if dp.Timestamp.Before(notBefore) {
+			t.Errorf("a datapoint of %s (before NotBefore) was evaluated", dp.Timestamp)
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package alarms
+package alarms_test
 
 import (
 	"fmt"
@@ -9,6 +9,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	// The test reads the alarms as the spec defines them (the one source
+	// of both the local alarms and the module's), so it is an external
+	// test: package spec imports package alarms.
+	. "github.com/haven-platform/haven/internal/alarms"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // awsOnly lists the alarms alarms.tf creates that have no local default
@@ -48,13 +54,29 @@ func with(files map[string]string, name, content string) map[string]string {
 	return out
 }
 
-// TestParityWithAlarmsTF compares the default alarms with the Terraform
-// module's alarms.tf, field by field.
-func TestParityWithAlarmsTF(t *testing.T) {
-	defs, err := DefaultDefinitions(Params{FleetMin: 2, Actions: []string{"topic"}})
+// specDefaults returns the seed's alarms as the default spec defines them
+// (one action standing for the module's SNS topic): the definitions the
+// local region runs and whose thresholds `haven aws tfvars` exports.
+func specDefaults(t *testing.T) []Definition {
+	t.Helper()
+	s, err := spec.Parse([]byte("alarms: {actions: [{name: topic, webhook: {url: 'https://hooks.example.com/haven'}}]}"), "parity.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defs, err := s.AlarmDefinitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(defs) != 7 {
+		t.Fatalf("the default spec defines %d alarms, want the seed's 7", len(defs))
+	}
+	return defs
+}
+
+// TestParityWithAlarmsTF compares the default spec's alarms with the
+// Terraform module's alarms.tf, field by field.
+func TestParityWithAlarmsTF(t *testing.T) {
+	defs := specDefaults(t)
 	problems, err := checkParity(defs, readModule(t))
 	if err != nil {
 		t.Fatal(err)
@@ -69,13 +91,7 @@ func TestParityWithAlarmsTF(t *testing.T) {
 func TestParityCheckCatchesDrift(t *testing.T) {
 	files := readModule(t)
 	tf := files["alarms.tf"]
-	fresh := func() []Definition {
-		defs, err := DefaultDefinitions(Params{FleetMin: 2, Actions: []string{"topic"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return defs
-	}
+	fresh := func() []Definition { return specDefaults(t) }
 	find := func(defs []Definition, name string) *Definition {
 		for i := range defs {
 			if defs[i].Name == name {

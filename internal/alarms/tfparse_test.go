@@ -1,4 +1,4 @@
-package alarms
+package alarms_test
 
 import (
 	"fmt"

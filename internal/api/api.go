@@ -31,20 +31,23 @@ const (
 
 // Status is the whole region at a glance: `haven status --json` prints it.
 type Status struct {
-	Region    string     `json:"region"`
-	Phase     string     `json:"phase"`
-	Error     string     `json:"error,omitempty"`
-	StartedAt time.Time  `json:"started_at"`
-	StateDir  string     `json:"state_dir"`
-	PID       int        `json:"pid"`
-	Progress  []string   `json:"progress,omitempty"`
-	Endpoints Endpoints  `json:"endpoints"`
-	Network   Network    `json:"network"`
-	Zones     []Zone     `json:"zones"`
-	Fleet     Fleet      `json:"fleet"`
-	LB        LB         `json:"load_balancer"`
-	Instances []Instance `json:"instances"`
-	Database  *Database  `json:"database,omitempty"`
+	Region    string    `json:"region"`
+	Phase     string    `json:"phase"`
+	Error     string    `json:"error,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	StateDir  string    `json:"state_dir"`
+	// SpecSHA256 is the hex SHA-256 of the spec file's text the region
+	// runs: the file it started with, or the last one applied.
+	SpecSHA256 string     `json:"spec_sha256,omitempty"`
+	PID        int        `json:"pid"`
+	Progress   []string   `json:"progress,omitempty"`
+	Endpoints  Endpoints  `json:"endpoints"`
+	Network    Network    `json:"network"`
+	Zones      []Zone     `json:"zones"`
+	Fleet      Fleet      `json:"fleet"`
+	LB         LB         `json:"load_balancer"`
+	Instances  []Instance `json:"instances"`
+	Database   *Database  `json:"database,omitempty"`
 	// ObjStore and Edge are nil while their tier is not running (the edge
 	// also when edge.listen is empty).
 	ObjStore *ObjStoreStatus `json:"objstore,omitempty"`
@@ -646,4 +649,17 @@ func (c *Client) DBDrillLogin(ctx context.Context) (DBDrillLogin, error) {
 // returned stops working.
 func (c *Client) DBDrillLogout(ctx context.Context) error {
 	return c.do(ctx, http.MethodDelete, "/v1/db/drill-login", nil, nil)
+}
+
+// ConsoleLogin is a one-time link into the web console (POST
+// /v1/console/login): used once, within minutes, it signs a browser in.
+type ConsoleLogin struct {
+	URL string `json:"url"`
+}
+
+// ConsoleLogin asks the daemon for a one-time console login link.
+func (c *Client) ConsoleLogin(ctx context.Context) (ConsoleLogin, error) {
+	var out ConsoleLogin
+	err := c.do(ctx, http.MethodPost, "/v1/console/login", nil, &out)
+	return out, err
 }

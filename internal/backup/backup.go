@@ -84,6 +84,10 @@ type Config struct {
 	// SwitchInterval is how often the archive ticker forces a WAL switch on
 	// the primary when there were writes. Default 3s; negative disables it.
 	SwitchInterval time.Duration
+	// RestorableInterval is how often Start's loop lists the repository
+	// to refresh Restorable. Default DefaultRestorableInterval (30 s);
+	// negative disables the loop (List still refreshes it).
+	RestorableInterval time.Duration
 	// Binary is the pgbackrest executable. Default DefaultBinary.
 	Binary string
 	// PGBinDir holds the PostgreSQL 15 binaries. Default pgha.DefaultBinDir.
@@ -169,12 +173,13 @@ type Manager struct {
 	confPath string
 	uid, gid int
 
-	mu      sync.Mutex // serialises backups and expiry
-	wal     walCache
-	ticker  atomic.Pointer[ArchiveStatus] // published by the archive ticker
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	started bool
+	mu         sync.Mutex // serialises backups and expiry
+	wal        walCache
+	ticker     atomic.Pointer[ArchiveStatus] // published by the archive ticker
+	restorable atomic.Pointer[Restorable]    // published by List
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	started    bool
 }
 
 // New validates cfg, fills in defaults and writes the pgBackRest
@@ -464,9 +469,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel, m.started = cancel, true
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go func() { defer m.wg.Done(); m.ArchiveTicker(runCtx) }()
 	go func() { defer m.wg.Done(); m.Run(runCtx) }()
+	go func() { defer m.wg.Done(); m.refreshRestorable(runCtx) }()
 	return nil
 }
 

@@ -58,5 +58,9 @@ func TestBackupFullIncrementalAndList(t *testing.T) {
 	if len(l.Backups) != 2 || l.Backups[0].Label != full.Label || l.Backups[1].Label != incr.Label {
 		t.Errorf("backups = %+v, want [%s %s]", l.Backups, full.Label, incr.Label)
 	}
+	// Every List publishes the window for the metrics endpoint.
+	if r := e.mgr.Restorable(); r.Err != "" || r.CheckedAt.IsZero() || r.Latest.Before(l.LatestRestorable) || !r.Earliest.Equal(l.EarliestRestorable) {
+		t.Errorf("Restorable() = %+v after List found %s .. %s", r, l.EarliestRestorable, l.LatestRestorable)
+	}
 	t.Logf("listing: %+v lag %s ticker %+v", l, time.Since(l.LatestRestorable), e.mgr.ArchiveStatus())
 }

@@ -178,8 +178,9 @@ func (m *Manager) backups(ctx context.Context) ([]BackupInfo, error) {
 // between EarliestRestorable and LatestRestorable reaches its target;
 // PostgreSQL fails a recovery whose target is after the last commit it can
 // replay ("recovery ended before configured recovery target was reached").
-func (m *Manager) List(ctx context.Context) (Listing, error) {
-	l, err := m.info(ctx)
+func (m *Manager) List(ctx context.Context) (l Listing, err error) {
+	defer func() { m.publishRestorable(l, err) }()
+	l, err = m.info(ctx)
 	if err != nil {
 		return Listing{}, err
 	}

@@ -790,3 +790,13 @@ func parseKV(s string) map[string]uint64 {
 	}
 	return out
 }
+
+// Stats reads the CPU and memory counters of the group called name (an
+// instance's id): a few small files, no lock of the fleet, so the metrics
+// endpoint can read every instance at each scrape.
+func (m *Manager) Stats(name string) (Stats, error) {
+	if err := validName(name); err != nil {
+		return Stats{}, err
+	}
+	return m.group(name).Stats()
+}

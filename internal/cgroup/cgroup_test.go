@@ -284,6 +284,17 @@ func TestCPUQuotaThrottles(t *testing.T) {
 	if st.CPUUsage <= 0 {
 		t.Errorf("cpu usage got %v, want > 0", st.CPUUsage)
 	}
+	// The manager reads the same counters by the group's name.
+	byName, err := m.Stats("i-busy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if byName.CPUUsage < st.CPUUsage || byName.MemoryBytes <= 0 {
+		t.Errorf("Manager.Stats = %+v after Group.Stats = %+v: want CPU time at least as high and some memory", byName, st)
+	}
+	if _, err := m.Stats("../etc"); err == nil {
+		t.Error("Manager.Stats accepted a name with a slash")
+	}
 }
 
 func TestDisabledManagerTracksPids(t *testing.T) {

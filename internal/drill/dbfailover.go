@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/load"
 	"github.com/haven-platform/haven/internal/pgha/ledger"
 )
 
@@ -120,7 +122,7 @@ type RTOStats struct {
 
 // DBFailoverReport is the drill's result.
 type DBFailoverReport struct {
-	Drill      string   `json:"drill"`
+	Envelope
 	Fault      string   `json:"fault"`
 	Durability string   `json:"durability"`
 	Rounds     int      `json:"rounds"`
@@ -142,8 +144,11 @@ type DBFailoverReport struct {
 	Web                  *Summary  `json:"web,omitempty"`
 	WebOutsideWindow     int       `json:"web_failures_outside_rto_window,omitempty"`
 	RoundResults         []DBRound `json:"round_results"`
-	Pass                 bool      `json:"pass"`
-	Reasons              []string  `json:"reasons,omitempty"`
+	// Timeline is the ledger's writes second by second: attempted (rps),
+	// acknowledged (ok), failed and unknown (errors), commit latency.
+	Timeline []load.Second `json:"timeline"`
+	// WebTimeline is the web load second by second (with web load only).
+	WebTimeline []load.Second `json:"web_timeline,omitempty"`
 }
 
 // DBFailover runs the database failover drill against a live Multi-AZ
@@ -218,7 +223,7 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 		return nil, fmt.Errorf("drill db-failover: get a drill login: %w", err)
 	}
 	defer endDrillLogin(c, say)
-	rep := &DBFailoverReport{Drill: "db-failover", Fault: cfg.Fault, Durability: st.Durability, Rounds: cfg.Rounds, Writers: cfg.Writers}
+	rep := &DBFailoverReport{Envelope: startEnvelope(ctx, c, "db-failover"), Fault: cfg.Fault, Durability: st.Durability, Rounds: cfg.Rounds, Writers: cfg.Writers}
 	say("waiting for a healthy pair (one primary, one streaming synchronous standby)")
 	if _, _, err := waitHealed(ctx, c, cfg.HealTimeout, nil); err != nil {
 		return nil, fmt.Errorf("drill db-failover: the database is not healthy before the drill: %w", err)
@@ -346,7 +351,11 @@ func DBFailover(ctx context.Context, c *api.Client, cfg DBFailoverConfig) (*DBFa
 	if rep.WebOutsideWindow > 0 {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("%d web requests failed outside the RTO window", rep.WebOutsideWindow))
 	}
-	rep.Pass = len(rep.Reasons) == 0
+	rep.Timeline = writesTimeline(ops, rep.StartedAt)
+	if web != nil {
+		rep.WebTimeline = web.timeline()
+	}
+	rep.finish()
 	return rep, nil
 }
 
@@ -680,6 +689,17 @@ type webLoad struct {
 	done   chan struct{}
 	rec    *Recorder
 	all    Summary
+	// start and tl are the drill-wide timeline every round adds to.
+	start time.Time
+	tl    []load.Second
+}
+
+// timeline is the web load second by second since the load was set up,
+// every round's in place (seconds between rounds are zero).
+func (wl *webLoad) timeline() []load.Second {
+	wl.mu.Lock()
+	defer wl.mu.Unlock()
+	return slices.Clone(wl.tl)
 }
 
 func startWebLoad(ctx context.Context, c *api.Client, nUsers, rate int, w Workload, drill string, say func(string, ...any)) (*webLoad, error) {
@@ -692,7 +712,7 @@ func startWebLoad(ctx context.Context, c *api.Client, nUsers, rate int, w Worklo
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", drill, err)
 	}
-	wl := &webLoad{site: site, users: users, rate: rate, ctx: ctx}
+	wl := &webLoad{site: site, users: users, rate: rate, ctx: ctx, start: time.Now()}
 	wl.all.Errors = map[string]int{}
 	say("web load: %d journey steps/s through the load balancer during every round", rate)
 	return wl, nil
@@ -724,6 +744,7 @@ func (wl *webLoad) endRoundSummary(fault time.Time, rtoMS float64) (*WebWindow, 
 	<-wl.done
 	wl.cancel = nil
 	s := wl.rec.Summary()
+	wl.tl = mergeTimeline(wl.tl, wl.start, wl.rec)
 	out := &WebWindow{Requests: s.Requests, Failed: s.Failed, Errors: s.Errors}
 	for i, f := range s.Failures {
 		rel := float64(f.At.Sub(fault).Microseconds()) / 1000

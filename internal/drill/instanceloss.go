@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/load"
 )
 
 // InstanceLossConfig configures the instance-loss drill.
@@ -48,7 +49,7 @@ type FaultResult struct {
 
 // InstanceLossReport is the drill's result.
 type InstanceLossReport struct {
-	Drill string `json:"drill"`
+	Envelope
 	Summary
 	DurationS  float64       `json:"duration_s"`
 	Rate       int           `json:"rate"`
@@ -59,8 +60,8 @@ type InstanceLossReport struct {
 	Desired    int           `json:"desired"`
 	InService  int           `json:"in_service_after"`
 	HealthyEnd int           `json:"healthy_after"`
-	Pass       bool          `json:"pass"`
-	Reasons    []string      `json:"reasons,omitempty"`
+	// Timeline is the load second by second.
+	Timeline []load.Second `json:"timeline"`
 }
 
 // InstanceLoss drives the workload's logged-in journeys through the load balancer, SIGKILLs
@@ -109,7 +110,7 @@ func InstanceLoss(ctx context.Context, c *api.Client, cfg InstanceLossConfig) (*
 	go func() { RunLoad(loadCtx, site, users, cfg.Rate, rec); close(loadDone) }()
 	say("load: %d requests/s for %s", cfg.Rate, cfg.Duration)
 
-	rep := &InstanceLossReport{Drill: "instance-loss", Rate: cfg.Rate, Users: cfg.Users, Desired: st.Fleet.Desired}
+	rep := &InstanceLossReport{Envelope: startEnvelope(ctx, c, "instance-loss"), Rate: cfg.Rate, Users: cfg.Users, Desired: st.Fleet.Desired}
 	var victims []string
 	for i, kind := range []string{"kill", "freeze"} {
 		at := start.Add(cfg.Duration * time.Duration(i+1) / 3)
@@ -156,7 +157,8 @@ func InstanceLoss(ctx context.Context, c *api.Client, cfg InstanceLossConfig) (*
 	if rep.HealthyEnd < rep.Desired {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("fleet ended with %d healthy instances, desired %d", rep.HealthyEnd, rep.Desired))
 	}
-	rep.Pass = len(rep.Reasons) == 0
+	rep.Timeline = rec.Timeline()
+	rep.finish()
 	return rep, nil
 }
 

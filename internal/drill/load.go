@@ -4,10 +4,14 @@ package drill
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/haven-platform/haven/internal/load"
 )
 
 // Recorder collects request outcomes and latencies.
@@ -20,6 +24,16 @@ type Recorder struct {
 	// first and last are the first and the last failure, of all of them
 	// (failures keeps 50).
 	first, last time.Time
+	// start is when the recorder was made; secs are the requests by the
+	// second (since start) they started in, for the timeline.
+	start time.Time
+	secs  []second
+}
+
+// second is one second of requests: their latencies and failures.
+type second struct {
+	lat    []time.Duration
+	errors map[string]int
 }
 
 // Failure is one failed request, kept for the report.
@@ -30,13 +44,26 @@ type Failure struct {
 }
 
 // NewRecorder returns an empty recorder.
-func NewRecorder() *Recorder { return &Recorder{errs: map[string]int{}} }
+func NewRecorder() *Recorder { return &Recorder{errs: map[string]int{}, start: time.Now()} }
 
 // Record adds one request's outcome.
 func (r *Recorder) Record(path string, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.latencies = append(r.latencies, d)
+	if i := int(time.Since(r.start.Add(d)) / time.Second); i >= 0 && i < 24*3600 {
+		for len(r.secs) <= i {
+			r.secs = append(r.secs, second{})
+		}
+		sec := &r.secs[i]
+		sec.lat = append(sec.lat, d)
+		if err != nil {
+			if sec.errors == nil {
+				sec.errors = map[string]int{}
+			}
+			sec.errors[errorClass(err)]++
+		}
+	}
 	if err != nil {
 		r.failed++
 		now := time.Now().UTC()
@@ -86,6 +113,46 @@ func (r *Recorder) Summary() Summary {
 		s.MaxMS = ms(l[len(l)-1])
 	}
 	return s
+}
+
+// Timeline returns the requests second by second, by the second they
+// started in: how many, how many succeeded, the failures by class, and
+// latency quantiles (the envelope's per-second timeline).
+func (r *Recorder) Timeline() []load.Second {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]load.Second, len(r.secs))
+	for i, s := range r.secs {
+		failed := 0
+		for _, n := range s.errors {
+			failed += n
+		}
+		l := append([]time.Duration(nil), s.lat...)
+		sort.Slice(l, func(i, j int) bool { return l[i] < l[j] })
+		out[i] = load.Second{T: i, RPS: len(l), OK: len(l) - failed, Errors: maps.Clone(s.errors)}
+		if len(l) > 0 {
+			out[i].P50MS, out[i].P95MS, out[i].P99MS, out[i].MaxMS = ms(quantile(l, 0.5)), ms(quantile(l, 0.95)), ms(quantile(l, 0.99)), ms(l[len(l)-1])
+		}
+	}
+	return out
+}
+
+// errorClass is a failure's timeline key: its HTTP status when the message
+// names one ("status 503"), else its kind.
+func errorClass(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "status "); i >= 0 && len(msg) >= i+10 {
+		if code := msg[i+7 : i+10]; code[0] >= '1' && code[0] <= '5' && strings.Trim(code, "0123456789") == "" {
+			return code
+		}
+	}
+	switch {
+	case strings.Contains(msg, "timeout") || strings.Contains(msg, "deadline"):
+		return "timeout"
+	case strings.Contains(msg, "saturated"):
+		return "dropped"
+	}
+	return "transport"
 }
 
 func quantile(sorted []time.Duration, q float64) time.Duration {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/load"
 	"github.com/haven-platform/haven/internal/pgha/ledger"
 )
 
@@ -32,7 +33,7 @@ type PITRConfig struct {
 
 // PITRReport is the drill's result.
 type PITRReport struct {
-	Drill  string    `json:"drill"`
+	Envelope
 	Target time.Time `json:"target"`
 	Backup string    `json:"backup"`
 	// Committed counts acknowledged rows; MustHave those acknowledged at or
@@ -58,11 +59,11 @@ type PITRReport struct {
 	LagMaxS    float64 `json:"latest_restorable_lag_max_s"`
 	LagSamples int     `json:"lag_samples"`
 	// RestoreS is how long the restore took (repository restore + replay).
-	RestoreS  float64  `json:"restore_s"`
-	RestoreID string   `json:"restore_id"`
-	Address   string   `json:"restored_address"`
-	Pass      bool     `json:"pass"`
-	Reasons   []string `json:"reasons,omitempty"`
+	RestoreS  float64 `json:"restore_s"`
+	RestoreID string  `json:"restore_id"`
+	Address   string  `json:"restored_address"`
+	// Timeline is the writers' commits second by second.
+	Timeline []load.Second `json:"timeline"`
 }
 
 // PITR runs the point-in-time restore drill through the daemon: writers
@@ -101,6 +102,7 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 		}
 		return nil, fmt.Errorf("drill pitr: backups are off (%s)", reason)
 	}
+	env := startEnvelope(ctx, c, "pitr")
 	login, err := c.DBDrillLogin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("drill pitr: get a drill login: %w", err)
@@ -144,7 +146,7 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 	}
 	ops := w.Stop()
 	okN, _, unknown := tally(ops)
-	rep := &PITRReport{Drill: "pitr", Target: target, Committed: okN, Unknown: unknown, LagSamples: len(lags)}
+	rep := &PITRReport{Envelope: env, Target: target, Committed: okN, Unknown: unknown, LagSamples: len(lags)}
 	sort.Float64s(lags)
 	if len(lags) > 0 {
 		rep.LagMedianS, rep.LagMaxS = lags[len(lags)/2], lags[len(lags)-1]
@@ -208,6 +210,7 @@ func PITR(ctx context.Context, c *api.Client, cfg PITRConfig) (*PITRReport, erro
 	if rep.MustHave == 0 || rep.MustNotHave == 0 {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("T does not split the history (%d rows before, %d after): the check proves nothing", rep.MustHave, rep.MustNotHave))
 	}
-	rep.Pass = len(rep.Reasons) == 0
+	rep.Timeline = writesTimeline(ops, rep.StartedAt)
+	rep.finish()
 	return rep, nil
 }

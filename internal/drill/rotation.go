@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/haven-platform/haven/internal/api"
+	"github.com/haven-platform/haven/internal/load"
 )
 
 // RotationConfig configures the secret-rotation drill.
@@ -53,7 +54,7 @@ type RotationStep struct {
 
 // RotationReport is the drill's result.
 type RotationReport struct {
-	Drill string `json:"drill"`
+	Envelope
 	Summary
 	DurationS float64        `json:"duration_s"`
 	Rate      int            `json:"rate"`
@@ -69,12 +70,13 @@ type RotationReport struct {
 	// instances and the release task logged over the region's life;
 	// AuditedGets the app role's successful GetSecretValue calls in the audit
 	// trail (AuditedAll with refusals and failures).
-	AppFetches  int      `json:"app_fetches_logged"`
-	AuditedGets int      `json:"get_secret_value_audited"`
-	AuditedAll  int      `json:"get_secret_value_audited_all_results"`
-	AuditOK     bool     `json:"audit_holds_every_get"`
-	Pass        bool     `json:"pass"`
-	Reasons     []string `json:"reasons,omitempty"`
+	AppFetches  int  `json:"app_fetches_logged"`
+	AuditedGets int  `json:"get_secret_value_audited"`
+	AuditedAll  int  `json:"get_secret_value_audited_all_results"`
+	AuditOK     bool `json:"audit_holds_every_get"`
+	// Timeline is the web load second by second (db-failover: absent
+	// without web load).
+	Timeline []load.Second `json:"timeline,omitempty"`
 }
 
 // SecretRotation drives logged-in journeys through the load balancer while it
@@ -129,7 +131,7 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 	}
 	defer site.Close()
 
-	rep := &RotationReport{Drill: "secret-rotation", Rate: cfg.Rate, Users: cfg.Users, Secret: cfg.Secret, Requested: cfg.Rotations, StaleRefused: true}
+	rep := &RotationReport{Envelope: startEnvelope(ctx, c, "secret-rotation"), Rate: cfg.Rate, Users: cfg.Users, Secret: cfg.Secret, Requested: cfg.Rotations, StaleRefused: true}
 	windowStart := time.Now()
 	rec := NewRecorder()
 	loadCtx, stopLoad := context.WithCancel(ctx)
@@ -215,9 +217,7 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 	}
 	rep.AuditOK = rep.AuditedGets >= rep.AppFetches
 
-	rep.Pass = true
 	fail := func(format string, a ...any) {
-		rep.Pass = false
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf(format, a...))
 	}
 	if rep.Failed > 0 {
@@ -240,6 +240,8 @@ func SecretRotation(ctx context.Context, c *api.Client, cfg RotationConfig) (*Ro
 	if !rep.AuditOK {
 		fail("the apps logged %d secret fetches but the audit trail holds %d successful GetSecretValue calls", rep.AppFetches, rep.AuditedGets)
 	}
+	rep.Timeline = rec.Timeline()
+	rep.finish()
 	return rep, nil
 }
 

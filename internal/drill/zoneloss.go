@@ -12,6 +12,7 @@ import (
 
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/failpoint"
+	"github.com/haven-platform/haven/internal/load"
 	"github.com/haven-platform/haven/internal/pgha/ledger"
 )
 
@@ -137,7 +138,7 @@ type SplitBrain struct {
 
 // ZoneLossReport is the drill's result.
 type ZoneLossReport struct {
-	Drill  string `json:"drill"`
+	Envelope
 	Fault  string `json:"fault"`
 	Rounds int    `json:"rounds"`
 	// Desired is the fleet's desired capacity.
@@ -162,8 +163,9 @@ type ZoneLossReport struct {
 	FinalPrimary         string      `json:"final_primary"`
 	FinalEpoch           int64       `json:"final_epoch"`
 	RoundResults         []ZoneRound `json:"round_results"`
-	Pass                 bool        `json:"pass"`
-	Reasons              []string    `json:"reasons,omitempty"`
+	// Timeline is the web load second by second (db-failover: absent
+	// without web load).
+	Timeline []load.Second `json:"timeline,omitempty"`
 }
 
 // ZoneLoss runs the zone-loss drill against a live Multi-AZ region:
@@ -215,7 +217,7 @@ func ZoneLoss(ctx context.Context, c *api.Client, cfg ZoneLossConfig) (*ZoneLoss
 		return nil, fmt.Errorf("drill zone-loss: get a drill login: %w", err)
 	}
 	defer endDrillLogin(c, say)
-	rep := &ZoneLossReport{Drill: "zone-loss", Fault: cfg.Fault, Rounds: cfg.Rounds, Desired: st.Fleet.Desired}
+	rep := &ZoneLossReport{Envelope: startEnvelope(ctx, c, "zone-loss"), Fault: cfg.Fault, Rounds: cfg.Rounds, Desired: st.Fleet.Desired}
 	say("waiting for a healthy region: a synchronous standby, %d instances healthy and balanced", st.Fleet.Desired)
 	if _, _, err := waitHealed(ctx, c, cfg.HealTimeout, nil); err != nil {
 		return nil, fmt.Errorf("drill zone-loss: the database is not healthy before the drill: %w", err)
@@ -345,7 +347,8 @@ func ZoneLoss(ctx context.Context, c *api.Client, cfg ZoneLossConfig) (*ZoneLoss
 	if !rep.SyncStandbyStreaming {
 		rep.Reasons = append(rep.Reasons, fmt.Sprintf("the standby is not streaming synchronously at the end (sync_state %s, state %s)", end.SyncState, end.ReplicationState))
 	}
-	rep.Pass = len(rep.Reasons) == 0
+	rep.Timeline = web.timeline()
+	rep.finish()
 	return rep, nil
 }
 

@@ -89,6 +89,8 @@ type Fleet struct {
 	loopDone   chan struct{}
 	stops      sync.WaitGroup // in-flight instance stops
 	wake       chan struct{}
+
+	activity activity // launches and terminations, for Activity
 }
 
 type instance struct {
@@ -360,6 +362,7 @@ func (f *Fleet) poke() {
 
 func (f *Fleet) emit(evs ...Event) {
 	for _, e := range evs {
+		f.activity.count(e)
 		f.log.Info("instance "+e.Type, "instance", e.Instance, "zone", e.Zone, "reason", e.Reason)
 		if f.cfg.OnEvent != nil {
 			f.cfg.OnEvent(e)
@@ -478,8 +481,10 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			f.nextLaunch = f.clock.Now().Add(d)
 			f.mu.Unlock()
 			f.log.Warn("launch failed", "zone", f.cfg.Zones[l.Zone].Name, "err", err, "retry_in", d)
+			failed := Event{Time: f.clock.Now(), Fleet: f.cfg.Name, Type: EventLaunchFailed, Zone: f.cfg.Zones[l.Zone].Name, Reason: err.Error()}
+			f.activity.count(failed)
 			if f.cfg.OnEvent != nil {
-				f.cfg.OnEvent(Event{Time: f.clock.Now(), Fleet: f.cfg.Name, Type: EventLaunchFailed, Zone: f.cfg.Zones[l.Zone].Name, Reason: err.Error()})
+				f.cfg.OnEvent(failed)
 			}
 			return
 		}

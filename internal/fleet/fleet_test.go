@@ -312,6 +312,39 @@ func TestFleetReplacesKilledInstance(t *testing.T) {
 			t.Errorf("victim still listed")
 		}
 	}
+	// Activity: one launch per zone at start, the replacement in the
+	// victim's zone, one termination there with the bounded cause "exited".
+	got := map[ActivityCount]bool{}
+	for _, a := range f.Activity() {
+		got[a] = true
+	}
+	other := "a"
+	if victim.Zone == "a" {
+		other = "b"
+	}
+	for _, want := range []ActivityCount{
+		{Kind: EventLaunch, Zone: victim.Zone, Cause: ReasonCapacity, Count: 2},
+		{Kind: EventLaunch, Zone: other, Cause: ReasonCapacity, Count: 1},
+		{Kind: EventTerminate, Zone: victim.Zone, Cause: "exited", Count: 1},
+	} {
+		if !got[want] {
+			t.Errorf("activity %+v missing from %+v", want, f.Activity())
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("activity = %+v, want exactly 3 rows", f.Activity())
+	}
+}
+
+func TestActivityCause(t *testing.T) {
+	for in, want := range map[string]string{
+		"exited: signal: killed": "exited", "fleet stopped": "fleet-stopped", "scale-in": "scale-in",
+		"terminated by request": "terminated-by-request", "": "unknown", "Unhealthy": "unhealthy",
+	} {
+		if got := cause(in); got != want {
+			t.Errorf("cause(%q) = %q, want %q", in, got, want)
+		}
+	}
 }
 
 func TestFleetScaleOutAndIn(t *testing.T) {

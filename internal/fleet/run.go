@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -83,6 +84,9 @@ type Task struct {
 	Env []string
 	// Log receives every output line. Required.
 	Log *os.File
+	// Stdout, when set, receives the standard output instead of Log (which
+	// keeps the standard error): for a task whose output is data.
+	Stdout io.Writer
 	// Progress, when set, is told an output line at most every 2 s.
 	Progress func(line string)
 	// Sandbox, when set, runs the task unprivileged, as the instances run
@@ -108,6 +112,9 @@ func RunTask(ctx context.Context, t Task) error {
 		return err
 	}
 	c.Stdout, c.Stderr = pw, pw
+	if t.Stdout != nil {
+		c.Stdout = t.Stdout
+	}
 	start := t.Start
 	if start == nil {
 		start = (*exec.Cmd).Start

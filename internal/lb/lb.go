@@ -114,6 +114,8 @@ type LB struct {
 	httpsSrv  *http.Server
 	httpSrv   *http.Server
 	httpsPort string
+
+	mx lbCounters // Metrics' counters
 }
 
 // target is a registered backend. Fields after mu-comment are guarded by LB.mu.
@@ -137,6 +139,8 @@ type target struct {
 	stopChecks context.CancelFunc
 	drainDone  chan struct{} // non-nil once Deregister started
 	removed    bool
+
+	m *targetMetrics // set at registration, never changed
 }
 
 var _ interface {
@@ -213,6 +217,7 @@ func (l *LB) Start(ctx context.Context) error {
 		ReadHeaderTimeout: l.cfg.IdleTimeout,
 		IdleTimeout:       l.cfg.IdleTimeout,
 		ErrorLog:          errLog,
+		ConnState:         l.mx.connState,
 	}
 	l.wg.Add(1)
 	go func() {
@@ -350,6 +355,9 @@ func (l *LB) Register(t Target) error {
 		attempts:  map[*attempt]struct{}{},
 	}
 	l.mu.Lock()
+	if _, dup := l.targets[t.ID]; !dup && !l.stopped {
+		nt.m = l.mx.newTarget(t.ID, t.Zone)
+	}
 	if l.stopped {
 		l.mu.Unlock()
 		return fmt.Errorf("register target %s: %w", t.ID, ErrStopped)
@@ -453,6 +461,7 @@ wait:
 	}
 	t.removed = true
 	delete(l.targets, t.id)
+	l.mx.targets.Delete(t.id)
 	l.order = slices.DeleteFunc(l.order, func(x *target) bool { return x == t })
 	l.publishLocked()
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
@@ -617,6 +626,10 @@ func (l *LB) eject(t *target, cause error) {
 	st, hooks := t.statusLocked(), slices.Clone(l.hooks)
 	l.mu.Unlock()
 	l.stats.ejections.Add(1)
+	if t.m != nil {
+		t.m.ejections.Add(1)
+		t.m.zone.ejections.Add(1)
+	}
 	t.transport.CloseIdleConnections()
 	l.log.Warn("target ejected", "target", t.id, "from", old, "err", cause)
 	notify(hooks, st)

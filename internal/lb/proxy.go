@@ -231,6 +231,7 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 			out.ContentLength, out.TransferEncoding = int64(len(body.buf)), nil
 		}
 	}
+	sent := time.Now()
 	resp, err := t.transport.RoundTrip(out)
 	l.mu.Lock()
 	cause := context.Cause(ctx)
@@ -238,6 +239,9 @@ func (l *LB) try(ctx context.Context, req *http.Request, a *attempt, body *repla
 		a.gotHeaders = true
 	}
 	l.mu.Unlock()
+	if err == nil && cause == nil && t.m != nil {
+		t.m.zone.ttfb.observe(time.Since(sent))
+	}
 	if err == nil && cause != nil {
 		// Cancelled while the headers arrived: treat as not received.
 		resp.Body.Close()
@@ -446,7 +450,10 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // accessEntry is one access-log line.
 type accessEntry struct {
-	Time       string  `json:"time"`
+	Time string `json:"time"`
+	// Component is always "lb": every log line of the region names its
+	// component once.
+	Component  string  `json:"component"`
 	RequestID  string  `json:"request_id"`
 	Client     string  `json:"client"`
 	Method     string  `json:"method"`
@@ -481,6 +488,7 @@ func (l *LB) finishRequest(rs *reqState, rec *recorder, r *http.Request, aborted
 	default:
 		l.stats.r2xx.Add(1)
 	}
+	l.mx.finish(rs.target, status, time.Since(rs.start))
 	if rs.target != nil {
 		rs.target.counts.record(status, time.Since(rs.start))
 	}
@@ -488,7 +496,7 @@ func (l *LB) finishRequest(rs *reqState, rec *recorder, r *http.Request, aborted
 		return
 	}
 	e := accessEntry{
-		Time: rs.start.UTC().Format(time.RFC3339Nano), RequestID: rs.id, Client: r.RemoteAddr,
+		Time: rs.start.UTC().Format(time.RFC3339Nano), Component: "lb", RequestID: rs.id, Client: r.RemoteAddr,
 		Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto, Status: status,
 		Attempts: rs.attempts, DurationMS: float64(time.Since(rs.start).Microseconds()) / 1000,
 		Bytes: rec.bytes, Error: rs.errText, Aborted: aborted,

@@ -75,6 +75,10 @@ type Field struct {
 	// Reason is, for LocalOnly, why AWS has no counterpart; for NotOnAWS,
 	// the warning `haven aws tfvars` prints when the field is set.
 	Reason string
+	// WarnedBy is, for a NotOnAWS field that is never set without another
+	// (a custom alarm's metric goes with its name), the path of that
+	// field: its one warning covers both. Empty: the field warns itself.
+	WarnedBy string
 	// Example is a haven.yaml document that sets the field to a valid value
 	// other than its default (for Fixed: a value the spec refuses). Tests
 	// deploy it with the real tfvars generation.
@@ -207,6 +211,12 @@ func values(s *spec.Spec, path string) []reflect.Value {
 		seg = strings.TrimSuffix(seg, "[]")
 		var next []reflect.Value
 		for _, v := range cur {
+			if v.Kind() == reflect.Pointer {
+				if v.IsNil() {
+					continue // an optional section left out (alarms.actions[].webhook)
+				}
+				v = v.Elem()
+			}
 			f, ok := fieldByYAML(v, seg)
 			if !ok {
 				return nil
@@ -338,7 +348,7 @@ type Unsupported struct {
 func AWSWarnings(s spec.Spec) []Unsupported {
 	var out []Unsupported
 	for _, f := range Fields {
-		if f.Kind == NotOnAWS && IsSet(s, f.Path) {
+		if f.Kind == NotOnAWS && f.WarnedBy == "" && IsSet(s, f.Path) {
 			out = append(out, Unsupported{Field: f.Path, Value: Value(s, f.Path), Reason: f.Reason})
 		}
 	}

@@ -106,6 +106,15 @@ func TestRowsComplete(t *testing.T) {
 		default:
 			bad("Kind must be Exported, LocalOnly, NotOnAWS or Fixed")
 		}
+		if f.WarnedBy != "" {
+			by, ok := FieldByPath(f.WarnedBy)
+			switch {
+			case f.Kind != NotOnAWS:
+				bad("WarnedBy is for not-on-AWS fields")
+			case !ok || by.Kind != NotOnAWS || by.WarnedBy != "" || by.Reason != f.Reason:
+				bad("WarnedBy %q must be a not-on-AWS field that warns itself, with the same Reason", f.WarnedBy)
+			}
+		}
 		if strings.Contains(f.Path, "[]") != strings.Contains(f.Variable, "[]") && f.Variable != "" {
 			bad("a list element's field maps to a list element's variable (Variable %q)", f.Variable)
 		}
@@ -185,9 +194,25 @@ func TestAWSWarningsNameTheField(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ws := AWSWarnings(s)
-		if len(ws) != 1 || ws[0].Field != f.Path || ws[0].Reason != f.Reason || ws[0].Value == "" {
-			t.Errorf("%s set to %q: warnings %+v, want one naming it", f.Path, f.Example, ws)
+		// One warning names the field (or the field whose warning covers
+		// it); any other is for a field of the same section the example
+		// must set too (a custom alarm that names an action defines it).
+		want := f.Path
+		if f.WarnedBy != "" {
+			want = f.WarnedBy
+		}
+		section, _, _ := strings.Cut(f.Path, ".")
+		named := 0
+		for _, w := range AWSWarnings(s) {
+			switch {
+			case w.Field == want && w.Reason == f.Reason && w.Value != "":
+				named++
+			case !strings.HasPrefix(w.Field, section+".") || w.Field == f.Path:
+				t.Errorf("%s set to %q: unrelated warning %+v", f.Path, f.Example, w)
+			}
+		}
+		if named != 1 {
+			t.Errorf("%s set to %q: %d warnings name %s, want one", f.Path, f.Example, named, want)
 		}
 	}
 }

@@ -190,6 +190,17 @@ type Status struct {
 	Nodes         []NodeStatus `json:"nodes"`
 	LastPlan      string       `json:"last_plan,omitempty"`
 	LastError     string       `json:"last_error,omitempty"`
+	// Replication is the standby's row of the primary's
+	// pg_stat_replication at the last probe round, nil when it is not
+	// listed (no standby, not connected, primary down).
+	Replication *ReplicationObs `json:"replication,omitempty"`
+	// Connections is the primary's client connections at the last probe
+	// round (the controller's own not counted).
+	Connections int `json:"connections"`
+	// Failovers and Switchovers count those completed by this controller
+	// since the daemon started.
+	Failovers   uint64 `json:"failovers"`
+	Switchovers uint64 `json:"switchovers"`
 }
 
 // ErrNotEligible is returned by Switchover when the target is not a
@@ -226,6 +237,9 @@ type Cluster struct {
 	// and by every start, written by SetZonePower.
 	offMu sync.Mutex
 	off   map[string]bool
+
+	// failovers and switchovers count completions, for Status.
+	failovers, switchoversDone atomic.Uint64
 
 	faultMu     sync.Mutex // one injected fault at a time
 	runMu       sync.Mutex // guards cancel: Start, Stop, Kill, RestartController
@@ -523,6 +537,11 @@ func (c *Cluster) Status() Status {
 		return c.statusOf(State{}, 0, Observed{}, nil, "", "")
 	}
 	st := *p
+	st.Failovers, st.Switchovers = c.failovers.Load(), c.switchoversDone.Load()
+	if p.Replication != nil {
+		r := *p.Replication
+		st.Replication = &r
+	}
 	st.Nodes = append([]NodeStatus(nil), p.Nodes...)
 	for i := range st.Nodes {
 		st.Nodes[i].Pid = c.inst[st.Nodes[i].Name].livePid()
@@ -540,7 +559,8 @@ func (c *Cluster) publish() {
 }
 
 func (c *Cluster) statusOf(s State, endpointEpoch uint64, obs Observed, rebuilding map[string]bool, plan, lastErr string) Status {
-	st := Status{State: s, EndpointEpoch: endpointEpoch, StandbySync: obs.StandbySync, LastPlan: plan, LastError: lastErr}
+	st := Status{State: s, EndpointEpoch: endpointEpoch, StandbySync: obs.StandbySync, LastPlan: plan, LastError: lastErr,
+		Replication: obs.Replication, Connections: obs.Connections}
 	for _, n := range c.cfg.Nodes {
 		o := obs.Nodes[n.Name]
 		ns := NodeStatus{Name: n.Name, Zone: n.Zone, Addr: n.Addr(), Health: o.Health.String(), Pid: c.inst[n.Name].livePid(), InRecovery: o.InRecovery}

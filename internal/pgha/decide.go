@@ -63,6 +63,21 @@ type Observed struct {
 	StandbyLost bool
 	// EndpointEpoch is the epoch the endpoint currently forwards for.
 	EndpointEpoch uint64
+	// Replication is the primary's pg_stat_replication row of the standby,
+	// nil when it is not listed. Decide does not use it: it is published
+	// for metrics.
+	Replication *ReplicationObs
+	// Connections is the primary's client connections (metrics only).
+	Connections int
+}
+
+// ReplicationObs is how the standby replicates, as the primary reports it.
+type ReplicationObs struct {
+	// State is streaming, catchup, ...; Sync is sync, async or potential.
+	State, Sync string
+	// LagBytes is how far the standby's replay trails the primary's WAL
+	// position; LagSeconds is pg_stat_replication.replay_lag (0 when idle).
+	LagBytes, LagSeconds float64
 }
 
 // StepKind names one action of a plan.

@@ -131,6 +131,9 @@ func testFailover(t *testing.T, fault string, d Durability) {
 		return st.State.StandbyEligible && st.StandbySync && st.State.Standby == old.Name
 	})
 	ops := w.Stop()
+	if st := c.Status(); st.Failovers != 1 || st.Switchovers != 0 {
+		t.Errorf("status counts %d failovers and %d switchovers, want 1 and 0", st.Failovers, st.Switchovers)
+	}
 	t.Logf("RTO (%s, %s): failover decided %v after the fault, first acknowledged write %v after the fault",
 		fault, d, failoverAt.Sub(faultAt).Round(time.Millisecond), firstOK.Sub(faultAt).Round(time.Millisecond))
 
@@ -236,6 +239,9 @@ func TestSwitchoverLosesNoAcknowledgedWrite(t *testing.T) {
 		st := c.Status()
 		return st.State.StandbyEligible && st.StandbySync && st.State.Standby == "db-a"
 	})
+	if st := c.Status(); st.Switchovers != 1 || st.Failovers != 0 {
+		t.Errorf("status counts %d switchovers and %d failovers, want 1 and 0", st.Switchovers, st.Failovers)
+	}
 	n := w.Counts()[ledger.OK]
 	waitFor(t, 20*time.Second, "writes after the switchover", func() bool { return w.Counts()[ledger.OK] >= n+20 })
 	ops := w.Stop()

@@ -108,6 +108,14 @@ func (c *Cluster) observe(ctx context.Context) Observed {
 	pr, sb := o.Nodes[c.state.Primary], o.Nodes[c.state.Standby]
 	found := false
 	pp, sp := c.probe[c.state.Primary], c.probe[c.state.Standby]
+	if pr.answering() {
+		o.Connections = pp.connections
+	}
+	for _, r := range pp.repl {
+		if r.app == c.state.Standby {
+			o.Replication = &ReplicationObs{State: r.state, Sync: r.syncState, LagBytes: r.lagBytes, LagSeconds: r.lagSeconds}
+		}
+	}
 	for _, r := range pp.repl {
 		// The standby counts only when it streams the primary's timeline: a
 		// node still on an old timeline connects, is briefly listed as
@@ -199,6 +207,7 @@ func (c *Cluster) execute(ctx context.Context, plan Plan) error {
 		if e.RTO > 0 {
 			e.Message += fmt.Sprintf("; %d ms from the first failed probe of %s to the endpoint forwarding to %s", e.RTO.Milliseconds(), e.OldPrimary, e.NewPrimary)
 		}
+		c.failovers.Add(1)
 		c.emit(e)
 	}
 	return nil

@@ -13,6 +13,9 @@ import (
 // replRow is one row of the primary's pg_stat_replication.
 type replRow struct {
 	app, state, syncState string
+	// lagBytes is how far its replay trails the primary's WAL position;
+	// lagSeconds is replay_lag (0 when idle).
+	lagBytes, lagSeconds float64
 }
 
 // prober probes one node in layers, TCP connect then SQL over a kept admin
@@ -34,6 +37,8 @@ type prober struct {
 	inRecovery   bool
 	timeline     uint64 // primary: the timeline it writes; standby: the timeline it streams (0 = not streaming)
 	repl         []replRow
+	// connections (primary) is its client backends, but the probe's own.
+	connections int
 }
 
 func (p *prober) close() {
@@ -117,7 +122,8 @@ func (p *prober) query(ctx context.Context) error {
 		return nil
 	}
 	var walfile string
-	if err := p.conn.QueryRow(ctx, "SELECT pg_walfile_name(pg_current_wal_lsn())").Scan(&walfile); err != nil {
+	if err := p.conn.QueryRow(ctx, `SELECT pg_walfile_name(pg_current_wal_lsn()),
+		(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())::int`).Scan(&walfile, &p.connections); err != nil {
 		return fmt.Errorf("query timeline: %w", err)
 	}
 	if len(walfile) < 8 {
@@ -128,14 +134,16 @@ func (p *prober) query(ctx context.Context) error {
 		return fmt.Errorf("parse timeline of %q: %w", walfile, err)
 	}
 	p.timeline = tli
-	rows, err := p.conn.Query(ctx, "SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, '') FROM pg_stat_replication")
+	rows, err := p.conn.Query(ctx, `SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''),
+		coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::float8, coalesce(extract(epoch FROM replay_lag), 0)::float8
+		FROM pg_stat_replication`)
 	if err != nil {
 		return fmt.Errorf("query pg_stat_replication: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var r replRow
-		if err := rows.Scan(&r.app, &r.state, &r.syncState); err != nil {
+		if err := rows.Scan(&r.app, &r.state, &r.syncState, &r.lagBytes, &r.lagSeconds); err != nil {
 			return fmt.Errorf("scan pg_stat_replication: %w", err)
 		}
 		p.repl = append(p.repl, r)

@@ -77,4 +77,18 @@ func TestStandbyStreamsSynchronously(t *testing.T) {
 	if roles["db-a"] != "primary" || roles["db-b"] != "standby" {
 		t.Errorf("roles = %v, want db-a primary, db-b standby", roles)
 	}
+	// The snapshot carries the primary's view of the standby and its
+	// client connections, for the metrics endpoint: an open client shows.
+	client, err := c.inst["db-a"].connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close(ctx)
+	waitFor(t, 10*time.Second, "the snapshot's replication row and connection count", func() bool {
+		st := c.Status()
+		return st.Replication != nil && st.Replication.Sync == "sync" && st.Replication.State == "streaming" && st.Connections >= 1
+	})
+	if st := c.Status(); st.Replication.LagBytes < 0 || st.Replication.LagSeconds < 0 || st.Failovers != 0 || st.Switchovers != 0 {
+		t.Errorf("status %+v %+v: want non-negative lag and no failover or switchover", st, *st.Replication)
+	}
 }

@@ -130,6 +130,7 @@ func (c *Cluster) switchover(ctx context.Context, toZone string) error {
 	c.repoint(target, next.Epoch)
 	resumed = true
 	c.log.Info("switchover done", "epoch", next.Epoch, "primary", target, "old_primary", oldName)
+	c.switchoversDone.Add(1)
 	c.emit(Event{Kind: EventSwitchoverCompleted, Node: target, Epoch: next.Epoch, OldPrimary: oldName, NewPrimary: target,
 		Message: fmt.Sprintf("planned switchover: %s is the primary of epoch %d (was %s)", target, next.Epoch, oldName)})
 	// 6. The control loop rejoins the old primary as a standby.

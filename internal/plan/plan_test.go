@@ -43,6 +43,8 @@ var cases = []struct {
 	{"idle-timeout", func(s *spec.Spec) { s.LoadBalancer.IdleTimeout = spec.Duration(30e9) }, InPlace},
 	{"instance-size", func(s *spec.Spec) { s.App.Instance.CPU = 0.5; s.App.Instance.Memory = 512 << 20 }, Rolling},
 	{"app-env", func(s *spec.Spec) { s.App.Env = map[string]string{"FEATURE_GRADEBOOK": "on at last"} }, Rolling},
+	{"alarm-threshold", func(s *spec.Spec) { s.Alarms.Thresholds.P99LatencySeconds = 0.5; s.TimeScale = 30 }, InPlace},
+	{"metrics-listen", func(s *spec.Spec) { s.Metrics.Listen = "127.0.0.1:9465" }, Refused},
 	{"database-version", func(s *spec.Spec) { s.Database.Version = 16 }, Refused},
 	{"database-endpoint", func(s *spec.Spec) { s.Database.Endpoint = "127.0.0.1:10432" }, Restart},
 	{"zones", func(s *spec.Spec) {

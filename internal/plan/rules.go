@@ -34,6 +34,10 @@ var rules = map[string]Rule{
 	"secrets.db.rotation":                {InPlace, "secrets", "the database secret's rotation schedule is replaced", ""},
 	"secrets.db.strategy":                {InPlace, "secrets", "the next rotation of the database secret uses the new strategy", ""},
 	"security_groups":                    {InPlace, "network", "the security groups' nftables ruleset is replaced in one transaction; established connections stay", ""},
+	"alarms":                             {InPlace, "alarms", "the alarm engine takes the new definitions and actions: every alarm keeps its state and history, as PutMetricAlarm on an existing alarm; undelivered notifications are still delivered", ""},
+	"time_scale":                         {InPlace, "alarms", "the alarms' periods are divided by the new scale; every alarm keeps its state (the sampler keeps its interval, at most 1 s, so every period still has samples)", ""},
+	"metrics.listen":                     {Refused, "metrics", "Prometheus scrapes this address; the listener is opened when the operations tier starts", downUp},
+	"console.listen":                     {Refused, "console", "the console's login links and sessions are bound to this address; the listener is opened when the operations tier starts", downUp},
 
 	// The launch template: every instance is replaced.
 	"app.command":  {Rolling, "fleet", "the launch template changes: every instance is replaced, launching the new one before draining the old, one at a time", ""},
@@ -42,6 +46,7 @@ var rules = map[string]Rule{
 
 	// Settings nothing local runs on.
 	"app.release":            {InPlace, "release", "recorded: the release task runs at the next haven up, not on apply", ""},
+	"app.migrations":         {InPlace, "releases", "recorded: haven deploy asks builds for their migrations with the new arguments after the next haven up, not on apply", ""},
 	"aws":                    {InPlace, "aws", "recorded for haven aws tfvars: nothing local uses it", ""},
 	"aws.region":             {Refused, "region", "the local region serves its AWS APIs in this region: secret ARNs, credentials and metadata carry it", downUp},
 	"aws.availability_zones": {Refused, "zones", "the instances' and database nodes' metadata name these availability zones", "keep them, or " + downUp},

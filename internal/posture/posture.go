@@ -115,6 +115,9 @@ var Rules = []Rule{
 	{ID: "HAVEN-AWS-021", Title: "Edge accepts old TLS", Severity: Medium,
 		Remediation: "Serve the distribution on your own names with an ACM certificate in us-east-1 and minimum_protocol_version = \"TLSv1.2_2021\".",
 		check:       checkViewerTLS},
+	{ID: "HAVEN-AWS-022", Title: "Deploys drop capacity or keep a bad version", Severity: Medium,
+		Remediation: "Give the group's instance_refresh preferences min_healthy_percentage = 100 and max_healthy_percentage = 200 (launch before terminate), auto_rollback = true and an alarm_specification with the 5xx-rate and healthy-hosts alarms (module: var.instance_refresh, from haven.yaml fleet.instance_refresh).",
+		check:       checkInstanceRefresh},
 }
 
 // Audit runs every rule on a plan in `terraform show -json` form and

@@ -393,3 +393,45 @@ func checkViewerTLS(inv *inventory, emit func(*resource, Severity, string)) {
 		}
 	}
 }
+
+// checkInstanceRefresh (HAVEN-AWS-022): a group's instance refresh either
+// keeps serving capacity (it may launch before it terminates) and rolls a
+// bad version back on its alarms, or a deploy takes capacity away and
+// leaves whatever it rolled out. A group without instance_refresh is not
+// judged: it is deployed some other way.
+func checkInstanceRefresh(inv *inventory, emit func(*resource, Severity, string)) {
+	for _, g := range inv.byType["aws_autoscaling_group"] {
+		irs := blocks(g.Values["instance_refresh"])
+		if len(irs) == 0 {
+			continue
+		}
+		var p map[string]any
+		if ps := blocks(irs[0]["preferences"]); len(ps) > 0 {
+			p = ps[0]
+		}
+		minH, minKnown := number(p["min_healthy_percentage"])
+		if !minKnown && p["min_healthy_percentage"] == nil {
+			minH, minKnown = 90, true // AWS's default
+		}
+		maxH, maxKnown := number(p["max_healthy_percentage"])
+		if !maxKnown && p["max_healthy_percentage"] == nil {
+			maxH, maxKnown = 100, true // AWS's default
+		}
+		if minKnown && maxKnown && minH < 100 && maxH <= 100 {
+			emit(g, Medium, fmt.Sprintf("instance refresh with min_healthy_percentage %g and max_healthy_percentage %g: it terminates before it launches, so every deploy serves on less than the desired capacity (a group of two on one instance, in one zone)", minH, maxH))
+		}
+		if on, known := boolean(p["auto_rollback"]); !known && p["auto_rollback"] == nil || known && !on {
+			emit(g, Medium, "instance refresh without auto_rollback: a refresh that fails or trips an alarm stops where it is, with the bad version on part of the group")
+		}
+		// No alarm_specification, or one whose alarms are known and none;
+		// alarms known only after apply are given the benefit of the doubt.
+		noAlarms := true
+		if as := blocks(p["alarm_specification"]); len(as) > 0 {
+			l, known := as[0]["alarms"].([]any)
+			noAlarms = known && len(l) == 0
+		}
+		if noAlarms {
+			emit(g, Medium, "instance refresh watches no alarm (alarm_specification): a version that answers with errors or slowly but passes its health check rolls out to the whole group")
+		}
+	}
+}

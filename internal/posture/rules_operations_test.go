@@ -23,6 +23,8 @@ func TestOperationsFixturesFindings(t *testing.T) {
 		"HAVEN-AWS-019-app-reads-master-secret.json":     {"HAVEN-AWS-019 high aws_iam_role_policy.app", "HAVEN-AWS-019 high aws_iam_role_policy.app_doc"},
 		"HAVEN-AWS-020-alarm-topic-aws-managed-key.json": {"HAVEN-AWS-020 medium aws_sns_topic.alarms"},
 		"HAVEN-AWS-021-edge-old-tls.json":                {"HAVEN-AWS-021 medium aws_cloudfront_distribution.default_cert", "HAVEN-AWS-021 medium aws_cloudfront_distribution.old_policy"},
+		// Capacity drops, no rollback, no alarm: three findings.
+		"HAVEN-AWS-022-refresh-drops-capacity.json": {"HAVEN-AWS-022 medium aws_autoscaling_group.app", "HAVEN-AWS-022 medium aws_autoscaling_group.app", "HAVEN-AWS-022 medium aws_autoscaling_group.app"},
 	}
 	for name, w := range want {
 		t.Run(name, func(t *testing.T) {
@@ -68,6 +70,12 @@ func values(rs []any, address string) map[string]any {
 		}
 	}
 	return nil
+}
+
+// prefs returns the planned instance refresh preferences of good.json's group.
+func prefs(rs []any) map[string]any {
+	ir := values(rs, "aws_autoscaling_group.app")["instance_refresh"].([]any)[0].(map[string]any)
+	return ir["preferences"].([]any)[0].(map[string]any)
 }
 
 func without(rs []any, address string) []any {
@@ -135,6 +143,29 @@ func TestOperationsRuleDetails(t *testing.T) {
 			v := values(*rs, "aws_iam_role_policy.app")
 			v["policy"] = `{"Statement":[{"Sid":"Master","Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-1234-AbCdEf"}]}`
 			*rs = without(*rs, "aws_iam_instance_profile.app")
+		}, nil},
+		{"refresh on AWS's defaults (90 %, 100 %, no rollback, no alarms)", func(rs, cs *[]any) {
+			ir := values(*rs, "aws_autoscaling_group.app")["instance_refresh"].([]any)[0].(map[string]any)
+			ir["preferences"] = []any{}
+		}, []string{"HAVEN-AWS-022 aws_autoscaling_group.app", "HAVEN-AWS-022 aws_autoscaling_group.app", "HAVEN-AWS-022 aws_autoscaling_group.app"}},
+		{"refresh at 90 % that may launch first keeps capacity", func(rs, cs *[]any) {
+			prefs(*rs)["min_healthy_percentage"] = 90.0
+			prefs(*rs)["max_healthy_percentage"] = 110.0
+		}, nil},
+		{"refresh at 100 % min alone", func(rs, cs *[]any) {
+			delete(prefs(*rs), "max_healthy_percentage")
+		}, nil},
+		{"refresh without rollback", func(rs, cs *[]any) {
+			prefs(*rs)["auto_rollback"] = false
+		}, []string{"HAVEN-AWS-022 aws_autoscaling_group.app"}},
+		{"refresh with an empty alarm list", func(rs, cs *[]any) {
+			prefs(*rs)["alarm_specification"] = []any{map[string]any{"alarms": []any{}}}
+		}, []string{"HAVEN-AWS-022 aws_autoscaling_group.app"}},
+		{"refresh alarms known after apply", func(rs, cs *[]any) {
+			prefs(*rs)["alarm_specification"] = []any{map[string]any{}}
+		}, nil},
+		{"group without instance refresh is not judged", func(rs, cs *[]any) {
+			delete(values(*rs, "aws_autoscaling_group.app"), "instance_refresh")
 		}, nil},
 		{"one prefix-list rule fits", func(rs, cs *[]any) {
 			values(*rs, "aws_vpc_security_group_ingress_rule.app_from_alb")["prefix_list_id"] = "pl-4fa04526"

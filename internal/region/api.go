@@ -46,6 +46,7 @@ func (r *Region) serveAPI() (func(), error) {
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
 	routes.EdgeRoutes(mux, a.edgeAPI)
+	routes.OpsRoutes(mux, a, r.events)
 	routes.DeployRoutes(mux, func() routes.Releases {
 		if rel := r.view().releases; rel != nil && r.view().fleet != nil {
 			return rel
@@ -234,7 +235,7 @@ func (r *Region) Status() api.Status {
 	v := r.view()
 	r.mu.Lock()
 	st := api.Status{
-		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir,
+		Region: s.Name, Phase: r.phase, Error: r.err, StartedAt: r.started, StateDir: r.opts.StateDir, SpecSHA256: r.runningSHA256(),
 		PID: os.Getpid(), Progress: append([]string(nil), r.progress...), Warnings: append([]string(nil), r.warnings...),
 		Endpoints: api.Endpoints{CACert: r.caPath(), Database: s.Database.Endpoint},
 		Instances: []api.Instance{},

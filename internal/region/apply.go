@@ -2,6 +2,8 @@ package region
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,6 +32,15 @@ func (r *Region) now() *running {
 		return p
 	}
 	return &running{spec: r.spec, cfg: r.cfg}
+}
+
+// runningSHA256 is the hex SHA-256 of the spec text the region runs: the
+// file it started with, or the last one applied.
+func (r *Region) runningSHA256() string {
+	if p := r.specSHA256.Load(); p != nil {
+		return *p
+	}
+	return r.opts.SpecSHA256
 }
 
 // Roller replaces the fleet's instances with ones of a new launch
@@ -204,6 +215,9 @@ func (r *Region) Apply(ctx context.Context, req api.SpecRequest) (api.ApplyResul
 	}
 	logf("made: %s", strings.Join(done, ", "))
 	r.cur.Store(next2)
+	sum := sha256.Sum256([]byte(req.Spec))
+	sha := hex.EncodeToString(sum[:])
+	r.specSHA256.Store(&sha)
 	if _, err := st.SaveRecord(next, "apply", time.Now()); err != nil {
 		return res, err
 	}
@@ -309,6 +323,19 @@ func (r *Region) execute(ctx context.Context, p plan.Plan, from, to *running, lo
 	}
 	for _, s := range steps {
 		if err := step(s.component, s.fn); err != nil {
+			return done, err
+		}
+	}
+	// The alarms: their own fields, and what they derive from others
+	// (fleet.min is healthy-hosts-below-min's threshold).
+	if alarmsChanged(from.cfg.Ops, nc.Ops) {
+		if err := r.applyAlarms(ctx, nc.Ops, logf); err != nil {
+			return done, fmt.Errorf("alarms: %w", err)
+		}
+	}
+	if touched["alarms"] {
+		done = append(done, "alarms")
+		if err := journal("alarms"); err != nil {
 			return done, err
 		}
 	}

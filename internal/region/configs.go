@@ -56,6 +56,8 @@ type Layout struct {
 // callbacks between tiers).
 type Configs struct {
 	Zones zone.Config
+	// Ops is the operations tier: metrics, alarms, console, reports.
+	Ops OpsConfig
 	// Network is the region's VPC (Network.VPC false: loopback ranges, the
 	// fallback, where security groups are not enforced).
 	Network  NetworkConfig
@@ -336,6 +338,9 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	c.ReleasesDir = filepath.Join(l.StateDir, "releases")
 	if len(s.App.Release) > 0 {
 		c.Release, c.ReleaseLog = l.ReleaseCommand, filepath.Join(l.StateDir, "logs", "release.log")
+	}
+	if c.Ops, err = opsConfig(s, l); err != nil {
+		return Configs{}, err
 	}
 	return c, nil
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/haven-platform/haven/internal/sandbox"
 	"github.com/haven-platform/haven/internal/spec"
@@ -152,4 +153,91 @@ func diff(want, got string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestOpsConfigDividesAlarmPeriodsByTheTimeScale: the spec's alarms keep
+// AWS's periods; locally they are divided by time_scale (whole seconds, at
+// least 1 s), and the engine and the sampler run at a quarter of the
+// shortest period.
+func TestOpsConfigDividesAlarmPeriodsByTheTimeScale(t *testing.T) {
+	for _, c := range []struct {
+		scale              string
+		hosts, atMax       time.Duration
+		eval, sample       time.Duration
+		metrics, consoleAt string
+	}{
+		{"", time.Minute, 5 * time.Minute, 10 * time.Second, time.Second, "127.0.0.1:9464", "127.0.0.1:8444"},
+		{"time_scale: 20\n", 3 * time.Second, 15 * time.Second, 750 * time.Millisecond, 750 * time.Millisecond, "127.0.0.1:9464", "127.0.0.1:8444"},
+		{"time_scale: 600\n", time.Second, time.Second, 250 * time.Millisecond, 250 * time.Millisecond, "127.0.0.1:9464", "127.0.0.1:8444"},
+	} {
+		s, err := spec.Parse([]byte(c.scale), "ops.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := opsConfig(s, Layout{StateDir: "/srv/region/.haven"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		periods := map[string]time.Duration{}
+		for _, d := range o.Alarms {
+			periods[d.Name] = d.Period
+		}
+		if periods["healthy-hosts-below-min"] != c.hosts || periods["asg-at-max"] != c.atMax || o.EvalInterval != c.eval || o.SampleInterval != c.sample {
+			t.Errorf("%q: periods %v, eval %s, sample %s", c.scale, periods, o.EvalInterval, o.SampleInterval)
+		}
+		if o.MetricsListen != c.metrics || o.ConsoleListen != c.consoleAt || o.ReportsDir != "/srv/region/.haven/drills" {
+			t.Errorf("%q: %+v", c.scale, o)
+		}
+	}
+	// The spec keeps AWS's numbers: tfvars and the parity test read them.
+	s := spec.Default()
+	s.TimeScale = 60
+	defs, _ := s.AlarmDefinitions()
+	if defs[0].Period != time.Minute {
+		t.Errorf("the spec's own definitions were scaled: %s", defs[0].Period)
+	}
+}
+
+// TestAlarmsChangedOnApply: an apply gives the alarm engine a new
+// configuration when its definitions, actions or interval change, and
+// only then: a threshold, time_scale, and fleet.min (healthy hosts'
+// threshold) do; a listener or an unrelated field does not.
+func TestAlarmsChangedOnApply(t *testing.T) {
+	base := "fleet: {min: 2, desired: 2, max: 6}\n"
+	ops := func(extra string) OpsConfig {
+		t.Helper()
+		s, err := spec.Parse([]byte(base+extra), "ops.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, err := opsConfig(s, Layout{StateDir: "/srv/region/.haven"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	from := ops("")
+	for _, c := range []struct {
+		name, extra string
+		want        bool
+	}{
+		{"nothing", "", false},
+		{"a threshold", "alarms: {thresholds: {p99_latency_seconds: 0.5}}\n", true},
+		{"time_scale", "time_scale: 30\n", true},
+		{"an action", "alarms: {actions: [{name: hook, webhook: {url: \"https://hooks.example.com/x\"}}]}\n", true},
+		{"a custom alarm", "alarms: {custom: [{name: slow, metric: TargetResponseTime, statistic: p50, period: 60s, evaluation_periods: 3, threshold: 0.3, comparison_operator: GreaterThanThreshold}]}\n", true},
+		{"metrics.listen", "metrics: {listen: 127.0.0.1:9465}\n", false},
+	} {
+		if got := alarmsChanged(from, ops(c.extra)); got != c.want {
+			t.Errorf("%s: alarmsChanged = %v, want %v", c.name, got, c.want)
+		}
+	}
+	base = "fleet: {min: 1, desired: 2, max: 6}\n"
+	if !alarmsChanged(from, ops("")) {
+		t.Error("fleet.min 2 → 1: alarmsChanged = false; healthy-hosts-below-min's threshold is fleet.min")
+	}
+	base = "fleet: {min: 2, desired: 2, max: 7}\n"
+	if alarmsChanged(from, ops("")) {
+		t.Error("fleet.max 6 → 7: alarmsChanged = true, want false")
+	}
 }

@@ -43,6 +43,9 @@ type Options struct {
 	Spec spec.Spec
 	// SpecFile is where the spec came from, for messages.
 	SpecFile string
+	// SpecSHA256 is the hex SHA-256 of the spec file (drill reports name
+	// the spec by it). Default: empty.
+	SpecSHA256 string
 	// StateDir holds everything the region writes. Required, absolute.
 	StateDir string
 	// BinDir is searched for the app's program before PATH (the directory of
@@ -81,7 +84,8 @@ type Region struct {
 	zoneView   atomic.Pointer[map[string]string]
 
 	// t holds the tiers; only the goroutine running start and stop writes
-	// it, handlers read what was published of it.
+	// it, and an apply (which never overlaps them, applyMu) when it
+	// replaces the alarm engine; handlers read what was published of it.
 	t   tiers
 	pub atomic.Pointer[tiers]
 
@@ -101,6 +105,13 @@ type Region struct {
 	// schedMu: an apply replaces it.
 	schedMu sync.Mutex
 	sched   *secrets.Scheduler
+	// alarmsSince is when the alarm step started: no alarm judges the
+	// samples of the region's start (alarms.Config.NotBefore).
+	alarmsSince time.Time
+	// specSHA256 is the hex SHA-256 of the spec text the region runs (the
+	// file it started with, then the last one applied); drill reports
+	// carry it.
+	specSHA256 atomic.Pointer[string]
 	// specState is what the status shows of the spec record (SpecState),
 	// refreshed when the record or the journal changes.
 	specState atomic.Pointer[api.SpecState]
@@ -233,6 +244,8 @@ type step struct {
 func (r *Region) steps() []step {
 	return []step{
 		{"zones", r.startZones, nil},
+		{"metrics", r.startMetrics, r.stopMetrics},
+		{"console", r.startConsole, r.stopConsole},
 		{"network", r.startNetwork, r.stopNetwork},
 		{"cgroups", r.startCgroups, r.stopCgroups},
 		{"certificate authority", r.startCA, nil},
@@ -252,6 +265,7 @@ func (r *Region) steps() []step {
 		{"fleet", r.startFleet, r.stopFleet},
 		{"releases", r.startReleases, r.stopReleases},
 		{"health", r.waitHealthy, nil},
+		{"alarms", r.startAlarms, r.stopAlarms},
 	}
 }
 

@@ -13,16 +13,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haven-platform/haven/internal/alarms"
 	"github.com/haven-platform/haven/internal/api/routes"
 	"github.com/haven-platform/haven/internal/backup"
 	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/cgroup"
+	"github.com/haven-platform/haven/internal/console"
 	"github.com/haven-platform/haven/internal/dbsecret"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/idp"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/lb"
+	"github.com/haven-platform/haven/internal/metrics"
 	"github.com/haven-platform/haven/internal/parity"
 	"github.com/haven-platform/haven/internal/peercred"
 	"github.com/haven-platform/haven/internal/pgha"
@@ -38,6 +41,13 @@ import (
 // handlers read a published copy (Region.view).
 type tiers struct {
 	zones []*zone.Zone
+	// The operations tier: the metrics endpoint and its sampler, the
+	// alarm store it fills and the engine evaluating it, the console.
+	metrics    *metrics.Metrics
+	sampler    *metrics.Sampler
+	alarmStore *alarms.Store
+	alarms     *alarms.Engine
+	console    *console.Console
 	// vpc is the region's VPC (nil on loopback ranges); lbNode, vpce and
 	// dbNodes are its fixed nodes.
 	vpc      *vpc.VPC
@@ -530,11 +540,15 @@ func (r *Region) startFleet(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	rel, err := release.New(release.Config{
+	relCfg := release.Config{
 		Store: store, Fleet: releaseFleet{r}, Zones: r.spec.Zones, Policy: r.cfg.Releases,
-		Targets: r.targetCounts, LatencyBounds: lb.LatencyBounds, Logger: r.opts.Logger,
+		Targets: r.targetCounts, LatencyBounds: lb.LatencyBounds, Alarms: r.alarmStates, Logger: r.opts.Logger,
 		OnEvent: func(kind, subject, msg string) { r.events.Add("deploy", kind, subject, msg) },
-	})
+	}
+	if len(r.spec.App.Migrations) > 0 {
+		relCfg.Breaking = r.breakingMigrations
+	}
+	rel, err := release.New(relCfg)
 	if err != nil {
 		return err
 	}

@@ -121,6 +121,12 @@ type Rollout struct {
 	RolledBackFrom string `json:"rolled_back_from,omitempty"`
 	// Requested says who started it: "deploy" or "rollback".
 	Requested string `json:"requested"`
+	// AllowedBreaking names the breaking migrations an operator let this
+	// rollout carry (--allow-breaking); "" for none.
+	AllowedBreaking string `json:"allowed_breaking,omitempty"`
+	// Resumed holds when a restarted daemon took the rollout up again,
+	// once per restart: a rollout that outlived its daemon says so.
+	Resumed []time.Time `json:"resumed,omitempty"`
 	// Figures are the last traffic figures the gates judged.
 	New Traffic `json:"new"`
 	Old Traffic `json:"old"`

@@ -71,9 +71,11 @@ type Config struct {
 	Alarms func() map[string]string
 	// Policy is the instance refresh's preferences and gates.
 	Policy Policy
-	// Breaking says whether version v carries a migration that breaks the
-	// versions before it (see docs/deploys.md), and which. Default nil: none.
-	Breaking func(ctx context.Context, v Version) (string, error)
+	// Breaking says whether version next carries a migration that breaks
+	// current, the version still serving while it rolls out (see
+	// docs/deploys.md), and which. It is called while Deploy holds the
+	// controller. Default nil: no check.
+	Breaking func(ctx context.Context, next, current Version) (string, error)
 	// Interval is the loop's period. Default 250ms.
 	Interval time.Duration
 	// OnEvent receives rollout events (kind, rollout ID, message).
@@ -205,6 +207,7 @@ func (c *Controller) Start(ctx context.Context) error {
 		}
 		r.Launched = slices.DeleteFunc(r.Launched, func(id string) bool { return !have[id] })
 		r.StepReachedAt = time.Time{}
+		r.Resumed = append(r.Resumed, c.clock.Now())
 		if r.Phase == PhaseBaking {
 			r.Phase = PhaseRolling
 		}
@@ -515,7 +518,7 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (Rollout, er
 		return Rollout{}, fmt.Errorf("deploy: nothing to deploy: the template is the same as the current %s (%s); change the command, the environment or the artifact", cur.ID, cur.Hash)
 	}
 	if c.cfg.Breaking != nil {
-		which, err := c.cfg.Breaking(ctx, v)
+		which, err := c.cfg.Breaking(ctx, v, cur)
 		if err != nil {
 			return Rollout{}, fmt.Errorf("deploy %s: check its migrations: %w", v.ID, err)
 		}
@@ -524,8 +527,9 @@ func (c *Controller) Deploy(ctx context.Context, req DeployRequest) (Rollout, er
 				"split it into expand and contract migrations (docs/deploys.md), or give --allow-breaking to accept errors from the old version while both run: %w",
 				v.ID, ErrBreaking, which, cur.ID, ErrBreaking)
 		}
+		return c.startLocked(v, cur, "deploy", which)
 	}
-	return c.startLocked(v, cur, "deploy")
+	return c.startLocked(v, cur, "deploy", "")
 }
 
 // Rollback rolls the fleet back to version to (default: the version the
@@ -565,7 +569,7 @@ func (c *Controller) Rollback(_ context.Context, to string) (Rollout, error) {
 	if v.Hash == cur.Hash {
 		return Rollout{}, fmt.Errorf("rollback: %s runs the same template as the current %s", v.ID, cur.ID)
 	}
-	return c.startLocked(v, cur, "rollback")
+	return c.startLocked(v, cur, "rollback", "")
 }
 
 // policy is the policy in effect.
@@ -595,10 +599,11 @@ func (c *Controller) busyLocked() error {
 	return nil
 }
 
-func (c *Controller) startLocked(v, cur Version, requested string) (Rollout, error) {
+func (c *Controller) startLocked(v, cur Version, requested, allowedBreaking string) (Rollout, error) {
 	p := c.policy()
 	r := Rollout{ID: c.cfg.Store.NextRolloutID(), Target: v.ID, TargetHash: v.Hash, From: cur.ID, FromHash: cur.Hash,
-		Phase: PhaseRolling, Checkpoints: slices.Clone(p.Checkpoints), Bake: p.Bake, StartedAt: c.clock.Now(), Requested: requested}
+		Phase: PhaseRolling, Checkpoints: slices.Clone(p.Checkpoints), Bake: p.Bake, StartedAt: c.clock.Now(), Requested: requested,
+		AllowedBreaking: allowedBreaking}
 	if err := c.cfg.Store.PutRollout(r); err != nil {
 		return Rollout{}, err
 	}
@@ -607,6 +612,9 @@ func (c *Controller) startLocked(v, cur Version, requested string) (Rollout, err
 	c.active = &r
 	c.emit("started", r.ID, fmt.Sprintf("rollout %s started (%s): %s → %s, checkpoints %v, bake %s, healthy %d–%d%%",
 		r.ID, requested, cur.ID, v.ID, r.Checkpoints, r.Bake, p.MinHealthy, p.MaxHealthy))
+	if allowedBreaking != "" {
+		c.emit("allowed-breaking", r.ID, fmt.Sprintf("rollout %s carries breaking migrations, allowed by --allow-breaking: %s", r.ID, allowedBreaking))
+	}
 	return r, nil
 }
 

@@ -80,7 +80,7 @@ func (f *fakeFleet) versions() map[string]int {
 	return m
 }
 
-func newController(t *testing.T, dir string, f *fakeFleet, breaking func(context.Context, Version) (string, error)) *Controller {
+func newController(t *testing.T, dir string, f *fakeFleet, breaking func(context.Context, Version, Version) (string, error)) *Controller {
 	t.Helper()
 	st, err := OpenStore(dir)
 	if err != nil {
@@ -115,7 +115,7 @@ func waitPhase(t *testing.T, c *Controller, id string, want Phase) Rollout {
 func TestControllerDeployRollbackRestart(t *testing.T) {
 	dir := t.TempDir()
 	f := &fakeFleet{desired: 2, bad: map[string]bool{}}
-	c := newController(t, dir, f, func(_ context.Context, v Version) (string, error) {
+	c := newController(t, dir, f, func(_ context.Context, v, _ Version) (string, error) {
 		if v.Env["MIGRATION"] == "drop" {
 			return "0007_drop_grades_letter (drops a column the old version reads)", nil
 		}
@@ -200,10 +200,34 @@ func TestControllerDeployRollbackRestart(t *testing.T) {
 	if err := c2.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer c2.Stop(context.Background())
-	waitPhase(t, c2, r.ID, PhaseSucceeded)
+	got = waitPhase(t, c2, r.ID, PhaseSucceeded)
 	if st := c2.Status(); st.Current.ID != r.Target || st.Active != nil {
 		t.Errorf("after the resumed rollout: current %s active %v", st.Current.ID, st.Active)
+	}
+	if len(got.Resumed) != 1 || got.AllowedBreaking != "" {
+		t.Errorf("resumed rollout's record: resumed %v, allowed breaking %q; want one restart, none allowed", got.Resumed, got.AllowedBreaking)
+	}
+	if err := c2.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// --allow-breaking rolls a breaking version out, and the record says what it allowed.
+	c3 := newController(t, dir, f, func(_ context.Context, v, _ Version) (string, error) {
+		if v.Env["MIGRATION"] == "drop" {
+			return "migration 7 (drop grades.letter)", nil
+		}
+		return "", nil
+	})
+	if err := c3.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Stop(context.Background())
+	r, err = c3.Deploy(context.Background(), DeployRequest{Env: map[string]string{"MIGRATION": "drop"}, AllowBreaking: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := waitPhase(t, c3, r.ID, PhaseSucceeded); got.AllowedBreaking != "migration 7 (drop grades.letter)" {
+		t.Errorf("allowed breaking rollout's record says %q", got.AllowedBreaking)
 	}
 }
 

@@ -51,8 +51,6 @@ type Version struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Origin says where it came from: "spec" or "deploy".
 	Origin string `json:"origin"`
-	// AllowedBreaking records a deploy that was allowed a breaking migration.
-	AllowedBreaking bool `json:"allowed_breaking,omitempty"`
 }
 
 // HashTemplate returns a template's content hash.

@@ -67,6 +67,8 @@ type Driver struct {
 	mu       sync.Mutex
 	rotators map[string]Rotator // by secret name
 	running  map[string]bool
+
+	rotations counter[rotationKey] // finished rotations, for Server.Stats
 }
 
 // NewDriver returns a rotation driver for store.
@@ -99,11 +101,12 @@ func (d *Driver) Rotate(ctx context.Context, secretID string) (string, error) {
 	return d.rotate(ctx, secretID, "")
 }
 
-func (d *Driver) rotate(ctx context.Context, secretID, token string) (string, error) {
+func (d *Driver) rotate(ctx context.Context, secretID, token string) (vid string, err error) {
 	arn, name, err := d.store.Resolve(secretID)
 	if err != nil {
 		return "", err
 	}
+	defer func() { d.countRotation(name, err) }()
 	rot := d.rotator(name)
 	if rot == nil {
 		return "", fmt.Errorf("rotate %s: %w", name, ErrNoRotator)

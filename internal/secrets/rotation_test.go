@@ -2,10 +2,12 @@ package secrets
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -286,6 +288,32 @@ func TestRotateSecretAPI(t *testing.T) {
 	if !stagesEqual(desc.VersionIdsToStages, want) || !aws.ToBool(desc.RotationEnabled) || desc.LastRotatedDate == nil || desc.NextRotationDate == nil ||
 		desc.RotationRules == nil || aws.ToInt64(desc.RotationRules.AutomaticallyAfterDays) != 7 {
 		t.Errorf("DescribeSecret after rotation = %+v", desc)
+	}
+
+	// Stats: every call by action and result, the two finished rotations
+	// (the refusal without a rotator is not one), the current version's
+	// creation time, and never a value.
+	st := e.srv.Stats()
+	calls := map[CallCount]bool{}
+	for _, c := range st.Calls {
+		calls[c] = true
+	}
+	for _, want := range []CallCount{
+		{"CreateSecret", "Success", 1}, {"RotateSecret", "InvalidRequestException", 2}, {"RotateSecret", "Success", 1},
+		{"GetSecretValue", "Success", 2}, {"DescribeSecret", "Success", 1},
+	} {
+		if !calls[want] {
+			t.Errorf("Stats().Calls lacks %+v: %+v", want, st.Calls)
+		}
+	}
+	if want := []RotationCount{{"db", "failure", 1}, {"db", "success", 1}}; !slices.Equal(st.Rotations, want) {
+		t.Errorf("Stats().Rotations = %+v, want %+v", st.Rotations, want)
+	}
+	if len(st.Secrets) != 1 || st.Secrets[0].Name != "db" || st.Secrets[0].LastRotated.IsZero() || st.Secrets[0].CurrentCreated.Before(st.Secrets[0].LastRotated.Add(-time.Minute)) {
+		t.Errorf("Stats().Secrets = %+v, want db with its new current version", st.Secrets)
+	}
+	if b, _ := json.Marshal(st); strings.Contains(string(b), `"v0"`) || strings.Contains(string(b), "rotated-") {
+		t.Errorf("Stats carries a secret value: %s", b)
 	}
 }
 

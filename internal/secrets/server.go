@@ -70,6 +70,8 @@ type Server struct {
 	srv       *http.Server
 	stopFlush chan struct{}
 	flushed   chan struct{}
+
+	calls counter[callKey] // API calls by action and result, for Stats
 }
 
 // New validates cfg and opens the store (root key, state) and the audit log.
@@ -263,6 +265,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		c.rec.Result = "Success"
 		s.writeJSON(w, http.StatusOK, out, "")
 	}
+	s.calls.add(callKey{c.rec.Action, c.rec.Result})
 	if err := s.audit.Write(c.rec); err != nil {
 		s.log.Error("audit write failed", "request_id", reqID, "err", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/haven-platform/haven/internal/clock"
@@ -100,6 +101,8 @@ type Store struct {
 
 	mu sync.Mutex
 	st *state
+
+	summary atomic.Pointer[[]SecretSummary] // published by publishSummary
 }
 
 // OpenStore loads (or creates) the root key and the state in cfg.Dir. Temp files
@@ -147,6 +150,7 @@ func OpenStore(cfg StoreConfig) (*Store, error) {
 		}
 		s.st = &st
 	}
+	s.publishSummary(s.st)
 	return s, nil
 }
 
@@ -168,6 +172,7 @@ func (s *Store) update(fn func(st *state) error) error {
 		return apiErr(CodeInternalError, "persist state: %v", err)
 	}
 	s.st = next
+	s.publishSummary(next)
 	return nil
 }
 

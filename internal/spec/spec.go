@@ -1,5 +1,7 @@
 package spec
 
+import "github.com/haven-platform/haven/internal/alarms"
+
 // Spec is the whole haven.yaml. One file drives the local region (haven up)
 // and the Terraform variables for AWS (haven aws tfvars).
 type Spec struct {
@@ -35,8 +37,21 @@ type Spec struct {
 	// app-sg, db-sg, vpce-sg), enforced locally by nftables and exported to
 	// the Terraform module. Default: none, the seed's chain alone.
 	SecurityGroups []SecurityGroup `yaml:"security_groups" json:"security_groups,omitempty"`
+	// Metrics is the Prometheus endpoint.
+	Metrics Metrics `yaml:"metrics" json:"metrics"`
+	// Console is the operator's web console.
+	Console Console `yaml:"console" json:"console"`
+	// Alarms are the CloudWatch-style alarms and their actions.
+	Alarms Alarms `yaml:"alarms" json:"alarms"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
+	// TimeScale compresses time in the local region only: the alarms'
+	// periods (60s on AWS) are divided by it (whole seconds, at least 1s),
+	// so an alarm of 3 periods fires TimeScale times sooner and a drill fits
+	// in minutes. Cron schedules, health checks and the deregistration delay
+	// keep their real times. `haven aws tfvars` exports the values as
+	// written, never scaled. From 1 to 600. Default: 1 (real time).
+	TimeScale float64 `yaml:"time_scale" json:"time_scale"`
 }
 
 // App is the launch template.
@@ -56,6 +71,14 @@ type App struct {
 	// database is ready and before the fleet launches (migrations, seed data).
 	// It gets the same environment as an instance. Default: none.
 	Release []string `yaml:"release" json:"release,omitempty"`
+	// Migrations are the arguments that make the app's program print its
+	// schema migrations as JSON: [{"version": 1, "name": "...", "breaking":
+	// false, "reason": ""}, ...], versions increasing. `haven deploy` runs
+	// the new version's program and the current one's with them (no
+	// database, as unprivileged as an instance) and refuses a version that
+	// adds a breaking migration unless given --allow-breaking. Default: none
+	// (no check).
+	Migrations []string `yaml:"migrations" json:"migrations,omitempty"`
 	// HealthCheck is the target group's health check.
 	HealthCheck HealthCheck `yaml:"health_check" json:"health_check"`
 	// Instance is the instance size: a cgroup CPU quota and memory limit locally.
@@ -362,10 +385,15 @@ func Default() Spec {
 		},
 		Secrets:  Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
 		ObjStore: ObjStore{Listen: "127.0.0.1:9000", MaxUpload: 5 << 30, AbortIncompleteUploads: Duration(7 * 24 * 3600e9)},
-		Edge:     Edge{Listen: "127.0.0.1:8444"},
+		Edge:     Edge{Listen: "127.0.0.1:8445"},
+		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
+		Console:  Console{Listen: "127.0.0.1:8444"},
+		Alarms: Alarms{Thresholds: AlarmThresholds{HTTP5XXPercent: alarms.DefaultHTTP5XXPercent, P99LatencySeconds: alarms.DefaultP99LatencySeconds,
+			DBConnections: alarms.DefaultDBConnections, ReplicaLagSeconds: alarms.DefaultReplicaLagSeconds}},
 		Identity: Identity{Listen: "127.0.0.1:9443", Name: "University sign-in", KeyRotation: Duration(90 * 24 * 3600e9),
 			KeyRetention: Duration(24 * 3600e9), IDTokenLifetime: Duration(3600e9)},
 		AWS: AWS{Region: "eu-west-1", InstanceType: "t4g.small", DBInstanceClass: "db.t4g.medium", BackupWindow: "03:00-04:00",
 			MaintenanceWindow: "sun:04:00-sun:05:00", LogRetention: Duration(90 * 24 * 3600e9)},
+		TimeScale: 1,
 	}
 }

@@ -78,7 +78,7 @@ var BucketActions = []string{"read", "write", "list", "delete"}
 type Edge struct {
 	// Listen is the address of the edge's HTTPS listener, with a
 	// certificate from the region CA. Empty disables the edge locally.
-	// Default: 127.0.0.1:8444.
+	// Default: 127.0.0.1:8445.
 	Listen string `yaml:"listen" json:"listen"`
 	// Behaviors route path patterns to a target, matched in order, the
 	// first match winning (CloudFront's ordered cache behaviors). Default:

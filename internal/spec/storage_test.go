@@ -26,7 +26,7 @@ func TestStorageDefaults(t *testing.T) {
 	if lo, def, hi := bs[0].TTLs(); lo.D() != time.Second || def.D() != 24*time.Hour || hi.D() != 365*24*time.Hour {
 		t.Errorf("bucket behaviour TTLs = %s/%s/%s, want CachingOptimized's 1s/24h/365d", lo, def, hi)
 	}
-	if s.Edge.KeyGroup != "exam-materials" || s.Edge.Listen != "127.0.0.1:8444" {
+	if s.Edge.KeyGroup != "exam-materials" || s.Edge.Listen != "127.0.0.1:8445" {
 		t.Errorf("edge = %+v", s.Edge)
 	}
 }
@@ -71,6 +71,8 @@ func TestStorageProblemsNameTheField(t *testing.T) {
 		{"path twice", "edge:\n  behaviors:\n    - {path: /a/*, target: lb}\n    - {path: /a/*, target: lb}\n", "edge.behaviors[1].path", "never be used"},
 		{"key group", "edge: {key_group: 'a b'}\n", "edge.key_group", "letters, digits"},
 		{"old field", "edge: {static: [/static/*]}\n", "edge.static", "unknown field; allowed here: behaviors, key_group, listen"},
+		{"listener twice", "edge: {listen: 127.0.0.1:8444}\n", "console.listen", "127.0.0.1:8444 is already edge.listen's address"},
+		{"listener twice objstore", "objstore: {listen: 127.0.0.1:4566}\n", "objstore.listen", "already secrets.listen's address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

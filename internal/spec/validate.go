@@ -95,8 +95,13 @@ func (s *Spec) Validate() []Problem {
 	s.ObjStore.validate(&ps)
 	s.Edge.validate(&ps, s.ObjStore.Buckets)
 	s.Identity.validate(&ps)
+	s.validateListeners(&ps)
 	s.validateSecurityGroups(&ps)
+	s.validateOperations(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
+	if !(s.TimeScale >= 1 && s.TimeScale <= 600) {
+		ps.add("time_scale", "must be a number from 1 (real time) to 600, got %g", s.TimeScale)
+	}
 	ps = append(ps, s.validateAWSOperations()...)
 	validateFinite(&ps, reflect.ValueOf(s).Elem(), "")
 	return ps
@@ -140,6 +145,11 @@ func (a *App) validate(ps *problems) {
 		}
 		if strings.ContainsRune(v, 0) {
 			ps.add(f, "must not contain a NUL byte")
+		}
+	}
+	for i, arg := range a.Migrations {
+		if strings.TrimSpace(arg) == "" || strings.ContainsRune(arg, 0) {
+			ps.add(fmt.Sprintf("app.migrations[%d]", i), "must be a non-empty argument, e.g. [migrations, --json]")
 		}
 	}
 	checkPort(ps, "app.port", a.Port)
@@ -503,5 +513,30 @@ func (r *InstanceRefresh) validate(ps *problems) {
 		if strings.TrimSpace(a) == "" {
 			ps.add(fmt.Sprintf("%srollback_on[%d]", fp, i), "an alarm name is required")
 		}
+	}
+}
+
+// validateListeners refuses two of the region's host listeners on one
+// address: the second would fail to start, or worse, a client would reach
+// the wrong service.
+func (s *Spec) validateListeners(ps *problems) {
+	seen := map[string]string{}
+	for _, l := range []struct{ field, addr string }{
+		{"load_balancer.https", s.LoadBalancer.HTTPS}, {"load_balancer.http", s.LoadBalancer.HTTP},
+		{"database.endpoint", s.Database.Endpoint}, {"secrets.listen", s.Secrets.Listen},
+		{"objstore.listen", s.ObjStore.Listen}, {"edge.listen", s.Edge.Listen},
+		{"identity.listen", s.Identity.Listen}, {"metrics.listen", s.Metrics.Listen}, {"console.listen", s.Console.Listen},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		if l.field == "identity.listen" && !s.Identity.Enabled {
+			continue
+		}
+		if first, dup := seen[l.addr]; dup {
+			ps.add(l.field, "%s is already %s's address; give each listener its own port", l.addr, first)
+			continue
+		}
+		seen[l.addr] = l.field
 	}
 }

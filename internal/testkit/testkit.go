@@ -76,6 +76,9 @@ type Options struct {
 	// ObjStore and Edge are added to the objstore and edge mappings (which
 	// set the listen addresses), e.g. "max_upload: 1MiB". Default none.
 	ObjStore, Edge string
+	// HealthCheck replaces app.health_check (a YAML flow mapping). Default
+	// {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}.
+	HealthCheck string
 	// Dir is where the region's directory (spec and state) is made.
 	// Default os.TempDir(). Instances see a private /tmp of their own, so a
 	// test of what they cannot reach on the host puts the region elsewhere.
@@ -103,7 +106,7 @@ type Region struct {
 }
 
 // Ports are the region's listener ports on 127.0.0.1.
-type Ports struct{ HTTPS, HTTP, DB, Secrets, App, S3, Edge int }
+type Ports struct{ HTTPS, HTTP, DB, Secrets, App, S3, Edge, Metrics, Console int }
 
 // FreePort returns a TCP port free on 127.0.0.1 now.
 func FreePort(t testing.TB) int {
@@ -135,6 +138,9 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.Max == 0 {
 		o.Max = 6
 	}
+	if o.HealthCheck == "" {
+		o.HealthCheck = "{path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
+	}
 	bin := Binaries(t)
 	dir, err := os.MkdirTemp(o.Dir, "haven-region-")
 	if err != nil {
@@ -143,7 +149,7 @@ func NewSpec(t testing.TB, o Options) *Region {
 	_ = os.Chmod(dir, 0o711)
 	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml"), env: o.Env}
 	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000),
-		S3: FreePort(t), Edge: FreePort(t)}
+		S3: FreePort(t), Edge: FreePort(t), Metrics: FreePort(t), Console: FreePort(t)}
 	if o.ObjStore != "" {
 		o.ObjStore = ", " + o.ObjStore
 	}
@@ -165,7 +171,7 @@ app:
   command: [courses, serve]
 %s  port: %d
   release: [courses, release, --students, "%d", --courses, "%d"]
-  health_check: {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}
+  health_check: %s
   instance: {cpu: 0.5, memory: 256MiB}
 fleet: {min: %d, desired: %d, max: %d, health_check_type: elb, grace_period: 5s}
 load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
@@ -173,8 +179,10 @@ database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
 objstore: {listen: 127.0.0.1:%d%s}
 edge: {listen: 127.0.0.1:%d%s}
-%s`, env, r.Ports.App, o.Students, o.Courses, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
-		r.Ports.S3, o.ObjStore, r.Ports.Edge, o.Edge, o.Extra)
+metrics: {listen: 127.0.0.1:%d}
+console: {listen: 127.0.0.1:%d}
+%s`, env, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+		r.Ports.S3, o.ObjStore, r.Ports.Edge, o.Edge, r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}

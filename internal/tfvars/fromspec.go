@@ -52,8 +52,10 @@ func FromSpec(s spec.Spec) Input {
 		MultiAZ:   s.Database.MultiAZ, BackupRetention: s.Database.BackupRetention.D(),
 		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(),
 		MaintenanceWindow: s.AWS.MaintenanceWindow, RotationStrategy: s.Secrets.DB.Strategy,
-		LogRetention: s.AWS.LogRetention.D(),
-		AppEnv:       s.App.Env, IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
+		LogRetention:    s.AWS.LogRetention.D(),
+		Alarm5XXPercent: s.Alarms.Thresholds.HTTP5XXPercent, AlarmP99LatencySeconds: s.Alarms.Thresholds.P99LatencySeconds,
+		AlarmDBConnections: s.Alarms.Thresholds.DBConnections,
+		AppEnv:             s.App.Env, IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
 		HealthCheckType: s.Fleet.HealthCheckType, DBName: s.Database.Name, DBUser: s.Database.User,
 	}
 	// The module serves static_paths from its one bucket; a behaviour to
@@ -69,6 +71,12 @@ func FromSpec(s spec.Spec) Input {
 	}
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
+	}
+	ir := s.Fleet.InstanceRefresh
+	in.InstanceRefresh = &InstanceRefresh{
+		MinHealthy: ir.MinHealthyPercentage, MaxHealthy: ir.MaxHealthyPercentage,
+		Checkpoints: append([]int(nil), ir.Checkpoints...), Bake: ir.Bake.D(), Warmup: ir.InstanceWarmup.D(),
+		AutoRollback: ir.AutoRollback, RollbackOn: append([]string(nil), ir.RollbackOn...),
 	}
 	for _, g := range s.SecurityGroups {
 		for _, d := range []struct {
@@ -114,7 +122,14 @@ var specFields = map[string]string{
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
 	"LogRetention": "aws.log_retention", "AppEnv": "app.env", "IdleTimeout": "load_balancer.idle_timeout",
 	"HealthCheckType": "fleet.health_check_type", "DBName": "database.name", "DBUser": "database.user",
-	"SecurityGroupRules": "security_groups[].name",
+	"SecurityGroupRules":          "security_groups[].name",
+	"InstanceRefresh.MinHealthy":  "fleet.instance_refresh.min_healthy_percentage",
+	"InstanceRefresh.MaxHealthy":  "fleet.instance_refresh.max_healthy_percentage",
+	"InstanceRefresh.Checkpoints": "fleet.instance_refresh.checkpoints",
+	"InstanceRefresh.Bake":        "fleet.instance_refresh.bake", "InstanceRefresh.Warmup": "fleet.instance_refresh.instance_warmup",
+	"InstanceRefresh.RollbackOn": "fleet.instance_refresh.rollback_on",
+	"Alarm5XXPercent":            "alarms.thresholds.http_5xx_percent", "AlarmP99LatencySeconds": "alarms.thresholds.p99_latency_seconds",
+	"AlarmDBConnections": "alarms.thresholds.db_connections",
 }
 
 var (

@@ -17,37 +17,42 @@ import (
 // Vars are the variables of examples/courses (and of the module), named as
 // in Terraform. Marshal them with JSON for a terraform.tfvars.json file.
 type Vars struct {
-	Name                    string            `json:"name"`
-	Region                  string            `json:"region"`
-	AZs                     []string          `json:"azs"`
-	InstanceType            string            `json:"instance_type"`
-	DBInstanceClass         string            `json:"db_instance_class"`
-	AppPort                 int               `json:"app_port"`
-	AppCommand              *[]string         `json:"app_command,omitempty"`
-	AppEnvironment          map[string]string `json:"app_environment,omitempty"`
-	HealthCheck             HealthCheckVars   `json:"health_check"`
-	DeregistrationDelay     int               `json:"deregistration_delay"`
-	SlowStart               int               `json:"slow_start"`
-	LoadBalancingAlgorithm  string            `json:"load_balancing_algorithm"`
-	ALBIdleTimeout          int               `json:"alb_idle_timeout,omitempty"`
-	MinSize                 int               `json:"min_size"`
-	MaxSize                 int               `json:"max_size"`
-	DesiredCapacity         int               `json:"desired_capacity"`
-	HealthCheckGracePeriod  int               `json:"health_check_grace_period"`
-	HealthCheckType         string            `json:"health_check_type,omitempty"`
-	TargetTracking          []TargetVars      `json:"target_tracking"`
-	ScheduledActions        []ScheduledVars   `json:"scheduled_actions"`
-	DBMultiAZ               bool              `json:"db_multi_az"`
-	DBName                  string            `json:"db_name,omitempty"`
-	DBUsername              string            `json:"db_username,omitempty"`
-	DBBackupRetentionPeriod int               `json:"db_backup_retention_period"`
-	DBBackupWindow          string            `json:"db_backup_window,omitempty"`
-	DBMaintenanceWindow     string            `json:"db_maintenance_window,omitempty"`
-	DBSecretRotationDays    int               `json:"db_secret_rotation_days"`
-	DBRotationStrategy      string            `json:"db_rotation_strategy,omitempty"`
-	LogRetentionDays        int               `json:"log_retention_days,omitempty"`
-	StaticPaths             []string          `json:"static_paths,omitempty"`
-	SignedPaths             []string          `json:"signed_paths,omitempty"`
+	Name                   string            `json:"name"`
+	Region                 string            `json:"region"`
+	AZs                    []string          `json:"azs"`
+	InstanceType           string            `json:"instance_type"`
+	DBInstanceClass        string            `json:"db_instance_class"`
+	AppPort                int               `json:"app_port"`
+	AppCommand             *[]string         `json:"app_command,omitempty"`
+	AppEnvironment         map[string]string `json:"app_environment,omitempty"`
+	HealthCheck            HealthCheckVars   `json:"health_check"`
+	DeregistrationDelay    int               `json:"deregistration_delay"`
+	SlowStart              int               `json:"slow_start"`
+	LoadBalancingAlgorithm string            `json:"load_balancing_algorithm"`
+	ALBIdleTimeout         int               `json:"alb_idle_timeout,omitempty"`
+	MinSize                int               `json:"min_size"`
+	MaxSize                int               `json:"max_size"`
+	DesiredCapacity        int               `json:"desired_capacity"`
+	HealthCheckGracePeriod int               `json:"health_check_grace_period"`
+	HealthCheckType        string            `json:"health_check_type,omitempty"`
+	TargetTracking         []TargetVars      `json:"target_tracking"`
+	ScheduledActions       []ScheduledVars   `json:"scheduled_actions"`
+	// InstanceRefresh is written whenever the input has one (always from a spec).
+	InstanceRefresh         *InstanceRefreshVars `json:"instance_refresh,omitempty"`
+	DBMultiAZ               bool                 `json:"db_multi_az"`
+	DBName                  string               `json:"db_name,omitempty"`
+	DBUsername              string               `json:"db_username,omitempty"`
+	DBBackupRetentionPeriod int                  `json:"db_backup_retention_period"`
+	DBBackupWindow          string               `json:"db_backup_window,omitempty"`
+	DBMaintenanceWindow     string               `json:"db_maintenance_window,omitempty"`
+	DBSecretRotationDays    int                  `json:"db_secret_rotation_days"`
+	DBRotationStrategy      string               `json:"db_rotation_strategy,omitempty"`
+	LogRetentionDays        int                  `json:"log_retention_days,omitempty"`
+	Alarm5XXRatePercent     float64              `json:"alarm_5xx_rate_percent,omitempty"`
+	AlarmP99LatencySeconds  float64              `json:"alarm_p99_latency_seconds,omitempty"`
+	AlarmDBConnections      float64              `json:"alarm_db_connections,omitempty"`
+	StaticPaths             []string             `json:"static_paths,omitempty"`
+	SignedPaths             []string             `json:"signed_paths,omitempty"`
 	// ExtraSecurityGroupRules are the spec's rules beyond the seed's chain.
 	ExtraSecurityGroupRules []SecurityGroupRuleVars `json:"extra_security_group_rules,omitempty"`
 
@@ -96,6 +101,26 @@ type TargetVars struct {
 	Target float64 `json:"target"`
 	Warmup int     `json:"warmup"`
 }
+
+// InstanceRefreshVars is the module's instance_refresh object; times in
+// seconds, alarms by haven name.
+type InstanceRefreshVars struct {
+	MinHealthyPercentage  int   `json:"min_healthy_percentage"`
+	MaxHealthyPercentage  int   `json:"max_healthy_percentage"`
+	CheckpointPercentages []int `json:"checkpoint_percentages"`
+	CheckpointDelay       int   `json:"checkpoint_delay"`
+	InstanceWarmup        int   `json:"instance_warmup"`
+	AutoRollback          bool  `json:"auto_rollback"`
+	// RollbackAlarms is null when none is named (the module's default []).
+	RollbackAlarms []string `json:"rollback_alarms"`
+}
+
+// RefreshAlarms are the haven alarm names the module has a CloudWatch alarm
+// for, which an instance refresh can watch (compute.tf local.alarm_by_name).
+var RefreshAlarms = []string{"alb-5xx-rate", "healthy-hosts-below-min", "target-p99-latency", "db-cpu", "db-free-storage", "db-connections", "asg-at-max"}
+
+// maxCheckpointDelay is the longest checkpoint delay AWS takes (48 h).
+const maxCheckpointDelay = 172800
 
 // ScheduledVars is one element of the module's scheduled_actions list.
 type ScheduledVars struct {
@@ -330,9 +355,11 @@ func Generate(in Input) (Vars, []Warning, error) {
 	g.healthCheck(in.HealthCheck, &v.HealthCheck)
 	g.targetGroup(in, &v)
 	g.fleet(in, &v)
+	g.instanceRefresh(in.InstanceRefresh, &v)
 	g.database(in, &v)
 	g.deployment(in.Deployment, &v)
 	g.securityGroups(in.SecurityGroupRules, &v)
+	g.alarms(in, &v)
 
 	if len(g.problems) > 0 {
 		return Vars{}, g.warnings, &Error{Problems: g.problems}
@@ -566,6 +593,53 @@ func (g *generator) fleet(in Input, v *Vars) {
 	}
 }
 
+// instanceRefresh maps the refresh preferences, refusing what AWS cannot
+// take and raising a min healthy percentage more than 100 below the max.
+func (g *generator) instanceRefresh(r *InstanceRefresh, v *Vars) {
+	if r == nil {
+		return
+	}
+	const f = "InstanceRefresh."
+	out := &InstanceRefreshVars{MinHealthyPercentage: r.MinHealthy, MaxHealthyPercentage: r.MaxHealthy,
+		CheckpointPercentages: append([]int{}, r.Checkpoints...), AutoRollback: r.AutoRollback}
+	switch {
+	case r.MinHealthy < 0 || r.MinHealthy > 100:
+		g.errorf(f+"MinHealthy", "must be 0–100, got %d", r.MinHealthy)
+	case r.MaxHealthy < 100 || r.MaxHealthy > 200:
+		g.errorf(f+"MaxHealthy", "must be 100–200, got %d", r.MaxHealthy)
+	case r.MinHealthy > r.MaxHealthy:
+		g.errorf(f+"MinHealthy", "must not exceed MaxHealthy (%d), got %d", r.MaxHealthy, r.MinHealthy)
+	case r.MinHealthy == 100 && r.MaxHealthy == 100:
+		g.errorf(f+"MaxHealthy", "must be above 100 when MinHealthy is 100, or no instance can be replaced")
+	case r.MaxHealthy-r.MinHealthy > 100:
+		out.MinHealthyPercentage = r.MaxHealthy - 100
+		g.warn(f+"MinHealthy", "instance_refresh.min_healthy_percentage", strconv.Itoa(r.MinHealthy), strconv.Itoa(out.MinHealthyPercentage),
+			fmt.Sprintf("AWS allows at most 100 between min and max healthy percentage (max is %d); raised, so more stays in service", r.MaxHealthy))
+	}
+	for i, c := range r.Checkpoints {
+		if c < 1 || c > 100 || (i > 0 && c <= r.Checkpoints[i-1]) {
+			g.errorf(f+"Checkpoints", "must be strictly increasing, each 1–100, got %v", r.Checkpoints)
+			break
+		}
+	}
+	if n := len(r.Checkpoints); n == 0 || r.Checkpoints[n-1] != 100 {
+		g.errorf(f+"Checkpoints", "must end at 100 (the whole group), got %v", r.Checkpoints)
+	}
+	out.CheckpointDelay = g.seconds(f+"Bake", "instance_refresh.checkpoint_delay", r.Bake, 0, maxCheckpointDelay)
+	out.InstanceWarmup = g.seconds(f+"Warmup", "instance_refresh.instance_warmup", r.Warmup, 0, -1)
+	for _, a := range r.RollbackOn {
+		switch {
+		case slices.Contains(out.RollbackAlarms, a):
+		case slices.Contains(RefreshAlarms, a):
+			out.RollbackAlarms = append(out.RollbackAlarms, a)
+		default:
+			g.warn(f+"RollbackOn", "instance_refresh.rollback_alarms", a, "",
+				fmt.Sprintf("the module creates no CloudWatch alarm of that name for the refresh to watch (it has %s; db-failover is an RDS event there)", strings.Join(RefreshAlarms, ", ")))
+		}
+	}
+	v.InstanceRefresh = out
+}
+
 func cloneInt(p *int) *int {
 	if p == nil {
 		return nil
@@ -655,6 +729,25 @@ func (g *generator) logRetention(d time.Duration) int {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// alarms writes the seed's alarm thresholds; 0 keeps the module default.
+func (g *generator) alarms(in Input, v *Vars) {
+	for _, a := range []struct {
+		field string
+		val   float64
+		out   *float64
+		max   float64
+	}{{"Alarm5XXPercent", in.Alarm5XXPercent, &v.Alarm5XXRatePercent, 100}, {"AlarmP99LatencySeconds", in.AlarmP99LatencySeconds, &v.AlarmP99LatencySeconds, 1e9},
+		{"AlarmDBConnections", in.AlarmDBConnections, &v.AlarmDBConnections, 1e9}} {
+		switch {
+		case a.val == 0:
+		case !(a.val > 0 && a.val <= a.max):
+			g.errorf(a.field, "must be above 0 and at most %g, got %g", a.max, a.val)
+		default:
+			*a.out = a.val
+		}
+	}
+}
 
 func (g *generator) deployment(d Deployment, v *Vars) {
 	if d.AMI != "" && !amiRe.MatchString(d.AMI) {

@@ -482,3 +482,52 @@ func TestSpecFieldsOfNewInputs(t *testing.T) {
 		t.Errorf("FromSpec dropped a field: %q %s %q", in.MaintenanceWindow, in.LogRetention, in.RotationStrategy)
 	}
 }
+
+// TestInstanceRefresh: the preferences reach the module's object; AWS's
+// rule that min and max healthy differ by at most 100 raises min with a
+// warning; alarm names the module has no CloudWatch alarm for are left out
+// with a warning; what AWS cannot take is refused naming the field.
+func TestInstanceRefresh(t *testing.T) {
+	in := coursesInput()
+	in.InstanceRefresh = &InstanceRefresh{MinHealthy: 0, MaxHealthy: 200, Checkpoints: []int{20, 60, 100},
+		Bake: 1500 * time.Millisecond, Warmup: 30 * time.Second, AutoRollback: false,
+		RollbackOn: []string{"target-p99-latency", "db-failover", "target-p99-latency", "alb-5xx-rate"}}
+	v, ws, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(v.InstanceRefresh)
+	want := `{"min_healthy_percentage":100,"max_healthy_percentage":200,"checkpoint_percentages":[20,60,100],"checkpoint_delay":2,"instance_warmup":30,"auto_rollback":false,"rollback_alarms":["target-p99-latency","alb-5xx-rate"]}`
+	if string(got) != want {
+		t.Errorf("instance_refresh = %s\nwant %s", got, want)
+	}
+	warned := map[string]string{}
+	for _, w := range ws {
+		warned[w.Field] = w.From + "→" + w.To
+	}
+	for field, w := range map[string]string{"InstanceRefresh.MinHealthy": "0→100", "InstanceRefresh.Bake": "1.5s→2s", "InstanceRefresh.RollbackOn": "db-failover→"} {
+		if warned[field] != w {
+			t.Errorf("warning on %s = %q, want %q (warnings %v)", field, warned[field], w, ws)
+		}
+	}
+
+	in.InstanceRefresh = nil
+	if v, _, err := Generate(in); err != nil || v.InstanceRefresh != nil {
+		t.Errorf("no preferences: instance_refresh %+v, %v; want it left out (module defaults)", v.InstanceRefresh, err)
+	}
+
+	for name, r := range map[string]InstanceRefresh{
+		"InstanceRefresh.MinHealthy":  {MinHealthy: 120, MaxHealthy: 200, Checkpoints: []int{100}},
+		"InstanceRefresh.MaxHealthy":  {MinHealthy: 100, MaxHealthy: 100, Checkpoints: []int{100}},
+		"InstanceRefresh.Checkpoints": {MinHealthy: 100, MaxHealthy: 200, Checkpoints: []int{50, 50, 100}},
+	} {
+		in.InstanceRefresh = &r
+		if _, _, err := Generate(in); err == nil || !strings.Contains(err.Error(), name+": ") {
+			t.Errorf("%+v: error %v, want one naming %s", r, err, name)
+		}
+	}
+	in.InstanceRefresh = &InstanceRefresh{MinHealthy: 100, MaxHealthy: 200, Checkpoints: []int{50}}
+	if _, _, err := Generate(in); err == nil || !strings.Contains(err.Error(), "must end at 100") {
+		t.Errorf("checkpoints [50]: error %v, want one saying they must end at 100", err)
+	}
+}

@@ -58,6 +58,10 @@ type Input struct {
 	TargetTracking []TargetTracking
 	// Scheduled lists the scheduled actions.
 	Scheduled []Scheduled
+	// InstanceRefresh is how a new launch template version rolls out (spec
+	// fleet.instance_refresh). Nil keeps the module's defaults, which are
+	// the spec's.
+	InstanceRefresh *InstanceRefresh
 
 	// MultiAZ runs a synchronous standby in a second AZ.
 	MultiAZ bool
@@ -90,6 +94,12 @@ type Input struct {
 	// access and VPC flow logs), rounded up to a value CloudWatch Logs
 	// accepts, at most 3653 days. 0 keeps the module default of 90 days.
 	LogRetention time.Duration
+
+	// Alarm5XXPercent, AlarmP99LatencySeconds and AlarmDBConnections are
+	// the thresholds of the seed's alarms (spec alarms.thresholds): the
+	// module's alarms.tf and the local region alarm on the same numbers.
+	// 0 keeps the module default (5, 1 and 100).
+	Alarm5XXPercent, AlarmP99LatencySeconds, AlarmDBConnections float64
 
 	// SecurityGroupRules are the rules added to the module's security
 	// groups beyond the seed's chain that security.tf holds (the spec's
@@ -151,6 +161,31 @@ type TargetTracking struct {
 	Target float64
 	// Warmup is the instance warmup, rounded up to whole seconds.
 	Warmup time.Duration
+}
+
+// InstanceRefresh is the Auto Scaling group's instance refresh preferences.
+type InstanceRefresh struct {
+	// MinHealthy is the percentage of desired capacity kept in service
+	// (0–100). AWS allows it at most 100 below MaxHealthy: further apart,
+	// it is raised with a warning.
+	MinHealthy int
+	// MaxHealthy is how far above desired capacity the group may grow,
+	// launching before terminating (100–200).
+	MaxHealthy int
+	// Checkpoints are the percentages replaced before each bake: strictly
+	// increasing, 1–100, ending at 100.
+	Checkpoints []int
+	// Bake is the checkpoint delay (AWS 0–172800 s, whole seconds rounded up).
+	Bake time.Duration
+	// Warmup is the instance warmup (whole seconds, rounded up).
+	Warmup time.Duration
+	// AutoRollback rolls a failed refresh back to the previous version.
+	AutoRollback bool
+	// RollbackOn names haven alarms that fail the refresh in ALARM, beside
+	// alb-5xx-rate and healthy-hosts-below-min, which every refresh watches.
+	// A name the module has no CloudWatch alarm for is left out with a
+	// warning.
+	RollbackOn []string
 }
 
 // Scheduled is one scheduled action. Nil sizes are left unchanged.

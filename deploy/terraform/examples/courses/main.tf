@@ -64,6 +64,7 @@ module "haven" {
   health_check_grace_period = var.health_check_grace_period
   target_tracking           = var.target_tracking
   scheduled_actions         = var.scheduled_actions
+  instance_refresh          = var.instance_refresh
 
   db_instance_class          = var.db_instance_class
   db_multi_az                = var.db_multi_az

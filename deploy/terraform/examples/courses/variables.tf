@@ -222,6 +222,21 @@ variable "scheduled_actions" {
   default = []
 }
 
+variable "instance_refresh" {
+  description = "haven.yaml fleet.instance_refresh (see the module's variable)."
+  type = object({
+    min_healthy_percentage = optional(number, 100)
+    max_healthy_percentage = optional(number, 200)
+    checkpoint_percentages = optional(list(number), [50, 100])
+    checkpoint_delay       = optional(number, 10)
+    instance_warmup        = optional(number, 0)
+    auto_rollback          = optional(bool, true)
+    rollback_alarms        = optional(list(string), [])
+  })
+  default  = {}
+  nullable = false
+}
+
 variable "db_instance_class" {
   description = "haven.yaml aws.db_instance_class."
   type        = string
