@@ -3,17 +3,19 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
+	"github.com/haven-platform/haven/internal/report"
 )
 
 func newDrillCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "drill", Short: "Prove a promise under load: lose an instance, fail the database over, ..."}
-	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newBadDeployCmd(g), newDrillReportsCmd(g))
+	cmd.AddCommand(newInstanceLossCmd(g), newDBFailoverDrillCmd(g), newPITRDrillCmd(g), newSecretRotationCmd(g), newZoneLossCmd(g), newBadDeployCmd(g), newExamSpikeCmd(g), newDrillReportsCmd(g))
 	return cmd
 }
 
@@ -98,6 +100,98 @@ func printInstanceLoss(w, errw io.Writer, r *drill.InstanceLossReport) {
 	fmt.Fprintf(w, "  fleet after: %d in service, %d healthy, desired %d\n", r.InService, r.HealthyEnd, r.Desired)
 	for e, n := range r.Errors {
 		fmt.Fprintf(errw, "  error x%d: %s\n", n, e)
+	}
+}
+
+func newExamSpikeCmd(g *globals) *cobra.Command {
+	var cfg drill.ExamSpikeConfig
+	var wf workloadFlags
+	var asJSON bool
+	var reportFile, runs string
+	cmd := &cobra.Command{
+		Use:   "exam-spike",
+		Short: "Meet a 10× step of logged-in load three times: reactive scaling, a scheduled pre-scale, scaling off (the control)",
+		Long: `Start at min, hold a baseline, step (or ramp) to the peak, hold it, drop back, and
+do it three times: with target tracking alone, with a scheduled pre-scale before the
+step, and with scaling suspended (the control, which must break the SLO). Each run
+reports the time from the step until p99 is back inside the SLO, errors,
+instance-seconds against a fleet fixed at peak, and the time until the fleet is back
+at min after the drop. The defaults are sized for the documented profile (docs/scaling.md).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if cfg.Workload, err = wf.build(); err != nil {
+				return err
+			}
+			if runs != "" {
+				cfg.Runs = strings.Split(runs, ",")
+			}
+			cfg.Log = cmd.ErrOrStderr()
+			if isTerminal(cmd.ErrOrStderr()) {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			rep, err := drill.ExamSpike(cmd.Context(), g.client(), cfg)
+			if rep != nil && reportFile != "" && len(rep.Runs) > 0 {
+				if werr := report.WriteFile(reportFile, rep.HTML()); werr != nil {
+					return werr
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", reportFile)
+			}
+			if err != nil {
+				return err
+			}
+			res := drillResult{name: "exam-spike", header: "exam-spike drill", pass: rep.Pass, reasons: rep.Reasons, why: strings.Join(rep.Reasons, "; "), save: g.client()}
+			return finishDrill(cmd.OutOrStdout(), asJSON, rep, res, func(w io.Writer) { printExamSpike(w, rep) })
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Users, "users", 50, "seeded students to log in")
+	f.Float64Var(&cfg.Base, "base", 40, "requests per second before and after the peak")
+	f.Float64Var(&cfg.Peak, "peak", 400, "requests per second at the peak")
+	f.DurationVar(&cfg.Baseline, "baseline", 60*time.Second, "how long the base rate runs before the step")
+	f.DurationVar(&cfg.Ramp, "ramp", 30*time.Second, "reach the peak linearly over this long (0: a step)")
+	f.DurationVar(&cfg.Hold, "hold", 120*time.Second, "how long the peak lasts, the ramp included")
+	f.DurationVar(&cfg.After, "after", 180*time.Second, "how long the base rate runs after the drop")
+	f.DurationVar(&cfg.SLOP99, "slo-p99", 500*time.Millisecond, "the p99 latency objective")
+	f.Float64Var(&cfg.MaxErrorRate, "max-error-rate", 0.001, "the error objective, a fraction")
+	f.DurationVar(&cfg.Window, "window", 0, "how long after the step the reactive run may break the SLO (default: derived from the scaler's period)")
+	f.IntVar(&cfg.PreScale, "prescale", 0, "the min the pre-scale sets (default: the instances the reactive run had at the drop, or 6)")
+	f.DurationVar(&cfg.PreScaleLead, "prescale-lead", 30*time.Second, "how long before the step the pre-scale runs")
+	f.StringVar(&runs, "runs", "", "comma-separated runs: reactive, prescaled, off (default all three, in that order)")
+	f.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "a request that takes longer counts as a timeout")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&reportFile, "report", "", "also write a self-contained HTML report to this file")
+	wf.add(f)
+	return cmd
+}
+
+func printExamSpike(w io.Writer, r *drill.ExamSpikeReport) {
+	p := r.Profile
+	fmt.Fprintf(w, "  profile: %g rps for %gs, then %g rps for %gs, then %g rps for %gs; SLO p99 %.0f ms, errors %.1f %%, window %.0f s after the step\n",
+		p.BaseRPS, p.BaselineS, p.PeakRPS, p.HoldS, p.BaseRPS, p.AfterS, p.SLOP99MS, 100*p.MaxErrorRate, p.WindowS)
+	fmt.Fprintf(w, "  machine: %d CPUs, load average %.2f before, %.2f after\n", r.Machine.CPUs, r.Machine.LoadAvgBefore, r.Machine.LoadAvgAfter)
+	for _, run := range r.Runs {
+		verdict := "PASS"
+		if !run.Pass {
+			verdict = "FAIL"
+		}
+		rec := "never left the SLO"
+		switch {
+		case run.RecoveryS == nil:
+			rec = "not back in the SLO before the drop"
+		case *run.RecoveryS > 0:
+			rec = fmt.Sprintf("p99 back in the SLO %.0f s after the step", *run.RecoveryS)
+		}
+		back := "not back at min by the end"
+		if run.BackAtMinS != nil {
+			back = fmt.Sprintf("back at min %.0f s after the drop", *run.BackAtMinS)
+		}
+		fmt.Fprintf(w, "  %-9s %s: p99 %.0f ms outside the window (%.0f ms in it, %.0f ms at peak), %s; errors %d/%d (%.3f %%); instance-seconds %.0f vs %.0f fixed at peak %d (%.0f %%); %s\n",
+			run.Name, verdict, run.P99OutsideWindowMS, run.P99WindowMS, run.P99HoldMS, rec, run.Failed, run.Requests, 100*run.ErrorRate,
+			run.InstanceSeconds, run.FixedAtPeakInstanceSeconds, run.PeakInstances, 100*run.InstanceSecondsRatio, back)
+		for _, a := range run.Activities {
+			fmt.Fprintf(w, "      %s\n", a.Cause)
+		}
 	}
 }
 

@@ -491,7 +491,19 @@ alarms:
 	}
 
 	// 8. A daemon crash and a new up: the alarms keep their state, send
-	// nothing again, and the undelivered notifications resume.
+	// nothing again, and the undelivered notifications resume. An alarm
+	// that lost its data during the drill (INSUFFICIENT_DATA while the
+	// machine was busy) would go back to OK on its own, with its OK
+	// actions, restart or not: wait until every alarm's state is settled,
+	// known, or unknown for longer than any alarm's evaluation range.
+	waitFor(t, ctx, "every alarm's state to settle before the crash", func() bool {
+		for _, a := range alarmStatus(t, ctx, r).Alarms {
+			if a.State == alarms.StateInsufficientData && time.Since(a.StateUpdated) < 30*time.Second {
+				return false
+			}
+		}
+		return true
+	})
 	before := alarmStatus(t, ctx, r)
 	sent, posts := hook.total(), sn.posts
 	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {

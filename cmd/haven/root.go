@@ -29,6 +29,7 @@ func newRoot() *cobra.Command {
   haven up        bring up the local region (two zones, load balancer, fleet, database)
   haven status    show it
   haven drill     prove a promise with numbers
+  haven load      drive logged-in load and record each second
   haven down      stop it
 
 One haven.yaml drives both the local region and the Terraform module (haven aws tfvars).`,
@@ -58,6 +59,7 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newFleetCmd(g),
 		newDeployCmd(g),
 		newDrillCmd(g),
+		newLoadCmd(g),
 		newDBCmd(g),
 		newEventsCmd(g),
 		newAWSCmd(g),

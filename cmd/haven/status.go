@@ -119,11 +119,25 @@ func networkStatus(st api.Status) string {
 func compactStatus(st api.Status) string {
 	var b strings.Builder
 	f := st.Fleet
-	fmt.Fprintf(&b, "fleet min %d desired %d max %d: %d in service, %d healthy (health check %s)\n", f.Min, f.Desired, f.Max, f.InService, f.Healthy, f.HealthCheckType)
+	fmt.Fprintf(&b, "fleet min %d desired %d max %d: %d in service, %d pending, %d healthy (health check %s)", f.Min, f.Desired, f.Max, f.InService, f.Pending, f.Healthy, f.HealthCheckType)
+	if f.Scaling != "" {
+		fmt.Fprintf(&b, "; scaling %s", f.Scaling)
+	}
+	if f.AvgCPU != nil {
+		fmt.Fprintf(&b, ", average CPU %.0f %%", *f.AvgCPU)
+	}
+	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  INSTANCE\tZONE\tADDRESS\tSUBNET\tSTATE\tHEALTH\tIN-FLIGHT")
+	fmt.Fprintln(tw, "  INSTANCE\tZONE\tADDRESS\tSUBNET\tSTATE\tHEALTH\tIN-FLIGHT\tCPU")
 	for _, in := range st.Instances {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\n", in.ID, in.AZ, in.Address, in.Subnet, in.State, in.Health, in.InFlight)
+		cpu := "-"
+		if in.CPU != nil {
+			cpu = fmt.Sprintf("%.0f%%", *in.CPU)
+		}
+		if in.Warming {
+			cpu += " (warming)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", in.ID, in.AZ, in.Address, in.Subnet, in.State, in.Health, in.InFlight, cpu)
 	}
 	tw.Flush()
 	return b.String()
@@ -256,7 +270,7 @@ func newInstanceCmd(g *globals) *cobra.Command {
 }
 
 func newFleetCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "fleet", Short: "Change the fleet's capacity"}
+	cmd := &cobra.Command{Use: "fleet", Short: "Change the fleet's capacity; show its scaling activity, schedule and scaler"}
 	var min, desired, max int
 	scale := &cobra.Command{
 		Use:   "scale",
@@ -279,6 +293,7 @@ func newFleetCmd(g *globals) *cobra.Command {
 	scale.Flags().IntVar(&desired, "desired", 0, "desired capacity")
 	scale.Flags().IntVar(&max, "max", 0, "maximum capacity")
 	cmd.AddCommand(scale)
+	cmd.AddCommand(scalingCmds(g)...)
 	return cmd
 }
 
@@ -330,7 +345,7 @@ func newEventsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON (with --follow: one event a line)")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new events until interrupted")
 	cmd.Flags().DurationVar(&since, "since", 0, "only events newer than this, e.g. 10m")
-	cmd.Flags().StringVar(&component, "component", "", "only events of this component: region, db, backup, secrets, fleet, lb, drill")
+	cmd.Flags().StringVar(&component, "component", "", "only events of this component: region, db, backup, secrets, fleet, scaling, lb, drill")
 	return cmd
 }
 

@@ -237,4 +237,6 @@ resource "aws_autoscaling_schedule" "app" {
   min_size         = coalesce(each.value.min_size, -1)
   max_size         = coalesce(each.value.max_size, -1)
   desired_capacity = coalesce(each.value.desired_capacity, -1)
+  start_time       = each.value.start_time
+  end_time         = each.value.end_time
 }

@@ -311,7 +311,7 @@ variable "target_tracking" {
 }
 
 variable "scheduled_actions" {
-  description = "Scheduled actions (haven.yaml `fleet.scaling[].scheduled`). recurrence is a 5-field cron; null sizes are left unchanged."
+  description = "Scheduled actions (haven.yaml `fleet.scaling[].scheduled`). recurrence is a 5-field cron; null sizes are left unchanged; start_time and end_time (UTC, YYYY-MM-DDThh:mm:ssZ) bound the recurrence."
   type = list(object({
     name             = string
     recurrence       = string
@@ -319,6 +319,8 @@ variable "scheduled_actions" {
     min_size         = optional(number)
     max_size         = optional(number)
     desired_capacity = optional(number)
+    start_time       = optional(string)
+    end_time         = optional(string)
   }))
   default = []
 }

@@ -28,7 +28,7 @@ var awsOnly = map[string]string{
 // parityFiles are the module's files the parity test reads: the alarms,
 // the variables that set their thresholds, and the database's event
 // subscription that stands for the local-only alarms. (The reader handles
-// the HCL these use; other files use heredocs.)
+// the HCL these use.)
 var parityFiles = []string{"alarms.tf", "variables.tf", "database.tf"}
 
 // readModule returns the parity files of the Terraform module by name.
@@ -136,7 +136,7 @@ func TestParityCheckCatchesDrift(t *testing.T) {
 		{"period", func() []Definition { d := fresh(); find(d, AlarmHealthyHosts).Period = 30e9; return d }, tf, "period"},
 		{"a local alarm without its AWS side", func() []Definition { d := fresh(); find(d, AlarmDBConns).AWS.Resource = ""; return d }, tf, "db_connections"},
 		{"ok actions", func() []Definition { d := fresh(); find(d, AlarmFleetAtMax).OKActions = nil; return d }, tf, "ok_actions"},
-		{"heredoc", fresh, tf + "\nlocals {\n  x = <<EOT\nhi\nEOT\n}\n", "heredoc"},
+		{"an unclosed heredoc", fresh, tf + "\nlocals {\n  x = <<EOT\nhi\n}\n", "heredoc"},
 		{"an event category AWS does not subscribe", func() []Definition {
 			d := fresh()
 			find(d, AlarmDBFailover).AWS.EventCategories = []string{"failover", "recovery"}
@@ -392,7 +392,19 @@ variable "v" { default = 5 }
 	if v := root.children("variable")[0]; v.Attrs["default"].Src != "5" || v.Line != 14 {
 		t.Errorf("variable %+v", v)
 	}
-	for _, bad := range []string{"x = <<EOT\nhi\nEOT\n", "resource \"a\" {\n x = (1\n", "x = \"open\n", "}\n"} {
+	// Heredocs are read whole, brackets and quotes inside them ignored, and
+	// the lines after them keep their numbers.
+	doc, err := parseTF("variable \"h\" {\n  description = <<-EOT\n    a { \"b\n    EOT\n  type = number\n}\nvariable \"after\" { default = 1 }\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := doc.children("variable")[0]; !strings.HasPrefix(h.Attrs["description"].Src, "<<-EOT") || h.Attrs["type"].Src != "number" {
+		t.Errorf("heredoc variable %+v", h.Attrs)
+	}
+	if a := doc.children("variable")[1]; a.Line != 7 {
+		t.Errorf("the variable after a heredoc is on line %d, want 7", a.Line)
+	}
+	for _, bad := range []string{"x = <<EOT\nhi\n", "resource \"a\" {\n x = (1\n", "x = \"open\n", "}\n"} {
 		if _, err := parseTF(bad); err == nil || !strings.Contains(err.Error(), "line") {
 			t.Errorf("%q: error %v, want one naming the line", bad, err)
 		}

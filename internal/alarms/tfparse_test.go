@@ -11,7 +11,7 @@ import (
 // compares with: the HCL native syntax subset they use (blocks with string
 // labels, one attribute per line, strings, numbers, references, and
 // bracketed expressions that may span lines). An expression is kept as its
-// source text. Anything outside the subset (a heredoc, an unterminated
+// source text. Anything outside the subset (an unclosed heredoc, an unterminated
 // string or bracket) is an error naming the line, so a change to the files
 // cannot be misread silently. hashicorp/hcl/v2 is not a dependency of
 // haven; docs/decisions.md says why this reader stands in for it.
@@ -201,6 +201,35 @@ func (p *tfParser) body(b *tfBlock, nested bool) error {
 	}
 }
 
+// heredoc skips a heredoc string (<<EOT or <<-EOT up to the line holding
+// only its marker); the expression's source text keeps it whole.
+func (p *tfParser) heredoc() error {
+	rest := p.src[p.pos+2:]
+	rest = strings.TrimPrefix(rest, "-")
+	nl := strings.IndexByte(rest, '\n')
+	if nl < 0 {
+		return p.errf("heredoc without a body")
+	}
+	marker := strings.TrimSpace(rest[:nl])
+	if marker == "" {
+		return p.errf("heredoc without a marker")
+	}
+	body := p.pos + (len(p.src[p.pos:]) - len(rest)) + nl + 1
+	for i := body; i < len(p.src); {
+		end := strings.IndexByte(p.src[i:], '\n')
+		if end < 0 {
+			end = len(p.src) - i
+		}
+		p.line++
+		if strings.TrimSpace(p.src[i:i+end]) == marker {
+			p.pos = i + end
+			return nil
+		}
+		i += end + 1
+	}
+	return p.errf("heredoc %s is not closed", marker)
+}
+
 // expr reads an expression up to the end of its line, across lines inside
 // brackets, and returns its source text.
 func (p *tfParser) expr() (string, error) {
@@ -211,7 +240,10 @@ func (p *tfParser) expr() (string, error) {
 		c := p.src[p.pos]
 		switch {
 		case strings.HasPrefix(p.src[p.pos:], "<<"):
-			return "", p.errf("heredoc strings are not supported")
+			if err := p.heredoc(); err != nil {
+				return "", err
+			}
+			continue
 		case c == '"':
 			if _, err := p.stringLit(); err != nil {
 				return "", err

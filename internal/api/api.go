@@ -117,6 +117,15 @@ type Fleet struct {
 	InService       int    `json:"in_service"`
 	Healthy         int    `json:"healthy"`
 	HealthCheckType string `json:"health_check_type"`
+	// Pending counts instances launched and not yet in service.
+	Pending int `json:"pending"`
+	// AvgCPU is the in-service instances' average CPU utilisation over the
+	// scaler's last one-second sample, in percent of their quota (absent
+	// when unknown: no CPU accounting, or no sample yet).
+	AvgCPU *float64 `json:"avg_cpu,omitempty"`
+	// Scaling says whether scaling acts: "on", "suspended" or "off" (no
+	// policy and no scheduled action in the spec).
+	Scaling string `json:"scaling,omitempty"`
 }
 
 // LB is the load balancer's target group settings and counters.
@@ -149,6 +158,16 @@ type Instance struct {
 	// unhealthy, draining, or "" when it is not registered.
 	Target     string    `json:"target"`
 	LaunchedAt time.Time `json:"launched_at"`
+	// InServiceSince is when it entered service (absent while pending).
+	InServiceSince time.Time `json:"in_service_since,omitzero"`
+	// CPU is its CPU utilisation over the last second, in percent of its
+	// quota, and RPS the requests routed to it per second (absent when
+	// unknown).
+	CPU *float64 `json:"cpu,omitempty"`
+	RPS *float64 `json:"rps,omitempty"`
+	// Warming is true while it is within the instance warmup: it counts
+	// toward capacity, not toward the scaler's metrics.
+	Warming bool `json:"warming,omitempty"`
 }
 
 // Database is the database tier's view.

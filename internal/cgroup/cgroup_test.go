@@ -297,11 +297,53 @@ func TestCPUQuotaThrottles(t *testing.T) {
 	}
 }
 
+// TestCPUUsageMeasuresTheQuota: a busy loop under a 0.1-CPU quota uses about
+// 0.1 s of CPU per second, as CPUUsage reads it (what the scaler's sampler
+// turns into CPU utilisation).
+func TestCPUUsageMeasuresTheQuota(t *testing.T) {
+	m := newTestManager(t)
+	if err := m.CPUAccounting(); err != nil {
+		t.Fatalf("no CPU accounting on this host: %v", err)
+	}
+	g, err := m.Create("i-usage", Limits{CPU: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := m.CPUUsage("i-usage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	startIn(t, g, "sh", "-c", "while :; do :; done")
+	t0 := time.Now()
+	time.Sleep(time.Second)
+	after, err := m.CPUUsage("i-usage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(t0)
+	used := after - before
+	// The quota caps it at 0.1 × wall (plus one CFS period of slack); a
+	// busy loop on a shared machine gets some of it.
+	if used <= 0 || used > wall/10+cpuQuotaSlack {
+		t.Errorf("used %s of CPU in %s under a 0.1 quota, want (0, %s]", used, wall, wall/10+cpuQuotaSlack)
+	}
+	if _, err := m.CPUUsage("i-missing"); err == nil {
+		t.Error("CPUUsage of a group that does not exist succeeded")
+	}
+}
+
+// cpuQuotaSlack is one CFS period: a group may run its quota at the end of
+// one period and the start of the next.
+const cpuQuotaSlack = CPUPeriod * time.Microsecond
+
 func TestDisabledManagerTracksPids(t *testing.T) {
 	m := &Manager{root: "x", log: testkit.Logger(t), layout: layout{Reason: "test"}, rootDirs: map[string]string{}}
 	g, err := m.Create("i-x", Limits{CPU: 1})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.CPUAccounting() == nil {
+		t.Error("a disabled manager claims CPU accounting")
 	}
 	cmd := startIn(t, g, "sleep", "60")
 	procs, _ := g.Procs()
@@ -315,5 +357,30 @@ func TestDisabledManagerTracksPids(t *testing.T) {
 	}
 	if procs, _ := g.Procs(); len(procs) != 0 {
 		t.Errorf("after Kill procs got %v", procs)
+	}
+}
+
+// BenchmarkCPUUsage measures what the scaler's sampler pays per instance
+// per second to read its CPU time: one Manager.CPUUsage of a real group.
+func BenchmarkCPUUsage(b *testing.B) {
+	rb := make([]byte, 4)
+	rand.Read(rb)
+	m, err := NewManager("haven-bench-"+hex.EncodeToString(rb), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := m.CPUAccounting(); err != nil {
+		b.Skipf("no CPU accounting here: %v", err)
+	}
+	defer m.Remove(context.Background())
+	if _, err := m.Create("i-bench", Limits{CPU: 0.05}); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n++ {
+		if _, err := m.CPUUsage("i-bench"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -143,14 +143,47 @@ func OpenSite(ctx context.Context, st api.Status, n int, w Workload) (*Site, []*
 	if err != nil {
 		return nil, nil, err
 	}
-	users := make([]*User, 0, n)
-	for i := 1; i <= n; i++ {
-		u, err := site.Login(ctx, i)
+	// Up to 4 logins at a time: a login is a password check (bcrypt), the
+	// costliest request an instance answers.
+	users := make([]*User, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			// A login that meets a busy or draining instance is tried again.
+			for try := 0; try < 3; try++ {
+				if users[i], errs[i] = site.Login(ctx, i+1); errs[i] == nil || ctx.Err() != nil {
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	var first error
+	failed := 0
+	for _, err := range errs {
 		if err != nil {
-			site.Close()
-			return nil, nil, err
+			if first == nil {
+				first = err
+			}
+			failed++
 		}
-		users = append(users, u)
+	}
+	if first != nil {
+		site.Close()
+		if failed > 1 {
+			first = fmt.Errorf("%w (and %d more logins failed)", first, failed-1)
+		}
+		return nil, nil, first
 	}
 	return site, users, nil
 }
@@ -177,9 +210,20 @@ func (s *Site) Login(ctx context.Context, n int) (*User, error) {
 // Step performs the user's next journey step and returns its path and
 // outcome as the workload judges it.
 func (s *Site) Step(ctx context.Context, u *User) (string, error) {
+	path, _, err := s.StepStatus(ctx, u)
+	return path, err
+}
+
+// StepStatus is Step that also returns the response's status code (0 when
+// no response arrived).
+func (s *Site) StepStatus(ctx context.Context, u *User) (string, int, error) {
 	u.mu.Lock()
 	r := u.journey.Next()
 	u.mu.Unlock()
 	resp, body, err := u.client.Do(ctx, r)
-	return r.Path, s.Workload.Check(r, resp, body, err)
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	return r.Path, status, s.Workload.Check(r, resp, body, err)
 }

@@ -45,6 +45,9 @@ type InstanceStatus struct {
 	Health Health `json:"health"`
 	// LaunchedAt is when the process started.
 	LaunchedAt time.Time `json:"launched_at"`
+	// InServiceSince is when the instance entered service (zero while
+	// pending): the instance warmup counts from it.
+	InServiceSince time.Time `json:"in_service_since,omitzero"`
 	// TemplateVersion is the version of the launch template the instance
 	// was launched from: 1 at start, one more on each SetLaunchTemplate.
 	TemplateVersion int `json:"template_version"`
@@ -114,9 +117,10 @@ type instance struct {
 	exitErr    error         // set before exited is closed
 
 	// guarded by Fleet.mu
-	state  State
-	health Health
-	reason string
+	state       State
+	health      Health
+	reason      string
+	inServiceAt time.Time
 }
 
 // New validates cfg and returns a Fleet that is not yet started.
@@ -256,7 +260,7 @@ func (f *Fleet) instancesLocked() []InstanceStatus {
 		out = append(out, InstanceStatus{
 			ID: in.id, Zone: in.zone.Name, AZ: in.zone.AZ, Address: in.addr.String(), Subnet: in.zone.CIDR.String(), Port: in.port,
 			PID: in.pid, State: in.state, Health: in.health, LaunchedAt: in.launchedAt, TemplateVersion: in.version,
-			LogPath: in.logPath, Reason: in.reason, Version: in.release,
+			InServiceSince: in.inServiceAt, LogPath: in.logPath, Reason: in.reason, Version: in.release,
 		})
 	}
 	slices.SortFunc(out, func(a, b InstanceStatus) int {
@@ -428,7 +432,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			in.health = h
 		}
 		if in.state == StatePending && (f.cfg.HealthCheckType == HealthCheckEC2 || h == HealthHealthy) {
-			in.state = StateInService
+			in.state, in.inServiceAt = StateInService, now
 			evs = append(evs, f.event(EventInService, in, ""))
 		}
 	}
@@ -671,7 +675,7 @@ func (f *Fleet) launch(ctx context.Context, tpl LaunchTemplate, zi int, reason s
 	evs := []Event{f.event(EventLaunch, in, reason)}
 	f.mu.Lock()
 	if f.cfg.HealthCheckType == HealthCheckEC2 {
-		in.state, in.health = StateInService, HealthHealthy
+		in.state, in.health, in.inServiceAt = StateInService, HealthHealthy, in.launchedAt
 		evs = append(evs, f.event(EventInService, in, ""))
 	}
 	f.insts[id] = in

@@ -182,8 +182,8 @@ func settled(f *Fleet, want map[string]int) bool {
 	all := f.Instances()
 	got := map[string]int{}
 	for _, s := range all {
-		if s.State != StateInService {
-			return false
+		if s.State != StateInService || s.InServiceSince.Before(s.LaunchedAt) {
+			return false // an in-service instance knows since when (the warmup counts from it)
 		}
 		got[s.Zone]++
 	}

@@ -172,6 +172,13 @@ func TestRoundRobinAcrossZones(t *testing.T) {
 			t.Errorf("target %s got %d of 200 requests, want 50", b.id, got)
 		}
 	}
+	// The per-target counter the scaler reads (RequestCountPerTarget)
+	// agrees with what each backend saw.
+	for _, ts := range l.Targets() {
+		if ts.Requests != 50 {
+			t.Errorf("target %s: Requests = %d, want 50", ts.ID, ts.Requests)
+		}
+	}
 	for i := 1; i < len(seq); i++ {
 		if seq[i][0] == seq[i-1][0] {
 			t.Fatalf("requests %d and %d both went to zone %c; want zones to alternate: %v", i-1, i, seq[i][0], seq[:i+1])

@@ -157,6 +157,34 @@ type Result struct {
 	Marks     []Mark   `json:"marks,omitempty"`
 	Summary   Summary  `json:"summary"`
 	Timeline  []Second `json:"timeline"`
+
+	// lat holds each second's answered latencies, sorted, for Quantile.
+	lat [][]time.Duration
+}
+
+// Quantile returns the q-quantile (0 < q ≤ 1, nearest rank) of the latencies
+// of the requests due in seconds [from, to) of the timeline, in
+// milliseconds, and how many requests it is taken over (dropped ones have no
+// latency). It answers "p99 outside the first 30 s after the step" across
+// seconds, which per-second quantiles cannot.
+func (r *Result) Quantile(from, to int, q float64) (float64, int) {
+	return r.quantileOf(func(i int) bool { return i >= from && i < to }, q)
+}
+
+// QuantileExcept is Quantile over every second outside [from, to).
+func (r *Result) QuantileExcept(from, to int, q float64) (float64, int) {
+	return r.quantileOf(func(i int) bool { return i < from || i >= to }, q)
+}
+
+func (r *Result) quantileOf(in func(int) bool, q float64) (float64, int) {
+	var all []time.Duration
+	for i := range r.lat {
+		if in(i) {
+			all = append(all, r.lat[i]...)
+		}
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	return ms(quantile(all, q)), len(all)
 }
 
 // Run starts the profile's requests on its timeline and waits for the last
@@ -265,7 +293,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		r.observeIfMissing(ctx, cfg.Observe, last)
 	}
 	res.EndedAt = clk.Now().UTC()
-	res.Timeline, res.Summary = r.finish()
+	res.Timeline, res.Summary, res.lat = r.finish()
 	if cfg.Progress != nil {
 		fmt.Fprintf(cfg.Progress, "\r%s\x1b[K\n", summaryLine(res))
 	}
@@ -378,11 +406,12 @@ func (r *recorder) progress(sec, total int, name string, outstanding int64) stri
 	return line
 }
 
-func (r *recorder) finish() ([]Second, Summary) {
+func (r *recorder) finish() ([]Second, Summary, [][]time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sum := Summary{Errors: map[string]int{}}
 	var all []time.Duration
+	lat := make([][]time.Duration, len(r.secs))
 	for i := range r.secs {
 		s := &r.secs[i]
 		sort.Slice(s.lat, func(a, b int) bool { return s.lat[a] < s.lat[b] })
@@ -391,6 +420,7 @@ func (r *recorder) finish() ([]Second, Summary) {
 			s.MaxMS = ms(s.lat[len(s.lat)-1])
 		}
 		all = append(all, s.lat...)
+		lat[i] = s.lat
 		sum.Requests += int64(s.RPS)
 		sum.OK += int64(s.OK)
 		for k, v := range s.Errors {
@@ -410,7 +440,7 @@ func (r *recorder) finish() ([]Second, Summary) {
 	if len(sum.Errors) == 0 {
 		sum.Errors = nil
 	}
-	return append([]Second(nil), r.secs...), sum
+	return append([]Second(nil), r.secs...), sum, lat
 }
 
 func summaryLine(res *Result) string {
@@ -452,4 +482,20 @@ func fmtMS(f float64) string {
 		return fmt.Sprintf("%.2fs", f/1000)
 	}
 	return fmt.Sprintf("%.0fms", f)
+}
+
+// NewResult builds a Result from a timeline (T, TargetRPS, RPS, OK, Errors
+// and the fleet fields of each second) and each second's answered
+// latencies, computing the quantiles and the summary as Run does: for
+// replays, and for tests of what reads a Result.
+func NewResult(profile string, start time.Time, secs []Second, lat [][]time.Duration) *Result {
+	r := &recorder{secs: append([]Second(nil), secs...)}
+	for i := range r.secs {
+		if i < len(lat) {
+			r.secs[i].lat = append([]time.Duration(nil), lat[i]...)
+		}
+	}
+	res := &Result{Profile: profile, StartedAt: start.UTC(), DurationS: float64(len(secs)), EndedAt: start.Add(time.Duration(len(secs)) * time.Second).UTC()}
+	res.Timeline, res.Summary, res.lat = r.finish()
+	return res
 }

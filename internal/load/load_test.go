@@ -242,6 +242,17 @@ func TestRunIsAnOpenModel(t *testing.T) {
 	if res.Summary.OK != 100 {
 		t.Fatalf("ok = %d, want 100", res.Summary.OK)
 	}
+	// Quantile spans seconds: the stalled first second holds the slow
+	// requests, the second one (after the stall) does not.
+	if p, n := res.Quantile(0, 2, 1); n != 100 || p != res.Summary.MaxMS {
+		t.Errorf("Quantile over both seconds = %g ms of %d, want the max %g of 100", p, n, res.Summary.MaxMS)
+	}
+	if p, n := res.Quantile(1, 99, 0.5); n != 50 || p >= 1000 {
+		t.Errorf("median of the second second = %g ms of %d, want < 1000 ms of 50", p, n)
+	}
+	if p, n := res.QuantileExcept(0, 1, 0.5); n != 50 || p >= 1000 {
+		t.Errorf("median outside the first second = %g ms of %d, want < 1000 ms of 50", p, n)
+	}
 }
 
 func TestRunCountsDroppedRequestsWithoutWaiting(t *testing.T) {

@@ -25,7 +25,7 @@ var rules = map[string]Rule{
 	"fleet.health_check_type":            {InPlace, "fleet", "the fleet judges instances by the new health check type from its next tick", ""},
 	"fleet.grace_period":                 {InPlace, "fleet", "instances launched from now on get the new grace period", ""},
 	"fleet.instance_refresh":             {InPlace, "releases", "the instance refresh's preferences and gates change at once: haven deploy rollouts started from now on use them; a rollout under way keeps the checkpoints and bake it started with and is judged by the new gates from its next tick", ""},
-	"fleet.scaling":                      {InPlace, "scaling", "the scaling policies and scheduled actions are replaced", ""},
+	"fleet.scaling":                      {InPlace, "scaling", "the running scaler's policies and scheduled actions are replaced (scheduled actions put at run time too), from its next decision; a changed warmup waits for the next haven up", ""},
 	"app.health_check":                   {InPlace, "load balancer", "the target group's health check changes from each target's next check; no target is re-registered", ""},
 	"load_balancer.algorithm":            {InPlace, "load balancer", "the target group routes new requests with the new algorithm", ""},
 	"load_balancer.deregistration_delay": {InPlace, "load balancer", "targets that start draining from now on get the new delay", ""},
@@ -35,7 +35,7 @@ var rules = map[string]Rule{
 	"secrets.db.strategy":                {InPlace, "secrets", "the next rotation of the database secret uses the new strategy", ""},
 	"security_groups":                    {InPlace, "network", "the security groups' nftables ruleset is replaced in one transaction; established connections stay", ""},
 	"alarms":                             {InPlace, "alarms", "the alarm engine takes the new definitions and actions: every alarm keeps its state and history, as PutMetricAlarm on an existing alarm; undelivered notifications are still delivered", ""},
-	"time_scale":                         {InPlace, "alarms", "the alarms' periods are divided by the new scale; every alarm keeps its state (the sampler keeps its interval, at most 1 s, so every period still has samples)", ""},
+	"time_scale":                         {InPlace, "alarms", "the alarms' periods are divided by the new scale; every alarm keeps its state (the sampler keeps its interval, at most 1 s, so every period still has samples); the scaler keeps the period and warmup it started with until the next haven up", ""},
 	"metrics.listen":                     {Refused, "metrics", "Prometheus scrapes this address; the listener is opened when the operations tier starts", downUp},
 	"console.listen":                     {Refused, "console", "the console's login links and sessions are bound to this address; the listener is opened when the operations tier starts", downUp},
 

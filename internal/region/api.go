@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -16,12 +17,23 @@ import (
 	"github.com/haven-platform/haven/internal/backup"
 	"github.com/haven-platform/haven/internal/ca"
 	"github.com/haven-platform/haven/internal/failpoint"
+	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/pgha"
+	"github.com/haven-platform/haven/internal/scaling"
 	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/vpc"
 	"github.com/haven-platform/haven/internal/zone"
 )
+
+// finite returns &f rounded to two decimals, or nil when f is NaN or infinite.
+func finite(f float64) *float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil
+	}
+	v := math.Round(f*100) / 100
+	return &v
+}
 
 // serveAPI listens on the state directory's unix socket (mode 0600: only the
 // region's owner may drive it) and serves the daemon API.
@@ -46,6 +58,7 @@ func (r *Region) serveAPI() (func(), error) {
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
 	routes.EdgeRoutes(mux, a.edgeAPI)
+	routes.ScalingRoutes(mux, a.scaling, r.events)
 	routes.OpsRoutes(mux, a, r.events)
 	routes.DeployRoutes(mux, func() routes.Releases {
 		if rel := r.view().releases; rel != nil && r.view().fleet != nil {
@@ -68,6 +81,14 @@ func (a *regionAPI) Status() api.Status { return a.r.Status() }
 func (a *regionAPI) Shutdown()          { a.r.requestShutdown() }
 
 func (a *regionAPI) Events(q api.EventQuery) []api.Event { return a.r.events.Query(q) }
+
+// scaling returns the scaling tier once it runs (nil before).
+func (a *regionAPI) scaling() routes.Scaling {
+	if s := a.r.view().scaling; s != nil {
+		return s
+	}
+	return nil
+}
 
 func (a *regionAPI) DB() routes.DB {
 	if db := a.r.view().db; db != nil {
@@ -292,6 +313,17 @@ func (r *Region) Status() api.Status {
 			targets[t.ID] = string(t.State)
 		}
 	}
+	var readings scaling.Readings
+	if v.scaling != nil {
+		readings = v.scaling.Readings()
+		st.Fleet.AvgCPU = finite(readings.AvgCPU)
+		st.Fleet.Scaling = "on"
+		if snap := v.scaling.Snapshot(); snap.Suspended {
+			st.Fleet.Scaling = "suspended"
+		} else if len(snap.Policies) == 0 && len(snap.Scheduled) == 0 {
+			st.Fleet.Scaling = "off"
+		}
+	}
 	if v.fleet != nil {
 		c := v.fleet.Capacity()
 		st.Fleet.Min, st.Fleet.Desired, st.Fleet.Max = c.Min, c.Desired, c.Max
@@ -299,13 +331,20 @@ func (r *Region) Status() api.Status {
 			ai := api.Instance{
 				ID: in.ID, Zone: in.Zone, AZ: in.AZ, Address: in.Address, Subnet: in.Subnet, PID: in.PID,
 				State: string(in.State), Health: string(in.Health), InFlight: int(inflight[in.ID]), Target: targets[in.ID], LaunchedAt: in.LaunchedAt,
+				InServiceSince: in.InServiceSince,
+			}
+			if rd, ok := readings.Instances[in.ID]; ok {
+				ai.CPU, ai.RPS, ai.Warming = finite(rd.CPU), finite(rd.RPS), rd.Warming
 			}
 			st.Instances = append(st.Instances, ai)
-			if ai.State == "in-service" {
+			switch in.State {
+			case fleet.StateInService:
 				st.Fleet.InService++
 				if ai.Health == "healthy" {
 					st.Fleet.Healthy++
 				}
+			case fleet.StatePending:
+				st.Fleet.Pending++
 			}
 		}
 	}

@@ -304,7 +304,7 @@ func (r *Region) execute(ctx context.Context, p plan.Plan, from, to *running, lo
 			logf("network: security groups replaced (%s)", groupNames(nc.Network.Groups))
 			return nil
 		}},
-		{"scaling", func() error { logf("scaling: policies replaced"); return nil }},
+		{"scaling", func() error { return r.applyScaling(v, nc, logf) }},
 		{"releases", func() error {
 			if v.releases == nil {
 				return errors.New("the release controller is not running")

@@ -19,6 +19,7 @@ import (
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/release"
 	"github.com/haven-platform/haven/internal/sandbox"
+	"github.com/haven-platform/haven/internal/scaling"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/spec"
@@ -89,6 +90,14 @@ type Configs struct {
 	AppEnv map[string]string
 	// Storage is the object store and the edge.
 	Storage StorageConfigs
+	// Scaling is fleet.scaling as the scaler's configuration, its metric
+	// period (AWS's 60 s) divided by time_scale.
+	Scaling scaling.Config
+	// ScalingWarmup is the instance warmup: the largest of the policies'
+	// warmups (AWS recommends one for the group), divided by time_scale.
+	ScalingWarmup time.Duration
+	// TimeScale is the spec's time_scale, for messages.
+	TimeScale float64
 	// Releases is the instance refresh policy of `haven deploy`, and
 	// ReleasesDir where versions, artifacts and rollouts are kept.
 	Releases    release.Policy
@@ -132,6 +141,45 @@ type IdentityConfig struct {
 	// outside the state dir).
 	CAFile    string
 	PublishCA bool
+}
+
+// awsMetricPeriod is the period of the metrics AWS's target tracking
+// alarms evaluate (one-minute datapoints).
+const awsMetricPeriod = 60 * time.Second
+
+// scalingConfig maps fleet.scaling onto the scaler's configuration and the
+// group's warmup, compressing the period and the warmup by time_scale.
+// Policies are named after their metric and target ("cpu-50").
+func scalingConfig(s spec.Spec) (scaling.Config, time.Duration) {
+	ts := s.TimeScale
+	if !(ts >= 1) {
+		ts = 1
+	}
+	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) / ts) }
+	c := scaling.Config{Period: scaled(awsMetricPeriod)}
+	var warmup time.Duration
+	names := map[string]int{}
+	for _, p := range s.Fleet.Scaling {
+		switch {
+		case p.TargetTracking != "":
+			m := scaling.CPUUtilization
+			if p.TargetTracking == "request_count" {
+				m = scaling.RequestCountPerTarget
+			}
+			name := p.TargetTracking + "-" + strconv.FormatFloat(p.Target, 'f', -1, 64)
+			if names[name]++; names[name] > 1 {
+				name += "-" + strconv.Itoa(names[name])
+			}
+			c.Policies = append(c.Policies, scaling.Policy{Name: name, Metric: m, Target: p.Target})
+			warmup = max(warmup, p.Warmup.D())
+		case p.Scheduled != "":
+			c.Scheduled = append(c.Scheduled, scaling.ScheduledAction{
+				Name: p.Scheduled, Schedule: p.Cron, Start: p.Start.T(), End: p.End.T(),
+				Min: p.Min, Max: p.Max, Desired: p.Desired,
+			})
+		}
+	}
+	return c, scaled(warmup)
 }
 
 // NetworkConfig is the region's VPC: its namespaces, security groups and
@@ -339,6 +387,8 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 	if len(s.App.Release) > 0 {
 		c.Release, c.ReleaseLog = l.ReleaseCommand, filepath.Join(l.StateDir, "logs", "release.log")
 	}
+	c.Scaling, c.ScalingWarmup = scalingConfig(s)
+	c.TimeScale = s.TimeScale
 	if c.Ops, err = opsConfig(s, l); err != nil {
 		return Configs{}, err
 	}

@@ -37,7 +37,8 @@ var tierDeps = map[string][]string{
 	"internal/events":         nil,
 	"internal/objstore":       {"internal/iam"}, // the store verifies haven's credentials and evaluates its policies
 	"internal/edge":           {"internal/iam"}, // iam.Match is the shared wildcard matcher
-	"internal/release":        nil,              // drives the fleet and reads the LB through its own interfaces
+	"internal/scaling":        nil,
+	"internal/release":        nil, // drives the fleet and reads the LB through its own interfaces
 }
 
 // TestTiersDoNotDependOnTheWiring is the check anyone can run (go test

@@ -263,6 +263,7 @@ func (r *Region) steps() []step {
 		{"load balancer", r.startLB, r.stopLB},
 		{"edge", r.startEdge, r.stopEdge},
 		{"fleet", r.startFleet, r.stopFleet},
+		{"scaling", r.startScaling, r.stopScaling},
 		{"releases", r.startReleases, r.stopReleases},
 		{"health", r.waitHealthy, nil},
 		{"alarms", r.startAlarms, r.stopAlarms},

@@ -76,6 +76,7 @@ type tiers struct {
 	lb           *lb.LB
 	fleet        *fleet.Fleet
 	releases     *release.Controller
+	scaling      *scalingTier
 	st           storageTiers // the object store and the edge (storage.go)
 }
 
@@ -571,7 +572,7 @@ func (r *Region) startFleet(ctx context.Context) error {
 	} else {
 		r.warn("fleet: haven is not root, so instances run as its own user, without a sandbox of their own")
 	}
-	r.warnInertScaling()
+	r.warnNotBuilt()
 	return nil
 }
 
@@ -688,11 +689,10 @@ func (r *Region) endIdentity(e fleet.Event) {
 	}
 }
 
-// warnInertScaling says plainly which spec settings the local region does
-// not act on yet: one line per capability internal/parity marks not built
-// locally whose fields the spec sets (target tracking, scheduled actions,
-// the edge).
-func (r *Region) warnInertScaling() {
+// warnNotBuilt says plainly which spec settings the local region does not
+// act on yet: one line per capability internal/parity marks not built
+// locally whose fields the spec sets (the edge, say).
+func (r *Region) warnNotBuilt() {
 	for _, w := range parity.LocalWarnings(r.spec) {
 		r.warn(w)
 	}
@@ -705,11 +705,20 @@ func (r *Region) waitHealthy(ctx context.Context) error {
 	last := -1
 	for {
 		st := r.Status()
-		if st.Fleet.Healthy != last {
-			last = st.Fleet.Healthy
-			r.say("fleet: %d/%d instances healthy behind the load balancer", st.Fleet.Healthy, st.Fleet.Desired)
+		// Healthy behind the load balancer: with EC2 health checks the fleet
+		// calls an instance healthy once its process runs, but the LB routes
+		// to it only after its own checks pass.
+		routed := 0
+		for _, in := range st.Instances {
+			if in.State == string(fleet.StateInService) && in.Target == "healthy" {
+				routed++
+			}
 		}
-		if st.Fleet.Healthy >= max(r.spec.Fleet.Min, 1) || (r.spec.Fleet.Min == 0 && st.Fleet.Desired == 0) {
+		if routed != last {
+			last = routed
+			r.say("fleet: %d/%d instances healthy behind the load balancer", routed, st.Fleet.Desired)
+		}
+		if routed >= max(r.spec.Fleet.Min, 1) || (r.spec.Fleet.Min == 0 && st.Fleet.Desired == 0) {
 			return nil
 		}
 		select {

@@ -195,3 +195,21 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Without returns the configuration without the target tracking policies
+// on metric m, and the names of those it left out. The region uses it when
+// there is no CPU accounting: a CPU policy would never have data, and a
+// policy without data never agrees to scale in, so no other policy could.
+func (c Config) Without(m Metric) (Config, []string) {
+	var keep []Policy
+	var dropped []string
+	for _, p := range c.Policies {
+		if p.Metric == m {
+			dropped = append(dropped, p.Name)
+			continue
+		}
+		keep = append(keep, p)
+	}
+	c.Policies = keep
+	return c, dropped
+}

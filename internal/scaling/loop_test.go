@@ -315,3 +315,168 @@ func TestNewLoopRejectsBadConfig(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// staticSource observes a fixed capacity and a CPU series ending at now.
+type staticSource struct {
+	mu  sync.Mutex
+	cap Capacity
+	cpu float64
+}
+
+func (s *staticSource) Observe(_ context.Context, now time.Time) (Capacity, Observed, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cap, Observed{Datapoints: map[Metric][]Datapoint{CPUUtilization: series(now.Truncate(period), int(s.cap.Desired), repeat(s.cpu, 20)...)}}, nil
+}
+
+func (s *staticSource) SetCapacity(_ context.Context, c Capacity) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cap = c
+	return nil
+}
+
+// TestLoopScheduledActionsAtRunTimeAndSuspend: a one-time action put at run
+// time runs once at its moment (the drill's pre-scale), deleting an action
+// stops it, and while suspended neither policies nor scheduled actions act
+// and missed runs are skipped, as AWS's SuspendProcesses does. Each change
+// is published in the snapshot.
+func TestLoopScheduledActionsAtRunTimeAndSuspend(t *testing.T) {
+	clk := clock.NewFake(t0)
+	src := &staticSource{cap: Capacity{Min: 2, Max: 10, Desired: 2}, cpu: 30}
+	loop, err := NewLoop(LoopConfig{Scaling: Config{Policies: []Policy{cpuPolicy(50)}}, Source: src, Actuator: src, Clock: clk, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tick := func() Decision {
+		t.Helper()
+		d, err := loop.Tick(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	tick()
+	at := t0.Add(90 * time.Second)
+	if err := loop.PutScheduledAction(ScheduledAction{Name: "prescale", Schedule: Once(at), Min: ip(6)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := loop.PutScheduledAction(ScheduledAction{Name: "cpu", Schedule: Once(at), Min: ip(1)}); err == nil {
+		t.Error("an action named like a policy was accepted")
+	}
+	if err := loop.PutScheduledAction(ScheduledAction{Name: "bad", Schedule: Once(at), Min: ip(6), Max: ip(3)}); err == nil || !strings.Contains(err.Error(), "scheduled[1].max") {
+		t.Errorf("min above max: err = %v", err)
+	}
+	snap := loop.Snapshot()
+	if len(snap.NextRuns) != 1 || !snap.NextRuns[0].At.Equal(at) || snap.NextRuns[0].Action != "prescale" || len(snap.Scheduled) != 1 {
+		t.Fatalf("snapshot next runs = %+v, scheduled %v", snap.NextRuns, snap.Scheduled)
+	}
+	clk.Advance(60 * time.Second)
+	if d := tick(); d.Next.Desired != 2 {
+		t.Fatalf("before its time the action ran: %+v", d)
+	}
+	clk.Advance(60 * time.Second)
+	d := tick()
+	if d.Next.Min != 6 || d.Next.Desired != 6 || len(d.Activities) != 1 || d.Activities[0].Kind != KindScheduled {
+		t.Fatalf("at its time: %+v", d)
+	}
+	if got := loop.Snapshot(); got.State.Desired != 6 || len(got.NextRuns) != 0 || len(got.Activities) != 1 {
+		t.Fatalf("snapshot after the run = %+v", got)
+	}
+	clk.Advance(60 * time.Second)
+	if d := tick(); len(d.Runs) != 0 {
+		t.Fatalf("a one-time action ran twice: %+v", d.Runs)
+	}
+
+	// Suspended: a due action and a hot metric both do nothing, and the
+	// action does not run late on resume.
+	if err := loop.PutScheduledAction(ScheduledAction{Name: "evening", Schedule: Once(clk.Now().Add(30 * time.Second)), Min: ip(2)}); err != nil {
+		t.Fatal(err)
+	}
+	loop.SetSuspended(true)
+	if s := loop.Snapshot(); !s.Suspended || len(s.NextRuns) != 0 {
+		t.Fatalf("suspended snapshot = %+v", s)
+	}
+	src.mu.Lock()
+	src.cpu = 95
+	src.mu.Unlock()
+	clk.Advance(60 * time.Second)
+	if d := tick(); d.Changed(State{Capacity: src.cap}) || src.cap.Min != 6 || !strings.Contains(d.Reason, "suspended") {
+		t.Fatalf("suspended loop acted: %+v, capacity %v", d, src.cap)
+	}
+	loop.SetSuspended(false)
+	clk.Advance(time.Second)
+	d = tick()
+	if len(d.Runs) != 0 || d.Next.Min != 6 {
+		t.Fatalf("a run missed while suspended ran on resume: %+v", d)
+	}
+	if d.Next.Desired <= 6 || d.Activities[0].Kind != KindTargetTracking {
+		t.Fatalf("target tracking did not act after resume: %+v", d)
+	}
+	if !loop.DeleteScheduledAction("evening") || loop.DeleteScheduledAction("evening") {
+		t.Error("DeleteScheduledAction: want true, then false")
+	}
+	if got := loop.Snapshot().Scheduled; len(got) != 1 || got[0] != "prescale" {
+		t.Errorf("scheduled after delete = %v", got)
+	}
+}
+
+func TestOnce(t *testing.T) {
+	at := t0.Add(time.Hour)
+	if got := Once(at).Next(t0); !got.Equal(at) {
+		t.Errorf("Next before = %s", got)
+	}
+	if got := Once(at).Next(at); !got.IsZero() {
+		t.Errorf("Next at the moment = %s, want zero", got)
+	}
+}
+
+// TestLoopSetPolicies: a new target takes effect at the next tick, with the
+// state, the activity history and the suspension kept; an invalid set is
+// refused and the old policies stay.
+func TestLoopSetPolicies(t *testing.T) {
+	clk := clock.NewFake(t0)
+	src := &staticSource{cap: Capacity{Min: 2, Max: 10, Desired: 2}, cpu: 60}
+	loop, err := NewLoop(LoopConfig{Scaling: Config{Policies: []Policy{cpuPolicy(50)}}, Source: src, Actuator: src, Clock: clk, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, err := loop.Tick(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Next.Desired != 3 || len(loop.Activities()) != 1 {
+		t.Fatalf("60 %% on 2 at target 50: desired %d, activities %d; want 3, 1", d.Next.Desired, len(loop.Activities()))
+	}
+
+	bad := []Policy{{Name: "cpu", Metric: CPUUtilization, Target: 120}}
+	if err := loop.SetPolicies(bad, nil); err == nil || !strings.Contains(err.Error(), "target") {
+		t.Fatalf("a CPU target of 120: err = %v, want one naming the target", err)
+	}
+	if p := loop.Snapshot().Policies; len(p) != 1 || p[0].Target != 50 {
+		t.Fatalf("after a refused set the policies are %+v", p)
+	}
+
+	loop.SetSuspended(true)
+	at := clk.Now().Add(90 * time.Second)
+	if err := loop.SetPolicies([]Policy{cpuPolicy(20)}, []ScheduledAction{{Name: "evening", Schedule: Once(at), Min: ip(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	snap := loop.Snapshot()
+	if !snap.Suspended || len(snap.Policies) != 1 || snap.Policies[0].Target != 20 || len(snap.Scheduled) != 1 || len(snap.Activities) != 1 || snap.State.Desired != 3 {
+		t.Fatalf("snapshot after SetPolicies = %+v", snap)
+	}
+	loop.SetSuspended(false)
+	clk.Advance(60 * time.Second)
+	src.mu.Lock()
+	src.cpu = 30 // below 50, far above 20
+	src.mu.Unlock()
+	if d, err = loop.Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d.Next.Desired != 5 {
+		t.Errorf("30 %% on 3 at the new target 20: desired %d, want ceil(3 × 30 / 20) = 5", d.Next.Desired)
+	}
+}

@@ -43,3 +43,16 @@ func (c Config) NextRuns(now time.Time, n int) []Run {
 	sort.SliceStable(runs, func(i, j int) bool { return runs[i].At.Before(runs[j].At) })
 	return runs
 }
+
+// Once is a schedule with a single run at a given moment: a one-time
+// scheduled action (AWS: PutScheduledUpdateGroupAction with a StartTime and
+// no Recurrence).
+type Once time.Time
+
+// Next returns the moment if t is before it, and the zero time otherwise.
+func (o Once) Next(t time.Time) time.Time {
+	if at := time.Time(o); t.Before(at) {
+		return at
+	}
+	return time.Time{}
+}

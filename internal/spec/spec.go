@@ -1,6 +1,10 @@
 package spec
 
-import "github.com/haven-platform/haven/internal/alarms"
+import (
+	"time"
+
+	"github.com/haven-platform/haven/internal/alarms"
+)
 
 // Spec is the whole haven.yaml. One file drives the local region (haven up)
 // and the Terraform variables for AWS (haven aws tfvars).
@@ -45,12 +49,14 @@ type Spec struct {
 	Alarms Alarms `yaml:"alarms" json:"alarms"`
 	// AWS holds the settings that exist only on AWS.
 	AWS AWS `yaml:"aws" json:"aws"`
-	// TimeScale compresses time in the local region only: the alarms'
-	// periods (60s on AWS) are divided by it (whole seconds, at least 1s),
-	// so an alarm of 3 periods fires TimeScale times sooner and a drill fits
-	// in minutes. Cron schedules, health checks and the deregistration delay
-	// keep their real times. `haven aws tfvars` exports the values as
-	// written, never scaled. From 1 to 600. Default: 1 (real time).
+	// TimeScale compresses time in the local region only: the scaler's
+	// metric period and instance warmup, and the alarms' periods (60s on
+	// AWS; whole seconds, at least 1s, for the alarms), are divided by it,
+	// so scale-out (3 periods), scale-in (15 periods) and an alarm of 3
+	// periods happen TimeScale times sooner and a drill fits in minutes.
+	// Cron schedules, health checks and the deregistration delay keep their
+	// real times. `haven aws tfvars` exports the values as written, never
+	// scaled. From 1 to 600. Default: 1 (real time).
 	TimeScale float64 `yaml:"time_scale" json:"time_scale"`
 }
 
@@ -179,7 +185,10 @@ type ScalingPolicy struct {
 	TargetTracking string `yaml:"target_tracking,omitempty" json:"target_tracking,omitempty"`
 	// Target is the metric value to hold. Required with target_tracking.
 	Target float64 `yaml:"target,omitempty" json:"target,omitempty"`
-	// Warmup is the time a new instance's metrics are ignored. Default: 10s.
+	// Warmup is the instance warmup: for this long after an instance enters
+	// service its metrics are left out of the group's, it counts toward
+	// capacity, and scale-in waits (AWS: EstimatedInstanceWarmup). 0–1h.
+	// Locally divided by time_scale. Default: 300s (AWS's default).
 	Warmup Duration `yaml:"warmup,omitempty" json:"warmup,omitempty"`
 	// Scheduled names a scheduled action.
 	Scheduled string `yaml:"scheduled,omitempty" json:"scheduled,omitempty"`
@@ -195,6 +204,15 @@ type ScalingPolicy struct {
 	Max *int `yaml:"max,omitempty" json:"max,omitempty"`
 	// Desired sets the desired capacity at the scheduled time.
 	Desired *int `yaml:"desired,omitempty" json:"desired,omitempty"`
+	// Start, if set, is the first moment the scheduled action may run
+	// (AWS: StartTime), e.g. the Monday of an exam week: an RFC 3339 time
+	// (2026-11-30T06:00:00Z) or a date (2026-11-30: midnight in time_zone).
+	// Default: no start bound.
+	Start Time `yaml:"start,omitempty" json:"start,omitzero"`
+	// End, if set, is the last moment the scheduled action may run (AWS:
+	// EndTime); after start. A date means midnight at the start of that day
+	// in time_zone, so the day itself is excluded. Default: no end bound.
+	End Time `yaml:"end,omitempty" json:"end,omitzero"`
 }
 
 // LoadBalancer is the ALB: listeners and target group settings.
@@ -357,6 +375,10 @@ type AWS struct {
 	// accepts. Default: 90d.
 	LogRetention Duration `yaml:"log_retention" json:"log_retention"`
 }
+
+// DefaultWarmup is a target tracking policy's warmup when the spec gives
+// none: AWS's default for EstimatedInstanceWarmup.
+const DefaultWarmup = 300 * time.Second
 
 // Default returns the spec with every default filled in.
 func Default() Spec {

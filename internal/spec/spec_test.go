@@ -84,6 +84,21 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 		{"bad durability", "database: {durability: maybe}\n", "database.durability", ":1:", "preferred"},
 		{"retention", "database: {backup_retention: 40d}\n", "database.backup_retention", ":1:", "1d to 35d"},
 		{"two docs", "name: a\n---\nname: b\n", "", ":", "more than one YAML document"},
+		// Issue 10: bad scaling input names the field.
+		{"cpu target above 100", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 120}\n", "fleet.scaling[0].target", ":3:", "at most 100"},
+		{"cpu target 0", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 0}\n", "fleet.scaling[0].target", ":3:", "above 0"},
+		{"cpu target NaN", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: .nan}\n", "fleet.scaling[0].target", ":3:", "must be a finite number"},
+		{"request target NaN", "fleet:\n  scaling:\n    - {target_tracking: request_count, target: .nan}\n", "fleet.scaling[0].target", ":3:", "must be a finite number"},
+		{"instance cpu NaN", "app:\n  instance: {cpu: .nan}\n", "app.instance.cpu", ":2:", "must be a finite number"},
+		{"negative warmup", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 50, warmup: -5s}\n", "fleet.scaling[0].warmup", ":3:", "from 0 to 1h"},
+		{"unknown time zone", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", time_zone: Mars/Olympus, min: 1}\n", "fleet.scaling[0].time_zone", ":3:", "IANA"},
+		{"scheduled min above max", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", min: 6, max: 4}\n", "fleet.scaling[0].max", ":3:", "must be ≥ min (6), got 4"},
+		{"scheduled min above fleet max", "fleet:\n  max: 5\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", min: 6}\n", "fleet.scaling[0].min", ":4:", "fleet.max (5)"},
+		{"end before start", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", min: 1, start: 2026-12-05, end: 2026-11-30}\n", "fleet.scaling[0].end", ":3:", "after start"},
+		{"bad start", "fleet:\n  scaling:\n    - {scheduled: x, cron: \"0 7 * * *\", min: 1, start: monday}\n", "fleet.scaling[0].start", ":3:", "RFC 3339"},
+		{"start on target tracking", "fleet:\n  scaling:\n    - {target_tracking: cpu, target: 50, start: 2026-11-30}\n", "fleet.scaling[0]", ":3:", "belong to scheduled actions"},
+		{"time scale below 1", "time_scale: 0.5\n", "time_scale", ":1:", "from 1"},
+		{"time scale NaN", "time_scale: .nan\n", "time_scale", ":1:", "must be a finite number"},
 		// The same meaning on both targets: an ALB refuses slow start with
 		// least outstanding requests, so the local LB must not do it either.
 		{"slow start with lor", "load_balancer: {algorithm: least_outstanding_requests, slow_start: 30s}\n", "load_balancer.slow_start", ":1:", "an ALB does not combine them"},
@@ -105,6 +120,37 @@ func TestInvalidSpecsNameTheField(t *testing.T) {
 				t.Errorf("error %q does not contain field %q, line %q and %q", msg, tt.field, tt.line, tt.msg)
 			}
 		})
+	}
+}
+
+func TestScheduledStartEndResolveInTheTimeZone(t *testing.T) {
+	s, err := Parse([]byte(`fleet:
+  scaling:
+    - {scheduled: exam, cron: "0 7 * * MON-FRI", time_zone: Europe/Dublin, min: 6, start: 2026-06-01, end: "2026-06-06T00:00:00+01:00"}
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Fleet.Scaling[0]
+	// Midnight in Dublin in June (IST, UTC+1) is 23:00 UTC the day before.
+	if got, want := p.Start.T().UTC(), time.Date(2026, 5, 31, 23, 0, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("start = %s, want %s", got, want)
+	}
+	if got, want := p.End.T().UTC(), time.Date(2026, 6, 5, 23, 0, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("end = %s, want %s", got, want)
+	}
+	if s.TimeScale != 1 {
+		t.Errorf("time_scale default = %g, want 1", s.TimeScale)
+	}
+}
+
+func TestTargetTrackingWarmupDefaultsToAWS(t *testing.T) {
+	s, err := Parse([]byte("fleet:\n  scaling:\n    - {target_tracking: cpu, target: 50}\n"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Fleet.Scaling[0].Warmup.D(); got != 300*time.Second {
+		t.Errorf("warmup default = %s, want 300s", got)
 	}
 }
 
@@ -179,4 +225,25 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted a spec that fails Validate: %v", ps)
 		}
 	})
+}
+
+// TestExamSpikeProfile: the exam-spike drill's documented profile
+// (docs/scaling.md) parses and is what the docs say it is.
+func TestExamSpikeProfile(t *testing.T) {
+	s, err := LoadFile("../../examples/exam-spike.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt := s.Fleet.Scaling[0]
+	if s.App.Instance.CPU != 0.05 || s.TimeScale != 20 || s.Fleet.HealthCheckType != "ec2" || s.Fleet.Min != 2 || s.Fleet.Max != 12 ||
+		tt.TargetTracking != "cpu" || tt.Target != 50 || tt.Warmup.D() != 120*time.Second {
+		t.Errorf("profile = cpu %g, time_scale %g, %s health, min %d max %d, policy %+v", s.App.Instance.CPU, s.TimeScale, s.Fleet.HealthCheckType, s.Fleet.Min, s.Fleet.Max, tt)
+	}
+	repo, err := Parse(Starter, "haven.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if repo.LoadBalancer.HTTPS == s.LoadBalancer.HTTPS || repo.Database.Endpoint == s.Database.Endpoint || repo.Secrets.Listen == s.Secrets.Listen || repo.App.Port == s.App.Port {
+		t.Error("examples/exam-spike.yaml shares a port with haven.yaml; both regions must run side by side")
+	}
 }

@@ -52,7 +52,7 @@ func (s *Spec) fillDerived() {
 	for i := range s.Fleet.Scaling {
 		p := &s.Fleet.Scaling[i]
 		if p.TargetTracking != "" && p.Warmup == 0 {
-			p.Warmup = Duration(10 * time.Second)
+			p.Warmup = Duration(DefaultWarmup)
 		}
 		if p.Scheduled != "" && p.TimeZone == "" {
 			p.TimeZone = "UTC"
@@ -61,6 +61,7 @@ func (s *Spec) fillDerived() {
 		// Validate to report.
 		if loc, err := time.LoadLocation(p.TimeZone); err == nil && p.TimeZone != "" {
 			p.Cron = p.Cron.In(loc)
+			p.Start, p.End = p.Start.In(loc), p.End.In(loc)
 		}
 	}
 	s.fillStorage()
@@ -172,7 +173,7 @@ func (a *App) validate(ps *problems) {
 	if hc.Matcher.IsZero() {
 		ps.add("app.health_check.matcher", `must list status codes within 200–499 such as "200", "200-299" or "200,302"`)
 	}
-	if a.Instance.CPU < 0.01 || a.Instance.CPU > 64 {
+	if !(a.Instance.CPU >= 0.01 && a.Instance.CPU <= 64) { // NaN fails too
 		ps.add("app.instance.cpu", "must be from 0.01 to 64 cores, got %g", a.Instance.CPU)
 	}
 	if a.Instance.Memory < 16<<20 {
@@ -202,12 +203,13 @@ func (f *Fleet) validate(ps *problems) {
 	}
 	names := map[string]bool{}
 	for i := range f.Scaling {
-		f.Scaling[i].validate(ps, fmt.Sprintf("fleet.scaling[%d]", i), names)
+		f.Scaling[i].validate(ps, fmt.Sprintf("fleet.scaling[%d]", i), names, f.Max)
 	}
 }
 
-// validate checks one scaling policy; names collects the scheduled actions' names.
-func (p *ScalingPolicy) validate(ps *problems, fp string, names map[string]bool) {
+// validate checks one scaling policy; names collects the scheduled actions'
+// names, fleetMax is the group's max when the action leaves it unchanged.
+func (p *ScalingPolicy) validate(ps *problems, fp string, names map[string]bool, fleetMax int) {
 	switch {
 	case p.TargetTracking != "" && p.Scheduled != "":
 		ps.add(fp, "set either target_tracking or scheduled, not both")
@@ -215,17 +217,18 @@ func (p *ScalingPolicy) validate(ps *problems, fp string, names map[string]bool)
 		if p.TargetTracking != "cpu" && p.TargetTracking != "request_count" {
 			ps.add(fp+".target_tracking", `must be "cpu" or "request_count", got %q`, p.TargetTracking)
 		}
-		if p.TargetTracking == "cpu" && (p.Target <= 0 || p.Target > 100) {
+		// Written so that NaN fails each check (every comparison with NaN is false).
+		if p.TargetTracking == "cpu" && !(p.Target > 0 && p.Target <= 100) {
 			ps.add(fp+".target", "must be a CPU percentage above 0 and at most 100, got %g", p.Target)
 		}
-		if p.TargetTracking == "request_count" && p.Target <= 0 {
-			ps.add(fp+".target", "must be > 0 requests per target per minute, got %g", p.Target)
+		if p.TargetTracking == "request_count" && !(p.Target > 0 && p.Target <= 1e9) {
+			ps.add(fp+".target", "must be > 0 requests per target per minute (at most 1e9), got %g", p.Target)
 		}
 		if p.Warmup < 0 || p.Warmup.D() > time.Hour {
 			ps.add(fp+".warmup", "must be from 0 to 1h, got %s", p.Warmup)
 		}
-		if !p.Cron.IsZero() || p.Min != nil || p.Max != nil || p.Desired != nil {
-			ps.add(fp, "cron, min, max and desired belong to scheduled actions, not target tracking")
+		if !p.Cron.IsZero() || p.Min != nil || p.Max != nil || p.Desired != nil || !p.Start.IsZero() || !p.End.IsZero() {
+			ps.add(fp, "cron, min, max, desired, start and end belong to scheduled actions, not target tracking")
 		}
 	case p.Scheduled != "":
 		if !nameRE.MatchString(p.Scheduled) {
@@ -254,6 +257,18 @@ func (p *ScalingPolicy) validate(ps *problems, fp string, names map[string]bool)
 		}
 		if p.Min != nil && p.Max != nil && *p.Max < *p.Min {
 			ps.add(fp+".max", "must be ≥ min (%d), got %d", *p.Min, *p.Max)
+		}
+		if p.Min != nil && p.Max == nil && *p.Min > fleetMax {
+			ps.add(fp+".min", "must be ≤ fleet.max (%d), or the action must also raise max; got %d", fleetMax, *p.Min)
+		}
+		if p.Desired != nil && p.Min != nil && *p.Desired < *p.Min {
+			ps.add(fp+".desired", "must be ≥ min (%d), got %d", *p.Min, *p.Desired)
+		}
+		if p.Desired != nil && p.Max != nil && *p.Desired > *p.Max {
+			ps.add(fp+".desired", "must be ≤ max (%d), got %d", *p.Max, *p.Desired)
+		}
+		if !p.Start.IsZero() && !p.End.IsZero() && !p.End.T().After(p.Start.T()) {
+			ps.add(fp+".end", "must be after start (%s), got %s", p.Start, p.End)
 		}
 		if p.Target != 0 || p.Warmup != 0 {
 			ps.add(fp, "target and warmup belong to target tracking, not scheduled actions")

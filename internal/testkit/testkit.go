@@ -76,7 +76,18 @@ type Options struct {
 	// ObjStore and Edge are added to the objstore and edge mappings (which
 	// set the listen addresses), e.g. "max_upload: 1MiB". Default none.
 	ObjStore, Edge string
-	// HealthCheck replaces app.health_check (a YAML flow mapping). Default
+	// CPU is each instance's CPU quota in cores. Default 0.5.
+	CPU float64
+	// HealthCheckType is the fleet's health check type. Default elb.
+	HealthCheckType string
+	// Scaling is fleet.scaling as a YAML flow list, e.g.
+	// `[{target_tracking: cpu, target: 50, warmup: 10s}]`. Default none
+	// (no scaling key, so Extra or an edit may add one).
+	Scaling string
+	// TimeScale is the spec's time_scale. Default: none written (1), so
+	// Extra may set it instead.
+	TimeScale float64
+	// HealthCheck is app.health_check as a YAML flow mapping. Default
 	// {path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}.
 	HealthCheck string
 	// Dir is where the region's directory (spec and state) is made.
@@ -138,6 +149,20 @@ func NewSpec(t testing.TB, o Options) *Region {
 	if o.Max == 0 {
 		o.Max = 6
 	}
+	if o.CPU == 0 {
+		o.CPU = 0.5
+	}
+	if o.HealthCheckType == "" {
+		o.HealthCheckType = "elb"
+	}
+	scalingPart := ""
+	if o.Scaling != "" {
+		scalingPart = ", scaling: " + o.Scaling
+	}
+	timeScale := ""
+	if o.TimeScale != 0 {
+		timeScale = fmt.Sprintf("time_scale: %g\n", o.TimeScale)
+	}
 	if o.HealthCheck == "" {
 		o.HealthCheck = "{path: /healthz, interval: 300ms, timeout: 200ms, healthy: 2, unhealthy: 2}"
 	}
@@ -172,16 +197,16 @@ app:
 %s  port: %d
   release: [courses, release, --students, "%d", --courses, "%d"]
   health_check: %s
-  instance: {cpu: 0.5, memory: 256MiB}
-fleet: {min: %d, desired: %d, max: %d, health_check_type: elb, grace_period: 5s}
-load_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
+  instance: {cpu: %g, memory: 256MiB}
+fleet: {min: %d, desired: %d, max: %d, health_check_type: %s, grace_period: 5s%s}
+%sload_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
 objstore: {listen: 127.0.0.1:%d%s}
 edge: {listen: 127.0.0.1:%d%s}
 metrics: {listen: 127.0.0.1:%d}
 console: {listen: 127.0.0.1:%d}
-%s`, env, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.Min, o.Desired, o.Max, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+%s`, env, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, scalingPart, timeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
 		r.Ports.S3, o.ObjStore, r.Ports.Edge, o.Edge, r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)

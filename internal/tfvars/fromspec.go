@@ -100,7 +100,8 @@ func FromSpec(s spec.Spec) Input {
 		case p.TargetTracking != "":
 			in.TargetTracking = append(in.TargetTracking, TargetTracking{Metric: p.TargetTracking, Target: p.Target, Warmup: p.Warmup.D()})
 		case p.Scheduled != "":
-			in.Scheduled = append(in.Scheduled, Scheduled{Name: p.Scheduled, Cron: p.Cron, TimeZone: p.TimeZone, Min: p.Min, Max: p.Max, Desired: p.Desired})
+			in.Scheduled = append(in.Scheduled, Scheduled{Name: p.Scheduled, Cron: p.Cron, TimeZone: p.TimeZone, Min: p.Min, Max: p.Max, Desired: p.Desired,
+				Start: p.Start.T(), End: p.End.T()})
 		}
 	}
 	return in

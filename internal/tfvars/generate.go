@@ -130,6 +130,10 @@ type ScheduledVars struct {
 	MinSize         *int    `json:"min_size,omitempty"`
 	MaxSize         *int    `json:"max_size,omitempty"`
 	DesiredCapacity *int    `json:"desired_capacity,omitempty"`
+	// StartTime and EndTime bound the recurring action, in UTC
+	// ("2026-11-30T06:00:00Z"), as aws_autoscaling_schedule takes them.
+	StartTime *string `json:"start_time,omitempty"`
+	EndTime   *string `json:"end_time,omitempty"`
 }
 
 // Warning records a value changed to fit AWS, or left out of the
@@ -151,8 +155,15 @@ func (w Warning) String() string {
 	if w.To == "" {
 		return fmt.Sprintf("%s: %s is not deployed to AWS: %s", w.Field, w.From, w.Reason)
 	}
+	if w.From == w.To {
+		return fmt.Sprintf("%s: %s is kept in %s (%s)", w.Field, w.From, w.Variable, w.Reason)
+	}
 	return fmt.Sprintf("%s: %s becomes %s in %s (%s)", w.Field, w.From, w.To, w.Variable, w.Reason)
 }
+
+// MinUsefulWarmup is the shortest instance warmup exported without a
+// warning: an EC2 instance takes about a minute to boot and start the app.
+const MinUsefulWarmup = 60 * time.Second
 
 // Problem is one value the module cannot take, naming its field.
 type Problem struct {
@@ -549,6 +560,10 @@ func (g *generator) fleet(in Input, v *Vars) {
 			g.errorf(field+".Target", "must be > 0 (and ≤ 100 for cpu), got %g", tt.Target)
 		}
 		warmup := g.seconds(field+".Warmup", fmt.Sprintf("target_tracking[%d].warmup", i), tt.Warmup, 0, -1)
+		if tt.Warmup >= 0 && tt.Warmup < MinUsefulWarmup {
+			g.warn(field+".Warmup", fmt.Sprintf("target_tracking[%d].warmup", i), fmtSeconds(warmup), fmtSeconds(warmup),
+				"under 60 s: an EC2 instance takes about a minute to boot and start the app, so its first metrics would drive scaling; time_scale shortens the warmup locally, so write the real value here")
+		}
 		v.TargetTracking = append(v.TargetTracking, TargetVars{Metric: tt.Metric, Target: tt.Target, Warmup: warmup})
 	}
 
@@ -588,6 +603,17 @@ func (g *generator) fleet(in Input, v *Vars) {
 		if s.TimeZone != "" {
 			tz := s.TimeZone
 			sv.TimeZone = &tz
+		}
+		if !s.Start.IsZero() && !s.End.IsZero() && !s.End.After(s.Start) {
+			g.errorf(field+".End", "must be after Start (%s), got %s", s.Start.UTC().Format(time.RFC3339), s.End.UTC().Format(time.RFC3339))
+		}
+		if !s.Start.IsZero() {
+			st := s.Start.UTC().Format(time.RFC3339)
+			sv.StartTime = &st
+		}
+		if !s.End.IsZero() {
+			et := s.End.UTC().Format(time.RFC3339)
+			sv.EndTime = &et
 		}
 		v.ScheduledActions = append(v.ScheduledActions, sv)
 	}

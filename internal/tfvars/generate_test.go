@@ -38,12 +38,13 @@ func coursesInput() Input {
 		DeregistrationDelay: 5 * time.Second,
 		Algorithm:           "least_outstanding_requests",
 		TargetTracking: []TargetTracking{
-			{Metric: "cpu", Target: 50, Warmup: 10 * time.Second},
-			{Metric: "request_count", Target: 1000, Warmup: 10 * time.Second},
+			{Metric: "cpu", Target: 50, Warmup: 120 * time.Second},
+			{Metric: "request_count", Target: 1000, Warmup: 120 * time.Second},
 		},
 		Scheduled: []Scheduled{
 			{Name: "exam-morning", Cron: spec.MustCron("0 7 * * 1-5"), TimeZone: "Europe/Dublin", Min: intp(6)},
-			{Name: "exam-evening", Cron: spec.MustCron("0 19 * * 1-5"), Min: intp(2), Max: intp(12)},
+			{Name: "exam-evening", Cron: spec.MustCron("0 19 * * 1-5"), Min: intp(2), Max: intp(12),
+				Start: time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)},
 		},
 		MultiAZ:           true,
 		BackupRetention:   7 * day,
@@ -258,7 +259,7 @@ func TestNumbersCarriedOrWarned(t *testing.T) {
 				if p.want != p.got && !warned[p.field] {
 					t.Errorf("%s: input %v became %v without a warning", p.field, p.want, p.got)
 				}
-				if p.want == p.got && warned[p.field] && !isRounding(p.field, warnings) {
+				if p.want == p.got && warned[p.field] && !isRounding(p.field, warnings) && !isAdvice(p.field, warnings) {
 					t.Errorf("%s: warned although the value %v is unchanged", p.field, p.got)
 				}
 			}
@@ -275,6 +276,73 @@ func isRounding(field string, ws []Warning) bool {
 		}
 	}
 	return false
+}
+
+// isAdvice reports whether the warning on field keeps the value as written
+// (advice, such as a short warmup, rather than a change).
+func isAdvice(field string, ws []Warning) bool {
+	for _, w := range ws {
+		if w.Field == field && w.From == w.To {
+			return true
+		}
+	}
+	return false
+}
+
+// TestShortWarmupWarns: a warmup under 60 s is exported as written, with a
+// warning that names the policy; 60 s and more is not warned about.
+func TestShortWarmupWarns(t *testing.T) {
+	in := coursesInput()
+	in.TargetTracking = []TargetTracking{
+		{Metric: "cpu", Target: 50, Warmup: 30 * time.Second},
+		{Metric: "request_count", Target: 1000, Warmup: 60 * time.Second},
+	}
+	vars, warnings, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vars.TargetTracking[0].Warmup != 30 || vars.TargetTracking[1].Warmup != 60 {
+		t.Errorf("warmups exported as %d and %d, want 30 and 60 (unscaled)", vars.TargetTracking[0].Warmup, vars.TargetTracking[1].Warmup)
+	}
+	var got []string
+	for _, w := range warnings {
+		if strings.HasSuffix(w.Field, ".Warmup") {
+			got = append(got, w.String())
+		}
+	}
+	if len(got) != 1 || !strings.HasPrefix(got[0], "TargetTracking[0].Warmup: 30s is kept in target_tracking[0].warmup") || !strings.Contains(got[0], "under 60 s") {
+		t.Errorf("warmup warnings = %q, want one for TargetTracking[0] saying it is kept and why", got)
+	}
+}
+
+// TestScheduledStartEndExported: start and end bound the action on AWS too,
+// in UTC as aws_autoscaling_schedule takes them.
+func TestScheduledStartEndExported(t *testing.T) {
+	in := coursesInput()
+	dublin, err := time.LoadLocation("Europe/Dublin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.Scheduled[0].Start = time.Date(2026, 6, 1, 0, 0, 0, 0, dublin)
+	vars, _, err := Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv := vars.ScheduledActions[0]
+	if sv.StartTime == nil || *sv.StartTime != "2026-05-31T23:00:00Z" || sv.EndTime != nil {
+		t.Errorf("start/end = %v/%v, want 2026-05-31T23:00:00Z and none", deref(sv.StartTime), deref(sv.EndTime))
+	}
+	in.Scheduled[0].End = in.Scheduled[0].Start
+	if _, _, err := Generate(in); err == nil || !strings.Contains(err.Error(), "Scheduled[0].End") {
+		t.Errorf("end = start: err %v, want one naming Scheduled[0].End", err)
+	}
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return "<nil>"
+	}
+	return *p
 }
 
 func TestClampWarnings(t *testing.T) {

@@ -199,6 +199,9 @@ type Scheduled struct {
 	TimeZone string
 	// Min, Max and Desired are the sizes set when the action fires.
 	Min, Max, Desired *int
+	// Start and End, if set, bound the recurring action (AWS: StartTime,
+	// EndTime); zero means unbounded.
+	Start, End time.Time
 }
 
 // Deployment holds account-specific module inputs. None of them is a secret.

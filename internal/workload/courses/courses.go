@@ -1,4 +1,4 @@
-// Package courses is the drill workload of the sample course app (cmd/courses): seeded students log in, then walk dashboard, course page and material download.
+// Package courses is the drill workload of the sample course app (cmd/courses): seeded students log in, then walk dashboard, course page and material download, visiting popular courses more (Zipf).
 package courses
 
 import (
@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 
 	"github.com/haven-platform/haven/internal/drill"
+	"github.com/haven-platform/haven/internal/load"
 )
 
 // DefaultPassword is the seed's demo password (`courses seed --password`).
@@ -57,9 +59,13 @@ func (w Workload) Login(ctx context.Context, c *drill.Client, n int) (drill.Jour
 		return nil, err
 	}
 	j := &journey{mats: map[int64][]int64{}}
+	students := map[int64]int{}
 	for _, co := range courses {
 		j.courses = append(j.courses, co.ID)
 		var detail struct {
+			Course struct {
+				Students int `json:"students"`
+			} `json:"course"`
 			Materials []struct {
 				ID int64 `json:"id"`
 			} `json:"materials"`
@@ -67,6 +73,7 @@ func (w Workload) Login(ctx context.Context, c *drill.Client, n int) (drill.Jour
 		if err := getJSON(ctx, c, fmt.Sprintf("/api/courses/%d", co.ID), &detail, ""); err != nil {
 			return nil, err
 		}
+		students[co.ID] = detail.Course.Students
 		for _, m := range detail.Materials {
 			j.mats[co.ID] = append(j.mats[co.ID], m.ID)
 		}
@@ -74,8 +81,26 @@ func (w Workload) Login(ctx context.Context, c *drill.Client, n int) (drill.Jour
 	if len(j.courses) == 0 {
 		return nil, fmt.Errorf("log in %s: the user has no courses; seed the region first", email)
 	}
+	// Most-enrolled first: rank 0 is the user's most popular course.
+	sort.SliceStable(j.courses, func(a, b int) bool {
+		ca, cb := j.courses[a], j.courses[b]
+		if students[ca] != students[cb] {
+			return students[ca] > students[cb]
+		}
+		return ca < cb
+	})
+	z, err := load.NewZipf(len(j.courses), ZipfExponent, uint64(n))
+	if err != nil {
+		return nil, fmt.Errorf("log in %s: %w", email, err)
+	}
+	j.pick = z
 	return j, nil
 }
+
+// ZipfExponent is the popularity skew of a user's visits over their
+// courses: with s = 1.2 and five courses the most-enrolled one gets about
+// 44 % of the visits and the fifth about 7 %.
+const ZipfExponent = 1.2
 
 // Check counts a transport error or any status but 200 as a failure.
 func (Workload) Check(_ drill.Request, resp *http.Response, _ []byte, err error) error {
@@ -105,25 +130,28 @@ func (Workload) CountFetches(log io.Reader) int {
 }
 
 // journey walks dashboard, course page, material download (or grades when
-// a course has no material), course after course.
+// a course has no material): one visit, then the next. Each visit's course
+// is drawn with Zipf popularity over the user's courses, most-enrolled first.
 type journey struct {
-	courses []int64
+	courses []int64           // most-enrolled first
 	mats    map[int64][]int64 // course → material ids
+	pick    *load.Zipf
 	step    int
+	course  int64 // the current visit's course
 }
 
 func (j *journey) Next() drill.Request {
 	n := j.step
 	j.step++
-	c := j.courses[n/3%len(j.courses)]
 	switch n % 3 {
 	case 0:
+		j.course = j.courses[j.pick.Next()]
 		return drill.Request{Path: "/courses"}
 	case 1:
-		return drill.Request{Path: fmt.Sprintf("/courses/%d", c)}
+		return drill.Request{Path: fmt.Sprintf("/courses/%d", j.course)}
 	}
-	if ms := j.mats[c]; len(ms) > 0 {
-		return drill.Request{Path: fmt.Sprintf("/courses/%d/materials/%d/download", c, ms[n/3%len(ms)])}
+	if ms := j.mats[j.course]; len(ms) > 0 {
+		return drill.Request{Path: fmt.Sprintf("/courses/%d/materials/%d/download", j.course, ms[n/3%len(ms)])}
 	}
 	return drill.Request{Path: "/grades"}
 }

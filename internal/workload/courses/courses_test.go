@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -38,9 +39,11 @@ func fakeApp(t *testing.T, password string) *httptest.Server {
 		w.Write([]byte(`{"courses":[{"id":7},{"id":9}]}`))
 	}))
 	mux.HandleFunc("GET /api/courses/7", authed(func(w http.ResponseWriter, _ *http.Request) {
-		w.Write([]byte(`{"materials":[{"id":70},{"id":71}]}`))
+		w.Write([]byte(`{"course":{"id":7,"students":40},"materials":[{"id":70},{"id":71}]}`))
 	}))
-	mux.HandleFunc("GET /api/courses/9", authed(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(`{"materials":[]}`)) }))
+	mux.HandleFunc("GET /api/courses/9", authed(func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte(`{"course":{"id":9,"students":300},"materials":[]}`))
+	}))
 	mux.HandleFunc("GET /", authed(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/courses/9" {
 			http.Error(w, "boom", http.StatusBadGateway)
@@ -66,20 +69,34 @@ func TestLoginJourneyAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var paths, failed []string
-	for range 6 {
-		p, err := site.Step(context.Background(), u)
-		paths = append(paths, p)
-		if err != nil {
-			failed = append(failed, p+": "+err.Error())
+	// 300 visits of three requests: dashboard, a course, its material (or
+	// grades when it has none). Course 9 has more students, so Zipf
+	// popularity sends more visits to it.
+	visits := map[string]int{}
+	failed := map[string]int{}
+	for v := range 300 {
+		var paths []string
+		for range 3 {
+			p, status, err := site.StepStatus(context.Background(), u)
+			paths = append(paths, p)
+			if err != nil {
+				failed[fmt.Sprintf("%s: %d %v", p, status, err)]++
+			}
+		}
+		visits[paths[1]]++
+		want := map[string][]string{
+			"/courses/7": {"/courses", "/courses/7", fmt.Sprintf("/courses/7/materials/%d/download", 70+v%2)},
+			"/courses/9": {"/courses", "/courses/9", "/grades"},
+		}[paths[1]]
+		if strings.Join(paths, " ") != strings.Join(want, " ") {
+			t.Fatalf("visit %d = %v, want %v", v, paths, want)
 		}
 	}
-	want := []string{"/courses", "/courses/7", "/courses/7/materials/70/download", "/courses", "/courses/9", "/grades"}
-	if strings.Join(paths, " ") != strings.Join(want, " ") {
-		t.Errorf("journey = %v, want %v", paths, want)
+	if visits["/courses/9"] <= visits["/courses/7"] || visits["/courses/7"] == 0 {
+		t.Errorf("visits = %v, want the more popular course 9 visited more, and course 7 sometimes", visits)
 	}
-	if len(failed) != 1 || failed[0] != "/courses/9: status 502" {
-		t.Errorf("failures = %v, want only /courses/9 with status 502", failed)
+	if len(failed) != 1 || failed["/courses/9: 502 status 502"] != visits["/courses/9"] {
+		t.Errorf("failures = %v, want every /courses/9 visit failing with status 502", failed)
 	}
 
 	bad, err := drill.NewSite(srv.URL, ca, Workload{Password: "wrong"})

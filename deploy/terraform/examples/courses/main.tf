@@ -87,6 +87,9 @@ module "haven" {
   extra_security_group_rules   = var.extra_security_group_rules
   waf_web_acl_arn              = var.waf_web_acl_arn
   alarm_email                  = var.alarm_email
+  alarm_5xx_rate_percent       = var.alarm_5xx_rate_percent
+  alarm_p99_latency_seconds    = var.alarm_p99_latency_seconds
+  alarm_db_connections         = var.alarm_db_connections
 
   oidc_issuer_url        = var.oidc_issuer_url
   oidc_client_id         = var.oidc_client_id

@@ -327,6 +327,24 @@ variable "alarm_email" {
   default     = null
 }
 
+variable "alarm_5xx_rate_percent" {
+  description = "haven.yaml alarms.thresholds.http_5xx_percent: alarm when 5xx responses exceed this percentage of requests."
+  type        = number
+  default     = 5
+}
+
+variable "alarm_p99_latency_seconds" {
+  description = "haven.yaml alarms.thresholds.p99_latency_seconds: alarm when the target p99 response time exceeds this many seconds."
+  type        = number
+  default     = 1
+}
+
+variable "alarm_db_connections" {
+  description = "haven.yaml alarms.thresholds.db_connections: alarm when database connections exceed this number."
+  type        = number
+  default     = 100
+}
+
 variable "oidc_issuer_url" {
   description = "Deployment: the university's OpenID Connect issuer URL (Okta, Entra ID). Null: staff single sign-on off."
   type        = string
