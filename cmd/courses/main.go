@@ -78,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	f.StringSliceVar(&sc.SSO.StudentGroups, "oidc-student-groups", envList("COURSES_OIDC_STUDENT_GROUPS", DefaultStudentGroups), "groups whose members are students (env COURSES_OIDC_STUDENT_GROUPS)")
 	f.BoolVar(&sc.SSO.TrustEmail, "oidc-trust-email", envBool("COURSES_OIDC_TRUST_EMAIL"), "treat the email claim as verified without email_verified (Entra ID sends none) (env COURSES_OIDC_TRUST_EMAIL)")
 	f.BoolVar(&sc.SSO.StaffSSOOnly, "sso-only-staff", envBool("COURSES_SSO_ONLY_STAFF"), "refuse teachers' password logins: staff sign in with the university account only (env COURSES_SSO_ONLY_STAFF)")
+	f.Int64Var(&sc.MaxUpload, "max-upload", DefaultMaxUpload, "largest material a teacher may upload, in bytes (the bucket may refuse smaller: objstore.max_upload)")
 
 	migrate := &cobra.Command{
 		Use:   "migrate",
@@ -143,32 +144,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if _, err := Migrate(cmd.Context(), db, log.With("component", "migrate")); err != nil {
 				return err
 			}
-			seedCfg.Progress = stderr
-			res, err := Seed(cmd.Context(), db, seedCfg)
-			if err != nil {
-				return err
-			}
-			if res.Skipped {
-				fmt.Fprintln(stdout, "database already seeded; nothing done (use --force to replace all data)")
-				return nil
-			}
-			fmt.Fprintf(stdout, "seeded %d students, %d teachers, %d courses, %d enrolments, %d materials, %d grades in %s\n",
-				res.Students, res.Teachers, res.Courses, res.Enrolments, res.Materials, res.Grades, res.Took.Round(time.Millisecond))
-			fmt.Fprintf(stdout, "log in as student1@example.edu ... student%d@example.edu or teacher1@example.edu ... teacher%d@example.edu\n", res.Students, res.Teachers)
-			if res.LargeCourse > 0 {
-				fmt.Fprintf(stdout, "course 1 has %d students: log in as teacher1@example.edu and open /courses/1/gradebook\n", res.LargeCourse)
-			}
-			fmt.Fprintf(stdout, "demo password for every seeded user: %s\n", seedCfg.Password)
-			return nil
+			return runSeed(cmd.Context(), db, seedCfg, stdout, stderr)
 		},
 	}
-	seed.Flags().IntVar(&seedCfg.Students, "students", 60000, "number of students")
-	seed.Flags().IntVar(&seedCfg.Courses, "courses", 500, "number of courses")
-	seed.Flags().IntVar(&seedCfg.Teachers, "teachers", 0, "number of teachers (default: one per 10 courses, at least 1)")
-	seed.Flags().IntVar(&seedCfg.PerStudent, "courses-per-student", 5, "average enrolments per student")
-	seed.Flags().IntVar(&seedCfg.LargeCourse, "large-course", DefaultLargeCourse, "students in course 1 (student1..studentN, capped at --students), for a gradebook at size; -1 for none")
-	seed.Flags().StringVar(&seedCfg.Password, "password", "exam-week-2026", "demo password shared by all seeded users")
-	seed.Flags().BoolVar(&seedCfg.Force, "force", false, "delete all existing data and seed again")
+	addSeedFlags(seed, &seedCfg)
 
 	ver := &cobra.Command{
 		Use:   "version",
@@ -178,8 +157,40 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, "courses", version)
 		},
 	}
-	root.AddCommand(serve, migrate, list, seed, ver)
+	root.AddCommand(serve, migrate, list, seed, ver, newReleaseCmd(stdout, stderr), newStaticCmd(stdout, stderr), newMaterialsCmd(stdout, stderr))
 	return root.ExecuteContext(ctx)
+}
+
+// addSeedFlags binds the seed's flags (seed and release share them).
+func addSeedFlags(cmd *cobra.Command, c *SeedConfig) {
+	cmd.Flags().IntVar(&c.Students, "students", 60000, "number of students")
+	cmd.Flags().IntVar(&c.Courses, "courses", 500, "number of courses")
+	cmd.Flags().IntVar(&c.Teachers, "teachers", 0, "number of teachers (default: one per 10 courses, at least 1)")
+	cmd.Flags().IntVar(&c.PerStudent, "courses-per-student", 5, "average enrolments per student")
+	cmd.Flags().IntVar(&c.LargeCourse, "large-course", DefaultLargeCourse, "students in course 1 (student1..studentN, capped at --students), for a gradebook at size; -1 for none")
+	cmd.Flags().StringVar(&c.Password, "password", "exam-week-2026", "demo password shared by all seeded users")
+	cmd.Flags().BoolVar(&c.Force, "force", false, "delete all existing data and seed again")
+}
+
+// runSeed seeds and says what it did.
+func runSeed(ctx context.Context, db *DB, cfg SeedConfig, stdout, stderr io.Writer) error {
+	cfg.Progress = stderr
+	res, err := Seed(ctx, db, cfg)
+	if err != nil {
+		return err
+	}
+	if res.Skipped {
+		fmt.Fprintln(stdout, "database already seeded; nothing done (use --force to replace all data)")
+		return nil
+	}
+	fmt.Fprintf(stdout, "seeded %d students, %d teachers, %d courses, %d enrolments, %d materials, %d grades in %s\n",
+		res.Students, res.Teachers, res.Courses, res.Enrolments, res.Materials, res.Grades, res.Took.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "log in as student1@example.edu ... student%d@example.edu or teacher1@example.edu ... teacher%d@example.edu\n", res.Students, res.Teachers)
+	if res.LargeCourse > 0 {
+		fmt.Fprintf(stdout, "course 1 has %d students: log in as teacher1@example.edu and open /courses/1/gradebook\n", res.LargeCourse)
+	}
+	fmt.Fprintf(stdout, "demo password for every seeded user: %s\n", cfg.Password)
+	return nil
 }
 
 func newLogger(w io.Writer) *slog.Logger {
@@ -243,6 +254,8 @@ type serveConfig struct {
 	ProxyHops int
 	// SSO is single sign-on. Default off (no issuer).
 	SSO SSOConfig
+	// MaxUpload bounds a teacher's upload. Default 100MiB.
+	MaxUpload int64
 
 	clientIP ClientIPConfig
 }
@@ -328,7 +341,19 @@ func runServe(ctx context.Context, cfg serveConfig, log *slog.Logger, ready func
 		log.Info("single sign-on on", "issuer", cfg.SSO.Issuer, "client_id", cfg.SSO.ClientID,
 			"redirect_uri", cfg.SSO.RedirectURL(), "staff_sso_only", cfg.SSO.StaffSSOOnly)
 	}
-	srv, err := NewServer(ServerConfig{DB: db, Logger: base, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso})
+	mc, err := materialsConfigFromEnv()
+	if err != nil {
+		return err
+	}
+	mc.MaxUpload = cfg.MaxUpload
+	materials, err := NewMaterials(bg, mc, base)
+	if err != nil {
+		return err
+	}
+	if materials != nil {
+		log.Info("materials in S3", "bucket", mc.Bucket, "prefix", materials.cfg.Prefix, "signed_urls", materials.signer != nil, "key_pair_id", mc.KeyPairID)
+	}
+	srv, err := NewServer(ServerConfig{DB: db, Logger: base, Throttle: cfg.Throttle, ClientIP: &cfg.clientIP, SSO: sso, Materials: materials})
 	if err != nil {
 		return err
 	}

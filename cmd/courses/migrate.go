@@ -123,6 +123,29 @@ CREATE TABLE user_identities (
 CREATE INDEX user_identities_user_idx ON user_identities (user_id);
 ALTER TABLE sessions ADD COLUMN id_token text;
 `},
+	// Materials move to S3 (materials.go). Expand: where a material's
+	// bytes are (object_key) and their size, nullable, and the uploads a
+	// teacher has started but not finished. The content column stays: an
+	// older version reads it, and `courses release` moves its bytes out
+	// (content becomes empty) once every instance reads object_key. Only a
+	// later contract step may drop it.
+	{4, "materials in S3", `
+ALTER TABLE materials ADD COLUMN object_key text;
+ALTER TABLE materials ADD COLUMN size_bytes bigint;
+CREATE UNIQUE INDEX materials_object_key_idx ON materials (object_key);
+CREATE TABLE material_uploads (
+	id           bigserial PRIMARY KEY,
+	course_id    bigint NOT NULL REFERENCES courses(id),
+	teacher_id   bigint NOT NULL REFERENCES users(id),
+	title        text NOT NULL,
+	filename     text NOT NULL,
+	content_type text NOT NULL,
+	size_bytes   bigint NOT NULL,
+	object_key   text NOT NULL UNIQUE,
+	created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX material_uploads_created_idx ON material_uploads (created_at);
+`},
 }
 
 // Migrate applies pending migrations. It holds a session-level advisory lock

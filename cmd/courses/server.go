@@ -55,17 +55,18 @@ const hstsValue = "max-age=31536000"
 // Server is the HTTP side of the app. It keeps no per-user state in memory:
 // every session lives in the database, so any instance serves any user.
 type Server struct {
-	db       *DB
-	store    *Store
-	log      *slog.Logger
-	pages    map[string]*template.Template
-	static   http.Handler
-	favicon  []byte
-	throttle ThrottlePolicy
-	clientIP ClientIPConfig
-	sso      *ssoClient // nil: single sign-on off
-	csp      string
-	draining atomic.Bool
+	db        *DB
+	store     *Store
+	log       *slog.Logger
+	pages     map[string]*template.Template
+	static    *assets
+	materials *Materials // nil: materials stay in the database
+	favicon   []byte
+	throttle  ThrottlePolicy
+	clientIP  ClientIPConfig
+	sso       *ssoClient // nil: single sign-on off
+	csp       string
+	draining  atomic.Bool
 	// passwordChecks counts bcrypt comparisons (tests assert that a
 	// throttled login costs none).
 	passwordChecks atomic.Int64
@@ -90,6 +91,9 @@ type ServerConfig struct {
 	ClientIP *ClientIPConfig
 	// SSO is single sign-on through an OpenID provider. Default nil: off.
 	SSO *ssoClient
+	// Materials keeps course materials in S3 and signs their URLs.
+	// Default nil: materials stay in the database, served by the app.
+	Materials *Materials
 }
 
 // NewServer builds the handler tree.
@@ -117,8 +121,18 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 		cfg.ClientIP = &ClientIPConfig{TrustedProxies: trusted, Hops: 1}
 	}
+	sub, err := fs.Sub(staticFS, "web/static")
+	if err != nil {
+		return nil, fmt.Errorf("open static files: %w", err)
+	}
+	static, err := loadAssets(sub)
+	if err != nil {
+		return nil, err
+	}
 	pages := map[string]*template.Template{}
 	funcs := template.FuncMap{
+		"asset": static.Path,
+		"bytes": humanBytes,
 		"kb": func(n int) string {
 			if n < 1024 {
 				return fmt.Sprintf("%d bytes", n)
@@ -138,10 +152,6 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 		pages[name] = t
 	}
-	sub, err := fs.Sub(staticFS, "web/static")
-	if err != nil {
-		return nil, fmt.Errorf("open static files: %w", err)
-	}
 	// A form's POST that answers with a redirect (logging out through the
 	// provider's end_session) is held to form-action by Chromium, hop by hop.
 	formAction := "'self'"
@@ -150,17 +160,23 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 			formAction += " " + u.Scheme + "://" + u.Host
 		}
 	}
+	// A teacher's browser uploads straight to the bucket.
+	connect := "'self'"
+	if cfg.Materials != nil && cfg.Materials.origin != "" {
+		connect += " " + cfg.Materials.origin
+	}
 	return &Server{
-		sso:      cfg.SSO,
-		csp:      "default-src 'self'; frame-ancestors 'none'; form-action " + formAction,
-		db:       cfg.DB,
-		store:    &Store{db: cfg.DB, clock: cfg.Clock, ttl: cfg.SessionTTL},
-		log:      cfg.Logger.With("component", "http"),
-		pages:    pages,
-		static:   http.StripPrefix("/static/", http.FileServerFS(sub)),
-		favicon:  faviconICO(),
-		throttle: cfg.Throttle,
-		clientIP: *cfg.ClientIP,
+		sso:       cfg.SSO,
+		csp:       "default-src 'self'; connect-src " + connect + "; frame-ancestors 'none'; form-action " + formAction,
+		db:        cfg.DB,
+		store:     &Store{db: cfg.DB, clock: cfg.Clock, ttl: cfg.SessionTTL},
+		log:       cfg.Logger.With("component", "http"),
+		pages:     pages,
+		static:    static,
+		materials: cfg.Materials,
+		favicon:   faviconICO(),
+		throttle:  cfg.Throttle,
+		clientIP:  *cfg.ClientIP,
 	}, nil
 }
 
@@ -173,10 +189,14 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.HandleFunc("GET /static/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "public, max-age=3600")
-		s.static.ServeHTTP(w, r)
-	})
+	mux.Handle("GET /static/", s.static)
+	if s.materials != nil {
+		// Materials at the bucket's paths, for whoever reaches the app
+		// directly; at the edge these paths are served from the bucket.
+		mux.HandleFunc("GET /"+s.materials.cfg.Prefix+"{key...}", s.withSession(false, s.objectDownload))
+		mux.HandleFunc("POST /api/courses/{id}/materials/uploads", s.withAPISession(true, s.apiStartUpload))
+		mux.HandleFunc("POST /api/courses/{id}/materials/uploads/{uid}/complete", s.withAPISession(true, s.apiCompleteUpload))
+	}
 	mux.HandleFunc("GET /favicon.ico", s.faviconHandler)
 
 	mux.HandleFunc("GET /{$}", s.home)
@@ -622,6 +642,9 @@ func (s *Server) coursesPage(w http.ResponseWriter, r *http.Request, sess Sessio
 type coursePageData struct {
 	CourseDetail
 	Form *form
+	// Uploads shows the teacher's upload form; MaxUpload is its limit.
+	Uploads   bool
+	MaxUpload int64
 }
 
 func (s *Server) coursePage(w http.ResponseWriter, r *http.Request, sess Session, _ string) {
@@ -641,11 +664,14 @@ func (s *Server) coursePage(w http.ResponseWriter, r *http.Request, sess Session
 // submitted with its errors).
 func (s *Server) renderCourse(w http.ResponseWriter, r *http.Request, sess Session, id int64, status int, f *form, pd pageData) {
 	d, err := s.store.Course(r.Context(), sess.User, id)
+	if err == nil {
+		err = s.linkMaterials(r.Context(), &d)
+	}
 	if err != nil {
 		s.dbError(w, r, err)
 		return
 	}
-	pd.Title, pd.Nav, pd.Data = d.Course.Title, "courses", coursePageData{CourseDetail: d, Form: f}
+	pd.Title, pd.Nav, pd.Data = d.Course.Title, "courses", coursePageData{CourseDetail: d, Form: f, Uploads: s.materials != nil && sess.User.IsTeacher(), MaxUpload: s.maxUpload()}
 	s.render(w, r, status, "course", pd)
 }
 
@@ -659,6 +685,11 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request, sess Session, 
 	m, err := s.store.Material(r.Context(), sess.User, cid, mid)
 	if err != nil {
 		s.dbError(w, r, err)
+		return
+	}
+	if m.ObjectKey != "" {
+		// In the bucket: to the (signed) URL, which the edge serves.
+		s.redirectToObject(w, r, cid, m.ObjectKey)
 		return
 	}
 	w.Header().Set("Content-Type", m.ContentType)
@@ -792,6 +823,9 @@ func (s *Server) apiCourse(w http.ResponseWriter, r *http.Request, sess Session,
 		return
 	}
 	d, err := s.store.Course(r.Context(), sess.User, id)
+	if err == nil {
+		err = s.linkMaterials(r.Context(), &d)
+	}
 	if err != nil {
 		s.apiDBError(w, r, err)
 		return

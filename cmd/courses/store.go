@@ -44,6 +44,12 @@ type Material struct {
 	Filename    string `json:"filename"`
 	ContentType string `json:"content_type"`
 	Size        int    `json:"size"`
+	// URL is where the user downloads it: a signed URL at the edge for a
+	// material in the bucket, else the app's download path.
+	URL string `json:"url"`
+	// ObjectKey is its key in the bucket; empty while its bytes are still
+	// in the database.
+	ObjectKey string `json:"-"`
 }
 
 // Grade is one graded assignment.
@@ -232,14 +238,14 @@ func (s *Store) Course(ctx context.Context, u User, id int64) (CourseDetail, err
 		if err != nil {
 			return err
 		}
-		rows, err := q.Query(ctx, `SELECT id, title, filename, content_type, octet_length(content)
+		rows, err := q.Query(ctx, `SELECT id, title, filename, content_type, COALESCE(size_bytes, octet_length(content)), COALESCE(object_key, '')
 			FROM materials WHERE course_id = $1 ORDER BY id`, id)
 		if err != nil {
 			return err
 		}
 		for rows.Next() {
 			var m Material
-			if err := rows.Scan(&m.ID, &m.Title, &m.Filename, &m.ContentType, &m.Size); err != nil {
+			if err := rows.Scan(&m.ID, &m.Title, &m.Filename, &m.ContentType, &m.Size, &m.ObjectKey); err != nil {
 				return err
 			}
 			d.Materials = append(d.Materials, m)
@@ -301,18 +307,22 @@ func queryGrades(ctx context.Context, q Querier, sql string, args ...any) ([]Gra
 // MaterialContent is a downloadable file.
 type MaterialContent struct {
 	Material
+	// Content is the bytes when they are still in the database (no
+	// ObjectKey); nil otherwise.
 	Content []byte
 }
 
-// Material returns a material's bytes if u may see its course.
+// Material returns a material (its bytes, while they are in the database)
+// if u may see its course.
 func (s *Store) Material(ctx context.Context, u User, courseID, materialID int64) (MaterialContent, error) {
 	var m MaterialContent
 	err := s.db.Read(ctx, func(ctx context.Context, q Querier) error {
-		return q.QueryRow(ctx, `SELECT m.id, m.title, m.filename, m.content_type, octet_length(m.content), m.content
+		return q.QueryRow(ctx, `SELECT m.id, m.title, m.filename, m.content_type, COALESCE(m.size_bytes, octet_length(m.content)),
+				COALESCE(m.object_key, ''), CASE WHEN m.object_key IS NULL THEN m.content END
 			FROM materials m JOIN courses c ON c.id = m.course_id
 			WHERE m.id = $1 AND m.course_id = $2 AND (c.teacher_id = $3 OR EXISTS
 				(SELECT 1 FROM enrolments e WHERE e.course_id = c.id AND e.student_id = $3))`, materialID, courseID, u.ID).
-			Scan(&m.ID, &m.Title, &m.Filename, &m.ContentType, &m.Size, &m.Content)
+			Scan(&m.ID, &m.Title, &m.Filename, &m.ContentType, &m.Size, &m.ObjectKey, &m.Content)
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return MaterialContent{}, ErrNotFound

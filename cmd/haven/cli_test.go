@@ -228,6 +228,51 @@ func TestTfvarsRepoSpecWarningsExplained(t *testing.T) {
 	}
 }
 
+// TestUpRefusesBadStorageSpec: a spec with a bucket name S3 refuses, a
+// behaviour aimed at no bucket and a TTL min above its max is refused by
+// `haven up` with each problem named, before anything starts: the state
+// directory it names is left as it was.
+func TestUpRefusesBadStorageSpec(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "haven.yaml")
+	bad := `name: exam
+objstore:
+  buckets:
+    - {name: Course_Assets}
+edge:
+  behaviors:
+    - {path: /static/*, target: course-assets}
+    - {path: /lb/*, target: lb, min_ttl: 2h, max_ttl: 1h}
+`
+	if err := os.WriteFile(f, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(dir, "state")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(state, "keep"), []byte("kept"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "up", "-f", f, "--state-dir", state, "--detach")
+	if err == nil {
+		t.Fatal("haven up accepted a spec with a bad bucket name, an unknown target and min_ttl > max_ttl")
+	}
+	for _, want := range []string{
+		"objstore.buckets[0].name: ", "uppercase",
+		`edge.behaviors[0].target: unknown target "course-assets"`,
+		"edge.behaviors[1].min_ttl: must be ≤ max_ttl (1h0m0s), got 2h0m0s",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("haven up: %v\nwant it to say %q", err, want)
+		}
+	}
+	entries, _ := os.ReadDir(state)
+	if b, _ := os.ReadFile(filepath.Join(state, "keep")); len(entries) != 1 || string(b) != "kept" {
+		t.Errorf("the state dir after a refused spec holds %d entries (keep = %q), want it as it was", len(entries), b)
+	}
+}
+
 func TestParseSince(t *testing.T) {
 	now := time.Date(2026, 11, 30, 7, 0, 0, 0, time.UTC)
 	for in, want := range map[string]time.Time{"10m": now.Add(-10 * time.Minute), "0s": now, "2026-11-30T06:00:00Z": now.Add(-time.Hour)} {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,20 +20,41 @@ import (
 )
 
 // contractBuild is a build of the courses app whose migration list adds a
-// breaking (contract) migration: `migrations --json` says so, and anything
-// else runs the real app, so once allowed it serves like any good build.
+// breaking (contract) migration after the app's own (%[1]s, the JSON list):
+// `migrations --json` says so, and anything else runs the real app (%[2]s),
+// so once allowed it serves like any good build.
 const contractBuild = `#!/bin/sh
 if [ "$1" = migrations ]; then
   cat <<'EOF'
-[{"version": 1, "name": "initial schema", "breaking": false},
- {"version": 2, "name": "login throttle", "breaking": false},
- {"version": 3, "name": "single sign-on", "breaking": false},
- {"version": 4, "name": "drop sessions.id_token", "breaking": true, "reason": "versions before 4 write sessions.id_token"}]
+%[1]s
 EOF
   exit 0
 fi
-exec %s "$@"
+exec %[2]s "$@"
 `
+
+// contractMigrations is the app's own migration list (from `courses
+// migrations --json`) with a breaking one appended, and that one's
+// description as a refusal names it.
+func contractMigrations(t *testing.T, courses string) (list, named string) {
+	t.Helper()
+	out, err := exec.Command(courses, "migrations", "--json").Output()
+	if err != nil {
+		t.Fatalf("courses migrations --json: %v", err)
+	}
+	var ms []map[string]any
+	if err := json.Unmarshal(out, &ms); err != nil || len(ms) == 0 {
+		t.Fatalf("courses migrations --json: %v %s", err, out)
+	}
+	n := len(ms) + 1
+	ms = append(ms, map[string]any{"version": n, "name": "drop sessions.id_token", "breaking": true,
+		"reason": fmt.Sprintf("versions before %d write sessions.id_token", n)})
+	b, err := json.Marshal(ms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), fmt.Sprintf("migration %d (drop sessions.id_token)", n)
+}
 
 // TestDeployBreakingThenDaemonCrash, on a real region: a build that adds a
 // breaking migration is refused without --allow-breaking, naming the
@@ -70,8 +93,9 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	build := filepath.Join(appDir, "courses-contract")
+	migrations, named := contractMigrations(t, filepath.Join(r.Bin, "courses"))
 	if os.Chmod(appDir, 0o755) != nil || os.WriteFile(filepath.Join(appDir, "courses"), app, 0o755) != nil ||
-		os.WriteFile(build, []byte(fmt.Sprintf(contractBuild, filepath.Join(appDir, "courses"))), 0o755) != nil {
+		os.WriteFile(build, []byte(fmt.Sprintf(contractBuild, migrations, filepath.Join(appDir, "courses"))), 0o755) != nil {
 		t.Fatalf("write the contract build in %s", appDir)
 	}
 
@@ -80,7 +104,7 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 	if err == nil {
 		t.Fatalf("deploy of a breaking build succeeded without --allow-breaking:\n%s%s", out, errOut)
 	}
-	for _, want := range []string{"breaking migration", "migration 4 (drop sessions.id_token): versions before 4 write sessions.id_token", "--allow-breaking"} {
+	for _, want := range []string{"breaking migration", named + ": versions before", "write sessions.id_token", "--allow-breaking"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("refusal does not say %q:\n%s", want, errOut)
 		}
@@ -140,7 +164,7 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 		t.Errorf("rollout %s after the restart: phase %s (gate %q: %s), resumed %v; want succeeded, resumed once",
 			last.ID, last.Phase, last.Gate, last.Reason, last.Resumed)
 	}
-	if !strings.Contains(last.AllowedBreaking, "migration 4 (drop sessions.id_token)") {
+	if !strings.Contains(last.AllowedBreaking, named) {
 		t.Errorf("the record does not name the allowed breaking migration: %q", last.AllowedBreaking)
 	}
 	// The fleet settles on the current version: every live instance runs it.

@@ -232,6 +232,11 @@ func TestCrashThenUpAdoptsAndLeavesNothingBehind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The object store is the data plane and outlives the daemon by design:
+	// the restarted region adopts it (same pid) instead of starting another.
+	if after.ObjStore == nil || st.ObjStore == nil || after.ObjStore.PID != st.ObjStore.PID {
+		t.Errorf("the restarted region did not adopt the object store: before %+v, after %+v", st.ObjStore, after.ObjStore)
+	}
 	if after.Adoption == nil || len(after.Adoption.Instances) != len(st.Instances) || after.Adoption.LB != st.LB.PID {
 		t.Errorf("adoption %+v, want the %d instances and load balancer %d", after.Adoption, len(st.Instances), st.LB.PID)
 	}
@@ -243,6 +248,9 @@ func TestCrashThenUpAdoptsAndLeavesNothingBehind(t *testing.T) {
 		if pids[in.ID] != in.PID {
 			t.Errorf("instance %s: pid %d after the restart, want %d (adopted)", in.ID, in.PID, pids[in.ID])
 		}
+	}
+	if !strings.Contains(out.String(), "object store: adopted") {
+		t.Errorf("the restart does not say it adopted the object store:\n%s", out.String())
 	}
 	second := regionPIDs(r, ctx)
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {

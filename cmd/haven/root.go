@@ -68,6 +68,8 @@ One haven.yaml drives both the local region and the Terraform module (haven aws 
 		newAWSCmd(g),
 		newAuditCmd(g),
 		newSecretsCmd(g),
+		newEdgeCmd(g),
+		newObjStoreCmd(),
 		newAlarmsCmd(g),
 		newLogsCmd(g),
 		newConsoleCmd(g),

@@ -41,6 +41,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 			fmt.Fprint(w, specLine(st.Spec))
 			fmt.Fprint(w, networkStatus(st))
 			fmt.Fprint(w, compactStatus(st))
+			fmt.Fprint(w, storageStatus(st))
 			if st.Database != nil {
 				fmt.Fprintf(w, "database epoch %d, primary %s\n", st.Database.Epoch, st.Database.Primary)
 				for _, n := range st.Database.Nodes {
@@ -59,6 +60,30 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the status as JSON")
 	addSpecFlag(cmd, g)
 	return cmd
+}
+
+// storageStatus renders the edge and the object store.
+func storageStatus(st api.Status) string {
+	var b strings.Builder
+	if e := st.Edge; e != nil {
+		fmt.Fprintf(&b, "edge %s: %d requests, hit ratio %.1f%% (%d hits, %d refresh hits, %d misses, %d stale-if-error), %d denied, %d objects cached (%d bytes)\n",
+			e.URL, e.Requests, 100*e.HitRatio, e.Hits, e.RefreshHits, e.Misses, e.StaleIfError, e.Denied, e.Objects, e.Bytes)
+		for _, line := range e.Behaviors {
+			fmt.Fprintf(&b, "  %s\n", line)
+		}
+	}
+	if o := st.ObjStore; o != nil {
+		state := "serving"
+		if !o.Reachable {
+			state = "NOT ANSWERING: " + o.Error
+		}
+		fmt.Fprintf(&b, "object store %s (pid %d): %s, %d requests (%d not OK), %d live credentials, upload limit %d bytes\n",
+			o.Endpoint, o.PID, state, o.Requests, o.Errors, o.Credentials, o.MaxUploadBytes)
+		for _, bk := range o.Buckets {
+			fmt.Fprintf(&b, "  bucket %s: %d objects, %d bytes, %d incomplete uploads\n", bk.Name, bk.Objects, bk.Bytes, bk.IncompleteUploads)
+		}
+	}
+	return b.String()
 }
 
 // networkStatus renders the network and the zones: in a VPC each zone's
@@ -173,6 +198,9 @@ func cleanUpAfterCrash(ctx context.Context, w io.Writer, dir string) error {
 	}
 	if l.Table != "" {
 		fmt.Fprintf(w, "  nftables table %s (the database endpoint's forwarding)\n", l.Table)
+	}
+	if l.ObjStore != 0 {
+		fmt.Fprintf(w, "  the object store (pid %d), stopped; its data stays in the state dir\n", l.ObjStore)
 	}
 	if n := l.Network; n != nil {
 		if len(n.Namespaces) > 0 {

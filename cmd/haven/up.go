@@ -289,7 +289,10 @@ func (w *watcher) poll(ctx context.Context) (api.Status, error) {
 
 func printReady(w io.Writer, st api.Status) {
 	fmt.Fprintf(w, "\nregion %q is ready: %d/%d instances in service over %d zones\n", st.Region, st.Fleet.InService, st.Fleet.Desired, len(st.Zones))
-	fmt.Fprintf(w, "  site       %s\n", st.Endpoints.HTTPS)
+	if st.Endpoints.Edge != "" {
+		fmt.Fprintf(w, "  edge       %s   (browse here: static files and materials cached, the rest from the load balancer)\n", st.Endpoints.Edge)
+	}
+	fmt.Fprintf(w, "  site       %s   (the load balancer)\n", st.Endpoints.HTTPS)
 	if st.Endpoints.HTTP != "" {
 		fmt.Fprintf(w, "  http       %s (redirects to https)\n", st.Endpoints.HTTP)
 	}
@@ -297,6 +300,13 @@ func printReady(w io.Writer, st api.Status) {
 	fmt.Fprintf(w, "  database   %s\n", st.Endpoints.Database)
 	if st.Endpoints.Secrets != "" {
 		fmt.Fprintf(w, "  secrets    %s\n", st.Endpoints.Secrets)
+	}
+	if st.Endpoints.S3 != "" {
+		who := "AWS_ENDPOINT_URL_S3 of the app"
+		if st.Network.Mode == "vpc" {
+			who = "on the host; instances reach it through their zone's interface endpoint"
+		}
+		fmt.Fprintf(w, "  s3         %s   (%s)\n", st.Endpoints.S3, who)
 	}
 	for _, warn := range st.Warnings {
 		fmt.Fprintf(w, "  warning: %s\n", warn)

@@ -112,8 +112,8 @@ func TestDocumentedDeployUsesRealOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	if !strings.Contains(doc, "aws s3 sync cmd/courses/web/static") {
-		t.Error("docs/aws.md does not upload the static files (aws s3 sync cmd/courses/web/static …)")
+	if !strings.Contains(doc, "courses static export static-out") || !strings.Contains(doc, "aws s3 sync static-out") {
+		t.Error("docs/aws.md does not upload the static files (courses static export static-out, then aws s3 sync static-out …)")
 	}
 	outs, err := os.ReadFile("examples/courses/outputs.tf")
 	if err != nil {

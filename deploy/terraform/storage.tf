@@ -271,3 +271,19 @@ resource "aws_s3_bucket_policy" "logs" {
 
   depends_on = [aws_s3_bucket_public_access_block.logs]
 }
+
+# Teachers' browsers upload course materials straight to the bucket with a
+# presigned PUT (docs/app.md): the pages are served under cloudfront_aliases,
+# so those origins may PUT (and read back the ETag). Reads stay CloudFront's
+# alone: CORS grants no access, it only lets a page see the answer.
+resource "aws_s3_bucket_cors_configuration" "assets" {
+  bucket = aws_s3_bucket.assets.id
+
+  cors_rule {
+    allowed_origins = [for a in var.cloudfront_aliases : "https://${a}"]
+    allowed_methods = ["PUT"]
+    allowed_headers = ["*"]
+    expose_headers  = ["ETag"]
+    max_age_seconds = 600
+  }
+}

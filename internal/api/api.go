@@ -55,6 +55,10 @@ type Status struct {
 	LB        LB         `json:"load_balancer"`
 	Instances []Instance `json:"instances"`
 	Database  *Database  `json:"database,omitempty"`
+	// ObjStore and Edge are nil while their tier is not running (the edge
+	// also when edge.listen is empty).
+	ObjStore *ObjStoreStatus `json:"objstore,omitempty"`
+	Edge     *EdgeStatus     `json:"edge,omitempty"`
 	// Identity is the identity tier (nil: identity.enabled is false, or
 	// the provider is not running yet).
 	Identity *Identity `json:"identity,omitempty"`
@@ -108,6 +112,9 @@ type Endpoints struct {
 	CACert   string `json:"ca_cert"`
 	Database string `json:"database"`
 	Secrets  string `json:"secrets,omitempty"`
+	// S3 is the object store's endpoint; Edge the edge's URL.
+	S3   string `json:"s3,omitempty"`
+	Edge string `json:"edge,omitempty"`
 }
 
 // Network is how the region's zones are separated.

@@ -22,6 +22,7 @@ import (
 	"github.com/haven-platform/haven/internal/atomicfile"
 	"github.com/haven-platform/haven/internal/clock"
 	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/spec"
 )
 
 // Defaults applied by Config.withDefaults; each Config field documents its own.
@@ -351,38 +352,10 @@ func validBucketPolicy(b Bucket, gw *gatewayIAM) error {
 	return nil
 }
 
-// bucketNameDNS is the shape S3 requires: lowercase letters, digits, dots and
-// hyphens, starting and ending with a letter or digit.
-var bucketNameDNS = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`)
-
 // ValidBucketName reports why name is not a valid S3 bucket name
-// (general-purpose bucket rules), or nil.
-func ValidBucketName(name string) error {
-	const rule = "use 3–63 lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit"
-	switch {
-	case len(name) < 3 || len(name) > 63:
-		return fmt.Errorf("bucket name %q is %d characters long; %s", name, len(name), rule)
-	case strings.ToLower(name) != name:
-		return fmt.Errorf("bucket name %q has uppercase letters; %s", name, rule)
-	case !bucketNameDNS.MatchString(name):
-		return fmt.Errorf("bucket name %q has a character S3 does not allow or does not start and end with a letter or digit; %s", name, rule)
-	case strings.Contains(name, ".."):
-		return fmt.Errorf("bucket name %q has two adjacent dots; %s", name, rule)
-	case net.ParseIP(name) != nil:
-		return fmt.Errorf("bucket name %q is formatted as an IP address, which S3 does not allow", name)
-	}
-	for _, p := range []string{"xn--", "sthree-", "amzn-s3-demo-"} {
-		if strings.HasPrefix(name, p) {
-			return fmt.Errorf("bucket name %q starts with the reserved prefix %q", name, p)
-		}
-	}
-	for _, s := range []string{"-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"} {
-		if strings.HasSuffix(name, s) {
-			return fmt.Errorf("bucket name %q ends with the reserved suffix %q", name, s)
-		}
-	}
-	return nil
-}
+// (general-purpose bucket rules), or nil. The spec checks bucket names with
+// the same function.
+func ValidBucketName(name string) error { return spec.ValidBucketName(name) }
 
 // bucketNames returns the configured bucket names, sorted.
 func (c Config) bucketNames() []string {

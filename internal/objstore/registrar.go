@@ -21,15 +21,22 @@ type Registrar struct {
 	Issuer *iam.Issuer
 	// Store is the object store's control client. Required.
 	Store *Client
-	// Timeout bounds one registration. Default 5s.
+	// Timeout bounds the registration Issue waits for. A credential the
+	// store has not confirmed by then is still returned, and registered in
+	// the background (see Issue). Keep it below what the callers of IMDS
+	// wait (the AWS SDK's IMDS client waits 500ms for an answer). Default 5s.
 	Timeout time.Duration
 	// Logger receives registration failures (never secrets). Default slog.Default().
 	Logger *slog.Logger
 	// Clock tells which remembered credentials have expired. Default the real clock.
 	Clock clock.Clock
 
-	mu   sync.Mutex
-	live map[string]iam.Credentials
+	mu      sync.Mutex
+	live    map[string]iam.Credentials
+	pending map[string]bool // being registered in the background
+	closed  bool
+	quit    chan struct{}
+	wg      sync.WaitGroup
 }
 
 func (r *Registrar) log() *slog.Logger {
@@ -48,9 +55,12 @@ func (r *Registrar) timeout() time.Duration {
 }
 
 // Issue issues a credential bound to {role, instanceID} (the signature of
-// imds.CredentialIssuer) and registers it with the store. A store that cannot
-// be reached does not fail the issue: the credential still serves the other
-// APIs, the failure is logged, and Resync registers it later.
+// imds.CredentialIssuer) and registers it with the store, waiting at most
+// Timeout. A store that cannot be reached, or is slow, does not fail the
+// issue: the credential still serves the other APIs, and it is registered
+// in the background, retried with a capped backoff until the store takes
+// it, it is revoked or it expires (or Close). Resync registers every live
+// credential after the store restarts.
 func (r *Registrar) Issue(role, instanceID string) (iam.Credentials, error) {
 	c, err := r.Issuer.Issue(role, instanceID)
 	if err != nil {
@@ -60,9 +70,70 @@ func (r *Registrar) Issue(role, instanceID string) (iam.Credentials, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout())
 	defer cancel()
 	if err := r.Store.PutCredentials(ctx, c); err != nil {
-		r.log().Warn("credential not registered with the object store; Resync will retry", "access_key_id", c.AccessKeyID, "role", role, "err", err)
+		r.log().Warn("credential not registered with the object store yet; registering it in the background", "access_key_id", c.AccessKeyID, "role", role, "err", err)
+		r.retry(c)
 	}
 	return c, nil
+}
+
+// retry registers c in the background until it succeeds, c is revoked or
+// expires, or the registrar is closed.
+func (r *Registrar) retry(c iam.Credentials) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.pending[c.AccessKeyID] {
+		return
+	}
+	if r.quit == nil {
+		r.quit = make(chan struct{})
+	}
+	if r.pending == nil {
+		r.pending = map[string]bool{}
+	}
+	r.pending[c.AccessKeyID] = true
+	quit := r.quit
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.pending, c.AccessKeyID)
+			r.mu.Unlock()
+		}()
+		clk := clock.Or(r.Clock)
+		for delay := 100 * time.Millisecond; ; delay = min(2*delay, 5*time.Second) {
+			select {
+			case <-quit:
+				return
+			case <-clk.After(delay):
+			}
+			r.mu.Lock()
+			_, live := r.live[c.AccessKeyID]
+			r.mu.Unlock()
+			if !live || !clk.Now().Before(c.Expiration) {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := r.Store.PutCredentials(ctx, c)
+			cancel()
+			if err == nil {
+				r.log().Info("credential registered with the object store", "access_key_id", c.AccessKeyID, "role", c.Principal.Role)
+				return
+			}
+		}
+	}()
+}
+
+// Close stops the background registrations and waits for them.
+func (r *Registrar) Close() {
+	r.mu.Lock()
+	r.closed = true
+	if r.quit != nil {
+		close(r.quit)
+		r.quit = nil
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
 }
 
 func (r *Registrar) remember(c iam.Credentials) {

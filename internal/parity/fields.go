@@ -96,14 +96,16 @@ var Capabilities = []Capability{
 		AWS:        "the university's issuer (Okta, Entra ID) from the deployment values `oidc_issuer_url`, `oidc_client_id`, `oidc_client_secret_arn`, `oidc_staff_sso_only`: the app's environment, and the instance role reads that one secret",
 	},
 	{
-		Name:  "edge",
-		Local: "no edge: the app serves /static/* and /materials/* itself through the load balancer",
-		AWS:   "`aws_cloudfront_distribution`: static paths from the S3 bucket through Origin Access Control, signed URLs for /materials/*, everything else from the ALB uncached",
+		Name:       "edge",
+		LocalBuilt: true,
+		Local:      "haven's edge (internal/edge) on an HTTPS listener with a region CA certificate: behaviours to the bucket with its own identity signing (OAC) and CloudFront signed URLs against the region's key pair, everything else to the load balancer uncached; `haven edge invalidate`; hit ratio in `haven status`",
+		AWS:        "`aws_cloudfront_distribution`: static paths from the S3 bucket through Origin Access Control, signed URLs for /materials/*, everything else from the ALB uncached",
 	},
 	{
-		Name:  "object store",
-		Local: "internal/objstore runs an S3-compatible server on its own; the region does not start it",
-		AWS:   "`aws_s3_bucket.assets`: public access blocked, read only by CloudFront",
+		Name:       "object store",
+		LocalBuilt: true,
+		Local:      "versitygw's S3 server as its own process (started or adopted), data in the state dir; credentials from IMDS registered with it; the bucket policy names the edge alone, the app and release roles' S3 statements are in the region's IAM policies",
+		AWS:        "`aws_s3_bucket.assets`: public access blocked, read only by CloudFront, CORS for teachers' uploads; the app role reads and writes `materials_prefix`",
 	},
 	{
 		Name:       "security groups",
@@ -568,6 +570,50 @@ var Fields = []Field{
 		Variable: "db_rotation_strategy", AWS: "the db-logins function's strategy, the same meaning",
 		Example: "secrets: {db: {strategy: single_user}}", Want: `"single_user"`,
 	},
+	// ---- objstore ----
+	{
+		Path: "objstore.listen", Kind: LocalOnly, Capability: "object store",
+		Allowed: "ip:port", Local: "the S3 endpoint; the app's AWS_ENDPOINT_URL_S3",
+		Reason:  "S3 is reached at its regional endpoint (through the VPC's gateway endpoint)",
+		Example: "objstore: {listen: '127.0.0.1:9100'}",
+	},
+	{
+		Path: "objstore.max_upload", Kind: NotOnAWS, Capability: "object store",
+		Allowed: "1KiB–5TiB", Local: "a larger PUT, part or completed upload gets EntityTooLarge and nothing is stored",
+		Reason:  "S3 takes up to 5 GiB per PUT and 5 TiB per object; the module sets no smaller limit (the app refuses uploads above its --max-upload)",
+		Example: "objstore: {max_upload: 1GiB}",
+	},
+	{
+		Path: "objstore.abort_incomplete_uploads", Kind: NotOnAWS, Capability: "object store",
+		Allowed: "0 (off) or 1s–3650d", Local: "the lifecycle rule aborting interrupted multipart uploads; under a day is one day of that length",
+		Reason:  "the module's bucket has no AbortIncompleteMultipartUpload lifecycle rule yet",
+		Example: "objstore: {abort_incomplete_uploads: 1d}",
+	},
+	{
+		Path: "objstore.buckets[].name", Kind: LocalOnly, Capability: "object store",
+		Allowed: "an S3 bucket name", Default: "`<name>-assets`", Local: "created at start; the app's S3_BUCKET",
+		Reason:  "bucket names are global on AWS: the module makes `<name>-assets-<suffix>` and gives the app its name as S3_BUCKET",
+		Example: "objstore: {buckets: [{name: exam-files}]}",
+	},
+	{
+		Path: "objstore.buckets[].access[].role", Kind: LocalOnly, Capability: "object store",
+		Allowed: "`edge`, `app`, `release`", Default: "edge, app, release (see docs/objstore.md)",
+		Local:   "edge: the bucket policy; app and release: their roles' identity policies",
+		Reason:  "the module's grants are fixed, and they are the default ones: CloudFront reads `static_paths`, the app role reads and writes `materials_prefix`, the pipeline uploads static files",
+		Example: "objstore: {buckets: [{name: courses-assets, access: [{role: app, actions: [read], keys: ['materials/*']}]}]}",
+	},
+	{
+		Path: "objstore.buckets[].access[].actions", Kind: LocalOnly, Capability: "object store",
+		Allowed: "`read`, `write`, `list`, `delete` (the edge only reads)", Default: "see docs/objstore.md",
+		Reason:  "the module's grants are fixed (see objstore.buckets[].access[].role)",
+		Example: "objstore: {buckets: [{name: courses-assets, access: [{role: app, actions: [read], keys: ['materials/*']}]}]}",
+	},
+	{
+		Path: "objstore.buckets[].access[].keys", Kind: LocalOnly, Capability: "object store",
+		Allowed: "key patterns without a leading `/`", Default: "see docs/objstore.md",
+		Reason:  "the module's grants are fixed (see objstore.buckets[].access[].role); `materials_prefix` is a deployment value",
+		Example: "objstore: {buckets: [{name: courses-assets, access: [{role: app, actions: [read], keys: ['materials/*']}]}]}",
+	},
 	// ---- identity ----
 	{
 		Path: "identity.enabled", Kind: LocalOnly, Capability: "staff sign-in",
@@ -693,21 +739,54 @@ var Fields = []Field{
 	// ---- edge ----
 	{
 		Path: "edge.listen", Kind: LocalOnly, Capability: "edge",
-		Allowed: "ip:port, or empty",
+		Allowed: "ip:port, or empty for no edge",
 		Reason:  "CloudFront serves the names in `cloudfront_aliases`, a deployment value",
 		Example: "edge: {listen: '127.0.0.1:9444'}",
 	},
 	{
-		Path: "edge.static", Kind: Exported, Capability: "edge",
-		Allowed:  "path patterns starting with `/`",
-		Variable: "static_paths", AWS: "CloudFront behaviours to the S3 bucket",
-		Example: "edge: {static: [/assets/*]}", Want: `["/assets/*"]`,
+		Path: "edge.behaviors[].path", Kind: Exported, Capability: "edge",
+		Allowed: "a path pattern starting with `/`, not `/*`, each once", Default: "`/static/*`, `/materials/*`",
+		Local:    "matched in order; the rest goes to the load balancer",
+		Variable: "static_paths[]", AWS: "the paths of behaviours to a bucket: CloudFront behaviours to the S3 bucket",
+		Example: "edge: {behaviors: [{path: /assets/*, target: courses-assets}]}", Want: `"/assets/*"`,
 	},
 	{
-		Path: "edge.default_ttl", Kind: NotOnAWS, Capability: "edge",
-		Allowed: "0–365d",
-		Reason:  "CloudFront caches with the managed CachingOptimized policy, whose default TTL is 24h",
-		Example: "edge: {default_ttl: 1h}",
+		Path: "edge.behaviors[].target", Kind: LocalOnly, Capability: "edge",
+		Allowed: "`lb` or a bucket of `objstore.buckets`", Default: "the first bucket",
+		Reason:  "the module has one assets bucket behind its static paths and the ALB behind the default behaviour; a behaviour to `lb` is not exported",
+		Example: "objstore: {buckets: [{name: courses-assets}, {name: other-assets}]}\nedge: {behaviors: [{path: /static/*, target: other-assets}, {path: /materials/*, target: courses-assets, signed: true}]}",
+	},
+	{
+		Path: "edge.behaviors[].signed", Kind: Exported, Capability: "edge",
+		Allowed: "true or false", Default: "true for `/materials/*`",
+		Local:    "signed URLs or cookies of `edge.key_group` required",
+		Variable: "signed_paths[]", AWS: "the paths of signed behaviours: the trusted key group on those behaviours",
+		Example: "edge: {behaviors: [{path: /static/*, target: courses-assets, signed: true}]}", Want: `"/static/*"`,
+	},
+	{
+		Path: "edge.behaviors[].min_ttl", Kind: NotOnAWS, Capability: "edge",
+		Allowed: "0–365d, ≤ default_ttl", Default: "1s to a bucket, 0 to `lb`",
+		Reason:  "CloudFront caches with the managed CachingOptimized policy (TTLs 1s, 24h, 365d)",
+		Example: "edge: {behaviors: [{path: /static/*, target: courses-assets, min_ttl: 1m}, {path: /materials/*, target: courses-assets, signed: true}]}",
+	},
+	{
+		Path: "edge.behaviors[].default_ttl", Kind: NotOnAWS, Capability: "edge",
+		Allowed: "between min_ttl and max_ttl", Default: "24h to a bucket, 0 to `lb`",
+		Reason:  "CloudFront caches with the managed CachingOptimized policy (TTLs 1s, 24h, 365d)",
+		Example: "edge: {behaviors: [{path: /static/*, target: courses-assets, default_ttl: 1h}, {path: /materials/*, target: courses-assets, signed: true}]}",
+	},
+	{
+		Path: "edge.behaviors[].max_ttl", Kind: NotOnAWS, Capability: "edge",
+		Allowed: "0–365d, ≥ default_ttl", Default: "365d to a bucket, 0 to `lb`",
+		Reason:  "CloudFront caches with the managed CachingOptimized policy (TTLs 1s, 24h, 365d)",
+		Example: "edge: {behaviors: [{path: /static/*, target: courses-assets, max_ttl: 30d}, {path: /materials/*, target: courses-assets, signed: true}]}",
+	},
+	{
+		Path: "edge.key_group", Kind: LocalOnly, Capability: "edge",
+		Allowed: "1–128 of letters, digits, `_`, `-`", Default: "`<name>-materials`",
+		Local:   "the region's key pair; its private key in the secret `<name>/cloudfront-signing-key`",
+		Reason:  "the module names its key group `<name>-materials` and takes the public key as `materials_signing_public_key`; the app finds the key by CLOUDFRONT_KEY_PAIR_ID",
+		Example: "edge: {key_group: exam-keys}",
 	},
 	// ---- security groups ----
 	{
@@ -827,7 +906,7 @@ var Fields = []Field{
 		Allowed: "a loopback ip:port, not metrics.listen",
 		Local:   "where the web console is served",
 		Reason:  "on AWS the AWS Management Console and CloudWatch dashboards show the region",
-		Example: "console: {listen: '127.0.0.1:8445'}",
+		Example: "console: {listen: '127.0.0.1:8446'}",
 	},
 	// ---- alarms ----
 	{

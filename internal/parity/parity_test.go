@@ -160,7 +160,7 @@ func TestIsSetAndValue(t *testing.T) {
 	for path, want := range map[string]bool{
 		"database.durability":             true,
 		"database.backup_schedule":        false,
-		"edge.default_ttl":                false,
+		"objstore.max_upload":             false,
 		"fleet.scaling[].scheduled":       true,
 		"fleet.scaling[].target_tracking": true,
 		"fleet.scaling[].desired":         false,
@@ -223,15 +223,14 @@ func TestLocalWarnings(t *testing.T) {
 	if ws := LocalWarnings(spec.Default()); len(ws) != 0 {
 		t.Errorf("the default spec warns locally: %v", ws)
 	}
-	// Target tracking and scheduled actions are acted on (issue 10): no
-	// warning; the edge is not built yet: one.
+	// Target tracking and scheduled actions are acted on (issue 10), and
+	// so is the edge (issue 13): no warning.
 	s, err := spec.Parse([]byte("fleet: {scaling: [{scheduled: exam, cron: '0 7 * * 1-5', min: 6}, {target_tracking: cpu, target: 50}]}\nedge: {listen: '127.0.0.1:9444'}\n"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := LocalWarnings(s)
-	if len(ws) != 1 || !strings.Contains(ws[0], "edge.listen") || !strings.Contains(ws[0], "edge is not acted on locally yet") {
-		t.Errorf("warnings %q, want one about the edge alone", ws)
+	if ws := LocalWarnings(s); len(ws) != 0 {
+		t.Errorf("warnings %q for scaling and the edge, both built locally; want none", ws)
 	}
 }
 

@@ -52,6 +52,8 @@ var cases = []struct {
 		s.AWS.AvailabilityZones = []string{"eu-west-1a", "eu-west-1c"}
 	}, Refused},
 	{"name", func(s *spec.Spec) { s.Name = "lms" }, Refused},
+	{"objstore-max-upload", func(s *spec.Spec) { s.ObjStore.MaxUpload = 1 << 30 }, Refused},
+	{"edge-behaviour-ttl", func(s *spec.Spec) { d := spec.Duration(3600e9); s.Edge.Behaviors[0].MaxTTL = &d }, Refused},
 }
 
 // TestPlanGolden renders each case's plan as text and as JSON and compares

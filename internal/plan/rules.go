@@ -47,7 +47,6 @@ var rules = map[string]Rule{
 	// Settings nothing local runs on.
 	"app.release":            {InPlace, "release", "recorded: the release task runs at the next haven up, not on apply", ""},
 	"app.migrations":         {InPlace, "releases", "recorded: haven deploy asks builds for their migrations with the new arguments after the next haven up, not on apply", ""},
-	"edge":                   {InPlace, "edge", "recorded for haven aws tfvars: the local region does not run the edge yet", ""},
 	"aws":                    {InPlace, "aws", "recorded for haven aws tfvars: nothing local uses it", ""},
 	"aws.region":             {Refused, "region", "the local region serves its AWS APIs in this region: secret ARNs, credentials and metadata carry it", downUp},
 	"aws.availability_zones": {Refused, "zones", "the instances' and database nodes' metadata name these availability zones", "keep them, or " + downUp},
@@ -68,7 +67,10 @@ var rules = map[string]Rule{
 	"database.backup_schedule":  {Refused, "backups", "pgBackRest's schedule is set when the backup tier starts", downUp},
 	"load_balancer.https":       {Refused, "load balancer", "the listener's address is where every client connects; moving it is a restart of the load balancer, which the in-process load balancer cannot do without dropping connections", downUp},
 	"load_balancer.http":        {Refused, "load balancer", "the redirect listener's address is set when the load balancer starts", downUp},
-	"secrets.listen":            {Refused, "secrets", "instances reach the Secrets Manager API at this address for their whole life", downUp},
+	"objstore": {Refused, "object store", "the store's configuration (listen address, buckets and their grants, limits, lifecycle) and the app role's S3 statements are set when the region starts",
+		downUp + "; the buckets' data is kept"},
+	"edge":           {Refused, "edge", "the edge's listener, behaviours and key group are set when it starts", downUp + "; the edge's cache starts empty"},
+	"secrets.listen": {Refused, "secrets", "instances reach the Secrets Manager API at this address for their whole life", downUp},
 	"identity": {Refused, "identity", "the identity provider's listener, directory, client registration and key schedule are set when it starts, and the instances' launch template carries its issuer; a running region does not restart it yet",
 		"keep the identity section, or " + downUp + "; `haven identity rotate-key` rotates the signing key of a running region"},
 }

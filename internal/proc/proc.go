@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Root is where procfs is mounted; tests may point it elsewhere.
@@ -22,7 +23,13 @@ type Stat struct {
 	State byte
 	// PPID is the parent, PGID the process group, Session the session.
 	PPID, PGID, Session int
+	// CPU is the CPU time the process has used, user and system, in the
+	// kernel's clock ticks (USER_HZ, 100 per second on Linux).
+	CPU time.Duration
 }
+
+// clockTick is one USER_HZ tick: Linux fixes USER_HZ at 100 for user space.
+const clockTick = 10 * time.Millisecond
 
 // ReadStat reads /proc/<pid>/stat.
 func ReadStat(pid int) (Stat, error) {
@@ -53,6 +60,15 @@ func ParseStat(b []byte) (Stat, error) {
 	s.Session, err3 = strconv.Atoi(f[3])
 	if err1 != nil || err2 != nil || err3 != nil {
 		return Stat{}, fmt.Errorf("parse stat %q: bad number", b)
+	}
+	// utime and stime are fields 14 and 15 of the line: 11 and 12 after
+	// the command name.
+	if len(f) > 12 {
+		ut, err1 := strconv.ParseInt(f[11], 10, 64)
+		st, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err1 == nil && err2 == nil {
+			s.CPU = time.Duration(ut+st) * clockTick
+		}
 	}
 	return s, nil
 }

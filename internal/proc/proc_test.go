@@ -7,6 +7,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParseNetAddr(t *testing.T) {
@@ -33,6 +34,11 @@ func TestParseStat(t *testing.T) {
 	s, err := ParseStat([]byte("42 (a (weird) name) S 7 42 40 0 -1"))
 	if err != nil || s.State != 'S' || s.PPID != 7 || s.PGID != 42 || s.Session != 40 {
 		t.Fatalf("ParseStat = %+v, %v", s, err)
+	}
+	// utime 150 and stime 25 ticks: 1.75s.
+	s, err = ParseStat([]byte("42 (app) R 1 42 42 0 -1 4194560 100 0 0 0 150 25 0 0 20 0 1"))
+	if err != nil || s.CPU != 1750*time.Millisecond {
+		t.Fatalf("ParseStat CPU = %v, %v; want 1.75s", s.CPU, err)
 	}
 	for _, bad := range []string{"", "1 (x)", "1 (x) S a b c"} {
 		if _, err := ParseStat([]byte(bad)); err == nil {

@@ -58,6 +58,7 @@ func (r *Region) serveAPI() (func(), error) {
 		Repo: filepath.Join(r.cfg.Backup.Dir, "repo"), BackupLog: filepath.Join(r.cfg.Backup.Dir, "log"),
 	}, a, r.events)
 	routes.SecretsRoutes(mux, a.secrets)
+	routes.EdgeRoutes(mux, a.edgeAPI)
 	routes.ScalingRoutes(mux, a.scaling, r.events)
 	routes.OpsRoutes(mux, a, r.events)
 	routes.DeployRoutes(mux, func() routes.Releases {
@@ -230,11 +231,11 @@ func (a *regionAPI) RunOnInstance(ctx context.Context, id string, in api.RunRequ
 		// default; Secrets Manager is the interface endpoint of its zone.
 		for _, in := range v.fleet.Instances() {
 			if in.ID == id {
-				env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(in.Zone))
+				env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(in.Zone), "AWS_ENDPOINT_URL_S3="+r.s3URL(in.Zone))
 			}
 		}
 	} else {
-		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+v.secrets.Endpoint())
+		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+v.secrets.Endpoint(), "AWS_ENDPOINT_URL_S3="+r.s3URL(""))
 		if md := v.imds.Endpoint(id); md != "" {
 			env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+md)
 		}
@@ -351,6 +352,7 @@ func (r *Region) Status() api.Status {
 			}
 		}
 	}
+	r.storageStatus(&st, v)
 	st.Identity = r.identityStatus(v)
 	if v.db != nil {
 		ds := v.db.Status()

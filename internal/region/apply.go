@@ -434,10 +434,11 @@ func (r *Region) applySecrets(ctx context.Context, v *tiers, ns spec.Spec, nc Co
 
 // derive recomputes everything the region derives from the spec rather
 // than configures once: the database secret's host, port and dbname, the
-// app role's policy. It runs on every start and on every apply, so nothing
-// derived survives a spec change by accident. (The security groups'
-// ruleset is rebuilt from the spec on start and by the network step of
-// an apply.)
+// app role's policies (its own secret; its S3 statements and the signing
+// key, once the object store and the key are up). It runs on every start
+// and on every apply, so nothing derived survives a spec change by
+// accident. (The security groups' ruleset is rebuilt from the spec on
+// start and by the network step of an apply.)
 func (r *Region) derive(ctx context.Context, v *tiers, c Configs) error {
 	if v.cred == nil || v.policies == nil {
 		return nil
@@ -454,7 +455,7 @@ func (r *Region) derive(ctx context.Context, v *tiers, c Configs) error {
 	if v.idpSecretARN != "" {
 		arns = append(arns, v.idpSecretARN) // the app's client secret at the identity provider
 	}
-	return v.policies.Set(c.AppRole, appPolicy(arns...))
+	return v.policies.Set(c.AppRole, append([]iam.Policy{appPolicy(arns...)}, storagePolicies(v, c)...)...)
 }
 
 // appPolicy is the app role's policy: read its own secrets, the database

@@ -11,6 +11,7 @@ import (
 	"github.com/haven-platform/haven/internal/cgroup"
 	"github.com/haven-platform/haven/internal/fleet"
 	"github.com/haven-platform/haven/internal/lb"
+	"github.com/haven-platform/haven/internal/objstore"
 	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/vpc"
 )
@@ -23,6 +24,7 @@ type Leftovers struct {
 	Processes []int    `json:"processes,omitempty"` // killed (PostgreSQL servers and tools)
 	Table     string   `json:"nft_table,omitempty"` // the database endpoint's nftables table
 	Cgroups   []string `json:"cgroups,omitempty"`   // cgroup roots removed, with any process in them
+	ObjStore  int      `json:"objstore,omitempty"`  // the object store's pid, stopped
 	// Network is what was left of the region's VPC: namespaces (with the
 	// processes still in them), host links, tables, the address lease.
 	Network *vpc.Swept `json:"network,omitempty"`
@@ -30,7 +32,7 @@ type Leftovers struct {
 
 // Empty reports whether nothing was left.
 func (l Leftovers) Empty() bool {
-	return len(l.Processes) == 0 && l.Table == "" && len(l.Cgroups) == 0 && (l.Network == nil || l.Network.Empty())
+	return len(l.Processes) == 0 && l.Table == "" && len(l.Cgroups) == 0 && l.ObjStore == 0 && (l.Network == nil || l.Network.Empty())
 }
 
 // CleanUp removes what a daemon of stateDir left behind when it died
@@ -106,6 +108,18 @@ func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftove
 		errs = append(errs, err)
 	} else if removed {
 		l.Table = table
+	}
+	// The object store outlives a daemon by design (the next one adopts
+	// it); down stops it.
+	store := &objstore.Process{Dir: filepath.Join(stateDir, "objstore"), Logger: logger}
+	if _, err := store.Adopt(ctx); err != nil {
+		logger.Warn("object store does not answer; stopping it", "err", err)
+	}
+	pid := store.PID()
+	if err := store.Stop(ctx); err != nil {
+		errs = append(errs, err)
+	} else if pid != 0 {
+		l.ObjStore = pid
 	}
 	for _, f := range []string{"haven.sock", "daemon.pid", "endpoint.json"} {
 		_ = os.Remove(filepath.Join(stateDir, f))

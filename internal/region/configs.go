@@ -88,6 +88,8 @@ type Configs struct {
 	ReleaseLog string
 	// AppEnv is the non-secret environment of every app process.
 	AppEnv map[string]string
+	// Storage is the object store and the edge.
+	Storage StorageConfigs
 	// Scaling is fleet.scaling as the scaler's configuration, its metric
 	// period (AWS's 60 s) divided by time_scale.
 	Scaling scaling.Config
@@ -337,6 +339,15 @@ func configs(s spec.Spec, l Layout) (Configs, error) {
 		"PGDATABASE": s.Database.Name, "PGSSLMODE": "disable",
 		"PGCONNECT_TIMEOUT": "3", "AWS_REGION": s.AWS.Region,
 		"COURSES_DB_SECRET_ID": c.DBSecret.Name,
+	}
+	if c.Storage, err = storageConfigs(s, l); err != nil {
+		return Configs{}, err
+	}
+	for k, v := range appS3Env(s, c.Storage) {
+		c.AppEnv[k] = v
+	}
+	if c.Storage.SigningKeySecret != "" {
+		c.AppEnv["CLOUDFRONT_SIGNING_KEY_SECRET_ID"] = c.Storage.SigningKeySecret
 	}
 	if s.Identity.Enabled {
 		c.Identity = identityConfig(s, l, c.Network)

@@ -1,6 +1,7 @@
 package region
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/netip"
@@ -103,6 +104,10 @@ func dump(v any) string {
 				}
 			}
 		case reflect.Slice, reflect.Array:
+			if v.Type() == reflect.TypeOf(json.RawMessage(nil)) {
+				fmt.Fprintf(&b, "%s: %s\n", path, v.Bytes())
+				return
+			}
 			if v.Kind() == reflect.Slice && v.Type().Elem().Kind() == reflect.Uint8 {
 				fmt.Fprintf(&b, "%s: %v\n", path, v.Interface())
 				return

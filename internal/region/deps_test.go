@@ -35,6 +35,8 @@ var tierDeps = map[string][]string{
 	"internal/idp":            nil,
 	"internal/idp/idpsecrets": {"internal/idp", "internal/secrets"},
 	"internal/events":         nil,
+	"internal/objstore":       {"internal/iam"}, // the store verifies haven's credentials and evaluates its policies
+	"internal/edge":           {"internal/iam"}, // iam.Match is the shared wildcard matcher
 	"internal/scaling":        nil,
 	"internal/release":        nil, // drives the fleet and reads the LB through its own interfaces
 }

@@ -295,8 +295,11 @@ func (r *Region) steps() []step {
 		{"identity provider", r.startIdentity, r.stopIdentity, nil}, // before the secrets API: the app role may read its client secret
 		{"backups", r.startBackups, r.stopBackups, nil},
 		{"secrets API", r.startSecrets, r.stopSecrets, nil},
+		{"object store", r.startObjStore, r.stopObjStore, r.detachObjStore},
+		{"signing key", r.startSigningKey, nil, nil},
 		{"release task", r.runRelease, nil, nil},
 		{"load balancer", r.startLB, r.stopLB, r.detachLB},
+		{"edge", r.startEdge, r.stopEdge, nil},
 		{"fleet", r.startFleet, r.stopFleet, r.detachFleet},
 		{"scaling", r.startScaling, r.stopScaling, nil},
 		{"releases", r.startReleases, r.stopReleases, nil}, // a rollout the next daemon resumes

@@ -85,6 +85,7 @@ type tiers struct {
 	fleet        *fleet.Fleet
 	releases     *release.Controller
 	scaling      *scalingTier
+	st           storageTiers // the object store and the edge (storage.go)
 }
 
 // dbEndpoint is the database's one endpoint: kernel NAT or the user-space proxy.
@@ -328,7 +329,7 @@ func (r *Region) openSecrets(context.Context) error {
 	dir := r.cfg.Secrets.Dir
 	var saveMu sync.Mutex
 	var issuer *iam.Issuer
-	issuer, err = iam.NewIssuer(iam.IssuerConfig{Logger: r.opts.Logger, OnChange: func() {
+	issuer, err = iam.NewIssuer(iam.IssuerConfig{Account: account, Logger: r.opts.Logger, OnChange: func() {
 		// Sealed under the secrets' root key, so a daemon that restarts
 		// (a crash, an upgrade) keeps accepting what instances hold.
 		saveMu.Lock()
@@ -358,8 +359,10 @@ func (r *Region) openSecrets(context.Context) error {
 	if err != nil {
 		return fmt.Errorf("open secrets store in %s: %w", cfg.Dir, err)
 	}
+	// Credentials are issued through the registrar, so the object store,
+	// in its own process, verifies them too.
 	r.t.imds = imds.NewEndpoints(imds.EndpointsConfig{Region: r.spec.AWS.Region, Role: r.cfg.AppRole, Account: r.t.issuer.Account(),
-		Issuer: r.t.issuer, Logger: r.opts.Logger})
+		Issuer: r.newRegistrar(r.t.issuer), Logger: r.opts.Logger})
 	return nil
 }
 
@@ -485,6 +488,7 @@ func (r *Region) appEnvOf(t *tiers, c Configs) map[string]string {
 		env[k] = v
 	}
 	env["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = t.secrets.Endpoint()
+	storageEnv(t, env)
 	return env
 }
 
@@ -507,6 +511,7 @@ func (r *Region) runRelease(ctx context.Context) error {
 		env = append(env, k+"="+v)
 	}
 	start := (*exec.Cmd).Start
+	md := r.releaseEndpoints()
 	if r.t.vpc != nil {
 		// The task runs as an instance does: in its own namespace in the
 		// first zone's app subnet, with its metadata at 169.254.169.254.
@@ -516,19 +521,24 @@ func (r *Region) runRelease(ctx context.Context) error {
 			return fmt.Errorf("app.release: %w", err)
 		}
 		defer r.t.vpc.RemoveNode(context.WithoutCancel(ctx), releaseNode)
-		if err := r.serveMetadata(ctx, node, releaseNode, z.AZ); err != nil {
+		// The release role's metadata (storage.go), at 169.254.169.254.
+		ln, err := node.Listen(ctx, "tcp", net.JoinHostPort(vpc.MetadataAddr.String(), "80"))
+		if err != nil {
+			return fmt.Errorf("metadata endpoint of %s: %w", releaseNode, err)
+		}
+		if _, err := md.Serve(ctx, releaseNode, z.AZ, node.Addr().String(), ln); err != nil {
 			return err
 		}
-		defer r.t.imds.End(context.WithoutCancel(ctx), releaseNode)
-		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(z.Name))
+		defer md.End(context.WithoutCancel(ctx), releaseNode)
+		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+r.vpceURL(z.Name), "AWS_ENDPOINT_URL_S3="+r.s3URL(z.Name))
 		start = node.Start
 	} else {
-		md, err := r.t.imds.Start(ctx, releaseNode, r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release), nil)
+		url, err := md.Start(ctx, releaseNode, r.spec.AWS.AvailabilityZones[0], "127.0.0.1", peercred.TaskCaller(r.cfg.Release), nil)
 		if err != nil {
 			return err
 		}
-		defer r.t.imds.End(context.WithoutCancel(ctx), releaseNode)
-		env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+md)
+		defer md.End(context.WithoutCancel(ctx), releaseNode)
+		env = append(env, "AWS_EC2_METADATA_SERVICE_ENDPOINT="+url)
 	}
 	logf, err := os.OpenFile(r.cfg.ReleaseLog, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -813,7 +823,7 @@ func (r *Region) instanceEnv(info fleet.InstanceInfo) map[string]string {
 		// The metadata endpoint is at 169.254.169.254 inside the instance
 		// (Attach started it), where the SDK looks without a variable; the
 		// Secrets Manager API is the interface endpoint in its zone.
-		return map[string]string{"AWS_ENDPOINT_URL_SECRETS_MANAGER": r.vpceURL(info.Zone.Name)}
+		return map[string]string{"AWS_ENDPOINT_URL_SECRETS_MANAGER": r.vpceURL(info.Zone.Name), "AWS_ENDPOINT_URL_S3": r.s3URL(info.Zone.Name)}
 	}
 	az := r.spec.AWS.Region + "a"
 	if info.Zone != nil {

@@ -28,7 +28,10 @@ type Spec struct {
 	Database Database `yaml:"database" json:"database"`
 	// Secrets configures the secrets service and rotation.
 	Secrets Secrets `yaml:"secrets" json:"secrets"`
-	// Edge is the caching reverse proxy in front of the load balancer (CloudFront on AWS).
+	// ObjStore is the S3-compatible object store (S3 on AWS).
+	ObjStore ObjStore `yaml:"objstore" json:"objstore"`
+	// Edge is the caching reverse proxy in front of the load balancer and
+	// the object store (CloudFront on AWS).
 	Edge Edge `yaml:"edge" json:"edge"`
 	// Identity is the identity tier: an OpenID Connect provider standing in
 	// for the university's (Okta or Entra ID on AWS), and the app's single
@@ -280,18 +283,6 @@ type SecretRotation struct {
 	Strategy string `yaml:"strategy" json:"strategy"`
 }
 
-// Edge is the caching reverse proxy.
-type Edge struct {
-	// Listen is the address of the edge's HTTPS listener. Empty disables the
-	// edge locally. Default: empty.
-	Listen string `yaml:"listen" json:"listen"`
-	// Static lists path patterns served from the object store. Default:
-	// [/static/*, /materials/*].
-	Static []string `yaml:"static" json:"static"`
-	// DefaultTTL applies when the origin sends no Cache-Control. Default: 24h.
-	DefaultTTL Duration `yaml:"default_ttl" json:"default_ttl"`
-}
-
 // Identity is the region's OpenID Connect provider (internal/idp) and the
 // app's client registration at it. On AWS the university's tenant is the
 // provider: its issuer, client id and client secret are deployment values
@@ -414,10 +405,11 @@ func Default() Spec {
 			Engine: "postgres", Version: 15, MultiAZ: true, Durability: "preferred",
 			Endpoint: "127.0.0.1:6432", BackupRetention: Duration(7 * 24 * 3600e9), BackupSchedule: MustCron("0 3 * * *"),
 		},
-		Secrets: Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
-		Edge:    Edge{Static: []string{"/static/*", "/materials/*"}, DefaultTTL: Duration(24 * 3600e9)},
-		Metrics: Metrics{Listen: "127.0.0.1:9464"},
-		Console: Console{Listen: "127.0.0.1:8444"},
+		Secrets:  Secrets{Listen: "127.0.0.1:4566", DB: SecretRotation{Rotation: Duration(7 * 24 * 3600e9), Strategy: "alternating_users"}},
+		ObjStore: ObjStore{Listen: "127.0.0.1:9000", MaxUpload: 5 << 30, AbortIncompleteUploads: Duration(7 * 24 * 3600e9)},
+		Edge:     Edge{Listen: "127.0.0.1:8445"},
+		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
+		Console:  Console{Listen: "127.0.0.1:8444"},
 		Alarms: Alarms{Thresholds: AlarmThresholds{HTTP5XXPercent: alarms.DefaultHTTP5XXPercent, P99LatencySeconds: alarms.DefaultP99LatencySeconds,
 			DBConnections: alarms.DefaultDBConnections, ReplicaLagSeconds: alarms.DefaultReplicaLagSeconds}},
 		Identity: Identity{Listen: "127.0.0.1:9443", Name: "University sign-in", KeyRotation: Duration(90 * 24 * 3600e9),

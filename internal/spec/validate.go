@@ -64,6 +64,7 @@ func (s *Spec) fillDerived() {
 			p.Start, p.End = p.Start.In(loc), p.End.In(loc)
 		}
 	}
+	s.fillStorage()
 	if s.Identity.ClientID == "" {
 		s.Identity.ClientID = s.Name
 	}
@@ -92,8 +93,10 @@ func (s *Spec) Validate() []Problem {
 	s.LoadBalancer.validate(&ps)
 	s.Database.validate(&ps)
 	s.Secrets.validate(&ps)
-	s.Edge.validate(&ps)
+	s.ObjStore.validate(&ps)
+	s.Edge.validate(&ps, s.ObjStore.Buckets)
 	s.Identity.validate(&ps)
+	s.validateListeners(&ps)
 	s.validateSecurityGroups(&ps)
 	s.validateOperations(&ps)
 	s.AWS.validate(&ps, len(s.Zones))
@@ -334,18 +337,6 @@ func (s *Secrets) validate(ps *problems) {
 	}
 }
 
-func (e *Edge) validate(ps *problems) {
-	checkAddr(ps, "edge.listen", e.Listen, true)
-	for i, p := range e.Static {
-		if !strings.HasPrefix(p, "/") {
-			ps.add(fmt.Sprintf("edge.static[%d]", i), "must be a path pattern starting with /, got %q", p)
-		}
-	}
-	if e.DefaultTTL < 0 || e.DefaultTTL.D() > 365*24*time.Hour {
-		ps.add("edge.default_ttl", "must be from 0 to 365d, got %s", e.DefaultTTL)
-	}
-}
-
 func (id *Identity) validate(ps *problems) {
 	checkAddr(ps, "identity.listen", id.Listen, false)
 	if ap, err := netip.ParseAddrPort(id.Listen); err == nil && !ap.Addr().IsLoopback() {
@@ -537,5 +528,30 @@ func (r *InstanceRefresh) validate(ps *problems) {
 		if strings.TrimSpace(a) == "" {
 			ps.add(fmt.Sprintf("%srollback_on[%d]", fp, i), "an alarm name is required")
 		}
+	}
+}
+
+// validateListeners refuses two of the region's host listeners on one
+// address: the second would fail to start, or worse, a client would reach
+// the wrong service.
+func (s *Spec) validateListeners(ps *problems) {
+	seen := map[string]string{}
+	for _, l := range []struct{ field, addr string }{
+		{"load_balancer.https", s.LoadBalancer.HTTPS}, {"load_balancer.http", s.LoadBalancer.HTTP},
+		{"database.endpoint", s.Database.Endpoint}, {"secrets.listen", s.Secrets.Listen},
+		{"objstore.listen", s.ObjStore.Listen}, {"edge.listen", s.Edge.Listen},
+		{"identity.listen", s.Identity.Listen}, {"metrics.listen", s.Metrics.Listen}, {"console.listen", s.Console.Listen},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		if l.field == "identity.listen" && !s.Identity.Enabled {
+			continue
+		}
+		if first, dup := seen[l.addr]; dup {
+			ps.add(l.field, "%s is already %s's address; give each listener its own port", l.addr, first)
+			continue
+		}
+		seen[l.addr] = l.field
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,11 @@ type Options struct {
 	MultiAZ bool
 	// Extra is appended to the generated spec (YAML), e.g. for other sections.
 	Extra string
+	// AppEnv is app.env: extra environment of every instance. Default none.
+	AppEnv map[string]string
+	// ObjStore and Edge are added to the objstore and edge mappings (which
+	// set the listen addresses), e.g. "max_upload: 1MiB". Default none.
+	ObjStore, Edge string
 	// CPU is each instance's CPU quota in cores. Default 0.5.
 	CPU float64
 	// HealthCheckType is the fleet's health check type. Default elb.
@@ -111,7 +117,7 @@ type Region struct {
 }
 
 // Ports are the region's listener ports on 127.0.0.1.
-type Ports struct{ HTTPS, HTTP, DB, Secrets, App, Metrics, Console int }
+type Ports struct{ HTTPS, HTTP, DB, Secrets, App, S3, Edge, Metrics, Console int }
 
 // FreePort returns a TCP port free on 127.0.0.1 now.
 func FreePort(t testing.TB) int {
@@ -168,22 +174,40 @@ func NewSpec(t testing.TB, o Options) *Region {
 	_ = os.Chmod(dir, 0o711)
 	r := &Region{t: t, Bin: bin, StateDir: filepath.Join(dir, "state"), SpecFile: filepath.Join(dir, "haven.yaml"), env: o.Env}
 	r.Ports = Ports{HTTPS: FreePort(t), HTTP: FreePort(t), DB: FreePort(t), Secrets: FreePort(t), App: 20000 + rand.IntN(20000),
-		Metrics: FreePort(t), Console: FreePort(t)}
+		S3: FreePort(t), Edge: FreePort(t), Metrics: FreePort(t), Console: FreePort(t)}
+	if o.ObjStore != "" {
+		o.ObjStore = ", " + o.ObjStore
+	}
+	if o.Edge != "" {
+		o.Edge = ", " + o.Edge
+	}
+	// No env line without AppEnv: a test may add one (apply's does).
+	env := ""
+	if len(o.AppEnv) > 0 {
+		var kv []string
+		for k, v := range o.AppEnv {
+			kv = append(kv, fmt.Sprintf("%s: %q", k, v))
+		}
+		sort.Strings(kv)
+		env = "  env: {" + strings.Join(kv, ", ") + "}\n"
+	}
 	spec := fmt.Sprintf(`name: test
 app:
   command: [courses, serve]
-  port: %d
-  release: [courses, seed, --students, "%d", --courses, "%d"]
+%s  port: %d
+  release: [courses, release, --students, "%d", --courses, "%d"]
   health_check: %s
   instance: {cpu: %g, memory: 256MiB}
 fleet: {min: %d, desired: %d, max: %d, health_check_type: %s, grace_period: 5s%s}
 %sload_balancer: {https: 127.0.0.1:%d, http: 127.0.0.1:%d, algorithm: least_outstanding_requests, deregistration_delay: 2s}
 database: {multi_az: %v, endpoint: 127.0.0.1:%d}
 secrets: {listen: 127.0.0.1:%d}
+objstore: {listen: 127.0.0.1:%d%s}
+edge: {listen: 127.0.0.1:%d%s}
 metrics: {listen: 127.0.0.1:%d}
 console: {listen: 127.0.0.1:%d}
-%s`, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, scalingPart, timeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
-		r.Ports.Metrics, r.Ports.Console, o.Extra)
+%s`, env, r.Ports.App, o.Students, o.Courses, o.HealthCheck, o.CPU, o.Min, o.Desired, o.Max, o.HealthCheckType, scalingPart, timeScale, r.Ports.HTTPS, r.Ports.HTTP, o.MultiAZ, r.Ports.DB, r.Ports.Secrets,
+		r.Ports.S3, o.ObjStore, r.Ports.Edge, o.Edge, r.Ports.Metrics, r.Ports.Console, o.Extra)
 	if err := os.WriteFile(r.SpecFile, []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -50,13 +50,24 @@ func FromSpec(s spec.Spec) Input {
 		DeregistrationDelay: s.LoadBalancer.DeregistrationDelay.D(), SlowStart: s.LoadBalancer.SlowStart.D(),
 		Algorithm: s.LoadBalancer.Algorithm,
 		MultiAZ:   s.Database.MultiAZ, BackupRetention: s.Database.BackupRetention.D(),
-		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(), StaticPaths: s.Edge.Static,
+		BackupWindow: s.AWS.BackupWindow, Rotation: s.Secrets.DB.Rotation.D(),
 		MaintenanceWindow: s.AWS.MaintenanceWindow, RotationStrategy: s.Secrets.DB.Strategy,
 		LogRetention:    s.AWS.LogRetention.D(),
 		Alarm5XXPercent: s.Alarms.Thresholds.HTTP5XXPercent, AlarmP99LatencySeconds: s.Alarms.Thresholds.P99LatencySeconds,
 		AlarmDBConnections: s.Alarms.Thresholds.DBConnections,
 		AppEnv:             s.App.Env, IdleTimeout: s.LoadBalancer.IdleTimeout.D(),
 		HealthCheckType: s.Fleet.HealthCheckType, DBName: s.Database.Name, DBUser: s.Database.User,
+	}
+	// The module serves static_paths from its one bucket; a behaviour to
+	// the load balancer is the default behaviour's business there.
+	for _, b := range s.Edge.Behaviors {
+		if b.Target == spec.TargetLB {
+			continue
+		}
+		in.StaticPaths = append(in.StaticPaths, b.Path)
+		if b.Signed {
+			in.SignedPaths = append(in.SignedPaths, b.Path)
+		}
 	}
 	if len(in.AZs) == 0 {
 		in.AZs = AZNames(s.AWS.Region, s.Zones)
@@ -108,7 +119,7 @@ var specFields = map[string]string{
 	"DeregistrationDelay": "load_balancer.deregistration_delay", "SlowStart": "load_balancer.slow_start",
 	"Algorithm": "load_balancer.algorithm", "MultiAZ": "database.multi_az",
 	"BackupRetention": "database.backup_retention", "BackupWindow": "aws.backup_window",
-	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.static",
+	"Rotation": "secrets.db.rotation", "StaticPaths": "edge.behaviors[].path", "SignedPaths": "edge.behaviors[].signed",
 	"MaintenanceWindow": "aws.maintenance_window", "RotationStrategy": "secrets.db.strategy",
 	"LogRetention": "aws.log_retention", "AppEnv": "app.env", "IdleTimeout": "load_balancer.idle_timeout",
 	"HealthCheckType": "fleet.health_check_type", "DBName": "database.name", "DBUser": "database.user",

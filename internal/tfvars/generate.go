@@ -52,6 +52,7 @@ type Vars struct {
 	AlarmP99LatencySeconds  float64              `json:"alarm_p99_latency_seconds,omitempty"`
 	AlarmDBConnections      float64              `json:"alarm_db_connections,omitempty"`
 	StaticPaths             []string             `json:"static_paths,omitempty"`
+	SignedPaths             []string             `json:"signed_paths,omitempty"`
 	// ExtraSecurityGroupRules are the spec's rules beyond the seed's chain.
 	ExtraSecurityGroupRules []SecurityGroupRuleVars `json:"extra_security_group_rules,omitempty"`
 
@@ -358,6 +359,7 @@ func Generate(in Input) (Vars, []Warning, error) {
 		TargetTracking:   []TargetVars{},
 		ScheduledActions: []ScheduledVars{},
 		StaticPaths:      append([]string(nil), in.StaticPaths...),
+		SignedPaths:      append([]string(nil), in.SignedPaths...),
 	}
 
 	g.identity(in, &v)
@@ -425,6 +427,14 @@ func (g *generator) identity(in Input, v *Vars) {
 	}
 	if len(v.StaticPaths) == 0 {
 		v.StaticPaths = nil
+	}
+	for i, p := range in.SignedPaths {
+		if !slices.Contains(in.StaticPaths, p) {
+			g.errorf(fmt.Sprintf("SignedPaths[%d]", i), "must be one of StaticPaths %v (the module signs only paths it serves from the bucket), got %q", in.StaticPaths, p)
+		}
+	}
+	if len(v.SignedPaths) == 0 {
+		v.SignedPaths = nil
 	}
 }
 

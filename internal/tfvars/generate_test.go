@@ -393,6 +393,7 @@ func TestErrorsNameTheField(t *testing.T) {
 		{"negative delay", func(in *Input) { in.DeregistrationDelay = -time.Second }, "DeregistrationDelay"},
 		{"db class", func(in *Input) { in.DBInstanceClass = "t4g.medium" }, "DBInstanceClass"},
 		{"ami", func(in *Input) { in.Deployment.AMI = "ubuntu" }, "Deployment.AMI"},
+		{"signed path not served from the bucket", func(in *Input) { in.SignedPaths = []string{"/private/*"} }, "SignedPaths[0]"},
 		{"artifact half", func(in *Input) { in.Deployment.ArtifactsBucket = "b" }, "Deployment.ArtifactKey"},
 		{"maintenance format", func(in *Input) { in.MaintenanceWindow = "sunday" }, "MaintenanceWindow"},
 		{"maintenance short", func(in *Input) { in.MaintenanceWindow = "sun:04:00-sun:04:15" }, "MaintenanceWindow"},

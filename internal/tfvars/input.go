@@ -109,6 +109,9 @@ type Input struct {
 	// StaticPaths are the path patterns the edge serves from the bucket.
 	// Empty keeps the module default ["/static/*", "/materials/*"].
 	StaticPaths []string
+	// SignedPaths are the patterns of StaticPaths served only with a signed
+	// URL or cookie. Empty keeps the module default ["/materials/*"].
+	SignedPaths []string
 
 	// Deployment holds account-specific values that haven.yaml does not
 	// carry. Each one is written only when set.

@@ -179,6 +179,8 @@ func TestUnexportedFieldsChangeNoVariable(t *testing.T) {
 var listKeys = map[string]string{
 	"target_tracking":   "fleet.scaling[].target_tracking",
 	"scheduled_actions": "fleet.scaling[].scheduled",
+	"static_paths":      "edge.behaviors[].path", // every behaviour of these specs targets a bucket
+	"signed_paths":      "edge.behaviors[].signed",
 }
 
 // hostileYAML is valid locally and outside AWS's ranges almost everywhere.
@@ -327,7 +329,7 @@ func TestIssue16Regressions(t *testing.T) {
 		{name: "an endpoint override is left out with a warning", doc: "app: {env: {AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9000', A: b}}", variable: "app_environment", want: `{"A":"b"}`, warnField: "app.env.AWS_ENDPOINT_URL_S3"},
 		{name: "app.release was dropped silently", doc: "app: {release: [courses, migrate]}", warnField: "app.release"},
 		{name: "database.durability required was dropped silently", doc: "database: {durability: required}", warnField: "database.durability"},
-		{name: "edge.default_ttl was dropped silently", doc: "edge: {default_ttl: 1h}", warnField: "edge.default_ttl"},
+		{name: "an edge TTL (edge.default_ttl before the behaviours) is not dropped silently", doc: "edge: {behaviors: [{path: /static/*, target: courses-assets, default_ttl: 1h}]}", warnField: "edge.behaviors[].default_ttl"},
 		{name: "database.backup_schedule was dropped silently", doc: "database: {backup_schedule: '0 1 * * *'}", warnField: "database.backup_schedule"},
 		{name: "idle timeout rounds up with a warning", doc: "load_balancer: {idle_timeout: 1500ms}", variable: "alb_idle_timeout", want: `2`, warnField: "load_balancer.idle_timeout"},
 	}

@@ -401,6 +401,15 @@ func (v *VPC) build(ctx context.Context) error {
 			return fmt.Errorf("add bridge %s: %w", name, err)
 		}
 		gw := netip.PrefixFrom(zone.SubnetGateway(s.Prefix), s.Prefix.Bits())
+		// A bridge whose address was never set takes the lowest of its
+		// ports' and changes as nodes join: the router's MAC would move
+		// under the subnet's nodes, and their established connections
+		// hang until their neighbour entries expire. Set (locally
+		// administered, from the gateway address), it stays.
+		g := gw.Addr().As4()
+		if err := rh.LinkSetHardwareAddr(br, net.HardwareAddr{0x02, 0x00, g[0], g[1], g[2], g[3]}); err != nil {
+			return fmt.Errorf("set the address of bridge %s: %w", name, err)
+		}
 		if err := rh.AddrAdd(br, &netlink.Addr{IPNet: ipNet(gw)}); err != nil {
 			return fmt.Errorf("address bridge %s: %w", name, err)
 		}

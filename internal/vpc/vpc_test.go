@@ -886,3 +886,58 @@ func TestSetGroupsReplacesTheRuleset(t *testing.T) {
 	checkPaths(t, []pathCase{sibling, {"app instance through the database endpoint", r.a1.DialContext, r.vip, "ok db_a"}})
 	alive("after a refused change")
 }
+
+// TestConnectionsSurviveNodesJoining: a node joining a subnet adds a port
+// to the subnet's bridge. A Linux bridge whose address was never set takes
+// the lowest address of its ports, so a joining node could change the
+// router's MAC under the subnet's other nodes, whose neighbour entries
+// (the router answers ARP for the whole subnet) would then point nowhere
+// until they expire: an established connection through the router would
+// hang for seconds. The bridge keeps its address, and a connection from
+// an instance to an interface endpoint in its subnet keeps answering at
+// once while nodes join.
+func TestConnectionsSurviveNodesJoining(t *testing.T) {
+	tv := newTestVPC(t)
+	ctx := context.Background()
+	a1 := tv.addNode(t, NodeSpec{Name: "i-a1", Attach: []Attach{{"a", zone.App}}, Groups: []string{secgroup.App}})
+	ep := tv.addNode(t, NodeSpec{Name: "vpce-x", Attach: []Attach{{"a", zone.App}}, Groups: []string{secgroup.VPCE}})
+	serve(t, listen(t, ep, hostport(ep.Addr(), 443)), "endpoint")
+	mac := func() string {
+		var hw string
+		if err := tv.Router().Do(func() error {
+			l, err := netlink.LinkByName(bridgeName("a", zone.App))
+			if err != nil {
+				return err
+			}
+			hw = l.Attrs().HardwareAddr.String()
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return hw
+	}
+	c, err := a1.DialContext(ctx, "tcp4", hostport(ep.Addr(), 443))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rd := bufio.NewReader(c)
+	if _, err := rd.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	before := mac()
+	for i := range 8 {
+		tv.addNode(t, NodeSpec{Name: fmt.Sprintf("i-j%d", i), Attach: []Attach{{"a", zone.App}}, Groups: []string{secgroup.App}})
+		if got := mac(); got != before {
+			t.Errorf("after node %d joined, the bridge's address is %s, was %s", i, got, before)
+		}
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		line := fmt.Sprintf("ping %d\n", i)
+		if _, err := io.WriteString(c, line); err != nil {
+			t.Fatalf("after node %d joined: write: %v", i, err)
+		}
+		if got, err := rd.ReadString('\n'); err != nil || got != line {
+			t.Fatalf("after node %d joined: the established connection answered %q, %v within 1s, want the echo", i, got, err)
+		}
+	}
+}

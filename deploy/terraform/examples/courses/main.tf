@@ -83,6 +83,7 @@ module "haven" {
   cloudfront_certificate_arn   = var.cloudfront_certificate_arn
   materials_signing_public_key = var.materials_signing_public_key
   static_paths                 = var.static_paths
+  signed_paths                 = var.signed_paths
   extra_security_group_rules   = var.extra_security_group_rules
   waf_web_acl_arn              = var.waf_web_acl_arn
   alarm_email                  = var.alarm_email

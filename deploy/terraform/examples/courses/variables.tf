@@ -304,9 +304,15 @@ variable "db_secret_rotation_days" {
 }
 
 variable "static_paths" {
-  description = "haven.yaml edge.static."
+  description = "haven.yaml edge.behaviors: the paths of behaviours whose target is a bucket."
   type        = list(string)
   default     = ["/static/*", "/materials/*"]
+}
+
+variable "signed_paths" {
+  description = "haven.yaml edge.behaviors: the paths of signed behaviours (a subset of static_paths)."
+  type        = list(string)
+  default     = ["/materials/*"]
 }
 
 variable "waf_web_acl_arn" {
