@@ -60,11 +60,23 @@ func CleanUp(ctx context.Context, stateDir string, logger *slog.Logger) (Leftove
 	var errs []error
 	// The processes of their own the region's tiers run, found by their
 	// records (identity-checked: a pid another program reuses now is not
-	// touched): instances, the load balancer, the endpoint's proxy.
+	// touched): instances, the load balancer, the endpoint's proxy, the
+	// object store's relays.
 	for _, sweep := range []func() ([]int, error){
 		func() ([]int, error) { return fleet.SweepRecorded(ctx, filepath.Join(stateDir, "fleet.json")) },
 		func() ([]int, error) { return lb.SweepProcesses(ctx, filepath.Join(stateDir, "lb")) },
 		func() ([]int, error) { return endpoint.SweepProcesses(ctx, filepath.Join(stateDir, "endpoint")) },
+		func() ([]int, error) {
+			// The object store's interface endpoint relays, one per zone.
+			dirs, _ := filepath.Glob(filepath.Join(stateDir, "s3-relay", "*"))
+			var pids []int
+			var errs []error
+			for _, d := range dirs {
+				p, err := endpoint.SweepProcesses(ctx, d)
+				pids, errs = append(pids, p...), append(errs, err)
+			}
+			return pids, errors.Join(errs...)
+		},
 	} {
 		pids, err := sweep()
 		l.Processes = append(l.Processes, pids...)

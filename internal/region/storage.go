@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/haven-platform/haven/internal/iam"
 	"github.com/haven-platform/haven/internal/imds"
 	"github.com/haven-platform/haven/internal/objstore"
+	"github.com/haven-platform/haven/internal/pgha/endpoint"
 	"github.com/haven-platform/haven/internal/secgroup"
 	"github.com/haven-platform/haven/internal/secrets"
 	"github.com/haven-platform/haven/internal/spec"
@@ -35,9 +37,12 @@ type storageTiers struct {
 	releaseMD *imds.Endpoints
 	// s3Node is the store's interface endpoint in the VPC (nil on
 	// loopback): an address in each zone's app subnet, in vpce-sg, where
-	// relay forwards to the store on the host.
+	// relay forwarded to the store on the host, in the daemon (unused:
+	// relays replaced it); relays are the interface endpoint's relay
+	// processes, one per zone, which outlive the daemon.
 	s3Node *vpc.Node
 	relay  *objstore.Relay
+	relays []*endpoint.ProxyProcess
 	// keyID is the signing key pair's ID, keyPEM its public half, keyARN
 	// the secret that holds its private key.
 	keyID  string
@@ -194,16 +199,25 @@ func (r *Region) startS3Endpoint(ctx context.Context) error {
 		}
 	}
 	r.t.st.s3Node = node
-	r.t.st.relay = &objstore.Relay{Target: r.spec.ObjStore.Listen, Logger: r.opts.Logger}
+	// Each zone's listener is served by a relay process of its own (`haven
+	// endpoint serve`, forwarding to the store's address on the host), so
+	// the instances' path to the store outlives the daemon as the store
+	// does; the next daemon adopts the processes, cutting nothing.
 	for _, ifc := range node.Interfaces {
-		ln, err := node.Listen(ctx, "tcp", net.JoinHostPort(ifc.Addr.String(), strconv.Itoa(vpcePort)))
+		pp, err := endpoint.NewProcess(endpoint.ProcessConfig{
+			Dir:    filepath.Join(r.opts.StateDir, "s3-relay", ifc.Zone),
+			Listen: net.JoinHostPort(ifc.Addr.String(), strconv.Itoa(vpcePort)),
+			Bind:   func(ctx context.Context, addr string) (net.Listener, error) { return node.Listen(ctx, "tcp", addr) },
+			Logger: r.opts.Logger,
+		})
 		if err != nil {
 			return fmt.Errorf("the object store's interface endpoint: %w", err)
 		}
-		if err := r.t.st.relay.Serve(ln); err != nil {
-			ln.Close()
-			return err
+		if err := pp.Start(ctx); err != nil {
+			return fmt.Errorf("the object store's interface endpoint in zone %s: %w", ifc.Zone, err)
 		}
+		r.t.st.relays = append(r.t.st.relays, pp)
+		pp.SetTarget(1, r.spec.ObjStore.Listen) // an adopted relay has it already: nothing is cut
 	}
 	r.say("object store: interface endpoint for the instances at %s (vpce-sg), relayed to %s", r.s3URL(r.t.zones[0].Name), r.cfg.Storage.S3Endpoint)
 	return nil
@@ -234,8 +248,8 @@ func (r *Region) stopObjStore(ctx context.Context) error {
 		errs = append(errs, r.t.st.watcher.Stop(ctx))
 	}
 	r.t.st.registrar.Close()
-	if r.t.st.relay != nil {
-		errs = append(errs, r.t.st.relay.Close())
+	for _, pp := range r.t.st.relays {
+		errs = append(errs, pp.Stop(ctx))
 	}
 	if r.t.st.s3Node != nil && r.t.vpc != nil {
 		errs = append(errs, r.t.vpc.RemoveNode(ctx, s3NodeName))
@@ -246,8 +260,8 @@ func (r *Region) stopObjStore(ctx context.Context) error {
 
 // detachObjStore lets go of the object store for a daemon that takes
 // over (an upgrade): the watcher, the release task's metadata endpoint and
-// the interface endpoint's relay stop; the store's process and the
-// interface endpoint's node stay, for the next daemon to adopt.
+// the registrar stop; the store's process, the interface endpoint's node
+// and its relay processes stay, for the next daemon to adopt.
 func (r *Region) detachObjStore(ctx context.Context) error {
 	var errs []error
 	if r.t.st.releaseMD != nil {
@@ -257,8 +271,8 @@ func (r *Region) detachObjStore(ctx context.Context) error {
 		errs = append(errs, r.t.st.watcher.Stop(ctx))
 	}
 	r.t.st.registrar.Close()
-	if r.t.st.relay != nil {
-		errs = append(errs, r.t.st.relay.Close())
+	for _, pp := range r.t.st.relays {
+		pp.Detach()
 	}
 	return errors.Join(errs...)
 }

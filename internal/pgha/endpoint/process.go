@@ -179,6 +179,11 @@ type ProcessConfig struct {
 	Command []string
 	// Env holds extra environment variables for the processes. Default none.
 	Env []string
+	// Bind makes the listening socket of Listen, where it must live (a
+	// node's namespace in a VPC: Namespace.Listen); the process, started
+	// on the host, inherits it. Default: a TCP listener in the daemon's
+	// own namespace.
+	Bind func(ctx context.Context, addr string) (net.Listener, error)
 	// Logger receives structured logs. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -301,8 +306,14 @@ func (pp *ProxyProcess) Start(ctx context.Context) error {
 		pp.log.Info("adopted the endpoint's proxy process", "pid", pid, "epoch", st.Epoch, "target", st.Target, "sessions", st.Sessions)
 	}
 	if pp.cur == nil {
-		var lc net.ListenConfig
-		l, err := lc.Listen(ctx, "tcp", pp.cfg.Listen)
+		bind := pp.cfg.Bind
+		if bind == nil {
+			bind = func(ctx context.Context, addr string) (net.Listener, error) {
+				var lc net.ListenConfig
+				return lc.Listen(ctx, "tcp", addr)
+			}
+		}
+		l, err := bind(ctx, pp.cfg.Listen)
 		if err != nil {
 			return fmt.Errorf("start endpoint on %s: %w", pp.cfg.Listen, err)
 		}
