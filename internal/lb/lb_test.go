@@ -173,7 +173,18 @@ func TestRoundRobinAcrossZones(t *testing.T) {
 		}
 	}
 	// The per-target counter the scaler reads (RequestCountPerTarget)
-	// agrees with what each backend saw.
+	// agrees with what each backend saw. A request is counted once its
+	// answer has been written (on the HTTP/1.1 loop, just after the client
+	// may have read it): wait for the last one.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		var n uint64
+		for _, ts := range l.Targets() {
+			n += ts.Requests
+		}
+		if n >= 200 {
+			break
+		}
+	}
 	for _, ts := range l.Targets() {
 		if ts.Requests != 50 {
 			t.Errorf("target %s: Requests = %d, want 50", ts.ID, ts.Requests)

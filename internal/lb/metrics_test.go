@@ -52,7 +52,12 @@ func TestMetricsCountByTargetZoneAndClass(t *testing.T) {
 		}
 	}
 
+	// A request is counted once its answer has been written (on the
+	// HTTP/1.1 loop, just after the client may have read it).
 	m := l.Metrics()
+	for deadline := time.Now().Add(2 * time.Second); m.RequestDuration.Count < 7 && time.Now().Before(deadline); m = l.Metrics() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	zones := map[string]ZoneMetrics{}
 	for _, z := range m.Zones {
 		zones[z.Zone] = z
@@ -89,6 +94,9 @@ func TestMetricsCountByTargetZoneAndClass(t *testing.T) {
 	b.srv.Close()
 	get(t, c, l.HTTPSURL()+"/")
 	m = l.Metrics()
+	for deadline := time.Now().Add(2 * time.Second); m.RequestDuration.Count < 8 && time.Now().Before(deadline); m = l.Metrics() {
+		time.Sleep(5 * time.Millisecond)
+	}
 	for _, z := range m.Zones {
 		if z.Zone == "zb" && z.Ejections != 1 {
 			t.Errorf("zone zb ejections = %d, want 1", z.Ejections)

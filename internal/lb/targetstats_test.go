@@ -28,9 +28,16 @@ func TestPerTargetCounts(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	// A request is counted once its answer has been written (on the
+	// HTTP/1.1 loop, just after the client may have read it).
 	got := map[string]TargetStatus{}
-	for _, ts := range l.Targets() {
-		got[ts.ID] = ts
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		for _, ts := range l.Targets() {
+			got[ts.ID] = ts
+		}
+		if got["good"].Requests+got["bad"].Requests >= 20 || time.Now().After(deadline) {
+			break
+		}
 	}
 	g, b := got["good"], got["bad"]
 	if g.Requests != 10 || g.Responses5xx != 0 || b.Requests != 10 || b.Responses5xx != 10 {
