@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/haven-platform/haven/internal/alarms"
 	"github.com/haven-platform/haven/internal/api"
 	"github.com/haven-platform/haven/internal/drill"
 	"github.com/haven-platform/haven/internal/plan"
@@ -81,9 +82,13 @@ func TestPlanAndApplyUnderLoad(t *testing.T) {
 		"max: 6,", "max: 7,",
 		"target: 50}", "target: 60}",
 		"interval: 300ms", "interval: 400ms",
-		"deregistration_delay: 2s", "deregistration_delay: 3s")
+		"deregistration_delay: 2s", "deregistration_delay: 3s",
+		"metrics: {listen:", "alarms: {thresholds: {p99_latency_seconds: 0.8}}\nmetrics: {listen:")
 	if st := r.StatusJSON(ctx); st.Fleet.Max != 7 || st.LB.IntervalMS != 400 {
 		t.Errorf("after the in-place apply: max %d, interval %d ms; want 7, 400", st.Fleet.Max, st.LB.IntervalMS)
+	}
+	if a := alarmOf(alarmStatus(t, ctx, r), alarms.AlarmP99Latency); a.Definition.Threshold != 0.8 {
+		t.Errorf("after the in-place apply: %s threshold %g, want 0.8", alarms.AlarmP99Latency, a.Definition.Threshold)
 	}
 	// The database endpoint in a VPC: only the host's address moves (the
 	// instances reach the database at its VPC address, which the secret

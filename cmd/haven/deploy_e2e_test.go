@@ -72,7 +72,7 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := strings.Replace(string(raw), "  command: [courses, serve]\n", "  command: [courses, serve]\n  migrations: [migrations, --json]\n", 1)
-	spec = strings.Replace(spec, "grace_period: 5s}", "grace_period: 5s, instance_refresh: {checkpoints: [50, 100], bake: 1s, health_timeout: 30s}}", 1)
+	spec = strings.Replace(spec, "grace_period: 5s}", "grace_period: 5s, instance_refresh: {checkpoints: [50, 100], bake: 1s, health_timeout: 30s, max_p99_increase: 5s}}", 1)
 	if spec == string(raw) || !strings.Contains(spec, "migrations: [") || !strings.Contains(spec, "instance_refresh") {
 		t.Fatalf("could not set app.migrations and fleet.instance_refresh in the test spec:\n%s", raw)
 	}
@@ -197,6 +197,35 @@ func TestDeployBreakingThenDaemonCrash(t *testing.T) {
 	if !strings.Contains(string(evlog), `"allowed-breaking"`) {
 		t.Errorf("events.log has no allowed-breaking event for %s", ro.ID)
 	}
+
+	// `haven deploy rollback VERSION` to the version before, under
+	// logged-in load: a rollout like any other (rolling, gated), no
+	// request failed, and the whole fleet back on that version. The
+	// latency gate's limit is 5 s here: it judges p99 from 20 requests on,
+	// where p99 is the slowest request, and a freshly started instance's
+	// first requests on a busy machine took 1.5 s (a run rolled back on
+	// that; the bad-deploy drill is where the latency gate is proven).
+	load := startLoad(t, ctx, r.StatusJSON(ctx))
+	out, errOut, err = r.Haven(ctx, "deploy", "rollback", last.From, "--json")
+	load.stop()
+	var rb release.Rollout
+	if err != nil || json.Unmarshal([]byte(out), &rb) != nil {
+		t.Fatalf("haven deploy rollback %s: %v\n%s\n%s", last.From, err, out, errOut)
+	}
+	if rb.Requested != "rollback" || rb.Target != last.From || rb.Phase != release.PhaseSucceeded || len(rb.Launched) == 0 {
+		t.Errorf("rollback rollout %s: requested %s, target %s (want %s), phase %s (gate %q: %s), launched %v; want a succeeded rolling rollout",
+			rb.ID, rb.Requested, rb.Target, last.From, rb.Phase, rb.Gate, rb.Reason, rb.Launched)
+	}
+	for ds = deployStatus(t, ctx, r); ds.Current.ID != last.From || ds.Instances[last.From] != 2 || len(ds.Instances) != 1; ds = deployStatus(t, ctx, r) {
+		if ctx.Err() != nil {
+			t.Fatalf("after the rollback: current %s, instances per version %v; want 2 on %s and nothing else", ds.Current.ID, ds.Instances, last.From)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if load.failed.Load() != 0 || load.ok.Load() == 0 {
+		t.Errorf("during the rollback: %d requests ok, %d failed (first: %v); want 0 failed", load.ok.Load(), load.failed.Load(), load.firstErr.Load())
+	}
+	t.Logf("rollback %s → %s: %d requests ok, 0 failed", rb.From, rb.Target, load.ok.Load())
 }
 
 func deployStatus(t *testing.T, ctx context.Context, r *testkit.Region) release.Status {

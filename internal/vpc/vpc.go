@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -1039,12 +1040,16 @@ func (v *VPC) SetGroups(ctx context.Context, groups []secgroup.Group) error {
 	if err := secgroup.Validate(groups, eps); err != nil {
 		return fmt.Errorf("set security groups: %w", err)
 	}
-	for _, n := range v.nodes {
-		for _, g := range n.Groups {
+	var lacking []string // every node whose group would go, in name order
+	for _, name := range slices.Sorted(maps.Keys(v.nodes)) {
+		for _, g := range v.nodes[name].Groups {
 			if !slices.ContainsFunc(groups, func(x secgroup.Group) bool { return x.Name == g }) {
-				return fmt.Errorf("set security groups: node %s is in group %s, which the new groups lack", n.Name, g)
+				lacking = append(lacking, fmt.Sprintf("node %s is in group %s", name, g))
 			}
 		}
+	}
+	if len(lacking) > 0 {
+		return fmt.Errorf("set security groups: %s, which the new groups lack; keep those groups", strings.Join(lacking, ", "))
 	}
 	old := v.cfg.Groups
 	v.cfg.Groups = groups
