@@ -1,8 +1,10 @@
 package lb
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -160,5 +162,46 @@ func TestFreezeBackendZeroFailedGETs(t *testing.T) {
 	want := []string{"initial:" + ReasonInitialHealthChecking, "healthy:", "unhealthy:" + ReasonTimeout, "healthy:"}
 	if fmt.Sprint(reasons) != fmt.Sprint(want) {
 		t.Errorf("target a transitions = %v, want %v", reasons, want)
+	}
+}
+
+// TestPartitionedTargetCutWhileConnecting: a target behind a partition
+// answers nothing, so new connections to it hang in the dial. When health
+// checks mark it unhealthy, the requests waiting on those dials are cut at
+// once and go to the other target: none fails (the dial is not left to run
+// out its own timeout, past the retry budget).
+func TestPartitionedTargetCutWhileConnecting(t *testing.T) {
+	a := newBackend(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close") // every request dials anew
+		io.WriteString(w, "a")
+	})
+	b := newBackend(t, "b", nil)
+	var partitioned atomic.Bool
+	var hung atomic.Int64
+	l, c := startLB(t, func(cfg *Config) {
+		cfg.RetryBudget = 3 * time.Second
+		cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == a.addr() && partitioned.Load() {
+				hung.Add(1)
+				<-ctx.Done() // no SYN-ACK ever comes
+				return nil, ctx.Err()
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	})
+	register(t, l, "a", "za", a.addr())
+	register(t, l, "b", "zb", b.addr())
+	waitState(t, l, "a", StateHealthy)
+	waitState(t, l, "b", StateHealthy)
+
+	ld := startLoad(t, c, l.HTTPSURL()+"/", 4)
+	ld.waitOK(t, 100)
+	partitioned.Store(true)
+	waitState(t, l, "a", StateUnhealthy)
+	ld.waitOK(t, 100)
+	ld.check(t)
+	if hung.Load() == 0 {
+		t.Fatal("no dial to the partitioned target hung: the test did not test the cut while connecting")
 	}
 }

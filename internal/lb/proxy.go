@@ -189,6 +189,9 @@ type attempt struct {
 	state atomic.Int32 // attemptWaiting, attemptGotHeaders, attemptCancelled
 	cause atomic.Pointer[error]
 	conn  atomic.Pointer[backendConn]
+	// dial cancels a connect in progress, so a cut reaches an attempt
+	// still waiting for a target that does not answer (a partition).
+	dial atomic.Pointer[context.CancelFunc]
 }
 
 const (
@@ -202,6 +205,7 @@ func (a *attempt) reset() {
 	a.state.Store(attemptWaiting)
 	a.cause.Store(nil)
 	a.conn.Store(nil)
+	a.dial.Store(nil)
 }
 
 // cancel cuts the attempt with cause, whatever its state: its target
@@ -210,6 +214,9 @@ func (a *attempt) reset() {
 func (a *attempt) cancel(cause error) {
 	a.state.Store(attemptCancelled)
 	a.cause.CompareAndSwap(nil, &cause)
+	if f := a.dial.Load(); f != nil {
+		(*f)()
+	}
 	if bc := a.conn.Load(); bc != nil {
 		_ = bc.c.SetDeadline(time.Unix(1, 0))
 	}
@@ -266,7 +273,7 @@ func (l *LB) roundTrip(r *http.Request, a *attempt, body *replayBody, rs *reqSta
 	t := a.t
 	idle := l.tg().IdleTimeout // SetTargetGroup may change it
 	for retried := false; ; retried = true {
-		bc, err := t.pool.get(l.cfg.Dial, idle)
+		bc, err := t.pool.get(l.cfg.Dial, idle, a)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -652,6 +659,10 @@ func (l *LB) classify(r *http.Request, t *target, err, cause error, body *replay
 		return &lbError{status: StatusClientClosed, reason: "client closed connection", err: err}
 	case errors.Is(err, errIdleTimeout), errors.Is(cause, errIdleTimeout):
 		return &lbError{status: http.StatusGatewayTimeout, reason: "target " + t.id + " timed out", err: errIdleTimeout}
+	case errors.As(err, &de) && (errors.Is(cause, errTargetUnhealthy) || errors.Is(cause, errTargetDrained)):
+		// Cut while connecting: nothing was sent, so any request may go to
+		// another target.
+		return &lbError{status: http.StatusBadGateway, reason: "target " + t.id + " cut off while connecting", err: cause, retryable: body == nil || body.untouched()}
 	case errors.Is(cause, errTargetUnhealthy), errors.Is(cause, errTargetDrained):
 		return &lbError{status: http.StatusBadGateway, reason: "target " + t.id + " cut off", err: cause, retryable: idempotent && replayable}
 	case errors.As(err, &de):
@@ -729,7 +740,9 @@ type connPool struct {
 
 const maxIdleConns = 64
 
-func (p *connPool) get(dial func(ctx context.Context, network, addr string) (net.Conn, error), idle time.Duration) (*backendConn, error) {
+// get returns a kept-alive connection, or dials a new one; a cut of a
+// (nil: none) ends the dial at once.
+func (p *connPool) get(dial func(ctx context.Context, network, addr string) (net.Conn, error), idle time.Duration, a *attempt) (*backendConn, error) {
 	keep := min(idle, 50*time.Second)
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
@@ -746,6 +759,13 @@ func (p *connPool) get(dial func(ctx context.Context, network, addr string) (net
 	timeout := min(idle, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	if a != nil {
+		a.dial.Store(&cancel)
+		defer a.dial.Store(nil)
+		if a.err() != nil { // cut before the dial could be cancelled
+			cancel()
+		}
+	}
 	if dial == nil {
 		dial = defaultDialer.DialContext
 	}
