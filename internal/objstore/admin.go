@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/haven-platform/haven/internal/iam"
+	"github.com/haven-platform/haven/internal/unixsock"
 )
 
 // The control socket, dir/admin.sock (mode 0600, peers must run as the
@@ -65,57 +65,14 @@ func (c Credential) iam() iam.Credentials {
 }
 
 // listenAdmin opens dir/admin.sock, replacing a stale one (the directory lock
-// is held, so no other server owns it).
+// is held, so no other server owns it): mode 0600, peers checked with
+// SO_PEERCRED (unixsock.Listen).
 func (s *server) listenAdmin() (net.Listener, error) {
-	path := filepath.Join(s.dir, SocketFile)
-	_ = os.Remove(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := unixsock.Listen(filepath.Join(s.dir, SocketFile))
 	if err != nil {
 		return nil, fmt.Errorf("start object store: control socket: %w", err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("start object store: control socket: %w", err)
-	}
-	return peerCheck{ln.(*net.UnixListener), os.Geteuid()}, nil
-}
-
-// peerCheck accepts only peers running as uid or root (SO_PEERCRED), on top
-// of the socket's file mode.
-type peerCheck struct {
-	*net.UnixListener
-	uid int
-}
-
-func (p peerCheck) Accept() (net.Conn, error) {
-	for {
-		c, err := p.UnixListener.AcceptUnix()
-		if err != nil {
-			return nil, err
-		}
-		if uid, err := peerUID(c); err == nil && (uid == p.uid || uid == 0) {
-			return c, nil
-		}
-		c.Close()
-	}
-}
-
-func peerUID(c *net.UnixConn) (int, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	var cred *syscall.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
-	}); err != nil {
-		return -1, err
-	}
-	if cerr != nil {
-		return -1, cerr
-	}
-	return int(cred.Uid), nil
+	return ln, nil
 }
 
 func (s *server) adminHandler() http.Handler {
